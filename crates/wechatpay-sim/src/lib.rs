@@ -1,0 +1,1 @@
+//! An offline WeChat Pay V2 gateway simulator for demos and tests.

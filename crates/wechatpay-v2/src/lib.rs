@@ -1,0 +1,1 @@
+//! A strict WeChat Pay V2 (XML) merchant API client: money, signing, XML, calls and notifies.

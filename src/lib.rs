@@ -1,0 +1,1 @@
+//! The jit host: CLI, HTTP server and host builder.
