@@ -22,7 +22,10 @@ fn main() {
         .unwrap_or_else(|error| panic!("`{rustc} -V` printed non-UTF-8 output: {error}"));
     let target = std::env::var("TARGET").expect("cargo sets TARGET for build scripts");
 
-    println!("cargo:rustc-env=JIT_PLUGIN_API_RUSTC_VERSION={}", version.trim());
+    println!(
+        "cargo:rustc-env=JIT_PLUGIN_API_RUSTC_VERSION={}",
+        version.trim()
+    );
     println!("cargo:rustc-env=JIT_PLUGIN_API_TARGET={target}");
     println!("cargo:rerun-if-env-changed=RUSTC");
     println!("cargo:rerun-if-changed=build.rs");

@@ -323,15 +323,14 @@ pub struct PluginDescription {
 pub struct ElementInfo {
     /// The element's fullName, e.g. `pays.myDiscountPay`.
     pub full_name: String,
-    /// Its type chain, nearest first, e.g. `["pays.DiscountWechatPayType",
-    /// "pays.WechatPayType", "pays.Meta"]`.
-    pub type_chain: Vec<String>,
-    /// The keys of its `e.json` (for a Type plugin: the instance's, including keys the
-    /// runtime does not know, such as a discount rate).
-    pub definition: Value,
-    /// Its configuration file with placeholders filled, if it has one. Values the Type marks
-    /// secret are masked.
-    pub config: Option<Value>,
+    /// Its type chain, the element first and its Meta last, e.g. `["pays.myDiscountPay",
+    /// "pays.DiscountWechatPayType", "pays.WechatPayType", "pays.Meta"]`.
+    pub chain: Vec<String>,
+    /// Its settings merged along the chain, nearest first: for each element of the chain its
+    /// configuration file, then the keys of its `e.json` the runtime does not know (so a key
+    /// such as `discountPercent` set on the plugin's Type applies to every instance unless an
+    /// instance sets its own). Values the chain marks secret are masked.
+    pub settings: serde_json::Map<String, Value>,
 }
 
 /// An error crossing the boundary in either direction, as JSON.
@@ -399,7 +398,9 @@ impl PluginError {
             let excerpt: String = text.chars().take(200).collect();
             Self::new(
                 Self::PROTOCOL,
-                format!("undecodable error from across the plugin boundary ({decode_error}): {excerpt}"),
+                format!(
+                    "undecodable error from across the plugin boundary ({decode_error}): {excerpt}"
+                ),
             )
         })
     }
@@ -449,7 +450,10 @@ impl Parent {
     /// A parent's error comes back as the parent reported it.
     pub fn call(&self, function: &str, args: Value) -> Result<Value, PluginError> {
         let args_json = serde_json::to_vec(&args).map_err(|error| {
-            PluginError::new(PluginError::PROTOCOL, format!("args not serialisable: {error}"))
+            PluginError::new(
+                PluginError::PROTOCOL,
+                format!("args not serialisable: {error}"),
+            )
         })?;
         // SAFETY: `host` was valid when the host entered `call`, and `Parent` is only
         // reachable by reference during that call.
@@ -468,7 +472,7 @@ impl Parent {
         decode_reply(status, &bytes)
     }
 
-    /// The element this call is for: fullName, type chain, `e.json` keys and configuration.
+    /// The element this call is for: fullName, type chain and merged settings.
     pub fn element(&self) -> Result<ElementInfo, PluginError> {
         // SAFETY: as in `call`.
         let host = unsafe { &*self.host };
@@ -560,9 +564,8 @@ pub mod __private {
                     .overrides()
                     .map(|names| names.iter().map(|name| (*name).to_owned()).collect()),
             };
-            serde_json::to_value(description).map_err(|error| {
-                PluginError::new(PluginError::PROTOCOL, error.to_string())
-            })
+            serde_json::to_value(description)
+                .map_err(|error| PluginError::new(PluginError::PROTOCOL, error.to_string()))
         }));
         finish(out, outcome)
     }
@@ -581,17 +584,21 @@ pub mod __private {
     ) -> u32 {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if host.is_null() {
-                return Err(PluginError::new(PluginError::PROTOCOL, "host table is null"));
+                return Err(PluginError::new(
+                    PluginError::PROTOCOL,
+                    "host table is null",
+                ));
             }
             // SAFETY: the caller guarantees both views are valid for the call.
-            let function = std::str::from_utf8(unsafe { function.as_slice() }).map_err(|error| {
-                PluginError::new(
-                    PluginError::PROTOCOL,
-                    format!("function name is not UTF-8: {error}"),
-                )
-            })?;
-            let args: Value = serde_json::from_slice(unsafe { args_json.as_slice() })
-                .map_err(|error| {
+            let function =
+                std::str::from_utf8(unsafe { function.as_slice() }).map_err(|error| {
+                    PluginError::new(
+                        PluginError::PROTOCOL,
+                        format!("function name is not UTF-8: {error}"),
+                    )
+                })?;
+            let args: Value =
+                serde_json::from_slice(unsafe { args_json.as_slice() }).map_err(|error| {
                     PluginError::new(
                         PluginError::PROTOCOL,
                         format!("arguments of `{function}` are not valid JSON: {error}"),
@@ -695,7 +702,10 @@ mod tests {
     #[test]
     fn header_string_round_trips_and_reports_corruption() {
         let stored = HeaderString::new("rustc 1.95.0 (59807616e 2026-04-14)");
-        assert_eq!(stored.to_text().unwrap(), "rustc 1.95.0 (59807616e 2026-04-14)");
+        assert_eq!(
+            stored.to_text().unwrap(),
+            "rustc 1.95.0 (59807616e 2026-04-14)"
+        );
 
         let mut corrupt = stored;
         corrupt.len = 500;
