@@ -1,1 +1,89 @@
-//! The element runtime: loads an app's element tree, resolves Meta → Type → Instance chains and serves elements to hosted code.
+//! The element runtime: loads an app's element tree, resolves Meta → Type → Instance
+//! chains and serves elements to hosted code.
+//!
+//! This crate owns the JitAi element model: `e.json` parsing, fullNames, app layers
+//! (embedded framework < extended apps < the app's own `elements/`), overriding and
+//! `accessModifier`, `type` chain resolution, config files with `{{VAR}}` placeholders,
+//! secret masking, loaders and the element cache. It knows nothing of HTTP, databases or
+//! payments: those live in the host and in element families, which plug in through
+//! [`Loader`], [`Element`] and [`AppBuilder::provide`].
+//!
+//! # Using it
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use jit_runtime::{AppBuilder, CallContext};
+//! static PAYS: include_dir::Dir<'static> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/tests/fixtures/framework");
+//!
+//! // `jit check` / `jit ls` / `jit show`: no loaders needed.
+//! let defs = AppBuilder::new("examples/shop").framework_layer(&PAYS).load_definitions()?;
+//! for chain in defs.iter() {
+//!     println!("{chain}  [{}]", chain.element().layer);
+//! }
+//!
+//! // A host: register loaders, build, then get or call elements.
+//! let app = AppBuilder::new("examples/shop").framework_layer(&PAYS).build().await?;
+//! let result = app
+//!     .call("pays.myPay", "create", serde_json::json!({"amount": 1}), &CallContext::principal("u1"))
+//!     .await?;
+//! # let _ = result; Ok(()) }
+//! ```
+//!
+//! # Names and layout
+//!
+//! An element is a folder holding `e.json`; its fullName is the folder path below the
+//! layer root joined with dots, `frontend`/`backend` folders left out. Every segment is
+//! `[A-Za-z_][A-Za-z0-9_]*`. The config file is the `.json` file `frontBundleEntry`
+//! names (an error when missing), else `<lastSegment>.json`, else `config.json`.
+//!
+//! # Layers and overriding
+//!
+//! A higher layer's element with the same fullName overrides the lower one
+//! ([`ElementDef::overrides`] keeps the lower definition). `protected` elements cannot be
+//! overridden. `private` elements cannot be used as a `type` from a higher layer, and a
+//! higher layer's same-named element is a new element (its `overrides` is `None`);
+//! lower-layer chains keep using the private one. `get_element` sees the highest definition.
+//!
+//! # Loaders
+//!
+//! An element is built by the nearest loader on its chain (its own fullName first, then
+//! its Type, ..., then its Meta). Registering a loader again for a fullName stacks it on
+//! the earlier one, which [`LoadContext::load_with_parent`] reaches first, before the
+//! loaders of the parent Types. `build` requires a loader on the chain of every instance
+//! (an element with a `type` that no element uses as its `type`).
+//! A loader must not `get_element` the element it is building (that would wait on itself).
+//!
+//! # Additions to the agreed shapes
+//!
+//! - [`ElementDef::overrides`], [`LoadErrorKind`] on every [`LoadError`], [`Definitions`]
+//!   accessors (`iter`, `chain`, `layers`, `find_elements`, `suggest`).
+//! - [`Element::call`] has a default returning `FUNCTION_NOT_FOUND`.
+//! - [`App::fill_placeholders`] returns [`PlaceholderError`].
+//! - [`check_call`] is public so a host can validate before routing.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod app;
+mod chain;
+mod def;
+mod definitions;
+mod error;
+mod name;
+mod secret;
+mod settings;
+
+pub use app::{App, AppBuilder, CallContext, Element, LoadContext, Loader, WeakApp, check_call};
+pub use chain::Chain;
+pub use def::{AccessModifier, ArgDecl, BackendLoadTime, DataType, ElementDef, FunctionDecl};
+pub use definitions::{Definitions, FRAMEWORK_LAYER, FRAMEWORK_PREFIX, Layer};
+pub use error::{
+    CallError, CallErrorKind, ElementError, GetError, LoadError, LoadErrorKind, LoadErrors,
+    PlaceholderError,
+};
+pub use name::{FullName, NameError, is_valid_segment};
+pub use secret::{MASK, Secret, mask_json};
+pub use settings::{AppSettings, EnvSource, fill_placeholders};
+
+/// Re-exported so element families need not depend on these directly.
+pub use async_trait::async_trait;
+pub use include_dir;

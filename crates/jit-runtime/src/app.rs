@@ -1,0 +1,651 @@
+//! The running app: building elements through loaders, caching them, typed and dynamic access.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use include_dir::Dir;
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+
+use crate::chain::Chain;
+use crate::def::{BackendLoadTime, ElementDef};
+use crate::definitions::{self, Definitions};
+use crate::error::{
+    CallError, CallErrorKind, ElementError, GetError, LoadError, LoadErrorKind, LoadErrors,
+    PlaceholderError,
+};
+use crate::name::FullName;
+use crate::settings::AppSettings;
+
+/// Who is calling and for which request; passed to every [`Element::call`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallContext {
+    /// The host's request id, for logs.
+    pub request_id: Option<String>,
+    /// Who called; `None` is an anonymous caller, refused by `loginRequired` functions.
+    pub principal: Option<String>,
+}
+
+impl CallContext {
+    /// An anonymous caller.
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// A logged-in caller.
+    pub fn principal(principal: impl Into<String>) -> Self {
+        Self {
+            request_id: None,
+            principal: Some(principal.into()),
+        }
+    }
+}
+
+/// A built element: what [`App::get_element`] hands out.
+///
+/// Elements that other code uses through a Rust trait list those traits with
+/// [`crate::provide_interfaces!`] so that [`App::get`] can hand them out typed.
+#[async_trait::async_trait]
+pub trait Element: Send + Sync + 'static {
+    /// The element's definition (`chain[0]`).
+    fn def(&self) -> &Arc<ElementDef>;
+
+    /// Dynamic call of a function declared in the chain's functionList. The runtime has
+    /// already checked that the function is declared, the caller is allowed, and the
+    /// argument names and types match the declaration.
+    async fn call(
+        &self,
+        function: &str,
+        args: Map<String, Value>,
+        cx: &CallContext,
+    ) -> Result<Value, CallError> {
+        let _ = (args, cx);
+        Err(CallError::new(
+            CallErrorKind::FunctionNotFound,
+            format!(
+                "element `{}` does not implement function `{function}`",
+                self.def().full_name
+            ),
+        ))
+    }
+
+    /// Typed access: returns `Some(Box::new(self as Arc<dyn Trait>))` when
+    /// `iface == TypeId::of::<Arc<dyn Trait>>()`. Write it with
+    /// [`crate::provide_interfaces!`]. The default provides only `Arc<Self>`.
+    fn interface(self: Arc<Self>, iface: TypeId) -> Option<Box<dyn Any + Send + Sync>> {
+        if iface == TypeId::of::<Arc<Self>>() {
+            Some(Box::new(self))
+        } else {
+            None
+        }
+    }
+}
+
+/// Implements [`Element::interface`] for the listed trait objects (and the element's own
+/// type), inside an `impl Element for ...` block:
+///
+/// ```ignore
+/// #[async_trait::async_trait]
+/// impl Element for MyPay {
+///     fn def(&self) -> &Arc<ElementDef> { &self.def }
+///     jit_runtime::provide_interfaces!(dyn Pay, dyn Refund);
+/// }
+/// ```
+#[macro_export]
+macro_rules! provide_interfaces {
+    ($($iface:ty),* $(,)?) => {
+        fn interface(
+            self: ::std::sync::Arc<Self>,
+            iface: ::std::any::TypeId,
+        ) -> ::std::option::Option<::std::boxed::Box<dyn ::std::any::Any + ::std::marker::Send + ::std::marker::Sync>> {
+            $(
+                if iface == ::std::any::TypeId::of::<::std::sync::Arc<$iface>>() {
+                    let typed: ::std::sync::Arc<$iface> = self;
+                    return ::std::option::Option::Some(::std::boxed::Box::new(typed));
+                }
+            )*
+            if iface == ::std::any::TypeId::of::<::std::sync::Arc<Self>>() {
+                return ::std::option::Option::Some(::std::boxed::Box::new(self));
+            }
+            ::std::option::Option::None
+        }
+    };
+}
+
+/// Builds the elements of one Meta or Type (and everything below it on chains).
+#[async_trait::async_trait]
+pub trait Loader: Send + Sync + 'static {
+    /// Builds `cx.def()`, the element at the head of `cx.chain()`.
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError>;
+}
+
+/// One step of an element's loader plan: a loader and the chain entry it belongs to.
+struct PlanStep {
+    chain_index: usize,
+    def: Arc<ElementDef>,
+    loader: Arc<dyn Loader>,
+}
+
+/// What a [`Loader`] gets: the app, the element's chain, and its own place on that chain.
+pub struct LoadContext {
+    app: App,
+    chain: Chain,
+    plan: Arc<[PlanStep]>,
+    position: usize,
+}
+
+impl LoadContext {
+    /// The app (for services and other elements; keep a [`WeakApp`] in the element).
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// The chain of the element being built.
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// The element being built (`chain[0]`).
+    pub fn def(&self) -> &Arc<ElementDef> {
+        self.chain.element()
+    }
+
+    /// Index in the chain of the entry whose loader is running.
+    pub fn chain_index(&self) -> usize {
+        self.plan[self.position].chain_index
+    }
+
+    /// The definition whose loader is running. For a loader that was shadowed by a later
+    /// registration for the same fullName, this is the definition the shadowing one
+    /// overrides (when the app overrides it), so each loader sees "its" definition.
+    pub fn loader_def(&self) -> &Arc<ElementDef> {
+        &self.plan[self.position].def
+    }
+
+    /// A shared service given to [`AppBuilder::provide`].
+    pub fn service<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, ElementError> {
+        self.app
+            .service::<T>()
+            .ok_or(ElementError::MissingService(std::any::type_name::<T>()))
+    }
+
+    /// Builds the element with the next loader further up the chain (the overridden
+    /// registration of the same fullName, else the parent Type's, else the Meta's), so an
+    /// extending or shadowing Type can wrap or delegate.
+    pub async fn load_with_parent(&self) -> Result<Arc<dyn Element>, ElementError> {
+        let next = self.position + 1;
+        let Some(step) = self.plan.get(next) else {
+            return Err(ElementError::NoParentLoader(
+                self.loader_def().full_name.to_string(),
+            ));
+        };
+        let cx = LoadContext {
+            app: self.app.clone(),
+            chain: self.chain.clone(),
+            plan: self.plan.clone(),
+            position: next,
+        };
+        step.loader.load(cx).await
+    }
+}
+
+type Loaders = HashMap<String, Vec<Arc<dyn Loader>>>;
+
+/// Sets up an app: where it lives, the embedded framework layer, loaders and services.
+pub struct AppBuilder {
+    app_dir: PathBuf,
+    framework: Vec<&'static Dir<'static>>,
+    loaders: Loaders,
+    services: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    env: HashMap<String, String>,
+}
+
+impl AppBuilder {
+    /// An app whose app.toml and elements/ are in `app_dir`.
+    pub fn new(app_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            app_dir: app_dir.into(),
+            framework: Vec::new(),
+            loaders: HashMap::new(),
+            services: HashMap::new(),
+            env: HashMap::new(),
+        }
+    }
+
+    /// Adds an embedded element tree (one element family, rooted like `elements/`) to the
+    /// framework layer. Called several times, the trees merge; a fullName twice is an error.
+    pub fn framework_layer(mut self, dir: &'static Dir<'static>) -> Self {
+        self.framework.push(dir);
+        self
+    }
+
+    /// Registers the loader of a Meta or Type fullName. Registering again for the same
+    /// fullName shadows the earlier loader, which becomes its parent for
+    /// [`LoadContext::load_with_parent`] (an app overriding an official Type can delegate).
+    pub fn loader(mut self, type_full_name: &str, loader: impl Loader) -> Self {
+        self.loaders
+            .entry(type_full_name.to_owned())
+            .or_default()
+            .push(Arc::new(loader));
+        self
+    }
+
+    /// Provides a shared service to loaders and elements ([`App::service`]).
+    pub fn provide<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.services.insert(TypeId::of::<T>(), value);
+        self
+    }
+
+    /// Extra variables for `{{VAR}}` placeholders, above app.toml `[env]`; the process
+    /// environment still wins.
+    pub fn env(mut self, vars: HashMap<String, String>) -> Self {
+        self.env.extend(vars);
+        self
+    }
+
+    /// Walks, parses and resolves the app's elements without building any (no loader is
+    /// needed). Every problem is reported.
+    pub fn load_definitions(self) -> Result<Definitions, LoadErrors> {
+        definitions::load(&self.app_dir, &self.framework, self.env)
+    }
+
+    /// Loads the definitions, checks every instance has a loader on its chain, and builds
+    /// the `afterAppInit` elements. Every problem is reported.
+    pub async fn build(self) -> Result<App, LoadErrors> {
+        let defs = definitions::load(&self.app_dir, &self.framework, self.env)?;
+        let mut errors = Vec::new();
+        let mut slots = HashMap::with_capacity(defs.len());
+        for chain in defs.iter() {
+            let def = chain.element();
+            let plan = plan_for(chain, &self.loaders);
+            let is_instance = !def.is_meta() && !defs.is_used_as_type(def.full_name.as_str());
+            if plan.is_empty() && is_instance {
+                errors.push(LoadError::new(
+                    LoadErrorKind::NoLoader,
+                    &def.source,
+                    format!("no loader is registered for any element of its chain {chain}"),
+                ));
+            }
+            slots.insert(
+                def.full_name.clone(),
+                Slot {
+                    chain: chain.clone(),
+                    plan: plan.into(),
+                    ready: OnceLock::new(),
+                    building: Mutex::new(None),
+                },
+            );
+        }
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        let app = App(Arc::new(AppInner {
+            defs,
+            services: self.services,
+            slots,
+            attempts: AtomicU64::new(0),
+        }));
+        app.build_elements(BackendLoadTime::AfterAppInit).await?;
+        Ok(app)
+    }
+}
+
+fn plan_for(chain: &Chain, loaders: &Loaders) -> Vec<PlanStep> {
+    let mut plan = Vec::new();
+    for (chain_index, def) in chain.iter().enumerate() {
+        let Some(registered) = loaders.get(def.full_name.as_str()) else {
+            continue;
+        };
+        let mut owner = def.clone();
+        for loader in registered.iter().rev() {
+            plan.push(PlanStep {
+                chain_index,
+                def: owner.clone(),
+                loader: loader.clone(),
+            });
+            if let Some(lower) = &owner.overrides {
+                owner = lower.clone();
+            }
+        }
+    }
+    plan
+}
+
+type BuildFuture = Shared<BoxFuture<'static, Result<Arc<dyn Element>, GetError>>>;
+
+struct Slot {
+    chain: Chain,
+    plan: Arc<[PlanStep]>,
+    ready: OnceLock<Arc<dyn Element>>,
+    /// The build in progress, shared by every caller waiting for it, tagged with its attempt.
+    building: Mutex<Option<(u64, BuildFuture)>>,
+}
+
+struct AppInner {
+    defs: Definitions,
+    services: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    slots: HashMap<FullName, Slot>,
+    attempts: AtomicU64,
+}
+
+/// A loaded app. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+/// A non-owning handle to an [`App`], for elements that reach other elements (an element
+/// holding an `App` would keep the app alive through its own cache).
+#[derive(Clone)]
+pub struct WeakApp(Weak<AppInner>);
+
+impl WeakApp {
+    /// The app, while it is alive.
+    pub fn upgrade(&self) -> Option<App> {
+        self.0.upgrade().map(App)
+    }
+
+    /// [`App::get_element`] through the weak handle.
+    pub async fn get_element(&self, name: &str) -> Result<Arc<dyn Element>, GetError> {
+        self.upgrade()
+            .ok_or(GetError::AppGone)?
+            .get_element(name)
+            .await
+    }
+
+    /// [`App::get`] through the weak handle.
+    pub async fn get<T: ?Sized + 'static>(&self, name: &str) -> Result<Arc<T>, GetError> {
+        self.upgrade()
+            .ok_or(GetError::AppGone)?
+            .get::<T>(name)
+            .await
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.0.defs.settings().name)
+            .field("elements", &self.0.slots.len())
+            .finish()
+    }
+}
+
+impl App {
+    /// The app's settings (app.toml).
+    pub fn settings(&self) -> &AppSettings {
+        self.0.defs.settings()
+    }
+
+    /// Every definition, resolved.
+    pub fn definitions(&self) -> &Definitions {
+        &self.0.defs
+    }
+
+    /// The chain of a visible element.
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.0.slots.get(name).map(|slot| &slot.chain)
+    }
+
+    /// The element named `name` (exact fullName), built on first use by the nearest loader
+    /// on its chain and cached. Concurrent callers share one build; a failed build is
+    /// returned to every caller that waited for it and tried again on the next call.
+    pub async fn get_element(&self, name: &str) -> Result<Arc<dyn Element>, GetError> {
+        let Some(slot) = self.0.slots.get(name) else {
+            return Err(self.not_found(name));
+        };
+        if let Some(element) = slot.ready.get() {
+            return Ok(element.clone());
+        }
+        self.build_slot(slot).await
+    }
+
+    fn not_found(&self, name: &str) -> GetError {
+        GetError::NotFound {
+            name: name.to_owned(),
+            suggestion: self.0.defs.suggest(name),
+        }
+    }
+
+    async fn build_slot(&self, slot: &Slot) -> Result<Arc<dyn Element>, GetError> {
+        let (attempt, build) = {
+            let mut building = slot.building.lock();
+            if let Some(element) = slot.ready.get() {
+                return Ok(element.clone());
+            }
+            match &*building {
+                Some((attempt, build)) => (*attempt, build.clone()),
+                None => {
+                    let attempt = self.0.attempts.fetch_add(1, Ordering::Relaxed);
+                    let build = construct(self.downgrade(), slot.chain.clone(), slot.plan.clone())
+                        .boxed()
+                        .shared();
+                    *building = Some((attempt, build.clone()));
+                    (attempt, build)
+                }
+            }
+        };
+        let result = build.await;
+        let mut building = slot.building.lock();
+        if let Ok(element) = &result {
+            // Set before the in-progress build is cleared, so no caller starts another.
+            let _ = slot.ready.set(element.clone());
+        }
+        if building
+            .as_ref()
+            .is_some_and(|(current, _)| *current == attempt)
+        {
+            *building = None;
+        }
+        drop(building);
+        result
+    }
+
+    /// The element named `name` as the Rust type `T` (typically a trait object such as
+    /// `dyn Pay`, listed by the element with [`crate::provide_interfaces!`]).
+    pub async fn get<T: ?Sized + 'static>(&self, name: &str) -> Result<Arc<T>, GetError> {
+        let element = self.get_element(name).await?;
+        let wrong_kind = || GetError::WrongKind {
+            name: name.to_owned(),
+            expected: std::any::type_name::<T>(),
+        };
+        let provided: Box<dyn Any + Send + Sync> =
+            if TypeId::of::<T>() == TypeId::of::<dyn Element>() {
+                Box::new(element)
+            } else {
+                element
+                    .interface(TypeId::of::<Arc<T>>())
+                    .ok_or_else(wrong_kind)?
+            };
+        provided
+            .downcast::<Arc<T>>()
+            .map(|typed| *typed)
+            .map_err(|_| wrong_kind())
+    }
+
+    /// Calls `function` on element `name`: the function must be declared on the chain
+    /// (nearest declaration wins), a `loginRequired` function needs a principal, and the
+    /// arguments (a JSON object, or null for none) must match the declared names and types.
+    pub async fn call(
+        &self,
+        name: &str,
+        function: &str,
+        args: Value,
+        cx: &CallContext,
+    ) -> Result<Value, CallError> {
+        let Some(slot) = self.0.slots.get(name) else {
+            return Err(self.not_found(name).into());
+        };
+        let args = check_call(&slot.chain, function, args, cx)?;
+        let element = self.get_element(name).await?;
+        element.call(function, args, cx).await
+    }
+
+    /// Every visible element whose chain contains `type_name` (other than itself), sorted
+    /// by fullName.
+    pub fn find_elements(&self, type_name: &str) -> Vec<&Arc<ElementDef>> {
+        self.0.defs.find_elements(type_name)
+    }
+
+    /// A service given to [`AppBuilder::provide`].
+    pub fn service<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.0
+            .services
+            .get(&TypeId::of::<T>())
+            .and_then(|service| service.clone().downcast::<T>().ok())
+    }
+
+    /// A weak handle, for elements.
+    pub fn downgrade(&self) -> WeakApp {
+        WeakApp(Arc::downgrade(&self.0))
+    }
+
+    /// Fills `{{VAR}}` placeholders (process environment, then [`AppBuilder::env`], then
+    /// app.toml `[env]`); the error names the variable and `source`.
+    pub fn fill_placeholders(&self, text: &str, source: &Path) -> Result<String, PlaceholderError> {
+        self.0.defs.fill_placeholders(text, source)
+    }
+
+    /// Builds every element marked with `load_time` (the runtime does `afterAppInit` in
+    /// [`AppBuilder::build`]; a host calls this with `beforeHandleRequest` before serving).
+    pub async fn build_elements(&self, load_time: BackendLoadTime) -> Result<(), LoadErrors> {
+        let mut errors = Vec::new();
+        for chain in self.0.defs.iter() {
+            let def = chain.element();
+            if def.backend_load_time == Some(load_time)
+                && let Err(e) = self.get_element(def.full_name.as_str()).await
+            {
+                errors.push(LoadError::new(
+                    LoadErrorKind::Build,
+                    &def.source,
+                    e.to_string(),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadErrors(errors))
+        }
+    }
+}
+
+async fn construct(
+    app: WeakApp,
+    chain: Chain,
+    plan: Arc<[PlanStep]>,
+) -> Result<Arc<dyn Element>, GetError> {
+    let app = app.upgrade().ok_or(GetError::AppGone)?;
+    let name = chain.element().full_name.to_string();
+    let Some(first) = plan.first() else {
+        return Err(GetError::NoLoader {
+            name,
+            chain: chain.to_string(),
+        });
+    };
+    let loader = first.loader.clone();
+    let cx = LoadContext {
+        app,
+        chain,
+        plan,
+        position: 0,
+    };
+    loader.load(cx).await.map_err(|e| GetError::Build {
+        name,
+        source: Arc::new(e),
+    })
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Checks a call against the chain's declaration; returns the arguments as a map.
+/// Messages name arguments and types, never values (a value may be a secret).
+pub fn check_call(
+    chain: &Chain,
+    function: &str,
+    args: Value,
+    cx: &CallContext,
+) -> Result<Map<String, Value>, CallError> {
+    let element = &chain.element().full_name;
+    let Some(decl) = chain.function(function) else {
+        let available: Vec<&str> = chain.functions().iter().map(|f| f.name.as_str()).collect();
+        return Err(CallError::new(
+            CallErrorKind::FunctionNotFound,
+            format!(
+                "element `{element}` declares no function `{function}` (declared: {})",
+                if available.is_empty() {
+                    "none".to_owned()
+                } else {
+                    available.join(", ")
+                }
+            ),
+        ));
+    };
+    if decl.login_required && cx.principal.is_none() {
+        return Err(CallError::new(
+            CallErrorKind::Unauthorized,
+            format!("`{element}.{function}` requires a logged-in caller"),
+        ));
+    }
+    let args = match args {
+        Value::Null => Map::new(),
+        Value::Object(map) => map,
+        other => {
+            return Err(CallError::bad_arguments(format!(
+                "arguments of `{element}.{function}` must be a JSON object, got {}",
+                json_kind(&other)
+            )));
+        }
+    };
+    let mut problems = Vec::new();
+    for key in args.keys() {
+        if !decl.args.iter().any(|a| &a.name == key) {
+            let declared: Vec<&str> = decl.args.iter().map(|a| a.name.as_str()).collect();
+            problems.push(format!(
+                "unknown argument `{key}` (declared: {})",
+                if declared.is_empty() {
+                    "none".to_owned()
+                } else {
+                    declared.join(", ")
+                }
+            ));
+        }
+    }
+    for arg in &decl.args {
+        match args.get(&arg.name) {
+            None | Some(Value::Null) if arg.required => problems.push(format!(
+                "missing required argument `{}` ({})",
+                arg.name, arg.data_type
+            )),
+            None | Some(Value::Null) => {}
+            Some(value) if !arg.data_type.accepts(value) => problems.push(format!(
+                "argument `{}` must be {}, got {}",
+                arg.name,
+                arg.data_type,
+                json_kind(value)
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(args)
+    } else {
+        Err(CallError::bad_arguments(format!(
+            "`{element}.{function}`: {}",
+            problems.join("; ")
+        )))
+    }
+}
