@@ -1,0 +1,187 @@
+//! Test-only helpers shared by the crates' interop tests.
+//!
+//! Owns one thing: a Python interpreter that has the real `wechatpy==1.8.18` from PyPI, the
+//! independent peer the WeChat Pay code is checked against. It knows nothing of this
+//! project's crates.
+//!
+//! [`wechatpy_python`] returns `$WECHATPY_PYTHON` when that is set (CI prepares it), and
+//! otherwise creates `<workspace>/target/wechatpy-venv` on first use with `python3 -m venv`
+//! and `pip install wechatpy==1.8.18 cryptography`. Test binaries run in parallel, so the
+//! set-up is guarded by an exclusive lock on `target/wechatpy-venv.lock`. Failing to get an
+//! interpreter panics: interop tests never skip silently.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// The wechatpy release every interop test is written against.
+pub const WECHATPY_VERSION: &str = "1.8.18";
+
+/// The cargo workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/test-support sits two levels below the workspace root")
+        .to_path_buf()
+}
+
+fn has_wechatpy(python: &Path) -> bool {
+    let check = format!(
+        "import wechatpy, cryptography, sys; sys.exit(0 if wechatpy.__version__ == '{WECHATPY_VERSION}' else 3)"
+    );
+    Command::new(python)
+        .args(["-c", &check])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn run_step(command: &mut Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn create_venv() -> PathBuf {
+    let target = workspace_root().join("target");
+    std::fs::create_dir_all(&target)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", target.display()));
+    let lock_path = target.join("wechatpy-venv.lock");
+    let lock: File = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", lock_path.display()));
+    // Held until the end of this function: another test binary doing the same waits here,
+    // then finds the venv ready.
+    lock.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
+
+    let venv = target.join("wechatpy-venv");
+    let python = venv.join("bin").join("python");
+    if !has_wechatpy(&python) {
+        run_step(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating the wechatpy venv",
+        );
+        run_step(
+            Command::new(venv.join("bin").join("pip")).args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                &format!("wechatpy=={WECHATPY_VERSION}"),
+                "cryptography",
+            ]),
+            "installing wechatpy into the venv",
+        );
+        assert!(
+            has_wechatpy(&python),
+            "{} still cannot import wechatpy {WECHATPY_VERSION} after installation",
+            python.display()
+        );
+    }
+    python
+}
+
+/// A Python interpreter that can `import wechatpy` (version 1.8.18) and `cryptography`.
+///
+/// Panics with the reason when none can be had.
+pub fn wechatpy_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| match std::env::var_os("WECHATPY_PYTHON") {
+            Some(given) => {
+                let python = PathBuf::from(given);
+                assert!(
+                    has_wechatpy(&python),
+                    "WECHATPY_PYTHON={} cannot import wechatpy {WECHATPY_VERSION} and cryptography",
+                    python.display()
+                );
+                python
+            }
+            None => create_venv(),
+        })
+        .clone()
+}
+
+/// Runs a Python snippet with the wechatpy interpreter, JSON in and out.
+///
+/// The snippet sees the input as the variable `data` and must assign its answer to
+/// `result`, which is written back as JSON. Returns the Python traceback as the error.
+pub fn try_run_python(
+    snippet: &str,
+    data: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let program = format!(
+        "import json, sys\ndata = json.loads(sys.stdin.read())\n{snippet}\nsys.stdout.write(json.dumps(result))\n"
+    );
+    let mut child = Command::new(wechatpy_python())
+        .args(["-c", &program])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start python: {e}"))?;
+    let input = serde_json::to_vec(data).map_err(|e| e.to_string())?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(&input)
+        .map_err(|e| format!("cannot write to python: {e}"))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("python did not finish: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "python exited with {}:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| {
+        format!(
+            "python printed something that is not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// [`try_run_python`], panicking with the Python error.
+pub fn run_python(snippet: &str, data: &serde_json::Value) -> serde_json::Value {
+    try_run_python(snippet, data).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_snippets_round_trip_json() {
+        let out = run_python(
+            "import wechatpy\nresult = {'n': data['n'] + 1, 'v': wechatpy.__version__}",
+            &serde_json::json!({"n": 41}),
+        );
+        assert_eq!(out, serde_json::json!({"n": 42, "v": WECHATPY_VERSION}));
+    }
+
+    #[test]
+    fn python_errors_are_reported() {
+        let error = try_run_python("result = 1 / 0", &serde_json::json!(null)).unwrap_err();
+        assert!(error.contains("ZeroDivisionError"), "{error}");
+    }
+}
