@@ -1,1 +1,6 @@
-//! The pays element family: pays.Meta, pays.WechatPayType, PayLogModel and PaySvc over sea-orm.
+//! The pays element family: `pays.Meta`, `pays.WechatPayType`, `pays.models.PayLogModel`
+//! and `pays.services.PaySvc`, over sea-orm.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod db;

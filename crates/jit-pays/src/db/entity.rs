@@ -1,0 +1,176 @@
+//! The two tables of the family, as sea-orm entities.
+//!
+//! `pays_pay_log` is the local order table (`pays.models.PayLogModel`); its `status` column is
+//! the single source of truth for an order's state and only ever moves through the
+//! conditional UPDATEs in [`super::store`]. `pays_wechat_record` mirrors what WeChat Pay
+//! said about the order (one row per order), for audits and for answering a second
+//! `getPayUrl` without calling WeChat again.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// `pays.Meta.PayStatusEnum`: the four states of an order.
+///
+/// `Wait` is the only non-final state; `Success`, `Close` and `Timeout` are final except
+/// that a genuine payment reported for a `Close`/`Timeout` order moves it to `Success`
+/// with the `paid_after_close` flag (the money moved; it must not be dropped).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "lowercase")]
+pub enum PayStatus {
+    /// Created, waiting for payment.
+    #[sea_orm(string_value = "wait")]
+    Wait,
+    /// Paid.
+    #[sea_orm(string_value = "success")]
+    Success,
+    /// Closed by the merchant (cancel).
+    #[sea_orm(string_value = "close")]
+    Close,
+    /// Closed because it expired unpaid.
+    #[sea_orm(string_value = "timeout")]
+    Timeout,
+}
+
+impl PayStatus {
+    /// The value stored in the database and shown to clients.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayStatus::Wait => "wait",
+            PayStatus::Success => "success",
+            PayStatus::Close => "close",
+            PayStatus::Timeout => "timeout",
+        }
+    }
+
+    /// Parses the stored/client spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "wait" => Some(PayStatus::Wait),
+            "success" => Some(PayStatus::Success),
+            "close" => Some(PayStatus::Close),
+            "timeout" => Some(PayStatus::Timeout),
+            _ => None,
+        }
+    }
+
+    /// Whether no further ordinary transition can leave this state.
+    pub fn is_final(self) -> bool {
+        match self {
+            PayStatus::Wait => false,
+            PayStatus::Success | PayStatus::Close | PayStatus::Timeout => true,
+        }
+    }
+}
+
+impl std::fmt::Display for PayStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The pay log table.
+pub mod pay_log {
+    use super::PayStatus;
+    use sea_orm::entity::prelude::*;
+
+    /// One order.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pays_pay_log")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The merchant order number (WeChat's `out_trade_no`), unique.
+        #[sea_orm(unique)]
+        pub order_id: String,
+        /// Order title (WeChat's `body`).
+        pub subject: String,
+        /// Amount in fen.
+        pub amount_fen: i64,
+        /// Current state.
+        pub status: PayStatus,
+        /// fullName of the pay element that owns the order.
+        pub element: String,
+        /// Trade type of the last successful getPayUrl (NATIVE, MWEB, JSAPI, APP).
+        pub pay_type: Option<String>,
+        /// WeChat's transaction id once paid.
+        pub transaction_id: Option<String>,
+        /// A payment arrived for an order already closed or timed out locally.
+        pub paid_after_close: bool,
+        /// Creation time.
+        pub created_at: DateTimeUtc,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+        /// When it was paid (WeChat's time_end when known).
+        pub paid_at: Option<DateTimeUtc>,
+        /// When it was closed or timed out.
+        pub closed_at: Option<DateTimeUtc>,
+        /// After this instant an unpaid order is closed as `timeout`.
+        pub expires_at: DateTimeUtc,
+        /// How many times the reconciler has queried it.
+        pub check_attempts: i32,
+        /// The reconciler does not look at it before this instant.
+        pub next_check_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The WeChat Pay record table.
+pub mod wechat_record {
+    use sea_orm::entity::prelude::*;
+
+    /// What WeChat Pay knows about one order.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pays_wechat_record")]
+    pub struct Model {
+        /// The merchant order number.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub order_id: String,
+        /// appid used for the order.
+        pub appid: String,
+        /// Merchant id used for the order.
+        pub mch_id: String,
+        /// trade_type of the prepay order.
+        pub trade_type: Option<String>,
+        /// prepay_id from unifiedorder.
+        pub prepay_id: Option<String>,
+        /// code_url (NATIVE).
+        pub code_url: Option<String>,
+        /// mweb_url (MWEB).
+        pub mweb_url: Option<String>,
+        /// When the prepay order stops being usable (prepay_id lives 2 h).
+        pub prepay_expires_at: Option<DateTimeUtc>,
+        /// Last trade_state seen (query or notify).
+        pub trade_state: Option<String>,
+        /// WeChat transaction id.
+        pub transaction_id: Option<String>,
+        /// total_fee in fen as sent to WeChat.
+        pub total_fee: i64,
+        /// The last raw notify body (signed XML, no secret in it).
+        pub last_notify: Option<String>,
+        /// The last raw orderquery response.
+        pub last_query: Option<String>,
+        /// Row creation.
+        pub created_at: DateTimeUtc,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+        /// Last notify.
+        pub notified_at: Option<DateTimeUtc>,
+        /// Last query.
+        pub queried_at: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,274 @@
+//! Schema migrations, applied by [`super::connect`] before anything else touches the tables.
+
+use sea_orm_migration::prelude::*;
+
+/// The family's migrations, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreatePayTables)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        // Kept apart from any migrations table the host app may have.
+        "pays_seaql_migrations".into_iden()
+    }
+}
+
+#[derive(DeriveIden)]
+enum PaysPayLog {
+    Table,
+    Id,
+    OrderId,
+    Subject,
+    AmountFen,
+    Status,
+    Element,
+    PayType,
+    TransactionId,
+    PaidAfterClose,
+    CreatedAt,
+    UpdatedAt,
+    PaidAt,
+    ClosedAt,
+    ExpiresAt,
+    CheckAttempts,
+    NextCheckAt,
+}
+
+#[derive(DeriveIden)]
+enum PaysWechatRecord {
+    Table,
+    OrderId,
+    Appid,
+    MchId,
+    TradeType,
+    PrepayId,
+    CodeUrl,
+    MwebUrl,
+    PrepayExpiresAt,
+    TradeState,
+    TransactionId,
+    TotalFee,
+    LastNotify,
+    LastQuery,
+    CreatedAt,
+    UpdatedAt,
+    NotifiedAt,
+    QueriedAt,
+}
+
+struct CreatePayTables;
+
+impl MigrationName for CreatePayTables {
+    fn name(&self) -> &str {
+        "m20261127_000001_create_pay_tables"
+    }
+}
+
+// The trait's `&SchemaManager` elides its lifetime; spelling it out would not match.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for CreatePayTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(PaysPayLog::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(PaysPayLog::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPayLog::OrderId)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(PaysPayLog::Subject).text().not_null())
+                    .col(
+                        ColumnDef::new(PaysPayLog::AmountFen)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(PaysPayLog::Status).string_len(16).not_null())
+                    .col(ColumnDef::new(PaysPayLog::Element).text().not_null())
+                    .col(ColumnDef::new(PaysPayLog::PayType).string_len(16).null())
+                    .col(
+                        ColumnDef::new(PaysPayLog::TransactionId)
+                            .string_len(64)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPayLog::PaidAfterClose)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPayLog::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPayLog::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPayLog::PaidAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPayLog::ClosedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPayLog::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPayLog::CheckAttempts)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPayLog::NextCheckAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_pay_log_order_id_uniq")
+                    .table(PaysPayLog::Table)
+                    .col(PaysPayLog::OrderId)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        // The reconciler's scan: waiting orders due for a look.
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_pay_log_status_next_check")
+                    .table(PaysPayLog::Table)
+                    .col(PaysPayLog::Status)
+                    .col(PaysPayLog::NextCheckAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_pay_log_created_at")
+                    .table(PaysPayLog::Table)
+                    .col(PaysPayLog::CreatedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(PaysWechatRecord::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::OrderId)
+                            .string_len(32)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::Appid)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::MchId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::TradeType)
+                            .string_len(16)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::PrepayId)
+                            .string_len(128)
+                            .null(),
+                    )
+                    .col(ColumnDef::new(PaysWechatRecord::CodeUrl).text().null())
+                    .col(ColumnDef::new(PaysWechatRecord::MwebUrl).text().null())
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::PrepayExpiresAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::TradeState)
+                            .string_len(32)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::TransactionId)
+                            .string_len(64)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::TotalFee)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(PaysWechatRecord::LastNotify).text().null())
+                    .col(ColumnDef::new(PaysWechatRecord::LastQuery).text().null())
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::NotifiedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWechatRecord::QueriedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(PaysWechatRecord::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(PaysPayLog::Table).to_owned())
+            .await
+    }
+}

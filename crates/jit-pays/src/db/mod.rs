@@ -1,0 +1,262 @@
+//! The family's database: connecting (SQLite or PostgreSQL), migrating, and the
+//! order store whose every state change is one conditional UPDATE.
+
+pub mod entity;
+pub mod migration;
+pub mod store;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
+use sea_orm_migration::MigratorTrait;
+
+pub use store::PayStore;
+
+/// Everything that can go wrong while opening the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbOpenError {
+    /// The URL names neither SQLite nor PostgreSQL.
+    #[error("database URL {url} is not supported: expected sqlite:… or postgres://…")]
+    UnsupportedUrl {
+        /// The URL, password removed.
+        url: String,
+    },
+    /// Connecting failed.
+    #[error("cannot open database {url}: {source}")]
+    Connect {
+        /// The URL, password removed.
+        url: String,
+        /// The driver's error.
+        source: sea_orm::DbErr,
+    },
+    /// A PRAGMA the store depends on did not take effect.
+    #[error(
+        "database {url}: PRAGMA {pragma} is {found:?}, expected {expected:?} \
+         (an in-memory or read-only SQLite database cannot run the pays family)"
+    )]
+    Pragma {
+        /// The URL.
+        url: String,
+        /// Which pragma.
+        pragma: &'static str,
+        /// What we asked for.
+        expected: String,
+        /// What the database reports.
+        found: String,
+    },
+    /// Applying migrations failed.
+    #[error("database {url}: applying the pays migrations failed: {source}")]
+    Migrate {
+        /// The URL, password removed.
+        url: String,
+        /// The migration error.
+        source: sea_orm::DbErr,
+    },
+}
+
+/// How to open the database.
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    /// `sqlite:PATH` / `sqlite://PATH` or `postgres://…` / `postgresql://…`.
+    pub url: String,
+    /// Pool size. SQLite writes are serialised by the database anyway; a few connections
+    /// let reads proceed alongside a write under WAL.
+    pub max_connections: u32,
+    /// How long a SQLite writer waits for the lock before failing.
+    pub busy_timeout: Duration,
+    /// How long opening a connection may take (an unreachable server fails after this).
+    pub connect_timeout: Duration,
+    /// PostgreSQL only: a schema to create (if missing) and use as the search path. Lets
+    /// several independent stores (tests, tenants) share one server.
+    pub pg_schema: Option<String>,
+}
+
+impl DbConfig {
+    /// A config for `url` with the defaults (4 connections, 5 s busy timeout).
+    pub fn new(url: impl Into<String>) -> Self {
+        DbConfig {
+            url: url.into(),
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            pg_schema: None,
+        }
+    }
+
+    /// The embedded default: `pays.db` in `app_dir` (the folder holding app.toml).
+    pub fn sqlite_beside(app_dir: &Path) -> Self {
+        DbConfig::new(format!("sqlite://{}", app_dir.join("pays.db").display()))
+    }
+}
+
+/// Which database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbKind {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl DbKind {
+    /// Classifies a URL by its scheme.
+    pub fn of_url(url: &str) -> Option<DbKind> {
+        if url.starts_with("sqlite:") {
+            Some(DbKind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(DbKind::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Opens the database, checks it is fit for the store, applies the migrations.
+///
+/// SQLite is opened in WAL mode with a busy timeout, both verified by reading the pragmas
+/// back: a database where they do not hold (in-memory, read-only media) is refused rather
+/// than silently run with weaker guarantees.
+pub async fn connect(config: &DbConfig) -> Result<PayStore, DbOpenError> {
+    let shown_url = redact_url(&config.url);
+    let kind = DbKind::of_url(&config.url).ok_or_else(|| DbOpenError::UnsupportedUrl {
+        url: shown_url.clone(),
+    })?;
+    let connect_error = |source| DbOpenError::Connect {
+        url: shown_url.clone(),
+        source,
+    };
+    let mut options = ConnectOptions::new(config.url.clone());
+    options
+        .max_connections(config.max_connections.max(1))
+        .min_connections(1)
+        .connect_timeout(config.connect_timeout)
+        .acquire_timeout(config.busy_timeout + config.connect_timeout)
+        .sqlx_logging(false);
+    match kind {
+        DbKind::Sqlite => {
+            let busy_timeout = config.busy_timeout;
+            options.map_sqlx_sqlite_opts(move |opts: SqliteConnectOptions| {
+                opts.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // FULL: a transition is on disk before the caller (and WeChat) hears of it.
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(busy_timeout)
+                    .foreign_keys(true)
+            });
+        }
+        DbKind::Postgres => {
+            if let Some(schema) = &config.pg_schema {
+                ensure_pg_schema(&config.url, schema, config.connect_timeout)
+                    .await
+                    .map_err(connect_error)?;
+                options.set_schema_search_path(schema.clone());
+            }
+        }
+    }
+    let connection = Database::connect(options).await.map_err(connect_error)?;
+    if kind == DbKind::Sqlite {
+        check_sqlite_pragmas(&connection, &shown_url, config.busy_timeout).await?;
+    }
+    migration::Migrator::up(&connection, None)
+        .await
+        .map_err(|source| DbOpenError::Migrate {
+            url: shown_url.clone(),
+            source,
+        })?;
+    Ok(PayStore::new(connection))
+}
+
+async fn ensure_pg_schema(
+    url: &str,
+    schema: &str,
+    connect_timeout: Duration,
+) -> Result<(), sea_orm::DbErr> {
+    if !schema
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || schema.is_empty()
+    {
+        return Err(sea_orm::DbErr::Custom(format!(
+            "schema name {schema:?} must be ASCII letters, digits and _"
+        )));
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(1)
+        .connect_timeout(connect_timeout)
+        .acquire_timeout(connect_timeout)
+        .sqlx_logging(false);
+    let bootstrap = Database::connect(options).await?;
+    bootstrap
+        .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .await?;
+    bootstrap.close().await
+}
+
+async fn check_sqlite_pragmas(
+    connection: &DatabaseConnection,
+    url: &str,
+    busy_timeout: Duration,
+) -> Result<(), DbOpenError> {
+    let read = |pragma: &'static str| async move {
+        let row = connection
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                format!("PRAGMA {pragma}"),
+            ))
+            .await
+            .map_err(|source| DbOpenError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        let found = match row {
+            Some(row) => match row.try_get_by_index::<String>(0) {
+                Ok(text) => text,
+                Err(_) => row
+                    .try_get_by_index::<i64>(0)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            },
+            None => String::new(),
+        };
+        Ok::<String, DbOpenError>(found)
+    };
+    let journal = read("journal_mode").await?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(DbOpenError::Pragma {
+            url: url.to_owned(),
+            pragma: "journal_mode",
+            expected: "wal".into(),
+            found: journal,
+        });
+    }
+    let expected_ms = busy_timeout.as_millis().to_string();
+    let busy = read("busy_timeout").await?;
+    if busy != expected_ms || busy == "0" {
+        return Err(DbOpenError::Pragma {
+            url: url.to_owned(),
+            pragma: "busy_timeout",
+            expected: expected_ms,
+            found: busy,
+        });
+    }
+    Ok(())
+}

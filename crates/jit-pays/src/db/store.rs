@@ -1,0 +1,528 @@
+//! The order store: inserts, reads and the state machine.
+//!
+//! Every change of `status` is one conditional `UPDATE … WHERE order_id = ? AND status IN
+//! (…)`; the row count it reports decides the single winner, identically on SQLite and
+//! PostgreSQL, whichever process or task runs it. Only the winner may announce the change
+//! (hooks), so each transition is announced exactly once.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Condition, DatabaseConnection, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+};
+
+use super::entity::{PayStatus, pay_log, wechat_record};
+
+/// A database failure, with what the store was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The order id is taken.
+    #[error("order {order_id} already exists")]
+    DuplicateOrder {
+        /// The order id.
+        order_id: String,
+    },
+    /// No such order.
+    #[error("order {order_id} does not exist")]
+    UnknownOrder {
+        /// The order id.
+        order_id: String,
+    },
+    /// The database refused or failed.
+    #[error("database error while {doing}: {source}")]
+    Db {
+        /// What the store was doing.
+        doing: &'static str,
+        /// The driver error.
+        source: DbErr,
+    },
+}
+
+fn db(doing: &'static str) -> impl FnOnce(DbErr) -> StoreError {
+    move |source| StoreError::Db { doing, source }
+}
+
+/// Current time at the precision both databases keep (microseconds), so what is written
+/// reads back equal.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// What a new order needs.
+#[derive(Clone, Debug)]
+pub struct NewOrder {
+    /// Merchant order number.
+    pub order_id: String,
+    /// Title.
+    pub subject: String,
+    /// Amount in fen (already validated positive).
+    pub amount_fen: i64,
+    /// Owning element's fullName.
+    pub element: String,
+    /// Unpaid after this instant → `timeout`.
+    pub expires_at: DateTime<Utc>,
+    /// First reconciler look.
+    pub first_check_at: DateTime<Utc>,
+}
+
+/// The result of an attempted close/timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// This caller moved the order out of `wait`.
+    Closed,
+    /// Someone else already moved it; here is where it is.
+    AlreadyFinal(PayStatus),
+}
+
+/// The result of recording a payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaidOutcome {
+    /// This caller moved the order `wait → success`.
+    Paid,
+    /// This caller moved a closed/timed-out order to `success` and flagged it.
+    PaidAfterClose {
+        /// The state it was in.
+        previous: PayStatus,
+    },
+    /// It was already paid; nothing changed.
+    AlreadyPaid,
+}
+
+/// Filters for listing orders.
+#[derive(Clone, Debug, Default)]
+pub struct OrderFilter {
+    /// Only this state.
+    pub status: Option<PayStatus>,
+    /// Only this element's orders.
+    pub element: Option<String>,
+    /// Created at or after.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Created strictly before.
+    pub created_to: Option<DateTime<Utc>>,
+}
+
+/// What unifiedorder returned, for the record table.
+#[derive(Clone, Debug)]
+pub struct PrepayRecord {
+    /// Order id.
+    pub order_id: String,
+    /// appid.
+    pub appid: String,
+    /// mch_id.
+    pub mch_id: String,
+    /// trade_type.
+    pub trade_type: String,
+    /// prepay_id.
+    pub prepay_id: String,
+    /// code_url (NATIVE).
+    pub code_url: Option<String>,
+    /// mweb_url (MWEB).
+    pub mweb_url: Option<String>,
+    /// Valid until.
+    pub prepay_expires_at: DateTime<Utc>,
+    /// total_fee sent.
+    pub total_fee: i64,
+}
+
+/// What a verified notify or a query said, for the record table.
+#[derive(Clone, Debug)]
+pub struct ThirdPartyState {
+    /// Order id.
+    pub order_id: String,
+    /// appid (used only when the row does not exist yet).
+    pub appid: String,
+    /// mch_id (ditto).
+    pub mch_id: String,
+    /// total_fee (ditto).
+    pub total_fee: i64,
+    /// trade_state (a SUCCESS notify counts as SUCCESS).
+    pub trade_state: Option<String>,
+    /// transaction_id.
+    pub transaction_id: Option<String>,
+    /// The raw XML.
+    pub raw: String,
+}
+
+/// The family's tables behind one connection pool.
+#[derive(Clone, Debug)]
+pub struct PayStore {
+    connection: DatabaseConnection,
+}
+
+impl PayStore {
+    /// Wraps an open, migrated connection.
+    pub fn new(connection: DatabaseConnection) -> Self {
+        PayStore { connection }
+    }
+
+    /// The underlying connection.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.connection
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.connection.ping().await.map_err(db("pinging"))
+    }
+
+    /// Inserts a new `wait` order. A taken order id is [`StoreError::DuplicateOrder`] and
+    /// writes nothing.
+    pub async fn insert_order(&self, order: NewOrder) -> Result<pay_log::Model, StoreError> {
+        let at = now();
+        let row = pay_log::ActiveModel {
+            id: NotSet,
+            order_id: Set(order.order_id.clone()),
+            subject: Set(order.subject),
+            amount_fen: Set(order.amount_fen),
+            status: Set(PayStatus::Wait),
+            element: Set(order.element),
+            pay_type: Set(None),
+            transaction_id: Set(None),
+            paid_after_close: Set(false),
+            created_at: Set(at),
+            updated_at: Set(at),
+            paid_at: Set(None),
+            closed_at: Set(None),
+            expires_at: Set(order.expires_at.trunc_subsecs(6)),
+            check_attempts: Set(0),
+            next_check_at: Set(order.first_check_at.trunc_subsecs(6)),
+        };
+        match row.insert(&self.connection).await {
+            Ok(model) => Ok(model),
+            Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Err(StoreError::DuplicateOrder {
+                    order_id: order.order_id,
+                })
+            }
+            Err(source) => Err(StoreError::Db {
+                doing: "inserting an order",
+                source,
+            }),
+        }
+    }
+
+    /// One order by id.
+    pub async fn find_order(&self, order_id: &str) -> Result<Option<pay_log::Model>, StoreError> {
+        pay_log::Entity::find()
+            .filter(pay_log::Column::OrderId.eq(order_id))
+            .one(&self.connection)
+            .await
+            .map_err(db("reading an order"))
+    }
+
+    /// One order by id, absent → [`StoreError::UnknownOrder`].
+    pub async fn get_order(&self, order_id: &str) -> Result<pay_log::Model, StoreError> {
+        self.find_order(order_id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownOrder {
+                order_id: order_id.to_owned(),
+            })
+    }
+
+    /// Orders matching `filter`, newest first, `limit` from `offset`.
+    pub async fn list_orders(
+        &self,
+        filter: &OrderFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<pay_log::Model>, StoreError> {
+        pay_log::Entity::find()
+            .filter(filter_condition(filter))
+            .order_by_desc(pay_log::Column::CreatedAt)
+            .order_by_desc(pay_log::Column::Id)
+            .offset(offset)
+            .limit(limit)
+            .all(&self.connection)
+            .await
+            .map_err(db("listing orders"))
+    }
+
+    /// How many orders match `filter`.
+    pub async fn count_orders(&self, filter: &OrderFilter) -> Result<u64, StoreError> {
+        pay_log::Entity::find()
+            .filter(filter_condition(filter))
+            .count(&self.connection)
+            .await
+            .map_err(db("counting orders"))
+    }
+
+    /// Remembers the trade type of the latest prepay order (not a state change).
+    pub async fn set_pay_type(&self, order_id: &str, pay_type: &str) -> Result<(), StoreError> {
+        pay_log::Entity::update_many()
+            .col_expr(pay_log::Column::PayType, Expr::value(pay_type))
+            .col_expr(pay_log::Column::UpdatedAt, Expr::value(now()))
+            .filter(pay_log::Column::OrderId.eq(order_id))
+            .exec(&self.connection)
+            .await
+            .map_err(db("recording the pay type"))?;
+        Ok(())
+    }
+
+    /// `wait → close` or `wait → timeout`, one conditional UPDATE.
+    pub async fn close_order(
+        &self,
+        order_id: &str,
+        to: PayStatus,
+    ) -> Result<CloseOutcome, StoreError> {
+        debug_assert!(matches!(to, PayStatus::Close | PayStatus::Timeout));
+        let at = now();
+        let result = pay_log::Entity::update_many()
+            .col_expr(pay_log::Column::Status, Expr::value(to.as_str()))
+            .col_expr(pay_log::Column::ClosedAt, Expr::value(at))
+            .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
+            .filter(pay_log::Column::OrderId.eq(order_id))
+            .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str()))
+            .exec(&self.connection)
+            .await
+            .map_err(db("closing an order"))?;
+        if result.rows_affected == 1 {
+            return Ok(CloseOutcome::Closed);
+        }
+        let current = self.get_order(order_id).await?;
+        Ok(CloseOutcome::AlreadyFinal(current.status))
+    }
+
+    /// Records a payment: `wait → success`, or — if the order was closed or timed out
+    /// locally meanwhile — `close|timeout → success` with `paid_after_close` set. Each is
+    /// one conditional UPDATE; exactly one caller ever gets `Paid` or `PaidAfterClose`.
+    pub async fn mark_paid(
+        &self,
+        order_id: &str,
+        transaction_id: Option<&str>,
+        paid_at: DateTime<Utc>,
+    ) -> Result<PaidOutcome, StoreError> {
+        let paid_at = paid_at.trunc_subsecs(6);
+        // Statuses only move forward, so two rounds always settle it; a third is a bug
+        // elsewhere (e.g. someone writing `wait` back) and is reported, not looped on.
+        for _ in 0..2 {
+            let at = now();
+            let won = pay_log::Entity::update_many()
+                .col_expr(
+                    pay_log::Column::Status,
+                    Expr::value(PayStatus::Success.as_str()),
+                )
+                .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
+                .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
+                .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
+                .filter(pay_log::Column::OrderId.eq(order_id))
+                .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str()))
+                .exec(&self.connection)
+                .await
+                .map_err(db("marking an order paid"))?;
+            if won.rows_affected == 1 {
+                return Ok(PaidOutcome::Paid);
+            }
+            let current = self.get_order(order_id).await?;
+            match current.status {
+                PayStatus::Success => return Ok(PaidOutcome::AlreadyPaid),
+                PayStatus::Wait => continue,
+                previous @ (PayStatus::Close | PayStatus::Timeout) => {
+                    let late = pay_log::Entity::update_many()
+                        .col_expr(
+                            pay_log::Column::Status,
+                            Expr::value(PayStatus::Success.as_str()),
+                        )
+                        .col_expr(pay_log::Column::PaidAfterClose, Expr::value(true))
+                        .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
+                        .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
+                        .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
+                        .filter(pay_log::Column::OrderId.eq(order_id))
+                        .filter(pay_log::Column::Status.eq(previous.as_str()))
+                        .exec(&self.connection)
+                        .await
+                        .map_err(db("marking a closed order paid"))?;
+                    if late.rows_affected == 1 {
+                        return Ok(PaidOutcome::PaidAfterClose { previous });
+                    }
+                    // Another caller recorded the same payment first.
+                    continue;
+                }
+            }
+        }
+        match self.get_order(order_id).await?.status {
+            PayStatus::Success => Ok(PaidOutcome::AlreadyPaid),
+            _ => Err(StoreError::Db {
+                doing: "marking an order paid",
+                source: DbErr::Custom(format!(
+                    "order {order_id} neither moved to success nor is in success"
+                )),
+            }),
+        }
+    }
+
+    /// Waiting orders whose next reconciler look is due, oldest first.
+    pub async fn due_for_check(
+        &self,
+        at: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<pay_log::Model>, StoreError> {
+        pay_log::Entity::find()
+            .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str()))
+            .filter(pay_log::Column::NextCheckAt.lte(at))
+            .order_by_asc(pay_log::Column::NextCheckAt)
+            .limit(limit)
+            .all(&self.connection)
+            .await
+            .map_err(db("scanning waiting orders"))
+    }
+
+    /// Pushes an order's next reconciler look to `next_check_at`, counting the attempt.
+    pub async fn postpone_check(
+        &self,
+        order_id: &str,
+        attempts: i32,
+        next_check_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        pay_log::Entity::update_many()
+            .col_expr(pay_log::Column::CheckAttempts, Expr::value(attempts))
+            .col_expr(
+                pay_log::Column::NextCheckAt,
+                Expr::value(next_check_at.trunc_subsecs(6)),
+            )
+            .filter(pay_log::Column::OrderId.eq(order_id))
+            .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str()))
+            .exec(&self.connection)
+            .await
+            .map_err(db("scheduling the next check"))?;
+        Ok(())
+    }
+
+    /// The WeChat record of an order.
+    pub async fn find_record(
+        &self,
+        order_id: &str,
+    ) -> Result<Option<wechat_record::Model>, StoreError> {
+        wechat_record::Entity::find_by_id(order_id.to_owned())
+            .one(&self.connection)
+            .await
+            .map_err(db("reading a WeChat record"))
+    }
+
+    /// Stores (or replaces) the prepay order data.
+    pub async fn save_prepay(&self, prepay: PrepayRecord) -> Result<(), StoreError> {
+        use wechat_record::Column as C;
+        let at = now();
+        let row = wechat_record::ActiveModel {
+            order_id: Set(prepay.order_id),
+            appid: Set(prepay.appid),
+            mch_id: Set(prepay.mch_id),
+            trade_type: Set(Some(prepay.trade_type)),
+            prepay_id: Set(Some(prepay.prepay_id)),
+            code_url: Set(prepay.code_url),
+            mweb_url: Set(prepay.mweb_url),
+            prepay_expires_at: Set(Some(prepay.prepay_expires_at.trunc_subsecs(6))),
+            trade_state: Set(None),
+            transaction_id: Set(None),
+            total_fee: Set(prepay.total_fee),
+            last_notify: Set(None),
+            last_query: Set(None),
+            created_at: Set(at),
+            updated_at: Set(at),
+            notified_at: Set(None),
+            queried_at: Set(None),
+        };
+        wechat_record::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(C::OrderId)
+                    .update_columns([
+                        C::Appid,
+                        C::MchId,
+                        C::TradeType,
+                        C::PrepayId,
+                        C::CodeUrl,
+                        C::MwebUrl,
+                        C::PrepayExpiresAt,
+                        C::TotalFee,
+                        C::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.connection)
+            .await
+            .map_err(db("saving the prepay order"))?;
+        Ok(())
+    }
+
+    /// Stores what a verified notify said.
+    pub async fn save_notify(&self, state: ThirdPartyState) -> Result<(), StoreError> {
+        self.save_third_party(state, true).await
+    }
+
+    /// Stores what an orderquery said.
+    pub async fn save_query(&self, state: ThirdPartyState) -> Result<(), StoreError> {
+        self.save_third_party(state, false).await
+    }
+
+    async fn save_third_party(
+        &self,
+        state: ThirdPartyState,
+        from_notify: bool,
+    ) -> Result<(), StoreError> {
+        use wechat_record::Column as C;
+        let at = now();
+        let (last_notify, notified_at, last_query, queried_at) = if from_notify {
+            (Some(state.raw), Some(at), None, None)
+        } else {
+            (None, None, Some(state.raw), Some(at))
+        };
+        let row = wechat_record::ActiveModel {
+            order_id: Set(state.order_id),
+            appid: Set(state.appid),
+            mch_id: Set(state.mch_id),
+            trade_type: Set(None),
+            prepay_id: Set(None),
+            code_url: Set(None),
+            mweb_url: Set(None),
+            prepay_expires_at: Set(None),
+            trade_state: Set(state.trade_state.clone()),
+            transaction_id: Set(state.transaction_id.clone()),
+            total_fee: Set(state.total_fee),
+            last_notify: Set(last_notify),
+            last_query: Set(last_query),
+            created_at: Set(at),
+            updated_at: Set(at),
+            notified_at: Set(notified_at),
+            queried_at: Set(queried_at),
+        };
+        let mut columns = vec![C::UpdatedAt];
+        if state.trade_state.is_some() {
+            columns.push(C::TradeState);
+        }
+        if state.transaction_id.is_some() {
+            columns.push(C::TransactionId);
+        }
+        if from_notify {
+            columns.extend([C::LastNotify, C::NotifiedAt]);
+        } else {
+            columns.extend([C::LastQuery, C::QueriedAt]);
+        }
+        wechat_record::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(C::OrderId)
+                    .update_columns(columns)
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.connection)
+            .await
+            .map_err(db("saving WeChat's order state"))?;
+        Ok(())
+    }
+}
+
+fn filter_condition(filter: &OrderFilter) -> Condition {
+    let mut condition = Condition::all();
+    if let Some(status) = filter.status {
+        condition = condition.add(pay_log::Column::Status.eq(status.as_str()));
+    }
+    if let Some(element) = &filter.element {
+        condition = condition.add(pay_log::Column::Element.eq(element.as_str()));
+    }
+    if let Some(from) = filter.created_from {
+        condition = condition.add(pay_log::Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = filter.created_to {
+        condition = condition.add(pay_log::Column::CreatedAt.lt(to));
+    }
+    condition
+}

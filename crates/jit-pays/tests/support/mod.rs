@@ -1,0 +1,54 @@
+//! Databases for tests: a fresh SQLite file each, and — when `JIT_TEST_POSTGRES_URL` is
+//! set — a fresh PostgreSQL schema each, so tests run in parallel without sharing rows.
+#![allow(dead_code)]
+
+use jit_pays::db::{DbConfig, PayStore, connect};
+
+/// A database under test; keeps its temporary directory alive.
+pub struct TestDb {
+    /// Which backend, for messages.
+    pub label: &'static str,
+    /// The open store.
+    pub store: PayStore,
+    /// How it was opened (to open a second pool on the same data).
+    pub config: DbConfig,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// SQLite in a fresh temporary directory.
+pub async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = DbConfig::sqlite_beside(dir.path());
+    let store = connect(&config).await.expect("open sqlite");
+    TestDb {
+        label: "sqlite",
+        store,
+        config,
+        _dir: Some(dir),
+    }
+}
+
+/// PostgreSQL in a fresh schema, if the environment names a server.
+pub async fn postgres() -> Option<TestDb> {
+    let url = std::env::var("JIT_TEST_POSTGRES_URL").ok()?;
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut config = DbConfig::new(url);
+    config.pg_schema = Some(schema);
+    config.max_connections = 8;
+    let store = connect(&config).await.expect("open postgres");
+    Some(TestDb {
+        label: "postgres",
+        store,
+        config,
+        _dir: None,
+    })
+}
+
+/// Every backend available to this run: SQLite always, PostgreSQL when configured.
+pub async fn all() -> Vec<TestDb> {
+    let mut dbs = vec![sqlite().await];
+    if let Some(pg) = postgres().await {
+        dbs.push(pg);
+    }
+    dbs
+}
