@@ -16,15 +16,42 @@
 //! - XML: [`xml::encode`], [`xml::encode_with_root`], [`xml::decode`],
 //!   [`xml::decode_with_limit`] (refuses DOCTYPE, entities, PIs, nesting, duplicates,
 //!   oversize, non-UTF-8, trailing content, each as its own [`XmlError`] variant).
+//! - Client: [`Client::new`]`(`[`ClientConfig`]` { base_url, app_id, mch_id, api_key,
+//!   sign_type, ..Default::default() })`; [`Client::unified_order`] ([`UnifiedOrderRequest`]
+//!   with a [`TradeKind`]: JSAPI/NATIVE/MWEB/APP), [`Client::order_query`] ([`OrderRef`] →
+//!   [`OrderQueryResponse`] with [`TradeState`]), [`Client::close_order`], [`Client::refund`]
+//!   (needs [`ClientIdentity`]), [`Client::refund_query`], [`Client::download_bill`],
+//!   [`Client::sandbox_sign_key`], [`Client::jsapi_pay_params`], [`Client::app_pay_params`].
+//!   Every response keeps all received fields in `raw`.
+//! - Notifies: [`parse_payment_notify`], or [`UnverifiedNotify::parse`] then
+//!   [`UnverifiedNotify::verify`] with the key of the `mch_id` it names → [`PaymentNotify`];
+//!   [`success_reply`], [`fail_reply`]; [`parse_refund_notify`], [`decrypt_req_info`],
+//!   [`encrypt_req_info`].
 //! - Errors: [`Error`] (Transport / Protocol / Business / InvalidSignature / Malformed / ...)
 //!   with [`Error::is_retryable`], [`ErrCode`] with the reference's retry table.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod error;
+mod fields;
 pub mod money;
+pub mod notify;
 pub mod sign;
+pub mod types;
 pub mod xml;
+
+pub use client::{
+    AppPayParams, Client, ClientConfig, ClientIdentity, JsapiPayParams, OrderQueryResponse,
+    OrderRef, PRODUCTION_BASE_URL, RefundQueryResponse, RefundRecord, RefundRef, RefundRequest,
+    RefundResponse, RetryPolicy, TradeKind, UnifiedOrderRequest, UnifiedOrderResponse,
+    app_pay_params, jsapi_pay_params,
+};
+pub use notify::{
+    NOTIFY_SUCCESS_REPLY, PaymentNotify, RefundNotify, UnverifiedNotify, decrypt_req_info,
+    encrypt_req_info, fail_reply, parse_payment_notify, parse_refund_notify, success_reply,
+};
+pub use types::{BillType, RefundStatus, TradeState, TradeType, UnknownValue};
 
 pub use error::{ErrCode, Error, RetryAdvice, TransportError};
 pub use indexmap::IndexMap;

@@ -1,0 +1,76 @@
+//! Reading typed fields out of a received document, with errors naming the field.
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+use crate::{Error, Fen, Params};
+
+/// A received document and the name it is reported under in errors.
+pub(crate) struct Fields<'a> {
+    pub(crate) params: &'a Params,
+    pub(crate) context: &'static str,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn new(params: &'a Params, context: &'static str) -> Self {
+        Fields { params, context }
+    }
+
+    fn malformed(&self, reason: String) -> Error {
+        Error::Malformed {
+            context: self.context,
+            reason,
+        }
+    }
+
+    /// A field that may be absent; an empty value counts as absent.
+    pub(crate) fn optional(&self, key: &str) -> Option<String> {
+        self.params.get(key).filter(|v| !v.is_empty()).cloned()
+    }
+
+    /// A field that must be present and non-empty.
+    pub(crate) fn required(&self, key: &str) -> Result<String, Error> {
+        self.optional(key)
+            .ok_or_else(|| self.malformed(format!("missing field `{key}`")))
+    }
+
+    /// A required integer-fen amount.
+    pub(crate) fn fen(&self, key: &str) -> Result<Fen, Error> {
+        let text = self.required(key)?;
+        Fen::from_fen_str(&text).map_err(|e| self.malformed(format!("field `{key}`: {e}")))
+    }
+
+    /// An optional integer-fen amount.
+    pub(crate) fn optional_fen(&self, key: &str) -> Result<Option<Fen>, Error> {
+        self.optional(key)
+            .map(|text| {
+                Fen::from_fen_str(&text).map_err(|e| self.malformed(format!("field `{key}`: {e}")))
+            })
+            .transpose()
+    }
+
+    /// A required field parsed with `FromStr`.
+    pub(crate) fn parsed<T>(&self, key: &str) -> Result<T, Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let text = self.required(key)?;
+        text.parse()
+            .map_err(|e: T::Err| self.malformed(format!("field `{key}`: {e}")))
+    }
+
+    /// An optional field parsed with `FromStr`.
+    pub(crate) fn optional_parsed<T>(&self, key: &str) -> Result<Option<T>, Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.optional(key)
+            .map(|text| {
+                text.parse()
+                    .map_err(|e: T::Err| self.malformed(format!("field `{key}`: {e}")))
+            })
+            .transpose()
+    }
+}
