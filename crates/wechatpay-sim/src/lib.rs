@@ -1,1 +1,415 @@
-//! An offline WeChat Pay V2 gateway simulator for demos and tests.
+//! An offline WeChat Pay V2 gateway: the embedded default for demos and tests.
+//!
+//! This crate owns a simulated `api.mch.weixin.qq.com`: the V2 merchant endpoints over
+//! HTTP (axum), an in-memory bounded order book with WeChat's state machine, the payer's
+//! side (paying or failing an order as a user scanning its code would), signed payment
+//! notifies and encrypted refund notifies delivered on WeChat's retry schedule, fault
+//! injection, and an inspection log. Signing and XML come from the `wechatpay-v2` crate;
+//! this crate knows nothing of elements, databases or the `jit` command line.
+//!
+//! # Start it in one line
+//! ```no_run
+//! # async fn demo() {
+//! let sim = wechatpay_sim::Simulator::start_default().await;
+//! // Merchant: DEFAULT_APPID / DEFAULT_MCH_ID / DEFAULT_API_KEY; base URL e.g.
+//! // http://127.0.0.1:40123 (append /pay/unifiedorder, or /sandboxnew/pay/... ).
+//! let base = sim.base_url();
+//! # let _ = base;
+//! sim.shutdown().await;
+//! # }
+//! ```
+//!
+//! # API in brief
+//! - [`SimConfig`] (plain data; [`SimConfig::from_toml_file`]) with [`MerchantConfig`]s,
+//!   [`DEFAULT_APPID`], [`DEFAULT_MCH_ID`], [`DEFAULT_API_KEY`].
+//! - [`Simulator::start`] / [`Simulator::start_default`] → [`SimHandle`]:
+//!   [`base_url`](SimHandle::base_url), [`pay`](SimHandle::pay),
+//!   [`fail_payment`](SimHandle::fail_payment), [`start_paying`](SimHandle::start_paying),
+//!   [`inspect`](SimHandle::inspect), [`faults`](SimHandle::faults),
+//!   [`add_merchant`](SimHandle::add_merchant), [`shutdown`](SimHandle::shutdown).
+//! - Faults: [`FaultRule`] = [`Fault`] scoped by merchant and [`Endpoint`], for a number of
+//!   uses; set at start ([`SimConfig::faults`]) or at run time ([`FaultControl`]).
+//! - HTTP control surface (for the CLI and non-Rust tests): `POST /sim/pay`,
+//!   `POST /sim/fail`, `POST /sim/paying` (JSON [`PayTarget`]), `GET|DELETE /sim/inspect`,
+//!   `GET|POST|DELETE /sim/faults`, `DELETE /sim/faults/{id}`, `GET /sim/health`.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod bill;
+mod config;
+mod control;
+mod fault;
+mod gateway;
+mod ids;
+mod inspect;
+mod notify;
+mod store;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::post;
+use parking_lot::RwLock;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wechatpay_v2::ApiKey;
+
+pub use config::{
+    ConfigError, DEFAULT_API_KEY, DEFAULT_APPID, DEFAULT_MCH_ID, MerchantConfig, SimConfig,
+};
+pub use fault::{ActiveFault, Endpoint, Fault, FaultControl, FaultId, FaultRule, InvalidFault};
+pub use inspect::{Inspection, NotifyRecord, PayerRecord, RequestRecord};
+pub use notify::NOTIFY_RETRY_SCHEDULE;
+pub use store::{Env, Order, PayError, PayTarget, Refund, TradeState};
+
+use inspect::InspectLog;
+use notify::Notifier;
+use store::Store;
+
+/// Why the simulator could not start or act.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A fault rule in the configuration is unusable.
+    #[error(transparent)]
+    Fault(#[from] InvalidFault),
+    /// The listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A merchant with this mch_id is already known.
+    #[error("merchant `{0}` is already configured")]
+    DuplicateMerchant(String),
+}
+
+/// A merchant as the running gateway holds it.
+pub(crate) struct MerchantEntry {
+    pub config: MerchantConfig,
+    pub key: ApiKey,
+    /// Answered by `/sandboxnew/pay/getsignkey`; signs every other sandbox call.
+    pub sandbox_key: ApiKey,
+}
+
+impl MerchantEntry {
+    fn new(config: MerchantConfig) -> Self {
+        MerchantEntry {
+            key: ApiKey::new(config.key.clone()),
+            sandbox_key: ApiKey::new(ids::alphanumeric(32)),
+            config,
+        }
+    }
+}
+
+/// State shared by every request handler and background task.
+pub(crate) struct Shared {
+    merchants: RwLock<HashMap<String, Arc<MerchantEntry>>>,
+    pub store: Store,
+    pub faults: FaultControl,
+    pub log: Arc<InspectLog>,
+    pub notifier: Arc<Notifier>,
+    pub shutdown: watch::Receiver<bool>,
+    pub hang: Duration,
+    /// Background work (notifies) is spawned here, so payer calls work from any thread.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Shared {
+    pub(crate) fn merchant(&self, mch_id: &str) -> Option<Arc<MerchantEntry>> {
+        self.merchants.read().get(mch_id).cloned()
+    }
+
+    /// Pays the order and sends its notify.
+    pub(crate) fn pay(&self, target: &PayTarget) -> Result<Order, PayError> {
+        let order = self.store.pay(target)?;
+        self.log.record_payer("pay", &order);
+        let key = self.order_key(&order);
+        let job = notify::payment_notify(&order, &key);
+        let notifier = Arc::clone(&self.notifier);
+        let _guard = self.runtime.enter();
+        notifier.dispatch(job);
+        Ok(order)
+    }
+
+    pub(crate) fn fail_payment(&self, target: &PayTarget) -> Result<Order, PayError> {
+        let order = self.store.fail_payment(target)?;
+        self.log.record_payer("fail", &order);
+        Ok(order)
+    }
+
+    pub(crate) fn start_paying(&self, target: &PayTarget) -> Result<Order, PayError> {
+        let order = self.store.start_paying(target)?;
+        self.log.record_payer("paying", &order);
+        Ok(order)
+    }
+
+    /// The key an order's notifies are signed with: the sandbox key for sandbox orders.
+    fn order_key(&self, order: &Order) -> ApiKey {
+        match self.merchant(&order.mch_id) {
+            Some(merchant) if order.env == Env::Sandbox => merchant.sandbox_key.clone(),
+            Some(merchant) => merchant.key.clone(),
+            // Merchants are never removed, so an order's merchant is always known.
+            None => ApiKey::new(String::new()),
+        }
+    }
+}
+
+/// The paths of each endpoint, live and under `/sandboxnew/`.
+const ROUTES: &[(&str, Endpoint)] = &[
+    ("/pay/unifiedorder", Endpoint::UnifiedOrder),
+    ("/pay/orderquery", Endpoint::OrderQuery),
+    ("/pay/closeorder", Endpoint::CloseOrder),
+    ("/secapi/pay/refund", Endpoint::Refund),
+    ("/pay/refundquery", Endpoint::RefundQuery),
+    ("/pay/downloadbill", Endpoint::DownloadBill),
+];
+
+fn api_router(shared: Arc<Shared>) -> Router {
+    let mut router = Router::new();
+    let sandbox_only = [
+        ("/sandboxnew/pay/getsignkey", Endpoint::GetSignKey),
+        // The sandbox takes refunds without the /secapi/ part too.
+        ("/sandboxnew/pay/refund", Endpoint::Refund),
+    ];
+    let live = ROUTES
+        .iter()
+        .map(|(path, endpoint)| (path.to_string(), Env::Live, *endpoint));
+    let sandbox = ROUTES
+        .iter()
+        .map(|(path, endpoint)| (format!("/sandboxnew{path}"), Env::Sandbox, *endpoint))
+        .chain(
+            sandbox_only
+                .iter()
+                .map(|(path, endpoint)| (path.to_string(), Env::Sandbox, *endpoint)),
+        );
+    for (path, env, endpoint) in live.chain(sandbox) {
+        let route_path = path.clone();
+        router = router.route(
+            &route_path,
+            post(move |State(shared): State<Arc<Shared>>, body: Bytes| {
+                gateway::handle(shared, env, endpoint, path, body)
+            }),
+        );
+    }
+    router
+        // Bodies beyond the XML parser's cap are refused there with XML_FORMAT_ERROR;
+        // this only stops a client from streaming megabytes first.
+        .layer(DefaultBodyLimit::max(256 * 1024))
+        .with_state(shared)
+}
+
+/// Starts simulators.
+pub struct Simulator;
+
+impl Simulator {
+    /// Validates `config`, binds its address and serves until [`SimHandle::shutdown`] (or
+    /// until the handle is dropped).
+    pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+        config.validate()?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let faults = FaultControl::default();
+        for rule in &config.faults {
+            faults.add(rule.clone())?;
+        }
+        let log = Arc::new(InspectLog::new(config.max_log_entries));
+        let notifier = Arc::new(Notifier::new(
+            Arc::clone(&log),
+            faults.clone(),
+            config.time_scale,
+            config.notify_timeout(),
+            shutdown_rx.clone(),
+        ));
+        let merchants = config
+            .merchants
+            .iter()
+            .map(|merchant| {
+                (
+                    merchant.mch_id.clone(),
+                    Arc::new(MerchantEntry::new(merchant.clone())),
+                )
+            })
+            .collect();
+        let balances = config
+            .merchants
+            .iter()
+            .filter_map(|merchant| Some((merchant.mch_id.clone(), merchant.refund_balance?)));
+        let shared = Arc::new(Shared {
+            merchants: RwLock::new(merchants),
+            store: Store::new(config.max_orders_per_merchant, balances),
+            faults,
+            log,
+            notifier,
+            shutdown: shutdown_rx.clone(),
+            hang: Duration::from_millis(config.hang_ms),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let router = api_router(Arc::clone(&shared)).merge(control::router(Arc::clone(&shared)));
+        let mut stop = shutdown_rx;
+        let server = tokio::spawn(async move {
+            let stopped = async move {
+                while !*stop.borrow() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(%error, "wechatpay simulator stopped with an error");
+            }
+        });
+        tracing::info!(%addr, "wechatpay simulator listening");
+        Ok(SimHandle {
+            addr,
+            shared,
+            shutdown: shutdown_tx,
+            server: Some(server),
+        })
+    }
+
+    /// Starts on `127.0.0.1:0` with the default merchant ([`DEFAULT_APPID`],
+    /// [`DEFAULT_MCH_ID`], [`DEFAULT_API_KEY`]) and WeChat's real notify clock.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound, which leaves a test nothing to do.
+    pub async fn start_default() -> SimHandle {
+        Self::start(SimConfig::default())
+            .await
+            .unwrap_or_else(|error| panic!("the WeChat Pay simulator cannot start: {error}"))
+    }
+}
+
+/// A running simulator. Dropping it stops the server; [`SimHandle::shutdown`] also waits
+/// for it.
+pub struct SimHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl SimHandle {
+    /// The address served.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash: the production base URL's
+    /// stand-in (`{base_url}/pay/unifiedorder`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `{base_url}/sandboxnew`: the sandbox base URL's stand-in.
+    pub fn sandbox_base_url(&self) -> String {
+        format!("{}/sandboxnew", self.base_url())
+    }
+
+    /// The key sandbox calls of `mch_id` must be signed with (what `getsignkey` answers).
+    pub fn sandbox_key(&self, mch_id: &str) -> Option<ApiKey> {
+        self.shared
+            .merchant(mch_id)
+            .map(|merchant| merchant.sandbox_key.clone())
+    }
+
+    /// Pays an order as its payer would (`"weixin://..."` code URLs and out_trade_nos are
+    /// both accepted as targets), then delivers the payment notify in the background.
+    pub fn pay(&self, target: impl Into<PayTarget>) -> Result<Order, PayError> {
+        self.shared.pay(&target.into())
+    }
+
+    /// Makes the payment fail: the order becomes PAYERROR (no notify, as WeChat).
+    pub fn fail_payment(&self, target: impl Into<PayTarget>) -> Result<Order, PayError> {
+        self.shared.fail_payment(&target.into())
+    }
+
+    /// The payer is entering a password: the order becomes USERPAYING until paid or failed.
+    pub fn start_paying(&self, target: impl Into<PayTarget>) -> Result<Order, PayError> {
+        self.shared.start_paying(&target.into())
+    }
+
+    /// What the simulator received and sent, and its orders.
+    pub fn inspect(&self) -> Inspection {
+        self.shared.log.snapshot(self.shared.store.all_orders())
+    }
+
+    /// Forgets the inspection log (orders stay).
+    pub fn clear_inspection(&self) {
+        self.shared.log.clear();
+    }
+
+    /// The order with this out_trade_no, in any merchant or environment.
+    pub fn order(&self, out_trade_no: &str) -> Option<Order> {
+        self.shared
+            .store
+            .all_orders()
+            .into_iter()
+            .find(|order| order.out_trade_no == out_trade_no)
+    }
+
+    /// Adds, lists and removes faults at run time.
+    pub fn faults(&self) -> FaultControl {
+        self.shared.faults.clone()
+    }
+
+    /// Accepts calls for one more merchant from now on.
+    pub fn add_merchant(&self, merchant: MerchantConfig) -> Result<(), SimError> {
+        SimConfig::default()
+            .with_merchants([merchant.clone()])
+            .validate()?;
+        let mut merchants = self.shared.merchants.write();
+        if merchants.contains_key(&merchant.mch_id) {
+            return Err(SimError::DuplicateMerchant(merchant.mch_id));
+        }
+        merchants.insert(
+            merchant.mch_id.clone(),
+            Arc::new(MerchantEntry::new(merchant)),
+        );
+        Ok(())
+    }
+
+    /// Stops accepting connections, ends pending notifies and hanging requests, and waits
+    /// for the server to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}

@@ -1,0 +1,489 @@
+//! Notifies: building them as WeChat does and delivering them on WeChat's retry schedule.
+//!
+//! A notify is delivered at once, then again after each gap of [`NOTIFY_RETRY_SCHEDULE`]
+//! (divided by the configured time scale) until the merchant answers an XML document
+//! whose `return_code` is `SUCCESS`. Anything else — another body, an HTTP error, no
+//! answer within the timeout — counts as a failed delivery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aes::Aes256;
+use aes::cipher::{BlockEncryptMut, KeyInit, block_padding::Pkcs7};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use md5::{Digest, Md5};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use wechatpay_v2::{ApiKey, Params, SignType};
+
+use crate::fault::{Endpoint, FaultControl, NotifyFaults};
+use crate::ids;
+use crate::inspect::{InspectLog, NotifyRecord};
+use crate::store::{Order, Refund};
+
+/// WeChat's gaps between notify deliveries: after the first delivery fails it retries
+/// 15 s later, then 15 s, 30 s, 3 min, 10 min, 20 min, 30 min, 30 min, 30 min, 60 min,
+/// 3 h, 3 h, 3 h, 6 h, 6 h after each previous failure (16 deliveries, about 24 h).
+pub const NOTIFY_RETRY_SCHEDULE: [Duration; 15] = [
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+    Duration::from_secs(30),
+    Duration::from_secs(3 * 60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(20 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(60 * 60),
+    Duration::from_secs(3 * 60 * 60),
+    Duration::from_secs(3 * 60 * 60),
+    Duration::from_secs(3 * 60 * 60),
+    Duration::from_secs(6 * 60 * 60),
+    Duration::from_secs(6 * 60 * 60),
+];
+
+/// How long reordered notifies wait for the window to fill before being released anyway.
+const REORDER_HOLD: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotifyKind {
+    Pay,
+    Refund,
+}
+
+impl NotifyKind {
+    fn name(self) -> &'static str {
+        match self {
+            NotifyKind::Pay => "pay",
+            NotifyKind::Refund => "refund",
+        }
+    }
+
+    fn endpoint(self) -> Endpoint {
+        match self {
+            NotifyKind::Pay => Endpoint::PayNotify,
+            NotifyKind::Refund => Endpoint::RefundNotify,
+        }
+    }
+}
+
+/// One notify to deliver: the body is built (and signed) once, every delivery repeats it.
+#[derive(Debug, Clone)]
+pub(crate) struct NotifyJob {
+    pub kind: NotifyKind,
+    pub mch_id: String,
+    pub out_trade_no: String,
+    pub out_refund_no: Option<String>,
+    pub url: String,
+    pub body: String,
+}
+
+/// The payment result notify of a paid order, signed like the order's creating call.
+pub(crate) fn payment_notify(order: &Order, key: &ApiKey) -> NotifyJob {
+    let mut params = Params::new();
+    let mut put = |name: &str, value: &str| {
+        params.insert(name.to_string(), value.to_string());
+    };
+    put("return_code", "SUCCESS");
+    put("return_msg", "OK");
+    put("appid", &order.appid);
+    put("mch_id", &order.mch_id);
+    if let Some(device_info) = &order.device_info {
+        put("device_info", device_info);
+    }
+    put("nonce_str", &ids::nonce());
+    put("result_code", "SUCCESS");
+    put("openid", order.openid.as_deref().unwrap_or_default());
+    put("is_subscribe", "N");
+    put("trade_type", &order.trade_type);
+    put("bank_type", "OTHERS");
+    put("total_fee", &order.total_fee.to_fen_string());
+    put("fee_type", &order.fee_type);
+    put("cash_fee", &order.total_fee.to_fen_string());
+    put("cash_fee_type", "CNY");
+    put(
+        "transaction_id",
+        order.transaction_id.as_deref().unwrap_or_default(),
+    );
+    put("out_trade_no", &order.out_trade_no);
+    if let Some(attach) = &order.attach {
+        put("attach", attach);
+    }
+    put("time_end", order.time_end.as_deref().unwrap_or_default());
+    let sign_type = order
+        .sign_type
+        .as_deref()
+        .and_then(|name| name.parse().ok())
+        .unwrap_or(SignType::Md5);
+    wechatpay_v2::sign_params(&mut params, sign_type, key);
+    NotifyJob {
+        kind: NotifyKind::Pay,
+        mch_id: order.mch_id.clone(),
+        out_trade_no: order.out_trade_no.clone(),
+        out_refund_no: None,
+        url: order.notify_url.clone(),
+        body: wechatpay_v2::xml::encode(&params),
+    }
+}
+
+/// The refund result notify: unsigned, its details encrypted in `req_info` as WeChat does.
+pub(crate) fn refund_notify(order: &Order, refund: &Refund, url: &str, key: &ApiKey) -> NotifyJob {
+    let mut details = Params::new();
+    let mut put = |name: &str, value: &str| {
+        details.insert(name.to_string(), value.to_string());
+    };
+    put("out_refund_no", &refund.out_refund_no);
+    put("out_trade_no", &order.out_trade_no);
+    put("refund_account", "REFUND_SOURCE_UNSETTLED_FUNDS");
+    put("refund_fee", &refund.refund_fee.to_fen_string());
+    put("refund_id", &refund.refund_id);
+    put("refund_recv_accout", "支付用户的零钱");
+    put("refund_request_source", "API");
+    put("refund_status", &refund.status);
+    put("settlement_refund_fee", &refund.refund_fee.to_fen_string());
+    put("settlement_total_fee", &order.total_fee.to_fen_string());
+    put("success_time", &ids::readable_time(refund.created_at));
+    put("total_fee", &order.total_fee.to_fen_string());
+    put(
+        "transaction_id",
+        order.transaction_id.as_deref().unwrap_or_default(),
+    );
+    let plaintext = wechatpay_v2::xml::encode_with_root("root", &details);
+
+    let mut params = Params::new();
+    params.insert("return_code".into(), "SUCCESS".into());
+    params.insert("appid".into(), order.appid.clone());
+    params.insert("mch_id".into(), order.mch_id.clone());
+    params.insert("nonce_str".into(), ids::nonce());
+    params.insert("req_info".into(), encrypt_req_info(&plaintext, key));
+    NotifyJob {
+        kind: NotifyKind::Refund,
+        mch_id: order.mch_id.clone(),
+        out_trade_no: order.out_trade_no.clone(),
+        out_refund_no: Some(refund.out_refund_no.clone()),
+        url: url.to_string(),
+        body: wechatpay_v2::xml::encode(&params),
+    }
+}
+
+/// `req_info` of a refund notify: base64 of AES-256-ECB (PKCS#7) of the `<root>` XML, the
+/// key being the 32 ASCII bytes of the lower-case hex MD5 of the API key.
+pub(crate) fn encrypt_req_info(plaintext: &str, key: &ApiKey) -> String {
+    let aes_key = hex::encode(Md5::digest(key.expose_secret().as_bytes()));
+    let cipher = ecb::Encryptor::<Aes256>::new_from_slice(aes_key.as_bytes())
+        .expect("a hex MD5 digest is 32 bytes, an AES-256 key");
+    BASE64.encode(cipher.encrypt_padded_vec_mut::<Pkcs7>(plaintext.as_bytes()))
+}
+
+/// Whether a merchant's answer acknowledges a notify.
+fn is_acknowledgement(body: &[u8]) -> bool {
+    wechatpay_v2::xml::decode(body)
+        .ok()
+        .and_then(|params| params.get("return_code").cloned())
+        .is_some_and(|code| code == "SUCCESS")
+}
+
+#[derive(Default)]
+struct ReorderBuffer {
+    /// Raised every time a batch is released, so a stale hold timer releases nothing.
+    generation: u64,
+    held: Vec<(NotifyJob, NotifyFaults)>,
+}
+
+/// Delivers notifies in the background.
+pub(crate) struct Notifier {
+    http: reqwest::Client,
+    log: Arc<InspectLog>,
+    faults: FaultControl,
+    time_scale: f64,
+    shutdown: watch::Receiver<bool>,
+    reorder: Mutex<ReorderBuffer>,
+}
+
+impl Notifier {
+    pub fn new(
+        log: Arc<InspectLog>,
+        faults: FaultControl,
+        time_scale: f64,
+        timeout: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a plain HTTP client builds");
+        Notifier {
+            http,
+            log,
+            faults,
+            time_scale,
+            shutdown,
+            reorder: Mutex::new(ReorderBuffer::default()),
+        }
+    }
+
+    /// Delivers in the background, following the notify faults in force.
+    pub fn dispatch(self: &Arc<Self>, job: NotifyJob) {
+        let faults = self.faults.for_notify(&job.mch_id, job.kind.endpoint());
+        if faults.drop {
+            self.record_dropped(&job, &faults);
+            return;
+        }
+        if let Some(window) = faults.reorder_window {
+            self.hold_for_reorder(job, faults, window as usize);
+            return;
+        }
+        let notifier = Arc::clone(self);
+        tokio::spawn(async move { notifier.deliver_until_acknowledged(job, faults, 1).await });
+    }
+
+    /// Makes the first delivery before returning (retries continue in the background).
+    pub async fn deliver_first_now(self: &Arc<Self>, job: NotifyJob) {
+        let faults = self.faults.for_notify(&job.mch_id, job.kind.endpoint());
+        if faults.drop {
+            self.record_dropped(&job, &faults);
+            return;
+        }
+        if self.attempt(&job, 1, &faults).await {
+            return;
+        }
+        let notifier = Arc::clone(self);
+        tokio::spawn(async move { notifier.deliver_until_acknowledged(job, faults, 2).await });
+    }
+
+    fn hold_for_reorder(self: &Arc<Self>, job: NotifyJob, faults: NotifyFaults, window: usize) {
+        let mut buffer = self.reorder.lock();
+        buffer.held.push((job, faults));
+        if buffer.held.len() >= window {
+            let batch = std::mem::take(&mut buffer.held);
+            buffer.generation += 1;
+            drop(buffer);
+            self.release(batch);
+        } else if buffer.held.len() == 1 {
+            let generation = buffer.generation;
+            let notifier = Arc::clone(self);
+            tokio::spawn(async move {
+                if !notifier.sleep(REORDER_HOLD).await {
+                    return;
+                }
+                let batch = {
+                    let mut buffer = notifier.reorder.lock();
+                    if buffer.generation != generation {
+                        return;
+                    }
+                    buffer.generation += 1;
+                    std::mem::take(&mut buffer.held)
+                };
+                notifier.release(batch);
+            });
+        }
+    }
+
+    /// Delivers a held batch newest first: each first delivery completes before the next
+    /// starts, so the merchant sees them in exactly that order.
+    fn release(self: &Arc<Self>, mut batch: Vec<(NotifyJob, NotifyFaults)>) {
+        let notifier = Arc::clone(self);
+        tokio::spawn(async move {
+            batch.reverse();
+            for (job, faults) in batch {
+                if notifier.attempt(&job, 1, &faults).await {
+                    continue;
+                }
+                let retrier = Arc::clone(&notifier);
+                tokio::spawn(
+                    async move { retrier.deliver_until_acknowledged(job, faults, 2).await },
+                );
+            }
+        });
+    }
+
+    /// Delivers from attempt `first_attempt` on, waiting the scheduled gap before each
+    /// retry, until acknowledged, the schedule runs out, or the simulator stops.
+    async fn deliver_until_acknowledged(
+        self: Arc<Self>,
+        job: NotifyJob,
+        faults: NotifyFaults,
+        first_attempt: u32,
+    ) {
+        let mut attempt = first_attempt;
+        loop {
+            if attempt > 1 {
+                let Some(gap) = NOTIFY_RETRY_SCHEDULE.get(attempt as usize - 2) else {
+                    return;
+                };
+                if !self.sleep(gap.div_f64(self.time_scale)).await {
+                    return;
+                }
+            }
+            if self.attempt(&job, attempt, &faults).await {
+                return;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Sleeps unless the simulator stops first; `false` when it stopped.
+    async fn sleep(&self, duration: Duration) -> bool {
+        let mut shutdown = self.shutdown.clone();
+        if *shutdown.borrow() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => true,
+            _ = shutdown.changed() => false,
+        }
+    }
+
+    /// One delivery (several copies at once when duplicated); whether any was acknowledged.
+    async fn attempt(&self, job: &NotifyJob, attempt: u32, faults: &NotifyFaults) -> bool {
+        if !faults.latency.is_zero() && !self.sleep(faults.latency).await {
+            return false;
+        }
+        let copies = (1..=faults.copies).map(|copy| self.deliver_copy(job, attempt, copy, faults));
+        futures::future::join_all(copies)
+            .await
+            .into_iter()
+            .any(|acknowledged| acknowledged)
+    }
+
+    async fn deliver_copy(
+        &self,
+        job: &NotifyJob,
+        attempt: u32,
+        copy: u32,
+        faults: &NotifyFaults,
+    ) -> bool {
+        let (t_ms, at) = self.log.now();
+        let sent = self
+            .http
+            .post(&job.url)
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .body(job.body.clone())
+            .send()
+            .await;
+        let mut record = NotifyRecord {
+            seq: 0,
+            kind: job.kind.name().to_string(),
+            mch_id: job.mch_id.clone(),
+            out_trade_no: job.out_trade_no.clone(),
+            out_refund_no: job.out_refund_no.clone(),
+            url: job.url.clone(),
+            attempt,
+            copy,
+            at,
+            t_ms,
+            body: job.body.clone(),
+            outcome: String::new(),
+            reply_status: None,
+            reply_body: None,
+            error: None,
+            elapsed_ms: 0.0,
+            faults: faults.applied.clone(),
+        };
+        let acknowledged = match sent {
+            Ok(response) => {
+                let status = response.status();
+                record.reply_status = Some(status.as_u16());
+                match response.bytes().await {
+                    Ok(body) => {
+                        let acknowledged = status.is_success() && is_acknowledgement(&body);
+                        record.outcome = if acknowledged {
+                            "acknowledged"
+                        } else if status.is_success() {
+                            "rejected"
+                        } else {
+                            "http_error"
+                        }
+                        .to_string();
+                        record.reply_body = Some(String::from_utf8_lossy(&body).into_owned());
+                        acknowledged
+                    }
+                    Err(error) => {
+                        record.outcome = if error.is_timeout() {
+                            "timeout"
+                        } else {
+                            "unreachable"
+                        }
+                        .to_string();
+                        record.error = Some(error.to_string());
+                        false
+                    }
+                }
+            }
+            Err(error) => {
+                record.outcome = if error.is_timeout() {
+                    "timeout"
+                } else {
+                    "unreachable"
+                }
+                .to_string();
+                record.error = Some(error.to_string());
+                false
+            }
+        };
+        record.elapsed_ms = self.log.millis_since(t_ms);
+        tracing::debug!(
+            kind = job.kind.name(),
+            out_trade_no = %job.out_trade_no,
+            attempt,
+            copy,
+            outcome = %record.outcome,
+            "notify delivery"
+        );
+        self.log.record_notify(record);
+        acknowledged
+    }
+
+    fn record_dropped(&self, job: &NotifyJob, faults: &NotifyFaults) {
+        let (t_ms, at) = self.log.now();
+        self.log.record_notify(NotifyRecord {
+            seq: 0,
+            kind: job.kind.name().to_string(),
+            mch_id: job.mch_id.clone(),
+            out_trade_no: job.out_trade_no.clone(),
+            out_refund_no: job.out_refund_no.clone(),
+            url: job.url.clone(),
+            attempt: 1,
+            copy: 1,
+            at,
+            t_ms,
+            body: String::new(),
+            outcome: "dropped".to_string(),
+            reply_status: None,
+            reply_body: None,
+            error: None,
+            elapsed_ms: 0.0,
+            faults: faults.applied.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_wechats() {
+        let total: Duration = NOTIFY_RETRY_SCHEDULE.iter().sum();
+        assert_eq!(
+            total,
+            Duration::from_secs(24 * 3600 + 4 * 60),
+            "about 24 h in all"
+        );
+        assert_eq!(NOTIFY_RETRY_SCHEDULE[3], Duration::from_secs(180));
+    }
+
+    #[test]
+    fn only_a_success_document_acknowledges() {
+        assert!(is_acknowledgement(
+            b"<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
+        ));
+        assert!(!is_acknowledgement(b"SUCCESS"));
+        assert!(!is_acknowledgement(
+            b"<xml><return_code>FAIL</return_code></xml>"
+        ));
+        assert!(!is_acknowledgement(b""));
+    }
+}
