@@ -52,9 +52,9 @@ fn create(args: Value, parent: &Parent) -> Result<Value, PluginError> {
 
     let given = args
         .get("amount")
-        .ok_or_else(|| PluginError::invalid_args("create: missing argument `amount`"))?;
+        .ok_or_else(|| PluginError::bad_arguments("create: missing argument `amount`"))?;
     let original_fen = amount_to_fen(given)
-        .map_err(|problem| PluginError::invalid_args(format!("create: `amount` {problem}")))?;
+        .map_err(|problem| PluginError::bad_arguments(format!("create: `amount` {problem}")))?;
     let discounted_fen = apply_discount(original_fen, percent);
     let discounted = fen_to_amount_like(discounted_fen, given);
     args.insert("amount".to_owned(), discounted);
@@ -77,7 +77,7 @@ fn cancel(args: Value, parent: &Parent) -> Result<Value, PluginError> {
     let order_id = args
         .get("orderId")
         .and_then(Value::as_str)
-        .ok_or_else(|| PluginError::invalid_args("cancel: `orderId` must be a string"))?
+        .ok_or_else(|| PluginError::bad_arguments("cancel: `orderId` must be a string"))?
         .to_owned();
     let order = parent.call("check", json!({ "orderId": order_id }))?;
     if order.get("status").and_then(Value::as_str) == Some("success") {
@@ -92,7 +92,7 @@ fn cancel(args: Value, parent: &Parent) -> Result<Value, PluginError> {
 fn into_object(args: Value, function: &str) -> Result<Map<String, Value>, PluginError> {
     match args {
         Value::Object(fields) => Ok(fields),
-        other => Err(PluginError::invalid_args(format!(
+        other => Err(PluginError::bad_arguments(format!(
             "{function}: arguments must be a JSON object, found {other}"
         ))),
     }
@@ -100,16 +100,14 @@ fn into_object(args: Value, function: &str) -> Result<Map<String, Value>, Plugin
 
 fn discount_percent(setting: Option<&Value>, element: &str) -> Result<u64, PluginError> {
     let value = setting.ok_or_else(|| {
-        PluginError::new(
-            "configuration",
-            format!("{element}: setting `{DISCOUNT_SETTING}` is missing (an integer from 0 to 99)"),
-        )
+        PluginError::internal(format!(
+            "{element}: setting `{DISCOUNT_SETTING}` is missing (an integer from 0 to 99)"
+        ))
     })?;
     value.as_u64().filter(|percent| *percent < 100).ok_or_else(|| {
-        PluginError::new(
-            "configuration",
-            format!("{element}: setting `{DISCOUNT_SETTING}` must be an integer from 0 to 99, found {value}"),
-        )
+        PluginError::internal(format!(
+            "{element}: setting `{DISCOUNT_SETTING}` must be an integer from 0 to 99, found {value}"
+        ))
     })
 }
 

@@ -334,9 +334,16 @@ pub struct ElementInfo {
 }
 
 /// An error crossing the boundary in either direction, as JSON.
+///
+/// Codes share the runtime's vocabulary, so an error keeps its meaning all the way to an HTTP
+/// caller: `BAD_ARGUMENTS`, `FUNCTION_NOT_FOUND`, `NOT_FOUND`, `UNAUTHORIZED`, `CONFLICT`,
+/// `UPSTREAM` and `INTERNAL` are the runtime's categories; any other code (such as
+/// [`REJECTED`](Self::REJECTED)) reaches the caller as an element-specific code. An error the
+/// parent returned through [`Parent::call`] carries the parent's own code, so `?` propagates
+/// it unchanged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PluginError {
-    /// A stable, machine-readable code, e.g. `invalid_args`, `rejected`, `parent`.
+    /// A stable, machine-readable code, e.g. `BAD_ARGUMENTS`, `REJECTED`, `CONFLICT`.
     pub code: String,
     /// A human-readable message; must not contain secrets.
     pub message: String,
@@ -347,15 +354,17 @@ pub struct PluginError {
 
 impl PluginError {
     /// Arguments missing or of the wrong kind.
-    pub const INVALID_ARGS: &'static str = "invalid_args";
+    pub const BAD_ARGUMENTS: &'static str = "BAD_ARGUMENTS";
     /// The plugin refuses the call by a rule of its own.
-    pub const REJECTED: &'static str = "rejected";
+    pub const REJECTED: &'static str = "REJECTED";
     /// The plugin does not know the function.
-    pub const UNKNOWN_FUNCTION: &'static str = "unknown_function";
-    /// The plugin panicked (the panic was caught at the boundary).
-    pub const PANIC: &'static str = "panic";
+    pub const FUNCTION_NOT_FOUND: &'static str = "FUNCTION_NOT_FOUND";
+    /// Something the caller cannot fix (a misconfigured element, for example).
+    pub const INTERNAL: &'static str = "INTERNAL";
+    /// A panic was caught at the boundary (in the plugin, or in the host's callback).
+    pub const PANIC: &'static str = "PLUGIN_PANIC";
     /// Bytes crossing the boundary were not what the ABI promises (bad UTF-8 or JSON).
-    pub const PROTOCOL: &'static str = "protocol";
+    pub const PROTOCOL: &'static str = "PLUGIN_PROTOCOL";
 
     /// An error with the given code and message.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
@@ -366,9 +375,9 @@ impl PluginError {
         }
     }
 
-    /// An [`INVALID_ARGS`](Self::INVALID_ARGS) error.
-    pub fn invalid_args(message: impl Into<String>) -> Self {
-        Self::new(Self::INVALID_ARGS, message)
+    /// A [`BAD_ARGUMENTS`](Self::BAD_ARGUMENTS) error.
+    pub fn bad_arguments(message: impl Into<String>) -> Self {
+        Self::new(Self::BAD_ARGUMENTS, message)
     }
 
     /// A [`REJECTED`](Self::REJECTED) error.
@@ -376,10 +385,15 @@ impl PluginError {
         Self::new(Self::REJECTED, message)
     }
 
-    /// An [`UNKNOWN_FUNCTION`](Self::UNKNOWN_FUNCTION) error naming `function`.
+    /// An [`INTERNAL`](Self::INTERNAL) error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Self::INTERNAL, message)
+    }
+
+    /// A [`FUNCTION_NOT_FOUND`](Self::FUNCTION_NOT_FOUND) error naming `function`.
     pub fn unknown_function(function: &str) -> Self {
         Self::new(
-            Self::UNKNOWN_FUNCTION,
+            Self::FUNCTION_NOT_FOUND,
             format!("function `{function}` is not implemented by this plugin"),
         )
     }
@@ -408,7 +422,7 @@ impl PluginError {
     /// Encodes for the wire.
     pub fn to_wire(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_else(|_| {
-            br#"{"code":"protocol","message":"error not serialisable"}"#.to_vec()
+            br#"{"code":"PLUGIN_PROTOCOL","message":"error not serialisable"}"#.to_vec()
         })
     }
 }

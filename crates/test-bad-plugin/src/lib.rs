@@ -1,7 +1,8 @@
 //! A plugin the host must refuse: its header is well-formed but claims ABI version 999.
 //!
-//! Its entry points leave a trace (they create the file named by `JIT_BAD_PLUGIN_MARKER`)
-//! so tests can prove the host never called them. It exists for the host's tests only.
+//! Its entry points leave a trace (they create `jit-bad-plugin-<pid>-ran` in the temporary
+//! directory, `<pid>` being the loading process's) so tests can prove the host never called
+//! them. It exists for the host's tests only.
 
 #![deny(missing_docs)]
 // Exporting the header by hand (instead of through `export_plugin!`) needs `#[no_mangle]`
@@ -14,9 +15,8 @@ use jit_plugin_api::{OutputSink, PluginEntryPoints, PluginHeader};
 pub const CLAIMED_ABI_VERSION: u32 = 999;
 
 fn leave_trace() -> u32 {
-    if let Some(marker) = std::env::var_os("JIT_BAD_PLUGIN_MARKER") {
-        let _ = std::fs::write(marker, b"an entry point of test-bad-plugin ran");
-    }
+    let trace = std::env::temp_dir().join(format!("jit-bad-plugin-{}-ran", std::process::id()));
+    let _ = std::fs::write(trace, b"an entry point of test-bad-plugin ran");
     jit_plugin_api::STATUS_ERROR
 }
 

@@ -22,7 +22,7 @@ impl Plugin for ProbePlugin {
                 Ok(json!({
                     "function": function,
                     "args": args,
-                    "element": serde_json::to_value(element).map_err(|error| PluginError::new("protocol", error.to_string()))?,
+                    "element": serde_json::to_value(element).map_err(|error| PluginError::new(PluginError::PROTOCOL, error.to_string()))?,
                 }))
             }
             "forward" => {
@@ -30,7 +30,7 @@ impl Plugin for ProbePlugin {
                     .get("function")
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
-                        PluginError::invalid_args("forward: `function` must be a string")
+                        PluginError::bad_arguments("forward: `function` must be a string")
                     })?;
                 parent.call(
                     target,

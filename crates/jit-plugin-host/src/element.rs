@@ -1,0 +1,398 @@
+//! The runtime side of a plugin: a [`Loader`] that wraps the parent Type's element, and the
+//! element whose calls enter the plugin.
+//!
+//! # Calling an async parent from a C callback
+//!
+//! A plugin's `call` is synchronous C code, but the parent element it delegates to is async.
+//! So a call that enters the plugin runs on tokio's blocking pool (`spawn_blocking`), and the
+//! `call_parent` callback drives the parent's future to completion with the runtime
+//! [`Handle`] captured before leaving async code (`Handle::block_on`). This is sound because:
+//!
+//! - a blocking-pool thread is not an async worker, so blocking it starves no task, and
+//!   `Handle::block_on` is allowed there (it panics only inside an async context);
+//! - the parent's future runs on that thread while its I/O and timers are driven by the
+//!   runtime as usual (a multi-thread runtime's workers, or a current-thread runtime's
+//!   `block_on` thread, which is parked awaiting the blocking task, not blocked);
+//! - everything the callbacks use is owned by the blocking task (no borrow of the async
+//!   caller's stack), so an abandoned caller leaves nothing dangling; the plugin call then
+//!   simply runs to completion.
+//!
+//! Each call in flight inside a plugin holds one blocking-pool thread (tokio's default cap
+//! is 512), plus one more per nested plugin Type on the chain.
+
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use jit_plugin_api::{
+    ByteView, ElementInfo, HostApi, OutputSink, PluginError, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
+    collect_output, decode_reply, panic_message, write_output,
+};
+use jit_runtime::{
+    CallContext, CallError, CallErrorKind, Element, ElementDef, ElementError, LoadContext, Loader,
+};
+use serde_json::{Map, Value};
+use tokio::runtime::Handle;
+
+use crate::library::LoadedPlugin;
+
+/// Builds the elements of a plugin Type: the parent Type's loader builds the element first
+/// ([`LoadContext::load_with_parent`]), then the plugin wraps it.
+#[derive(Debug, Clone)]
+pub struct PluginLoader {
+    plugin: Arc<LoadedPlugin>,
+}
+
+impl PluginLoader {
+    /// A loader for the Type implemented by `plugin`.
+    pub fn new(plugin: Arc<LoadedPlugin>) -> Self {
+        Self { plugin }
+    }
+
+    /// The plugin this loader wraps elements with.
+    pub fn plugin(&self) -> &Arc<LoadedPlugin> {
+        &self.plugin
+    }
+}
+
+#[jit_runtime::async_trait]
+impl Loader for PluginLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        let plugin_type = cx.loader_def().full_name.to_string();
+        let parent = cx.load_with_parent().await.map_err(|error| {
+            ElementError::with_source(
+                format!(
+                    "native plugin `{}` implementing `{plugin_type}` needs its parent Type's element",
+                    self.plugin.path().display()
+                ),
+                error,
+            )
+        })?;
+        let chain = cx.chain();
+        let info = ElementInfo {
+            full_name: cx.def().full_name.to_string(),
+            chain: chain.names().map(str::to_owned).collect(),
+            settings: chain.settings_masked(),
+        };
+        let info_json = serde_json::to_vec(&info)
+            .map_err(|error| ElementError::with_source("element info not serialisable", error))?;
+        if let Some(overrides) = self.plugin.overrides() {
+            for function in overrides
+                .iter()
+                .filter(|name| chain.function(name).is_none())
+            {
+                tracing::warn!(
+                    element = %cx.def().full_name,
+                    plugin = %self.plugin.path().display(),
+                    function = %function,
+                    "the plugin overrides a function no element of the chain declares; \
+                     it can only be reached by another plugin"
+                );
+            }
+        }
+        // The declarations above the plugin's Type: what a call to the parent is checked
+        // against.
+        let parent_defs = chain.defs()[cx.chain_index() + 1..].to_vec();
+        Ok(Arc::new(PluginElement {
+            def: cx.def().clone(),
+            shared: Arc::new(Shared {
+                plugin: self.plugin.clone(),
+                parent,
+                parent_defs,
+                info_json: info_json.into(),
+            }),
+        }))
+    }
+}
+
+/// An element of a plugin Type: calls the plugin overrides enter it, every other call goes
+/// to the parent element.
+///
+/// It provides no typed interfaces ([`jit_runtime::App::get`]): handing out the parent's
+/// would let typed callers bypass the plugin's overrides. Reach it through dynamic calls.
+pub struct PluginElement {
+    def: Arc<ElementDef>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    plugin: Arc<LoadedPlugin>,
+    parent: Arc<dyn Element>,
+    parent_defs: Vec<Arc<ElementDef>>,
+    info_json: Arc<[u8]>,
+}
+
+impl PluginElement {
+    /// The plugin this element calls into.
+    pub fn plugin(&self) -> &Arc<LoadedPlugin> {
+        &self.shared.plugin
+    }
+
+    /// The parent Type's element it delegates to.
+    pub fn parent(&self) -> &Arc<dyn Element> {
+        &self.shared.parent
+    }
+}
+
+#[jit_runtime::async_trait]
+impl Element for PluginElement {
+    fn def(&self) -> &Arc<ElementDef> {
+        &self.def
+    }
+
+    async fn call(
+        &self,
+        function: &str,
+        args: Map<String, Value>,
+        cx: &CallContext,
+    ) -> Result<Value, CallError> {
+        let shared = &self.shared;
+        if !shared.plugin.handles(function) {
+            return shared.parent.call(function, args, cx).await;
+        }
+        let args_json = serde_json::to_vec(&Value::Object(args))
+            .map_err(|error| CallError::internal(format!("arguments not serialisable: {error}")))?;
+        let call = HostCall {
+            handle: Handle::current(),
+            shared: shared.clone(),
+            element: self.def.full_name.to_string(),
+            cx: cx.clone(),
+        };
+        let function_name = function.to_owned();
+        let (status, bytes) =
+            tokio::task::spawn_blocking(move || call.enter_plugin(&function_name, &args_json))
+                .await
+                .map_err(|error| {
+                    CallError::internal(format!(
+                        "calling native plugin `{}` for `{}.{function}` failed: {error}",
+                        shared.plugin.name(),
+                        self.def.full_name
+                    ))
+                })?;
+        decode_reply(status, &bytes).map_err(|error| {
+            call_error_from_plugin(error, &shared.plugin, &self.def.full_name, function)
+        })
+    }
+}
+
+/// Everything one call into the plugin needs, owned by the blocking task that makes it. Its
+/// address is the `ctx` of the [`HostApi`] the plugin gets.
+struct HostCall {
+    handle: Handle,
+    shared: Arc<Shared>,
+    element: String,
+    cx: CallContext,
+}
+
+impl HostCall {
+    fn enter_plugin(&self, function: &str, args_json: &[u8]) -> (u32, Vec<u8>) {
+        let host = HostApi {
+            ctx: (self as *const HostCall).cast(),
+            call_parent,
+            element_info,
+        };
+        let entry_points = self.shared.plugin.entry_points();
+        collect_output(|out| {
+            // SAFETY: the header of this plugin was validated, so `call` has this signature;
+            // `host`, `self`, the views and `out` all outlive the call.
+            unsafe {
+                (entry_points.call)(
+                    &host,
+                    ByteView::of(function.as_bytes()),
+                    ByteView::of(args_json),
+                    out,
+                )
+            }
+        })
+    }
+
+    fn call_parent(&self, function: &str, args_json: &[u8]) -> Result<Value, PluginError> {
+        let args = match serde_json::from_slice::<Value>(args_json) {
+            Ok(Value::Object(args)) => args,
+            Ok(Value::Null) => Map::new(),
+            Ok(other) => {
+                return Err(PluginError::bad_arguments(format!(
+                    "arguments for the parent's `{function}` must be a JSON object, found {}",
+                    json_kind(&other)
+                )));
+            }
+            Err(error) => {
+                return Err(PluginError::new(
+                    PluginError::PROTOCOL,
+                    format!("arguments for the parent's `{function}` are not valid JSON: {error}"),
+                ));
+            }
+        };
+        self.check_parent_args(function, &args)?;
+        self.handle
+            .block_on(self.shared.parent.call(function, args, &self.cx))
+            .map_err(|error| PluginError::new(error.code().to_owned(), error.message))
+    }
+
+    /// The parent's contract is that its `call` sees arguments already checked against its
+    /// declaration, as a call through the runtime would be. A function the parent does not
+    /// declare is passed through unchecked (it may be internal to the parent).
+    fn check_parent_args(
+        &self,
+        function: &str,
+        args: &Map<String, Value>,
+    ) -> Result<(), PluginError> {
+        let Some(declaration) = self
+            .shared
+            .parent_defs
+            .iter()
+            .find_map(|def| def.function(function))
+        else {
+            return Ok(());
+        };
+        let mut problems = Vec::new();
+        for key in args.keys() {
+            if !declaration.args.iter().any(|arg| &arg.name == key) {
+                problems.push(format!("unknown argument `{key}`"));
+            }
+        }
+        for arg in &declaration.args {
+            match args.get(&arg.name) {
+                None | Some(Value::Null) if arg.required => {
+                    problems.push(format!(
+                        "missing required argument `{}` ({})",
+                        arg.name, arg.data_type
+                    ));
+                }
+                Some(value) if !value.is_null() && !arg.data_type.accepts(value) => {
+                    problems.push(format!(
+                        "argument `{}` must be {}, got {}",
+                        arg.name,
+                        arg.data_type,
+                        json_kind(value)
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(PluginError::bad_arguments(format!(
+                "call from plugin `{}` to the parent's `{}.{function}`: {}",
+                self.shared.plugin.name(),
+                self.element,
+                problems.join("; ")
+            )))
+        }
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(number) if number.is_i64() || number.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Writes `result` for the plugin and returns its status.
+///
+/// # Safety
+/// `out` must be null or a live sink.
+unsafe fn answer(
+    out: *const OutputSink,
+    result: std::thread::Result<Result<Value, PluginError>>,
+) -> u32 {
+    let (status, bytes) = match result {
+        Ok(Ok(value)) => match serde_json::to_vec(&value) {
+            Ok(bytes) => (STATUS_OK, bytes),
+            Err(error) => (
+                STATUS_ERROR,
+                PluginError::new(
+                    PluginError::PROTOCOL,
+                    format!("result not serialisable: {error}"),
+                )
+                .to_wire(),
+            ),
+        },
+        Ok(Err(error)) => (STATUS_ERROR, error.to_wire()),
+        Err(payload) => (
+            STATUS_PANIC,
+            PluginError::new(
+                PluginError::PANIC,
+                format!(
+                    "the host panicked serving the plugin: {}",
+                    panic_message(payload.as_ref())
+                ),
+            )
+            .to_wire(),
+        ),
+    };
+    // SAFETY: guaranteed by the caller.
+    unsafe { write_output(out, &bytes) };
+    status
+}
+
+unsafe extern "C" fn call_parent(
+    ctx: *const c_void,
+    function: ByteView,
+    args_json: ByteView,
+    out: *const OutputSink,
+) -> u32 {
+    // No panic may unwind into the plugin's frames: the parent's code runs in here.
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `ctx` is the `HostCall` that made the plugin call now in progress on this
+        // thread; the views are valid for this callback, as the ABI requires of the plugin.
+        let call = unsafe { &*ctx.cast::<HostCall>() };
+        let function = std::str::from_utf8(unsafe { function.as_slice() }).map_err(|error| {
+            PluginError::new(
+                PluginError::PROTOCOL,
+                format!("function name is not UTF-8: {error}"),
+            )
+        })?;
+        call.call_parent(function, unsafe { args_json.as_slice() })
+    }));
+    // SAFETY: `out` is the plugin's live sink.
+    unsafe { answer(out, result) }
+}
+
+unsafe extern "C" fn element_info(ctx: *const c_void, out: *const OutputSink) -> u32 {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as in `call_parent`.
+        let call = unsafe { &*ctx.cast::<HostCall>() };
+        serde_json::from_slice::<Value>(&call.shared.info_json)
+            .map_err(|error| PluginError::new(PluginError::PROTOCOL, error.to_string()))
+    }));
+    // SAFETY: `out` is the plugin's live sink.
+    unsafe { answer(out, result) }
+}
+
+/// Maps a plugin's error to the runtime's: the runtime's own codes keep their category (so a
+/// parent's error propagated by the plugin is unchanged); a panic or a protocol fault is
+/// internal and names the plugin; any other code is an element-specific code.
+fn call_error_from_plugin(
+    error: PluginError,
+    plugin: &LoadedPlugin,
+    element: &impl std::fmt::Display,
+    function: &str,
+) -> CallError {
+    let kind = match error.code.as_str() {
+        "NOT_FOUND" => CallErrorKind::NotFound,
+        "FUNCTION_NOT_FOUND" => CallErrorKind::FunctionNotFound,
+        "BAD_ARGUMENTS" => CallErrorKind::BadArguments,
+        "UNAUTHORIZED" => CallErrorKind::Unauthorized,
+        "CONFLICT" => CallErrorKind::Conflict,
+        "UPSTREAM" => CallErrorKind::Upstream,
+        "INTERNAL" => CallErrorKind::Internal,
+        PluginError::PANIC | PluginError::PROTOCOL => {
+            return CallError::internal(format!(
+                "native plugin `{}` ({}) failed in `{element}.{function}`: {}",
+                plugin.name(),
+                plugin.path().display(),
+                error.message
+            ));
+        }
+        other => CallErrorKind::Element(other.to_owned().into()),
+    };
+    CallError::new(kind, error.message)
+}

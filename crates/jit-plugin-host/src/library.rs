@@ -1,0 +1,221 @@
+//! Opening a plugin library: header first, then its description. Libraries are never
+//! unloaded.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use jit_plugin_api::{
+    HEADER_SYMBOL, HeaderPrefix, PluginDescription, PluginEntryPoints, PluginError, PluginHeader,
+    collect_output, decode_reply,
+};
+use parking_lot::Mutex;
+
+use crate::header::{HeaderMismatch, check_build, check_prefix};
+
+/// Why a file could not be used as a plugin. Every variant names the file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpenError {
+    /// No file at the path.
+    #[error("plugin library `{}` does not exist ({reason})", path.display())]
+    Missing {
+        /// The path looked at.
+        path: PathBuf,
+        /// What the file system said.
+        reason: String,
+    },
+    /// The dynamic loader refused the file.
+    #[error("`{}` is not a loadable library: {reason}", path.display())]
+    NotALibrary {
+        /// The file.
+        path: PathBuf,
+        /// The dynamic loader's message.
+        reason: String,
+    },
+    /// The library does not export the header symbol.
+    #[error("`{}` is not a jit plugin: it exports no `JIT_PLUGIN_HEADER` symbol ({reason})", path.display())]
+    NoHeader {
+        /// The library.
+        path: PathBuf,
+        /// The dynamic loader's message.
+        reason: String,
+    },
+    /// The header symbol is not where a header can be.
+    #[error("`{}` is not a jit plugin: its `JIT_PLUGIN_HEADER` symbol is {problem}", path.display())]
+    BadHeaderAddress {
+        /// The library.
+        path: PathBuf,
+        /// Null or misaligned.
+        problem: &'static str,
+    },
+    /// A header field differs from what this host was built with; nothing of the plugin ran.
+    #[error("plugin `{}` refused: {mismatch}", path.display())]
+    Refused {
+        /// The library.
+        path: PathBuf,
+        /// The field, the expected and the found value.
+        mismatch: HeaderMismatch,
+    },
+    /// The plugin's `describe` entry point failed.
+    #[error("plugin `{}` could not describe itself: {error}", path.display())]
+    Describe {
+        /// The library.
+        path: PathBuf,
+        /// What it reported.
+        error: Box<PluginError>,
+    },
+}
+
+/// A plugin library whose header was accepted. Lives for the rest of the process.
+#[derive(Debug)]
+pub struct LoadedPlugin {
+    path: PathBuf,
+    name: String,
+    version: String,
+    entry_points: PluginEntryPoints,
+    overrides: Option<Vec<String>>,
+}
+
+impl LoadedPlugin {
+    /// The library file (canonical path).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The plugin package's name, from its header.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The plugin package's version, from its header.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The functions the plugin implements itself; `None` when every call enters it.
+    pub fn overrides(&self) -> Option<&[String]> {
+        self.overrides.as_deref()
+    }
+
+    /// Whether a call of `function` enters the plugin (rather than going to the parent).
+    pub fn handles(&self, function: &str) -> bool {
+        self.overrides
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|name| name == function))
+    }
+
+    pub(crate) fn entry_points(&self) -> &PluginEntryPoints {
+        &self.entry_points
+    }
+}
+
+/// Libraries opened so far, by canonical path. Entries are never removed: a plugin's code
+/// must stay mapped as long as any element built from it may run, which is the whole process.
+fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<LoadedPlugin>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Arc<LoadedPlugin>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Opens the plugin library at `path`, validates its header and asks it which functions it
+/// overrides. Opening the same file again returns the plugin opened the first time.
+///
+/// No function of the library is called unless every header field matches. The dynamic
+/// loader does run the library's initialisers (ELF `.init_array`, Mach-O initialisers,
+/// `DllMain`) while mapping it, before the header can be read; a Rust `cdylib` has none
+/// unless it uses a constructor crate. That is a limit of every `dlopen`-based loader.
+pub fn open_plugin(path: &Path) -> Result<Arc<LoadedPlugin>, OpenError> {
+    let canonical = path.canonicalize().map_err(|error| OpenError::Missing {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })?;
+    // Held across the open so two elements naming one library never load it twice at once.
+    let mut opened = registry().lock();
+    if let Some(plugin) = opened.get(&canonical) {
+        return Ok(plugin.clone());
+    }
+    if !canonical.is_file() {
+        return Err(OpenError::Missing {
+            path: canonical,
+            reason: "not a regular file".to_owned(),
+        });
+    }
+    // SAFETY: loading a library runs its initialisers; see this function's documentation.
+    // The library is leaked below, so nothing obtained from it can outlive it.
+    let library = unsafe { libloading::Library::new(&canonical) }.map_err(|error| {
+        OpenError::NotALibrary {
+            path: canonical.clone(),
+            reason: error.to_string(),
+        }
+    })?;
+    // Never unloaded, whether accepted or refused: unloading runs the library's finalisers,
+    // and an accepted plugin's code must stay mapped while elements built from it live.
+    let library: &'static libloading::Library = Box::leak(Box::new(library));
+    let plugin = Arc::new(read_plugin(library, &canonical)?);
+    opened.insert(canonical, plugin.clone());
+    Ok(plugin)
+}
+
+fn read_plugin(
+    library: &'static libloading::Library,
+    path: &Path,
+) -> Result<LoadedPlugin, OpenError> {
+    // SAFETY: the symbol is a data symbol; we take its address and never call through it.
+    let symbol = unsafe { library.get::<*const HeaderPrefix>(HEADER_SYMBOL) }.map_err(|error| {
+        OpenError::NoHeader {
+            path: path.to_owned(),
+            reason: error.to_string(),
+        }
+    })?;
+    let address: *const HeaderPrefix = *symbol;
+    if address.is_null() {
+        return Err(OpenError::BadHeaderAddress {
+            path: path.to_owned(),
+            problem: "null",
+        });
+    }
+    // SAFETY: the symbol names at least the frozen prefix in any library claiming to be a
+    // plugin; an unaligned read makes no assumption about a foreign symbol's alignment.
+    let prefix = unsafe { address.read_unaligned() };
+    let refused = |mismatch| OpenError::Refused {
+        path: path.to_owned(),
+        mismatch,
+    };
+    check_prefix(&prefix).map_err(refused)?;
+    let header = address.cast::<PluginHeader>();
+    if !header.is_aligned() {
+        return Err(OpenError::BadHeaderAddress {
+            path: path.to_owned(),
+            problem: "misaligned",
+        });
+    }
+    // SAFETY: magic, ABI version and size match this host's, so the static has exactly the
+    // layout of `PluginHeader`; it lives as long as the leaked library.
+    let header: &'static PluginHeader = unsafe { &*header };
+    check_build(header).map_err(refused)?;
+
+    let entry_points = header.entry_points;
+    // The first call into the plugin, only now that every header field matched.
+    // SAFETY: `describe` is the plugin's entry point of this ABI version; the sink is live.
+    let (status, bytes) = collect_output(|out| unsafe { (entry_points.describe)(out) });
+    let describe_error = |error| OpenError::Describe {
+        path: path.to_owned(),
+        error: Box::new(error),
+    };
+    let description: PluginDescription = decode_reply(status, &bytes)
+        .and_then(|value| {
+            serde_json::from_value(value).map_err(|error| {
+                PluginError::new(
+                    PluginError::PROTOCOL,
+                    format!("malformed description: {error}"),
+                )
+            })
+        })
+        .map_err(describe_error)?;
+    Ok(LoadedPlugin {
+        path: path.to_owned(),
+        name: header.plugin_name.display_text(),
+        version: header.plugin_version.display_text(),
+        entry_points,
+        overrides: description.overrides,
+    })
+}

@@ -1,0 +1,581 @@
+//! Native plugins end to end: the example discount plugin and a probe plugin are built with
+//! cargo, copied into temporary apps as their Types' libraries, loaded through
+//! `register_plugins`, and called through the runtime over a fixture parent Type.
+
+mod support;
+
+use jit_plugin_host::{LoadedPlugin, PluginProblem, register_plugins};
+use jit_runtime::{App, CallErrorKind};
+use serde_json::json;
+use std::sync::Arc;
+use support::{TempApp, built_plugins, caller, library_file_name};
+
+/// An app with the discount Type (10% off, from the Type's e.json), two instances of it (one
+/// overriding the discount to 50%), and the probe Type with one instance.
+fn shop() -> TempApp {
+    let plugins = built_plugins();
+    let app = TempApp::new("shop").with_fixture_parent();
+    let discount_file = library_file_name("example_discount_plugin");
+    app.element(
+        "pays/DiscountWechatPayType",
+        json!({
+            "title": "WeChat Pay with a discount",
+            "type": "pays.WechatPayType",
+            "backendBundleEntry": discount_file,
+            "discountPercent": 10
+        }),
+    );
+    app.install(
+        "pays/DiscountWechatPayType",
+        &plugins.discount,
+        &discount_file,
+    );
+    app.element(
+        "pays/myDiscountPay",
+        json!({"type": "pays.DiscountWechatPayType", "mchId": "1900000109", "apiKey": "k-secret-1"}),
+    );
+    app.element(
+        "pays/halfPricePay",
+        json!({"type": "pays.DiscountWechatPayType", "mchId": "1900000110", "discountPercent": 50}),
+    );
+
+    let probe_file = library_file_name("test_probe_plugin");
+    app.element(
+        "pays/ProbeType",
+        json!({
+            "type": "pays.WechatPayType",
+            "backendBundleEntry": format!("./{probe_file}"),
+            "functionList": [
+                {"name": "echo", "args": [{"name": "note", "dataType": "Any", "required": false}]},
+                {"name": "forward", "args": [
+                    {"name": "function", "dataType": "Stext"},
+                    {"name": "args", "dataType": "JSON", "required": false}
+                ]},
+                {"name": "panic", "args": []}
+            ]
+        }),
+    );
+    app.install("pays/ProbeType", &plugins.probe, &probe_file);
+    app.element(
+        "pays/myProbe",
+        json!({"type": "pays.ProbeType", "mchId": "1900000111", "apiKey": "k-secret-2"}),
+    );
+    app
+}
+
+async fn build(app: &TempApp) -> App {
+    let builder = register_plugins(app.builder(), &app.definitions())
+        .unwrap_or_else(|errors| panic!("plugins refused:\n{errors}"));
+    builder
+        .build()
+        .await
+        .unwrap_or_else(|errors| panic!("app does not build:\n{errors}"))
+}
+
+#[tokio::test]
+async fn create_is_discounted_by_the_plugin_and_created_by_the_parent() {
+    let app = shop();
+    let app = build(&app).await;
+
+    let order = app
+        .call(
+            "pays.myDiscountPay",
+            "create",
+            json!({"subject": "Coffee", "amount": 99.99, "orderId": "D1"}),
+            &caller(),
+        )
+        .await
+        .expect("create through the plugin");
+    // The parent stored the discounted amount; the plugin added its note.
+    assert_eq!(order["amount"], json!(89.99));
+    assert_eq!(
+        order["mchId"], "1900000109",
+        "the parent was built with the instance's settings"
+    );
+    assert_eq!(order["element"], "pays.myDiscountPay");
+    assert_eq!(
+        order["discount"],
+        json!({"percent": 10, "originalAmount": "99.99", "discountedAmount": "89.99"})
+    );
+
+    // `check` is not overridden: it goes straight to the parent, which has the order.
+    let stored = app
+        .call(
+            "pays.myDiscountPay",
+            "check",
+            json!({"orderId": "D1"}),
+            &caller(),
+        )
+        .await
+        .expect("check delegated to the parent");
+    assert_eq!(stored["amount"], json!(89.99));
+    assert_eq!(stored["status"], "wait");
+    assert!(stored.get("discount").is_none());
+
+    // A string amount stays a string; an instance's own discountPercent wins over the Type's.
+    let half = app
+        .call(
+            "pays.halfPricePay",
+            "create",
+            json!({"subject": "Tea", "amount": "0.29"}),
+            &caller(),
+        )
+        .await
+        .expect("create on the second instance");
+    assert_eq!(half["amount"], json!("0.14"));
+    assert_eq!(half["discount"]["percent"], 50);
+    assert_eq!(half["mchId"], "1900000110");
+}
+
+#[tokio::test]
+async fn cancel_applies_the_plugin_rule_before_delegating() {
+    let app = shop();
+    let app = build(&app).await;
+    let create = |id: &str| json!({"subject": "Book", "amount": 19.9, "orderId": id});
+    for id in ["OPEN", "PAID"] {
+        app.call("pays.myDiscountPay", "create", create(id), &caller())
+            .await
+            .expect("create");
+    }
+    app.call(
+        "pays.myDiscountPay",
+        "markPaid",
+        json!({"orderId": "PAID"}),
+        &caller(),
+    )
+    .await
+    .expect("markPaid goes to the parent");
+
+    let closed = app
+        .call(
+            "pays.myDiscountPay",
+            "cancel",
+            json!({"orderId": "OPEN"}),
+            &caller(),
+        )
+        .await
+        .expect("an unpaid order is cancelled by the parent");
+    assert_eq!(closed["status"], "close");
+
+    let refused = app
+        .call(
+            "pays.myDiscountPay",
+            "cancel",
+            json!({"orderId": "PAID"}),
+            &caller(),
+        )
+        .await
+        .expect_err("a paid order must not be cancelled");
+    assert_eq!(refused.code(), "REJECTED");
+    assert_eq!(
+        refused.message,
+        "order PAID is already paid and cannot be cancelled; refund it instead"
+    );
+    let still_paid = app
+        .call(
+            "pays.myDiscountPay",
+            "check",
+            json!({"orderId": "PAID"}),
+            &caller(),
+        )
+        .await
+        .expect("check");
+    assert_eq!(
+        still_paid["status"], "success",
+        "the refused cancel changed nothing"
+    );
+
+    // A parent error propagated by the plugin keeps the parent's code and message.
+    let missing = app
+        .call(
+            "pays.myDiscountPay",
+            "cancel",
+            json!({"orderId": "NOPE"}),
+            &caller(),
+        )
+        .await
+        .expect_err("unknown order");
+    assert_eq!(missing.code(), "ORDER_NOT_FOUND");
+    assert_eq!(missing.message, "no order NOPE");
+}
+
+#[tokio::test]
+async fn plugin_errors_map_to_the_runtime_categories() {
+    let app = shop();
+    let app = build(&app).await;
+    let bad_amount = app
+        .call(
+            "pays.myDiscountPay",
+            "create",
+            json!({"subject": "Coffee", "amount": "12.345"}),
+            &caller(),
+        )
+        .await
+        .expect_err("three decimals");
+    assert_eq!(bad_amount.kind, CallErrorKind::BadArguments);
+    assert!(
+        bad_amount.message.contains("found 12.345"),
+        "{}",
+        bad_amount.message
+    );
+
+    // The parent's CONFLICT comes back through the plugin as CONFLICT.
+    let args = json!({"subject": "Coffee", "amount": 1, "orderId": "DUP"});
+    app.call("pays.myDiscountPay", "create", args.clone(), &caller())
+        .await
+        .expect("first create");
+    let duplicate = app
+        .call("pays.myDiscountPay", "create", args, &caller())
+        .await
+        .expect_err("duplicate orderId");
+    assert_eq!(duplicate.kind, CallErrorKind::Conflict);
+}
+
+#[tokio::test]
+async fn the_plugin_sees_its_element_with_secrets_masked() {
+    let app = shop();
+    let app = build(&app).await;
+    let echoed = app
+        .call(
+            "pays.myProbe",
+            "echo",
+            json!({"note": [1, "two"]}),
+            &caller(),
+        )
+        .await
+        .expect("echo");
+    assert_eq!(echoed["function"], "echo");
+    assert_eq!(echoed["args"], json!({"note": [1, "two"]}));
+    let element = &echoed["element"];
+    assert_eq!(element["fullName"], "pays.myProbe");
+    assert_eq!(
+        element["chain"],
+        json!([
+            "pays.myProbe",
+            "pays.ProbeType",
+            "pays.WechatPayType",
+            "pays.Meta"
+        ])
+    );
+    assert_eq!(element["settings"]["mchId"], "1900000111");
+    assert_eq!(element["settings"]["apiKey"], jit_runtime::MASK);
+    assert!(!echoed.to_string().contains("k-secret-2"));
+}
+
+#[tokio::test]
+async fn panics_on_either_side_are_caught_and_reported() {
+    let app = shop();
+    let app = build(&app).await;
+
+    let plugin_panic = app
+        .call("pays.myProbe", "panic", json!({}), &caller())
+        .await
+        .expect_err("the plugin panics");
+    assert_eq!(plugin_panic.kind, CallErrorKind::Internal);
+    assert!(
+        plugin_panic.message.contains("test_probe_plugin")
+            && plugin_panic
+                .message
+                .contains("probe plugin panicking on request"),
+        "{}",
+        plugin_panic.message
+    );
+
+    let parent_panic = app
+        .call(
+            "pays.myProbe",
+            "forward",
+            json!({"function": "explode", "args": {}}),
+            &caller(),
+        )
+        .await
+        .expect_err("the parent panics inside the host callback");
+    assert_eq!(parent_panic.kind, CallErrorKind::Internal);
+    assert!(
+        parent_panic
+            .message
+            .contains("fixture parent exploding on request"),
+        "{}",
+        parent_panic.message
+    );
+
+    // Both sides are still usable.
+    let created = app
+        .call(
+            "pays.myProbe",
+            "forward",
+            json!({"function": "create", "args": {"subject": "After", "amount": 5}}),
+            &caller(),
+        )
+        .await
+        .expect("a call after the panics");
+    assert_eq!(created["amount"], 5);
+}
+
+#[tokio::test]
+async fn calls_to_the_parent_are_checked_against_its_declaration() {
+    let app = shop();
+    let app = build(&app).await;
+    let error = app
+        .call(
+            "pays.myProbe",
+            "forward",
+            json!({"function": "create", "args": {"subject": 7, "colour": "red"}}),
+            &caller(),
+        )
+        .await
+        .expect_err("ill-typed arguments for the parent");
+    assert_eq!(error.kind, CallErrorKind::BadArguments);
+    for expected in [
+        "unknown argument `colour`",
+        "argument `subject` must be Stext, got integer",
+        "missing required argument `amount`",
+        "pays.myProbe.create",
+    ] {
+        assert!(
+            error.message.contains(expected),
+            "{expected} not in: {}",
+            error.message
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_through_the_plugin_on_a_multi_thread_runtime() {
+    let app = shop();
+    let app = build(&app).await;
+    let calls = (0..64).map(|index| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.call(
+                "pays.myDiscountPay",
+                "create",
+                json!({"subject": "Bulk", "amount": 10, "orderId": format!("B{index}")}),
+                &caller(),
+            )
+            .await
+        })
+    });
+    let handles: Vec<_> = calls.collect();
+    for (index, handle) in handles.into_iter().enumerate() {
+        let order = handle.await.expect("task").expect("create");
+        assert_eq!(order["orderId"], format!("B{index}"));
+        assert_eq!(order["amount"], json!(9.0));
+    }
+}
+
+#[test]
+fn the_same_library_is_opened_once_and_declares_its_overrides() {
+    let app = shop();
+    let loaded = jit_plugin_host::load_plugins(&app.definitions()).expect("load");
+    let plugin_of = |type_name: &str| -> Arc<LoadedPlugin> {
+        loaded
+            .iter()
+            .find(|(spec, _)| spec.type_name == type_name)
+            .unwrap_or_else(|| panic!("{type_name} found"))
+            .1
+            .clone()
+    };
+    let discount = plugin_of("pays.DiscountWechatPayType");
+    assert_eq!(discount.name(), "example-discount-plugin");
+    assert_eq!(discount.version(), env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        discount.overrides(),
+        Some(&["create".to_owned(), "cancel".to_owned()][..])
+    );
+    assert!(discount.handles("create") && !discount.handles("check"));
+    let again = jit_plugin_host::open_plugin(discount.path()).expect("reopen");
+    assert!(Arc::ptr_eq(&again, &discount), "a library is opened once");
+
+    let probe = plugin_of("pays.ProbeType");
+    assert_eq!(probe.overrides(), None);
+    assert!(probe.handles("anything"));
+}
+
+#[tokio::test]
+async fn a_plugin_type_without_a_parent_loader_fails_to_build_with_a_clear_error() {
+    let app = shop();
+    // No fixture loader for pays.WechatPayType this time.
+    let builder = register_plugins(jit_runtime::AppBuilder::new(app.path()), &app.definitions())
+        .expect("plugins accepted");
+    let built = builder
+        .build()
+        .await
+        .expect("every instance has a loader on its chain");
+    let error = built
+        .call(
+            "pays.myDiscountPay",
+            "create",
+            json!({"subject": "x", "amount": 1}),
+            &caller(),
+        )
+        .await
+        .expect_err("no parent to build");
+    assert!(
+        error.message.contains("needs its parent Type's element")
+            && error.message.contains("pays.DiscountWechatPayType"),
+        "{}",
+        error.message
+    );
+}
+
+/// Every refusal in one app, so it also shows that all of them are reported at once.
+#[test]
+fn refusals_name_the_element_the_file_and_the_reason() {
+    let plugins = built_plugins();
+    let app = TempApp::new("refusals").with_fixture_parent();
+    let mut expect = Vec::new();
+    let plugin_type = |folder: &str, entry: &str| {
+        app.element(
+            &format!("pays/{folder}"),
+            json!({"type": "pays.WechatPayType", "backendBundleEntry": entry}),
+        );
+        format!("pays.{folder}")
+    };
+
+    // 1. A header claiming ABI version 999.
+    let bad_abi_file = library_file_name("test_bad_plugin");
+    let bad_abi = plugin_type("WrongAbiType", &bad_abi_file);
+    app.install("pays/WrongAbiType", &plugins.bad_abi, &bad_abi_file);
+    expect.push((
+        bad_abi,
+        "header field `abi_version` is 999, expected 1".to_owned(),
+    ));
+
+    // 2. A file that is not a library.
+    let not_library = plugin_type("TextFileType", "libnotes.so");
+    app.write(
+        "elements/pays/TextFileType/libnotes.so",
+        "these are notes, not machine code\n",
+    );
+    expect.push((
+        not_library,
+        "libnotes.so` is not a loadable library".to_owned(),
+    ));
+
+    // 3. A library without the header symbol.
+    let no_header_file = library_file_name("no_header");
+    let no_header = plugin_type("NoHeaderType", &no_header_file);
+    compile_library_without_header(
+        &app.path()
+            .join("elements/pays/NoHeaderType")
+            .join(&no_header_file),
+    );
+    expect.push((
+        no_header,
+        "is not a jit plugin: it exports no `JIT_PLUGIN_HEADER` symbol".to_owned(),
+    ));
+
+    // 4. A missing file.
+    let missing = plugin_type("MissingType", "libgone.so");
+    expect.push((missing, "libgone.so` does not exist".to_owned()));
+
+    let definitions = app.definitions();
+    let errors = jit_plugin_host::load_plugins(&definitions).expect_err("every plugin refused");
+    let shown = errors.to_string();
+    assert_eq!(
+        errors.0.len(),
+        expect.len(),
+        "one error per plugin Type:\n{shown}"
+    );
+    for (element, message) in &expect {
+        let error = errors
+            .0
+            .iter()
+            .find(|error| &error.element == element)
+            .unwrap_or_else(|| panic!("no error for {element}:\n{shown}"));
+        let line = error.to_string();
+        assert!(
+            line.contains(message.as_str()),
+            "`{message}` not in: {line}"
+        );
+        let e_json = app
+            .path()
+            .join("elements")
+            .join(element.replace('.', "/"))
+            .join("e.json");
+        assert!(
+            line.starts_with(&format!(
+                "{}: backendBundleEntry: {element}: ",
+                e_json.display()
+            )),
+            "{line}"
+        );
+        let load_error = error.to_load_error();
+        assert_eq!(load_error.file, e_json);
+        assert_eq!(load_error.json_path.as_deref(), Some("backendBundleEntry"));
+    }
+    let wrong_abi = errors
+        .0
+        .iter()
+        .find(|e| e.element == "pays.WrongAbiType")
+        .expect("abi");
+    match &wrong_abi.problem {
+        PluginProblem::Open(jit_plugin_host::OpenError::Refused { mismatch, .. }) => {
+            assert_eq!(mismatch.field, "abi_version");
+            assert_eq!(mismatch.expected, "1");
+            assert_eq!(mismatch.found, "999");
+        }
+        other => panic!("expected a header refusal, got {other:?}"),
+    }
+    // The refused library's entry points leave a trace when called: there must be none.
+    let trace = std::env::temp_dir().join(format!("jit-bad-plugin-{}-ran", std::process::id()));
+    assert!(!trace.exists(), "an entry point of the refused plugin ran");
+
+    // register_plugins refuses the same way and the app is never built.
+    let Err(refused) = register_plugins(app.builder(), &definitions) else {
+        panic!("register_plugins accepted refused plugins");
+    };
+    assert_eq!(refused.0.len(), expect.len());
+}
+
+#[test]
+fn placement_problems_are_refused_before_opening_anything() {
+    let app = TempApp::new("placement").with_fixture_parent();
+    app.element(
+        "pays/EscapingType",
+        json!({"type": "pays.WechatPayType", "backendBundleEntry": "../libelsewhere.so"}),
+    );
+    app.element(
+        "plugins/Meta",
+        json!({"type": "", "backendBundleEntry": "libmeta.so"}),
+    );
+    let errors = jit_plugin_host::find_plugins(&app.definitions()).expect_err("refused");
+    let shown = errors.to_string();
+    assert!(
+        shown.contains("pays.EscapingType: `../libelsewhere.so` must be a path relative to the element's folder and inside it"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("plugins.Meta: a Meta cannot be a native plugin"),
+        "{shown}"
+    );
+    let as_load_errors: jit_runtime::LoadErrors = errors.into();
+    assert_eq!(as_load_errors.len(), 2);
+}
+
+/// Compiles a tiny `cdylib` that exports a function but no plugin header.
+fn compile_library_without_header(output: &std::path::Path) {
+    let source = output.with_extension("rs");
+    std::fs::write(
+        &source,
+        "#[unsafe(no_mangle)]\npub extern \"C\" fn unrelated_function() -> u32 { 7 }\n",
+    )
+    .expect("write source");
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let status = std::process::Command::new(rustc)
+        .args([
+            "--edition",
+            "2024",
+            "--crate-type",
+            "cdylib",
+            "--crate-name",
+            "no_header",
+            "-o",
+        ])
+        .arg(output)
+        .arg(&source)
+        .status()
+        .expect("running rustc");
+    assert!(status.success(), "compiling the header-less library failed");
+}
