@@ -263,7 +263,9 @@ impl AppBuilder {
         for chain in defs.iter() {
             let def = chain.element();
             let plan = plan_for(chain, &self.loaders);
-            let is_instance = !def.is_meta() && !defs.is_used_as_type(def.full_name.as_str());
+            // An instance sits at least two steps below its Meta (instance → Type → Meta)
+            // and is no element's type; Types and Metas without instances need no loader.
+            let is_instance = chain.len() >= 3 && !defs.is_used_as_type(def.full_name.as_str());
             if plan.is_empty() && is_instance {
                 errors.push(LoadError::new(
                     LoadErrorKind::NoLoader,

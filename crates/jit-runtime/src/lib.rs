@@ -50,7 +50,8 @@
 //! its Type, ..., then its Meta). Registering a loader again for a fullName stacks it on
 //! the earlier one, which [`LoadContext::load_with_parent`] reaches first, before the
 //! loaders of the parent Types. `build` requires a loader on the chain of every instance
-//! (an element with a `type` that no element uses as its `type`).
+//! (an element at least two steps below its Meta, instance → Type → Meta, that no element
+//! uses as its `type`).
 //! A loader must not `get_element` the element it is building (that would wait on itself).
 //!
 //! # Additions to the agreed shapes

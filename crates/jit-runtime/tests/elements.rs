@@ -1,0 +1,616 @@
+//! Building and using elements: loaders, the cache under concurrency, typed access,
+//! dynamic calls with argument checking, delegation to parent loaders, services.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Tree, app_toml};
+use jit_runtime::{
+    App, AppBuilder, CallContext, CallErrorKind, Chain, Element, ElementDef, ElementError,
+    GetError, LoadContext, LoadErrorKind, Loader, Secret, WeakApp, provide_interfaces,
+};
+use serde_json::{Map, Value, json};
+
+/// What hosted code sees of a pay element.
+trait Pay: Send + Sync {
+    fn currency(&self) -> String;
+    fn api_key(&self) -> Secret<String>;
+    fn label(&self) -> String;
+}
+
+/// An interface no fixture element provides.
+trait Refund: Send + Sync {}
+
+struct TestPay {
+    def: Arc<ElementDef>,
+    chain: Chain,
+    app: WeakApp,
+    label: String,
+}
+
+impl Pay for TestPay {
+    fn currency(&self) -> String {
+        self.chain
+            .setting_str("currency")
+            .unwrap_or("none")
+            .to_owned()
+    }
+    fn api_key(&self) -> Secret<String> {
+        self.chain.secret_str("apiKey").unwrap_or_default()
+    }
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Element for TestPay {
+    fn def(&self) -> &Arc<ElementDef> {
+        &self.def
+    }
+
+    async fn call(
+        &self,
+        function: &str,
+        args: Map<String, Value>,
+        cx: &CallContext,
+    ) -> Result<Value, jit_runtime::CallError> {
+        match function {
+            "create" => Ok(json!({"args": args, "by": cx.principal, "label": self.label})),
+            "ping" => {
+                // Elements reach other elements through their weak app handle.
+                let meta = self.app.get_element("pays.Meta").await.is_ok();
+                Ok(json!({"pong": true, "metaLoadable": meta, "label": self.label}))
+            }
+            other => Err(jit_runtime::CallError::element(
+                "NO_SUCH",
+                format!("no {other}"),
+            )),
+        }
+    }
+
+    provide_interfaces!(dyn Pay);
+}
+
+/// Builds TestPay elements, counting builds; fails while `failures` is above zero.
+#[derive(Clone, Default)]
+struct PayLoader {
+    builds: Arc<AtomicUsize>,
+    failures: Arc<AtomicUsize>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl Loader for PayLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        self.builds.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(ElementError::msg("gateway unreachable"));
+        }
+        Ok(Arc::new(TestPay {
+            def: cx.def().clone(),
+            chain: cx.chain().clone(),
+            app: cx.app().downgrade(),
+            label: format!("built for the {} definition", cx.loader_def().layer),
+        }))
+    }
+}
+
+/// Loads Metas (and anything without a closer loader) as plain elements.
+struct PlainLoader;
+
+struct Plain(Arc<ElementDef>);
+
+#[async_trait::async_trait]
+impl Element for Plain {
+    fn def(&self) -> &Arc<ElementDef> {
+        &self.0
+    }
+}
+
+#[async_trait::async_trait]
+impl Loader for PlainLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        Ok(Arc::new(Plain(cx.def().clone())))
+    }
+}
+
+fn shop() -> Tree {
+    Tree::new(&[
+        (
+            "app/app.toml",
+            "[app]\nname = \"shop\"\norg = \"acme\"\n[env]\nJITRT_E_KEY = \"k-123\"\n",
+        ),
+        (
+            "app/elements/pays/myPay/e.json",
+            r#"{"type": "pays.TestPayType", "mchId": "1900000109"}"#,
+        ),
+        (
+            "app/elements/pays/myPay/myPay.json",
+            r#"{"apiKey": "{{JITRT_E_KEY}}"}"#,
+        ),
+        (
+            "app/elements/pays/early/e.json",
+            r#"{"type": "pays.TestPayType", "backendLoadTime": "afterAppInit"}"#,
+        ),
+    ])
+}
+
+async fn build(tree: &Tree, loader: PayLoader) -> App {
+    tree.builder("app")
+        .loader("pays.TestPayType", loader)
+        .loader("pays.Meta", PlainLoader)
+        .loader("models.Meta", PlainLoader)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("build failed:\n{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_get_element_builds_once() {
+    let tree = shop();
+    let loader = PayLoader {
+        delay: Duration::from_millis(50),
+        ..PayLoader::default()
+    };
+    let app = build(&tree, loader.clone()).await;
+    assert_eq!(
+        loader.builds.load(Ordering::SeqCst),
+        1,
+        "afterAppInit element built by build()"
+    );
+
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.get_element("pays.myPay").await })
+        })
+        .collect();
+    let mut elements = Vec::new();
+    for task in tasks {
+        elements.push(task.await.expect("task").expect("element"));
+    }
+    assert_eq!(
+        loader.builds.load(Ordering::SeqCst),
+        2,
+        "one more build for pays.myPay"
+    );
+    assert!(elements.iter().all(|e| Arc::ptr_eq(e, &elements[0])));
+    let again = app.get_element("pays.myPay").await.expect("cached");
+    assert!(Arc::ptr_eq(&again, &elements[0]));
+    assert_eq!(loader.builds.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_build_reaches_every_waiter_and_is_retried() {
+    let tree = shop();
+    tree.write(&[(
+        "app/elements/pays/early/e.json",
+        r#"{"type": "pays.TestPayType"}"#,
+    )]);
+    let loader = PayLoader {
+        delay: Duration::from_millis(50),
+        failures: Arc::new(AtomicUsize::new(1)),
+        ..PayLoader::default()
+    };
+    let app = build(&tree, loader.clone()).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.get_element("pays.myPay").await.map(|_| ()) })
+        })
+        .collect();
+    for task in tasks {
+        let error = task.await.expect("task").expect_err("the one build failed");
+        assert_eq!(
+            error.to_string(),
+            "building element `pays.myPay` failed: gateway unreachable"
+        );
+    }
+    assert_eq!(
+        loader.builds.load(Ordering::SeqCst),
+        1,
+        "waiters share the failed build"
+    );
+    app.get_element("pays.myPay")
+        .await
+        .expect("next call retries");
+    assert_eq!(loader.builds.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn typed_access() {
+    let tree = shop();
+    let app = build(&tree, PayLoader::default()).await;
+    let pay = app.get::<dyn Pay>("pays.myPay").await.expect("a Pay");
+    assert_eq!(pay.currency(), "CNY");
+    assert_eq!(pay.api_key().expose(), "k-123");
+    assert_eq!(pay.api_key().to_string(), "******");
+    let concrete = app
+        .get::<TestPay>("pays.myPay")
+        .await
+        .expect("concrete type");
+    assert_eq!(concrete.def.full_name.as_str(), "pays.myPay");
+    let dynamic = app
+        .get::<dyn Element>("pays.myPay")
+        .await
+        .expect("dyn Element");
+    assert_eq!(dynamic.def().full_name.as_str(), "pays.myPay");
+
+    let error = app
+        .get::<dyn Refund>("pays.myPay")
+        .await
+        .err()
+        .expect("not a Refund");
+    assert!(matches!(error, GetError::WrongKind { .. }));
+    assert!(
+        error
+            .to_string()
+            .starts_with("element `pays.myPay` is not a `dyn ")
+            && error.to_string().contains("Refund"),
+        "{error}"
+    );
+    let error = app
+        .get::<dyn Pay>("pays.Meta")
+        .await
+        .err()
+        .expect("Meta is plain");
+    assert!(matches!(error, GetError::WrongKind { .. }), "{error}");
+    let error = app
+        .get_element("pays.mypay")
+        .await
+        .err()
+        .expect("not found");
+    assert_eq!(
+        error.to_string(),
+        "no element `pays.mypay` (did you mean `pays.myPay`?)"
+    );
+}
+
+#[tokio::test]
+async fn call_checks_function_and_arguments() {
+    let tree = shop();
+    let app = build(&tree, PayLoader::default()).await;
+    let user = CallContext::principal("u1");
+
+    let ok = app
+        .call(
+            "pays.myPay",
+            "create",
+            json!({"subject": "tea", "amount": 100, "extra": {"a": [1]}}),
+            &user,
+        )
+        .await
+        .expect("valid call");
+    assert_eq!(ok["args"]["amount"], 100);
+    assert_eq!(ok["by"], "u1");
+
+    let call = |args: Value| {
+        let app = app.clone();
+        let user = user.clone();
+        async move {
+            app.call("pays.myPay", "create", args, &user)
+                .await
+                .expect_err("refused")
+        }
+    };
+    let missing = call(json!({"subject": "tea"})).await;
+    assert_eq!(missing.kind, CallErrorKind::BadArguments);
+    assert_eq!(missing.code(), "BAD_ARGUMENTS");
+    assert_eq!(
+        missing.message,
+        "`pays.myPay.create`: missing required argument `amount` (Integer)"
+    );
+    let unknown = call(json!({"subject": "tea", "amount": 1, "colour": "red"})).await;
+    assert_eq!(
+        unknown.message,
+        "`pays.myPay.create`: unknown argument `colour` (declared: subject, amount, orderId, extra)"
+    );
+    let wrong = call(json!({"subject": "tea", "amount": 1.5, "orderId": 7})).await;
+    assert_eq!(
+        wrong.message,
+        "`pays.myPay.create`: argument `amount` must be Integer, got number; argument `orderId` must be Stext, got integer"
+    );
+    let null_required = call(json!({"subject": null, "amount": 1})).await;
+    assert!(
+        null_required
+            .message
+            .contains("missing required argument `subject` (Stext)")
+    );
+    let not_object = call(json!([1, 2])).await;
+    assert_eq!(
+        not_object.message,
+        "arguments of `pays.myPay.create` must be a JSON object, got array"
+    );
+
+    let no_fn = app
+        .call("pays.myPay", "refund", Value::Null, &user)
+        .await
+        .expect_err("no fn");
+    assert_eq!(no_fn.kind, CallErrorKind::FunctionNotFound);
+    assert_eq!(
+        no_fn.message,
+        "element `pays.myPay` declares no function `refund` (declared: create, ping)"
+    );
+    let anonymous = app
+        .call(
+            "pays.myPay",
+            "create",
+            json!({"subject": "t", "amount": 1}),
+            &CallContext::anonymous(),
+        )
+        .await
+        .expect_err("login required");
+    assert_eq!(anonymous.kind, CallErrorKind::Unauthorized);
+    assert_eq!(anonymous.code(), "UNAUTHORIZED");
+    let pong = app
+        .call("pays.myPay", "ping", Value::Null, &CallContext::anonymous())
+        .await
+        .expect("public function");
+    assert_eq!(
+        pong,
+        json!({"pong": true, "metaLoadable": true, "label": "built for the framework definition"})
+    );
+    let nobody = app
+        .call("pays.nobody", "ping", Value::Null, &user)
+        .await
+        .expect_err("404");
+    assert_eq!(nobody.kind, CallErrorKind::NotFound);
+    assert_eq!(nobody.code(), "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn find_elements_and_services() {
+    struct Gateway(&'static str);
+    let tree = shop();
+    let app = tree
+        .builder("app")
+        .loader("pays.TestPayType", PayLoader::default())
+        .loader("pays.Meta", PlainLoader)
+        .provide(Arc::new(Gateway("sandbox")))
+        .build()
+        .await
+        .expect("build");
+    let names: Vec<_> = app
+        .find_elements("pays.TestPayType")
+        .iter()
+        .map(|d| d.full_name.to_string())
+        .collect();
+    assert_eq!(names, ["pays.early", "pays.myPay"]);
+    assert_eq!(app.service::<Gateway>().expect("service").0, "sandbox");
+    assert!(app.service::<String>().is_none());
+    assert_eq!(app.settings().name, "shop");
+    assert_eq!(app.chain("pays.myPay").expect("chain").len(), 3);
+}
+
+#[tokio::test]
+async fn an_instance_without_a_loader_fails_build_but_not_load_definitions() {
+    let tree = Tree::new(&[
+        ("app/app.toml", &app_toml("shop")),
+        (
+            "app/elements/shop/users/e.json",
+            r#"{"type": "models.Base"}"#,
+        ),
+    ]);
+    tree.builder("app")
+        .load_definitions()
+        .expect("definitions need no loader");
+    let errors = tree
+        .builder("app")
+        .loader("pays.Meta", PlainLoader)
+        .build()
+        .await
+        .expect_err("no loader for models");
+    // models.Base has no instance but this one; only the instance needs a loader.
+    assert_eq!(errors.len(), 1, "{errors}");
+    let error = &errors.0[0];
+    assert_eq!(error.kind, LoadErrorKind::NoLoader);
+    assert_eq!(error.file, tree.join("app/elements/shop/users/e.json"));
+    assert_eq!(
+        error.message,
+        "no loader is registered for any element of its chain shop.users → models.Base → models.Meta"
+    );
+    // A Meta loader covers every element of its family.
+    tree.builder("app")
+        .loader("models.Meta", PlainLoader)
+        .loader("pays.Meta", PlainLoader)
+        .build()
+        .await
+        .expect("Meta loader suffices");
+}
+
+#[tokio::test]
+async fn after_app_init_failures_are_reported_by_build() {
+    let tree = shop();
+    let errors = tree
+        .builder("app")
+        .loader(
+            "pays.TestPayType",
+            PayLoader {
+                failures: Arc::new(AtomicUsize::new(1)),
+                ..PayLoader::default()
+            },
+        )
+        .loader("pays.Meta", PlainLoader)
+        .build()
+        .await
+        .expect_err("early fails");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors.0[0].kind, LoadErrorKind::Build);
+    assert_eq!(
+        errors.0[0].file,
+        tree.join("app/elements/pays/early/e.json")
+    );
+    assert_eq!(
+        errors.0[0].message,
+        "building element `pays.early` failed: gateway unreachable"
+    );
+}
+
+/// Wraps whatever the parent loader builds, recording that it did.
+struct Wrapping {
+    tag: &'static str,
+}
+
+struct Wrapped {
+    inner: Arc<dyn Element>,
+    tag: String,
+}
+
+#[async_trait::async_trait]
+impl Element for Wrapped {
+    fn def(&self) -> &Arc<ElementDef> {
+        self.inner.def()
+    }
+    async fn call(
+        &self,
+        function: &str,
+        args: Map<String, Value>,
+        cx: &CallContext,
+    ) -> Result<Value, jit_runtime::CallError> {
+        let mut out = self.inner.call(function, args, cx).await?;
+        out["wrappedBy"] = json!(self.tag);
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl Loader for Wrapping {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        let inner = cx.load_with_parent().await?;
+        Ok(Arc::new(Wrapped {
+            inner,
+            tag: format!(
+                "{} at chain[{}] ({})",
+                self.tag,
+                cx.chain_index(),
+                cx.loader_def().layer
+            ),
+        }))
+    }
+}
+
+#[tokio::test]
+async fn an_extending_type_delegates_to_its_parent_loader() {
+    let tree = Tree::new(&[
+        ("app/app.toml", &app_toml("shop")),
+        (
+            "app/elements/pays/DiscountPayType/e.json",
+            r#"{"type": "pays.TestPayType", "currency": "EUR"}"#,
+        ),
+        (
+            "app/elements/pays/cheap/e.json",
+            r#"{"type": "pays.DiscountPayType"}"#,
+        ),
+    ]);
+    let app = tree
+        .builder("app")
+        .loader("pays.TestPayType", PayLoader::default())
+        .loader("pays.DiscountPayType", Wrapping { tag: "discount" })
+        .loader("pays.Meta", PlainLoader)
+        .build()
+        .await
+        .expect("build");
+    let out = app
+        .call("pays.cheap", "ping", Value::Null, &CallContext::anonymous())
+        .await
+        .expect("call");
+    assert_eq!(out["wrappedBy"], "discount at chain[1] (shop)");
+    assert_eq!(out["pong"], true);
+    // The wrapper does not provide `dyn Pay`; the chain still carries the settings.
+    assert!(app.get::<dyn Pay>("pays.cheap").await.is_err());
+    assert_eq!(
+        app.chain("pays.cheap")
+            .expect("chain")
+            .setting_str("currency"),
+        Some("EUR")
+    );
+}
+
+#[tokio::test]
+async fn a_shadowing_type_keeps_the_official_loader_and_can_delegate_to_it() {
+    let files = [
+        ("app/app.toml", app_toml("shop")),
+        (
+            "app/elements/pays/TestPayType/e.json",
+            r#"{"title": "patched", "type": "pays.Meta", "functionList": [{"name": "ping", "loginRequired": false}]}"#.to_owned(),
+        ),
+        ("app/elements/pays/myPay/e.json", r#"{"type": "pays.TestPayType"}"#.to_owned()),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    let tree = Tree::new(&files);
+
+    // Without an app loader, the official loader still builds the shadowing Type's instances.
+    let app = tree
+        .builder("app")
+        .loader("pays.TestPayType", PayLoader::default())
+        .loader("pays.Meta", PlainLoader)
+        .build()
+        .await
+        .expect("build");
+    let pay = app.get::<dyn Pay>("pays.myPay").await.expect("pay");
+    assert_eq!(pay.label(), "built for the shop definition");
+    assert_eq!(
+        pay.currency(),
+        "none",
+        "the patched Type replaced the official settings"
+    );
+
+    // With its own loader for the same fullName, the app's loader runs and delegates.
+    let app = tree
+        .builder("app")
+        .loader("pays.TestPayType", PayLoader::default())
+        .loader("pays.TestPayType", Wrapping { tag: "patch" })
+        .loader("pays.Meta", PlainLoader)
+        .build()
+        .await
+        .expect("build");
+    let out = app
+        .call("pays.myPay", "ping", Value::Null, &CallContext::anonymous())
+        .await
+        .expect("call");
+    assert_eq!(out["wrappedBy"], "patch at chain[1] (shop)");
+    // The official loader, reached by delegation, sees the definition it was written for.
+    assert_eq!(out["label"], "built for the framework definition");
+}
+
+#[tokio::test]
+async fn weak_app_does_not_keep_the_app_alive() {
+    let tree = shop();
+    let app = build(&tree, PayLoader::default()).await;
+    let pay = app.get_element("pays.myPay").await.expect("pay");
+    let weak = app.downgrade();
+    assert!(weak.get_element("pays.Meta").await.is_ok());
+    drop(app);
+    assert!(weak.upgrade().is_none(), "elements hold only weak handles");
+    assert!(matches!(
+        weak.get_element("pays.Meta").await,
+        Err(GetError::AppGone)
+    ));
+    drop(pay);
+}
+
+#[tokio::test]
+async fn load_with_parent_without_a_parent_is_an_error() {
+    let tree = shop();
+    let result = tree
+        .builder("app")
+        .loader("pays.TestPayType", Wrapping { tag: "alone" })
+        .loader("pays.Internal", PlainLoader)
+        .build()
+        .await;
+    let errors = result.expect_err("no parent loader for the afterAppInit element");
+    assert_eq!(
+        errors.0[0].message,
+        "building element `pays.early` failed: no parent loader above `pays.TestPayType` on the chain"
+    );
+    let _ = AppBuilder::new(tree.path());
+}
