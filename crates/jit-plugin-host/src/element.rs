@@ -152,8 +152,15 @@ impl Element for PluginElement {
         }
         let args_json = serde_json::to_vec(&Value::Object(args))
             .map_err(|error| CallError::internal(format!("arguments not serialisable: {error}")))?;
+        let handle = Handle::try_current().map_err(|error| {
+            CallError::internal(format!(
+                "`{}.{function}` is implemented by a native plugin, which must be called from \
+                 within a tokio runtime: {error}",
+                self.def.full_name
+            ))
+        })?;
         let call = HostCall {
-            handle: Handle::current(),
+            handle,
             shared: shared.clone(),
             element: self.def.full_name.to_string(),
             cx: cx.clone(),
