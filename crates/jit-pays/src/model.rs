@@ -1,0 +1,274 @@
+//! The values the pay API takes and returns.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use wechatpay_v2::Fen;
+
+use crate::db::entity::{PayStatus, pay_log, wechat_record};
+
+/// An order as hosted code and clients see it (a `PayLogModel` row).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayLog {
+    /// Merchant order number.
+    pub order_id: String,
+    /// Title.
+    pub subject: String,
+    /// Amount (serialised as integer fen).
+    #[serde(rename = "amountFen")]
+    pub amount: Fen,
+    /// The amount in yuan, exact decimal text (`"99.99"`), for display.
+    pub amount_yuan: String,
+    /// State.
+    pub status: PayStatus,
+    /// fullName of the pay element that owns it.
+    pub element: String,
+    /// Trade type of the prepay order, once getPayUrl ran.
+    pub pay_type: Option<String>,
+    /// WeChat's transaction id, once paid.
+    pub transaction_id: Option<String>,
+    /// Paid although it had been closed or timed out locally: the money moved and needs a
+    /// decision (deliver or refund).
+    pub paid_after_close: bool,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Paid.
+    pub pay_time: Option<DateTime<Utc>>,
+    /// Closed or timed out.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Unpaid after this instant it times out.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<pay_log::Model> for PayLog {
+    fn from(row: pay_log::Model) -> Self {
+        let amount = Fen::new(row.amount_fen);
+        PayLog {
+            order_id: row.order_id,
+            subject: row.subject,
+            amount,
+            amount_yuan: amount.to_string(),
+            status: row.status,
+            element: row.element,
+            pay_type: row.pay_type,
+            transaction_id: row.transaction_id,
+            paid_after_close: row.paid_after_close,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            pay_time: row.paid_at,
+            closed_at: row.closed_at,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+/// A row of the WeChat Pay record table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WechatRecord {
+    /// Merchant order number.
+    pub order_id: String,
+    /// appid.
+    pub appid: String,
+    /// mch_id.
+    pub mch_id: String,
+    /// trade_type.
+    pub trade_type: Option<String>,
+    /// prepay_id.
+    pub prepay_id: Option<String>,
+    /// code_url (NATIVE).
+    pub code_url: Option<String>,
+    /// mweb_url (MWEB).
+    pub mweb_url: Option<String>,
+    /// Prepay order valid until.
+    pub prepay_expires_at: Option<DateTime<Utc>>,
+    /// Last trade_state seen.
+    pub trade_state: Option<String>,
+    /// Transaction id.
+    pub transaction_id: Option<String>,
+    /// total_fee in fen.
+    pub total_fee: i64,
+    /// The last raw notify.
+    pub last_notify: Option<String>,
+    /// The last raw orderquery response.
+    pub last_query: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<wechat_record::Model> for WechatRecord {
+    fn from(row: wechat_record::Model) -> Self {
+        WechatRecord {
+            order_id: row.order_id,
+            appid: row.appid,
+            mch_id: row.mch_id,
+            trade_type: row.trade_type,
+            prepay_id: row.prepay_id,
+            code_url: row.code_url,
+            mweb_url: row.mweb_url,
+            prepay_expires_at: row.prepay_expires_at,
+            trade_state: row.trade_state,
+            transaction_id: row.transaction_id,
+            total_fee: row.total_fee,
+            last_notify: row.last_notify,
+            last_query: row.last_query,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// How the payer pays: WeChat's trade types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum PayType {
+    /// QR code shown to the payer (`code_url`). The default.
+    #[default]
+    #[serde(rename = "NATIVE")]
+    Native,
+    /// H5 payment in a mobile browser (`mweb_url`); needs the payer's IP and scene_info.
+    #[serde(rename = "MWEB")]
+    Mweb,
+    /// In WeChat (official account / mini program); needs the payer's openid.
+    #[serde(rename = "JSAPI")]
+    Jsapi,
+    /// In a mobile app through the WeChat SDK.
+    #[serde(rename = "APP")]
+    App,
+}
+
+impl PayType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayType::Native => "NATIVE",
+            PayType::Mweb => "MWEB",
+            PayType::Jsapi => "JSAPI",
+            PayType::App => "APP",
+        }
+    }
+
+    /// Parses a wire name (exact, upper case).
+    pub fn parse(text: &str) -> Option<PayType> {
+        match text {
+            "NATIVE" => Some(PayType::Native),
+            "MWEB" => Some(PayType::Mweb),
+            "JSAPI" => Some(PayType::Jsapi),
+            "APP" => Some(PayType::App),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for PayType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What getPayUrl may need to know about the payer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payer {
+    /// The payer's openid under the appid (JSAPI: required).
+    pub openid: Option<String>,
+    /// The payer's IP (`spbill_create_ip`; MWEB: required to be the real one).
+    pub client_ip: Option<String>,
+    /// MWEB `scene_info` JSON text; a generic WAP scene is used when absent.
+    pub scene_info: Option<String>,
+}
+
+/// getPayUrl's answer: `{payUrl, form}` as in the seed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayUrl {
+    /// NATIVE: the `weixin://` code URL; MWEB: the H5 URL; JSAPI/APP: `prepay_id=…`.
+    pub pay_url: String,
+    /// JSAPI/APP: the signed client parameters as JSON text; empty otherwise.
+    pub form: String,
+}
+
+/// What cancel did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelResult {
+    /// Whether the order is closed (by this call or before).
+    pub closed: bool,
+    /// The order's state after the call (`success` when it turned out paid: ORDERPAID).
+    pub order: PayLog,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// What cancelThird (closeorder at WeChat) found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CloseAtWechat {
+    /// WeChat closed it (or it was already closed there).
+    Closed,
+    /// WeChat never created it (no getPayUrl yet): nothing to close there.
+    NotCreated,
+    /// ORDERPAID: the payer paid.
+    Paid,
+}
+
+/// What a notify did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum NotifyOutcome {
+    /// A genuine payment moved the order `wait → success`.
+    Paid {
+        /// The order id.
+        order_id: String,
+    },
+    /// A genuine payment for an order closed/timed out locally: recorded and flagged.
+    PaidAfterClose {
+        /// The order id.
+        order_id: String,
+    },
+    /// A repeat of a payment already recorded.
+    AlreadyPaid {
+        /// The order id.
+        order_id: String,
+    },
+    /// A genuine notify saying the payment did not succeed (`result_code=FAIL`); recorded.
+    NotPaid {
+        /// The order id.
+        order_id: String,
+    },
+    /// Refused: nothing changed.
+    Rejected {
+        /// Why, without secrets.
+        reason: String,
+    },
+    /// Verified, but the state could not be committed (database down): WeChat must retry.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The answer to WeChat's POST: the outcome and the exact XML to send back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifyReply {
+    /// What happened.
+    pub outcome: NotifyOutcome,
+    /// `<xml><return_code>SUCCESS…` only after the state is committed; FAIL otherwise.
+    pub xml: String,
+}
+
+impl NotifyReply {
+    /// Whether WeChat is told SUCCESS (it stops re-sending).
+    pub fn acknowledged(&self) -> bool {
+        matches!(
+            self.outcome,
+            NotifyOutcome::Paid { .. }
+                | NotifyOutcome::PaidAfterClose { .. }
+                | NotifyOutcome::AlreadyPaid { .. }
+                | NotifyOutcome::NotPaid { .. }
+        )
+    }
+}

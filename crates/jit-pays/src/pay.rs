@@ -1,0 +1,272 @@
+//! The `Pay` trait: the seed's WeChat Pay methods under Rust names, and the dispatch of
+//! functionList calls onto it.
+
+use std::any::TypeId;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jit_runtime::{CallContext, CallError, CallErrorKind, Element, ElementDef, Secret};
+use serde_json::{Map, Value, json};
+use wechatpay_v2::Fen;
+
+use crate::error::PayError;
+use crate::model::{
+    CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, WechatRecord,
+};
+
+/// A payment element: what `app.get::<dyn Pay>("pays.myWechatPay")` hands out.
+///
+/// A Type extending `pays.WechatPayType` in Rust implements it by wrapping the parent's
+/// `Arc<dyn Pay>` (from [`pay_of`] on `LoadContext::load_with_parent`), overriding some
+/// methods and delegating the rest, then exposes it with [`PayElement`].
+#[async_trait]
+pub trait Pay: Send + Sync + 'static {
+    /// The element's fullName (`pays.myWechatPay`).
+    fn full_name(&self) -> &str;
+    /// The configuration with secrets masked.
+    fn config(&self) -> Value;
+    /// WeChat appid.
+    fn app_id(&self) -> &str;
+    /// WeChat merchant id.
+    fn mch_id(&self) -> &str;
+    /// The API key (masked when displayed).
+    fn api_key(&self) -> Secret<String>;
+
+    /// Creates a `wait` order. `amount` must be positive; `order_id` when given must be
+    /// ≤ 32 chars of `[0-9A-Za-z_\-|*]` and unused (else [`PayError::DuplicateOrder`],
+    /// nothing written); when absent one is generated.
+    async fn create(
+        &self,
+        subject: &str,
+        amount: Fen,
+        order_id: Option<String>,
+    ) -> Result<PayLog, PayError>;
+
+    /// A fresh order number: `"D"` + yyyyMMddHHmmss (Beijing) + 6 digits.
+    fn generate_order_id(&self) -> String {
+        crate::order_id::generate_order_id()
+    }
+
+    /// Creates (or reuses) the prepay order at WeChat and returns what the payer needs.
+    async fn get_pay_url(
+        &self,
+        order_id: &str,
+        pay_type: PayType,
+        payer: &Payer,
+    ) -> Result<PayUrl, PayError>;
+
+    /// The order as stored (no call to WeChat). Orders of other elements are
+    /// [`PayError::WrongElement`].
+    async fn get_order(&self, order_id: &str) -> Result<PayLog, PayError>;
+
+    /// Where WeChat sends payment notifies for this element's orders.
+    fn get_notify_url(&self) -> String;
+
+    /// Queries WeChat, updates the record table, moves the order if WeChat says it is paid
+    /// or closed; returns the order as it is now.
+    async fn check(&self, order_id: &str) -> Result<PayLog, PayError>;
+
+    /// Queries WeChat and updates the record table; `None` when WeChat does not know the
+    /// order (no getPayUrl yet).
+    async fn check_third(&self, pay_log: &PayLog) -> Result<Option<WechatRecord>, PayError>;
+
+    /// Closes the order at WeChat and then locally. A paid order (ORDERPAID) is checked,
+    /// recorded as paid and reported as [`PayError::OrderPaid`].
+    async fn cancel(&self, order_id: &str) -> Result<CancelResult, PayError>;
+
+    /// Closes the order at WeChat only.
+    async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError>;
+
+    /// Handles a payment notify body; the reply says what to answer WeChat. Never fails:
+    /// every refusal is a FAIL reply with nothing changed.
+    async fn notify(&self, body: &[u8]) -> NotifyReply;
+
+    /// The reconciler's step for one waiting order: query it, and when it is past its
+    /// expiry and still unpaid, close it at WeChat and locally as `timeout`.
+    async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError>;
+}
+
+/// The `Arc<dyn Pay>` an element provides, if it is a pay element.
+pub fn pay_of(element: Arc<dyn Element>) -> Option<Arc<dyn Pay>> {
+    element
+        .interface(TypeId::of::<Arc<dyn Pay>>())
+        .and_then(|provided| provided.downcast::<Arc<dyn Pay>>().ok())
+        .map(|typed| *typed)
+}
+
+/// An element backed by any [`Pay`]: its functionList calls go through [`call_pay`] and it
+/// provides `dyn Pay` to `App::get`.
+pub struct PayElement {
+    def: Arc<ElementDef>,
+    pay: Arc<dyn Pay>,
+}
+
+impl PayElement {
+    /// Wraps `pay` as the element `def`.
+    pub fn new(def: Arc<ElementDef>, pay: Arc<dyn Pay>) -> Self {
+        PayElement { def, pay }
+    }
+
+    /// The pay behind the element.
+    pub fn pay(&self) -> &Arc<dyn Pay> {
+        &self.pay
+    }
+}
+
+#[async_trait]
+impl Element for PayElement {
+    fn def(&self) -> &Arc<ElementDef> {
+        &self.def
+    }
+
+    async fn call(
+        &self,
+        function: &str,
+        args: Map<String, Value>,
+        _cx: &CallContext,
+    ) -> Result<Value, CallError> {
+        call_pay(self.pay.as_ref(), function, &args).await
+    }
+
+    fn interface(
+        self: Arc<Self>,
+        iface: TypeId,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        if iface == TypeId::of::<Arc<dyn Pay>>() {
+            return Some(Box::new(self.pay.clone()));
+        }
+        if iface == TypeId::of::<Arc<Self>>() {
+            return Some(Box::new(self));
+        }
+        None
+    }
+}
+
+/// Reads a required string argument.
+pub(crate) fn arg_str<'a>(
+    args: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, CallError> {
+    args.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| CallError::bad_arguments(format!("argument `{name}` must be a string")))
+}
+
+/// Reads an optional string argument (absent or null → `None`).
+pub(crate) fn arg_opt_str<'a>(
+    args: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, CallError> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(CallError::bad_arguments(format!(
+            "argument `{name}` must be a string"
+        ))),
+    }
+}
+
+/// Reads `amount` in yuan (JSON number or decimal string) as exact fen.
+pub(crate) fn arg_amount(args: &Map<String, Value>) -> Result<Fen, CallError> {
+    let value = args
+        .get("amount")
+        .ok_or_else(|| CallError::bad_arguments("missing required argument `amount`"))?;
+    Fen::from_yuan_json(value)
+        .and_then(Fen::ensure_positive)
+        .map_err(|e| CallError::bad_arguments(format!("argument `amount` (yuan): {e}")))
+}
+
+/// Reads `payType` (default NATIVE).
+pub(crate) fn arg_pay_type(args: &Map<String, Value>) -> Result<PayType, CallError> {
+    match arg_opt_str(args, "payType")? {
+        None => Ok(PayType::Native),
+        Some(text) => PayType::parse(text).ok_or_else(|| {
+            CallError::bad_arguments(format!(
+                "argument `payType`: {text:?} is not one of NATIVE, MWEB, JSAPI, APP"
+            ))
+        }),
+    }
+}
+
+/// Reads the payer fields of getPayUrl.
+pub(crate) fn arg_payer(args: &Map<String, Value>) -> Result<Payer, CallError> {
+    Ok(Payer {
+        openid: arg_opt_str(args, "openid")?.map(str::to_owned),
+        client_ip: arg_opt_str(args, "clientIp")?.map(str::to_owned),
+        scene_info: match args.get("sceneInfo") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(object @ Value::Object(_)) => Some(object.to_string()),
+            Some(_) => {
+                return Err(CallError::bad_arguments(
+                    "argument `sceneInfo` must be a JSON object or its text",
+                ));
+            }
+        },
+    })
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, CallError> {
+    serde_json::to_value(value).map_err(|e| CallError::internal(format!("serialising: {e}")))
+}
+
+/// Calls the [`Pay`] method behind a functionList function, JSON in and out. Reusable by
+/// any element that wraps a `Pay` (a Type extending `pays.WechatPayType`).
+pub async fn call_pay(
+    pay: &dyn Pay,
+    function: &str,
+    args: &Map<String, Value>,
+) -> Result<Value, CallError> {
+    match function {
+        "create" => {
+            let subject = arg_str(args, "subject")?;
+            let amount = arg_amount(args)?;
+            let order_id = arg_opt_str(args, "orderId")?.map(str::to_owned);
+            to_json(&pay.create(subject, amount, order_id).await?)
+        }
+        "generateOrderId" => Ok(Value::String(pay.generate_order_id())),
+        "getPayUrl" => {
+            let order_id = arg_str(args, "orderId")?;
+            let pay_type = arg_pay_type(args)?;
+            let payer = arg_payer(args)?;
+            to_json(&pay.get_pay_url(order_id, pay_type, &payer).await?)
+        }
+        "getNotifyUrl" => Ok(Value::String(pay.get_notify_url())),
+        "getOrder" => to_json(&pay.get_order(arg_str(args, "orderId")?).await?),
+        "check" => to_json(&pay.check(arg_str(args, "orderId")?).await?),
+        "checkThird" => {
+            let order_id = match args.get("payLog") {
+                Some(Value::Object(log)) => log.get("orderId").and_then(Value::as_str),
+                Some(Value::String(id)) => Some(id.as_str()),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                CallError::bad_arguments(
+                    "argument `payLog` must be a pay log object with `orderId` (or the order id)",
+                )
+            })?;
+            let log = pay.get_order(order_id).await?;
+            to_json(&pay.check_third(&log).await?)
+        }
+        "cancel" => to_json(&pay.cancel(arg_str(args, "orderId")?).await?),
+        "cancelThird" => to_json(&pay.cancel_third(arg_str(args, "orderId")?).await?),
+        "notify" => {
+            let reply = pay.notify(arg_str(args, "xml")?.as_bytes()).await;
+            Ok(json!({ "outcome": to_json(&reply.outcome)?, "reply": reply.xml }))
+        }
+        "getProperties" => Ok(json!({
+            "fullName": pay.full_name(),
+            "config": pay.config(),
+            "appId": pay.app_id(),
+            "mchId": pay.mch_id(),
+            "apiKey": jit_runtime::MASK,
+        })),
+        other => Err(CallError::new(
+            CallErrorKind::FunctionNotFound,
+            format!(
+                "pay element `{}` has no function `{other}`",
+                pay.full_name()
+            ),
+        )),
+    }
+}

@@ -1,0 +1,240 @@
+//! `pays.services.PaySvc`: the family's service element. It routes each call to the pay
+//! element that owns the order, and receives WeChat's notifies at one shared URL.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use jit_runtime::{
+    App, CallContext, CallError, CallErrorKind, Element, ElementDef, ElementError, LoadContext,
+    Loader, WeakApp,
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use wechatpay_v2::{Fen, UnverifiedNotify, fail_reply};
+
+use crate::db::PayStore;
+use crate::db::entity::PayStatus;
+use crate::error::PayError;
+use crate::model::{NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer};
+use crate::pay::{Pay, arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, to_json};
+use crate::wechat::WECHAT_PAY_TYPE;
+
+/// The fullName of the element.
+pub const PAY_SVC: &str = "pays.services.PaySvc";
+
+/// `query`'s answer: `{orderId, status, amount, payTime}` (+ `amountFen`, `paidAfterClose`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSummary {
+    /// Order number.
+    pub order_id: String,
+    /// State.
+    pub status: PayStatus,
+    /// Amount in yuan, exact decimal text (`"99.99"`).
+    pub amount: String,
+    /// Amount in fen.
+    pub amount_fen: Fen,
+    /// When it was paid.
+    pub pay_time: Option<DateTime<Utc>>,
+    /// Paid after it had been closed locally.
+    pub paid_after_close: bool,
+}
+
+impl From<PayLog> for OrderSummary {
+    fn from(log: PayLog) -> Self {
+        OrderSummary {
+            order_id: log.order_id,
+            status: log.status,
+            amount: log.amount_yuan,
+            amount_fen: log.amount,
+            pay_time: log.pay_time,
+            paid_after_close: log.paid_after_close,
+        }
+    }
+}
+
+/// The PaySvc element.
+pub struct PaySvc {
+    def: Arc<ElementDef>,
+    app: WeakApp,
+    store: Arc<PayStore>,
+}
+
+impl PaySvc {
+    /// The service of `app`, reading orders from `store`.
+    pub fn new(def: Arc<ElementDef>, app: WeakApp, store: Arc<PayStore>) -> Self {
+        PaySvc { def, app, store }
+    }
+
+    fn app(&self) -> Result<App, PayError> {
+        self.app
+            .upgrade()
+            .ok_or_else(|| PayError::Unavailable("the app is no longer running".into()))
+    }
+
+    /// The pay element `name` as a [`Pay`].
+    pub async fn pay_named(&self, name: &str) -> Result<Arc<dyn Pay>, PayError> {
+        self.app()?
+            .get::<dyn Pay>(name)
+            .await
+            .map_err(|e| PayError::Invalid {
+                field: "element",
+                message: e.to_string(),
+            })
+    }
+
+    /// The default pay element: the first (by fullName) instance of `pays.WechatPayType`
+    /// or of a Type extending it.
+    pub fn default_pay_name(&self) -> Result<String, PayError> {
+        let app = self.app()?;
+        let defs = app.definitions();
+        defs.iter()
+            .filter(|chain| chain.contains(WECHAT_PAY_TYPE))
+            .map(|chain| chain.element().full_name.to_string())
+            .filter(|name| name != WECHAT_PAY_TYPE && !defs.is_used_as_type(name))
+            .min()
+            .ok_or_else(|| PayError::Invalid {
+                field: "element",
+                message: format!("the app has no instance of {WECHAT_PAY_TYPE}"),
+            })
+    }
+
+    /// The pay element that owns `order_id`.
+    pub async fn pay_for_order(&self, order_id: &str) -> Result<Arc<dyn Pay>, PayError> {
+        let row = self.store.get_order(order_id).await?;
+        self.app()?
+            .get::<dyn Pay>(&row.element)
+            .await
+            .map_err(|e| PayError::Unavailable(format!("order {order_id}: {e}")))
+    }
+
+    /// Creates an order with `element` (default: [`Self::default_pay_name`]).
+    pub async fn create(
+        &self,
+        element: Option<&str>,
+        subject: &str,
+        amount: Fen,
+        order_id: Option<String>,
+    ) -> Result<PayLog, PayError> {
+        let name = match element {
+            Some(name) => name.to_owned(),
+            None => self.default_pay_name()?,
+        };
+        self.pay_named(&name)
+            .await?
+            .create(subject, amount, order_id)
+            .await
+    }
+
+    /// getPayUrl through the owning element.
+    pub async fn get_pay_url(
+        &self,
+        order_id: &str,
+        pay_type: PayType,
+        payer: &Payer,
+    ) -> Result<PayUrl, PayError> {
+        self.pay_for_order(order_id)
+            .await?
+            .get_pay_url(order_id, pay_type, payer)
+            .await
+    }
+
+    /// The stored state of an order.
+    pub async fn query(&self, order_id: &str) -> Result<OrderSummary, PayError> {
+        Ok(PayLog::from(self.store.get_order(order_id).await?).into())
+    }
+
+    /// check through the owning element.
+    pub async fn check(&self, order_id: &str) -> Result<OrderSummary, PayError> {
+        Ok(self.pay_for_order(order_id).await?.check(order_id).await?.into())
+    }
+
+    /// Handles a notify POSTed to the shared URL: the order it names decides the element,
+    /// whose key verifies it. Unknown orders and unreadable bodies are FAIL, nothing changed.
+    pub async fn wechat_notify(&self, body: &[u8]) -> NotifyReply {
+        let reject = |reason: String| {
+            tracing::warn!(%reason, "payment notify refused");
+            NotifyReply {
+                xml: fail_reply(&reason),
+                outcome: NotifyOutcome::Rejected { reason },
+            }
+        };
+        let order_id = match UnverifiedNotify::parse(body) {
+            Ok(notify) => match notify.unverified_params().get("out_trade_no") {
+                Some(id) => id.clone(),
+                None => return reject("notify without out_trade_no".into()),
+            },
+            Err(error) => return reject(format!("unreadable notify: {error}")),
+        };
+        match self.pay_for_order(&order_id).await {
+            Ok(pay) => pay.notify(body).await,
+            Err(PayError::UnknownOrder { .. }) => {
+                reject(format!("notify for unknown order {order_id}"))
+            }
+            Err(error) => {
+                tracing::error!(%order_id, %error, "notify could not be routed; WeChat will retry");
+                let reason = "temporarily unable to handle the notify".to_owned();
+                NotifyReply {
+                    xml: fail_reply(&reason),
+                    outcome: NotifyOutcome::Failed { reason },
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Element for PaySvc {
+    fn def(&self) -> &Arc<ElementDef> {
+        &self.def
+    }
+
+    async fn call(
+        &self,
+        function: &str,
+        args: Map<String, Value>,
+        _cx: &CallContext,
+    ) -> Result<Value, CallError> {
+        match function {
+            "create" => {
+                let subject = arg_str(&args, "subject")?;
+                let amount = arg_amount(&args)?;
+                let order_id = arg_opt_str(&args, "orderId")?.map(str::to_owned);
+                let element = arg_opt_str(&args, "element")?;
+                to_json(&self.create(element, subject, amount, order_id).await?)
+            }
+            "getPayUrl" => {
+                let order_id = arg_str(&args, "orderId")?;
+                let pay_type = arg_pay_type(&args)?;
+                let payer = arg_payer(&args)?;
+                to_json(&self.get_pay_url(order_id, pay_type, &payer).await?)
+            }
+            "query" => to_json(&self.query(arg_str(&args, "orderId")?).await?),
+            "check" => to_json(&self.check(arg_str(&args, "orderId")?).await?),
+            "wechatNotify" => {
+                let reply = self.wechat_notify(arg_str(&args, "xml")?.as_bytes()).await;
+                Ok(Value::String(reply.xml))
+            }
+            other => Err(CallError::new(
+                CallErrorKind::FunctionNotFound,
+                format!("`{PAY_SVC}` has no function `{other}`"),
+            )),
+        }
+    }
+}
+
+/// The loader registered for `pays.services.PaySvc`.
+#[derive(Debug, Default)]
+pub struct PaySvcLoader;
+
+#[async_trait]
+impl Loader for PaySvcLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        Ok(Arc::new(PaySvc::new(
+            cx.def().clone(),
+            cx.app().downgrade(),
+            cx.service::<PayStore>()?,
+        )))
+    }
+}

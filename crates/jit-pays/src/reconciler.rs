@@ -1,0 +1,131 @@
+//! The reconciler: a background task that queries orders whose notify has not come, and
+//! times out orders past their expiry (closing them at WeChat first).
+
+use std::time::Duration;
+
+use jit_runtime::{App, WeakApp};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::db::PayStore;
+use crate::db::entity::PayStatus;
+use crate::db::store::now;
+use crate::error::PayError;
+use crate::pay::Pay;
+use crate::settings::PaysSettings;
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Orders looked at.
+    pub examined: usize,
+    /// Found paid.
+    pub paid: usize,
+    /// Found closed at WeChat.
+    pub closed: usize,
+    /// Timed out.
+    pub timed_out: usize,
+    /// Still waiting (rescheduled).
+    pub waiting: usize,
+    /// Failed (rescheduled; logged).
+    pub failed: usize,
+}
+
+/// One pass over the orders due now.
+pub async fn reconcile_due(app: &App) -> Result<ReconcileReport, PayError> {
+    let store = app
+        .service::<PayStore>()
+        .ok_or_else(|| PayError::Unavailable("PayStore service not provided".into()))?;
+    let settings = app
+        .service::<PaysSettings>()
+        .ok_or_else(|| PayError::Unavailable("PaysSettings service not provided".into()))?;
+    let due = store
+        .due_for_check(now(), settings.reconciler.batch_size)
+        .await?;
+    let mut report = ReconcileReport::default();
+    for row in due {
+        report.examined += 1;
+        let attempts = row.check_attempts.saturating_add(1);
+        let outcome = match app.get::<dyn Pay>(&row.element).await {
+            Ok(pay) => pay.reconcile(&row.order_id).await,
+            Err(e) => Err(PayError::Unavailable(e.to_string())),
+        };
+        let reschedule = match outcome {
+            Ok(order) => match order.status {
+                PayStatus::Success => {
+                    report.paid += 1;
+                    false
+                }
+                PayStatus::Close => {
+                    report.closed += 1;
+                    false
+                }
+                PayStatus::Timeout => {
+                    report.timed_out += 1;
+                    false
+                }
+                PayStatus::Wait => {
+                    report.waiting += 1;
+                    true
+                }
+            },
+            Err(error) => {
+                report.failed += 1;
+                tracing::warn!(order_id = %row.order_id, %error, "reconciling an order failed");
+                true
+            }
+        };
+        if reschedule {
+            let pause = chrono::Duration::from_std(settings.reconciler.backoff(attempts))
+                .unwrap_or(chrono::Duration::minutes(15));
+            let at = now();
+            // Never sleep past the expiry: that is when the order must be timed out.
+            let next = if row.expires_at > at {
+                (at + pause).min(row.expires_at)
+            } else {
+                at + pause
+            };
+            store.postpone_check(&row.order_id, attempts, next).await?;
+        }
+    }
+    Ok(report)
+}
+
+/// The running reconciler; stop it with [`ReconcilerHandle::stop`].
+#[derive(Debug)]
+pub struct ReconcilerHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ReconcilerHandle {
+    /// Asks the task to stop and waits for the pass in progress to finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the reconciler for `app`: a pass every `scan_interval` of the app's
+/// [`PaysSettings`]. It holds the app weakly and ends when the app is dropped.
+pub fn start_reconciler(app: &App) -> Result<ReconcilerHandle, PayError> {
+    let settings = app
+        .service::<PaysSettings>()
+        .ok_or_else(|| PayError::Unavailable("PaysSettings service not provided".into()))?;
+    let interval = settings.reconciler.scan_interval.max(Duration::from_millis(10));
+    let weak: WeakApp = app.downgrade();
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let Some(app) = weak.upgrade() else { break };
+            if let Err(error) = reconcile_due(&app).await {
+                tracing::warn!(%error, "reconciler pass failed");
+            }
+        }
+    });
+    Ok(ReconcilerHandle { stop, task })
+}

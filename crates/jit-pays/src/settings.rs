@@ -1,0 +1,71 @@
+//! What the host tells the family (a service given to `AppBuilder::provide` by
+//! [`crate::register`]).
+
+use std::time::Duration;
+
+/// Host settings of the pays family.
+#[derive(Clone, Debug)]
+pub struct PaysSettings {
+    /// Where WeChat reaches this app, e.g. `https://shop.example.com` (no trailing slash
+    /// needed). Notify URLs are `{this}/api/{org}/{app}/pays/services/PaySvc/wechatNotify`.
+    pub public_base_url: String,
+    /// The WeChat Pay API root: `https://api.mch.weixin.qq.com` or a simulator's URL.
+    pub gateway_base_url: String,
+    /// An unpaid order times out this long after creation (WeChat's prepay id lives 2 h).
+    pub order_expiry: Duration,
+    /// Timeout of one call to WeChat.
+    pub gateway_timeout: Duration,
+    /// Attempts per call to WeChat for retryable failures.
+    pub gateway_attempts: u32,
+    /// The reconciler's timings.
+    pub reconciler: ReconcilerSettings,
+}
+
+impl PaysSettings {
+    /// Settings with the defaults (2 h expiry, 10 s calls, reconciler defaults).
+    pub fn new(public_base_url: impl Into<String>, gateway_base_url: impl Into<String>) -> Self {
+        PaysSettings {
+            public_base_url: public_base_url.into(),
+            gateway_base_url: gateway_base_url.into(),
+            order_expiry: Duration::from_secs(2 * 3600),
+            gateway_timeout: Duration::from_secs(10),
+            gateway_attempts: 3,
+            reconciler: ReconcilerSettings::default(),
+        }
+    }
+}
+
+/// When the reconciler looks at waiting orders.
+#[derive(Clone, Debug)]
+pub struct ReconcilerSettings {
+    /// First query of an order still waiting this long after creation (its notify may
+    /// have been lost).
+    pub first_check_after: Duration,
+    /// Later queries back off, doubling up to this.
+    pub max_backoff: Duration,
+    /// How often the reconciler scans for due orders.
+    pub scan_interval: Duration,
+    /// At most this many orders per scan.
+    pub batch_size: u64,
+}
+
+impl Default for ReconcilerSettings {
+    fn default() -> Self {
+        ReconcilerSettings {
+            first_check_after: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(15 * 60),
+            scan_interval: Duration::from_secs(5),
+            batch_size: 100,
+        }
+    }
+}
+
+impl ReconcilerSettings {
+    /// The pause before the next query after `attempts` queries found the order waiting.
+    pub fn backoff(&self, attempts: i32) -> Duration {
+        let doublings = attempts.clamp(0, 20) as u32;
+        self.first_check_after
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_backoff)
+    }
+}
