@@ -1,0 +1,759 @@
+//! The gateway's protocol behaviour, driven by a raw signed client.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{NotifyReceiver, call, call_with, default_head, native_order, params, post_raw};
+use wechatpay_sim::{
+    DEFAULT_API_KEY, DEFAULT_APPID, DEFAULT_MCH_ID, MerchantConfig, SimConfig, Simulator,
+    TradeState,
+};
+use wechatpay_v2::{ApiKey, SignType};
+
+#[tokio::test]
+async fn starts_in_one_line_and_signs_its_answers() {
+    let sim = Simulator::start_default().await;
+    let base = sim.base_url();
+    for sign_type in [SignType::Md5, SignType::HmacSha256] {
+        let out_trade_no = format!("sig-{}", sign_type.as_str());
+        let answer = call_with(
+            &base,
+            "/pay/unifiedorder",
+            native_order(&out_trade_no, 1, "http://127.0.0.1:9/notify"),
+            DEFAULT_API_KEY,
+            sign_type,
+        )
+        .await;
+        answer.assert_success();
+        let used = wechatpay_v2::verify(&answer.params, &ApiKey::new(DEFAULT_API_KEY))
+            .expect("the answer is signed with the merchant key");
+        assert_eq!(
+            used, sign_type,
+            "answers are signed with the request's sign_type"
+        );
+        assert!(answer.get("prepay_id").starts_with("wx"));
+        assert!(
+            answer
+                .get("code_url")
+                .starts_with("weixin://wxpay/bizpayurl?pr="),
+            "{}",
+            answer.body
+        );
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn protocol_errors_answer_return_code_fail() {
+    let sim = Simulator::start_default().await;
+    let base = sim.base_url();
+    let order = || native_order("p-1", 1, "http://127.0.0.1:9/notify");
+
+    let bad_sign = call_with(
+        &base,
+        "/pay/unifiedorder",
+        order(),
+        "not-the-key",
+        SignType::Md5,
+    )
+    .await;
+    assert_eq!(bad_sign.get("return_code"), "FAIL");
+    assert_eq!(bad_sign.err_code(), "SIGNERROR");
+    assert!(
+        bad_sign.get("sign").is_empty(),
+        "protocol errors are unsigned"
+    );
+
+    // An HMAC signature without sign_type is checked as MD5, as WeChat does.
+    let mut hmac_without_type = order();
+    let signature = wechatpay_v2::sign(
+        &hmac_without_type,
+        SignType::HmacSha256,
+        &ApiKey::new(DEFAULT_API_KEY),
+    );
+    hmac_without_type.insert("sign".into(), signature);
+    let answer = post_raw(
+        &base,
+        "/pay/unifiedorder",
+        wechatpay_v2::xml::encode(&hmac_without_type),
+    )
+    .await;
+    assert_eq!(answer.err_code(), "SIGNERROR");
+
+    let mut missing_body = order();
+    missing_body.shift_remove("body");
+    let answer = call(&base, "/pay/unifiedorder", missing_body).await;
+    assert_eq!(answer.err_code(), "LACK_PARAMS");
+    assert!(answer.get("return_msg").contains("body"), "{}", answer.body);
+
+    let mut zero_fee = order();
+    zero_fee.insert("total_fee".into(), "0".into());
+    assert_eq!(
+        call(&base, "/pay/unifiedorder", zero_fee).await.err_code(),
+        "PARAM_ERROR"
+    );
+    let mut yuan_fee = order();
+    yuan_fee.insert("total_fee".into(), "0.01".into());
+    assert_eq!(
+        call(&base, "/pay/unifiedorder", yuan_fee).await.err_code(),
+        "PARAM_ERROR"
+    );
+    let mut bad_type = order();
+    bad_type.insert("trade_type".into(), "CASH".into());
+    assert_eq!(
+        call(&base, "/pay/unifiedorder", bad_type).await.err_code(),
+        "PARAM_ERROR"
+    );
+
+    let mut jsapi = order();
+    jsapi.insert("trade_type".into(), "JSAPI".into());
+    let answer = call(&base, "/pay/unifiedorder", jsapi).await;
+    assert_eq!(answer.err_code(), "LACK_PARAMS");
+    assert!(answer.get("return_msg").contains("openid"));
+    let mut native = order();
+    native.shift_remove("product_id");
+    assert_eq!(
+        call(&base, "/pay/unifiedorder", native).await.err_code(),
+        "LACK_PARAMS"
+    );
+    let mut mweb = order();
+    mweb.insert("trade_type".into(), "MWEB".into());
+    assert_eq!(
+        call(&base, "/pay/unifiedorder", mweb.clone())
+            .await
+            .err_code(),
+        "LACK_PARAMS"
+    );
+    mweb.insert("scene_info".into(), "not json".into());
+    assert_eq!(
+        call(&base, "/pay/unifiedorder", mweb).await.err_code(),
+        "PARAM_ERROR"
+    );
+
+    let xxe = "<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><xml><mch_id>&x;</mch_id></xml>";
+    let answer = post_raw(&base, "/pay/unifiedorder", xxe.into()).await;
+    assert_eq!(answer.err_code(), "XML_FORMAT_ERROR");
+    assert_eq!(
+        post_raw(&base, "/pay/orderquery", "not xml".into())
+            .await
+            .err_code(),
+        "XML_FORMAT_ERROR"
+    );
+
+    let mut stranger = order();
+    stranger.insert("mch_id".into(), "999".into());
+    assert_eq!(
+        call(&base, "/pay/unifiedorder", stranger).await.err_code(),
+        "MCHID_NOT_EXIST"
+    );
+    let mut other_app = order();
+    other_app.insert("appid".into(), "wx0000000000000000".into());
+    assert_eq!(
+        call(&base, "/pay/unifiedorder", other_app).await.err_code(),
+        "APPID_MCHID_NOT_MATCH"
+    );
+    assert!(
+        sim.inspect().orders.is_empty(),
+        "no refused call leaves an order"
+    );
+}
+
+#[tokio::test]
+async fn orders_follow_wechats_state_machine() {
+    let sim = Simulator::start_default().await;
+    let base = sim.base_url();
+    let order = native_order("sm-1", 100, "http://127.0.0.1:9/notify");
+    let first = call(&base, "/pay/unifiedorder", order.clone()).await;
+    first.assert_success();
+    let mut again = order.clone();
+    again.insert("nonce_str".into(), "another-nonce".into());
+    let second = call(&base, "/pay/unifiedorder", again).await;
+    second.assert_success();
+    assert_eq!(
+        first.get("prepay_id"),
+        second.get("prepay_id"),
+        "same parameters, same prepay"
+    );
+    let mut changed = order.clone();
+    changed.insert("total_fee".into(), "101".into());
+    assert_eq!(
+        call(&base, "/pay/unifiedorder", changed).await.err_code(),
+        "OUT_TRADE_NO_USED"
+    );
+
+    let query = |out_trade_no: &str| {
+        let mut p = default_head();
+        p.insert("out_trade_no".into(), out_trade_no.into());
+        p
+    };
+    let answer = call(&base, "/pay/orderquery", query("sm-1")).await;
+    answer.assert_success();
+    assert_eq!(answer.get("trade_state"), "NOTPAY");
+    assert_eq!(
+        call(&base, "/pay/orderquery", query("nope"))
+            .await
+            .err_code(),
+        "ORDERNOTEXIST"
+    );
+
+    let paid = sim
+        .pay(first.get("code_url"))
+        .expect("the payer scans the code");
+    assert_eq!(paid.state, TradeState::Success);
+    let answer = call(&base, "/pay/orderquery", query("sm-1")).await;
+    assert_eq!(answer.get("trade_state"), "SUCCESS");
+    assert_eq!(answer.get("total_fee"), "100");
+    assert_eq!(answer.get("transaction_id").len(), 28);
+    let mut by_transaction = default_head();
+    by_transaction.insert("transaction_id".into(), answer.get("transaction_id").into());
+    assert_eq!(
+        call(&base, "/pay/orderquery", by_transaction)
+            .await
+            .get("out_trade_no"),
+        "sm-1"
+    );
+    assert_eq!(
+        call(&base, "/pay/closeorder", query("sm-1"))
+            .await
+            .err_code(),
+        "ORDERPAID"
+    );
+    assert_eq!(
+        call(&base, "/pay/unifiedorder", order).await.err_code(),
+        "ORDERPAID"
+    );
+
+    call(
+        &base,
+        "/pay/unifiedorder",
+        native_order("sm-2", 5, "http://127.0.0.1:9/n"),
+    )
+    .await
+    .assert_success();
+    call(&base, "/pay/closeorder", query("sm-2"))
+        .await
+        .assert_success();
+    assert_eq!(
+        call(&base, "/pay/closeorder", query("sm-2"))
+            .await
+            .err_code(),
+        "ORDERCLOSED"
+    );
+    assert!(sim.pay("sm-2").is_err(), "a closed order cannot be paid");
+    assert_eq!(
+        call(&base, "/pay/closeorder", query("sm-9"))
+            .await
+            .err_code(),
+        "ORDERNOTEXIST"
+    );
+
+    call(
+        &base,
+        "/pay/unifiedorder",
+        native_order("sm-3", 5, "http://127.0.0.1:9/n"),
+    )
+    .await
+    .assert_success();
+    sim.start_paying("sm-3").unwrap();
+    assert_eq!(
+        call(&base, "/pay/orderquery", query("sm-3"))
+            .await
+            .get("trade_state"),
+        "USERPAYING"
+    );
+    sim.fail_payment("sm-3").unwrap();
+    assert_eq!(
+        call(&base, "/pay/orderquery", query("sm-3"))
+            .await
+            .get("trade_state"),
+        "PAYERROR"
+    );
+}
+
+fn refund_call(
+    out_trade_no: &str,
+    out_refund_no: &str,
+    total: &str,
+    fee: &str,
+) -> wechatpay_v2::Params {
+    let mut p = default_head();
+    p.extend(params(&[
+        ("out_trade_no", out_trade_no),
+        ("out_refund_no", out_refund_no),
+        ("total_fee", total),
+        ("refund_fee", fee),
+    ]));
+    p
+}
+
+#[tokio::test]
+async fn refunds_are_bounded_by_the_paid_amount() {
+    let sim = Simulator::start(SimConfig::default().with_merchant(MerchantConfig {
+        refund_balance: Some(wechatpay_v2::Fen::new(30)),
+        ..MerchantConfig::new("wxpoor", "20000001", "poor-merchant-key")
+    }))
+    .await
+    .unwrap();
+    let base = sim.base_url();
+    call(
+        &base,
+        "/pay/unifiedorder",
+        native_order("rf-1", 100, "http://127.0.0.1:9/n"),
+    )
+    .await
+    .assert_success();
+    assert_eq!(
+        call(
+            &base,
+            "/secapi/pay/refund",
+            refund_call("rf-1", "r1", "100", "10")
+        )
+        .await
+        .err_code(),
+        "TRADE_STATE_ERROR",
+        "an unpaid order cannot be refunded"
+    );
+    sim.pay("rf-1").unwrap();
+    let first = call(
+        &base,
+        "/secapi/pay/refund",
+        refund_call("rf-1", "r1", "100", "60"),
+    )
+    .await;
+    first.assert_success();
+    assert_eq!(first.get("refund_fee"), "60");
+    let retried = call(
+        &base,
+        "/secapi/pay/refund",
+        refund_call("rf-1", "r1", "100", "60"),
+    )
+    .await;
+    assert_eq!(
+        retried.get("refund_id"),
+        first.get("refund_id"),
+        "a retry is the same refund"
+    );
+    assert_eq!(
+        call(
+            &base,
+            "/secapi/pay/refund",
+            refund_call("rf-1", "r1", "100", "61")
+        )
+        .await
+        .err_code(),
+        "REFUND_FEE_MISMATCH"
+    );
+    assert_eq!(
+        call(
+            &base,
+            "/secapi/pay/refund",
+            refund_call("rf-1", "r2", "100", "41")
+        )
+        .await
+        .err_code(),
+        "PARAM_ERROR"
+    );
+    assert_eq!(
+        call(
+            &base,
+            "/secapi/pay/refund",
+            refund_call("rf-1", "r2", "99", "10")
+        )
+        .await
+        .err_code(),
+        "PARAM_ERROR",
+        "total_fee must be the order's"
+    );
+    call(
+        &base,
+        "/secapi/pay/refund",
+        refund_call("rf-1", "r2", "100", "40"),
+    )
+    .await
+    .assert_success();
+
+    let mut query = default_head();
+    query.insert("out_trade_no".into(), "rf-1".into());
+    let answer = call(&base, "/pay/refundquery", query.clone()).await;
+    answer.assert_success();
+    assert_eq!(answer.get("refund_count"), "2");
+    assert_eq!(answer.get("out_refund_no_0"), "r1");
+    assert_eq!(answer.get("refund_status_1"), "SUCCESS");
+    assert_eq!(
+        call(&base, "/pay/orderquery", query)
+            .await
+            .get("trade_state"),
+        "REFUND"
+    );
+    let mut by_refund_id = default_head();
+    by_refund_id.insert("refund_id".into(), first.get("refund_id").into());
+    let answer = call(&base, "/pay/refundquery", by_refund_id).await;
+    assert_eq!(answer.get("refund_count"), "1");
+    assert_eq!(answer.get("refund_fee_0"), "60");
+    let mut unknown = default_head();
+    unknown.insert("out_refund_no".into(), "nope".into());
+    assert_eq!(
+        call(&base, "/pay/refundquery", unknown).await.err_code(),
+        "REFUNDNOTEXIST"
+    );
+
+    // A merchant whose balance is short.
+    let mut poor = params(&[
+        ("appid", "wxpoor"),
+        ("mch_id", "20000001"),
+        ("nonce_str", "n1"),
+        ("body", "b"),
+        ("out_trade_no", "poor-1"),
+        ("total_fee", "100"),
+        ("spbill_create_ip", "127.0.0.1"),
+        ("notify_url", "http://127.0.0.1:9/n"),
+        ("trade_type", "APP"),
+    ]);
+    common::call_with(
+        &base,
+        "/pay/unifiedorder",
+        poor.clone(),
+        "poor-merchant-key",
+        SignType::Md5,
+    )
+    .await
+    .assert_success();
+    sim.pay("poor-1").unwrap();
+    for name in [
+        "body",
+        "total_fee",
+        "spbill_create_ip",
+        "notify_url",
+        "trade_type",
+    ] {
+        poor.shift_remove(name);
+    }
+    poor.extend(params(&[
+        ("out_refund_no", "pr1"),
+        ("total_fee", "100"),
+        ("refund_fee", "31"),
+    ]));
+    let answer = common::call_with(
+        &base,
+        "/secapi/pay/refund",
+        poor,
+        "poor-merchant-key",
+        SignType::Md5,
+    )
+    .await;
+    assert_eq!(answer.err_code(), "NOTENOUGH");
+}
+
+#[tokio::test]
+async fn the_sandbox_uses_its_own_key_and_orders() {
+    let sim = Simulator::start_default().await;
+    let base = sim.base_url();
+    let key_answer = call(
+        &base,
+        "/sandboxnew/pay/getsignkey",
+        params(&[("mch_id", DEFAULT_MCH_ID), ("nonce_str", "abc")]),
+    )
+    .await;
+    assert_eq!(
+        key_answer.get("return_code"),
+        "SUCCESS",
+        "{}",
+        key_answer.body
+    );
+    let sandbox_key = key_answer.get("sandbox_signkey").to_string();
+    assert_eq!(sandbox_key.len(), 32);
+    assert_eq!(
+        sim.sandbox_key(DEFAULT_MCH_ID).unwrap().expose_secret(),
+        sandbox_key
+    );
+
+    let order = native_order("sb-1", 101, "http://127.0.0.1:9/n");
+    let with_real_key = call(&base, "/sandboxnew/pay/unifiedorder", order.clone()).await;
+    assert_eq!(
+        with_real_key.err_code(),
+        "SIGNERROR",
+        "sandbox calls need the sandbox key"
+    );
+    call_with(
+        &base,
+        "/sandboxnew/pay/unifiedorder",
+        order,
+        &sandbox_key,
+        SignType::Md5,
+    )
+    .await
+    .assert_success();
+    let mut query = default_head();
+    query.insert("out_trade_no".into(), "sb-1".into());
+    assert_eq!(
+        call(&base, "/pay/orderquery", query.clone())
+            .await
+            .err_code(),
+        "ORDERNOTEXIST",
+        "sandbox orders are not live orders"
+    );
+    call_with(
+        &base,
+        "/sandboxnew/pay/orderquery",
+        query,
+        &sandbox_key,
+        SignType::Md5,
+    )
+    .await
+    .assert_success();
+}
+
+#[tokio::test]
+async fn download_bill_lists_the_days_transactions() {
+    let sim = Simulator::start_default().await;
+    let base = sim.base_url();
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y%m%d")
+        .to_string();
+    let bill = |bill_type: &str| {
+        let mut p = default_head();
+        p.insert("bill_date".into(), today.clone());
+        p.insert("bill_type".into(), bill_type.into());
+        p
+    };
+    let answer = call(&base, "/pay/downloadbill", bill("ALL")).await;
+    assert_eq!(answer.get("return_code"), "FAIL");
+    assert_eq!(answer.get("return_msg"), "No Bill Exist");
+
+    for (no, fee) in [("bill-1", "100"), ("bill-2", "250")] {
+        call(
+            &base,
+            "/pay/unifiedorder",
+            native_order(no, fee.parse().unwrap(), "http://127.0.0.1:9/n"),
+        )
+        .await
+        .assert_success();
+        sim.pay(no).unwrap();
+    }
+    call(
+        &base,
+        "/secapi/pay/refund",
+        refund_call("bill-2", "br1", "250", "50"),
+    )
+    .await
+    .assert_success();
+
+    let text = call(&base, "/pay/downloadbill", bill("ALL")).await.body;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert!(lines[0].starts_with("交易时间,公众账号ID,商户号"));
+    let columns = lines[0].split(',').count();
+    for row in &lines[1..4] {
+        assert_eq!(row.split(',').count(), columns, "{row}");
+        assert!(row.starts_with('`'));
+    }
+    assert!(lines[1].contains("`bill-1,") && lines[1].contains("`SUCCESS,"));
+    assert!(lines[3].contains("`REFUND,") && lines[3].contains("`br1,"));
+    assert_eq!(lines[5], "`3,`3.50,`0.50,`0.00,`0.01800,`3.50,`0.50");
+
+    let success = call(&base, "/pay/downloadbill", bill("SUCCESS")).await.body;
+    assert_eq!(success.lines().count(), 5, "{success}");
+    let refunds = call(&base, "/pay/downloadbill", bill("REFUND")).await.body;
+    assert_eq!(refunds.lines().count(), 4, "{refunds}");
+
+    let mut bad_date = bill("ALL");
+    bad_date.insert("bill_date".into(), "2026-01-01".into());
+    assert_eq!(
+        call(&base, "/pay/downloadbill", bad_date)
+            .await
+            .get("return_msg"),
+        "invalid bill_date"
+    );
+}
+
+#[tokio::test]
+async fn the_store_is_bounded_per_merchant() {
+    let sim = Simulator::start(SimConfig {
+        max_orders_per_merchant: 3,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let base = sim.base_url();
+    for n in 0..5 {
+        call(
+            &base,
+            "/pay/unifiedorder",
+            native_order(&format!("b-{n}"), 1, "http://127.0.0.1:9/n"),
+        )
+        .await
+        .assert_success();
+        if n == 1 {
+            sim.pay("b-1").unwrap();
+        }
+    }
+    let kept: Vec<String> = sim
+        .inspect()
+        .orders
+        .into_iter()
+        .map(|order| order.out_trade_no)
+        .collect();
+    assert_eq!(kept, ["b-2", "b-3", "b-4"]);
+}
+
+#[tokio::test]
+async fn the_payer_and_inspection_work_over_http() {
+    let receiver = NotifyReceiver::start(0).await;
+    let sim = Simulator::start(SimConfig::default().with_time_scale(1000.0))
+        .await
+        .unwrap();
+    let base = sim.base_url();
+    let created = call(
+        &base,
+        "/pay/unifiedorder",
+        native_order("h-1", 8, &receiver.url),
+    )
+    .await;
+    created.assert_success();
+    let http = reqwest::Client::new();
+    let paid = http
+        .post(format!("{base}/sim/pay"))
+        .json(&serde_json::json!({ "code_url": created.get("code_url") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+    let paid: serde_json::Value = paid.json().await.unwrap();
+    assert_eq!(paid["order"]["state"], "SUCCESS");
+    assert_eq!(paid["order"]["total_fee"], 8);
+    let again = http
+        .post(format!("{base}/sim/pay"))
+        .json(&serde_json::json!({ "out_trade_no": "h-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409, "a paid order cannot be paid again");
+    let missing = http
+        .post(format!("{base}/sim/fail"))
+        .json(&serde_json::json!({ "out_trade_no": "h-404" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    receiver.wait_for(1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let inspection: serde_json::Value = http
+        .get(format!("{base}/sim/inspect"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let requests = inspection["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["endpoint"], "unifiedorder");
+    assert!(
+        requests[0]["request_body"]
+            .as_str()
+            .unwrap()
+            .contains("h-1")
+    );
+    assert!(
+        requests[0]["response_body"]
+            .as_str()
+            .unwrap()
+            .contains("prepay_id")
+    );
+    let notifies = inspection["notifies"].as_array().unwrap();
+    assert_eq!(notifies.len(), 1);
+    assert_eq!(notifies[0]["outcome"], "acknowledged");
+    assert_eq!(notifies[0]["reply_status"], 200);
+    assert_eq!(inspection["payer_actions"][0]["action"], "pay");
+
+    let cleared = http
+        .delete(format!("{base}/sim/inspect"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 204);
+    assert!(sim.inspect().requests.is_empty());
+    assert_eq!(
+        sim.inspect().orders.len(),
+        1,
+        "clearing the log keeps the orders"
+    );
+}
+
+#[tokio::test]
+async fn configuration_reads_from_toml_and_names_bad_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "time_scale = 50.0\n[[merchants]]\nappid = \"{DEFAULT_APPID}\"\nmch_id = \"{DEFAULT_MCH_ID}\"\nkey = \"{DEFAULT_API_KEY}\"\n\
+             [[faults]]\nendpoint = \"orderquery\"\ntimes = 1\nfault = {{ kind = \"system_error\" }}\n"
+        ),
+    )
+    .unwrap();
+    let config = SimConfig::from_toml_file(&path).unwrap();
+    assert_eq!(config.time_scale, 50.0);
+    let sim = Simulator::start(config).await.unwrap();
+    assert_eq!(sim.faults().list().len(), 1);
+    let mut query = default_head();
+    query.insert("out_trade_no".into(), "x".into());
+    assert_eq!(
+        call(&sim.base_url(), "/pay/orderquery", query.clone())
+            .await
+            .err_code(),
+        "SYSTEMERROR"
+    );
+    assert_eq!(
+        call(&sim.base_url(), "/pay/orderquery", query)
+            .await
+            .err_code(),
+        "ORDERNOTEXIST"
+    );
+    sim.shutdown().await;
+
+    let error = SimConfig::from_toml_str("time_scale = 0.0").unwrap_err();
+    assert!(error.to_string().contains("time_scale"), "{error}");
+    let error =
+        SimConfig::from_toml_str("[[merchants]]\nappid = \"a\"\nmch_id = \"\"\nkey = \"k\"")
+            .unwrap_err();
+    assert!(error.to_string().contains("merchants[0].mch_id"), "{error}");
+    let error = SimConfig::from_toml_str("[[faults]]\nfault = { kind = \"explode\" }").unwrap_err();
+    assert!(error.to_string().contains("explode"), "{error}");
+    let error = SimConfig::from_toml_file(dir.path().join("missing.toml")).unwrap_err();
+    assert!(error.to_string().contains("missing.toml"), "{error}");
+    let debug = format!("{:?}", MerchantConfig::default_merchant());
+    assert!(
+        !debug.contains(DEFAULT_API_KEY),
+        "keys never show in Debug: {debug}"
+    );
+}
+
+#[tokio::test]
+async fn merchants_can_be_added_while_running() {
+    let sim = Simulator::start_default().await;
+    sim.add_merchant(MerchantConfig::new("wxlate", "30000001", "late-key"))
+        .unwrap();
+    assert!(
+        sim.add_merchant(MerchantConfig::new("wxlate", "30000001", "late-key"))
+            .is_err()
+    );
+    let answer = common::call_with(
+        &sim.base_url(),
+        "/pay/orderquery",
+        params(&[
+            ("appid", "wxlate"),
+            ("mch_id", "30000001"),
+            ("nonce_str", "n"),
+            ("out_trade_no", "x"),
+        ]),
+        "late-key",
+        SignType::HmacSha256,
+    )
+    .await;
+    assert_eq!(answer.err_code(), "ORDERNOTEXIST");
+    wechatpay_v2::verify(&answer.params, &ApiKey::new("late-key")).unwrap();
+}
