@@ -3,9 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use include_dir::Dir;
+use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -208,48 +210,110 @@ impl Found {
     }
 }
 
-fn walk_disk(root: &Path, out: &mut Vec<Found>, errors: &mut Vec<LoadError>) {
+type ParseOutcome = (Option<FullName>, Option<Parsed>);
+
+/// Walks a layer folder and parses every element in it, on all cores: the work is mostly
+/// system calls (one directory read per folder, one file read per e.json and config file),
+/// which overlap well. Results come back sorted by e.json path, so output is stable.
+fn read_disk_layer(root: &Path, env: &EnvSource, errors: &mut Vec<LoadError>) -> Vec<ParseOutcome> {
     if !root.is_dir() {
-        return;
+        return Vec::new();
     }
-    let walker = walkdir::WalkDir::new(root)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
-    for entry in walker {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                let path = e
-                    .path()
-                    .map_or_else(|| root.to_path_buf(), Path::to_path_buf);
-                errors.push(LoadError::new(
-                    LoadErrorKind::Io,
-                    path,
-                    format!("cannot read: {e}"),
-                ));
-                continue;
-            }
-        };
-        if !entry.file_type().is_file() || entry.file_name() != "e.json" {
-            continue;
-        }
-        let path = entry.path();
-        let folder = path.parent().unwrap_or(root);
-        let segments = folder
-            .strip_prefix(root)
-            .unwrap_or(folder)
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+    let queue = Mutex::new(vec![root.to_path_buf()]);
+    // Folders queued or being read; the walk is over when it drops to zero.
+    let pending = AtomicUsize::new(1);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let mut results: Vec<(PathBuf, ParseOutcome)> = Vec::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut outcomes = Vec::new();
+                    let mut problems = Vec::new();
+                    loop {
+                        let next = queue.lock().pop();
+                        let Some(dir) = next else {
+                            if pending.load(Ordering::Acquire) == 0 {
+                                break;
+                            }
+                            std::thread::yield_now();
+                            continue;
+                        };
+                        let mut subdirs = Vec::new();
+                        let mut has_element = false;
+                        match std::fs::read_dir(&dir) {
+                            Ok(entries) => {
+                                for entry in entries {
+                                    let entry = match entry {
+                                        Ok(entry) => entry,
+                                        Err(e) => {
+                                            problems.push(LoadError::new(
+                                                LoadErrorKind::Io,
+                                                &dir,
+                                                format!("cannot read folder: {e}"),
+                                            ));
+                                            continue;
+                                        }
+                                    };
+                                    let name = entry.file_name();
+                                    let Ok(kind) = entry.file_type() else {
+                                        continue;
+                                    };
+                                    if kind.is_dir() {
+                                        if !name.to_string_lossy().starts_with('.') {
+                                            subdirs.push(entry.path());
+                                        }
+                                    } else if kind.is_file() && name == "e.json" {
+                                        has_element = true;
+                                    }
+                                }
+                            }
+                            Err(e) => problems.push(LoadError::new(
+                                LoadErrorKind::Io,
+                                &dir,
+                                format!("cannot read folder: {e}"),
+                            )),
+                        }
+                        if !subdirs.is_empty() {
+                            pending.fetch_add(subdirs.len(), Ordering::AcqRel);
+                            queue.lock().extend(subdirs);
+                        }
+                        if has_element {
+                            let source = dir.join("e.json");
+                            let segments = dir
+                                .strip_prefix(root)
+                                .unwrap_or(&dir)
+                                .components()
+                                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                                .collect();
+                            let found = Found {
+                                segments,
+                                text: std::fs::read_to_string(&source)
+                                    .map_err(|e| format!("cannot read e.json: {e}")),
+                                source: source.clone(),
+                                dir: Some(dir),
+                                embedded_dir: None,
+                            };
+                            outcomes.push((source, parse_found(found, env, &mut problems)));
+                        }
+                        pending.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    (outcomes, problems)
+                })
+            })
             .collect();
-        out.push(Found {
-            segments,
-            source: path.to_path_buf(),
-            dir: Some(folder.to_path_buf()),
-            text: std::fs::read_to_string(path).map_err(|e| format!("cannot read e.json: {e}")),
-            embedded_dir: None,
-        });
-    }
+        for handle in handles {
+            match handle.join() {
+                Ok((outcomes, problems)) => {
+                    results.extend(outcomes);
+                    errors.extend(problems);
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    results.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
 fn walk_embedded(dir: &'static Dir<'static>, out: &mut Vec<Found>) {
@@ -634,18 +698,21 @@ pub(crate) fn load(
     let mut broken: HashSet<FullName> = HashSet::new();
 
     for (layer_index, (layer, source)) in layers.iter().enumerate() {
-        let mut found = Vec::new();
-        match source {
+        let outcomes = match source {
             LayerSource::Embedded(dirs) => {
+                let mut found = Vec::new();
                 for dir in dirs {
                     walk_embedded(dir, &mut found);
                 }
+                found
+                    .into_iter()
+                    .map(|item| parse_found(item, &env, &mut errors))
+                    .collect()
             }
-            LayerSource::Disk(root) => walk_disk(root, &mut found, &mut errors),
-        }
+            LayerSource::Disk(root) => read_disk_layer(root, &env, &mut errors),
+        };
         let mut in_layer: HashMap<FullName, PathBuf> = HashMap::new();
-        for item in found {
-            let (name, parsed) = parse_found(item, &env, &mut errors);
+        for (name, parsed) in outcomes {
             let Some(name) = name else { continue };
             let Some(parsed) = parsed else {
                 broken.insert(name.clone());
