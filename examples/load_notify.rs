@@ -1,0 +1,311 @@
+//! Load generator for `jit serve`: payment notifies per second, end to end.
+//!
+//! Prepares `--orders` orders through the shop's HTTP API, signs one genuine WeChat Pay
+//! payment notify per order with the merchant's key, then fires them at
+//! `/api/{org}/{app}/pays/services/PaySvc/wechatNotify` with bounded concurrency and
+//! measures each round trip (HTTP → signature check → durable commit → SUCCESS reply).
+//! A second phase re-sends notifies for orders already paid (WeChat's retries). Every
+//! answer must be the SUCCESS reply; finally every order is queried and must be `success`.
+//!
+//! ```text
+//! scripts/load-notify.sh                 # starts a release server and runs this
+//! cargo run --release --example load_notify -- --url http://127.0.0.1:8080 --orders 20000
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use wechatpay_v2::{ApiKey, Params, SignType};
+
+/// Options.
+#[derive(Debug, Parser)]
+struct Options {
+    /// Base URL of the running server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The app's org.
+    #[arg(long, default_value = "demo")]
+    org: String,
+    /// The app's name.
+    #[arg(long, default_value = "shop")]
+    app: String,
+    /// Bearer token for the JSON API.
+    #[arg(long, env = "JIT_API_TOKEN", default_value = "demo-token")]
+    token: String,
+    /// The pay element orders are created with.
+    #[arg(long, default_value = "pays.myWechatPay")]
+    pay_element: String,
+    /// Merchant appid, mch_id and API key (the example app's demo merchant by default).
+    #[arg(long, default_value = "wx2421b1c4370ec43b")]
+    appid: String,
+    /// Merchant number.
+    #[arg(long, default_value = "10000100")]
+    mch_id: String,
+    /// Merchant API key.
+    #[arg(
+        long,
+        env = "WECHAT_API_KEY",
+        default_value = "192006250b4c09247ec02edce69f6a2d"
+    )]
+    key: String,
+    /// Distinct orders (one notify each).
+    #[arg(long, default_value_t = 20_000)]
+    orders: usize,
+    /// Duplicate notifies sent after the distinct phase (cycling over the paid orders).
+    #[arg(long, default_value_t = 20_000)]
+    duplicates: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Amount of each order, in yuan.
+    #[arg(long, default_value = "0.01")]
+    amount: String,
+}
+
+struct Target {
+    client: reqwest::Client,
+    api: String,
+    token: String,
+}
+
+impl Target {
+    async fn call(&self, path: &str, arguments: Value) -> anyhow::Result<Value> {
+        let response = self
+            .client
+            .post(format!("{}/{path}", self.api))
+            .bearer_auth(&self.token)
+            .json(&arguments)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        ensure!(status.is_success(), "{path}: HTTP {status}: {body}");
+        Ok(body)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = Options::parse();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.concurrency)
+        .http1_only()
+        .tcp_nodelay(true)
+        .build()?;
+    let target = Arc::new(Target {
+        client,
+        api: format!(
+            "{}/api/{}/{}",
+            options.url.trim_end_matches('/'),
+            options.org,
+            options.app
+        ),
+        token: options.token.clone(),
+    });
+
+    // Phase 0: orders, created through the same API a shop front end uses.
+    let started = Instant::now();
+    let orders: Vec<(String, String)> = futures::stream::iter(0..options.orders)
+        .map(|index| {
+            let target = Arc::clone(&target);
+            let amount = options.amount.clone();
+            let pay_element = options.pay_element.clone();
+            async move {
+                let order = target
+                    .call(
+                        "pays/services/PaySvc/create",
+                        json!({"subject": format!("load {index}"), "amount": amount, "payElement": pay_element}),
+                    )
+                    .await?;
+                let order_id = order["orderId"]
+                    .as_str()
+                    .context("create returned no orderId")?
+                    .to_owned();
+                let total_fee = order["amountFen"]
+                    .as_i64()
+                    .map(|fen| fen.to_string())
+                    .or_else(|| order["amount"].as_i64().map(|fen| fen.to_string()))
+                    .context("create returned no amount in fen")?;
+                anyhow::Ok((order_id, total_fee))
+            }
+        })
+        .buffer_unordered(options.concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    println!(
+        "prepared {} orders in {:.2} s",
+        orders.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // Signing happens before the clock starts: the figure is the server's.
+    let key = ApiKey::new(options.key.clone());
+    let notifies: Vec<String> = orders
+        .iter()
+        .enumerate()
+        .map(|(index, (order_id, total_fee))| {
+            signed_notify(&options, &key, order_id, total_fee, index)
+        })
+        .collect();
+    let notify_url = format!("{}/pays/services/PaySvc/wechatNotify", target.api);
+
+    let distinct = fire(
+        &target.client,
+        &notify_url,
+        &notifies,
+        notifies.len(),
+        options.concurrency,
+    )
+    .await?;
+    distinct.print("distinct orders");
+    let duplicates = fire(
+        &target.client,
+        &notify_url,
+        &notifies,
+        options.duplicates,
+        options.concurrency,
+    )
+    .await?;
+    duplicates.print("duplicates");
+
+    // Every order must now be paid, exactly as notified.
+    let unpaid = futures::stream::iter(orders.iter())
+        .map(|(order_id, _)| {
+            let target = Arc::clone(&target);
+            async move {
+                let order = target
+                    .call("pays/services/PaySvc/query", json!({"orderId": order_id}))
+                    .await?;
+                anyhow::Ok(order["status"] != "success")
+            }
+        })
+        .buffer_unordered(options.concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<bool>, _>>()?
+        .into_iter()
+        .filter(|unpaid| *unpaid)
+        .count();
+    if unpaid > 0 {
+        bail!("{unpaid} orders are not `success` after their notify was answered SUCCESS");
+    }
+    println!("verified: all {} orders are `success`", orders.len());
+    Ok(())
+}
+
+fn signed_notify(
+    options: &Options,
+    key: &ApiKey,
+    order_id: &str,
+    total_fee: &str,
+    index: usize,
+) -> String {
+    let mut params = Params::new();
+    for (name, value) in [
+        ("appid", options.appid.as_str()),
+        ("bank_type", "CMC"),
+        ("cash_fee", total_fee),
+        ("fee_type", "CNY"),
+        ("is_subscribe", "N"),
+        ("mch_id", options.mch_id.as_str()),
+        ("openid", "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"),
+        ("out_trade_no", order_id),
+        ("result_code", "SUCCESS"),
+        ("return_code", "SUCCESS"),
+        ("time_end", "20261127120000"),
+        ("total_fee", total_fee),
+        ("trade_type", "NATIVE"),
+    ] {
+        params.insert(name.to_owned(), value.to_owned());
+    }
+    params.insert("nonce_str".to_owned(), wechatpay_v2::nonce_str());
+    params.insert("transaction_id".to_owned(), format!("42000{index:023}"));
+    wechatpay_v2::sign_params(&mut params, SignType::Md5, key);
+    wechatpay_v2::xml::encode(&params)
+}
+
+struct PhaseReport {
+    requests: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl PhaseReport {
+    fn percentile(&self, p: f64) -> Duration {
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[index]
+    }
+
+    fn print(&self, label: &str) {
+        if self.requests == 0 {
+            return;
+        }
+        println!(
+            "{label}: {} notifies in {:.2} s = {:.0}/s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.requests,
+            self.elapsed.as_secs_f64(),
+            self.requests as f64 / self.elapsed.as_secs_f64(),
+            ms(self.percentile(0.50)),
+            ms(self.percentile(0.90)),
+            ms(self.percentile(0.99)),
+            ms(*self.latencies.last().expect("non-empty")),
+        );
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// Sends `count` notifies (cycling over `bodies`) with `concurrency` in flight; every
+/// answer must be WeChat's SUCCESS reply.
+async fn fire(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: &[String],
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<PhaseReport> {
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = futures::stream::iter(0..count)
+        .map(|index| {
+            let body = bodies[index % bodies.len()].clone();
+            async move {
+                let sent = Instant::now();
+                let response = client
+                    .post(url)
+                    .header("content-type", "text/xml")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let text = response.text().await?;
+                let latency = sent.elapsed();
+                ensure!(
+                    status.is_success()
+                        && text.contains("<return_code><![CDATA[SUCCESS]]></return_code>"),
+                    "notify answered HTTP {status}: {text}"
+                );
+                anyhow::Ok(latency)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Ok(PhaseReport {
+        requests: count,
+        elapsed,
+        latencies,
+    })
+}

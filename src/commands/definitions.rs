@@ -1,0 +1,164 @@
+//! `jit check`, `jit ls`, `jit show`: definitions only, no database, no network.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use jit_runtime::{Chain, Definitions};
+
+use crate::host::{Host, HostError, display_dir};
+
+/// `jit check`: every problem on its own line, non-zero exit when there is any.
+pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> {
+    match host.load_definitions(app_dir) {
+        Ok(definitions) => {
+            let instances = definitions
+                .iter()
+                .filter(|chain| is_instance(&definitions, chain))
+                .count();
+            let layers: Vec<&str> = definitions
+                .layers()
+                .iter()
+                .map(|layer| layer.name.as_str())
+                .collect();
+            let settings = definitions.settings();
+            println!(
+                "ok: app {}/{} at {}: {} elements ({} instances) in {} layers ({})",
+                settings.org,
+                settings.name,
+                display_dir(app_dir).display(),
+                definitions.len(),
+                instances,
+                layers.len(),
+                layers.join(" < "),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            let mut stdout = std::io::stdout().lock();
+            for error in &errors {
+                writeln!(stdout, "{error}")?;
+            }
+            stdout.flush()?;
+            eprintln!("error: {} problem(s) found", errors.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `jit ls`: the element tree, each element with its chain and layer.
+pub(crate) fn ls(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> {
+    let definitions = host.load_definitions(app_dir)?;
+    print!("{}", render_tree(&definitions));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jit show FULLNAME`: the resolved definition as pretty JSON, secrets masked.
+pub(crate) fn show(host: &Host, app_dir: &Path, full_name: &str) -> Result<ExitCode, HostError> {
+    let definitions = host.load_definitions(app_dir)?;
+    let Some(chain) = definitions.chain(full_name) else {
+        let hint = definitions
+            .suggest(full_name)
+            .map(|name| format!(" (did you mean `{name}`?)"))
+            .unwrap_or_default();
+        return Err(HostError::Command(format!(
+            "no element `{full_name}` in the app{hint}; `jit ls` lists them"
+        )));
+    };
+    let text = serde_json::to_string_pretty(&chain.to_json_masked())
+        .map_err(|err| HostError::Command(format!("cannot print the definition: {err}")))?;
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_instance(definitions: &Definitions, chain: &Chain) -> bool {
+    let def = chain.element();
+    !def.is_meta() && !definitions.is_used_as_type(def.full_name.as_str())
+}
+
+/// One line per folder and element, indented by depth:
+///
+/// ```text
+/// pays
+///   Meta              pays.Meta                                          [framework]
+///   myWechatPay       pays.myWechatPay → pays.WechatPayType → pays.Meta  [shop]
+/// ```
+pub(crate) fn render_tree(definitions: &Definitions) -> String {
+    struct Row {
+        label: String,
+        chain: String,
+        layer: String,
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    let mut open: Vec<String> = Vec::new();
+    for chain in definitions.iter() {
+        let def = chain.element();
+        let segments: Vec<&str> = def.full_name.as_str().split('.').collect();
+        let (leaf, parents) = segments.split_last().expect("a fullName has a segment");
+        // Folders already printed that are a prefix of this name stay open.
+        let common = open
+            .iter()
+            .zip(parents.iter())
+            .take_while(|(open, segment)| open == segment)
+            .count();
+        open.truncate(common);
+        for (depth, segment) in parents.iter().enumerate().skip(common) {
+            // A folder that is itself an element prints as that element below; otherwise
+            // as a plain folder row.
+            let prefix = parents[..=depth].join(".");
+            if definitions.get(&prefix).is_none() {
+                rows.push(Row {
+                    label: format!("{}{segment}", "  ".repeat(depth)),
+                    chain: String::new(),
+                    layer: String::new(),
+                });
+            }
+            open.push((*segment).to_owned());
+        }
+        let mut layer = def.layer.clone();
+        if let Some(overridden) = &def.overrides {
+            layer.push_str(&format!(", overrides {}", overridden.layer));
+        }
+        let kind = if def.is_meta() {
+            "Meta"
+        } else if definitions.is_used_as_type(def.full_name.as_str()) {
+            "Type"
+        } else {
+            "instance"
+        };
+        rows.push(Row {
+            label: format!("{}{leaf}", "  ".repeat(parents.len())),
+            chain: chain.to_string(),
+            layer: format!("[{kind}; {layer}]"),
+        });
+    }
+    let label_width = rows
+        .iter()
+        .map(|row| row.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    let chain_width = rows
+        .iter()
+        .map(|row| row.chain.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for row in rows {
+        if row.chain.is_empty() {
+            out.push_str(&row.label);
+        } else {
+            let label_pad = label_width - row.label.chars().count();
+            let chain_pad = chain_width - row.chain.chars().count();
+            out.push_str(&format!(
+                "{}{}  {}{}  {}",
+                row.label,
+                " ".repeat(label_pad),
+                row.chain,
+                " ".repeat(chain_pad),
+                row.layer
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,120 @@
+//! `jit sim`: run the WeChat Pay gateway simulator, or pay / fail an order through one.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use wechatpay_sim::{MerchantConfig, SimConfig, Simulator};
+
+use crate::cli::{PayerArgs, SimAction, SimArgs, SimRunArgs};
+use crate::host::HostError;
+use crate::server::shutdown::ShutdownSignal;
+
+/// Where `jit sim` listens when neither `--listen` nor the config file says.
+pub(crate) const DEFAULT_SIM_LISTEN: &str = "127.0.0.1:8090";
+
+pub(crate) async fn sim(args: SimArgs) -> Result<ExitCode, HostError> {
+    match args.action {
+        Some(SimAction::Pay(payer)) => payer_action(&payer, "pay").await,
+        Some(SimAction::Fail(payer)) => payer_action(&payer, "fail").await,
+        None => run(args.run).await,
+    }
+}
+
+fn sim_config(args: SimRunArgs) -> Result<SimConfig, HostError> {
+    let mut config = match &args.config {
+        Some(path) => SimConfig::from_toml_file(path).map_err(|err| HostError::Service {
+            what: "simulator configuration",
+            message: err.to_string(),
+        })?,
+        None => SimConfig::default().with_listen(
+            DEFAULT_SIM_LISTEN
+                .parse::<SocketAddr>()
+                .expect("the default address parses"),
+        ),
+    };
+    if let Some(listen) = args.listen {
+        config = config.with_listen(listen);
+    }
+    if let (Some(appid), Some(mch_id), Some(key)) = (args.appid, args.mch_id, args.key) {
+        let merchant = MerchantConfig::new(appid, mch_id, key);
+        config = if args.config.is_some() {
+            config.with_merchant(merchant)
+        } else {
+            config.with_merchants([merchant])
+        };
+    }
+    Ok(config)
+}
+
+async fn run(args: SimRunArgs) -> Result<ExitCode, HostError> {
+    let config = sim_config(args)?;
+    let merchants: Vec<String> = config
+        .merchants
+        .iter()
+        .map(|merchant| format!("{} ({})", merchant.mch_id, merchant.appid))
+        .collect();
+    let handle = Simulator::start(config)
+        .await
+        .map_err(|err| HostError::Service {
+            what: "simulator",
+            message: err.to_string(),
+        })?;
+    println!("WeChat Pay simulator at {}", handle.base_url());
+    println!("merchants: {}", merchants.join(", "));
+    println!(
+        "pay an order: jit sim pay ORDER_ID --sim {}   (Ctrl-C stops)",
+        handle.base_url()
+    );
+    let shutdown = ShutdownSignal::new();
+    shutdown.trigger_on_os_signals();
+    shutdown.fired().await;
+    handle.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `POST {sim}/sim/pay` or `/sim/fail` with the order's out_trade_no; prints the order.
+async fn payer_action(args: &PayerArgs, action: &str) -> Result<ExitCode, HostError> {
+    let url = format!("{}/sim/{action}", args.sim.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|err| HostError::Command(format!("cannot create an HTTP client: {err}")))?;
+    let response = client
+        .post(&url)
+        .json(&json!({ "out_trade_no": args.order_id }))
+        .send()
+        .await
+        .map_err(|err| {
+            HostError::Command(format!(
+                "cannot reach the simulator at {url}: {err} (is `jit serve` or `jit sim` running? --sim sets its URL)"
+            ))
+        })?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|err| {
+        HostError::Command(format!(
+            "the simulator at {url} answered HTTP {status} without JSON: {err}"
+        ))
+    })?;
+    if body["ok"] == Value::Bool(true) {
+        let order = &body["order"];
+        println!(
+            "{} order {}: trade_state {}, total_fee {} fen, transaction_id {}",
+            if action == "pay" { "paid" } else { "failed" },
+            order["out_trade_no"].as_str().unwrap_or(&args.order_id),
+            order["trade_state"].as_str().unwrap_or("?"),
+            order["total_fee"],
+            order["transaction_id"].as_str().unwrap_or("-"),
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let reason = body["error"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| body.to_string());
+        Err(HostError::Command(format!(
+            "the simulator refused to {action} order {}: {reason} (HTTP {status})",
+            args.order_id
+        )))
+    }
+}

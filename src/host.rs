@@ -1,0 +1,362 @@
+//! [`Host`]: which element families and loaders a host binary carries, and how it starts.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use jit_runtime::include_dir::Dir;
+use jit_runtime::{
+    AppBuilder, AppSettings, BackendLoadTime, Definitions, Element, ElementError, EnvSource,
+    LoadContext, LoadErrors, Loader,
+};
+
+use crate::cli::{Cli, Command};
+use crate::server::ServerHandle;
+use crate::server::config::{ConfigError, Overrides, RawTables, ServeConfig};
+use crate::server::shutdown::ShutdownSignal;
+
+/// Why a host could not start or a command could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The app's definitions have problems (each printed `file: json.path: message`).
+    #[error("{count} problem(s) in the app:\n{errors}", count = .0.len(), errors = .0)]
+    Load(LoadErrors),
+    /// app.toml's server configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A `{{VAR}}` placeholder in app.toml could not be filled.
+    #[error(transparent)]
+    Placeholder(#[from] jit_runtime::PlaceholderError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// A service the app needs (database, gateway, plugin) could not be set up.
+    #[error("{what}: {message}")]
+    Service {
+        /// Which service.
+        what: &'static str,
+        /// What went wrong, without secrets.
+        message: String,
+    },
+    /// A command's own failure (unknown element for `show`, a payer call refused, ...).
+    #[error("{0}")]
+    Command(String),
+    /// Reading or writing a file or the terminal failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<LoadErrors> for HostError {
+    fn from(errors: LoadErrors) -> Self {
+        Self::Load(errors)
+    }
+}
+
+/// Lets one registered loader be handed to several app builders (every `serve_in_process`
+/// call builds a new app).
+struct SharedLoader(Arc<dyn Loader>);
+
+#[jit_runtime::async_trait]
+impl Loader for SharedLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        self.0.load(cx).await
+    }
+}
+
+type Customizer = Arc<dyn Fn(AppBuilder) -> AppBuilder + Send + Sync>;
+
+/// The set of element families and loaders a host binary carries.
+///
+/// `Host::new()` is the stock `jit`: every official family (pays) and native plugins.
+/// Add your own Types with [`Host::loader`], your own embedded elements with
+/// [`Host::framework_layer`], then [`Host::run_cli`].
+#[derive(Clone)]
+pub struct Host {
+    official_families: bool,
+    framework: Vec<&'static Dir<'static>>,
+    loaders: Vec<(String, Arc<dyn Loader>)>,
+    customizers: Vec<Customizer>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("official_families", &self.official_families)
+            .field("framework_layers", &self.framework.len())
+            .field(
+                "loaders",
+                &self
+                    .loaders
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Host {
+    /// The stock host: the official element families and native plugin loading.
+    pub fn new() -> Self {
+        Self {
+            official_families: true,
+            framework: Vec::new(),
+            loaders: Vec::new(),
+            customizers: Vec::new(),
+        }
+    }
+
+    /// A host with no official family: only what is added to it (fixture families in
+    /// tests, or an app that wants none of the official elements).
+    pub fn bare() -> Self {
+        Self {
+            official_families: false,
+            ..Self::new()
+        }
+    }
+
+    /// Adds an embedded element tree (rooted like `elements/`) to the framework layer.
+    pub fn framework_layer(mut self, dir: &'static Dir<'static>) -> Self {
+        self.framework.push(dir);
+        self
+    }
+
+    /// Registers the loader of a Meta or Type. Registered after the official families, so
+    /// a loader for an official Type's fullName overrides it and reaches the official one
+    /// through `LoadContext::load_with_parent`.
+    pub fn loader(mut self, type_full_name: &str, loader: impl Loader) -> Self {
+        self.loaders
+            .push((type_full_name.to_owned(), Arc::new(loader)));
+        self
+    }
+
+    /// Adjusts every app builder this host makes (e.g. to `provide` a service your
+    /// loaders need), after the official families and loaders are registered.
+    pub fn configure(
+        mut self,
+        customize: impl Fn(AppBuilder) -> AppBuilder + Send + Sync + 'static,
+    ) -> Self {
+        self.customizers.push(Arc::new(customize));
+        self
+    }
+
+    /// Parses the process's arguments, runs the subcommand, and returns its exit code.
+    pub fn run_cli(self) -> ExitCode {
+        self.run_cli_from(std::env::args_os())
+    }
+
+    /// Like [`Host::run_cli`] with explicit arguments (the first is the program name).
+    pub fn run_cli_from<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let cli = match Cli::try_parse_from(args) {
+            Ok(cli) => cli,
+            Err(err) => {
+                let _ = err.print();
+                return if err.use_stderr() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+        };
+        crate::logging::init(crate::logging::LogFormat::from_flag_and_env(cli.log_json));
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                eprintln!("error: cannot start the async runtime: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let outcome = runtime.block_on(self.run_command(cli.command));
+        match outcome {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("error: {err}");
+                let mut source = std::error::Error::source(&err);
+                while let Some(cause) = source {
+                    eprintln!("  caused by: {cause}");
+                    source = cause.source();
+                }
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn run_command(&self, command: Command) -> Result<ExitCode, HostError> {
+        match command {
+            Command::Check(args) => crate::commands::check(self, &args.app),
+            Command::Ls(args) => crate::commands::ls(self, &args.app),
+            Command::Show { full_name, app } => crate::commands::show(self, &app.app, &full_name),
+            Command::Sim(args) => crate::commands::sim(args).await,
+            Command::Serve(args) => {
+                let overrides = Overrides {
+                    listen: args.listen,
+                    ..Overrides::default()
+                };
+                let handle = self.start(&args.app.app, overrides, true).await?;
+                handle.wait().await?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+
+    /// An app builder with this host's framework layers only: enough for definitions
+    /// (`check`, `ls`, `show`), no loader, no service.
+    pub fn definitions_builder(&self, app_dir: &Path) -> AppBuilder {
+        let mut builder = AppBuilder::new(app_dir);
+        if self.official_families {
+            builder = crate::official::definitions(builder);
+        }
+        for dir in &self.framework {
+            builder = builder.framework_layer(dir);
+        }
+        builder
+    }
+
+    /// Loads and resolves the app's definitions, reporting every problem.
+    pub fn load_definitions(&self, app_dir: &Path) -> Result<Definitions, LoadErrors> {
+        self.definitions_builder(app_dir).load_definitions()
+    }
+
+    /// Starts the HTTP server for the app in `app_dir` on this process's async runtime,
+    /// without OS signal handling: stop it with [`ServerHandle::shutdown`]. `overrides`
+    /// win over the environment and app.toml (tests set `listen` to `127.0.0.1:0`).
+    pub async fn serve_in_process(
+        &self,
+        app_dir: impl AsRef<Path>,
+        overrides: Overrides,
+    ) -> Result<ServerHandle, HostError> {
+        self.start(app_dir.as_ref(), overrides, false).await
+    }
+
+    async fn start(
+        &self,
+        app_dir: &Path,
+        overrides: Overrides,
+        interactive: bool,
+    ) -> Result<ServerHandle, HostError> {
+        let settings = AppSettings::load(app_dir, true).map_err(LoadErrors)?;
+        let app_toml = app_dir.join("app.toml");
+        let tables = raw_tables(&settings, &app_toml)?;
+        let config = ServeConfig::resolve(
+            &app_toml,
+            &settings.name,
+            &tables,
+            &|name| std::env::var(name).ok(),
+            &overrides,
+        )?;
+        let shutdown = ShutdownSignal::new();
+        if interactive {
+            shutdown.trigger_on_os_signals();
+        }
+        crate::serve::start(self, app_dir, settings, config, shutdown, interactive).await
+    }
+
+    /// An app builder with framework layers, every loader and customizer; `services`
+    /// adds what the official families need when serving.
+    pub(crate) fn app_builder(
+        &self,
+        app_dir: &Path,
+        official: impl FnOnce(AppBuilder) -> AppBuilder,
+    ) -> AppBuilder {
+        let mut builder = AppBuilder::new(app_dir);
+        if self.official_families {
+            builder = official(builder);
+        }
+        for dir in &self.framework {
+            builder = builder.framework_layer(dir);
+        }
+        for (name, loader) in &self.loaders {
+            builder = builder.loader(name, SharedLoader(loader.clone()));
+        }
+        for customize in &self.customizers {
+            builder = customize(builder);
+        }
+        builder
+    }
+
+    /// Whether the official families are included.
+    pub(crate) fn has_official_families(&self) -> bool {
+        self.official_families
+    }
+
+    /// Builds the app and its `beforeHandleRequest` elements.
+    pub(crate) async fn build_app(builder: AppBuilder) -> Result<jit_runtime::App, HostError> {
+        let app = builder.build().await?;
+        app.build_elements(BackendLoadTime::BeforeHandleRequest)
+            .await?;
+        Ok(app)
+    }
+}
+
+/// app.toml's `[server]`, `[database]`, `[gateway]` and `[auth]`, with `{{VAR}}`
+/// placeholders in their strings filled.
+fn raw_tables(settings: &AppSettings, app_toml: &Path) -> Result<RawTables, HostError> {
+    let env = EnvSource::new(Default::default(), settings.env.clone());
+    let take = |name: &str| -> Result<toml::Table, HostError> {
+        match settings.raw.get(name) {
+            None => Ok(toml::Table::new()),
+            Some(toml::Value::Table(table)) => {
+                let mut table = table.clone();
+                fill_table(&mut table, &env, app_toml)?;
+                Ok(table)
+            }
+            Some(other) => Err(HostError::Config(ConfigError::Invalid {
+                file: app_toml.display().to_string(),
+                key: name.to_owned(),
+                message: format!("expected a table, found {}", other.type_str()),
+            })),
+        }
+    };
+    Ok(RawTables {
+        server: take("server")?,
+        database: take("database")?,
+        gateway: take("gateway")?,
+        auth: take("auth")?,
+    })
+}
+
+fn fill_table(table: &mut toml::Table, env: &EnvSource, file: &Path) -> Result<(), HostError> {
+    for (_, value) in table.iter_mut() {
+        fill_value(value, env, file)?;
+    }
+    Ok(())
+}
+
+fn fill_value(value: &mut toml::Value, env: &EnvSource, file: &Path) -> Result<(), HostError> {
+    match value {
+        toml::Value::String(text) => *text = env.fill(text, file)?,
+        toml::Value::Array(items) => {
+            for item in items {
+                fill_value(item, env, file)?;
+            }
+        }
+        toml::Value::Table(table) => fill_table(table, env, file)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The directory an app path names (for messages).
+pub(crate) fn display_dir(dir: &Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}

@@ -1,0 +1,237 @@
+//! The official element families the stock host carries (pays), and what they need to
+//! serve: the database, the gateway (the in-process simulator by default) and the
+//! reconciler.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::future::BoxFuture;
+use jit_runtime::{AppBuilder, AppSettings, Chain, Definitions};
+use serde_json::{Value, json};
+use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
+
+use crate::host::{Host, HostError};
+use crate::server::config::{GatewayTarget, ServeConfig};
+use crate::server::error::ApiError;
+use crate::server::shutdown::ShutdownSignal;
+use crate::server::state::HealthProbe;
+
+/// The Type whose instances are WeChat Pay merchants.
+pub(crate) const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
+
+/// Adds the official families' definitions (their framework layers), no loader.
+pub(crate) fn definitions(builder: AppBuilder) -> AppBuilder {
+    builder
+}
+
+/// What the official families hold while the server runs.
+pub(crate) struct Official {
+    gateway_base_url: String,
+    simulator: Option<SimHandle>,
+}
+
+impl Official {
+    /// Starts the simulator when it is the gateway, connects the database.
+    pub(crate) async fn prepare(
+        host: &Host,
+        app_dir: &Path,
+        _settings: &AppSettings,
+        config: &ServeConfig,
+        _public_base_url: &str,
+    ) -> Result<Self, HostError> {
+        let definitions = host.load_definitions(app_dir)?;
+        let (gateway_base_url, simulator) = match &config.gateway {
+            GatewayTarget::Remote(url) => (url.clone(), None),
+            GatewayTarget::Simulator => {
+                let merchants = merchants_of(&definitions)?;
+                let sim_config = SimConfig::default()
+                    .with_merchants(merchants)
+                    // Notify retries a hundred times faster than WeChat's: a demo shop
+                    // whose first notify failed sees the retry in seconds, not minutes.
+                    .with_time_scale(100.0);
+                let handle =
+                    Simulator::start(sim_config)
+                        .await
+                        .map_err(|err| HostError::Service {
+                            what: "in-process WeChat Pay simulator",
+                            message: err.to_string(),
+                        })?;
+                (handle.base_url(), Some(handle))
+            }
+        };
+        Ok(Self {
+            gateway_base_url,
+            simulator,
+        })
+    }
+
+    /// Registers the official families' layers, loaders and services.
+    pub(crate) fn register(&self, builder: AppBuilder) -> AppBuilder {
+        definitions(builder)
+    }
+
+    /// `/healthz` probes.
+    pub(crate) fn health_probes(&self) -> Vec<(String, HealthProbe)> {
+        Vec::new()
+    }
+
+    /// `/healthz`'s gateway entry.
+    pub(crate) fn gateway_description(&self) -> Value {
+        json!({
+            "status": "ok",
+            "detail": {
+                "base_url": self.gateway_base_url,
+                "simulator": self.simulator.is_some(),
+            }
+        })
+    }
+
+    /// `POST /sim/pay` and `/sim/fail` forwarded to the in-process simulator, so a user of
+    /// the demo shop can pay through the shop's own address.
+    pub(crate) fn extra_routes(&self) -> Option<Router> {
+        let simulator = self.simulator.as_ref()?;
+        let forward = Arc::new(SimForward {
+            base_url: simulator.base_url(),
+            client: reqwest::Client::new(),
+        });
+        Some(
+            Router::new()
+                .route("/sim/{action}", post(forward_to_simulator))
+                .with_state(forward),
+        )
+    }
+
+    /// Facts printed at start and exposed through `ServerHandle::info`.
+    pub(crate) fn info(&self) -> Vec<(String, String)> {
+        let mut info = vec![("gateway".to_owned(), self.gateway_base_url.clone())];
+        if let Some(simulator) = &self.simulator {
+            info.push(("simulator".to_owned(), simulator.base_url()));
+        }
+        info
+    }
+
+    /// Background tasks (the reconciler); each future completes once its task stopped.
+    pub(crate) fn start_background(
+        &self,
+        _app: &jit_runtime::App,
+        _shutdown: ShutdownSignal,
+    ) -> Vec<BoxFuture<'static, ()>> {
+        Vec::new()
+    }
+
+    /// Stops the simulator.
+    pub(crate) async fn stop(self) {
+        if let Some(simulator) = self.simulator {
+            simulator.shutdown().await;
+        }
+    }
+}
+
+/// The merchants of every WechatPayType instance, for the in-process simulator.
+fn merchants_of(definitions: &Definitions) -> Result<Vec<MerchantConfig>, HostError> {
+    let mut merchants: Vec<MerchantConfig> = Vec::new();
+    for def in definitions.find_elements(WECHAT_PAY_TYPE) {
+        let chain = definitions
+            .chain(def.full_name.as_str())
+            .expect("found elements have chains");
+        if definitions.is_used_as_type(def.full_name.as_str()) {
+            continue;
+        }
+        let (Some(appid), Some(mch_id), Some(key)) = (
+            merchant_setting(chain, "appId"),
+            merchant_setting(chain, "mchId"),
+            merchant_setting(chain, "apiKey"),
+        ) else {
+            return Err(HostError::Service {
+                what: "in-process WeChat Pay simulator",
+                message: format!(
+                    "{}: `{}` needs appId, mchId and apiKey for the simulator to accept its calls",
+                    def.source.display(),
+                    def.full_name
+                ),
+            });
+        };
+        if merchants.iter().any(|known| known.mch_id == mch_id) {
+            continue;
+        }
+        merchants.push(MerchantConfig::new(appid, mch_id, key));
+    }
+    Ok(merchants)
+}
+
+/// A setting of a WechatPayType instance: at the top of its settings or under the
+/// `config` object of its configuration file (the seed's layout).
+fn merchant_setting(chain: &Chain, key: &str) -> Option<String> {
+    chain
+        .setting_str(key)
+        .map(str::to_owned)
+        .or_else(|| {
+            chain
+                .setting("config")
+                .and_then(|config| config.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .filter(|value| !value.is_empty())
+}
+
+struct SimForward {
+    base_url: String,
+    client: reqwest::Client,
+}
+
+async fn forward_to_simulator(
+    State(forward): State<Arc<SimForward>>,
+    UrlPath(action): UrlPath<String>,
+    body: Bytes,
+) -> Response {
+    if !matches!(action.as_str(), "pay" | "fail" | "paying") {
+        return ApiError::not_found(
+            "NOT_FOUND",
+            format!(
+                "the shop forwards only /sim/pay, /sim/fail and /sim/paying, not /sim/{action}"
+            ),
+        )
+        .into_response();
+    }
+    let sent = forward
+        .client
+        .post(format!("{}/sim/{action}", forward.base_url))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    let response = match sent {
+        Ok(response) => response,
+        Err(err) => {
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "UPSTREAM",
+                format!("the in-process simulator did not answer: {err}"),
+            )
+            .into_response();
+        }
+    };
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    match response.bytes().await {
+        Ok(bytes) => (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response(),
+        Err(err) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "UPSTREAM",
+            format!("the in-process simulator's answer was cut: {err}"),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,144 @@
+//! The one error type every HTTP handler returns, and its JSON (or WeChat XML) form.
+//!
+//! Codes are part of the API: clients match on `error.code`, never on the message.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jit_runtime::{CallError, CallErrorKind};
+use serde_json::json;
+
+/// An error answered to an HTTP client as `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with an explicit status, stable code and human-readable message.
+    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// 404: no element or no function at this path.
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 400: the request's arguments are not what the function declares.
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401: no bearer token, or one that is not configured.
+    pub fn unauthorized(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    /// 500: something failed on our side; the message must not leak internals.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message)
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The JSON body of this error.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({"error": {"code": self.code, "message": self.message}})
+    }
+
+    /// The same error in WeChat's reply format, for endpoints that speak XML.
+    ///
+    /// WeChat only looks at `return_code`; the message is kept short and never echoes the
+    /// request body.
+    pub fn into_xml_response(self) -> Response {
+        let body = wechat_fail_xml(&format!("{}: {}", self.code, self.message));
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml; charset=utf-8"),
+        );
+        response
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code,
+            self.status.as_u16(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.to_json())).into_response()
+    }
+}
+
+/// `<xml><return_code>FAIL</return_code><return_msg>…</return_msg></xml>`, with the message
+/// made safe for CDATA.
+pub(crate) fn wechat_fail_xml(message: &str) -> String {
+    let safe = message.replace("]]>", "]] >");
+    format!(
+        "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[{safe}]]></return_msg></xml>"
+    )
+}
+
+/// Maps a runtime call error to the HTTP status it is answered with.
+///
+/// Element-specific codes are the element's business refusals (an order already paid, an
+/// amount out of range): the request was understood but cannot be carried out in the
+/// current state, so 409 unless the code says "not found".
+pub(crate) fn status_for_call_error(kind: &CallErrorKind) -> StatusCode {
+    match kind {
+        CallErrorKind::NotFound | CallErrorKind::FunctionNotFound => StatusCode::NOT_FOUND,
+        CallErrorKind::BadArguments => StatusCode::BAD_REQUEST,
+        CallErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        CallErrorKind::Conflict => StatusCode::CONFLICT,
+        CallErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+        CallErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        CallErrorKind::Element(code) if code.ends_with("NOT_FOUND") => StatusCode::NOT_FOUND,
+        CallErrorKind::Element(code) if code.starts_with("INVALID") => StatusCode::BAD_REQUEST,
+        CallErrorKind::Element(_) => StatusCode::CONFLICT,
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(error: CallError) -> Self {
+        let status = status_for_call_error(&error.kind);
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            // Internal messages may name files or queries; the log has them, the client a
+            // pointer to the log line.
+            tracing::error!(code = error.code(), message = %error.message, "element call failed");
+            "internal error; see the server log for this request id".to_owned()
+        } else {
+            error.message.clone()
+        };
+        Self::new(status, error.code(), message)
+    }
+}

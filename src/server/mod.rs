@@ -1,0 +1,148 @@
+//! `jit serve`: the HTTP host over axum.
+//!
+//! It owns the HTTP concerns only — routing, bearer tokens, body limits, timeouts, request
+//! ids, panics, health and graceful shutdown — and hands every call to the runtime's
+//! `App::call`. It knows nothing of what an element does with a call.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod request_id;
+pub(crate) mod routes;
+pub mod shutdown;
+pub(crate) mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Level;
+
+use self::request_id::RequestId;
+use self::shutdown::ShutdownSignal;
+use self::state::ServerState;
+
+/// Builds the router over a prepared state.
+pub(crate) fn router(state: Arc<ServerState>, extra: Option<Router>) -> Router {
+    let timeout = state.config.request_timeout;
+    let mut router = Router::new()
+        .route("/api/{org}/{app}/{*path}", post(routes::call_function))
+        .route("/healthz", get(routes::healthz))
+        .fallback(routes::not_found)
+        .with_state(state);
+    if let Some(extra) = extra {
+        router = router.merge(extra);
+    }
+    router.layer(
+        ServiceBuilder::new()
+            .layer(middleware::from_fn(request_id::assign))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request| {
+                        // Only the method, the path and the id: headers carry tokens and
+                        // bodies carry signed payment data.
+                        let id = request
+                            .extensions()
+                            .get::<RequestId>()
+                            .map(|id| id.0.as_str())
+                            .unwrap_or("");
+                        tracing::info_span!(
+                            "request",
+                            request_id = %id,
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                        )
+                    })
+                    .on_request(())
+                    .on_response(
+                        tower_http::trace::DefaultOnResponse::new()
+                            .level(Level::INFO)
+                            .latency_unit(tower_http::LatencyUnit::Micros),
+                    ),
+            )
+            .layer(CatchPanicLayer::custom(routes::panic_response))
+            .layer(middleware::from_fn(move |request: Request, next: Next| {
+                enforce_timeout(timeout, request, next)
+            })),
+    )
+}
+
+async fn enforce_timeout(timeout: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => routes::timeout_error(timeout).into_response(),
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    base_url: String,
+    shutdown: ShutdownSignal,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    extra_info: Vec<(String, String)>,
+}
+
+impl ServerHandle {
+    pub(crate) fn new(
+        local_addr: SocketAddr,
+        shutdown: ShutdownSignal,
+        task: tokio::task::JoinHandle<std::io::Result<()>>,
+        extra_info: Vec<(String, String)>,
+    ) -> Self {
+        Self {
+            local_addr,
+            base_url: format!("http://{local_addr}"),
+            shutdown,
+            task,
+            extra_info,
+        }
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://<bound address>`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Named facts about the running server (e.g. `simulator` → its base URL).
+    pub fn info(&self, key: &str) -> Option<&str> {
+        self.extra_info
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The signal that stops this server; clones can be handed to other tasks.
+    pub fn shutdown_signal(&self) -> ShutdownSignal {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, stops background
+    /// tasks, and returns once everything is down.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.shutdown.trigger();
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after SIGINT/SIGTERM or a trigger elsewhere).
+    pub async fn wait(self) -> std::io::Result<()> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(join_error) => Err(std::io::Error::other(join_error)),
+        }
+    }
+}

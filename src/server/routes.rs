@@ -1,0 +1,176 @@
+//! The HTTP surface: element functions under `/api/{org}/{app}/…`, `/healthz`, and the
+//! simulator's payer endpoints when the simulator runs in-process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use super::request_id::RequestId;
+use super::state::ServerState;
+
+/// How a function takes its request and gives its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFormat {
+    /// A JSON object of arguments in, the JSON result out.
+    Json,
+    /// The raw body as the function's single argument, its string result answered as
+    /// `application/xml` (WeChat's callbacks).
+    Xml,
+}
+
+/// `POST /api/{org}/{app}/{*path}`: calls `function` of element `fullName` where `path` is
+/// the fullName with `/` for `.` followed by `/function`.
+pub(crate) async fn call_function(
+    State(state): State<Arc<ServerState>>,
+    Path((org, app, path)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let (parts, body) = request.into_parts();
+    match state.resolve_route(&org, &app, &path) {
+        Err(error) => error.into_response(),
+        Ok(route) => {
+            let format = route.format;
+            let outcome = state.invoke(route, &parts.headers, body, &request_id).await;
+            match (outcome, format) {
+                (Ok(response), _) => response,
+                (Err(error), BodyFormat::Xml) => error.into_xml_response(),
+                (Err(error), BodyFormat::Json) => error.into_response(),
+            }
+        }
+    }
+}
+
+/// Reads at most `limit` bytes of body; more is a 413 naming the limit.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let too_large = std::error::Error::source(&err)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+            || err.to_string().contains("length limit");
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("request body larger than {limit} bytes"),
+            )
+        } else {
+            ApiError::bad_request("BAD_REQUEST", format!("cannot read request body: {err}"))
+        }
+    })
+}
+
+/// Parses a JSON body as the object of arguments; an empty body means no arguments.
+pub(crate) fn json_arguments(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Map<String, Value>, ApiError> {
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE)
+        && !content_type.to_str().is_ok_and(|value| {
+            value
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "element functions take `Content-Type: application/json`",
+        ));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(arguments)) => Ok(arguments),
+        Ok(other) => Err(ApiError::bad_request(
+            "BAD_ARGUMENTS",
+            format!(
+                "the request body must be a JSON object of arguments, found {}",
+                json_kind(&other)
+            ),
+        )),
+        Err(err) => Err(ApiError::bad_request(
+            "INVALID_JSON",
+            format!("the request body is not valid JSON: {err}"),
+        )),
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// An XML answer.
+pub(crate) fn xml_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
+    response
+}
+
+/// `GET /healthz`.
+pub(crate) async fn healthz(State(state): State<Arc<ServerState>>) -> Response {
+    let report = state.health().await;
+    let status = if report.get("status").and_then(Value::as_str) == Some("ok") {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report)).into_response()
+}
+
+/// Any other path.
+pub(crate) async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(
+        "NOT_FOUND",
+        format!(
+            "no route for {} {}; element functions are at POST /api/{{org}}/{{app}}/{{element path}}/{{function}}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// The JSON 500 answered instead of a panic.
+pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(non-string panic)");
+    tracing::error!(panic = detail, "handler panicked");
+    ApiError::internal("internal error; see the server log for this request id").into_response()
+}
+
+/// The JSON 504 answered when a request outlives its timeout.
+pub(crate) fn timeout_error(timeout: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "TIMEOUT",
+        format!(
+            "the request did not finish within {} ms",
+            timeout.as_millis()
+        ),
+    )
+}

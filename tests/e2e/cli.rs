@@ -1,0 +1,129 @@
+//! The real `jit` binary: check, ls, show.
+
+use std::process::{Command, Output};
+
+use crate::util::TempApp;
+
+fn jit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jit"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the jit binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_prints_every_problem_and_fails() {
+    let app = TempApp::new(
+        "",
+        &[
+            ("elements/fam/Meta/e.json", r#"{"title": "family"}"#),
+            // Malformed JSON.
+            (
+                "elements/fam/broken/e.json",
+                r#"{"type": "fam.Meta", "title": }"#,
+            ),
+            // A type that does not exist, close to a real one.
+            ("elements/fam/lost/e.json", r#"{"type": "fam.Mета"}"#),
+            ("elements/fam/typo/e.json", r#"{"type": "fam.Mtea"}"#),
+            // A wrong dataType deep inside functionList.
+            (
+                "elements/fam/svc/e.json",
+                r#"{"type": "fam.Meta", "functionList": [{"name": "f", "args": [{"name": "a", "dataType": "Strng"}]}]}"#,
+            ),
+            // Two elements naming each other.
+            ("elements/fam/a/e.json", r#"{"type": "fam.b"}"#),
+            ("elements/fam/b/e.json", r#"{"type": "fam.a"}"#),
+            // A placeholder with no value.
+            ("elements/fam/cfg/e.json", r#"{"type": "fam.Meta"}"#),
+            (
+                "elements/fam/cfg/cfg.json",
+                r#"{"key": "{{NOT_SET_ANYWHERE_42}}"}"#,
+            ),
+        ],
+    );
+    let output = jit(&["check", "--app", app.path().to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert!(!output.status.success(), "exit non-zero:\n{stdout}");
+    for expected in [
+        "broken/e.json",
+        "typo/e.json",
+        "fam.Mtea",
+        "did you mean `fam.Meta`",
+        "svc/e.json: functionList[0].args[0].dataType",
+        "Strng",
+        "a/e.json",
+        "type cycle: fam.a → fam.b → fam.a",
+        "lost/e.json",
+        "NOT_SET_ANYWHERE_42",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "`{expected}` missing from:\n{stdout}"
+        );
+    }
+    let problems = stdout
+        .lines()
+        .filter(|line| line.contains("e.json") || line.contains(".json:"))
+        .count();
+    assert!(problems >= 6, "one line per problem:\n{stdout}");
+    assert!(text(&output.stderr).contains("problem(s) found"));
+}
+
+#[test]
+fn check_ls_and_show_on_a_sound_app() {
+    let app = TempApp::new(
+        "",
+        &[
+            ("elements/fam/Meta/e.json", r#"{"title": "family"}"#),
+            (
+                "elements/fam/BaseType/e.json",
+                r#"{"type": "fam.Meta", "secretKeys": ["apiKey"]}"#,
+            ),
+            (
+                "elements/fam/inst/e.json",
+                r#"{"type": "fam.BaseType", "title": "An instance", "mchId": "123", "apiKey": "{{TEST_TOKEN}}"}"#,
+            ),
+        ],
+    );
+    let dir = app.path().to_str().unwrap();
+
+    let output = jit(&["check", "--app", dir]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.starts_with("ok: app acme/shop"), "{stdout}");
+    assert!(stdout.contains("3 elements (1 instances)"), "{stdout}");
+
+    let output = jit(&["ls", "--app", dir]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("fam.inst → fam.BaseType → fam.Meta"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[instance; shop]"), "{stdout}");
+    assert!(stdout.contains("[Meta; shop]"), "{stdout}");
+
+    let output = jit(&["show", "fam.inst", "--app", dir]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let shown: serde_json::Value = serde_json::from_str(&stdout).expect("show prints JSON");
+    assert_eq!(shown["fullName"], "fam.inst");
+    assert_eq!(shown["mchId"], "123");
+    assert!(
+        !stdout.contains(crate::util::TOKEN),
+        "the secret is masked:\n{stdout}"
+    );
+
+    let output = jit(&["show", "fam.ints", "--app", dir]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("did you mean `fam.inst`"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -1,0 +1,367 @@
+//! Every error class answered as JSON with a stable code and the right status, over real
+//! HTTP against the fixture family.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::util::{FixtureServer, TOKEN, error_code, json_reply, test_overrides};
+
+#[tokio::test]
+async fn a_declared_function_answers_json() {
+    let server = FixtureServer::start().await;
+    let (status, body) = server
+        .post(
+            "fixture/services/EchoSvc/echo",
+            &json!({"text": "hi", "times": 2}),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["text"], "hi");
+    assert_eq!(body["times"], 2);
+    assert!(
+        body["principal"].is_string(),
+        "an authorized call has a principal: {body}"
+    );
+    assert!(
+        body["requestId"].is_string(),
+        "the request id reaches the element: {body}"
+    );
+    server.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_element_and_function_are_404() {
+    let server = FixtureServer::start().await;
+    let (status, body) = server
+        .post(
+            "fixture/services/EchoSv/echo",
+            &json!({"text": "hi"}),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "NOT_FOUND");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fixture.services.EchoSvc"),
+        "suggests the near name: {body}"
+    );
+
+    let (status, body) = server
+        .post("fixture/services/EchoSvc/nope", &json!({}), Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "FUNCTION_NOT_FOUND");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("echo"),
+        "{body}"
+    );
+
+    // Another org/app than the one served.
+    let response = server
+        .client
+        .post(format!(
+            "{}/api/other/shop/fixture/services/EchoSvc/echo",
+            server.handle.base_url()
+        ))
+        .bearer_auth(TOKEN)
+        .json(&json!({"text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_reply(response).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "NOT_FOUND");
+
+    // Not an API path at all.
+    let response = server
+        .client
+        .get(format!("{}/nothing/here", server.handle.base_url()))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_reply(response).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "NOT_FOUND");
+    server.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_arguments_are_400_and_name_the_argument() {
+    let server = FixtureServer::start().await;
+    let path = "fixture/services/EchoSvc/echo";
+    for (arguments, mentions) in [
+        (json!({"text": 5}), "text"),
+        (json!({"text": "hi", "times": "two"}), "times"),
+        (json!({"text": "hi", "colour": "red"}), "colour"),
+        (json!({}), "text"),
+    ] {
+        let (status, body) = server.post(path, &arguments, Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{arguments}: {body}");
+        assert_eq!(error_code(&body), "BAD_ARGUMENTS", "{arguments}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(mentions),
+            "{arguments}: the message names `{mentions}`: {body}"
+        );
+    }
+
+    let (status, body) = server.post(path, &json!(["text"]), Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "BAD_ARGUMENTS");
+
+    let response = server
+        .client
+        .post(server.api(path))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{\"text\": ")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_reply(response).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "INVALID_JSON");
+
+    let response = server
+        .client
+        .post(server.api(path))
+        .bearer_auth(TOKEN)
+        .header("content-type", "text/plain")
+        .body("{\"text\": \"hi\"}")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_reply(response).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(error_code(&body), "UNSUPPORTED_MEDIA_TYPE");
+    server.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_are_required_and_checked() {
+    let server = FixtureServer::start().await;
+    let path = "fixture/services/EchoSvc/echo";
+    let arguments = json!({"text": "hi"});
+
+    let (status, body) = server.post(path, &arguments, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "MISSING_TOKEN");
+
+    for wrong in ["wrong", "t0ken-for-test", "t0ken-for-testss", ""] {
+        let (status, body) = server.post(path, &arguments, Some(wrong)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "token {wrong:?}");
+        assert_eq!(error_code(&body), "INVALID_TOKEN", "token {wrong:?}");
+        assert!(
+            !body.to_string().contains(crate::util::TOKEN),
+            "never echo the real token"
+        );
+    }
+
+    let response = server
+        .client
+        .post(server.api(path))
+        .header("authorization", format!("Basic {TOKEN}"))
+        .json(&arguments)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_reply(response).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "INVALID_TOKEN");
+
+    // Authorization comes before arguments: an unknown caller learns nothing about them.
+    let (status, _) = server.post(path, &json!({"bogus": 1}), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A function declared `loginRequired: false` needs no token.
+    let (status, body) = server
+        .post("fixture/services/EchoSvc/ping", &json!({}), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["pong"], true);
+    server.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn element_errors_map_to_statuses_and_internals_stay_in_the_log() {
+    let server = FixtureServer::start().await;
+    let (status, body) = server
+        .post("fixture/services/EchoSvc/conflict", &json!({}), Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&body), "CONFLICT");
+
+    let (status, body) = server
+        .post("fixture/services/EchoSvc/upstream", &json!({}), Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(error_code(&body), "UPSTREAM");
+
+    let (status, body) = server
+        .post("fixture/services/EchoSvc/internal", &json!({}), Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(error_code(&body), "INTERNAL");
+    assert!(
+        !body.to_string().contains("secret-path"),
+        "internal details are not sent to clients: {body}"
+    );
+    server.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_panic_is_a_json_500_and_the_server_lives_on() {
+    let server = FixtureServer::start().await;
+    for _ in 0..3 {
+        let (status, body) = server
+            .post("fixture/services/EchoSvc/boom", &json!({}), Some(TOKEN))
+            .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error_code(&body), "INTERNAL");
+        assert!(!body.to_string().contains("fixture panic"), "{body}");
+    }
+    let (status, _) = server
+        .post("fixture/services/EchoSvc/ping", &json!({}), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    server.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let server = FixtureServer::start().await;
+    let huge = "x".repeat(300 * 1024);
+    let (status, body) = server
+        .post(
+            "fixture/services/EchoSvc/echo",
+            &json!({"text": huge}),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&body), "PAYLOAD_TOO_LARGE");
+
+    // XML functions have a far smaller cap and answer in WeChat's XML.
+    let response = server
+        .client
+        .post(server.api("fixture/services/EchoSvc/xmlEcho"))
+        .header("content-type", "text/xml")
+        .body(format!("<xml>{}</xml>", "y".repeat(70 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/xml")
+    );
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("<return_code><![CDATA[FAIL]]></return_code>"),
+        "{text}"
+    );
+    server.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn xml_functions_take_the_raw_body_and_answer_xml() {
+    let server = FixtureServer::start().await;
+    let body = "<xml><a>1</a></xml>";
+    let response = server
+        .client
+        .post(server.api("fixture/services/EchoSvc/xmlEcho"))
+        .header("content-type", "text/xml")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/xml")
+    );
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains(&format!("<length>{}</length>", body.len())),
+        "{text}"
+    );
+    server.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated() {
+    let server = FixtureServer::start().await;
+    let url = server.api("fixture/services/EchoSvc/ping");
+    let response = server
+        .client
+        .post(&url)
+        .header("x-request-id", "abc-123")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "abc-123");
+
+    let response = server
+        .client
+        .post(&url)
+        .header("x-request-id", "evil id\twith tabs")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(generated, "evil id\twith tabs");
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    server.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_past_its_timeout_is_504() {
+    let server = FixtureServer::start_with(jit::Overrides {
+        request_timeout: Some(Duration::from_millis(200)),
+        ..test_overrides()
+    })
+    .await;
+    let (status, body) = server
+        .post(
+            "fixture/services/EchoSvc/slow",
+            &json!({"ms": 2000}),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(error_code(&body), "TIMEOUT");
+    server.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn healthz_reports_json() {
+    let server = FixtureServer::start().await;
+    let response = server
+        .client
+        .get(format!("{}/healthz", server.handle.base_url()))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_reply(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["app"], "acme/shop");
+    server.handle.shutdown().await.unwrap();
+}

@@ -1,0 +1,93 @@
+//! A small element family of the tests' own, so the HTTP surface is tested apart from
+//! payments: `fixture.Meta` and one service instance with a function per behaviour.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jit_runtime::{CallContext, CallError, Element, ElementDef, ElementError, LoadContext, Loader};
+use serde_json::{Map, Value, json};
+
+/// Loader of `fixture.Meta`.
+pub struct FixtureLoader;
+
+#[jit_runtime::async_trait]
+impl Loader for FixtureLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        Ok(Arc::new(EchoService {
+            def: cx.def().clone(),
+        }))
+    }
+}
+
+struct EchoService {
+    def: Arc<ElementDef>,
+}
+
+#[jit_runtime::async_trait]
+impl Element for EchoService {
+    fn def(&self) -> &Arc<ElementDef> {
+        &self.def
+    }
+
+    async fn call(
+        &self,
+        function: &str,
+        args: Map<String, Value>,
+        cx: &CallContext,
+    ) -> Result<Value, CallError> {
+        match function {
+            "echo" => Ok(json!({
+                "text": args.get("text"),
+                "times": args.get("times"),
+                "principal": cx.principal,
+                "requestId": cx.request_id,
+            })),
+            "ping" => Ok(json!({"pong": true})),
+            "conflict" => Err(CallError::conflict("the thing is already done")),
+            "upstream" => Err(CallError::upstream("the gateway answered SYSTEMERROR")),
+            "internal" => Err(CallError::internal(
+                "cannot open /var/lib/secret-path/db: permission denied",
+            )),
+            "boom" => panic!("fixture panic on purpose"),
+            "slow" => {
+                let millis = args.get("ms").and_then(Value::as_u64).unwrap_or(500);
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                Ok(json!({"slept": millis}))
+            }
+            "xmlEcho" => {
+                let body = args.get("xml").and_then(Value::as_str).unwrap_or_default();
+                Ok(Value::String(format!(
+                    "<xml><return_code><![CDATA[SUCCESS]]></return_code><length>{}</length></xml>",
+                    body.len()
+                )))
+            }
+            other => Err(CallError::new(
+                jit_runtime::CallErrorKind::FunctionNotFound,
+                format!("no function {other}"),
+            )),
+        }
+    }
+}
+
+/// `fixture/Meta/e.json`.
+pub const META: &str = r#"{"title": "Fixture family"}"#;
+
+/// `fixture/services/EchoSvc/e.json`.
+pub const ECHO_SVC: &str = r#"{
+  "type": "fixture.Meta",
+  "title": "Echo service",
+  "functionList": [
+    {"name": "echo", "args": [
+      {"name": "text", "dataType": "Stext"},
+      {"name": "times", "dataType": "Integer", "required": false}
+    ]},
+    {"name": "ping", "args": [], "loginRequired": false},
+    {"name": "conflict", "args": []},
+    {"name": "upstream", "args": []},
+    {"name": "internal", "args": []},
+    {"name": "boom", "args": []},
+    {"name": "slow", "args": [{"name": "ms", "dataType": "Integer"}]},
+    {"name": "xmlEcho", "args": [{"name": "xml", "dataType": "Ltext"}],
+     "loginRequired": false, "bodyFormat": "xml"}
+  ]
+}"#;

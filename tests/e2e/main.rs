@@ -1,0 +1,9 @@
+//! End-to-end tests of the `jit` host: the real server over real HTTP, the real binary.
+//!
+//! One test binary (`mod` per area) sharing the harness in `util`.
+
+mod cli;
+mod errors;
+mod fixture;
+mod shutdown;
+mod util;
