@@ -639,7 +639,7 @@ async fn the_payer_and_inspection_work_over_http() {
     assert_eq!(missing.status(), 404);
 
     receiver.wait_for(1, Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    common::logged_notifies(&sim, "h-1", 1).await;
     let inspection: serde_json::Value = http
         .get(format!("{base}/sim/inspect"))
         .send()

@@ -190,3 +190,30 @@ impl NotifyReceiver {
         }
     }
 }
+
+/// Waits until the simulator has logged `count` deliveries for the order (it logs one once
+/// it has read the merchant's answer, just after the merchant saw it).
+pub async fn logged_notifies(
+    sim: &wechatpay_sim::SimHandle,
+    out_trade_no: &str,
+    count: usize,
+) -> Vec<wechatpay_sim::NotifyRecord> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let records: Vec<_> = sim
+            .inspect()
+            .notifies
+            .into_iter()
+            .filter(|record| record.out_trade_no == out_trade_no)
+            .collect();
+        if records.len() >= count {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {count} logged notifies for {out_trade_no}, got {}",
+            records.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
