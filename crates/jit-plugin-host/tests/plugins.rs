@@ -5,72 +5,10 @@
 mod support;
 
 use jit_plugin_host::{LoadedPlugin, PluginProblem, register_plugins};
-use jit_runtime::{App, CallErrorKind};
+use jit_runtime::CallErrorKind;
 use serde_json::json;
 use std::sync::Arc;
-use support::{TempApp, built_plugins, caller, library_file_name};
-
-/// An app with the discount Type (10% off, from the Type's e.json), two instances of it (one
-/// overriding the discount to 50%), and the probe Type with one instance.
-fn shop() -> TempApp {
-    let plugins = built_plugins();
-    let app = TempApp::new("shop").with_fixture_parent();
-    let discount_file = library_file_name("example_discount_plugin");
-    app.element(
-        "pays/DiscountWechatPayType",
-        json!({
-            "title": "WeChat Pay with a discount",
-            "type": "pays.WechatPayType",
-            "backendBundleEntry": discount_file,
-            "discountPercent": 10
-        }),
-    );
-    app.install(
-        "pays/DiscountWechatPayType",
-        &plugins.discount,
-        &discount_file,
-    );
-    app.element(
-        "pays/myDiscountPay",
-        json!({"type": "pays.DiscountWechatPayType", "mchId": "1900000109", "apiKey": "k-secret-1"}),
-    );
-    app.element(
-        "pays/halfPricePay",
-        json!({"type": "pays.DiscountWechatPayType", "mchId": "1900000110", "discountPercent": 50}),
-    );
-
-    let probe_file = library_file_name("test_probe_plugin");
-    app.element(
-        "pays/ProbeType",
-        json!({
-            "type": "pays.WechatPayType",
-            "backendBundleEntry": format!("./{probe_file}"),
-            "functionList": [
-                {"name": "echo", "args": [{"name": "note", "dataType": "Any", "required": false}]},
-                {"name": "forward", "args": [
-                    {"name": "function", "dataType": "Stext"},
-                    {"name": "args", "dataType": "JSON", "required": false}
-                ]},
-                {"name": "panic", "args": []}
-            ]
-        }),
-    );
-    app.install("pays/ProbeType", &plugins.probe, &probe_file);
-    app.element(
-        "pays/myProbe",
-        json!({"type": "pays.ProbeType", "mchId": "1900000111", "apiKey": "k-secret-2"}),
-    );
-    app
-}
-
-async fn build(app: &TempApp) -> App {
-    let builder = register_plugins(app.builder(), &app.definitions())
-        .unwrap_or_else(|errors| panic!("plugins refused:\n{errors}"));
-    builder
-        .build()
-        .await
-        .unwrap_or_else(|errors| panic!("app does not build:\n{errors}"))
-}
+use support::{TempApp, build, built_plugins, caller, library_file_name, shop};
 
 #[tokio::test]
 async fn create_is_discounted_by_the_plugin_and_created_by_the_parent() {
@@ -395,7 +333,8 @@ fn the_same_library_is_opened_once_and_declares_its_overrides() {
 #[tokio::test]
 async fn a_plugin_type_without_a_parent_loader_fails_to_build_with_a_clear_error() {
     let app = shop();
-    // No fixture loader for pays.WechatPayType this time.
+    // No fixture loader for pays.WechatPayType this time, so no plain instance of it either.
+    std::fs::remove_dir_all(app.path().join("elements/pays/plainPay")).expect("remove plainPay");
     let builder = register_plugins(jit_runtime::AppBuilder::new(app.path()), &app.definitions())
         .expect("plugins accepted");
     let built = builder

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use jit_runtime::{
-    AppBuilder, CallContext, CallError, Element, ElementDef, ElementError, LoadContext, Loader,
+    App, AppBuilder, CallContext, CallError, Element, ElementDef, ElementError, LoadContext, Loader,
 };
 use serde_json::{Map, Value, json};
 
@@ -34,18 +34,22 @@ pub fn built_plugins() -> &'static BuiltPlugins {
     static BUILT: OnceLock<BuiltPlugins> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let output = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--message-format=json-render-diagnostics",
-                "-p",
-                "example-discount-plugin",
-                "-p",
-                "test-probe-plugin",
-                "-p",
-                "test-bad-plugin",
-            ])
+        let mut command = Command::new(cargo);
+        command.current_dir(workspace_root()).args([
+            "build",
+            "--message-format=json-render-diagnostics",
+            "-p",
+            "example-discount-plugin",
+            "-p",
+            "test-probe-plugin",
+            "-p",
+            "test-bad-plugin",
+        ]);
+        // Benchmarks (optimised builds) measure optimised plugins too.
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        let output = command
             .output()
             .expect("running cargo to build the plugin crates");
         assert!(
@@ -295,4 +299,71 @@ impl Element for FixturePay {
             )),
         }
     }
+}
+
+/// An app with the discount Type (10% off, from the Type's e.json), two instances of it (one
+/// overriding the discount to 50%), the probe Type with one instance, and a plain instance
+/// of the fixture parent.
+pub fn shop() -> TempApp {
+    let plugins = built_plugins();
+    let app = TempApp::new("shop").with_fixture_parent();
+    let discount_file = library_file_name("example_discount_plugin");
+    app.element(
+        "pays/DiscountWechatPayType",
+        json!({
+            "title": "WeChat Pay with a discount",
+            "type": "pays.WechatPayType",
+            "backendBundleEntry": discount_file,
+            "discountPercent": 10
+        }),
+    );
+    app.install(
+        "pays/DiscountWechatPayType",
+        &plugins.discount,
+        &discount_file,
+    );
+    app.element(
+        "pays/myDiscountPay",
+        json!({"type": "pays.DiscountWechatPayType", "mchId": "1900000109", "apiKey": "k-secret-1"}),
+    );
+    app.element(
+        "pays/halfPricePay",
+        json!({"type": "pays.DiscountWechatPayType", "mchId": "1900000110", "discountPercent": 50}),
+    );
+
+    let probe_file = library_file_name("test_probe_plugin");
+    app.element(
+        "pays/ProbeType",
+        json!({
+            "type": "pays.WechatPayType",
+            "backendBundleEntry": format!("./{probe_file}"),
+            "functionList": [
+                {"name": "echo", "args": [{"name": "note", "dataType": "Any", "required": false}]},
+                {"name": "forward", "args": [
+                    {"name": "function", "dataType": "Stext"},
+                    {"name": "args", "dataType": "JSON", "required": false}
+                ]},
+                {"name": "panic", "args": []}
+            ]
+        }),
+    );
+    app.install("pays/ProbeType", &plugins.probe, &probe_file);
+    app.element(
+        "pays/plainPay",
+        json!({"type": "pays.WechatPayType", "mchId": "1900000112"}),
+    );
+    app.element(
+        "pays/myProbe",
+        json!({"type": "pays.ProbeType", "mchId": "1900000111", "apiKey": "k-secret-2"}),
+    );
+    app
+}
+
+pub async fn build(app: &TempApp) -> App {
+    let builder = jit_plugin_host::register_plugins(app.builder(), &app.definitions())
+        .unwrap_or_else(|errors| panic!("plugins refused:\n{errors}"));
+    builder
+        .build()
+        .await
+        .unwrap_or_else(|errors| panic!("app does not build:\n{errors}"))
 }
