@@ -12,6 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::future::BoxFuture;
+use jit_pays::db::DbConfig;
+use jit_pays::{PayStore, PaysSettings};
 use jit_runtime::{AppBuilder, AppSettings, Chain, Definitions};
 use serde_json::{Value, json};
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
@@ -19,7 +21,6 @@ use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
 use crate::host::{Host, HostError};
 use crate::server::config::{GatewayTarget, ServeConfig};
 use crate::server::error::ApiError;
-use crate::server::shutdown::ShutdownSignal;
 use crate::server::state::HealthProbe;
 
 /// The Type whose instances are WeChat Pay merchants.
@@ -27,13 +28,15 @@ pub(crate) const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
 
 /// Adds the official families' definitions (their framework layers), no loader.
 pub(crate) fn definitions(builder: AppBuilder) -> AppBuilder {
-    builder
+    builder.framework_layer(&jit_pays::ELEMENTS)
 }
 
 /// What the official families hold while the server runs.
 pub(crate) struct Official {
     gateway_base_url: String,
     simulator: Option<SimHandle>,
+    store: PayStore,
+    settings: PaysSettings,
 }
 
 impl Official {
@@ -43,7 +46,7 @@ impl Official {
         app_dir: &Path,
         _settings: &AppSettings,
         config: &ServeConfig,
-        _public_base_url: &str,
+        public_base_url: &str,
     ) -> Result<Self, HostError> {
         let definitions = host.load_definitions(app_dir)?;
         let (gateway_base_url, simulator) = match &config.gateway {
@@ -65,20 +68,46 @@ impl Official {
                 (handle.base_url(), Some(handle))
             }
         };
+        let store = match jit_pays::db::connect(&DbConfig::new(config.database_url.clone())).await {
+            Ok(store) => store,
+            Err(err) => {
+                if let Some(simulator) = simulator {
+                    simulator.shutdown().await;
+                }
+                return Err(HostError::Service {
+                    what: "database",
+                    message: err.to_string(),
+                });
+            }
+        };
+        let settings = PaysSettings::new(public_base_url, gateway_base_url.clone());
         Ok(Self {
             gateway_base_url,
             simulator,
+            store,
+            settings,
         })
     }
 
     /// Registers the official families' layers, loaders and services.
     pub(crate) fn register(&self, builder: AppBuilder) -> AppBuilder {
-        definitions(builder)
+        jit_pays::register(builder, self.store.clone(), self.settings.clone())
     }
 
-    /// `/healthz` probes.
+    /// `/healthz` probes: the database answers.
     pub(crate) fn health_probes(&self) -> Vec<(String, HealthProbe)> {
-        Vec::new()
+        let store = self.store.clone();
+        let probe: HealthProbe = Arc::new(move || {
+            let store = store.clone();
+            Box::pin(async move {
+                store
+                    .ping()
+                    .await
+                    .map(|()| json!("reachable"))
+                    .map_err(|err| format!("unreachable: {err}"))
+            })
+        });
+        vec![("database".to_owned(), probe)]
     }
 
     /// `/healthz`'s gateway entry.
@@ -119,10 +148,13 @@ impl Official {
     /// Background tasks (the reconciler); each future completes once its task stopped.
     pub(crate) fn start_background(
         &self,
-        _app: &jit_runtime::App,
-        _shutdown: ShutdownSignal,
-    ) -> Vec<BoxFuture<'static, ()>> {
-        Vec::new()
+        app: &jit_runtime::App,
+    ) -> Result<Vec<BoxFuture<'static, ()>>, HostError> {
+        let reconciler = jit_pays::start_reconciler(app).map_err(|err| HostError::Service {
+            what: "reconciler",
+            message: err.to_string(),
+        })?;
+        Ok(vec![Box::pin(async move { reconciler.stop().await })])
     }
 
     /// Stops the simulator.

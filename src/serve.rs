@@ -43,7 +43,15 @@ pub(crate) async fn start(
         Some(official) => official.register(builder),
         None => builder,
     });
-    let app = Host::build_app(builder).await?;
+    let app = match Host::build_app(builder).await {
+        Ok(app) => app,
+        Err(err) => {
+            if let Some(official) = official {
+                official.stop().await;
+            }
+            return Err(err);
+        }
+    };
 
     let (probes, gateway_description, extra_router, mut info) = match &official {
         Some(official) => (
@@ -60,7 +68,7 @@ pub(crate) async fn start(
         ),
     };
     let background = match &official {
-        Some(official) => official.start_background(&app, shutdown.clone()),
+        Some(official) => official.start_background(&app)?,
         None => Vec::new(),
     };
 

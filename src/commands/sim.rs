@@ -99,13 +99,16 @@ async fn payer_action(args: &PayerArgs, action: &str) -> Result<ExitCode, HostEr
     if body["ok"] == Value::Bool(true) {
         let order = &body["order"];
         println!(
-            "{} order {}: trade_state {}, total_fee {} fen, transaction_id {}",
+            "{} order {}: state {}, total_fee {} fen, transaction_id {}",
             if action == "pay" { "paid" } else { "failed" },
             order["out_trade_no"].as_str().unwrap_or(&args.order_id),
-            order["trade_state"].as_str().unwrap_or("?"),
+            order["state"].as_str().unwrap_or("unknown"),
             order["total_fee"],
             order["transaction_id"].as_str().unwrap_or("-"),
         );
+        if action == "pay" {
+            println!("the simulator now sends the signed payment notify to the order's notify_url");
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         let reason = body["error"]

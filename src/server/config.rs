@@ -258,17 +258,14 @@ impl ServeConfig {
     }
 }
 
-/// `sqlite://<dir of app.toml>/<app name>.db?mode=rwc`.
+/// `sqlite://<dir of app.toml>/<app name>.db`.
 pub fn default_sqlite_url(app_toml: &Path, app_name: &str) -> String {
     let dir = app_toml
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let dir = std::path::absolute(&dir).unwrap_or(dir);
-    format!(
-        "sqlite://{}?mode=rwc",
-        dir.join(format!("{app_name}.db")).display()
-    )
+    format!("sqlite://{}", dir.join(format!("{app_name}.db")).display())
 }
 
 /// A database URL with any password replaced, safe to log.
@@ -314,7 +311,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(config.database_url, "sqlite:///srv/shop/shop.db?mode=rwc");
+        assert_eq!(config.database_url, "sqlite:///srv/shop/shop.db");
         assert_eq!(config.gateway, GatewayTarget::Simulator);
         assert!(config.tokens.is_empty());
         assert_eq!(config.public_base_url, None);
