@@ -2,6 +2,8 @@
 //! set — a fresh PostgreSQL schema each, so tests run in parallel without sharing rows.
 #![allow(dead_code)]
 
+pub mod shop;
+
 use jit_pays::db::{DbConfig, PayStore, connect};
 
 /// A database under test; keeps its temporary directory alive.

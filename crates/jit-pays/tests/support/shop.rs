@@ -1,0 +1,255 @@
+//! A shop for tests: a temporary app with two WeChat Pay instances, the simulator as the
+//! gateway over real HTTP, a real notify endpoint forwarding to PaySvc, and a real database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use jit_pays::{
+    Pay, PayEvent, PayEvents, PaySvc, PayStatus, PaysSettings, ReconcilerSettings,
+};
+use jit_runtime::App;
+use parking_lot::Mutex;
+use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
+
+use super::TestDb;
+
+/// The first instance's merchant (the simulator's default one).
+pub const APP_ID: &str = wechatpay_sim::DEFAULT_APPID;
+/// Its merchant id.
+pub const MCH_ID: &str = wechatpay_sim::DEFAULT_MCH_ID;
+/// Its key.
+pub const API_KEY: &str = wechatpay_sim::DEFAULT_API_KEY;
+/// The second instance's merchant.
+pub const OTHER_APP_ID: &str = "wx0000000000000002";
+/// Its merchant id.
+pub const OTHER_MCH_ID: &str = "20000200";
+/// Its key.
+pub const OTHER_API_KEY: &str = "abcdefghijklmnopqrstuvwxyz012345";
+
+/// A running shop.
+pub struct Shop {
+    /// The app.
+    pub app: App,
+    /// The gateway.
+    pub sim: SimHandle,
+    /// The database (kept alive).
+    pub db: TestDb,
+    /// `pays.myWechatPay`.
+    pub pay: Arc<dyn Pay>,
+    /// `pays.otherPay`.
+    pub other: Arc<dyn Pay>,
+    /// `pays.services.PaySvc`.
+    pub svc: Arc<PaySvc>,
+    /// Every event announced, in order.
+    pub events: Arc<Mutex<Vec<PayEvent>>>,
+    /// The notify endpoint's base URL.
+    pub public_base_url: String,
+    _dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Options for a shop.
+pub struct ShopOptions {
+    /// Simulator configuration (merchants are added).
+    pub sim: SimConfig,
+    /// Order expiry.
+    pub order_expiry: Duration,
+    /// Reconciler timings.
+    pub reconciler: ReconcilerSettings,
+}
+
+impl Default for ShopOptions {
+    fn default() -> Self {
+        ShopOptions {
+            // Notify retries 1000× faster than WeChat, so retried notifies come in ms.
+            sim: SimConfig::default().with_time_scale(1000.0),
+            order_expiry: Duration::from_secs(2 * 3600),
+            reconciler: ReconcilerSettings::default(),
+        }
+    }
+}
+
+async fn notify_endpoint(State(svc): State<Arc<PaySvc>>, body: Bytes) -> String {
+    svc.wechat_notify(&body).await.xml
+}
+
+fn write(path: &std::path::Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Writes the app's files into `dir`.
+pub fn write_app(dir: &std::path::Path) {
+    write(
+        &dir.join("app.toml"),
+        &format!(
+            "[app]\norg = \"demo\"\nname = \"shop\"\n\n[env]\n\
+             PAYS_TEST_APP_ID = \"{APP_ID}\"\nPAYS_TEST_MCH_ID = \"{MCH_ID}\"\n\
+             PAYS_TEST_API_KEY = \"{API_KEY}\"\n"
+        ),
+    );
+    // As in the seed: mchId/apiKey in e.json, the config file wins.
+    write(
+        &dir.join("elements/pays/myWechatPay/e.json"),
+        r#"{
+  "type": "pays.WechatPayType",
+  "title": "My WeChat Pay",
+  "mchId": "1234567890",
+  "apiKey": "your_api_key_here",
+  "frontBundleEntry": "./myWechatPay.json",
+  "backendBundleEntry": "."
+}"#,
+    );
+    write(
+        &dir.join("elements/pays/myWechatPay/myWechatPay.json"),
+        r#"{"config": {"appId": "{{PAYS_TEST_APP_ID}}", "mchId": "{{PAYS_TEST_MCH_ID}}", "apiKey": "{{PAYS_TEST_API_KEY}}"}}"#,
+    );
+    write(
+        &dir.join("elements/pays/otherPay/e.json"),
+        &format!(
+            r#"{{"type": "pays.WechatPayType", "title": "Other merchant", "mchId": "{OTHER_MCH_ID}", "apiKey": "{OTHER_API_KEY}"}}"#
+        ),
+    );
+    write(
+        &dir.join("elements/pays/otherPay/otherPay.json"),
+        &format!(r#"{{"config": {{"appId": "{OTHER_APP_ID}"}}}}"#),
+    );
+}
+
+/// Starts a shop on `db`.
+pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
+    let sim = Simulator::start(options.sim.with_merchant(MerchantConfig::new(
+        OTHER_APP_ID,
+        OTHER_MCH_ID,
+        OTHER_API_KEY,
+    )))
+    .await
+    .expect("simulator");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public_base_url = format!("http://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    write_app(dir.path());
+    let mut settings = PaysSettings::new(public_base_url.clone(), sim.base_url());
+    settings.order_expiry = options.order_expiry;
+    settings.reconciler = options.reconciler;
+    settings.gateway_timeout = Duration::from_secs(5);
+    let builder = jit_runtime::AppBuilder::new(dir.path());
+    let app = jit_pays::register(builder, db.store.clone(), settings)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("app: {e}"));
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    app.service::<PayEvents>()
+        .expect("events service")
+        .subscribe(move |event| sink.lock().push(event.clone()));
+    let svc = app
+        .get::<PaySvc>("pays.services.PaySvc")
+        .await
+        .expect("PaySvc");
+    let router = Router::new()
+        .route(
+            "/api/demo/shop/pays/services/PaySvc/wechatNotify",
+            post(notify_endpoint),
+        )
+        .with_state(svc.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    let pay = app.get::<dyn Pay>("pays.myWechatPay").await.expect("pay");
+    let other = app.get::<dyn Pay>("pays.otherPay").await.expect("other pay");
+    Shop {
+        app,
+        sim,
+        db,
+        pay,
+        other,
+        svc,
+        events,
+        public_base_url,
+        _dir: dir,
+        server,
+    }
+}
+
+impl Shop {
+    /// Waits until the order leaves `wait` (or 10 s pass) and returns its state.
+    pub async fn wait_settled(&self, order_id: &str) -> PayStatus {
+        for _ in 0..200 {
+            let order = self.db.store.get_order(order_id).await.unwrap();
+            if order.status != PayStatus::Wait {
+                return order.status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        PayStatus::Wait
+    }
+
+    /// Events announced for `order_id`.
+    pub fn events_for(&self, order_id: &str) -> Vec<jit_pays::PayEventKind> {
+        self.events
+            .lock()
+            .iter()
+            .filter(|e| e.order.order_id == order_id)
+            .map(|e| e.kind)
+            .collect()
+    }
+}
+
+/// A payment notify as WeChat would send it for `order_id`, signed (MD5) with `key`.
+pub fn signed_notify(
+    appid: &str,
+    mch_id: &str,
+    key: &str,
+    order_id: &str,
+    total_fee: i64,
+    transaction_id: &str,
+) -> String {
+    use wechatpay_v2::{ApiKey, Params, SignType, sign_params, xml};
+    let mut params = Params::new();
+    for (k, v) in [
+        ("return_code", "SUCCESS"),
+        ("result_code", "SUCCESS"),
+        ("appid", appid),
+        ("mch_id", mch_id),
+        ("nonce_str", "5K8264ILTKCH16CQ2502SI8ZNMTM67VS"),
+        ("openid", "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"),
+        ("is_subscribe", "N"),
+        ("trade_type", "NATIVE"),
+        ("bank_type", "CMC"),
+        ("fee_type", "CNY"),
+        ("transaction_id", transaction_id),
+        ("out_trade_no", order_id),
+        ("time_end", "20261127103000"),
+    ] {
+        params.insert(k.into(), v.into());
+    }
+    params.insert("total_fee".into(), total_fee.to_string());
+    params.insert("cash_fee".into(), total_fee.to_string());
+    sign_params(&mut params, SignType::Md5, &ApiKey::new(key));
+    xml::encode(&params)
+}
+
+impl Shop {
+    /// Waits until the order is paid after a local close (or 10 s pass).
+    pub async fn wait_settled_flagged(&self, order_id: &str) -> PayStatus {
+        for _ in 0..200 {
+            let order = self.db.store.get_order(order_id).await.unwrap();
+            if order.status == PayStatus::Success {
+                return order.status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.db.store.get_order(order_id).await.unwrap().status
+    }
+}
