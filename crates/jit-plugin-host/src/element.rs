@@ -90,9 +90,16 @@ impl Loader for PluginLoader {
                 );
             }
         }
-        // The declarations above the plugin's Type: what a call to the parent is checked
-        // against.
-        let parent_defs = chain.defs()[cx.chain_index() + 1..].to_vec();
+        // What a call to the parent is checked against, in the order the parent loaders are
+        // found: the lower-layer definition this plugin's Type shadows (when an app shadows
+        // an official Type with a plugin), then the Types above it on the chain.
+        let parent_defs: Vec<Arc<ElementDef>> = cx
+            .loader_def()
+            .overrides
+            .iter()
+            .cloned()
+            .chain(chain.defs()[cx.chain_index() + 1..].iter().cloned())
+            .collect();
         Ok(Arc::new(PluginElement {
             def: cx.def().clone(),
             shared: Arc::new(Shared {

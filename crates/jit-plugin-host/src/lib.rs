@@ -253,9 +253,10 @@ pub fn load_plugins(
 }
 
 /// Loads every plugin Type of the app ([`load_plugins`]) and registers a [`PluginLoader`] for
-/// each on `builder`, under the Type's fullName. Register the loaders of the parent Types
-/// (the framework families) on the builder too, before or after: the plugin's elements are
-/// built by them first.
+/// each on `builder`, under the Type's fullName. The plugin's elements are first built by the
+/// loaders of its parent Types, so register those (the framework families) on the builder
+/// **before** calling this: when an app shadows an official Type with a plugin (the same
+/// fullName), the later registration wins and the official loader becomes its parent.
 ///
 /// `definitions` is the same app loaded with [`AppBuilder::load_definitions`] (a builder with
 /// the same app dir and framework layers).

@@ -518,3 +518,60 @@ fn compile_library_without_header(output: &std::path::Path) {
         .expect("running rustc");
     assert!(status.success(), "compiling the header-less library failed");
 }
+
+/// An app shadowing the Type of the app it extends with a plugin of the same fullName: the
+/// plugin wraps the shadowed Type's loader, which stays reachable as its parent.
+#[tokio::test]
+async fn a_plugin_can_shadow_the_type_it_extends() {
+    let plugins = built_plugins();
+    let base = TempApp::new("base").with_fixture_parent();
+    let app = TempApp::new("shadowing");
+    app.write(
+        "app.toml",
+        &format!(
+            "[app]\nname = \"shadowing\"\norg = \"acme\"\nextends = [{:?}]\n",
+            base.path().display().to_string()
+        ),
+    );
+    let file = library_file_name("example_discount_plugin");
+    app.element(
+        "pays/WechatPayType",
+        json!({
+            "type": "pays.Meta",
+            "backendBundleEntry": file,
+            "discountPercent": 20,
+            "functionList": [
+                {"name": "create", "args": [
+                    {"name": "subject", "dataType": "Stext"},
+                    {"name": "amount", "dataType": "Any"},
+                    {"name": "orderId", "dataType": "Stext", "required": false}
+                ]},
+                {"name": "check", "args": [{"name": "orderId", "dataType": "Stext"}]}
+            ]
+        }),
+    );
+    app.install("pays/WechatPayType", &plugins.discount, &file);
+    app.element(
+        "pays/myPay",
+        json!({"type": "pays.WechatPayType", "mchId": "1900000113"}),
+    );
+
+    // The fixture loader (standing for the official one) first, then the plugins.
+    let built = build(&app).await;
+    let order = built
+        .call(
+            "pays.myPay",
+            "create",
+            json!({"subject": "Shadowed", "amount": 10, "orderId": "S1"}),
+            &caller(),
+        )
+        .await
+        .expect("create through the shadowing plugin");
+    assert_eq!(order["amount"], json!(8.0));
+    assert_eq!(order["discount"]["percent"], 20);
+    let stored = built
+        .call("pays.myPay", "check", json!({"orderId": "S1"}), &caller())
+        .await
+        .expect("check on the shadowed Type's element");
+    assert_eq!(stored["amount"], json!(8.0));
+}
