@@ -129,7 +129,7 @@ impl Call {
         if let Some(device_info) = self.get("device_info") {
             put("device_info", device_info);
         }
-        put("nonce_str", &ids::nonce());
+        put("nonce_str", &wechatpay_v2::nonce_str());
         match result {
             Ok(fields) => {
                 put("result_code", "SUCCESS");
@@ -299,7 +299,7 @@ fn system_error(call: &Call) -> Reply {
     params.insert("return_msg".into(), "OK".into());
     params.insert("appid".into(), call.merchant.config.appid.clone());
     params.insert("mch_id".into(), call.merchant.config.mch_id.clone());
-    params.insert("nonce_str".into(), ids::nonce());
+    params.insert("nonce_str".into(), wechatpay_v2::nonce_str());
     params.insert("result_code".into(), "FAIL".into());
     params.insert("err_code".into(), "SYSTEMERROR".into());
     params.insert("err_code_des".into(), "系统繁忙，请稍后再试".into());

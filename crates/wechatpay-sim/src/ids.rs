@@ -95,10 +95,6 @@ pub(crate) fn openid() -> String {
     format!("o{}", alphanumeric(27))
 }
 
-pub(crate) fn nonce() -> String {
-    alphanumeric(32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,11 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aes::Aes256;
-use aes::cipher::{BlockEncryptMut, KeyInit, block_padding::Pkcs7};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use md5::{Digest, Md5};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use wechatpay_v2::{ApiKey, Params, SignType};
@@ -92,7 +87,7 @@ pub(crate) fn payment_notify(order: &Order, key: &ApiKey) -> NotifyJob {
     if let Some(device_info) = &order.device_info {
         put("device_info", device_info);
     }
-    put("nonce_str", &ids::nonce());
+    put("nonce_str", &wechatpay_v2::nonce_str());
     put("result_code", "SUCCESS");
     put("openid", order.openid.as_deref().unwrap_or_default());
     put("is_subscribe", "N");
@@ -149,14 +144,16 @@ pub(crate) fn refund_notify(order: &Order, refund: &Refund, url: &str, key: &Api
         "transaction_id",
         order.transaction_id.as_deref().unwrap_or_default(),
     );
-    let plaintext = wechatpay_v2::xml::encode_with_root("root", &details);
 
     let mut params = Params::new();
     params.insert("return_code".into(), "SUCCESS".into());
     params.insert("appid".into(), order.appid.clone());
     params.insert("mch_id".into(), order.mch_id.clone());
-    params.insert("nonce_str".into(), ids::nonce());
-    params.insert("req_info".into(), encrypt_req_info(&plaintext, key));
+    params.insert("nonce_str".into(), wechatpay_v2::nonce_str());
+    params.insert(
+        "req_info".into(),
+        wechatpay_v2::encrypt_req_info(&details, key),
+    );
     NotifyJob {
         kind: NotifyKind::Refund,
         mch_id: order.mch_id.clone(),
@@ -165,15 +162,6 @@ pub(crate) fn refund_notify(order: &Order, refund: &Refund, url: &str, key: &Api
         url: url.to_string(),
         body: wechatpay_v2::xml::encode(&params),
     }
-}
-
-/// `req_info` of a refund notify: base64 of AES-256-ECB (PKCS#7) of the `<root>` XML, the
-/// key being the 32 ASCII bytes of the lower-case hex MD5 of the API key.
-pub(crate) fn encrypt_req_info(plaintext: &str, key: &ApiKey) -> String {
-    let aes_key = hex::encode(Md5::digest(key.expose_secret().as_bytes()));
-    let cipher = ecb::Encryptor::<Aes256>::new_from_slice(aes_key.as_bytes())
-        .expect("a hex MD5 digest is 32 bytes, an AES-256 key");
-    BASE64.encode(cipher.encrypt_padded_vec_mut::<Pkcs7>(plaintext.as_bytes()))
 }
 
 /// Whether a merchant's answer acknowledges a notify.

@@ -529,5 +529,5 @@ async fn refund_notifies_are_encrypted_with_the_md5_of_the_key() {
     let cipher = base64::engine::general_purpose::STANDARD
         .decode(outer.get("req_info").unwrap())
         .unwrap();
-    assert!(!cipher.is_empty() && cipher.len() % 16 == 0);
+    assert!(!cipher.is_empty() && cipher.len().is_multiple_of(16));
 }
