@@ -2,7 +2,6 @@
 //! serve: the database, the gateway (the in-process simulator by default) and the
 //! reconciler.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
@@ -14,11 +13,11 @@ use axum::routing::post;
 use futures::future::BoxFuture;
 use jit_pays::db::DbConfig;
 use jit_pays::{PayStore, PaysSettings};
-use jit_runtime::{AppBuilder, AppSettings, Chain, Definitions};
+use jit_runtime::{AppBuilder, Chain, Definitions};
 use serde_json::{Value, json};
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
 
-use crate::host::{Host, HostError};
+use crate::host::HostError;
 use crate::server::config::{GatewayTarget, ServeConfig};
 use crate::server::error::ApiError;
 use crate::server::state::HealthProbe;
@@ -42,17 +41,14 @@ pub(crate) struct Official {
 impl Official {
     /// Starts the simulator when it is the gateway, connects the database.
     pub(crate) async fn prepare(
-        host: &Host,
-        app_dir: &Path,
-        _settings: &AppSettings,
+        definitions: &Definitions,
         config: &ServeConfig,
         public_base_url: &str,
     ) -> Result<Self, HostError> {
-        let definitions = host.load_definitions(app_dir)?;
         let (gateway_base_url, simulator) = match &config.gateway {
             GatewayTarget::Remote(url) => (url.clone(), None),
             GatewayTarget::Simulator => {
-                let merchants = merchants_of(&definitions)?;
+                let merchants = merchants_of(definitions)?;
                 let sim_config = SimConfig::default()
                     .with_merchants(merchants)
                     // Notify retries a hundred times faster than WeChat's: a demo shop

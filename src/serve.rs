@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use jit_runtime::AppSettings;
+use jit_runtime::{AppSettings, LoadErrors};
 use serde_json::json;
 
 use crate::host::{Host, HostError};
@@ -34,8 +34,11 @@ pub(crate) async fn start(
         .clone()
         .unwrap_or_else(|| format!("http://{local_addr}"));
 
+    let definitions = host.load_definitions(app_dir)?;
+    // Headers are validated before anything in a library runs; every refusal is reported.
+    let plugins = jit_plugin_host::load_plugins(&definitions).map_err(LoadErrors::from)?;
     let official = if host.has_official_families() {
-        Some(Official::prepare(host, app_dir, &settings, &config, &public_base_url).await?)
+        Some(Official::prepare(&definitions, &config, &public_base_url).await?)
     } else {
         None
     };
@@ -43,6 +46,11 @@ pub(crate) async fn start(
         Some(official) => official.register(builder),
         None => builder,
     });
+    let builder = plugins
+        .into_iter()
+        .fold(builder, |builder, (spec, plugin)| {
+            builder.loader(&spec.type_name, jit_plugin_host::PluginLoader::new(plugin))
+        });
     let app = match Host::build_app(builder).await {
         Ok(app) => app,
         Err(err) => {
@@ -75,7 +83,7 @@ pub(crate) async fn start(
     let state = Arc::new(ServerState {
         org: settings.org.clone(),
         app_name: settings.name.clone(),
-        app,
+        app: app.clone(),
         config: config.clone(),
         gateway_description,
         probes,
@@ -120,5 +128,5 @@ pub(crate) async fn start(
         tracing::info!("jit serve: stopped");
         served
     });
-    Ok(ServerHandle::new(local_addr, shutdown, task, info))
+    Ok(ServerHandle::new(local_addr, shutdown, task, info, app))
 }

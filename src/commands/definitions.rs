@@ -10,7 +10,12 @@ use crate::host::{Host, HostError, display_dir};
 
 /// `jit check`: every problem on its own line, non-zero exit when there is any.
 pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> {
-    match host.load_definitions(app_dir) {
+    let loaded = host.load_definitions(app_dir).and_then(|definitions| {
+        // Native plugins are opened and their headers checked (nothing in them runs).
+        check_plugins(&definitions)?;
+        Ok(definitions)
+    });
+    match loaded {
         Ok(definitions) => {
             let instances = definitions
                 .iter()
@@ -69,6 +74,12 @@ pub(crate) fn show(host: &Host, app_dir: &Path, full_name: &str) -> Result<ExitC
         .map_err(|err| HostError::Command(format!("cannot print the definition: {err}")))?;
     println!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn check_plugins(definitions: &Definitions) -> Result<(), jit_runtime::LoadErrors> {
+    jit_plugin_host::load_plugins(definitions)
+        .map(|_| ())
+        .map_err(Into::into)
 }
 
 fn is_instance(definitions: &Definitions, chain: &Chain) -> bool {

@@ -90,6 +90,7 @@ pub struct ServerHandle {
     shutdown: ShutdownSignal,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     extra_info: Vec<(String, String)>,
+    app: jit_runtime::App,
 }
 
 impl ServerHandle {
@@ -98,14 +99,21 @@ impl ServerHandle {
         shutdown: ShutdownSignal,
         task: tokio::task::JoinHandle<std::io::Result<()>>,
         extra_info: Vec<(String, String)>,
+        app: jit_runtime::App,
     ) -> Self {
         Self {
+            app,
             local_addr,
             base_url: format!("http://{local_addr}"),
             shutdown,
             task,
             extra_info,
         }
+    }
+
+    /// The app being served, for hosted code and tests (services, hooks, elements).
+    pub fn app(&self) -> &jit_runtime::App {
+        &self.app
     }
 
     /// The bound address.

@@ -96,7 +96,10 @@ fn check_ls_and_show_on_a_sound_app() {
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(stdout.starts_with("ok: app acme/shop"), "{stdout}");
-    assert!(stdout.contains("3 elements (1 instances)"), "{stdout}");
+    assert!(
+        stdout.contains("in 2 layers (framework < shop)"),
+        "{stdout}"
+    );
 
     let output = jit(&["ls", "--app", dir]);
     let stdout = text(&output.stdout);

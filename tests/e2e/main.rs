@@ -5,5 +5,8 @@
 mod cli;
 mod errors;
 mod fixture;
+mod hostile;
+mod notify;
+mod readme_flow;
 mod shutdown;
 mod util;

@@ -144,3 +144,141 @@ pub fn error_code(body: &Value) -> &str {
         .as_str()
         .unwrap_or_else(|| panic!("no error code in {body}"))
 }
+
+/// The example shop (the repository's app.toml and elements/) copied into a temporary
+/// folder, served by the stock host: SQLite beside the copy, the simulator in-process.
+pub struct ShopServer {
+    pub handle: ServerHandle,
+    /// Kept so the app dir (and its database) outlives the server.
+    pub _dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+/// The example app's token, merchant and key (its app.toml `[env]`).
+pub const SHOP_TOKEN: &str = "demo-token";
+pub const SHOP_APPID: &str = "wx2421b1c4370ec43b";
+pub const SHOP_MCH_ID: &str = "10000100";
+pub const SHOP_KEY: &str = "192006250b4c09247ec02edce69f6a2d";
+
+impl ShopServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_example_app(dir.path());
+        let overrides = Overrides {
+            // Explicit, so a DATABASE_URL in the environment cannot point tests elsewhere.
+            database_url: Some(format!("sqlite://{}", dir.path().join("shop.db").display())),
+            ..test_overrides()
+        };
+        let handle = Host::new()
+            .serve_in_process(dir.path(), overrides)
+            .await
+            .expect("the example shop starts");
+        Self {
+            handle,
+            _dir: dir,
+            client: client(),
+        }
+    }
+
+    /// `{base}/api/demo/shop/{path}`.
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/demo/shop/{path}", self.handle.base_url())
+    }
+
+    /// The notify URL.
+    pub fn notify_url(&self) -> String {
+        self.api("pays/services/PaySvc/wechatNotify")
+    }
+
+    /// Calls a PaySvc function with the shop's token; panics unless it answers 200.
+    pub async fn pay_svc(&self, function: &str, arguments: Value) -> Value {
+        let response = self
+            .client
+            .post(self.api(&format!("pays/services/PaySvc/{function}")))
+            .bearer_auth(SHOP_TOKEN)
+            .json(&arguments)
+            .send()
+            .await
+            .expect("the shop answers");
+        let (status, body) = json_reply(response).await;
+        assert_eq!(status, StatusCode::OK, "{function}: {body}");
+        body
+    }
+
+    /// Creates an order; returns its id.
+    pub async fn create_order(&self, amount: &str) -> String {
+        let amount: Value = serde_json::from_str(amount).expect("a JSON number");
+        let order = self
+            .pay_svc(
+                "create",
+                serde_json::json!({"subject": "Test order", "amount": amount}),
+            )
+            .await;
+        order["orderId"].as_str().expect("an orderId").to_owned()
+    }
+
+    /// The order's status (`wait`, `success`, ...).
+    pub async fn status(&self, order_id: &str) -> String {
+        let order = self
+            .pay_svc("query", serde_json::json!({"orderId": order_id}))
+            .await;
+        order["status"].as_str().expect("a status").to_owned()
+    }
+
+    /// POSTs a raw notify body; returns the HTTP status and the reply text.
+    pub async fn post_notify(&self, body: impl Into<reqwest::Body>) -> (StatusCode, String) {
+        let response = self
+            .client
+            .post(self.notify_url())
+            .header("content-type", "text/xml")
+            .body(body)
+            .send()
+            .await
+            .expect("the shop answers");
+        let status = response.status();
+        (status, response.text().await.expect("a body"))
+    }
+}
+
+/// Copies the repository's example app (app.toml and elements/) into `target`.
+pub fn copy_example_app(target: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("app.toml"), target.join("app.toml")).expect("copy app.toml");
+    for entry in walk(&root.join("elements")) {
+        let relative = entry.strip_prefix(root).expect("below the root");
+        let destination = target.join(relative);
+        std::fs::create_dir_all(destination.parent().expect("a parent")).expect("create dirs");
+        std::fs::copy(&entry, destination).expect("copy an element file");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The `return_code` of a WeChat reply, CDATA or not.
+fn return_code(text: &str) -> Option<String> {
+    let plain = text.replace("<![CDATA[", "").replace("]]>", "");
+    let start = plain.find("<return_code>")? + "<return_code>".len();
+    let end = plain[start..].find("</return_code>")? + start;
+    Some(plain[start..end].trim().to_owned())
+}
+
+/// WeChat's SUCCESS reply.
+pub fn is_success_reply(text: &str) -> bool {
+    return_code(text).as_deref() == Some("SUCCESS")
+}
+
+/// Any FAIL reply.
+pub fn is_fail_reply(text: &str) -> bool {
+    return_code(text).as_deref() == Some("FAIL")
+}
