@@ -66,7 +66,10 @@ impl PayEvents {
     /// Calls `subscriber` only for payments (`Paid` and `PaidAfterClose`).
     pub fn on_paid(&self, subscriber: impl Fn(&PayEvent) + Send + Sync + 'static) {
         self.subscribe(move |event| {
-            if matches!(event.kind, PayEventKind::Paid | PayEventKind::PaidAfterClose) {
+            if matches!(
+                event.kind,
+                PayEventKind::Paid | PayEventKind::PaidAfterClose
+            ) {
                 subscriber(event);
             }
         });

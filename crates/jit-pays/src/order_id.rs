@@ -18,8 +18,7 @@ const SEQUENCE_SPACE: u32 = 1_000_000;
 /// the same second are unlikely to collide (and `create` retries when they do).
 fn next_sequence() -> u32 {
     static SEQUENCE: std::sync::OnceLock<AtomicU32> = std::sync::OnceLock::new();
-    let sequence =
-        SEQUENCE.get_or_init(|| AtomicU32::new(rand::random::<u32>() % SEQUENCE_SPACE));
+    let sequence = SEQUENCE.get_or_init(|| AtomicU32::new(rand::random::<u32>() % SEQUENCE_SPACE));
     sequence.fetch_add(1, Ordering::Relaxed) % SEQUENCE_SPACE
 }
 
@@ -57,9 +56,7 @@ pub fn validate_order_id(order_id: &str) -> Result<(), PayError> {
     {
         return Err(PayError::Invalid {
             field: "orderId",
-            message: format!(
-                "contains {bad:?}; only digits, letters and _ - | * are allowed"
-            ),
+            message: format!("contains {bad:?}; only digits, letters and _ - | * are allowed"),
         });
     }
     Ok(())
@@ -110,7 +107,9 @@ mod tests {
     #[test]
     fn generated_ids_are_unique_across_threads() {
         let handles: Vec<_> = (0..8)
-            .map(|_| std::thread::spawn(|| (0..5000).map(|_| generate_order_id()).collect::<Vec<_>>()))
+            .map(|_| {
+                std::thread::spawn(|| (0..5000).map(|_| generate_order_id()).collect::<Vec<_>>())
+            })
             .collect();
         let mut seen = HashSet::new();
         for handle in handles {
@@ -130,7 +129,12 @@ mod tests {
             let err = validate_order_id(bad).unwrap_err();
             assert!(err.to_string().contains("orderId"), "{err}");
         }
-        assert!(validate_order_id(&"x".repeat(33)).unwrap_err().to_string().contains("32"));
+        assert!(
+            validate_order_id(&"x".repeat(33))
+                .unwrap_err()
+                .to_string()
+                .contains("32")
+        );
     }
 
     #[test]

@@ -128,10 +128,7 @@ impl Element for PayElement {
         call_pay(self.pay.as_ref(), function, &args).await
     }
 
-    fn interface(
-        self: Arc<Self>,
-        iface: TypeId,
-    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+    fn interface(self: Arc<Self>, iface: TypeId) -> Option<Box<dyn std::any::Any + Send + Sync>> {
         if iface == TypeId::of::<Arc<dyn Pay>>() {
             return Some(Box::new(self.pay.clone()));
         }

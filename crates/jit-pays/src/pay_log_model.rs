@@ -68,7 +68,11 @@ impl PayLogQuery {
     }
 
     /// Only orders created in `[from, to)` (either end open when `None`).
-    pub fn created_between(mut self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Self {
+    pub fn created_between(
+        mut self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Self {
         self.filter.created_from = from;
         self.filter.created_to = to;
         self
@@ -122,7 +126,10 @@ pub fn parse_time_arg(name: &'static str, text: &str) -> Result<DateTime<Utc>, P
         })
 }
 
-fn query_from_args(model: &PayLogModel, args: &Map<String, Value>) -> Result<PayLogQuery, CallError> {
+fn query_from_args(
+    model: &PayLogModel,
+    args: &Map<String, Value>,
+) -> Result<PayLogQuery, CallError> {
     let mut query = model.queryset();
     if let Some(status) = arg_opt_str(args, "status")? {
         let status = PayStatus::parse(status).ok_or_else(|| {

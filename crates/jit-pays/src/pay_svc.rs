@@ -147,7 +147,12 @@ impl PaySvc {
 
     /// check through the owning element.
     pub async fn check(&self, order_id: &str) -> Result<OrderSummary, PayError> {
-        Ok(self.pay_for_order(order_id).await?.check(order_id).await?.into())
+        Ok(self
+            .pay_for_order(order_id)
+            .await?
+            .check(order_id)
+            .await?
+            .into())
     }
 
     /// Handles a notify POSTed to the shared URL: the order it names decides the element,
@@ -156,7 +161,7 @@ impl PaySvc {
         let reject = |reason: String| {
             tracing::warn!(%reason, "payment notify refused");
             NotifyReply {
-                xml: fail_reply(&reason),
+                xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
                 outcome: NotifyOutcome::Rejected { reason },
             }
         };

@@ -112,7 +112,10 @@ pub fn start_reconciler(app: &App) -> Result<ReconcilerHandle, PayError> {
     let settings = app
         .service::<PaysSettings>()
         .ok_or_else(|| PayError::Unavailable("PaysSettings service not provided".into()))?;
-    let interval = settings.reconciler.scan_interval.max(Duration::from_millis(10));
+    let interval = settings
+        .reconciler
+        .scan_interval
+        .max(Duration::from_millis(10));
     let weak: WeakApp = app.downgrade();
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {

@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
-use jit_runtime::{
-    Chain, Element, ElementDef, ElementError, LoadContext, Loader, Secret,
-};
+use jit_runtime::{Chain, Element, ElementDef, ElementError, LoadContext, Loader, Secret};
 use serde_json::{Map, Value, json};
 use wechatpay_v2::{
     ApiKey, Client, ClientConfig, ErrCode, Error as WxError, Fen, OrderQueryResponse, OrderRef,
@@ -19,8 +17,7 @@ use wechatpay_v2::{
 
 use crate::db::entity::PayStatus;
 use crate::db::store::{
-    CloseOutcome, NewOrder, PaidOutcome, PayStore, PrepayRecord, StoreError, ThirdPartyState,
-    now,
+    CloseOutcome, NewOrder, PaidOutcome, PayStore, PrepayRecord, StoreError, ThirdPartyState, now,
 };
 use crate::error::PayError;
 use crate::events::{PayEvent, PayEventKind, PayEvents};
@@ -35,6 +32,10 @@ use crate::settings::PaysSettings;
 /// The fullName of the official Type.
 pub const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
 
+/// What a refused notify's sender is told. The same for every refusal, so the reply tells
+/// a forger nothing (whether the order exists, which check failed); the log has the reason.
+pub(crate) const REFUSED_REPLY_MESSAGE: &str = "notify refused";
+
 /// How long WeChat keeps a prepay id usable.
 const PREPAY_LIFETIME: chrono::Duration = chrono::Duration::hours(2);
 
@@ -46,7 +47,9 @@ fn beijing() -> FixedOffset {
 }
 
 fn wechat_time(at: DateTime<Utc>) -> String {
-    at.with_timezone(&beijing()).format("%Y%m%d%H%M%S").to_string()
+    at.with_timezone(&beijing())
+        .format("%Y%m%d%H%M%S")
+        .to_string()
 }
 
 fn parse_wechat_time(text: &str) -> Option<DateTime<Utc>> {
@@ -254,7 +257,10 @@ impl WechatPay {
         )
     }
 
-    async fn owned_order(&self, order_id: &str) -> Result<crate::db::entity::pay_log::Model, PayError> {
+    async fn owned_order(
+        &self,
+        order_id: &str,
+    ) -> Result<crate::db::entity::pay_log::Model, PayError> {
         let row = self.store.get_order(order_id).await?;
         if row.element != self.full_name {
             return Err(PayError::WrongElement {
@@ -400,7 +406,12 @@ impl WechatPay {
         Ok(())
     }
 
-    fn trade_kind(&self, row: &crate::db::entity::pay_log::Model, pay_type: PayType, payer: &Payer) -> Result<TradeKind, PayError> {
+    fn trade_kind(
+        &self,
+        row: &crate::db::entity::pay_log::Model,
+        pay_type: PayType,
+        payer: &Payer,
+    ) -> Result<TradeKind, PayError> {
         Ok(match pay_type {
             PayType::Native => TradeKind::Native {
                 product_id: row.order_id.clone(),
@@ -464,14 +475,22 @@ impl WechatPay {
                 form: String::new(),
             },
             PayType::Jsapi => {
-                let params = self.client.jsapi_pay_params(prepay_id).await.map_err(gateway)?;
+                let params = self
+                    .client
+                    .jsapi_pay_params(prepay_id)
+                    .await
+                    .map_err(gateway)?;
                 PayUrl {
                     pay_url: format!("prepay_id={prepay_id}"),
                     form: serde_json::to_string(&params).unwrap_or_default(),
                 }
             }
             PayType::App => {
-                let params = self.client.app_pay_params(prepay_id).await.map_err(gateway)?;
+                let params = self
+                    .client
+                    .app_pay_params(prepay_id)
+                    .await
+                    .map_err(gateway)?;
                 PayUrl {
                     pay_url: format!("prepay_id={prepay_id}"),
                     form: serde_json::to_string(&params).unwrap_or_default(),
@@ -483,7 +502,7 @@ impl WechatPay {
     fn reject(&self, reason: String) -> NotifyReply {
         tracing::warn!(element = %self.full_name, %reason, "payment notify refused");
         NotifyReply {
-            xml: fail_reply(&reason),
+            xml: fail_reply(REFUSED_REPLY_MESSAGE),
             outcome: NotifyOutcome::Rejected { reason },
         }
     }
@@ -543,8 +562,8 @@ impl Pay for WechatPay {
             validate_order_id(id)?;
         }
         let created = now();
-        let expiry = chrono::Duration::from_std(self.settings.order_expiry)
-            .unwrap_or(PREPAY_LIFETIME);
+        let expiry =
+            chrono::Duration::from_std(self.settings.order_expiry).unwrap_or(PREPAY_LIFETIME);
         let first_check = chrono::Duration::from_std(self.settings.reconciler.first_check_after)
             .unwrap_or(chrono::Duration::minutes(1));
         let new_order = |id: String| NewOrder {
@@ -561,8 +580,14 @@ impl Pay for WechatPay {
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    match self.store.insert_order(new_order(generate_order_id())).await {
-                        Err(StoreError::DuplicateOrder { .. }) if attempt < GENERATED_ID_ATTEMPTS => {
+                    match self
+                        .store
+                        .insert_order(new_order(generate_order_id()))
+                        .await
+                    {
+                        Err(StoreError::DuplicateOrder { .. })
+                            if attempt < GENERATED_ID_ATTEMPTS =>
+                        {
                             continue;
                         }
                         other => break other?,
@@ -623,10 +648,7 @@ impl Pay for WechatPay {
             }
         }
         let kind = self.trade_kind(&row, pay_type, payer)?;
-        let client_ip = payer
-            .client_ip
-            .clone()
-            .filter(|ip| !ip.trim().is_empty());
+        let client_ip = payer.client_ip.clone().filter(|ip| !ip.trim().is_empty());
         let client_ip = match (pay_type, client_ip) {
             (_, Some(ip)) => ip,
             (PayType::Mweb, None) => {
@@ -786,15 +808,18 @@ impl Pay for WechatPay {
         self.owned_order(order_id).await?;
         match self.client.close_order(order_id).await {
             Ok(_) => Ok(CloseAtWechat::Closed),
-            Err(WxError::Business { code, .. }) if code == ErrCode::OrderClosed => {
-                Ok(CloseAtWechat::Closed)
-            }
-            Err(WxError::Business { code, .. }) if code == ErrCode::OrderNotExist => {
-                Ok(CloseAtWechat::NotCreated)
-            }
-            Err(WxError::Business { code, .. }) if code == ErrCode::OrderPaid => {
-                Ok(CloseAtWechat::Paid)
-            }
+            Err(WxError::Business {
+                code: ErrCode::OrderClosed,
+                ..
+            }) => Ok(CloseAtWechat::Closed),
+            Err(WxError::Business {
+                code: ErrCode::OrderNotExist,
+                ..
+            }) => Ok(CloseAtWechat::NotCreated),
+            Err(WxError::Business {
+                code: ErrCode::OrderPaid,
+                ..
+            }) => Ok(CloseAtWechat::Paid),
             Err(source) => Err(PayError::Gateway {
                 doing: "closeorder",
                 order_id: order_id.to_owned(),
@@ -808,11 +833,7 @@ impl Pay for WechatPay {
             Ok(notify) => notify,
             Err(error) => return self.reject(format!("unreadable notify: {error}")),
         };
-        let Some(order_id) = unverified
-            .unverified_params()
-            .get("out_trade_no")
-            .cloned()
-        else {
+        let Some(order_id) = unverified.unverified_params().get("out_trade_no").cloned() else {
             return self.reject("notify without out_trade_no".into());
         };
         let row = match self.store.find_order(&order_id).await {

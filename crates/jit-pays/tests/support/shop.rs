@@ -8,9 +8,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use jit_pays::{
-    Pay, PayEvent, PayEvents, PaySvc, PayStatus, PaysSettings, ReconcilerSettings,
-};
+use jit_pays::{Pay, PayEvent, PayEvents, PayStatus, PaySvc, PaysSettings, ReconcilerSettings};
 use jit_runtime::App;
 use parking_lot::Mutex;
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
@@ -167,7 +165,10 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
         axum::serve(listener, router).await.unwrap();
     });
     let pay = app.get::<dyn Pay>("pays.myWechatPay").await.expect("pay");
-    let other = app.get::<dyn Pay>("pays.otherPay").await.expect("other pay");
+    let other = app
+        .get::<dyn Pay>("pays.otherPay")
+        .await
+        .expect("other pay");
     Shop {
         app,
         sim,

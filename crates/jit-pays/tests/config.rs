@@ -1,0 +1,113 @@
+//! Instance configuration: where values come from, and clear errors for bad ones.
+
+mod support;
+
+use jit_pays::{Pay, PaysSettings};
+
+async fn app_with(instance_e_json: &str, config_json: Option<&str>) -> jit_runtime::App {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    std::fs::write(
+        root.join("app.toml"),
+        "[app]\norg = \"demo\"\nname = \"shop\"\n",
+    )
+    .unwrap();
+    let element = root.join("elements/pays/myWechatPay");
+    std::fs::create_dir_all(&element).unwrap();
+    std::fs::write(element.join("e.json"), instance_e_json).unwrap();
+    if let Some(config) = config_json {
+        std::fs::write(element.join("myWechatPay.json"), config).unwrap();
+    }
+    let db = support::sqlite().await;
+    let settings = PaysSettings::new("https://shop.example.com/", "http://127.0.0.1:9");
+    let app = jit_pays::register(
+        jit_runtime::AppBuilder::new(&root),
+        db.store.clone(),
+        settings,
+    )
+    .build()
+    .await
+    .unwrap();
+    // The app reads everything at build; the folders may go.
+    std::mem::forget(dir);
+    std::mem::forget(db);
+    app
+}
+
+#[tokio::test]
+async fn the_config_file_wins_over_e_json_and_secrets_stay_masked() {
+    let app = app_with(
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "mchId": "1234567890", "apiKey": "your_api_key_here"}"#,
+        Some(r#"{"config": {"appId": "wx1234567890abcdef", "mchId": "1900000109", "apiKey": "abcdef1234567890abcdef1234567890"}}"#),
+    )
+    .await;
+    let pay = app.get::<dyn Pay>("pays.myWechatPay").await.unwrap();
+    assert_eq!(pay.full_name(), "pays.myWechatPay");
+    assert_eq!(pay.app_id(), "wx1234567890abcdef");
+    assert_eq!(pay.mch_id(), "1900000109");
+    assert_eq!(pay.api_key().expose(), "abcdef1234567890abcdef1234567890");
+    assert_eq!(pay.config()["apiKey"], "******");
+    assert_eq!(
+        pay.get_notify_url(),
+        "https://shop.example.com/api/demo/shop/pays/services/PaySvc/wechatNotify"
+    );
+}
+
+#[tokio::test]
+async fn e_json_alone_is_enough_when_it_has_everything() {
+    let app = app_with(
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx1", "mchId": "1900000109", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
+        None,
+    )
+    .await;
+    let pay = app.get::<dyn Pay>("pays.myWechatPay").await.unwrap();
+    assert_eq!(pay.mch_id(), "1900000109");
+}
+
+#[tokio::test]
+async fn a_missing_app_id_names_the_element_file_and_key() {
+    let app = app_with(
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "mchId": "1900000109", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
+        None,
+    )
+    .await;
+    let err = app
+        .get::<dyn Pay>("pays.myWechatPay")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("appId"), "{err}");
+    assert!(err.contains("myWechatPay/e.json"), "{err}");
+    assert!(err.contains("myWechatPay.json"), "{err}");
+}
+
+#[tokio::test]
+async fn a_bad_api_key_is_refused_without_showing_it() {
+    let app = app_with(
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx1", "mchId": "1900000109"}"#,
+        Some(r#"{"config": {"apiKey": "tooshort-secret"}}"#),
+    )
+    .await;
+    let err = app
+        .get::<dyn Pay>("pays.myWechatPay")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("apiKey") && err.contains("32"), "{err}");
+    assert!(!err.contains("tooshort-secret"), "{err}");
+
+    let app = app_with(
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx1", "mchId": "19000x", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
+        None,
+    )
+    .await;
+    let err = app
+        .get::<dyn Pay>("pays.myWechatPay")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("mchId"), "{err}");
+}

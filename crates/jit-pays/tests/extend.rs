@@ -1,0 +1,174 @@
+//! A Type extending `pays.WechatPayType` in Rust: wraps the parent's `dyn Pay`, overrides
+//! `create` (a discount) and `cancel` (a rule), delegates the rest.
+
+mod support;
+
+use std::sync::Arc;
+
+use jit_pays::{
+    CancelResult, CloseAtWechat, NotifyReply, Pay, PayElement, PayError, PayLog, PayType, PayUrl,
+    Payer, PaysSettings, WechatRecord, pay_of,
+};
+use jit_runtime::{CallContext, Element, ElementError, LoadContext, Loader, Secret, async_trait};
+use serde_json::{Value, json};
+use wechatpay_v2::Fen;
+
+struct Discounted {
+    parent: Arc<dyn Pay>,
+}
+
+#[async_trait]
+impl Pay for Discounted {
+    fn full_name(&self) -> &str {
+        self.parent.full_name()
+    }
+    fn config(&self) -> Value {
+        self.parent.config()
+    }
+    fn app_id(&self) -> &str {
+        self.parent.app_id()
+    }
+    fn mch_id(&self) -> &str {
+        self.parent.mch_id()
+    }
+    fn api_key(&self) -> Secret<String> {
+        self.parent.api_key()
+    }
+    async fn create(
+        &self,
+        subject: &str,
+        amount: Fen,
+        order_id: Option<String>,
+    ) -> Result<PayLog, PayError> {
+        // 10% off, in integer fen.
+        let discounted = Fen::new(amount.get() - amount.get() / 10);
+        self.parent.create(subject, discounted, order_id).await
+    }
+    async fn get_pay_url(
+        &self,
+        order_id: &str,
+        pay_type: PayType,
+        payer: &Payer,
+    ) -> Result<PayUrl, PayError> {
+        self.parent.get_pay_url(order_id, pay_type, payer).await
+    }
+    async fn get_order(&self, order_id: &str) -> Result<PayLog, PayError> {
+        self.parent.get_order(order_id).await
+    }
+    fn get_notify_url(&self) -> String {
+        self.parent.get_notify_url()
+    }
+    async fn check(&self, order_id: &str) -> Result<PayLog, PayError> {
+        self.parent.check(order_id).await
+    }
+    async fn check_third(&self, pay_log: &PayLog) -> Result<Option<WechatRecord>, PayError> {
+        self.parent.check_third(pay_log).await
+    }
+    async fn cancel(&self, order_id: &str) -> Result<CancelResult, PayError> {
+        if order_id.starts_with("KEEP") {
+            return Err(PayError::Invalid {
+                field: "orderId",
+                message: "KEEP orders cannot be cancelled".into(),
+            });
+        }
+        self.parent.cancel(order_id).await
+    }
+    async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
+        self.parent.cancel_third(order_id).await
+    }
+    async fn notify(&self, body: &[u8]) -> NotifyReply {
+        self.parent.notify(body).await
+    }
+    async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
+        self.parent.reconcile(order_id).await
+    }
+}
+
+struct DiscountLoader;
+
+#[async_trait]
+impl Loader for DiscountLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        let parent = cx.load_with_parent().await?;
+        let parent = pay_of(parent).ok_or_else(|| ElementError::msg("parent is not a pay"))?;
+        Ok(Arc::new(PayElement::new(
+            cx.def().clone(),
+            Arc::new(Discounted { parent }),
+        )))
+    }
+}
+
+#[tokio::test]
+async fn an_extending_type_overrides_some_methods_and_delegates_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("app.toml"),
+        "[app]\norg = \"demo\"\nname = \"shop\"\n",
+    )
+    .unwrap();
+    let ty = root.join("elements/pays/MyWechatPayType");
+    std::fs::create_dir_all(&ty).unwrap();
+    std::fs::write(
+        ty.join("e.json"),
+        r#"{"type": "pays.WechatPayType", "title": "Discounted WeChat Pay", "mchId": "1900000109"}"#,
+    )
+    .unwrap();
+    let instance = root.join("elements/pays/shopPay");
+    std::fs::create_dir_all(&instance).unwrap();
+    std::fs::write(
+        instance.join("e.json"),
+        r#"{"type": "pays.MyWechatPayType", "title": "Shop"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        instance.join("shopPay.json"),
+        r#"{"config": {"appId": "wx1", "apiKey": "abcdef1234567890abcdef1234567890"}}"#,
+    )
+    .unwrap();
+    let db = support::sqlite().await;
+    let settings = PaysSettings::new("http://127.0.0.1:1", "http://127.0.0.1:9");
+    let app = jit_pays::register(
+        jit_runtime::AppBuilder::new(root),
+        db.store.clone(),
+        settings,
+    )
+    .loader("pays.MyWechatPayType", DiscountLoader)
+    .build()
+    .await
+    .unwrap();
+    let pay = app.get::<dyn Pay>("pays.shopPay").await.unwrap();
+    assert_eq!(
+        pay.mch_id(),
+        "1900000109",
+        "mchId from the extending Type's e.json"
+    );
+    let order = pay
+        .create("Sale", Fen::new(1000), Some("KEEP1".into()))
+        .await
+        .unwrap();
+    assert_eq!(order.amount.get(), 900);
+    assert!(pay.cancel("KEEP1").await.is_err());
+    // Through the JSON functions too, and PaySvc picks it as the default instance.
+    let created = app
+        .call(
+            "pays.services.PaySvc",
+            "create",
+            json!({"subject": "Sale", "amount": 20}),
+            &CallContext::principal("t"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created["amountFen"], 1800);
+    assert_eq!(created["element"], "pays.shopPay");
+    let cancelled = app
+        .call(
+            "pays.shopPay",
+            "cancel",
+            json!({"orderId": "KEEP1"}),
+            &CallContext::principal("t"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(cancelled.code(), "BAD_ARGUMENTS");
+}
