@@ -144,8 +144,23 @@ impl Definitions {
     }
 
     /// The visible fullName closest to `name`, if any is close enough to suggest.
+    ///
+    /// Only names of the same family (first segment) are compared, and none when the family
+    /// is very large: a lookup miss must stay cheap, since a host may get names from requests.
     pub fn suggest(&self, name: &str) -> Option<String> {
-        suggest(name, self.by_name.keys().map(FullName::as_str))
+        const MAX_CANDIDATES: usize = 2_000;
+        let family = name.split('.').next().unwrap_or(name);
+        let same_family: Vec<&str> = self
+            .by_name
+            .keys()
+            .map(FullName::as_str)
+            .filter(|candidate| candidate.split('.').next() == Some(family))
+            .take(MAX_CANDIDATES + 1)
+            .collect();
+        if same_family.len() > MAX_CANDIDATES {
+            return None;
+        }
+        suggest(name, same_family.into_iter())
     }
 
     /// Fills `{{VAR}}` placeholders in `text` (from the process environment, then
@@ -191,7 +206,7 @@ impl Found {
             .map_or_else(|| PathBuf::from(relative), |p| p.join(relative));
         if let Some(dir) = &self.dir {
             let path = dir.join(relative);
-            match std::fs::read_to_string(&path) {
+            match read_small_file(&path) {
                 Ok(text) => Ok(Some((shown, text))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(format!("cannot read {}: {e}", shown.display())),
@@ -208,6 +223,25 @@ impl Found {
             Ok(None)
         }
     }
+}
+
+/// Reads a UTF-8 file. Unlike `fs::read_to_string` it asks for no metadata first: element
+/// files are small, and with ten thousand of them the extra system call shows.
+fn read_small_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"))
 }
 
 type ParseOutcome = (Option<FullName>, Option<Parsed>);
@@ -288,7 +322,7 @@ fn read_disk_layer(root: &Path, env: &EnvSource, errors: &mut Vec<LoadError>) ->
                                 .collect();
                             let found = Found {
                                 segments,
-                                text: std::fs::read_to_string(&source)
+                                text: read_small_file(&source)
                                     .map_err(|e| format!("cannot read e.json: {e}")),
                                 source: source.clone(),
                                 dir: Some(dir),
@@ -459,9 +493,27 @@ fn parse_found(
             return (Some(full_name), None);
         }
     };
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parsed: Result<RawElement, _> = serde_path_to_error::deserialize(&mut de);
-    let raw = match parsed {
+    // One parse: syntax errors carry line and column; shape errors carry the JSON path.
+    let value = match serde_json::from_str::<Value>(text) {
+        Ok(value @ Value::Object(_)) => value,
+        Ok(_) => {
+            errors.push(LoadError::new(
+                LoadErrorKind::Parse,
+                &found.source,
+                "e.json must hold a JSON object",
+            ));
+            return (Some(full_name), None);
+        }
+        Err(e) => {
+            errors.push(LoadError::new(
+                LoadErrorKind::Parse,
+                &found.source,
+                e.to_string(),
+            ));
+            return (Some(full_name), None);
+        }
+    };
+    let raw: RawElement = match serde_path_to_error::deserialize(&value) {
         Ok(raw) => raw,
         Err(e) => {
             let mut error =
@@ -471,14 +523,6 @@ fn parse_found(
             return (Some(full_name), None);
         }
     };
-    if let Err(e) = de.end() {
-        errors.push(LoadError::new(
-            LoadErrorKind::Parse,
-            &found.source,
-            e.to_string(),
-        ));
-        return (Some(full_name), None);
-    }
     let before = errors.len();
     let type_name = match raw.type_name.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -523,8 +567,10 @@ fn parse_found(
             }
         }
     }
-    // The typed parse succeeded, so this is an object.
-    let mut object: Map<String, Value> = serde_json::from_str(text).unwrap_or_default();
+    let mut object = match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
     let function_extras = match object.get("functionList") {
         Some(Value::Array(items)) => items
             .iter()
