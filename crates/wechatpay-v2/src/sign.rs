@@ -219,8 +219,15 @@ pub fn verify(params: &Params, api_key: &ApiKey) -> Result<SignType, VerifyError
     let received = params.get("sign").map(String::as_str).unwrap_or_default();
     let expected = sign(params, sign_type, api_key);
     // Hex case carries no meaning; normalising the received text leaks nothing about the key.
-    let received = received.to_ascii_uppercase();
-    if bool::from(expected.as_bytes().ct_eq(received.as_bytes())) {
+    let mut normalised = [0u8; 64];
+    let received = received.as_bytes();
+    if received.len() != expected.len() {
+        return Err(VerifyError::Mismatch(sign_type));
+    }
+    for (out, byte) in normalised.iter_mut().zip(received) {
+        *out = byte.to_ascii_uppercase();
+    }
+    if bool::from(expected.as_bytes().ct_eq(&normalised[..received.len()])) {
         Ok(sign_type)
     } else {
         Err(VerifyError::Mismatch(sign_type))

@@ -115,7 +115,11 @@ pub fn decode(body: &[u8]) -> Result<Params, XmlError> {
 enum State {
     Prolog,
     InRoot,
-    InField { key: String, value: String },
+    InField {
+        key: String,
+        value: String,
+        start: u64,
+    },
     AfterRoot,
 }
 
@@ -124,7 +128,10 @@ fn is_blank(bytes: &[u8]) -> bool {
 }
 
 fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 /// Decodes a flat XML document into an ordered map, refusing bodies over `max_bytes`.
@@ -139,7 +146,8 @@ pub fn decode_with_limit(body: &[u8], max_bytes: usize) -> Result<Params, XmlErr
         offset: e.valid_up_to(),
     })?;
     let mut reader = Reader::from_str(text);
-    let mut params = Params::new();
+    // Room for a typical notify without rehashing.
+    let mut params = Params::with_capacity(32);
     let mut state = State::Prolog;
     loop {
         let position = reader.buffer_position();
@@ -225,16 +233,14 @@ fn step(
         State::InRoot => match event {
             Event::Start(start) | Event::Empty(start) => {
                 let key = lossy(start.name().as_ref());
-                if params.contains_key(&key) {
-                    return Err(XmlError::DuplicateKey { key, position });
-                }
                 if self_closing {
-                    params.insert(key, String::new());
+                    insert_unique(params, key, String::new(), position)?;
                     Ok(State::InRoot)
                 } else {
                     Ok(State::InField {
                         key,
                         value: String::new(),
+                        start: position,
                     })
                 }
             }
@@ -242,14 +248,18 @@ fn step(
             Event::Text(t) if is_blank(&t) => Ok(State::InRoot),
             _ => Err(malformed("text directly inside the root element")),
         },
-        State::InField { key, mut value } => match event {
+        State::InField {
+            key,
+            mut value,
+            start,
+        } => match event {
             Event::Text(text) => {
                 value.push_str(&text.decode().map_err(|e| malformed(&e.to_string()))?);
-                Ok(State::InField { key, value })
+                Ok(State::InField { key, value, start })
             }
             Event::CData(cdata) => {
                 value.push_str(&cdata.decode().map_err(|e| malformed(&e.to_string()))?);
-                Ok(State::InField { key, value })
+                Ok(State::InField { key, value, start })
             }
             Event::GeneralRef(reference) => {
                 let name = reference.decode().map_err(|e| malformed(&e.to_string()))?;
@@ -266,7 +276,7 @@ fn step(
                         position,
                     });
                 }
-                Ok(State::InField { key, value })
+                Ok(State::InField { key, value, start })
             }
             Event::Start(nested) | Event::Empty(nested) => Err(XmlError::Nested {
                 element: lossy(nested.name().as_ref()),
@@ -274,7 +284,7 @@ fn step(
                 position,
             }),
             Event::End(_) => {
-                params.insert(key, value);
+                insert_unique(params, key, value, start)?;
                 Ok(State::InRoot)
             }
             _ => Err(malformed("unexpected content inside a field")),
@@ -283,6 +293,26 @@ fn step(
             Event::Text(t) if is_blank(&t) => Ok(State::AfterRoot),
             _ => Err(XmlError::TrailingContent { position }),
         },
+    }
+}
+
+/// Adds a field, refusing a key seen before (a second `total_fee` must not override the
+/// signed one, nor the other way round).
+fn insert_unique(
+    params: &mut Params,
+    key: String,
+    value: String,
+    position: u64,
+) -> Result<(), XmlError> {
+    match params.entry(key) {
+        indexmap::map::Entry::Occupied(entry) => Err(XmlError::DuplicateKey {
+            key: entry.key().clone(),
+            position,
+        }),
+        indexmap::map::Entry::Vacant(entry) => {
+            entry.insert(value);
+            Ok(())
+        }
     }
 }
 
