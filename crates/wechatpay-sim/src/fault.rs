@@ -345,24 +345,53 @@ impl FaultControl {
         self.book.lock().rules.clone()
     }
 
-    /// Takes one use of every rule matching, dropping rules that are used up.
+    /// Takes one use of each rule that strikes, dropping rules that are used up.
+    ///
+    /// Of the faults that end a call early only the first in precedence strikes (a hang
+    /// beats an HTTP error, which beats SYSTEMERROR), together with latency; the faults that
+    /// need the call to go on (SYSTEMERROR after processing, notify before reply) wait. So a
+    /// counted rule is never used up by a call another fault already ended. For notifies, a
+    /// drop likewise leaves duplication and reordering rules untouched.
     fn take(&self, mch_id: Option<&str>, endpoint: Endpoint) -> Vec<Fault> {
         let mut book = self.book.lock();
-        let mut struck = Vec::new();
-        book.rules.retain_mut(|active| {
-            if !active.rule.matches(mch_id, endpoint) {
-                return true;
+        let matching: Vec<usize> = (0..book.rules.len())
+            .filter(|&index| book.rules[index].rule.matches(mch_id, endpoint))
+            .collect();
+        let winner = matching
+            .iter()
+            .copied()
+            .filter_map(|index| precedence(&book.rules[index].rule.fault).map(|rank| (rank, index)))
+            .min()
+            .map(|(_, index)| index);
+        // With a call-ending fault, only it and latency strike; otherwise everything does.
+        let strikes = |index: usize| match winner {
+            None => true,
+            Some(winning) => {
+                index == winning || matches!(book.rules[index].rule.fault, Fault::Latency { .. })
             }
-            struck.push(active.rule.fault.clone());
-            match &mut active.rule.times {
-                None => true,
+        };
+        let struck: Vec<usize> = matching
+            .into_iter()
+            .filter(|&index| strikes(index))
+            .collect();
+        let faults = struck
+            .iter()
+            .map(|&index| book.rules[index].rule.fault.clone())
+            .collect();
+        // Descending, so removals do not shift the indices still to visit.
+        for &index in struck.iter().rev() {
+            let retire = match &mut book.rules[index].rule.times {
+                None => false,
                 Some(left) => {
                     *left -= 1;
-                    *left > 0
+                    *left == 0
                 }
+            };
+            if retire {
+                book.rules.remove(index);
             }
-        });
-        struck
+        }
+        faults
     }
 
     pub(crate) fn for_request(&self, mch_id: Option<&str>, endpoint: Endpoint) -> RequestFaults {
@@ -402,6 +431,22 @@ impl FaultControl {
     }
 }
 
+/// Rank among the faults that end a call or notify early (lower wins); `None` for the
+/// faults that only shape one (latency, processing then SYSTEMERROR, notify before reply,
+/// duplication, reordering).
+fn precedence(fault: &Fault) -> Option<u8> {
+    match fault {
+        Fault::Hang | Fault::DropNotify => Some(0),
+        Fault::HttpStatus { .. } => Some(1),
+        Fault::SystemError => Some(2),
+        Fault::Latency { .. }
+        | Fault::SystemErrorAfterCommit
+        | Fault::NotifyBeforeReply
+        | Fault::DuplicateNotify { .. }
+        | Fault::ReorderNotify { .. } => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +469,28 @@ mod tests {
         assert!(strike());
         assert!(strike());
         assert!(!strike());
+        assert!(control.list().is_empty());
+    }
+
+    #[test]
+    fn a_call_ended_by_one_fault_leaves_the_others_for_later() {
+        let control = FaultControl::default();
+        control
+            .add(FaultRule::new(Fault::SystemError).times(1))
+            .unwrap();
+        control
+            .add(FaultRule::new(Fault::HttpStatus { status: 503 }).times(1))
+            .unwrap();
+        control
+            .add(FaultRule::new(Fault::NotifyBeforeReply).times(1))
+            .unwrap();
+        let first = control.for_request(Some("A"), Endpoint::UnifiedOrder);
+        assert_eq!((first.http_status, first.system_error), (Some(503), false));
+        assert!(!first.notify_before_reply);
+        let second = control.for_request(Some("A"), Endpoint::UnifiedOrder);
+        assert_eq!((second.http_status, second.system_error), (None, true));
+        let third = control.for_request(Some("A"), Endpoint::UnifiedOrder);
+        assert!(third.notify_before_reply && !third.system_error);
         assert!(control.list().is_empty());
     }
 

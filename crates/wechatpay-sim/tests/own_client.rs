@@ -1,0 +1,406 @@
+//! The workspace's own client (`wechatpay_v2::Client`) against the simulator: the same
+//! scenarios as the wechatpy conformance tests, with the client verifying every answer's
+//! signature.
+
+mod common;
+
+use std::time::Duration;
+
+use common::NotifyReceiver;
+use serde_json::json;
+use wechatpay_sim::{
+    DEFAULT_API_KEY, DEFAULT_APPID, DEFAULT_MCH_ID, Endpoint, Fault, FaultRule, MerchantConfig,
+    SimConfig, SimHandle, Simulator,
+};
+use wechatpay_v2::{
+    ApiKey, BillType, Client, ClientConfig, ClientIdentity, Error, Fen, OrderRef, RefundRef,
+    RefundRequest, RefundStatus, RetryPolicy, SignType, TradeKind, TradeState, UnifiedOrderRequest,
+};
+
+/// A self-signed merchant certificate, made at test time with Python's `cryptography`
+/// (present with wechatpy): the client needs a real PEM pair to build its TLS identity.
+async fn merchant_identity() -> ClientIdentity {
+    let pem = tokio::task::spawn_blocking(|| {
+        test_support::run_python(
+            r#"
+import datetime
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, data['mch_id'])])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+result = {
+    'cert': cert.public_bytes(serialization.Encoding.PEM).decode(),
+    'key': key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode(),
+}
+"#,
+            &json!({ "mch_id": DEFAULT_MCH_ID }),
+        )
+    })
+    .await
+    .unwrap();
+    ClientIdentity::from_pem(
+        pem["cert"].as_str().unwrap().as_bytes(),
+        pem["key"].as_str().unwrap().as_bytes(),
+    )
+}
+
+async fn client_for(sim: &SimHandle, configure: impl FnOnce(&mut ClientConfig)) -> Client {
+    let mut config = ClientConfig {
+        base_url: sim.base_url(),
+        app_id: DEFAULT_APPID.into(),
+        mch_id: DEFAULT_MCH_ID.into(),
+        api_key: ApiKey::new(DEFAULT_API_KEY),
+        sign_type: SignType::HmacSha256,
+        identity: Some(merchant_identity().await),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+        },
+        ..ClientConfig::default()
+    };
+    configure(&mut config);
+    Client::new(config).unwrap()
+}
+
+fn order(kind: TradeKind, out_trade_no: &str, fee: i64, notify_url: &str) -> UnifiedOrderRequest {
+    UnifiedOrderRequest::new(
+        kind,
+        "simulated goods",
+        out_trade_no,
+        Fen::new(fee),
+        "127.0.0.1",
+        notify_url,
+    )
+}
+
+fn native(out_trade_no: &str, fee: i64, notify_url: &str) -> UnifiedOrderRequest {
+    order(
+        TradeKind::Native {
+            product_id: "p1".into(),
+        },
+        out_trade_no,
+        fee,
+        notify_url,
+    )
+}
+
+fn business_code(error: Error) -> String {
+    match error {
+        Error::Business { code, .. } => code.as_str().to_string(),
+        other => panic!("expected a business error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_client_runs_every_call() {
+    let sim = Simulator::start(SimConfig::default().with_time_scale(1000.0))
+        .await
+        .unwrap();
+    let receiver = NotifyReceiver::start(0).await;
+    let client = client_for(&sim, |_| {}).await;
+
+    let created = client
+        .unified_order(&native("rc-native", 101, &receiver.url))
+        .await
+        .unwrap();
+    let code_url = created.code_url.clone().unwrap();
+    assert!(code_url.starts_with("weixin://wxpay/bizpayurl?pr="));
+    let jsapi = client
+        .unified_order(&order(
+            TradeKind::Jsapi {
+                openid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o".into(),
+            },
+            "rc-jsapi",
+            1,
+            &receiver.url,
+        ))
+        .await
+        .unwrap();
+    let pay_params = client.jsapi_pay_params(&jsapi.prepay_id).await.unwrap();
+    assert_eq!(pay_params.package, format!("prepay_id={}", jsapi.prepay_id));
+    let mweb = client
+        .unified_order(&order(
+            TradeKind::Mweb {
+                scene_info: r#"{"h5_info":{"type":"Wap","wap_url":"https://example.com","wap_name":"demo"}}"#.into(),
+            },
+            "rc-mweb",
+            1,
+            &receiver.url,
+        ))
+        .await
+        .unwrap();
+    assert!(mweb.mweb_url.unwrap().contains(&mweb.prepay_id));
+    client
+        .unified_order(&order(TradeKind::App, "rc-app", 1, &receiver.url))
+        .await
+        .unwrap();
+
+    sim.pay(code_url.as_str()).unwrap();
+    let paid = client
+        .order_query(&OrderRef::OutTradeNo("rc-native".into()))
+        .await
+        .unwrap();
+    assert_eq!(paid.trade_state, TradeState::Success);
+    assert_eq!(paid.total_fee, Some(Fen::new(101)));
+    let transaction_id = paid.transaction_id.clone().unwrap();
+    let by_transaction = client
+        .order_query(&OrderRef::TransactionId(transaction_id))
+        .await
+        .unwrap();
+    assert_eq!(by_transaction.out_trade_no, "rc-native");
+
+    client.close_order("rc-mweb").await.unwrap();
+    let closed = client
+        .order_query(&OrderRef::OutTradeNo("rc-mweb".into()))
+        .await
+        .unwrap();
+    assert_eq!(closed.trade_state, TradeState::Closed);
+
+    let refund = client
+        .refund(&RefundRequest {
+            order: OrderRef::OutTradeNo("rc-native".into()),
+            out_refund_no: "rc-r1".into(),
+            total_fee: Fen::new(101),
+            refund_fee: Fen::new(40),
+            refund_desc: Some("退货".into()),
+            notify_url: Some(receiver.url.clone()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(refund.refund_fee, Fen::new(40));
+    let refunds = client
+        .refund_query(&RefundRef::OutRefundNo("rc-r1".into()))
+        .await
+        .unwrap();
+    assert_eq!(refunds.refunds.len(), 1);
+    assert_eq!(refunds.refunds[0].refund_status, RefundStatus::Success);
+    assert_eq!(refunds.refunds[0].refund_id, refund.refund_id);
+
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y%m%d")
+        .to_string();
+    let bill = client.download_bill(&today, BillType::All).await.unwrap();
+    assert!(
+        bill.contains("`rc-native,") && bill.contains("`rc-r1,"),
+        "{bill}"
+    );
+    let no_bill = client
+        .download_bill("20000101", BillType::All)
+        .await
+        .unwrap_err();
+    assert!(no_bill.to_string().contains("No Bill Exist"), "{no_bill}");
+
+    // The client's notify parsers accept what the simulator sends.
+    let received = receiver.wait_for(2, Duration::from_secs(10)).await;
+    let key = ApiKey::new(DEFAULT_API_KEY);
+    let payment = received
+        .iter()
+        .find(|r| r.body.contains("transaction_id"))
+        .unwrap();
+    let notify = wechatpay_v2::parse_payment_notify(payment.body.as_bytes(), &key).unwrap();
+    assert_eq!(notify.out_trade_no, "rc-native");
+    assert_eq!(notify.total_fee, Fen::new(101));
+    let refund_notify = received
+        .iter()
+        .find(|r| r.body.contains("req_info"))
+        .unwrap();
+    let decrypted = wechatpay_v2::parse_refund_notify(refund_notify.body.as_bytes(), &key).unwrap();
+    assert_eq!(decrypted.out_refund_no, "rc-r1");
+
+    let sandbox = client_for_sandbox(&sim).await;
+    sandbox
+        .unified_order(&native("rc-sandbox", 101, &receiver.url))
+        .await
+        .unwrap();
+    assert_eq!(
+        sandbox.sandbox_sign_key().await.unwrap(),
+        sim.sandbox_key(DEFAULT_MCH_ID).unwrap()
+    );
+    sim.shutdown().await;
+}
+
+async fn client_for_sandbox(sim: &SimHandle) -> Client {
+    client_for(sim, |config| {
+        config.sandbox = true;
+        config.sign_type = SignType::Md5;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_client_sees_every_error_and_recovers_from_transient_ones() {
+    let sim = Simulator::start(SimConfig::default().with_time_scale(1000.0).with_merchant(
+        MerchantConfig {
+            refund_balance: Some(Fen::new(10)),
+            ..MerchantConfig::new("wxpoor", "20000001", "poor-merchant-key")
+        },
+    ))
+    .await
+    .unwrap();
+    let notify = "http://127.0.0.1:9/notify";
+    let client = client_for(&sim, |_| {}).await;
+
+    let first = client
+        .unified_order(&native("ce-1", 100, notify))
+        .await
+        .unwrap();
+    let again = client
+        .unified_order(&native("ce-1", 100, notify))
+        .await
+        .unwrap();
+    assert_eq!(first.prepay_id, again.prepay_id);
+    let error = client
+        .unified_order(&native("ce-1", 200, notify))
+        .await
+        .unwrap_err();
+    assert_eq!(business_code(error), "OUT_TRADE_NO_USED");
+    let error = client
+        .order_query(&OrderRef::OutTradeNo("ce-nope".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(business_code(error), "ORDERNOTEXIST");
+    sim.pay("ce-1").unwrap();
+    assert_eq!(
+        business_code(client.close_order("ce-1").await.unwrap_err()),
+        "ORDERPAID"
+    );
+    client
+        .unified_order(&native("ce-2", 100, notify))
+        .await
+        .unwrap();
+    client.close_order("ce-2").await.unwrap();
+    assert_eq!(
+        business_code(client.close_order("ce-2").await.unwrap_err()),
+        "ORDERCLOSED"
+    );
+    let refund = |no: &str, fee: i64| RefundRequest {
+        order: OrderRef::OutTradeNo("ce-1".into()),
+        out_refund_no: no.into(),
+        total_fee: Fen::new(100),
+        refund_fee: Fen::new(fee),
+        refund_desc: None,
+        notify_url: None,
+    };
+    client.refund(&refund("ce-r1", 60)).await.unwrap();
+    assert_eq!(
+        business_code(client.refund(&refund("ce-r2", 50)).await.unwrap_err()),
+        "PARAM_ERROR",
+        "refunds together cannot exceed the paid amount"
+    );
+    assert_eq!(
+        business_code(client.refund(&refund("ce-r1", 61)).await.unwrap_err()),
+        "REFUND_FEE_MISMATCH"
+    );
+    let error = client
+        .refund_query(&RefundRef::OutRefundNo("ce-nope".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(business_code(error), "REFUNDNOTEXIST");
+
+    // Protocol-level refusals (return_code FAIL) arrive as Error::Protocol.
+    let wrong_key = client_for(&sim, |config| config.api_key = ApiKey::new("0".repeat(32))).await;
+    match wrong_key.close_order("ce-2").await.unwrap_err() {
+        Error::Protocol { return_msg, .. } => assert_eq!(return_msg, "签名错误"),
+        other => panic!("{other:?}"),
+    }
+    let stranger = client_for(&sim, |config| config.mch_id = "99999999".into()).await;
+    assert!(matches!(
+        stranger.close_order("ce-2").await.unwrap_err(),
+        Error::Protocol { .. }
+    ));
+
+    let poor = client_for(&sim, |config| {
+        config.app_id = "wxpoor".into();
+        config.mch_id = "20000001".into();
+        config.api_key = ApiKey::new("poor-merchant-key");
+    })
+    .await;
+    poor.unified_order(&order(TradeKind::App, "ce-poor", 100, notify))
+        .await
+        .unwrap();
+    sim.pay("ce-poor").unwrap();
+    let error = poor
+        .refund(&RefundRequest {
+            order: OrderRef::OutTradeNo("ce-poor".into()),
+            out_refund_no: "ce-pr1".into(),
+            total_fee: Fen::new(100),
+            refund_fee: Fen::new(50),
+            refund_desc: None,
+            notify_url: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(business_code(error), "NOTENOUGH");
+
+    // Transient failures: the client retries SYSTEMERROR and 5xx with the same body and
+    // gets through; the simulator's log shows each attempt.
+    sim.clear_inspection();
+    let faults = sim.faults();
+    faults
+        .add(
+            FaultRule::new(Fault::SystemError)
+                .on(Endpoint::OrderQuery)
+                .times(1),
+        )
+        .unwrap();
+    faults
+        .add(
+            FaultRule::new(Fault::HttpStatus { status: 503 })
+                .on(Endpoint::OrderQuery)
+                .times(1),
+        )
+        .unwrap();
+    let answer = client
+        .order_query(&OrderRef::OutTradeNo("ce-1".into()))
+        .await
+        .unwrap();
+    assert_eq!(answer.trade_state, TradeState::Refund);
+    let inspection = sim.inspect();
+    let attempts = inspection.requests_to("orderquery");
+    assert_eq!(attempts.len(), 3, "503, then SYSTEMERROR, then the answer");
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.request_body == attempts[0].request_body)
+    );
+    assert_eq!(attempts[0].status, Some(503));
+
+    // A refund whose reply is lost: the client's retry gets the same refund.
+    faults
+        .add(
+            FaultRule::new(Fault::SystemErrorAfterCommit)
+                .on(Endpoint::Refund)
+                .times(1),
+        )
+        .unwrap();
+    let retried = client.refund(&refund("ce-r3", 10)).await.unwrap();
+    assert_eq!(sim.order("ce-1").unwrap().refunds.len(), 2);
+    assert_eq!(
+        sim.order("ce-1").unwrap().refunds[1].refund_id,
+        retried.refund_id
+    );
+
+    // A hang ends in the client's timeout.
+    faults
+        .add(FaultRule::new(Fault::Hang).on(Endpoint::CloseOrder))
+        .unwrap();
+    let impatient = client_for(&sim, |config| {
+        config.request_timeout = Duration::from_millis(200);
+        config.retry.max_attempts = 1;
+    })
+    .await;
+    let error = impatient.close_order("ce-2").await.unwrap_err();
+    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(error.is_retryable());
+    sim.shutdown().await;
+}
