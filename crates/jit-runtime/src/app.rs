@@ -555,10 +555,18 @@ async fn construct(
         plan,
         position: 0,
     };
-    loader.load(cx).await.map_err(|e| GetError::Build {
-        name,
-        source: Arc::new(e),
-    })
+    tracing::debug!(element = %name, "building element");
+    match loader.load(cx).await {
+        Ok(element) => Ok(element),
+        Err(error) => {
+            // Loader errors carry no secret values (see ElementError), so they can be logged.
+            tracing::warn!(element = %name, %error, "building element failed");
+            Err(GetError::Build {
+                name,
+                source: Arc::new(error),
+            })
+        }
+    }
 }
 
 fn json_kind(value: &Value) -> &'static str {

@@ -106,7 +106,7 @@ impl AppSettings {
             Some(toml::Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     match item {
-                        toml::Value::String(s) => extends.push(dir.join(s)),
+                        toml::Value::String(s) => extends.push(normalize(&dir.join(s))),
                         _ => errors.push(err(
                             &format!("app.extends[{i}]"),
                             "must be a string (an app dir)".into(),
@@ -152,6 +152,27 @@ impl AppSettings {
             raw,
         })
     }
+}
+
+/// Removes `.` and `a/..` from a path without touching the file system, so paths in
+/// messages read `/apps/base/...` rather than `/apps/shop/../base/...`.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else {
+                    out.push(component);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Where `{{VAR}}` values come from: the process environment first, then values given to

@@ -872,3 +872,81 @@ fn find_elements_by_type() {
     assert!(!defs.is_used_as_type("pays.myPay"));
     assert_eq!(defs.suggest("pays.mypay").as_deref(), Some("pays.myPay"));
 }
+
+#[test]
+fn an_unreadable_e_json_is_an_io_error() {
+    let tree = Tree::new(&[("app/app.toml", &app_toml("shop"))]);
+    let path = tree.join("app/elements/shop/bin/e.json");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, [0xff, 0xfe, b'{', b'}']).expect("write");
+    let errors = errors_of(tree.builder("app").load_definitions());
+    let error = only(&errors, LoadErrorKind::Io);
+    assert_eq!(error.file, path);
+    assert_eq!(error.message, "cannot read e.json: not valid UTF-8");
+    tree.write(&[("app/elements/shop/bin/e.json", "[1, 2]")]);
+    let errors = errors_of(tree.builder("app").load_definitions());
+    assert_eq!(
+        only(&errors, LoadErrorKind::Parse).message,
+        "e.json must hold a JSON object"
+    );
+}
+
+#[test]
+fn placeholder_syntax() {
+    use jit_runtime::EnvSource;
+    use std::collections::BTreeMap;
+    let mut file = BTreeMap::new();
+    file.insert("JITRT_P_A".to_owned(), "1".to_owned());
+    file.insert("JITRT_P_B".to_owned(), "two".to_owned());
+    let env = EnvSource::new(HashMap::new(), file);
+    let fill = |text: &str| env.fill(text, Path::new("f.json"));
+    assert_eq!(
+        fill("{{JITRT_P_A}}{{JITRT_P_B}}").expect("adjacent"),
+        "1two"
+    );
+    assert_eq!(fill("x{{ JITRT_P_A }}y").expect("spaces"), "x1y");
+    assert_eq!(fill("{{JITRT_P_A").expect("unterminated"), "{{JITRT_P_A");
+    assert_eq!(fill("{{{JITRT_P_A}}}").expect("extra braces"), "{1}");
+    assert_eq!(fill("{{a-b}} {{}}").expect("not names"), "{{a-b}} {{}}");
+    assert_eq!(
+        EnvSource::placeholders("{{A}} {{ B }} {{c d}}"),
+        ["A".to_owned(), "B".to_owned()]
+    );
+    let error = fill("ok {{JITRT_P_A}} {{JITRT_P_NONE}}").expect_err("missing");
+    assert_eq!(error.variable, "JITRT_P_NONE");
+    assert_eq!(error.file, Path::new("f.json"));
+}
+
+#[test]
+fn listing_for_tools() {
+    let tree = three_layers();
+    let defs = tree.builder("app").load_definitions().expect("loads");
+    let listing: Vec<String> = defs
+        .iter()
+        .filter(|chain| chain.element().full_name.as_str().starts_with("pays."))
+        .map(|chain| format!("{chain} [{}]", chain.element().layer))
+        .collect();
+    assert_eq!(
+        listing,
+        [
+            "pays.Internal → pays.Meta [framework]",
+            "pays.Locked → pays.Meta [framework]",
+            "pays.Meta [framework]",
+            "pays.TestPayType → pays.Meta [shop]",
+            "pays.baseOnly → pays.TestPayType → pays.Meta [base]",
+            "pays.internalUser → pays.Internal → pays.Meta [framework]",
+            "pays.myPay → pays.TestPayType → pays.Meta [shop]",
+        ]
+    );
+    let shown = defs
+        .chain("pays.TestPayType")
+        .expect("type")
+        .to_json_masked();
+    assert_eq!(
+        shown["overrides"],
+        tree.join("base/elements/pays/TestPayType/e.json")
+            .display()
+            .to_string()
+    );
+    assert_eq!(shown["layer"], "shop");
+}
