@@ -642,7 +642,6 @@ fn refund(shared: &Arc<Shared>, call: &Call) -> Result<Params, Refusal> {
     put("out_trade_no", &order.out_trade_no);
     put("out_refund_no", &refund.out_refund_no);
     put("refund_id", &refund.refund_id);
-    put("refund_channel", "");
     put("refund_fee", &refund.refund_fee.to_fen_string());
     put("coupon_refund_fee", "0");
     put("total_fee", &order.total_fee.to_fen_string());

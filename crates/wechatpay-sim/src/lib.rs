@@ -29,6 +29,7 @@
 //!   [`add_merchant`](SimHandle::add_merchant), [`shutdown`](SimHandle::shutdown).
 //! - Faults: [`FaultRule`] = [`Fault`] scoped by merchant and [`Endpoint`], for a number of
 //!   uses; set at start ([`SimConfig::faults`]) or at run time ([`FaultControl`]).
+//! - [`RemoteSim`]: the same payer and fault controls for a simulator in another process.
 //! - HTTP control surface (for the CLI and non-Rust tests): `POST /sim/pay`,
 //!   `POST /sim/fail`, `POST /sim/paying` (JSON [`PayTarget`]), `GET|DELETE /sim/inspect`,
 //!   `GET|POST|DELETE /sim/faults`, `DELETE /sim/faults/{id}`, `GET /sim/health`.
@@ -43,6 +44,7 @@ mod gateway;
 mod ids;
 mod inspect;
 mod notify;
+mod remote;
 mod store;
 
 use std::collections::HashMap;
@@ -65,6 +67,7 @@ pub use config::{
 pub use fault::{ActiveFault, Endpoint, Fault, FaultControl, FaultId, FaultRule, InvalidFault};
 pub use inspect::{Inspection, NotifyRecord, PayerRecord, RequestRecord};
 pub use notify::NOTIFY_RETRY_SCHEDULE;
+pub use remote::{RemoteError, RemoteSim};
 pub use store::{Env, Order, PayError, PayTarget, Refund, TradeState};
 
 use inspect::InspectLog;
@@ -396,6 +399,13 @@ impl SimHandle {
             Arc::new(MerchantEntry::new(merchant)),
         );
         Ok(())
+    }
+
+    /// Serves until `signal` completes (e.g. `tokio::signal::ctrl_c()` in a command line),
+    /// then shuts down.
+    pub async fn run_until<F: std::future::Future>(self, signal: F) {
+        signal.await;
+        self.shutdown().await;
     }
 
     /// Stops accepting connections, ends pending notifies and hanging requests, and waits

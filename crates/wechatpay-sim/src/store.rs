@@ -253,23 +253,23 @@ impl BizError {
 }
 
 /// Which order a payer acts on.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PayTarget {
     /// The merchant's order number.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_trade_no: Option<String>,
     /// The `code_url` shown as a QR code (NATIVE).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_url: Option<String>,
     /// The prepay id (JSAPI, APP, MWEB).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepay_id: Option<String>,
     /// Narrows `out_trade_no` to one merchant when several use the same number.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mch_id: Option<String>,
     /// The payer's openid; the order's, or a made-up one, when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openid: Option<String>,
 }
 

@@ -757,3 +757,60 @@ async fn merchants_can_be_added_while_running() {
     assert_eq!(answer.err_code(), "ORDERNOTEXIST");
     wechatpay_v2::verify(&answer.params, &ApiKey::new("late-key")).unwrap();
 }
+
+#[tokio::test]
+async fn a_simulator_in_another_process_is_driven_through_remote_sim() {
+    let sim = Simulator::start(SimConfig::default().with_time_scale(1000.0))
+        .await
+        .unwrap();
+    let remote = wechatpay_sim::RemoteSim::new(format!("{}/", sim.base_url()));
+    call(
+        &sim.base_url(),
+        "/pay/unifiedorder",
+        native_order("r-1", 3, "http://127.0.0.1:9/n"),
+    )
+    .await
+    .assert_success();
+    let paid = remote
+        .pay(&wechatpay_sim::PayTarget::out_trade_no("r-1"))
+        .await
+        .unwrap();
+    assert_eq!(paid["state"], "SUCCESS");
+    let refused = remote
+        .fail_payment(&wechatpay_sim::PayTarget::out_trade_no("r-1"))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("409"), "{refused}");
+    assert!(refused.to_string().contains("r-1"), "{refused}");
+
+    let rule = wechatpay_sim::FaultRule::new(wechatpay_sim::Fault::Latency { ms: 1 })
+        .for_merchant(DEFAULT_MCH_ID)
+        .times(2);
+    let id = remote.add_fault(&rule).await.unwrap();
+    let faults = remote.faults().await.unwrap();
+    assert_eq!(faults.len(), 1);
+    assert_eq!(faults[0].id, id);
+    assert_eq!(faults[0].rule, rule);
+    let inspection = remote.inspect().await.unwrap();
+    assert_eq!(inspection["orders"][0]["out_trade_no"], "r-1");
+
+    let unreachable = wechatpay_sim::RemoteSim::new("http://127.0.0.1:9")
+        .inspect()
+        .await
+        .unwrap_err();
+    assert!(unreachable.to_string().contains("127.0.0.1:9"));
+
+    // `run_until` is how a command line serves until Ctrl-C.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let base = sim.base_url();
+    let serving = tokio::spawn(sim.run_until(async {
+        let _ = stopped.await;
+    }));
+    assert!(reqwest::get(format!("{base}/sim/health")).await.is_ok());
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reqwest::get(format!("{base}/sim/health")).await.is_err());
+}

@@ -1,0 +1,113 @@
+//! Driving a simulator that runs elsewhere (another process, `jit sim`) through its `/sim/...`
+//! control surface: what a command line's `pay`, `fail`, `fault` and `inspect` subcommands
+//! call.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::fault::{ActiveFault, FaultId, FaultRule};
+use crate::store::PayTarget;
+
+/// Why a remote control call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The simulator could not be reached or answered garbage.
+    #[error("cannot reach the simulator at {url}: {source}")]
+    Transport {
+        /// The URL called.
+        url: String,
+        /// The HTTP error.
+        source: reqwest::Error,
+    },
+    /// The simulator refused (unknown order, order already paid, invalid fault rule...).
+    #[error("the simulator refused {url} ({status}): {message}")]
+    Refused {
+        /// The URL called.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The simulator's explanation.
+        message: String,
+    },
+}
+
+/// A client for a running simulator's control surface.
+#[derive(Debug, Clone)]
+pub struct RemoteSim {
+    base_url: String,
+    http: reqwest::Client,
+}
+
+impl RemoteSim {
+    /// A client for the simulator at `base_url` (`http://127.0.0.1:8990`).
+    pub fn new(base_url: impl Into<String>) -> Self {
+        RemoteSim {
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<T, RemoteError> {
+        let transport = |source| RemoteError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            return Err(RemoteError::Refused {
+                url,
+                status: status.as_u16(),
+                message: body["error"]
+                    .as_str()
+                    .unwrap_or("no explanation")
+                    .to_string(),
+            });
+        }
+        response.json().await.map_err(transport)
+    }
+
+    async fn payer(&self, action: &str, target: &PayTarget) -> Result<Value, RemoteError> {
+        let url = format!("{}/sim/{action}", self.base_url);
+        let answer: Value = self
+            .send(self.http.post(&url).json(target), url.clone())
+            .await?;
+        Ok(answer["order"].clone())
+    }
+
+    /// Pays the order (JSON of the order after payment).
+    pub async fn pay(&self, target: &PayTarget) -> Result<Value, RemoteError> {
+        self.payer("pay", target).await
+    }
+
+    /// Makes the order's payment fail.
+    pub async fn fail_payment(&self, target: &PayTarget) -> Result<Value, RemoteError> {
+        self.payer("fail", target).await
+    }
+
+    /// Puts a fault in force.
+    pub async fn add_fault(&self, rule: &FaultRule) -> Result<FaultId, RemoteError> {
+        let url = format!("{}/sim/faults", self.base_url);
+        let answer: Value = self
+            .send(self.http.post(&url).json(rule), url.clone())
+            .await?;
+        Ok(FaultId(answer["id"].as_u64().unwrap_or_default()))
+    }
+
+    /// The faults in force.
+    pub async fn faults(&self) -> Result<Vec<ActiveFault>, RemoteError> {
+        let url = format!("{}/sim/faults", self.base_url);
+        self.send(self.http.get(&url), url.clone()).await
+    }
+
+    /// The inspection log as JSON (see [`Inspection`](crate::Inspection)).
+    pub async fn inspect(&self) -> Result<Value, RemoteError> {
+        let url = format!("{}/sim/inspect", self.base_url);
+        self.send(self.http.get(&url), url.clone()).await
+    }
+}
