@@ -51,7 +51,7 @@ pub use notify::{
     NOTIFY_SUCCESS_REPLY, PaymentNotify, RefundNotify, UnverifiedNotify, decrypt_req_info,
     encrypt_req_info, fail_reply, parse_payment_notify, parse_refund_notify, success_reply,
 };
-pub use types::{BillType, RefundStatus, TradeState, TradeType, UnknownValue};
+pub use types::{BillType, RefundStatus, TradeState, TradeType, UnknownValue, beijing_time};
 
 pub use error::{ErrCode, Error, RetryAdvice, TransportError};
 pub use indexmap::IndexMap;
