@@ -29,6 +29,11 @@
 //!   [`encrypt_req_info`].
 //! - Errors: [`Error`] (Transport / Protocol / Business / InvalidSignature / Malformed / ...)
 //!   with [`Error::is_retryable`], [`ErrCode`] with the reference's retry table.
+//! - Helpers: [`nonce_str`], [`beijing_time`] (`time_start`/`time_expire` format), and the
+//!   deterministic [`jsapi_pay_params`] / [`app_pay_params`].
+//!
+//! Retries re-send the byte-identical body, which keeps even `unifiedorder` and `refund` safe
+//! (see the [`client`] module); docs/wechatpay-client.md tells the whole story.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
