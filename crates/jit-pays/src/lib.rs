@@ -15,7 +15,7 @@
 //! use std::sync::Arc;
 //! use jit_pays::{Pay, PaysSettings, db};
 //!
-//! let store = db::connect(&db::DbConfig::sqlite_beside("examples/shop".as_ref())).await?;
+//! let store = db::connect(&db::DbConfig::resolve("examples/shop".as_ref(), "shop", None)).await?;
 //! let settings = PaysSettings::new("https://shop.example.com", "https://api.mch.weixin.qq.com");
 //! let builder = jit_runtime::AppBuilder::new("examples/shop");
 //! let app = jit_pays::register(builder, store, settings).build().await?;

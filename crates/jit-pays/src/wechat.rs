@@ -298,6 +298,12 @@ impl WechatPay {
             .store
             .mark_paid(order_id, transaction_id, paid_at)
             .await?;
+        self.announce_paid(order_id, outcome).await;
+        Ok(outcome)
+    }
+
+    /// Announces a recorded payment if this caller made the transition.
+    async fn announce_paid(&self, order_id: &str, outcome: PaidOutcome) {
         match outcome {
             PaidOutcome::Paid => self.announce(order_id, PayEventKind::Paid).await,
             PaidOutcome::PaidAfterClose { previous } => {
@@ -309,7 +315,6 @@ impl WechatPay {
             }
             PaidOutcome::AlreadyPaid => {}
         }
-        Ok(outcome)
     }
 
     async fn record_closed(&self, order_id: &str, to: PayStatus) -> Result<CloseOutcome, PayError> {
@@ -891,35 +896,45 @@ impl Pay for WechatPay {
                 row.amount_fen
             ));
         }
-        if let Err(error) = self
-            .store
-            .save_notify(ThirdPartyState {
-                order_id: order_id.clone(),
-                appid: notify.appid.clone(),
-                mch_id: notify.mch_id.clone(),
-                total_fee: notify.total_fee.get(),
-                trade_state: Some(TradeState::Success.as_str().to_owned()),
-                transaction_id: notify.transaction_id.clone(),
-                raw: String::from_utf8_lossy(body).into_owned(),
-            })
-            .await
+        // WeChat repeats notifies until answered: a repeat of the recorded payment is
+        // answered without writing anything.
+        if row.status == PayStatus::Success
+            && row.transaction_id.is_some()
+            && row.transaction_id == notify.transaction_id
         {
-            return self.failed(&order_id, &error);
+            return Self::acknowledge(NotifyOutcome::AlreadyPaid { order_id });
         }
-        match self
-            .record_paid(
-                &order_id,
-                notify.transaction_id.as_deref(),
-                notify.time_end.as_deref(),
+        let paid_at = notify
+            .time_end
+            .as_deref()
+            .and_then(parse_wechat_time)
+            .unwrap_or_else(now);
+        let recorded = self
+            .store
+            .record_notified_payment(
+                ThirdPartyState {
+                    order_id: order_id.clone(),
+                    appid: notify.appid.clone(),
+                    mch_id: notify.mch_id.clone(),
+                    total_fee: notify.total_fee.get(),
+                    trade_state: Some(TradeState::Success.as_str().to_owned()),
+                    transaction_id: notify.transaction_id.clone(),
+                    raw: String::from_utf8_lossy(body).into_owned(),
+                },
+                paid_at,
             )
-            .await
-        {
-            Ok(PaidOutcome::Paid) => Self::acknowledge(NotifyOutcome::Paid { order_id }),
-            Ok(PaidOutcome::PaidAfterClose { .. }) => {
-                Self::acknowledge(NotifyOutcome::PaidAfterClose { order_id })
-            }
-            Ok(PaidOutcome::AlreadyPaid) => {
-                Self::acknowledge(NotifyOutcome::AlreadyPaid { order_id })
+            .await;
+        match recorded {
+            Ok(outcome) => {
+                // Committed: only now may WeChat hear SUCCESS, and subscribers of it.
+                self.announce_paid(&order_id, outcome).await;
+                Self::acknowledge(match outcome {
+                    PaidOutcome::Paid => NotifyOutcome::Paid { order_id },
+                    PaidOutcome::PaidAfterClose { .. } => {
+                        NotifyOutcome::PaidAfterClose { order_id }
+                    }
+                    PaidOutcome::AlreadyPaid => NotifyOutcome::AlreadyPaid { order_id },
+                })
             }
             Err(error) => self.failed(&order_id, &error),
         }

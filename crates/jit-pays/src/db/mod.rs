@@ -87,9 +87,26 @@ impl DbConfig {
         }
     }
 
-    /// The embedded default: `pays.db` in `app_dir` (the folder holding app.toml).
-    pub fn sqlite_beside(app_dir: &Path) -> Self {
-        DbConfig::new(format!("sqlite://{}", app_dir.join("pays.db").display()))
+    /// The embedded default: `<app name>.db` in `app_dir` (the folder holding app.toml).
+    pub fn sqlite_beside(app_dir: &Path, app_name: &str) -> Self {
+        DbConfig::new(format!(
+            "sqlite://{}",
+            app_dir.join(format!("{app_name}.db")).display()
+        ))
+    }
+
+    /// The database of an app: `configured` (app.toml `[database] url`) if given, else the
+    /// `DATABASE_URL` environment variable, else [`DbConfig::sqlite_beside`].
+    pub fn resolve(app_dir: &Path, app_name: &str, configured: Option<&str>) -> Self {
+        let from_env = std::env::var("DATABASE_URL").ok();
+        match configured
+            .map(str::to_owned)
+            .or(from_env)
+            .filter(|url| !url.trim().is_empty())
+        {
+            Some(url) => DbConfig::new(url),
+            None => DbConfig::sqlite_beside(app_dir, app_name),
+        }
     }
 }
 

@@ -8,8 +8,9 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Condition, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, SqlErr, TransactionTrait,
 };
 
 use super::entity::{PayStatus, pay_log, wechat_record};
@@ -292,65 +293,121 @@ impl PayStore {
         transaction_id: Option<&str>,
         paid_at: DateTime<Utc>,
     ) -> Result<PaidOutcome, StoreError> {
-        let paid_at = paid_at.trunc_subsecs(6);
-        // Statuses only move forward, so two rounds always settle it; a third is a bug
-        // elsewhere (e.g. someone writing `wait` back) and is reported, not looped on.
-        for _ in 0..2 {
-            let at = now();
-            let won = pay_log::Entity::update_many()
-                .col_expr(
-                    pay_log::Column::Status,
-                    Expr::value(PayStatus::Success.as_str()),
-                )
-                .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
-                .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
-                .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
-                .filter(pay_log::Column::OrderId.eq(order_id))
-                .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str()))
-                .exec(&self.connection)
-                .await
-                .map_err(db("marking an order paid"))?;
-            if won.rows_affected == 1 {
-                return Ok(PaidOutcome::Paid);
-            }
-            let current = self.get_order(order_id).await?;
-            match current.status {
-                PayStatus::Success => return Ok(PaidOutcome::AlreadyPaid),
-                PayStatus::Wait => continue,
-                previous @ (PayStatus::Close | PayStatus::Timeout) => {
-                    let late = pay_log::Entity::update_many()
-                        .col_expr(
-                            pay_log::Column::Status,
-                            Expr::value(PayStatus::Success.as_str()),
-                        )
-                        .col_expr(pay_log::Column::PaidAfterClose, Expr::value(true))
-                        .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
-                        .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
-                        .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
-                        .filter(pay_log::Column::OrderId.eq(order_id))
-                        .filter(pay_log::Column::Status.eq(previous.as_str()))
-                        .exec(&self.connection)
-                        .await
-                        .map_err(db("marking a closed order paid"))?;
-                    if late.rows_affected == 1 {
-                        return Ok(PaidOutcome::PaidAfterClose { previous });
-                    }
-                    // Another caller recorded the same payment first.
-                    continue;
-                }
-            }
-        }
-        match self.get_order(order_id).await?.status {
-            PayStatus::Success => Ok(PaidOutcome::AlreadyPaid),
-            _ => Err(StoreError::Db {
-                doing: "marking an order paid",
-                source: DbErr::Custom(format!(
-                    "order {order_id} neither moved to success nor is in success"
-                )),
-            }),
-        }
+        mark_paid_on(&self.connection, order_id, transaction_id, paid_at).await
     }
 
+    /// [`PayStore::mark_paid`] and [`PayStore::save_notify`] in one transaction (one
+    /// durable commit): the state a verified notify reports, recorded together with the
+    /// transition it causes.
+    pub async fn record_notified_payment(
+        &self,
+        state: ThirdPartyState,
+        paid_at: DateTime<Utc>,
+    ) -> Result<PaidOutcome, StoreError> {
+        let transaction = self
+            .connection
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        // The conditional UPDATE comes first, so a SQLite transaction takes the write lock
+        // with its first statement (waiting in the busy handler, never failing on a stale
+        // snapshot).
+        let outcome = mark_paid_on(
+            &transaction,
+            &state.order_id,
+            state.transaction_id.as_deref(),
+            paid_at,
+        )
+        .await?;
+        save_third_party_on(&transaction, state, true).await?;
+        transaction
+            .commit()
+            .await
+            .map_err(db("committing a payment"))?;
+        Ok(outcome)
+    }
+}
+
+async fn get_order_on<C: ConnectionTrait>(
+    connection: &C,
+    order_id: &str,
+) -> Result<pay_log::Model, StoreError> {
+    pay_log::Entity::find()
+        .filter(pay_log::Column::OrderId.eq(order_id))
+        .one(connection)
+        .await
+        .map_err(db("reading an order"))?
+        .ok_or_else(|| StoreError::UnknownOrder {
+            order_id: order_id.to_owned(),
+        })
+}
+
+async fn mark_paid_on<C: ConnectionTrait>(
+    connection: &C,
+    order_id: &str,
+    transaction_id: Option<&str>,
+    paid_at: DateTime<Utc>,
+) -> Result<PaidOutcome, StoreError> {
+    let paid_at = paid_at.trunc_subsecs(6);
+    // Statuses only move forward, so two rounds always settle it; a third is a bug
+    // elsewhere (e.g. someone writing `wait` back) and is reported, not looped on.
+    for _ in 0..2 {
+        let at = now();
+        let won = pay_log::Entity::update_many()
+            .col_expr(
+                pay_log::Column::Status,
+                Expr::value(PayStatus::Success.as_str()),
+            )
+            .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
+            .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
+            .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
+            .filter(pay_log::Column::OrderId.eq(order_id))
+            .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str()))
+            .exec(connection)
+            .await
+            .map_err(db("marking an order paid"))?;
+        if won.rows_affected == 1 {
+            return Ok(PaidOutcome::Paid);
+        }
+        let current = get_order_on(connection, order_id).await?;
+        match current.status {
+            PayStatus::Success => return Ok(PaidOutcome::AlreadyPaid),
+            PayStatus::Wait => continue,
+            previous @ (PayStatus::Close | PayStatus::Timeout) => {
+                let late = pay_log::Entity::update_many()
+                    .col_expr(
+                        pay_log::Column::Status,
+                        Expr::value(PayStatus::Success.as_str()),
+                    )
+                    .col_expr(pay_log::Column::PaidAfterClose, Expr::value(true))
+                    .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
+                    .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
+                    .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
+                    .filter(pay_log::Column::OrderId.eq(order_id))
+                    .filter(pay_log::Column::Status.eq(previous.as_str()))
+                    .exec(connection)
+                    .await
+                    .map_err(db("marking a closed order paid"))?;
+                if late.rows_affected == 1 {
+                    return Ok(PaidOutcome::PaidAfterClose { previous });
+                }
+                // Another caller recorded the same payment first.
+                continue;
+            }
+        }
+    }
+    match get_order_on(connection, order_id).await?.status {
+        PayStatus::Success => Ok(PaidOutcome::AlreadyPaid),
+        _ => Err(StoreError::Db {
+            doing: "marking an order paid",
+            source: DbErr::Custom(format!(
+                "order {order_id} neither moved to success nor is in success"
+            )),
+        }),
+    }
+}
+
+impl PayStore {
     /// Waiting orders whose next reconciler look is due, oldest first.
     pub async fn due_for_check(
         &self,
@@ -459,55 +516,63 @@ impl PayStore {
         state: ThirdPartyState,
         from_notify: bool,
     ) -> Result<(), StoreError> {
-        use wechat_record::Column as C;
-        let at = now();
-        let (last_notify, notified_at, last_query, queried_at) = if from_notify {
-            (Some(state.raw), Some(at), None, None)
-        } else {
-            (None, None, Some(state.raw), Some(at))
-        };
-        let row = wechat_record::ActiveModel {
-            order_id: Set(state.order_id),
-            appid: Set(state.appid),
-            mch_id: Set(state.mch_id),
-            trade_type: Set(None),
-            prepay_id: Set(None),
-            code_url: Set(None),
-            mweb_url: Set(None),
-            prepay_expires_at: Set(None),
-            trade_state: Set(state.trade_state.clone()),
-            transaction_id: Set(state.transaction_id.clone()),
-            total_fee: Set(state.total_fee),
-            last_notify: Set(last_notify),
-            last_query: Set(last_query),
-            created_at: Set(at),
-            updated_at: Set(at),
-            notified_at: Set(notified_at),
-            queried_at: Set(queried_at),
-        };
-        let mut columns = vec![C::UpdatedAt];
-        if state.trade_state.is_some() {
-            columns.push(C::TradeState);
-        }
-        if state.transaction_id.is_some() {
-            columns.push(C::TransactionId);
-        }
-        if from_notify {
-            columns.extend([C::LastNotify, C::NotifiedAt]);
-        } else {
-            columns.extend([C::LastQuery, C::QueriedAt]);
-        }
-        wechat_record::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(C::OrderId)
-                    .update_columns(columns)
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.connection)
-            .await
-            .map_err(db("saving WeChat's order state"))?;
-        Ok(())
+        save_third_party_on(&self.connection, state, from_notify).await
     }
+}
+
+async fn save_third_party_on<C: ConnectionTrait>(
+    connection: &C,
+    state: ThirdPartyState,
+    from_notify: bool,
+) -> Result<(), StoreError> {
+    use wechat_record::Column as C;
+    let at = now();
+    let (last_notify, notified_at, last_query, queried_at) = if from_notify {
+        (Some(state.raw), Some(at), None, None)
+    } else {
+        (None, None, Some(state.raw), Some(at))
+    };
+    let row = wechat_record::ActiveModel {
+        order_id: Set(state.order_id),
+        appid: Set(state.appid),
+        mch_id: Set(state.mch_id),
+        trade_type: Set(None),
+        prepay_id: Set(None),
+        code_url: Set(None),
+        mweb_url: Set(None),
+        prepay_expires_at: Set(None),
+        trade_state: Set(state.trade_state.clone()),
+        transaction_id: Set(state.transaction_id.clone()),
+        total_fee: Set(state.total_fee),
+        last_notify: Set(last_notify),
+        last_query: Set(last_query),
+        created_at: Set(at),
+        updated_at: Set(at),
+        notified_at: Set(notified_at),
+        queried_at: Set(queried_at),
+    };
+    let mut columns = vec![C::UpdatedAt];
+    if state.trade_state.is_some() {
+        columns.push(C::TradeState);
+    }
+    if state.transaction_id.is_some() {
+        columns.push(C::TransactionId);
+    }
+    if from_notify {
+        columns.extend([C::LastNotify, C::NotifiedAt]);
+    } else {
+        columns.extend([C::LastQuery, C::QueriedAt]);
+    }
+    wechat_record::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(C::OrderId)
+                .update_columns(columns)
+                .to_owned(),
+        )
+        .exec_without_returning(connection)
+        .await
+        .map_err(db("saving WeChat's order state"))?;
+    Ok(())
 }
 
 fn filter_condition(filter: &OrderFilter) -> Condition {

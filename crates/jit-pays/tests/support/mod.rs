@@ -20,7 +20,7 @@ pub struct TestDb {
 /// SQLite in a fresh temporary directory.
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = DbConfig::sqlite_beside(dir.path());
+    let config = DbConfig::sqlite_beside(dir.path(), "shop");
     let store = connect(&config).await.expect("open sqlite");
     TestDb {
         label: "sqlite",
