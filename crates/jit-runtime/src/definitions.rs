@@ -3,11 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use include_dir::Dir;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -230,8 +229,9 @@ impl Found {
 fn read_small_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
-    let mut bytes = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
+    // Grows to the exact size for files under one chunk; kept texts waste no capacity.
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 8192];
     loop {
         match file.read(&mut chunk) {
             Ok(0) => break,
@@ -244,6 +244,48 @@ fn read_small_file(path: &Path) -> std::io::Result<String> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"))
 }
 
+/// Folders still to read, shared by the walking threads.
+struct WorkQueue {
+    /// Folders waiting, and folders waiting or being read (the walk ends at zero).
+    state: Mutex<(Vec<PathBuf>, usize)>,
+    changed: Condvar,
+}
+
+impl WorkQueue {
+    fn new(root: PathBuf) -> Self {
+        Self {
+            state: Mutex::new((vec![root], 1)),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The next folder to read; `None` once every folder has been read.
+    fn next(&self) -> Option<PathBuf> {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(dir) = state.0.pop() {
+                return Some(dir);
+            }
+            if state.1 == 0 {
+                return None;
+            }
+            self.changed.wait(&mut state);
+        }
+    }
+
+    /// Marks one folder read and queues its subfolders.
+    fn finish(&self, subdirs: Vec<PathBuf>) {
+        let mut state = self.state.lock();
+        state.1 = state.1 + subdirs.len() - 1;
+        let wake = !subdirs.is_empty() || state.1 == 0;
+        state.0.extend(subdirs);
+        drop(state);
+        if wake {
+            self.changed.notify_all();
+        }
+    }
+}
+
 type ParseOutcome = (Option<FullName>, Option<Parsed>);
 
 /// Walks a layer folder and parses every element in it, on all cores: the work is mostly
@@ -253,9 +295,7 @@ fn read_disk_layer(root: &Path, env: &EnvSource, errors: &mut Vec<LoadError>) ->
     if !root.is_dir() {
         return Vec::new();
     }
-    let queue = Mutex::new(vec![root.to_path_buf()]);
-    // Folders queued or being read; the walk is over when it drops to zero.
-    let pending = AtomicUsize::new(1);
+    let queue = WorkQueue::new(root.to_path_buf());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let mut results: Vec<(PathBuf, ParseOutcome)> = Vec::new();
     std::thread::scope(|scope| {
@@ -264,15 +304,7 @@ fn read_disk_layer(root: &Path, env: &EnvSource, errors: &mut Vec<LoadError>) ->
                 scope.spawn(|| {
                     let mut outcomes = Vec::new();
                     let mut problems = Vec::new();
-                    loop {
-                        let next = queue.lock().pop();
-                        let Some(dir) = next else {
-                            if pending.load(Ordering::Acquire) == 0 {
-                                break;
-                            }
-                            std::thread::yield_now();
-                            continue;
-                        };
+                    while let Some(dir) = queue.next() {
                         let mut subdirs = Vec::new();
                         let mut has_element = false;
                         match std::fs::read_dir(&dir) {
@@ -308,10 +340,7 @@ fn read_disk_layer(root: &Path, env: &EnvSource, errors: &mut Vec<LoadError>) ->
                                 format!("cannot read folder: {e}"),
                             )),
                         }
-                        if !subdirs.is_empty() {
-                            pending.fetch_add(subdirs.len(), Ordering::AcqRel);
-                            queue.lock().extend(subdirs);
-                        }
+                        queue.finish(subdirs);
                         if has_element {
                             let source = dir.join("e.json");
                             let segments = dir
@@ -330,7 +359,6 @@ fn read_disk_layer(root: &Path, env: &EnvSource, errors: &mut Vec<LoadError>) ->
                             };
                             outcomes.push((source, parse_found(found, env, &mut problems)));
                         }
-                        pending.fetch_sub(1, Ordering::AcqRel);
                     }
                     (outcomes, problems)
                 })
@@ -443,7 +471,7 @@ fn json_path_of(path: &serde_path_to_error::Path) -> Option<String> {
 /// Parses one found e.json; problems go to `errors`. Returns the name even when the
 /// content is broken, so references to it can say so.
 fn parse_found(
-    found: Found,
+    mut found: Found,
     env: &EnvSource,
     errors: &mut Vec<LoadError>,
 ) -> (Option<FullName>, Option<Parsed>) {
@@ -482,19 +510,16 @@ fn parse_found(
             return (None, None);
         }
     };
-    let text = match &found.text {
+    // The text is only needed here; the parsed definition keeps the values.
+    let text = match std::mem::replace(&mut found.text, Ok(String::new())) {
         Ok(text) => text,
         Err(message) => {
-            errors.push(LoadError::new(
-                LoadErrorKind::Io,
-                &found.source,
-                message.clone(),
-            ));
+            errors.push(LoadError::new(LoadErrorKind::Io, &found.source, message));
             return (Some(full_name), None);
         }
     };
     // One parse: syntax errors carry line and column; shape errors carry the JSON path.
-    let value = match serde_json::from_str::<Value>(text) {
+    let value = match serde_json::from_str::<Value>(&text) {
         Ok(value @ Value::Object(_)) => value,
         Ok(_) => {
             errors.push(LoadError::new(
