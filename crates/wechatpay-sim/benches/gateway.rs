@@ -1,5 +1,6 @@
 //! Round trips through the simulator over loopback, as a client sees them: how much of a
 //! test's time the simulated gateway takes.
+#![allow(missing_docs)] // criterion_group! generates an undocumented public function.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
