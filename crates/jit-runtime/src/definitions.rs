@@ -786,8 +786,7 @@ pub(crate) fn load(
         for (name, parsed) in outcomes {
             let Some(name) = name else { continue };
             let Some(parsed) = parsed else {
-                broken.insert(name.clone());
-                in_layer.entry(name).or_default();
+                broken.insert(name);
                 continue;
             };
             if let Some(first) = in_layer.get(&name) {

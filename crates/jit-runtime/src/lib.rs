@@ -54,13 +54,35 @@
 //! uses as its `type`).
 //! A loader must not `get_element` the element it is building (that would wait on itself).
 //!
+//! # Tools (`jit check`, `jit ls`, `jit show`)
+//!
+//! - check: [`AppBuilder::load_definitions`] returns every problem as [`LoadErrors`]
+//!   (each [`LoadError`] has `file`, `json_path`, `message`, `kind`; Display prints
+//!   `file: path: message`, one per line). [`AppBuilder::build`] adds the loader check.
+//! - ls: [`Definitions::iter`] yields each visible element's [`Chain`] sorted by fullName;
+//!   `chain.to_string()` is `a → b → c`, `chain.element().layer` its layer,
+//!   [`Definitions::layers`] the layer order.
+//! - show: [`Chain::to_json_masked`] is the resolved definition as JSON (own keys, chain,
+//!   merged settings, functions) with secrets replaced by [`MASK`].
+//!
 //! # Additions to the agreed shapes
 //!
-//! - [`ElementDef::overrides`], [`LoadErrorKind`] on every [`LoadError`], [`Definitions`]
-//!   accessors (`iter`, `chain`, `layers`, `find_elements`, `suggest`).
-//! - [`Element::call`] has a default returning `FUNCTION_NOT_FOUND`.
-//! - [`App::fill_placeholders`] returns [`PlaceholderError`].
-//! - [`check_call`] is public so a host can validate before routing.
+//! - [`ElementDef::overrides`] (the lower-layer definition a shadowing one replaces);
+//!   [`LoadErrorKind`] on every [`LoadError`]; [`Definitions`] accessors (`get`, `chain`,
+//!   `iter`, `iter_all`, `layers`, `layer_index`, `find_elements`, `suggest`,
+//!   `is_used_as_type`, `fill_placeholders`); [`App::chain`];
+//!   [`App::build_elements`] for `beforeHandleRequest`.
+//! - [`LoadContext::loader_def`], [`LoadContext::chain_index`], [`LoadContext::service`].
+//! - [`Chain`] helpers: `setting_str`, `secret`, `secret_str`, `settings_masked`,
+//!   `function` (nearest declaration wins), `functions`, `is_secret`, `secret_keys`.
+//! - [`Element::call`] has a default answering `FUNCTION_NOT_FOUND`; the
+//!   [`provide_interfaces!`] macro writes [`Element::interface`].
+//! - [`App::fill_placeholders`] returns [`PlaceholderError`]; [`EnvSource`] does the
+//!   filling for any text.
+//! - [`check_call`] is public so a host can validate a call before routing it.
+//! - [`WeakApp`] has `get_element` and `get`; [`GetError::AppGone`] when the app is gone.
+//! - [`CallError::code`] codes are `NOT_FOUND`, `FUNCTION_NOT_FOUND`, `BAD_ARGUMENTS`,
+//!   `UNAUTHORIZED`, `CONFLICT`, `UPSTREAM`, `INTERNAL`, or the element's own code.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
