@@ -394,6 +394,9 @@ impl SimHandle {
         if merchants.contains_key(&merchant.mch_id) {
             return Err(SimError::DuplicateMerchant(merchant.mch_id));
         }
+        self.shared
+            .store
+            .set_refund_balance(&merchant.mch_id, merchant.refund_balance);
         merchants.insert(
             merchant.mch_id.clone(),
             Arc::new(MerchantEntry::new(merchant)),

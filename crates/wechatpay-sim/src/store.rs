@@ -430,6 +430,15 @@ impl Store {
         }
     }
 
+    /// Sets (or lifts, with `None`) the refund balance of a merchant.
+    pub fn set_refund_balance(&self, mch_id: &str, balance: Option<Fen>) {
+        let mut balances = self.refund_balances.lock();
+        match balance {
+            Some(balance) => balances.insert(mch_id.to_string(), balance),
+            None => balances.remove(mch_id),
+        };
+    }
+
     /// Creates the order, or returns the existing one when every parameter is the same.
     pub fn create(&self, new: NewOrder) -> Result<Created, BizError> {
         let mut inner = self.inner.lock();

@@ -735,8 +735,11 @@ async fn configuration_reads_from_toml_and_names_bad_fields() {
 #[tokio::test]
 async fn merchants_can_be_added_while_running() {
     let sim = Simulator::start_default().await;
-    sim.add_merchant(MerchantConfig::new("wxlate", "30000001", "late-key"))
-        .unwrap();
+    sim.add_merchant(MerchantConfig {
+        refund_balance: Some(wechatpay_v2::Fen::ZERO),
+        ..MerchantConfig::new("wxlate", "30000001", "late-key")
+    })
+    .unwrap();
     assert!(
         sim.add_merchant(MerchantConfig::new("wxlate", "30000001", "late-key"))
             .is_err()
@@ -756,6 +759,51 @@ async fn merchants_can_be_added_while_running() {
     .await;
     assert_eq!(answer.err_code(), "ORDERNOTEXIST");
     wechatpay_v2::verify(&answer.params, &ApiKey::new("late-key")).unwrap();
+
+    let head = [
+        ("appid", "wxlate"),
+        ("mch_id", "30000001"),
+        ("nonce_str", "n"),
+    ];
+    let mut create = params(&head);
+    create.extend(params(&[
+        ("body", "b"),
+        ("out_trade_no", "late-1"),
+        ("total_fee", "5"),
+        ("spbill_create_ip", "127.0.0.1"),
+        ("notify_url", "http://127.0.0.1:9/n"),
+        ("trade_type", "APP"),
+    ]));
+    common::call_with(
+        &sim.base_url(),
+        "/pay/unifiedorder",
+        create,
+        "late-key",
+        SignType::Md5,
+    )
+    .await
+    .assert_success();
+    sim.pay("late-1").unwrap();
+    let mut refund = params(&head);
+    refund.extend(params(&[
+        ("out_trade_no", "late-1"),
+        ("out_refund_no", "late-r1"),
+        ("total_fee", "5"),
+        ("refund_fee", "1"),
+    ]));
+    let answer = common::call_with(
+        &sim.base_url(),
+        "/secapi/pay/refund",
+        refund,
+        "late-key",
+        SignType::Md5,
+    )
+    .await;
+    assert_eq!(
+        answer.err_code(),
+        "NOTENOUGH",
+        "the added merchant's balance applies"
+    );
 }
 
 #[tokio::test]
