@@ -36,9 +36,6 @@ struct Options {
     /// Bearer token for the JSON API.
     #[arg(long, env = "JIT_API_TOKEN", default_value = "demo-token")]
     token: String,
-    /// The pay element orders are created with.
-    #[arg(long, default_value = "pays.myWechatPay")]
-    pay_element: String,
     /// Merchant appid, mch_id and API key (the example app's demo merchant by default).
     #[arg(long, default_value = "wx2421b1c4370ec43b")]
     appid: String,
@@ -112,13 +109,13 @@ async fn main() -> anyhow::Result<()> {
     let orders: Vec<(String, String)> = futures::stream::iter(0..options.orders)
         .map(|index| {
             let target = Arc::clone(&target);
-            let amount = options.amount.clone();
-            let pay_element = options.pay_element.clone();
+            let amount: Value =
+                serde_json::from_str(&options.amount).expect("--amount is a number");
             async move {
                 let order = target
                     .call(
                         "pays/services/PaySvc/create",
-                        json!({"subject": format!("load {index}"), "amount": amount, "payElement": pay_element}),
+                        json!({"subject": format!("load {index}"), "amount": amount}),
                     )
                     .await?;
                 let order_id = order["orderId"]
@@ -128,8 +125,7 @@ async fn main() -> anyhow::Result<()> {
                 let total_fee = order["amountFen"]
                     .as_i64()
                     .map(|fen| fen.to_string())
-                    .or_else(|| order["amount"].as_i64().map(|fen| fen.to_string()))
-                    .context("create returned no amount in fen")?;
+                    .context("create returned no amountFen")?;
                 anyhow::Ok((order_id, total_fee))
             }
         })

@@ -3,6 +3,7 @@
 //! One test binary (`mod` per area) sharing the harness in `util`.
 
 mod cli;
+mod custom_type;
 mod errors;
 mod fixture;
 mod hostile;
