@@ -78,6 +78,15 @@ pub enum XmlError {
         /// Where it starts.
         position: u64,
     },
+    /// An element name that is not a WeChat field name (ASCII letter or `_`, then letters,
+    /// digits, `_`, `-`, `.`).
+    #[error("invalid element name `{name}` at byte {position}")]
+    InvalidName {
+        /// The name as read.
+        name: String,
+        /// Where the element starts.
+        position: u64,
+    },
     /// The same key twice.
     #[error("duplicate field <{key}> at byte {position}")]
     DuplicateKey {
@@ -125,6 +134,28 @@ enum State {
 
 fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+/// WeChat's field names are ASCII identifiers; anything else (empty names included, which
+/// quick-xml lets through for `<\r>`) is refused rather than carried into a signed map.
+fn element_name(bytes: &[u8], position: u64) -> Result<String, XmlError> {
+    let valid = match bytes.split_first() {
+        Some((first, rest)) => {
+            (first.is_ascii_alphabetic() || *first == b'_')
+                && rest
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        }
+        None => false,
+    };
+    if valid {
+        Ok(lossy(bytes))
+    } else {
+        Err(XmlError::InvalidName {
+            name: lossy(bytes),
+            position,
+        })
+    }
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -225,14 +256,20 @@ fn step(
     let self_closing = matches!(event, Event::Empty(_));
     match state {
         State::Prolog => match event {
-            Event::Start(_) => Ok(State::InRoot),
-            Event::Empty(_) => Ok(State::AfterRoot),
+            Event::Start(root) | Event::Empty(root) => {
+                element_name(root.name().as_ref(), position)?;
+                Ok(if self_closing {
+                    State::AfterRoot
+                } else {
+                    State::InRoot
+                })
+            }
             Event::Text(t) if is_blank(&t) => Ok(State::Prolog),
             _ => Err(malformed("content before the root element")),
         },
         State::InRoot => match event {
             Event::Start(start) | Event::Empty(start) => {
-                let key = lossy(start.name().as_ref());
+                let key = element_name(start.name().as_ref(), position)?;
                 if self_closing {
                     insert_unique(params, key, String::new(), position)?;
                     Ok(State::InRoot)

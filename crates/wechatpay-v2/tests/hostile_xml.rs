@@ -152,3 +152,18 @@ fn other_malformations_are_reported_as_malformed() {
     assert_eq!(decode(b"   "), Err(XmlError::NoRoot));
     assert_eq!(decode(b""), Err(XmlError::NoRoot));
 }
+
+#[test]
+fn invalid_element_names_are_refused() {
+    // Found by fuzzing: quick-xml reads `<\r>` as an element with an empty name.
+    for body in [
+        &b"<\r>\r\r<\r>\r\r\r\r</>\r\r\r\r\r</>\r"[..],
+        b"<xml><\r>1</></xml>",
+        b"<xml><1a>1</1a></xml>",
+        "<xml><金额>1</金额></xml>".as_bytes(),
+    ] {
+        let e = refuse(body);
+        assert!(matches!(e, XmlError::InvalidName { .. }), "{e:?}");
+    }
+    assert!(decode(b"<xml><coupon_fee_0>1</coupon_fee_0><a.b-c>2</a.b-c></xml>").is_ok());
+}
