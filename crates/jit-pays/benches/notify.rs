@@ -2,6 +2,9 @@
 //! conditional UPDATE, on SQLite (WAL, synchronous=FULL) in a temporary directory. No HTTP:
 //! this is the part of a notify's cost that the pays family owns.
 
+// criterion_group! generates an undocumented function.
+#![allow(missing_docs)]
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
