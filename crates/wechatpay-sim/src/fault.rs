@@ -104,7 +104,7 @@ pub enum Fault {
         /// Copies per attempt, at least 2.
         copies: u32,
     },
-    /// Hold notifies until `window` of them wait (or half a second of real time passes),
+    /// Hold notifies until `window` of them wait (or two seconds of real time pass),
     /// then deliver them newest first.
     ReorderNotify {
         /// How many notifies to gather before releasing them, at least 2.

@@ -39,7 +39,7 @@ pub const NOTIFY_RETRY_SCHEDULE: [Duration; 15] = [
 ];
 
 /// How long reordered notifies wait for the window to fill before being released anyway.
-const REORDER_HOLD: Duration = Duration::from_millis(500);
+const REORDER_HOLD: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotifyKind {
