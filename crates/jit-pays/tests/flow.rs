@@ -1018,3 +1018,48 @@ async fn notify_check_reconcile_and_cancel_racing_announce_once() {
         );
     }
 }
+
+/// Many distinct orders notified at once: every one commits (no "database is locked"
+/// under SQLite's single writer), each announced once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_notifies_for_distinct_orders_all_commit() {
+    for shop in shops(ShopOptions::default).await {
+        let label = shop.db.label;
+        let mut bodies = Vec::new();
+        for _ in 0..120 {
+            let order = shop.pay.create("Bulk", yuan("0.5"), None).await.unwrap();
+            bodies.push(shop::signed_notify(
+                APP_ID,
+                MCH_ID,
+                API_KEY,
+                &order.order_id,
+                50,
+                &format!("T{}", order.order_id),
+            ));
+        }
+        let mut tasks = Vec::new();
+        for body in bodies.iter().chain(bodies.iter()) {
+            let svc = shop.svc.clone();
+            let body = body.clone();
+            tasks.push(tokio::spawn(async move {
+                svc.wechat_notify(body.as_bytes()).await
+            }));
+        }
+        let mut paid = 0;
+        for task in tasks {
+            let reply = task.await.unwrap();
+            assert!(reply.acknowledged(), "{label}: {:?}", reply.outcome);
+            if matches!(reply.outcome, NotifyOutcome::Paid { .. }) {
+                paid += 1;
+            }
+        }
+        assert_eq!(paid, 120, "{label}");
+        let announced = shop
+            .events
+            .lock()
+            .iter()
+            .filter(|e| e.kind == PayEventKind::Paid)
+            .count();
+        assert_eq!(announced, 120, "{label}");
+    }
+}
