@@ -15,9 +15,9 @@ pub(crate) fn beijing() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
 }
 
-/// `yyyyMMddHHmmss`, the format of `time_end`, `time_start`, `time_expire`.
+/// `yyyyMMddHHmmss` in Beijing time, the format of `time_end`, `time_start`, `time_expire`.
 pub(crate) fn compact_time(at: DateTime<FixedOffset>) -> String {
-    at.format("%Y%m%d%H%M%S").to_string()
+    wechatpay_v2::types::beijing_time(at.with_timezone(&Utc))
 }
 
 /// `yyyy-MM-dd HH:mm:ss`, the format of `refund_success_time` and bill rows.

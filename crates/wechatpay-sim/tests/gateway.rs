@@ -141,6 +141,17 @@ async fn protocol_errors_answer_return_code_fail() {
         "XML_FORMAT_ERROR"
     );
 
+    let latin1 = reqwest::Client::new()
+        .post(format!("{base}/pay/orderquery"))
+        .body(b"<xml><body>\xe9</body></xml>".to_vec())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(latin1.contains("NOT_UTF8"), "{latin1}");
+
     let mut stranger = order();
     stranger.insert("mch_id".into(), "999".into());
     assert_eq!(
