@@ -873,3 +873,69 @@ async fn a_simulator_in_another_process_is_driven_through_remote_sim() {
         .unwrap();
     assert!(reqwest::get(format!("{base}/sim/health")).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_payers_and_closes_settle_an_order_exactly_once() {
+    let sim = Simulator::start(SimConfig::default().with_time_scale(1000.0))
+        .await
+        .unwrap();
+    let receiver = NotifyReceiver::start(0).await;
+    let base = sim.base_url();
+    for round in 0..5 {
+        let out_trade_no = format!("race-{round}");
+        call(
+            &base,
+            "/pay/unifiedorder",
+            native_order(&out_trade_no, 1, &receiver.url),
+        )
+        .await
+        .assert_success();
+        let http = reqwest::Client::new();
+        let mut racers = Vec::new();
+        for racer in 0..12 {
+            let http = http.clone();
+            let base = base.clone();
+            let out_trade_no = out_trade_no.clone();
+            racers.push(tokio::spawn(async move {
+                if racer % 3 == 0 {
+                    let mut close = default_head();
+                    close.insert("out_trade_no".into(), out_trade_no);
+                    let answer = call(&base, "/pay/closeorder", close).await;
+                    ("close", answer.get("result_code") == "SUCCESS")
+                } else {
+                    let answer = http
+                        .post(format!("{base}/sim/pay"))
+                        .json(&serde_json::json!({ "out_trade_no": out_trade_no }))
+                        .send()
+                        .await
+                        .unwrap();
+                    ("pay", answer.status() == 200)
+                }
+            }));
+        }
+        let mut winners = Vec::new();
+        for racer in racers {
+            let (action, won) = racer.await.unwrap();
+            if won {
+                winners.push(action);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let order = sim.order(&out_trade_no).unwrap();
+        let expected = if winners[0] == "pay" {
+            TradeState::Success
+        } else {
+            TradeState::Closed
+        };
+        assert_eq!(order.state, expected);
+    }
+    // One notify per paid order, never more.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let paid = sim
+        .inspect()
+        .orders
+        .iter()
+        .filter(|order| order.state == TradeState::Success)
+        .count();
+    assert_eq!(receiver.received().len(), paid);
+}
