@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
-use jit_runtime::{Chain, Element, ElementDef, ElementError, LoadContext, Loader, Secret};
+use jit_runtime::{Element, ElementError, LoadContext, Loader, Secret};
 use serde_json::{Map, Value, json};
 use wechatpay_v2::{
-    ApiKey, Client, ClientConfig, ErrCode, Error as WxError, Fen, OrderQueryResponse, OrderRef,
+    Client, ClientConfig, ErrCode, Error as WxError, Fen, OrderQueryResponse, OrderRef,
     RetryPolicy, TradeKind, TradeState, UnifiedOrderRequest, UnverifiedNotify, fail_reply,
     success_reply,
 };
@@ -28,6 +28,10 @@ use crate::model::{
 use crate::order_id::{generate_order_id, validate_order_id, validate_subject};
 use crate::pay::{Pay, PayElement};
 use crate::settings::PaysSettings;
+
+mod config;
+
+pub use config::WechatPayConfig;
 
 /// The fullName of the official Type.
 pub const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
@@ -58,112 +62,6 @@ fn parse_wechat_time(text: &str) -> Option<DateTime<Utc>> {
         .from_local_datetime(&naive)
         .single()
         .map(|at| at.with_timezone(&Utc))
-}
-
-/// An instance's merchant settings, resolved along its chain.
-#[derive(Clone)]
-pub struct WechatPayConfig {
-    /// appid.
-    pub app_id: String,
-    /// mch_id.
-    pub mch_id: String,
-    /// API key.
-    pub api_key: ApiKey,
-}
-
-impl std::fmt::Debug for WechatPayConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WechatPayConfig")
-            .field("app_id", &self.app_id)
-            .field("mch_id", &self.mch_id)
-            .field("api_key", &jit_runtime::MASK)
-            .finish()
-    }
-}
-
-/// Looks `key` up along the chain, nearest element first; in each, the config file
-/// (`{"config": {…}}`, or flat) before e.json's own keys. So the instance's config file
-/// wins over its e.json, which wins over the Type's.
-fn chain_setting<'a>(chain: &'a Chain, key: &str) -> Option<(&'a Value, &'a ElementDef)> {
-    chain.iter().find_map(|def| {
-        let from_config = def.config.as_ref().and_then(|config| {
-            config
-                .get("config")
-                .and_then(|inner| inner.get(key))
-                .or_else(|| config.get(key))
-        });
-        from_config
-            .or_else(|| def.extra.get(key))
-            .map(|value| (value, def.as_ref()))
-    })
-}
-
-fn config_file_hint(def: &ElementDef) -> String {
-    let name = def.full_name.to_string();
-    let last = name.rsplit('.').next().unwrap_or(&name);
-    match &def.front_bundle_entry {
-        Some(entry) if entry.ends_with(".json") => entry.clone(),
-        _ => format!("{last}.json"),
-    }
-}
-
-impl WechatPayConfig {
-    /// Reads appId, mchId and apiKey for the element at the head of `chain`. Errors name
-    /// the element's e.json, its config file and the key; never a value of apiKey.
-    pub fn from_chain(chain: &Chain) -> Result<Self, ElementError> {
-        let element = chain.element();
-        let place = format!(
-            "{} (e.json: {}, config file: {})",
-            element.full_name,
-            element.source.display(),
-            config_file_hint(element)
-        );
-        let read = |key: &'static str| -> Result<String, ElementError> {
-            match chain_setting(chain, key) {
-                None => Err(ElementError::InvalidSetting {
-                    key: key.into(),
-                    message: format!(
-                        "{place}: `{key}` is missing; set it in the config file under \
-                         \"config\" (or in e.json)"
-                    ),
-                }),
-                Some((Value::String(text), _)) if !text.trim().is_empty() => {
-                    Ok(text.trim().to_owned())
-                }
-                Some((_, def)) => Err(ElementError::InvalidSetting {
-                    key: key.into(),
-                    message: format!(
-                        "{place}: `{key}` (found in {}) must be a non-empty string",
-                        def.source.display()
-                    ),
-                }),
-            }
-        };
-        let app_id = read("appId")?;
-        let mch_id = read("mchId")?;
-        let api_key = read("apiKey")?;
-        if !mch_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ElementError::InvalidSetting {
-                key: "mchId".into(),
-                message: format!("{place}: `mchId` must be digits, got {mch_id:?}"),
-            });
-        }
-        if api_key.len() != 32 || !api_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(ElementError::InvalidSetting {
-                key: "apiKey".into(),
-                message: format!(
-                    "{place}: `apiKey` must be the 32 letters and digits of the merchant's \
-                     API key (found {} characters; value not shown)",
-                    api_key.chars().count()
-                ),
-            });
-        }
-        Ok(WechatPayConfig {
-            app_id,
-            mch_id,
-            api_key: ApiKey::new(api_key),
-        })
-    }
 }
 
 /// A WeChat Pay V2 merchant as a [`Pay`].
