@@ -61,6 +61,10 @@ struct Options {
     /// Amount of each order, in yuan.
     #[arg(long, default_value = "0.01")]
     amount: String,
+    /// Before the notifies, this many requests to an unknown element: the host's own
+    /// ceiling (routing, request id, tracing, JSON error) with no element or database work.
+    #[arg(long, default_value_t = 0)]
+    baseline: usize,
 }
 
 struct Target {
@@ -103,6 +107,21 @@ async fn main() -> anyhow::Result<()> {
         ),
         token: options.token.clone(),
     });
+
+    if options.baseline > 0 {
+        let url = format!("{}/load/baseline/unknownFunction", target.api);
+        let report = fire_expecting(
+            &target.client,
+            &url,
+            &["{}".to_owned()],
+            options.baseline,
+            options.concurrency,
+            404,
+            "NOT_FOUND",
+        )
+        .await?;
+        report.print("baseline (404 from the host, no element work)");
+    }
 
     // Phase 0: orders, created through the same API a shop front end uses.
     let started = Instant::now();
@@ -269,6 +288,29 @@ async fn fire(
     count: usize,
     concurrency: usize,
 ) -> anyhow::Result<PhaseReport> {
+    fire_expecting(
+        client,
+        url,
+        bodies,
+        count,
+        concurrency,
+        200,
+        "<return_code><![CDATA[SUCCESS]]></return_code>",
+    )
+    .await
+}
+
+/// Sends `count` requests (cycling over `bodies`) with `concurrency` in flight; every
+/// answer must have `expected_status` and contain `expected_text`.
+async fn fire_expecting(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: &[String],
+    count: usize,
+    concurrency: usize,
+    expected_status: u16,
+    expected_text: &str,
+) -> anyhow::Result<PhaseReport> {
     let started = Instant::now();
     let mut latencies: Vec<Duration> = futures::stream::iter(0..count)
         .map(|index| {
@@ -285,9 +327,8 @@ async fn fire(
                 let text = response.text().await?;
                 let latency = sent.elapsed();
                 ensure!(
-                    status.is_success()
-                        && text.contains("<return_code><![CDATA[SUCCESS]]></return_code>"),
-                    "notify answered HTTP {status}: {text}"
+                    status.as_u16() == expected_status && text.contains(expected_text),
+                    "answered HTTP {status}: {text}"
                 );
                 anyhow::Ok(latency)
             }
