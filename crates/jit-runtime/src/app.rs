@@ -479,7 +479,11 @@ impl App {
         cx: &CallContext,
     ) -> Result<Value, CallError> {
         let Some(slot) = self.0.slots.get(name) else {
-            return Err(self.not_found(name).into());
+            // No suggestion here: names come from requests, and a miss must stay cheap.
+            return Err(CallError::new(
+                CallErrorKind::NotFound,
+                format!("no element `{name}`"),
+            ));
         };
         let args = check_call(&slot.chain, function, args, cx)?;
         let element = self.get_element(name).await?;

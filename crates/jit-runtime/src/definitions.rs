@@ -58,6 +58,8 @@ pub struct Definitions {
     sorted: Vec<usize>,
     /// fullNames some element names as its `type`.
     used_as_type: HashSet<FullName>,
+    /// Visible elements by first name segment, for suggestions.
+    families: HashMap<Box<str>, Vec<usize>>,
 }
 
 impl std::fmt::Debug for Definitions {
@@ -144,22 +146,22 @@ impl Definitions {
 
     /// The visible fullName closest to `name`, if any is close enough to suggest.
     ///
-    /// Only names of the same family (first segment) are compared, and none when the family
-    /// is very large: a lookup miss must stay cheap, since a host may get names from requests.
+    /// Only names of the same family (first segment) and of similar length are compared,
+    /// none when the family is very large: a miss must stay cheap.
     pub fn suggest(&self, name: &str) -> Option<String> {
         const MAX_CANDIDATES: usize = 2_000;
         let family = name.split('.').next().unwrap_or(name);
-        let same_family: Vec<&str> = self
-            .by_name
-            .keys()
-            .map(FullName::as_str)
-            .filter(|candidate| candidate.split('.').next() == Some(family))
-            .take(MAX_CANDIDATES + 1)
-            .collect();
-        if same_family.len() > MAX_CANDIDATES {
+        let members = self.families.get(family)?;
+        if members.len() > MAX_CANDIDATES {
             return None;
         }
-        suggest(name, same_family.into_iter())
+        suggest(
+            name,
+            members
+                .iter()
+                .map(|&i| self.resolved[i].chain.element().full_name.as_str())
+                .filter(|candidate| candidate.len().abs_diff(name.len()) <= 3),
+        )
     }
 
     /// Fills `{{VAR}}` placeholders in `text` (from the process environment, then
@@ -1037,7 +1039,15 @@ pub(crate) fn load(
     let mut sorted: Vec<usize> = by_name.values().copied().collect();
     sorted.sort_by(|&a, &b| nodes[a].0.full_name.cmp(&nodes[b].0.full_name));
 
+    let mut families: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+    for &i in &sorted {
+        let name = nodes[i].0.full_name.as_str();
+        let family = name.split('.').next().unwrap_or(name);
+        families.entry(family.into()).or_default().push(i);
+    }
+
     Ok(Definitions {
+        families,
         settings,
         env,
         layers: layers.into_iter().map(|(layer, _)| layer).collect(),
