@@ -125,3 +125,87 @@ async fn the_custom_type_discounts_refuses_early_cancels_and_delegates_the_rest(
     }
     handle.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_app_shadowing_the_official_type_builds_its_instances_with_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::util::copy_example_app(dir.path());
+    // The app's own pays.WechatPayType: the official definition (as `jit show` prints it)
+    // without `cancel` over HTTP, and a 50 % discount setting.
+    let official: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("crates/jit-pays/elements/pays/WechatPayType/e.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut shadow = official.clone();
+    shadow["title"] = json!("Our WeChat Pay");
+    shadow["discountPercent"] = json!(50);
+    shadow["functionList"] = Value::Array(
+        official["functionList"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|function| function["name"] != "cancel")
+            .cloned()
+            .collect(),
+    );
+    let folder = dir.path().join("elements/pays/WechatPayType");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("e.json"),
+        serde_json::to_string_pretty(&shadow).unwrap(),
+    )
+    .unwrap();
+
+    // Its Rust side: a loader for the same fullName, stacked on the official one, which
+    // stays reachable through load_with_parent.
+    let host = jit::Host::new().loader("pays.WechatPayType", discount::DiscountPayLoader);
+    let overrides = jit::Overrides {
+        database_url: Some(format!("sqlite://{}", dir.path().join("shop.db").display())),
+        ..test_overrides()
+    };
+    let handle = host.serve_in_process(dir.path(), overrides).await.unwrap();
+    let chain = handle.app().chain("pays.myWechatPay").unwrap();
+    assert_eq!(
+        chain.defs()[1].layer,
+        "shop",
+        "the app's definition is on the chain"
+    );
+    assert!(
+        chain.defs()[1].overrides.is_some(),
+        "and it overrides the official one"
+    );
+
+    let http = client();
+    let api = |function: &str| {
+        format!(
+            "{}/api/demo/shop/pays/myWechatPay/{function}",
+            handle.base_url()
+        )
+    };
+    let response = http
+        .post(api("create"))
+        .bearer_auth(SHOP_TOKEN)
+        .json(&json!({"subject": "Half price", "amount": 10}))
+        .send()
+        .await
+        .unwrap();
+    let (status, order) = json_reply(response).await;
+    assert_eq!(status, StatusCode::OK, "{order}");
+    assert_eq!(order["amountFen"], 500);
+
+    let response = http
+        .post(api("cancel"))
+        .bearer_auth(SHOP_TOKEN)
+        .json(&json!({"orderId": order["orderId"]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_reply(response).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(error_code(&body), "FUNCTION_NOT_FOUND");
+    handle.shutdown().await.unwrap();
+}
