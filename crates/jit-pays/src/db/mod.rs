@@ -201,6 +201,11 @@ pub async fn connect(config: &DbConfig) -> Result<PayStore, DbOpenError> {
     Ok(PayStore::new(connection))
 }
 
+/// [`connect`] with the defaults of [`DbConfig::new`].
+pub async fn connect_url(url: &str) -> Result<PayStore, DbOpenError> {
+    connect(&DbConfig::new(url)).await
+}
+
 async fn ensure_pg_schema(
     url: &str,
     schema: &str,

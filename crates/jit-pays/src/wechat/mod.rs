@@ -203,7 +203,10 @@ impl WechatPay {
     /// Announces a recorded payment if this caller made the transition.
     async fn announce_paid(&self, order_id: &str, outcome: PaidOutcome) {
         match outcome {
-            PaidOutcome::Paid => self.announce(order_id, PayEventKind::Paid).await,
+            PaidOutcome::Paid => {
+                tracing::info!(element = %self.full_name, %order_id, "order paid");
+                self.announce(order_id, PayEventKind::Paid).await
+            }
             PaidOutcome::PaidAfterClose { previous } => {
                 tracing::warn!(
                     %order_id, previous = %previous,
@@ -218,6 +221,7 @@ impl WechatPay {
     async fn record_closed(&self, order_id: &str, to: PayStatus) -> Result<CloseOutcome, PayError> {
         let outcome = self.store.close_order(order_id, to).await?;
         if outcome == CloseOutcome::Closed {
+            tracing::info!(element = %self.full_name, %order_id, status = %to, "order closed");
             let kind = if to == PayStatus::Timeout {
                 PayEventKind::TimedOut
             } else {
