@@ -186,9 +186,11 @@ pub fn sign(params: &Params, sign_type: SignType, api_key: &ApiKey) -> String {
 }
 
 /// Adds `sign` (and, for HMAC-SHA256, `sign_type`) to `params`, signing every other field.
+/// A `sign_type` already present is set to the algorithm used, so the document never
+/// announces one algorithm while carrying another's signature.
 pub fn sign_params(params: &mut Params, sign_type: SignType, api_key: &ApiKey) {
     params.shift_remove("sign");
-    if sign_type == SignType::HmacSha256 {
+    if sign_type == SignType::HmacSha256 || params.contains_key("sign_type") {
         params.insert("sign_type".to_owned(), sign_type.as_str().to_owned());
     }
     let signature = sign(params, sign_type, api_key);
@@ -250,6 +252,21 @@ mod tests {
         let key = ApiKey::new("k");
         let a = params(&[("b", "2"), ("a", "1"), ("c", ""), ("sign", "X")]);
         assert_eq!(string_to_sign(&a, &key), "a=1&b=2&key=k");
+    }
+
+    #[test]
+    fn sign_params_keeps_sign_type_truthful() {
+        let key = ApiKey::new("k");
+        let mut doc = params(&[("a", "1"), ("sign_type", "HMAC-SHA256")]);
+        sign_params(&mut doc, SignType::Md5, &key);
+        assert_eq!(doc["sign_type"], "MD5");
+        assert_eq!(verify(&doc, &key), Ok(SignType::Md5));
+        let mut plain = params(&[("a", "1")]);
+        sign_params(&mut plain, SignType::Md5, &key);
+        assert!(!plain.contains_key("sign_type"));
+        sign_params(&mut plain, SignType::HmacSha256, &key);
+        assert_eq!(plain["sign_type"], "HMAC-SHA256");
+        assert_eq!(verify(&plain, &key), Ok(SignType::HmacSha256));
     }
 
     #[test]
