@@ -318,6 +318,11 @@ fn plan_for(chain: &Chain, loaders: &Loaders) -> Vec<PlanStep> {
     plan
 }
 
+tokio::task_local! {
+    /// The elements whose builds enclose the running code, outermost first.
+    static BUILDING: Vec<FullName>;
+}
+
 type BuildFuture = Shared<BoxFuture<'static, Result<Arc<dyn Element>, GetError>>>;
 
 struct Slot {
@@ -413,6 +418,17 @@ impl App {
     }
 
     async fn build_slot(&self, slot: &Slot) -> Result<Arc<dyn Element>, GetError> {
+        // The builds this task is inside of (a loader asking for other elements).
+        let outer: Vec<FullName> = BUILDING.try_with(Clone::clone).unwrap_or_default();
+        let name = &slot.chain.element().full_name;
+        if outer.contains(name) {
+            let mut path: Vec<&str> = outer.iter().map(FullName::as_str).collect();
+            path.push(name.as_str());
+            return Err(GetError::BuildCycle {
+                name: name.to_string(),
+                path: path.join(" → "),
+            });
+        }
         let (attempt, build) = {
             let mut building = slot.building.lock();
             if let Some(element) = slot.ready.get() {
@@ -422,7 +438,13 @@ impl App {
                 Some((attempt, build)) => (*attempt, build.clone()),
                 None => {
                     let attempt = self.0.attempts.fetch_add(1, Ordering::Relaxed);
-                    let build = construct(self.downgrade(), slot.chain.clone(), slot.plan.clone())
+                    let mut inside = outer;
+                    inside.push(name.clone());
+                    let build = BUILDING
+                        .scope(
+                            inside,
+                            construct(self.downgrade(), slot.chain.clone(), slot.plan.clone()),
+                        )
                         .boxed()
                         .shared();
                     *building = Some((attempt, build.clone()));

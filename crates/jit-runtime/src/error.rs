@@ -249,6 +249,15 @@ pub enum GetError {
         /// The Rust type asked for.
         expected: &'static str,
     },
+    /// A loader asked, directly or through other elements' loaders, for an element whose
+    /// build is waiting on it (`a → b → a`): that would never finish.
+    #[error("element `{name}` depends on itself while being built: {path}")]
+    BuildCycle {
+        /// The element asked for.
+        name: String,
+        /// The builds in progress, `a → b → a`.
+        path: String,
+    },
     /// The app was dropped (reached through a [`crate::WeakApp`]).
     #[error("the app is no longer running")]
     AppGone,

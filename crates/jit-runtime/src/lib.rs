@@ -52,7 +52,8 @@
 //! loaders of the parent Types. `build` requires a loader on the chain of every instance
 //! (an element at least two steps below its Meta, instance → Type → Meta, that no element
 //! uses as its `type`).
-//! A loader must not `get_element` the element it is building (that would wait on itself).
+//! A loader that asks (directly or through other loaders) for an element whose build it is
+//! inside of gets [`GetError::BuildCycle`] instead of waiting forever.
 //!
 //! # Tools (`jit check`, `jit ls`, `jit show`)
 //!

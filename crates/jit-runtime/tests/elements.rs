@@ -614,3 +614,57 @@ async fn load_with_parent_without_a_parent_is_an_error() {
     );
     let _ = AppBuilder::new(tree.path());
 }
+
+/// Builds an element that first gets the element named by its `needs` setting.
+struct Needy;
+
+#[async_trait::async_trait]
+impl Loader for Needy {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        if let Some(needed) = cx.chain().setting_str("needs") {
+            cx.app().get_element(needed).await?;
+        }
+        Ok(Arc::new(Plain(cx.def().clone())))
+    }
+}
+
+#[tokio::test]
+async fn loaders_that_need_each_other_get_an_error_not_a_hang() {
+    let tree = Tree::new(&[
+        ("app/app.toml", &app_toml("shop")),
+        ("app/elements/dep/Meta/e.json", r#"{"type": ""}"#),
+        ("app/elements/dep/Type/e.json", r#"{"type": "dep.Meta"}"#),
+        (
+            "app/elements/dep/a/e.json",
+            r#"{"type": "dep.Type", "needs": "dep.b"}"#,
+        ),
+        (
+            "app/elements/dep/b/e.json",
+            r#"{"type": "dep.Type", "needs": "dep.a"}"#,
+        ),
+        (
+            "app/elements/dep/c/e.json",
+            r#"{"type": "dep.Type", "needs": "dep.d"}"#,
+        ),
+        ("app/elements/dep/d/e.json", r#"{"type": "dep.Type"}"#),
+    ]);
+    let app = tree
+        .builder("app")
+        .loader("dep.Meta", Needy)
+        .loader("pays.Meta", PlainLoader)
+        .build()
+        .await
+        .expect("build");
+    let error = tokio::time::timeout(Duration::from_secs(5), app.get_element("dep.a"))
+        .await
+        .expect("no hang")
+        .err()
+        .expect("cycle");
+    assert_eq!(
+        error.to_string(),
+        "building element `dep.a` failed: building element `dep.b` failed: element `dep.a` depends on itself while being built: dep.a → dep.b → dep.a"
+    );
+    // Dependencies without a cycle build fine, and the failed ones can be retried.
+    app.get_element("dep.c").await.expect("c needs d");
+    assert!(app.get_element("dep.d").await.is_ok());
+}
