@@ -254,6 +254,23 @@ impl AppBuilder {
         definitions::load(&self.app_dir, &self.framework, self.env)
     }
 
+    /// Everything [`AppBuilder::build`] checks, without building any element (so without
+    /// touching databases or gateways): the definitions, and a loader on every instance's
+    /// chain. What `jit check` runs when the host's loaders are registered.
+    pub fn check(self) -> Result<Definitions, LoadErrors> {
+        let defs = definitions::load(&self.app_dir, &self.framework, self.env)?;
+        let errors: Vec<LoadError> = defs
+            .iter()
+            .filter(|chain| is_instance(&defs, chain) && plan_for(chain, &self.loaders).is_empty())
+            .map(no_loader)
+            .collect();
+        if errors.is_empty() {
+            Ok(defs)
+        } else {
+            Err(LoadErrors(errors))
+        }
+    }
+
     /// Loads the definitions, checks every instance has a loader on its chain, and builds
     /// the `afterAppInit` elements. Every problem is reported.
     pub async fn build(self) -> Result<App, LoadErrors> {
@@ -263,15 +280,8 @@ impl AppBuilder {
         for chain in defs.iter() {
             let def = chain.element();
             let plan = plan_for(chain, &self.loaders);
-            // An instance sits at least two steps below its Meta (instance → Type → Meta)
-            // and is no element's type; Types and Metas without instances need no loader.
-            let is_instance = chain.len() >= 3 && !defs.is_used_as_type(def.full_name.as_str());
-            if plan.is_empty() && is_instance {
-                errors.push(LoadError::new(
-                    LoadErrorKind::NoLoader,
-                    &def.source,
-                    format!("no loader is registered for any element of its chain {chain}"),
-                ));
+            if plan.is_empty() && is_instance(&defs, chain) {
+                errors.push(no_loader(chain));
             }
             slots.insert(
                 def.full_name.clone(),
@@ -295,6 +305,20 @@ impl AppBuilder {
         app.build_elements(BackendLoadTime::AfterAppInit).await?;
         Ok(app)
     }
+}
+
+/// An instance sits at least two steps below its Meta (instance → Type → Meta) and is no
+/// element's type; Types and Metas without instances need no loader.
+fn is_instance(defs: &Definitions, chain: &Chain) -> bool {
+    chain.len() >= 3 && !defs.is_used_as_type(chain.element().full_name.as_str())
+}
+
+fn no_loader(chain: &Chain) -> LoadError {
+    LoadError::new(
+        LoadErrorKind::NoLoader,
+        &chain.element().source,
+        format!("no loader is registered for any element of its chain {chain}"),
+    )
 }
 
 fn plan_for(chain: &Chain, loaders: &Loaders) -> Vec<PlanStep> {

@@ -59,7 +59,8 @@
 //!
 //! - check: [`AppBuilder::load_definitions`] returns every problem as [`LoadErrors`]
 //!   (each [`LoadError`] has `file`, `json_path`, `message`, `kind`; Display prints
-//!   `file: path: message`, one per line). [`AppBuilder::build`] adds the loader check.
+//!   `file: path: message`, one per line). [`AppBuilder::check`] adds the loader check
+//!   without building anything; [`AppBuilder::build`] also builds `afterAppInit` elements.
 //! - ls: [`Definitions::iter`] yields each visible element's [`Chain`] sorted by fullName;
 //!   `chain.to_string()` is `a → b → c`, `chain.element().layer` its layer,
 //!   [`Definitions::layers`] the layer order.

@@ -422,6 +422,11 @@ async fn an_instance_without_a_loader_fails_build_but_not_load_definitions() {
     tree.builder("app")
         .loader("models.Meta", PlainLoader)
         .loader("pays.Meta", PlainLoader)
+        .check()
+        .expect("check passes");
+    tree.builder("app")
+        .loader("models.Meta", PlainLoader)
+        .loader("pays.Meta", PlainLoader)
         .build()
         .await
         .expect("Meta loader suffices");
