@@ -193,12 +193,15 @@ struct Found {
     source: PathBuf,
     /// The element folder on disk.
     dir: Option<PathBuf>,
+    /// The e.json text, or why it could not be read; taken by `parse_found`.
     text: Result<String, String>,
-    /// Reads a file of the element folder by relative path: Ok(None) when absent.
+    /// The element folder in the embedded framework layer.
     embedded_dir: Option<&'static Dir<'static>>,
 }
 
 impl Found {
+    /// Reads a file of the element folder by relative path (shown path, text); `Ok(None)`
+    /// when it does not exist.
     fn read_sibling(&self, relative: &str) -> Result<Option<(PathBuf, String)>, String> {
         let relative = relative.trim_start_matches("./");
         let shown = self
