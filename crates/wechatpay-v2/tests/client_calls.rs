@@ -699,3 +699,42 @@ fn configuration_is_checked_and_secrets_stay_masked() {
     assert!(!shown.contains(KEY), "{shown}");
     assert!(!shown.contains("SECRET-PRIVATE-KEY"), "{shown}");
 }
+
+const CERT_PEM: &[u8] = include_bytes!("certs/apiclient_cert.pem");
+const KEY_PEM: &[u8] = include_bytes!("certs/apiclient_key.pem");
+const P12: &[u8] = include_bytes!("certs/apiclient_cert.p12");
+const P12_LEGACY: &[u8] = include_bytes!("certs/apiclient_cert_legacy.p12");
+
+#[test]
+fn merchant_certificates_load_from_pem_and_pkcs12() {
+    let base = ClientConfig {
+        base_url: "https://api.mch.weixin.qq.com".into(),
+        app_id: APPID.into(),
+        mch_id: MCH_ID.into(),
+        api_key: ApiKey::new(KEY),
+        ..Default::default()
+    };
+    let pem = ClientIdentity::from_pem(CERT_PEM, KEY_PEM);
+    assert!(
+        Client::new(ClientConfig {
+            identity: Some(pem),
+            ..base.clone()
+        })
+        .is_ok()
+    );
+    for bundle in [P12, P12_LEGACY] {
+        let identity = ClientIdentity::from_pkcs12(bundle, "1900000109").unwrap();
+        assert_eq!(format!("{identity:?}"), "ClientIdentity(***)");
+        assert!(
+            Client::new(ClientConfig {
+                identity: Some(identity),
+                ..base.clone()
+            })
+            .is_ok()
+        );
+    }
+    let wrong = ClientIdentity::from_pkcs12(P12, "not-the-password").unwrap_err();
+    assert!(matches!(wrong, Error::Config(_)), "{wrong:?}");
+    assert!(!wrong.to_string().contains("not-the-password"));
+    assert!(ClientIdentity::from_pkcs12(b"garbage", "1900000109").is_err());
+}
