@@ -643,6 +643,24 @@ fn load_config(
     errors: &mut Vec<LoadError>,
 ) -> Option<Value> {
     let named = front_bundle_entry.filter(|entry| entry.ends_with(".json"));
+    if let Some(entry) = named {
+        let path = Path::new(entry);
+        let escapes = path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir));
+        if escapes {
+            errors.push(
+                LoadError::new(
+                    LoadErrorKind::Config,
+                    &found.source,
+                    format!("config file `{entry}` named by frontBundleEntry must be inside the element folder"),
+                )
+                .at("frontBundleEntry"),
+            );
+            return None;
+        }
+    }
     let candidates: Vec<String> = match named {
         Some(entry) => vec![entry.to_owned()],
         None => vec![

@@ -720,12 +720,26 @@ fn config_file_problems() {
             "app/elements/shop/tsx/e.json",
             r#"{"type": "pays.Meta", "frontBundleEntry": "./index.tsx"}"#,
         ),
+        (
+            "app/elements/shop/out/e.json",
+            r#"{"type": "pays.Meta", "frontBundleEntry": "../generic/config.json"}"#,
+        ),
     ]);
     let errors = errors_of(tree.builder("app").load_definitions());
-    assert_eq!(errors.len(), 2, "{errors}");
+    assert_eq!(errors.len(), 3, "{errors}");
+    let outside = errors
+        .iter()
+        .find(|e| e.file == tree.join("app/elements/shop/out/e.json"))
+        .expect("escaping config path");
+    assert_eq!(outside.json_path.as_deref(), Some("frontBundleEntry"));
+    assert_eq!(
+        outside.message,
+        "config file `../generic/config.json` named by frontBundleEntry must be inside the element folder"
+    );
+    tree.write(&[("app/elements/shop/out/e.json", r#"{"type": "pays.Meta"}"#)]);
     let named = errors
         .iter()
-        .find(|e| e.json_path.as_deref() == Some("frontBundleEntry"))
+        .find(|e| e.file == tree.join("app/elements/shop/named/e.json"))
         .expect("missing named config");
     assert_eq!(named.kind, LoadErrorKind::Config);
     assert_eq!(
