@@ -248,12 +248,13 @@ impl Host {
         self.start(app_dir.as_ref(), overrides, false).await
     }
 
-    async fn start(
+    /// app.toml's settings and the server configuration `jit serve` would use: the
+    /// environment and `overrides` applied, placeholders filled.
+    pub fn resolve_serve_config(
         &self,
         app_dir: &Path,
-        overrides: Overrides,
-        interactive: bool,
-    ) -> Result<ServerHandle, HostError> {
+        overrides: &Overrides,
+    ) -> Result<(AppSettings, ServeConfig), HostError> {
         let settings = AppSettings::load(app_dir, true).map_err(LoadErrors)?;
         let app_toml = app_dir.join("app.toml");
         let tables = raw_tables(&settings, &app_toml)?;
@@ -262,8 +263,18 @@ impl Host {
             &settings.name,
             &tables,
             &|name| std::env::var(name).ok(),
-            &overrides,
+            overrides,
         )?;
+        Ok((settings, config))
+    }
+
+    async fn start(
+        &self,
+        app_dir: &Path,
+        overrides: Overrides,
+        interactive: bool,
+    ) -> Result<ServerHandle, HostError> {
+        let (settings, config) = self.resolve_serve_config(app_dir, &overrides)?;
         let shutdown = ShutdownSignal::new();
         if interactive {
             shutdown.trigger_on_os_signals();

@@ -134,11 +134,19 @@ impl Official {
 
     /// Facts printed at start and exposed through `ServerHandle::info`.
     pub(crate) fn info(&self) -> Vec<(String, String)> {
-        let mut info = vec![("gateway".to_owned(), self.gateway_base_url.clone())];
-        if let Some(simulator) = &self.simulator {
-            info.push(("simulator".to_owned(), simulator.base_url()));
+        match &self.simulator {
+            Some(simulator) => vec![
+                (
+                    "gateway".to_owned(),
+                    format!(
+                        "in-process WeChat Pay simulator at {} (pay an order: jit sim pay ORDER_ID)",
+                        simulator.base_url()
+                    ),
+                ),
+                ("simulator".to_owned(), simulator.base_url()),
+            ],
+            None => vec![("gateway".to_owned(), self.gateway_base_url.clone())],
         }
-        info
     }
 
     /// Background tasks (the reconciler); each future completes once its task stopped.

@@ -106,7 +106,8 @@ pub(crate) async fn start(
             settings.org, settings.name
         );
         println!("  element functions: POST {api_base}/{{element path}}/{{function}}");
-        for (name, value) in &info {
+        println!("  database: {}", redact_url(&config.database_url));
+        for (name, value) in info.iter().filter(|(name, _)| name != "simulator") {
             println!("  {name}: {value}");
         }
         println!("  health: GET http://{local_addr}/healthz   (Ctrl-C stops)");

@@ -9,14 +9,32 @@ use jit_runtime::{Chain, Definitions};
 use crate::host::{Host, HostError, display_dir};
 
 /// `jit check`: every problem on its own line, non-zero exit when there is any.
+///
+/// Definitions (every e.json, config file and placeholder), native plugin headers, and the
+/// server configuration in app.toml (its placeholders included) are all checked.
 pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> {
-    let loaded = host.load_definitions(app_dir).and_then(|definitions| {
-        // Native plugins are opened and their headers checked (nothing in them runs).
-        check_plugins(&definitions)?;
-        Ok(definitions)
-    });
-    match loaded {
+    let mut problems: Vec<String> = Vec::new();
+    let definitions = match host.load_definitions(app_dir) {
         Ok(definitions) => {
+            // Native plugins are opened and their headers checked (nothing in them runs).
+            if let Err(errors) = jit_plugin_host::load_plugins(&definitions) {
+                let errors: jit_runtime::LoadErrors = errors.into();
+                problems.extend(errors.iter().map(ToString::to_string));
+            }
+            Some(definitions)
+        }
+        Err(errors) => {
+            problems.extend(errors.iter().map(ToString::to_string));
+            None
+        }
+    };
+    match host.resolve_serve_config(app_dir, &Default::default()) {
+        // An unreadable or malformed app.toml is already reported with the definitions.
+        Ok(_) | Err(HostError::Load(_)) => {}
+        Err(err) => problems.push(err.to_string()),
+    }
+    match definitions {
+        Some(definitions) if problems.is_empty() => {
             let instances = definitions
                 .iter()
                 .filter(|chain| is_instance(&definitions, chain))
@@ -39,13 +57,13 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(errors) => {
+        _ => {
             let mut stdout = std::io::stdout().lock();
-            for error in &errors {
-                writeln!(stdout, "{error}")?;
+            for problem in &problems {
+                writeln!(stdout, "{problem}")?;
             }
             stdout.flush()?;
-            eprintln!("error: {} problem(s) found", errors.len());
+            eprintln!("error: {} problem(s) found", problems.len());
             Ok(ExitCode::FAILURE)
         }
     }
@@ -74,12 +92,6 @@ pub(crate) fn show(host: &Host, app_dir: &Path, full_name: &str) -> Result<ExitC
         .map_err(|err| HostError::Command(format!("cannot print the definition: {err}")))?;
     println!("{text}");
     Ok(ExitCode::SUCCESS)
-}
-
-fn check_plugins(definitions: &Definitions) -> Result<(), jit_runtime::LoadErrors> {
-    jit_plugin_host::load_plugins(definitions)
-        .map(|_| ())
-        .map_err(Into::into)
 }
 
 fn is_instance(definitions: &Definitions, chain: &Chain) -> bool {
