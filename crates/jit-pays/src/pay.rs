@@ -7,7 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jit_runtime::{CallContext, CallError, CallErrorKind, Element, ElementDef, Secret};
 use serde_json::{Map, Value, json};
-use wechatpay_v2::Fen;
+use wechatpay_v2::{Fen, UnverifiedNotify};
+
+use crate::db::entity::pay_log;
 
 use crate::error::PayError;
 use crate::model::{
@@ -80,6 +82,22 @@ pub trait Pay: Send + Sync + 'static {
     /// Handles a payment notify body; the reply says what to answer WeChat. Never fails:
     /// every refusal is a FAIL reply with nothing changed.
     async fn notify(&self, body: &[u8]) -> NotifyReply;
+
+    /// [`Pay::notify`] for a body the caller has already parsed and whose order
+    /// (`out_trade_no`) it has already read — `PaySvc` does both to route the notify, and
+    /// this spares doing them twice. Nothing in `notify` is trusted yet.
+    ///
+    /// The default ignores both and calls [`Pay::notify`], so a Type that overrides
+    /// `notify` keeps its override; override this only together with `notify`.
+    async fn notify_for_order(
+        &self,
+        notify: UnverifiedNotify,
+        order: pay_log::Model,
+        body: &[u8],
+    ) -> NotifyReply {
+        let _ = (notify, order);
+        self.notify(body).await
+    }
 
     /// The reconciler's step for one waiting order: query it, and when it is past its
     /// expiry and still unpaid, close it at WeChat and locally as `timeout`.

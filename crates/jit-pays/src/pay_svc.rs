@@ -103,10 +103,17 @@ impl PaySvc {
     /// The pay element that owns `order_id`.
     pub async fn pay_for_order(&self, order_id: &str) -> Result<Arc<dyn Pay>, PayError> {
         let row = self.store.get_order(order_id).await?;
-        self.app()?
-            .get::<dyn Pay>(&row.element)
+        self.pay_of_element(&row.element)
             .await
             .map_err(|e| PayError::Unavailable(format!("order {order_id}: {e}")))
+    }
+
+    /// The pay element `name`, which owns an order.
+    async fn pay_of_element(&self, name: &str) -> Result<Arc<dyn Pay>, PayError> {
+        self.app()?
+            .get::<dyn Pay>(name)
+            .await
+            .map_err(|e| PayError::Unavailable(e.to_string()))
     }
 
     /// Creates an order with `element` (default: [`Self::default_pay_name`]).
@@ -165,18 +172,24 @@ impl PaySvc {
                 outcome: NotifyOutcome::Rejected { reason },
             }
         };
-        let order_id = match UnverifiedNotify::parse(body) {
-            Ok(notify) => match notify.unverified_params().get("out_trade_no") {
-                Some(id) => id.clone(),
-                None => return reject("notify without out_trade_no".into()),
-            },
+        // Parsed once and the order read once: the owning element gets both.
+        let notify = match UnverifiedNotify::parse(body) {
+            Ok(notify) => notify,
             Err(error) => return reject(format!("unreadable notify: {error}")),
         };
-        match self.pay_for_order(&order_id).await {
-            Ok(pay) => pay.notify(body).await,
-            Err(PayError::UnknownOrder { .. }) => {
-                reject(format!("notify for unknown order {order_id}"))
-            }
+        let Some(order_id) = notify.unverified_params().get("out_trade_no").cloned() else {
+            return reject("notify without out_trade_no".into());
+        };
+        let routed = match self.store.find_order(&order_id).await {
+            Ok(Some(row)) => self
+                .pay_of_element(&row.element)
+                .await
+                .map(|pay| (pay, row)),
+            Ok(None) => return reject(format!("notify for unknown order {order_id}")),
+            Err(error) => Err(error.into()),
+        };
+        match routed {
+            Ok((pay, row)) => pay.notify_for_order(notify, row, body).await,
             Err(error) => {
                 tracing::error!(%order_id, %error, "notify could not be routed; WeChat will retry");
                 let reason = "temporarily unable to handle the notify".to_owned();

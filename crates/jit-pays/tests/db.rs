@@ -109,7 +109,8 @@ async fn states_only_move_forward() {
             store
                 .mark_paid("FWD2", Some("T2"), Utc::now())
                 .await
-                .unwrap(),
+                .unwrap()
+                .outcome,
             PaidOutcome::Paid
         );
         assert_eq!(
@@ -120,7 +121,8 @@ async fn states_only_move_forward() {
             store
                 .mark_paid("FWD2", Some("T2"), Utc::now())
                 .await
-                .unwrap(),
+                .unwrap()
+                .outcome,
             PaidOutcome::AlreadyPaid
         );
         let paid = store.get_order("FWD2").await.unwrap();
@@ -133,7 +135,8 @@ async fn states_only_move_forward() {
             store
                 .mark_paid("FWD1", Some("T1"), Utc::now())
                 .await
-                .unwrap(),
+                .unwrap()
+                .outcome,
             PaidOutcome::PaidAfterClose {
                 previous: PayStatus::Close
             }
@@ -145,7 +148,8 @@ async fn states_only_move_forward() {
             store
                 .mark_paid("FWD1", Some("T1"), Utc::now())
                 .await
-                .unwrap(),
+                .unwrap()
+                .outcome,
             PaidOutcome::AlreadyPaid
         );
 
@@ -183,7 +187,8 @@ async fn exactly_one_concurrent_transition_wins() {
                             store
                                 .mark_paid(&order_id, Some("TX"), Utc::now())
                                 .await
-                                .unwrap(),
+                                .unwrap()
+                                .outcome,
                             PaidOutcome::Paid
                         ),
                         1 => {
@@ -229,6 +234,7 @@ async fn exactly_one_concurrent_transition_wins() {
                     .mark_paid("LATE", Some("TL"), Utc::now())
                     .await
                     .unwrap()
+                    .outcome
             }));
         }
         let mut flagged = 0;

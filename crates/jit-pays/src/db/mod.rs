@@ -4,6 +4,7 @@
 pub mod entity;
 pub mod migration;
 pub mod store;
+mod writer;
 
 use std::path::Path;
 use std::time::Duration;

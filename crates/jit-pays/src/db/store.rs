@@ -6,14 +6,17 @@
 //! (hooks), so each transition is announced exactly once.
 
 use chrono::{DateTime, SubsecRound, Utc};
+use std::sync::Arc;
+
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, SqlErr, TransactionTrait,
+    DatabaseConnection, DbErr, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Set, SqlErr, UpdateMany,
 };
 
 use super::entity::{PayStatus, pay_log, wechat_record};
+use super::writer::{NotifiedPayment, NotifyWriter};
 
 /// A database failure, with what the store was doing.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +43,7 @@ pub enum StoreError {
     },
 }
 
-fn db(doing: &'static str) -> impl FnOnce(DbErr) -> StoreError {
+pub(super) fn db(doing: &'static str) -> impl FnOnce(DbErr) -> StoreError {
     move |source| StoreError::Db { doing, source }
 }
 
@@ -88,6 +91,27 @@ pub enum PaidOutcome {
     },
     /// It was already paid; nothing changed.
     AlreadyPaid,
+}
+
+/// A recorded payment: what happened, and — when this caller made the transition — the
+/// order as its conditional UPDATE left it (`RETURNING`), so announcing it needs no
+/// second read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentRecorded {
+    /// What this caller's UPDATE did.
+    pub outcome: PaidOutcome,
+    /// The order right after the transition; `Some` exactly when `outcome` is `Paid` or
+    /// `PaidAfterClose`.
+    pub order: Option<pay_log::Model>,
+}
+
+impl PaymentRecorded {
+    fn already_paid() -> Self {
+        PaymentRecorded {
+            outcome: PaidOutcome::AlreadyPaid,
+            order: None,
+        }
+    }
 }
 
 /// Filters for listing orders.
@@ -146,15 +170,22 @@ pub struct ThirdPartyState {
 }
 
 /// The family's tables behind one connection pool.
+///
+/// Payments reported by notifies are committed by one writer task per store (see
+/// [`PayStore::record_notified_payment`]); every other write runs on the caller's task.
 #[derive(Clone, Debug)]
 pub struct PayStore {
     connection: DatabaseConnection,
+    notify_writer: Arc<NotifyWriter>,
 }
 
 impl PayStore {
     /// Wraps an open, migrated connection.
     pub fn new(connection: DatabaseConnection) -> Self {
-        PayStore { connection }
+        PayStore {
+            notify_writer: Arc::new(NotifyWriter::new(connection.clone())),
+            connection,
+        }
     }
 
     /// The underlying connection.
@@ -292,39 +323,28 @@ impl PayStore {
         order_id: &str,
         transaction_id: Option<&str>,
         paid_at: DateTime<Utc>,
-    ) -> Result<PaidOutcome, StoreError> {
+    ) -> Result<PaymentRecorded, StoreError> {
         mark_paid_on(&self.connection, order_id, transaction_id, paid_at).await
     }
 
-    /// [`PayStore::mark_paid`] and [`PayStore::save_notify`] in one transaction (one
-    /// durable commit): the state a verified notify reports, recorded together with the
-    /// transition it causes.
+    /// The payment a verified notify reports: [`PayStore::mark_paid`] and the record-table
+    /// row, made durable before this returns.
+    ///
+    /// Group commit: the payment is queued to the store's writer task, which runs whatever
+    /// payments are queued (up to a cap) in one transaction — each its own conditional
+    /// UPDATE, whose row count decides that caller's outcome — and commits once. A failed
+    /// statement or commit fails every payment of the batch (nothing of it is written), so
+    /// each caller answers FAIL and WeChat sends its notify again. There is no waiting
+    /// for company: a batch is what queued while the previous commit ran, so at low load
+    /// a payment costs one commit, as before.
     pub async fn record_notified_payment(
         &self,
         state: ThirdPartyState,
         paid_at: DateTime<Utc>,
-    ) -> Result<PaidOutcome, StoreError> {
-        let transaction = self
-            .connection
-            .begin()
+    ) -> Result<PaymentRecorded, StoreError> {
+        self.notify_writer
+            .record(NotifiedPayment { state, paid_at })
             .await
-            .map_err(db("starting a transaction"))?;
-        // The conditional UPDATE comes first, so a SQLite transaction takes the write lock
-        // with its first statement (waiting in the busy handler, never failing on a stale
-        // snapshot).
-        let outcome = mark_paid_on(
-            &transaction,
-            &state.order_id,
-            state.transaction_id.as_deref(),
-            paid_at,
-        )
-        .await?;
-        save_third_party_on(&transaction, state, true).await?;
-        transaction
-            .commit()
-            .await
-            .map_err(db("committing a payment"))?;
-        Ok(outcome)
     }
 }
 
@@ -342,54 +362,79 @@ async fn get_order_on<C: ConnectionTrait>(
         })
 }
 
-async fn mark_paid_on<C: ConnectionTrait>(
+/// Runs a conditional UPDATE of the pay log and returns the row it changed, if any
+/// (`RETURNING *`: SQLite ≥ 3.35 and PostgreSQL). At most one row: every such UPDATE
+/// names one `order_id`, which is unique.
+async fn update_returning<C: ConnectionTrait>(
+    connection: &C,
+    update: UpdateMany<pay_log::Entity>,
+) -> Result<Option<pay_log::Model>, DbErr> {
+    let mut query = update.into_query();
+    query.returning_all();
+    let rows = connection.query_all(&query).await?;
+    rows.first()
+        .map(|row| pay_log::Model::from_query_result(row, ""))
+        .transpose()
+}
+
+pub(super) async fn mark_paid_on<C: ConnectionTrait>(
     connection: &C,
     order_id: &str,
     transaction_id: Option<&str>,
     paid_at: DateTime<Utc>,
-) -> Result<PaidOutcome, StoreError> {
+) -> Result<PaymentRecorded, StoreError> {
     let paid_at = paid_at.trunc_subsecs(6);
     // Statuses only move forward, so two rounds always settle it; a third is a bug
     // elsewhere (e.g. someone writing `wait` back) and is reported, not looped on.
     for _ in 0..2 {
         let at = now();
-        let won = pay_log::Entity::update_many()
-            .col_expr(
-                pay_log::Column::Status,
-                Expr::value(PayStatus::Success.as_str()),
-            )
-            .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
-            .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
-            .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
-            .filter(pay_log::Column::OrderId.eq(order_id))
-            .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str()))
-            .exec(connection)
-            .await
-            .map_err(db("marking an order paid"))?;
-        if won.rows_affected == 1 {
-            return Ok(PaidOutcome::Paid);
+        let won = update_returning(
+            connection,
+            pay_log::Entity::update_many()
+                .col_expr(
+                    pay_log::Column::Status,
+                    Expr::value(PayStatus::Success.as_str()),
+                )
+                .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
+                .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
+                .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
+                .filter(pay_log::Column::OrderId.eq(order_id))
+                .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str())),
+        )
+        .await
+        .map_err(db("marking an order paid"))?;
+        if let Some(order) = won {
+            return Ok(PaymentRecorded {
+                outcome: PaidOutcome::Paid,
+                order: Some(order),
+            });
         }
         let current = get_order_on(connection, order_id).await?;
         match current.status {
-            PayStatus::Success => return Ok(PaidOutcome::AlreadyPaid),
+            PayStatus::Success => return Ok(PaymentRecorded::already_paid()),
             PayStatus::Wait => continue,
             previous @ (PayStatus::Close | PayStatus::Timeout) => {
-                let late = pay_log::Entity::update_many()
-                    .col_expr(
-                        pay_log::Column::Status,
-                        Expr::value(PayStatus::Success.as_str()),
-                    )
-                    .col_expr(pay_log::Column::PaidAfterClose, Expr::value(true))
-                    .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
-                    .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
-                    .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
-                    .filter(pay_log::Column::OrderId.eq(order_id))
-                    .filter(pay_log::Column::Status.eq(previous.as_str()))
-                    .exec(connection)
-                    .await
-                    .map_err(db("marking a closed order paid"))?;
-                if late.rows_affected == 1 {
-                    return Ok(PaidOutcome::PaidAfterClose { previous });
+                let late = update_returning(
+                    connection,
+                    pay_log::Entity::update_many()
+                        .col_expr(
+                            pay_log::Column::Status,
+                            Expr::value(PayStatus::Success.as_str()),
+                        )
+                        .col_expr(pay_log::Column::PaidAfterClose, Expr::value(true))
+                        .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
+                        .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
+                        .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
+                        .filter(pay_log::Column::OrderId.eq(order_id))
+                        .filter(pay_log::Column::Status.eq(previous.as_str())),
+                )
+                .await
+                .map_err(db("marking a closed order paid"))?;
+                if let Some(order) = late {
+                    return Ok(PaymentRecorded {
+                        outcome: PaidOutcome::PaidAfterClose { previous },
+                        order: Some(order),
+                    });
                 }
                 // Another caller recorded the same payment first.
                 continue;
@@ -397,7 +442,7 @@ async fn mark_paid_on<C: ConnectionTrait>(
         }
     }
     match get_order_on(connection, order_id).await?.status {
-        PayStatus::Success => Ok(PaidOutcome::AlreadyPaid),
+        PayStatus::Success => Ok(PaymentRecorded::already_paid()),
         _ => Err(StoreError::Db {
             doing: "marking an order paid",
             source: DbErr::Custom(format!(
@@ -520,7 +565,7 @@ impl PayStore {
     }
 }
 
-async fn save_third_party_on<C: ConnectionTrait>(
+pub(super) async fn save_third_party_on<C: ConnectionTrait>(
     connection: &C,
     state: ThirdPartyState,
     from_notify: bool,

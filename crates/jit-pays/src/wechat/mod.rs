@@ -16,8 +16,10 @@ use wechatpay_v2::{
 };
 
 use crate::db::entity::PayStatus;
+use crate::db::entity::pay_log;
 use crate::db::store::{
-    CloseOutcome, NewOrder, PaidOutcome, PayStore, PrepayRecord, StoreError, ThirdPartyState, now,
+    CloseOutcome, NewOrder, PaidOutcome, PayStore, PaymentRecorded, PrepayRecord, StoreError,
+    ThirdPartyState, now,
 };
 use crate::error::PayError;
 use crate::events::{PayEvent, PayEventKind, PayEvents};
@@ -192,29 +194,38 @@ impl WechatPay {
         time_end: Option<&str>,
     ) -> Result<PaidOutcome, StoreError> {
         let paid_at = time_end.and_then(parse_wechat_time).unwrap_or_else(now);
-        let outcome = self
+        let recorded = self
             .store
             .mark_paid(order_id, transaction_id, paid_at)
             .await?;
-        self.announce_paid(order_id, outcome).await;
+        let outcome = recorded.outcome;
+        self.announce_paid(order_id, recorded).await;
         Ok(outcome)
     }
 
-    /// Announces a recorded payment if this caller made the transition.
-    async fn announce_paid(&self, order_id: &str, outcome: PaidOutcome) {
-        match outcome {
+    /// Announces a recorded payment if this caller made the transition, with the row its
+    /// UPDATE returned.
+    async fn announce_paid(&self, order_id: &str, recorded: PaymentRecorded) {
+        let kind = match recorded.outcome {
             PaidOutcome::Paid => {
                 tracing::info!(element = %self.full_name, %order_id, "order paid");
-                self.announce(order_id, PayEventKind::Paid).await
+                PayEventKind::Paid
             }
             PaidOutcome::PaidAfterClose { previous } => {
                 tracing::warn!(
                     %order_id, previous = %previous,
                     "payment arrived for an order closed locally: recorded as paid and flagged"
                 );
-                self.announce(order_id, PayEventKind::PaidAfterClose).await
+                PayEventKind::PaidAfterClose
             }
-            PaidOutcome::AlreadyPaid => {}
+            PaidOutcome::AlreadyPaid => return,
+        };
+        match recorded.order {
+            Some(row) => self.events.emit(&PayEvent {
+                kind,
+                order: row.into(),
+            }),
+            None => self.announce(order_id, kind).await,
         }
     }
 
@@ -748,6 +759,23 @@ impl Pay for WechatPay {
             Ok(None) => return self.reject(format!("notify for unknown order {order_id}")),
             Err(error) => return self.failed(&order_id, &error),
         };
+        self.notify_for_order(unverified, row, body).await
+    }
+
+    async fn notify_for_order(
+        &self,
+        unverified: UnverifiedNotify,
+        row: pay_log::Model,
+        body: &[u8],
+    ) -> NotifyReply {
+        let order_id = row.order_id.clone();
+        if unverified
+            .unverified_params()
+            .get("out_trade_no")
+            .is_none_or(|named| *named != order_id)
+        {
+            return self.reject(format!("notify routed to order {order_id} names another"));
+        }
         if row.element != self.full_name {
             return self.reject(format!(
                 "notify for order {order_id} of another element ({})",
@@ -827,9 +855,10 @@ impl Pay for WechatPay {
             )
             .await;
         match recorded {
-            Ok(outcome) => {
+            Ok(recorded) => {
                 // Committed: only now may WeChat hear SUCCESS, and subscribers of it.
-                self.announce_paid(&order_id, outcome).await;
+                let outcome = recorded.outcome;
+                self.announce_paid(&order_id, recorded).await;
                 Self::acknowledge(match outcome {
                     PaidOutcome::Paid => NotifyOutcome::Paid { order_id },
                     PaidOutcome::PaidAfterClose { .. } => {
