@@ -64,7 +64,11 @@ impl Official {
                 (handle.base_url(), Some(handle))
             }
         };
-        let store = match jit_pays::db::connect(&DbConfig::new(config.database_url.clone())).await {
+        let db_config = DbConfig {
+            pg_schema: config.database_schema.clone(),
+            ..DbConfig::new(config.database_url.clone())
+        };
+        let store = match jit_pays::db::connect(&db_config).await {
             Ok(store) => store,
             Err(err) => {
                 if let Some(simulator) = simulator {

@@ -37,8 +37,10 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// Public base URL used in notify URLs.
     pub public_base_url: Option<String>,
-    /// Database URL (`sqlite://…?mode=rwc` or `postgres://…`).
+    /// Database URL (`sqlite://…` or `postgres://…`).
     pub database_url: Option<String>,
+    /// PostgreSQL schema to create (if missing) and use.
+    pub database_schema: Option<String>,
     /// Gateway base URL; `None` keeps the configured one.
     pub gateway: Option<GatewayTarget>,
     /// Bearer tokens, replacing the configured ones.
@@ -56,6 +58,9 @@ pub struct ServeConfig {
     pub public_base_url: Option<String>,
     /// Database URL.
     pub database_url: String,
+    /// PostgreSQL only: the schema the tables live in (created if missing), so several
+    /// apps can share one database. `None`: the server's default search path.
+    pub database_schema: Option<String>,
     /// Gateway.
     pub gateway: GatewayTarget,
     /// Accepted bearer tokens.
@@ -175,6 +180,21 @@ impl ServeConfig {
             },
         };
 
+        let database_schema = match &overrides.database_schema {
+            Some(schema) => Some(schema.clone()),
+            None => match non_empty(env("JIT_DATABASE_SCHEMA")) {
+                Some(schema) => Some(schema),
+                None => non_empty(string_at(&tables.database, "database", "schema")?),
+            },
+        };
+        if database_schema.is_some() && !database_url.starts_with("postgres") {
+            return Err(invalid(
+                "database.schema",
+                "a schema applies to PostgreSQL only; the database URL is not postgres://"
+                    .to_owned(),
+            ));
+        }
+
         let gateway = match &overrides.gateway {
             Some(gateway) => gateway.clone(),
             None => match non_empty(env("JIT_GATEWAY_BASE_URL")).or(non_empty(string_at(
@@ -249,6 +269,7 @@ impl ServeConfig {
             listen,
             public_base_url,
             database_url,
+            database_schema,
             gateway,
             tokens,
             json_body_limit,
@@ -397,6 +418,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("auth.tokens[1]"), "{err}");
+    }
+
+    #[test]
+    fn a_schema_needs_postgres() {
+        let raw = tables("[database]\nschema = \"shop\"\n");
+        let err = ServeConfig::resolve(
+            Path::new("app.toml"),
+            "shop",
+            &raw,
+            &|_| None,
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("database.schema"), "{err}");
+        let raw = tables("[database]\nurl = \"postgres://db/x\"\nschema = \"shop\"\n");
+        let config = ServeConfig::resolve(
+            Path::new("app.toml"),
+            "shop",
+            &raw,
+            &|_| None,
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.database_schema.as_deref(), Some("shop"));
     }
 
     #[test]

@@ -120,3 +120,70 @@ async fn the_cli_pays_through_the_shop() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("refused to pay"));
     shop.handle.shutdown().await.unwrap();
 }
+
+/// The same flow on PostgreSQL when `JIT_TEST_POSTGRES_URL` names a server (CI sets it),
+/// in a schema of its own.
+#[tokio::test]
+async fn create_pay_and_see_success_on_postgres() {
+    let Ok(url) = std::env::var("JIT_TEST_POSTGRES_URL") else {
+        eprintln!("JIT_TEST_POSTGRES_URL not set: the PostgreSQL run is CI's (SQLite ran above)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    crate::util::copy_example_app(dir.path());
+    let schema = format!("jit_e2e_{}", uuid_like());
+    let overrides = jit::Overrides {
+        database_url: Some(url),
+        database_schema: Some(schema),
+        ..crate::util::test_overrides()
+    };
+    let handle = jit::Host::new()
+        .serve_in_process(dir.path(), overrides)
+        .await
+        .expect("the shop starts on PostgreSQL");
+    let http = crate::util::client();
+    let api = |function: &str| {
+        format!(
+            "{}/api/demo/shop/pays/services/PaySvc/{function}",
+            handle.base_url()
+        )
+    };
+    let call = |function: &str, arguments: serde_json::Value| {
+        let request = http
+            .post(api(function))
+            .bearer_auth(crate::util::SHOP_TOKEN)
+            .json(&arguments);
+        async move { json_reply(request.send().await.unwrap()).await }
+    };
+    let (status, order) = call("create", json!({"subject": "PG order", "amount": 19.9})).await;
+    assert_eq!(status, StatusCode::OK, "{order}");
+    assert_eq!(order["amountFen"], 1990);
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    let (status, _) = call("getPayUrl", json!({"orderId": order_id})).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = http
+        .post(format!("{}/sim/pay", handle.base_url()))
+        .json(&json!({"out_trade_no": order_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, order) = call("query", json!({"orderId": order_id})).await;
+        if order["status"] == "success" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{order}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.shutdown().await.unwrap();
+}
+
+fn uuid_like() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..12)
+        .map(|_| char::from(b'a' + rng.random_range(0..26)))
+        .collect()
+}
