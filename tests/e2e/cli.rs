@@ -131,3 +131,59 @@ fn check_ls_and_show_on_a_sound_app() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn sim_runs_standalone_and_the_payer_commands_reach_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut simulator = Command::new(env!("CARGO_BIN_EXE_jit"))
+        .args([
+            "sim",
+            "--listen",
+            &listen,
+            "--appid",
+            "wx0000000000000001",
+            "--mch-id",
+            "1900000001",
+        ])
+        .env("JIT_SIM_KEY", "0123456789abcdef0123456789abcdef")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("jit sim starts");
+    let url = format!("http://{listen}");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "jit sim never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pay = jit(&["sim", "pay", "D20260101000000123456", "--sim", &url]);
+    let fail = jit(&["sim", "fail", "D20260101000000123456", "--sim", &url]);
+    simulator.kill().expect("stop the simulator");
+    let _ = simulator.wait();
+
+    for output in [pay, fail] {
+        assert!(!output.status.success());
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("no order matches out_trade_no `D20260101000000123456`"),
+            "{stderr}"
+        );
+    }
+
+    // Nothing listening: the error says where it looked and how to point elsewhere.
+    let output = jit(&["sim", "pay", "X1", "--sim", &url]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("--sim sets its URL"),
+        "{}",
+        text(&output.stderr)
+    );
+}
