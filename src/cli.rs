@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "jit", version, about, long_about = None)]
 pub struct Cli {
-    /// Log as JSON lines instead of text (also JIT_LOG_FORMAT=json).
-    #[arg(long, global = true, env = "JIT_LOG_JSON")]
+    /// Log as JSON lines instead of text (or set JIT_LOG_FORMAT=json).
+    #[arg(long, global = true)]
     pub log_json: bool,
 
     /// What to do.

@@ -64,10 +64,13 @@ impl Official {
                 (handle.base_url(), Some(handle))
             }
         };
-        let db_config = DbConfig {
+        let mut db_config = DbConfig {
             pg_schema: config.database_schema.clone(),
             ..DbConfig::new(config.database_url.clone())
         };
+        if let Some(max_connections) = config.database_max_connections {
+            db_config.max_connections = max_connections;
+        }
         let store = match jit_pays::db::connect(&db_config).await {
             Ok(store) => store,
             Err(err) => {

@@ -61,6 +61,8 @@ pub struct ServeConfig {
     /// PostgreSQL only: the schema the tables live in (created if missing), so several
     /// apps can share one database. `None`: the server's default search path.
     pub database_schema: Option<String>,
+    /// Size of the database connection pool; `None`: the pays store's default.
+    pub database_max_connections: Option<u32>,
     /// Gateway.
     pub gateway: GatewayTarget,
     /// Accepted bearer tokens.
@@ -195,6 +197,17 @@ impl ServeConfig {
             ));
         }
 
+        let database_max_connections = match tables.database.get("max_connections") {
+            None => None,
+            Some(toml::Value::Integer(count)) if (1..=1000).contains(count) => Some(*count as u32),
+            Some(other) => {
+                return Err(invalid(
+                    "database.max_connections",
+                    format!("expected an integer from 1 to 1000, found {other}"),
+                ));
+            }
+        };
+
         let gateway = match &overrides.gateway {
             Some(gateway) => gateway.clone(),
             None => match non_empty(env("JIT_GATEWAY_BASE_URL")).or(non_empty(string_at(
@@ -270,6 +283,7 @@ impl ServeConfig {
             public_base_url,
             database_url,
             database_schema,
+            database_max_connections,
             gateway,
             tokens,
             json_body_limit,
