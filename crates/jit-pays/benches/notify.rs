@@ -1,10 +1,16 @@
 //! Notify handling inside the family: parse, verify (MD5), check, and the durable
 //! conditional UPDATE, on SQLite (WAL, synchronous=FULL) in a temporary directory. No HTTP:
 //! this is the part of a notify's cost that the pays family owns.
+//!
+//! `sequential_*` runs one notify at a time (each waits for its own commit); `concurrent_*`
+//! keeps [`IN_FLIGHT`] notifies in flight on the multi-threaded runtime, as an HTTP host
+//! under load does, so the payment writer commits them in groups.
 
 // criterion_group! generates an undocumented function.
 #![allow(missing_docs)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -15,6 +21,32 @@ use wechatpay_v2::{ApiKey, Fen, Params, SignType, sign_params, xml};
 const APP_ID: &str = "wxd930ea5d5a258f4f";
 const MCH_ID: &str = "10000100";
 const API_KEY: &str = "192006250b4c09247ec02edce69f6a2d";
+
+/// Notifies in flight in the concurrent cases (an HTTP host's connection concurrency).
+const IN_FLIGHT: usize = 64;
+
+/// Runs every body through `svc` with [`IN_FLIGHT`] tasks; every reply must be SUCCESS.
+async fn notify_all_concurrently(svc: &Arc<PaySvc>, bodies: Arc<Vec<Vec<u8>>>) -> Duration {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let (svc, bodies, next) = (svc.clone(), bodies.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { break };
+                    let reply = svc.wechat_notify(body).await;
+                    assert!(reply.acknowledged(), "{:?}", reply.outcome);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    start.elapsed()
+}
 
 fn notify_body(order_id: &str) -> Vec<u8> {
     let mut params = Params::new();
@@ -42,7 +74,7 @@ fn notify_body(order_id: &str) -> Vec<u8> {
 
 struct Bench {
     pay: std::sync::Arc<dyn Pay>,
-    svc: std::sync::Arc<PaySvc>,
+    svc: Arc<PaySvc>,
     _dir: tempfile::TempDir,
 }
 
@@ -87,7 +119,23 @@ fn notify(c: &mut Criterion) {
     let mut group = c.benchmark_group("pays_notify_sqlite");
     group.measurement_time(Duration::from_secs(5));
     group.sample_size(20);
-    group.bench_function("distinct_orders_wait_to_success", |b| {
+    group.bench_function("concurrent_distinct_orders_wait_to_success", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut bodies = Vec::with_capacity(iters as usize);
+                for _ in 0..iters {
+                    let order = bench
+                        .pay
+                        .create("Bench", Fen::new(100), None)
+                        .await
+                        .unwrap();
+                    bodies.push(notify_body(&order.order_id));
+                }
+                notify_all_concurrently(&bench.svc, Arc::new(bodies)).await
+            })
+        })
+    });
+    group.bench_function("sequential_distinct_orders_wait_to_success", |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {
                 let mut bodies = Vec::with_capacity(iters as usize);
@@ -118,7 +166,15 @@ fn notify(c: &mut Criterion) {
         assert!(bench.svc.wechat_notify(&body).await.acknowledged());
         body
     });
-    group.bench_function("duplicate_of_a_paid_order", |b| {
+    group.bench_function("concurrent_duplicates_of_a_paid_order", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let bodies = vec![paid.clone(); iters as usize];
+                notify_all_concurrently(&bench.svc, Arc::new(bodies)).await
+            })
+        })
+    });
+    group.bench_function("sequential_duplicate_of_a_paid_order", |b| {
         b.iter(|| {
             runtime.block_on(async {
                 let reply = bench.svc.wechat_notify(&paid).await;

@@ -6,23 +6,30 @@
 //! to [`MAX_BATCH`]), runs each one's conditional UPDATE and record-table upsert in one
 //! transaction, commits once and only then answers each caller with its own outcome.
 //!
-//! Exactly-once is untouched: each payment is still its own `UPDATE … WHERE order_id = ?
-//! AND status = 'wait'` (or the late-paid variant), and its row count alone decides its
-//! caller's outcome — including two notifies for one order in the same batch (the second
-//! sees the first's write inside the transaction) and writers outside the batch (check,
-//! cancel, the reconciler, other processes), which race on the same row as before.
+//! Exactly-once is untouched: an order moves only through a conditional `UPDATE … WHERE
+//! status = 'wait'` (or the late-paid variant), and only the rows it reports changed count
+//! as transitions — each given to one payment: the first of the batch naming the order.
+//! A second notify for the order in the same batch sees the first's write inside the
+//! transaction; writers outside the batch (check, cancel, the reconciler, other
+//! processes) race on the same row as before.
 //!
 //! All or nothing: if a statement or the commit fails, the transaction is rolled back and
 //! every caller of the batch gets the error — none is told the payment is recorded.
 
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, SubsecRound, Utc};
 use parking_lot::Mutex;
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::sea_query::{CaseStatement, Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QueryTrait, Set, TransactionTrait,
+};
 use tokio::sync::{mpsc, oneshot};
 
-use chrono::{DateTime, Utc};
-
+use super::entity::{PayStatus, pay_log, wechat_record};
 use super::store::{
-    PaymentRecorded, StoreError, ThirdPartyState, db, mark_paid_on, save_third_party_on,
+    PaidOutcome, PaymentRecorded, StoreError, ThirdPartyState, db, mark_paid_on, now,
 };
 
 /// At most this many payments share a commit. Bounds the time a transaction holds the
@@ -138,6 +145,15 @@ async fn run(connection: DatabaseConnection, mut queue: mpsc::Receiver<Job>) {
 /// Runs `payments` in one transaction. `Err` means nothing of the batch was written; `Ok`
 /// holds each payment's own outcome, in order (an order that does not exist fails only
 /// its own payment: no statement failed, the others stand).
+///
+/// The common case — orders still waiting — takes one conditional UPDATE for the whole
+/// batch (`… WHERE status = 'wait' AND order_id IN (…) RETURNING *`, each order's own
+/// transaction id and payment time picked by `CASE`), and the record rows one multi-row
+/// upsert: two statements and one commit, however many payments. The rows the UPDATE
+/// returns are exactly the transitions it made; each goes to the first payment of the
+/// batch naming that order, as if the payments had run one after another. Payments whose
+/// order was not waiting (a repeat, a closed or timed-out order) then take the
+/// one-at-a-time path, inside the same transaction.
 pub(crate) async fn commit_batch(
     connection: &DatabaseConnection,
     payments: Vec<NotifiedPayment>,
@@ -146,31 +162,300 @@ pub(crate) async fn commit_batch(
         .begin()
         .await
         .map_err(db("starting a transaction"))?;
+    // The UPDATE comes first, so a SQLite transaction takes the write lock with its first
+    // statement (waiting in the busy handler, never failing on a stale snapshot).
+    let mut won = mark_waiting_paid_on(&transaction, &payments).await?;
     let mut outcomes = Vec::with_capacity(payments.len());
-    for NotifiedPayment { state, paid_at } in payments {
-        // The conditional UPDATE comes first, so a SQLite transaction takes the write
-        // lock with its first statement (waiting in the busy handler, never failing on a
-        // stale snapshot).
+    let mut decided: HashSet<&str> = HashSet::with_capacity(payments.len());
+    for payment in &payments {
+        let order_id = payment.state.order_id.as_str();
+        let first_of_its_order = decided.insert(order_id);
+        if let Some(order) = won.remove(order_id).filter(|_| first_of_its_order) {
+            outcomes.push(Ok(PaymentRecorded {
+                outcome: PaidOutcome::Paid,
+                order: Some(order),
+            }));
+            continue;
+        }
         match mark_paid_on(
             &transaction,
-            &state.order_id,
-            state.transaction_id.as_deref(),
-            paid_at,
+            order_id,
+            payment.state.transaction_id.as_deref(),
+            payment.paid_at,
         )
         .await
         {
-            Ok(recorded) => {
-                save_third_party_on(&transaction, state, true).await?;
-                outcomes.push(Ok(recorded));
-            }
+            Ok(recorded) => outcomes.push(Ok(recorded)),
             Err(unknown @ StoreError::UnknownOrder { .. }) => outcomes.push(Err(unknown)),
             // Dropping the transaction rolls it back.
             Err(failed) => return Err(failed),
         }
     }
+    let records = payments
+        .into_iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(payment, _)| payment.state);
+    save_notified_states_on(&transaction, records).await?;
     transaction
         .commit()
         .await
         .map_err(db("committing a batch of payments"))?;
     Ok(outcomes)
+}
+
+/// `wait → success` for every distinct order of `payments` still waiting, in one
+/// conditional UPDATE; the rows it changed, by order id. Each order gets the transaction
+/// id and payment time of the first payment naming it.
+async fn mark_waiting_paid_on<C: ConnectionTrait>(
+    connection: &C,
+    payments: &[NotifiedPayment],
+) -> Result<HashMap<String, pay_log::Model>, StoreError> {
+    let mut order_ids: Vec<&str> = Vec::with_capacity(payments.len());
+    let mut transaction_ids = CaseStatement::new();
+    let mut paid_ats = CaseStatement::new();
+    for payment in payments {
+        let order_id = payment.state.order_id.as_str();
+        if order_ids.contains(&order_id) {
+            continue;
+        }
+        order_ids.push(order_id);
+        let this_order = pay_log::Column::OrderId.eq(order_id);
+        transaction_ids = transaction_ids.case(
+            this_order.clone(),
+            Expr::value(payment.state.transaction_id.clone()),
+        );
+        paid_ats = paid_ats.case(this_order, Expr::value(payment.paid_at.trunc_subsecs(6)));
+    }
+    let transaction_ids = transaction_ids.finally(Expr::col(pay_log::Column::TransactionId));
+    let paid_ats = paid_ats.finally(Expr::col(pay_log::Column::PaidAt));
+    let mut query = pay_log::Entity::update_many()
+        .col_expr(
+            pay_log::Column::Status,
+            Expr::value(PayStatus::Success.as_str()),
+        )
+        .col_expr(
+            pay_log::Column::TransactionId,
+            Expr::Case(Box::new(transaction_ids)),
+        )
+        .col_expr(pay_log::Column::PaidAt, Expr::Case(Box::new(paid_ats)))
+        .col_expr(pay_log::Column::UpdatedAt, Expr::value(now()))
+        .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str()))
+        .filter(pay_log::Column::OrderId.is_in(order_ids))
+        .into_query();
+    query.returning_all();
+    let rows = connection
+        .query_all(&query)
+        .await
+        .map_err(db("marking orders paid"))?;
+    rows.iter()
+        .map(|row| {
+            let order =
+                pay_log::Model::from_query_result(row, "").map_err(db("reading paid orders"))?;
+            Ok((order.order_id.clone(), order))
+        })
+        .collect()
+}
+
+/// The record-table rows of verified notifies, in one multi-row upsert. When several
+/// name one order, the last one's row is kept (as if written one after another; one
+/// statement may not update a row twice on PostgreSQL).
+async fn save_notified_states_on<C: ConnectionTrait>(
+    connection: &C,
+    states: impl Iterator<Item = ThirdPartyState>,
+) -> Result<(), StoreError> {
+    use wechat_record::Column as C;
+    let mut latest: Vec<ThirdPartyState> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for state in states {
+        match index.get(&state.order_id) {
+            Some(&i) => latest[i] = state,
+            None => {
+                index.insert(state.order_id.clone(), latest.len());
+                latest.push(state);
+            }
+        }
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let at = now();
+    let rows = latest.into_iter().map(|state| wechat_record::ActiveModel {
+        order_id: Set(state.order_id),
+        appid: Set(state.appid),
+        mch_id: Set(state.mch_id),
+        trade_type: Set(None),
+        prepay_id: Set(None),
+        code_url: Set(None),
+        mweb_url: Set(None),
+        prepay_expires_at: Set(None),
+        trade_state: Set(state.trade_state),
+        transaction_id: Set(state.transaction_id),
+        total_fee: Set(state.total_fee),
+        last_notify: Set(Some(state.raw)),
+        last_query: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+        notified_at: Set(Some(at)),
+        queried_at: Set(None),
+    });
+    // A notify without trade_state or transaction_id keeps the stored one, as the
+    // one-row upsert does by leaving the column out.
+    let keep_if_absent = |column: &str| {
+        Expr::cust(format!(
+            "COALESCE(excluded.{column}, pays_wechat_record.{column})"
+        ))
+    };
+    let query = wechat_record::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(C::OrderId)
+                .update_columns([C::LastNotify, C::NotifiedAt, C::UpdatedAt])
+                .value(C::TradeState, keep_if_absent("trade_state"))
+                .value(C::TransactionId, keep_if_absent("transaction_id"))
+                .to_owned(),
+        )
+        .into_query();
+    connection
+        .execute(&query)
+        .await
+        .map_err(db("saving WeChat's order states"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use sea_orm::{ConnectionTrait, DbBackend};
+
+    use super::*;
+    use crate::db::store::{NewOrder, PayStore};
+    use crate::db::{DbConfig, connect};
+
+    fn payment(order_id: &str) -> NotifiedPayment {
+        NotifiedPayment {
+            state: ThirdPartyState {
+                order_id: order_id.to_owned(),
+                appid: "wx0000000000000001".into(),
+                mch_id: "10000100".into(),
+                total_fee: 100,
+                trade_state: Some("SUCCESS".into()),
+                transaction_id: Some(format!("T{order_id}")),
+                raw: "<xml/>".into(),
+            },
+            paid_at: Utc::now(),
+        }
+    }
+
+    async fn insert(store: &PayStore, order_id: &str) {
+        let at = Utc::now();
+        store
+            .insert_order(NewOrder {
+                order_id: order_id.to_owned(),
+                subject: "s".into(),
+                amount_fen: 100,
+                element: "pays.myWechatPay".into(),
+                expires_at: at + chrono::Duration::hours(2),
+                first_check_at: at + chrono::Duration::minutes(1),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// A trigger that makes any UPDATE of order `POISON` fail, as a full disk or a lost
+    /// connection would fail a statement halfway through a batch.
+    async fn poison(store: &PayStore) {
+        let connection = store.connection();
+        let statements: &[&str] = match connection.get_database_backend() {
+            DbBackend::Sqlite => &["CREATE TRIGGER poison BEFORE UPDATE ON pays_pay_log \
+                 WHEN NEW.order_id = 'POISON' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"],
+            _ => &[
+                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.order_id = 'POISON' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER poison BEFORE UPDATE ON pays_pay_log FOR EACH ROW \
+                 EXECUTE FUNCTION poison()",
+            ],
+        };
+        for statement in statements {
+            connection.execute_unprepared(statement).await.unwrap();
+        }
+    }
+
+    async fn stores() -> (Vec<PayStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stores = vec![
+            connect(&DbConfig::sqlite_beside(dir.path(), "writer"))
+                .await
+                .unwrap(),
+        ];
+        if let Ok(url) = std::env::var("JIT_TEST_POSTGRES_URL") {
+            let mut config = DbConfig::new(url);
+            config.pg_schema = Some(format!("w_{}", uuid::Uuid::new_v4().simple()));
+            stores.push(connect(&config).await.unwrap());
+        }
+        (stores, dir)
+    }
+
+    #[tokio::test]
+    async fn one_failing_payment_fails_its_whole_batch_and_writes_nothing() {
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            for id in ["A", "B", "POISON", "C"] {
+                insert(&store, id).await;
+            }
+            poison(&store).await;
+            let batch = ["A", "B", "POISON", "C"].map(payment).into();
+            let error = commit_batch(store.connection(), batch).await.unwrap_err();
+            assert!(error.to_string().contains("poisoned"), "{error}");
+            for id in ["A", "B", "POISON", "C"] {
+                let row = store.get_order(id).await.unwrap();
+                assert_eq!(row.status, PayStatus::Wait, "{id}");
+                assert_eq!(row.transaction_id, None, "{id}");
+                assert!(store.find_record(id).await.unwrap().is_none(), "{id}");
+            }
+            // Without the poisoned order the same payments commit, each once.
+            let batch = ["A", "B", "A", "C", "MISSING"].map(payment).into();
+            let outcomes = commit_batch(store.connection(), batch).await.unwrap();
+            let outcomes: Vec<_> = outcomes
+                .into_iter()
+                .map(|outcome| outcome.map(|recorded| recorded.outcome))
+                .collect();
+            assert!(matches!(outcomes[0], Ok(PaidOutcome::Paid)));
+            assert!(matches!(outcomes[1], Ok(PaidOutcome::Paid)));
+            assert!(matches!(outcomes[2], Ok(PaidOutcome::AlreadyPaid)));
+            assert!(matches!(outcomes[3], Ok(PaidOutcome::Paid)));
+            assert!(matches!(outcomes[4], Err(StoreError::UnknownOrder { .. })));
+            for id in ["A", "B", "C"] {
+                let row = store.get_order(id).await.unwrap();
+                assert_eq!(row.status, PayStatus::Success, "{id}");
+                assert_eq!(row.transaction_id, Some(format!("T{id}")));
+            }
+            assert_eq!(
+                store.get_order("POISON").await.unwrap().status,
+                PayStatus::Wait
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_answers_every_caller_of_a_failed_batch_with_the_error() {
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            insert(&store, "POISON").await;
+            poison(&store).await;
+            let error = store
+                .record_notified_payment(payment("POISON").state, Utc::now())
+                .await
+                .unwrap_err();
+            assert!(error.to_string().contains("poisoned"), "{error}");
+            // The writer survives a failed batch.
+            insert(&store, "D").await;
+            let recorded = store
+                .record_notified_payment(payment("D").state, Utc::now())
+                .await
+                .unwrap();
+            assert_eq!(recorded.outcome, PaidOutcome::Paid);
+            assert_eq!(recorded.order.unwrap().status, PayStatus::Success);
+        }
+    }
 }
