@@ -7,6 +7,7 @@ mod custom_type;
 mod errors;
 mod fixture;
 mod hostile;
+mod logs;
 mod notify;
 mod readme_flow;
 mod shutdown;
