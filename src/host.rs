@@ -305,6 +305,21 @@ impl Host {
         builder
     }
 
+    /// The fullNames this host has a loader for (official families and [`Host::loader`];
+    /// native plugins are found per app).
+    pub fn loader_names(&self) -> std::collections::HashSet<String> {
+        let mut names: std::collections::HashSet<String> =
+            self.loaders.iter().map(|(name, _)| name.clone()).collect();
+        if self.official_families {
+            names.extend(
+                crate::official::LOADER_NAMES
+                    .iter()
+                    .map(|name| (*name).to_owned()),
+            );
+        }
+        names
+    }
+
     /// Whether the official families are included.
     pub(crate) fn has_official_families(&self) -> bool {
         self.official_families

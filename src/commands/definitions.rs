@@ -17,9 +17,24 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
     let definitions = match host.load_definitions(app_dir) {
         Ok(definitions) => {
             // Native plugins are opened and their headers checked (nothing in them runs).
-            if let Err(errors) = jit_plugin_host::load_plugins(&definitions) {
-                let errors: jit_runtime::LoadErrors = errors.into();
-                problems.extend(errors.iter().map(ToString::to_string));
+            let mut loaders = host.loader_names();
+            match jit_plugin_host::load_plugins(&definitions) {
+                Ok(plugins) => loaders.extend(plugins.into_iter().map(|(spec, _)| spec.type_name)),
+                Err(errors) => {
+                    let errors: jit_runtime::LoadErrors = errors.into();
+                    problems.extend(errors.iter().map(ToString::to_string));
+                }
+            }
+            // What `serve` would refuse: an instance nothing in this host can build.
+            for chain in definitions.iter() {
+                if is_instance(&definitions, chain)
+                    && !chain.names().any(|name| loaders.contains(name))
+                {
+                    problems.push(format!(
+                        "{}: no loader in this host for any element of its chain {chain} (a Type written in Rust needs the host binary that registers it; see docs/extending.md)",
+                        chain.element().source.display()
+                    ));
+                }
             }
             Some(definitions)
         }
