@@ -89,6 +89,17 @@ pub enum PayError {
     /// The database failed.
     #[error(transparent)]
     Store(StoreError),
+    /// A pay element reached through its functions (one that offers no typed `Pay`, such
+    /// as a plugin's) answered an error; its code and message are passed on unchanged.
+    #[error("`{element}`.{function}: {source}")]
+    Element {
+        /// The element.
+        element: String,
+        /// The function called.
+        function: &'static str,
+        /// Its error.
+        source: CallError,
+    },
     /// The element cannot reach what it needs (the app is gone, an element failed to load).
     #[error("{0}")]
     Unavailable(String),
@@ -106,7 +117,7 @@ impl From<StoreError> for PayError {
 
 impl PayError {
     /// The stable code a client sees.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             PayError::Invalid { .. } => "BAD_ARGUMENTS",
             PayError::DuplicateOrder { .. } => "CONFLICT",
@@ -117,6 +128,7 @@ impl PayError {
             PayError::PayTypeChanged { .. } => "CONFLICT",
             PayError::Gateway { .. } | PayError::Mismatch { .. } => "UPSTREAM",
             PayError::Store(_) | PayError::Unavailable(_) => "INTERNAL",
+            PayError::Element { source, .. } => source.code(),
         }
     }
 }
@@ -124,6 +136,7 @@ impl PayError {
 impl From<PayError> for CallError {
     fn from(error: PayError) -> Self {
         let kind = match &error {
+            PayError::Element { source, .. } => return source.clone(),
             PayError::Invalid { .. } => CallErrorKind::BadArguments,
             PayError::DuplicateOrder { .. }
             | PayError::WrongElement { .. }
@@ -132,7 +145,9 @@ impl From<PayError> for CallError {
             PayError::Store(_) | PayError::Unavailable(_) => CallErrorKind::Internal,
             PayError::UnknownOrder { .. }
             | PayError::OrderPaid { .. }
-            | PayError::OrderClosed { .. } => CallErrorKind::Element(error.code().into()),
+            | PayError::OrderClosed { .. } => {
+                CallErrorKind::Element(error.code().to_owned().into())
+            }
         };
         CallError::new(kind, error.to_string())
     }

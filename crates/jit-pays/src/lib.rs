@@ -37,6 +37,7 @@ use include_dir::{Dir, include_dir};
 use jit_runtime::AppBuilder;
 
 pub mod db;
+pub mod element_pay;
 pub mod error;
 pub mod events;
 pub mod model;
@@ -50,6 +51,7 @@ pub mod wechat;
 
 pub use db::PayStore;
 pub use db::entity::PayStatus;
+pub use element_pay::{ElementPay, pay_of_element};
 pub use error::PayError;
 pub use events::{PayEvent, PayEventKind, PayEvents};
 pub use model::{

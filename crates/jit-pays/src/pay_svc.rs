@@ -15,6 +15,7 @@ use wechatpay_v2::{Fen, UnverifiedNotify, fail_reply};
 
 use crate::db::PayStore;
 use crate::db::entity::PayStatus;
+use crate::element_pay::pay_of_element;
 use crate::error::PayError;
 use crate::model::{NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer};
 use crate::pay::{Pay, arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, to_json};
@@ -73,10 +74,10 @@ impl PaySvc {
             .ok_or_else(|| PayError::Unavailable("the app is no longer running".into()))
     }
 
-    /// The pay element `name` as a [`Pay`].
+    /// The pay element `name` as a [`Pay`]: its typed one, or — for an element offering
+    /// none (a plugin's Type extending `pays.WechatPayType`) — one calling its functions.
     pub async fn pay_named(&self, name: &str) -> Result<Arc<dyn Pay>, PayError> {
-        self.app()?
-            .get::<dyn Pay>(name)
+        pay_of_element(&self.app()?, name)
             .await
             .map_err(|e| PayError::Invalid {
                 field: "element",
@@ -110,10 +111,7 @@ impl PaySvc {
 
     /// The pay element `name`, which owns an order.
     async fn pay_of_element(&self, name: &str) -> Result<Arc<dyn Pay>, PayError> {
-        self.app()?
-            .get::<dyn Pay>(name)
-            .await
-            .map_err(|e| PayError::Unavailable(e.to_string()))
+        pay_of_element(&self.app()?, name).await
     }
 
     /// Creates an order with `element` (default: [`Self::default_pay_name`]).

@@ -11,7 +11,6 @@ use crate::db::PayStore;
 use crate::db::entity::PayStatus;
 use crate::db::store::now;
 use crate::error::PayError;
-use crate::pay::Pay;
 use crate::settings::PaysSettings;
 
 /// What one pass did.
@@ -46,9 +45,9 @@ pub async fn reconcile_due(app: &App) -> Result<ReconcileReport, PayError> {
     for row in due {
         report.examined += 1;
         let attempts = row.check_attempts.saturating_add(1);
-        let outcome = match app.get::<dyn Pay>(&row.element).await {
+        let outcome = match crate::element_pay::pay_of_element(app, &row.element).await {
             Ok(pay) => pay.reconcile(&row.order_id).await,
-            Err(e) => Err(PayError::Unavailable(e.to_string())),
+            Err(error) => Err(error),
         };
         let reschedule = match outcome {
             Ok(order) => match order.status {

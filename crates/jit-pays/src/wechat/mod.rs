@@ -87,6 +87,15 @@ impl std::fmt::Debug for WechatPay {
     }
 }
 
+/// The configuration as shown (`getProperties`, logs): appId, mchId, the key masked.
+pub(crate) fn masked_config(config: &WechatPayConfig) -> Value {
+    let mut masked = Map::new();
+    masked.insert("appId".into(), Value::String(config.app_id.clone()));
+    masked.insert("mchId".into(), Value::String(config.mch_id.clone()));
+    masked.insert("apiKey".into(), Value::String(jit_runtime::MASK.into()));
+    Value::Object(masked)
+}
+
 /// The notify URL for an app: `{base}/api/{org}/{app}/pays/services/PaySvc/wechatNotify`.
 pub fn notify_url(public_base_url: &str, org: &str, app: &str) -> String {
     format!(
@@ -142,14 +151,11 @@ impl WechatPay {
             &app_settings.org,
             &app_settings.name,
         );
-        let mut masked = Map::new();
-        masked.insert("appId".into(), Value::String(config.app_id.clone()));
-        masked.insert("mchId".into(), Value::String(config.mch_id.clone()));
-        masked.insert("apiKey".into(), Value::String(jit_runtime::MASK.into()));
+        let masked = masked_config(&config);
         WechatPay::new(
             chain.element().full_name.to_string(),
             config,
-            Value::Object(masked),
+            masked,
             url,
             cx.service::<PayStore>()?,
             cx.service::<PayEvents>()?,

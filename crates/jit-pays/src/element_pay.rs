@@ -1,0 +1,304 @@
+//! A [`Pay`] over an element reached only through [`Element::call`] — the reverse of
+//! [`crate::call_pay`].
+//!
+//! An element whose chain contains `pays.WechatPayType` need not hand out a typed
+//! `dyn Pay`: a plugin's Type that extends it deliberately offers none (handing out its
+//! parent's would bypass the plugin's overrides). Such an element still answers the
+//! Type's functionList (`create`, `getPayUrl`, `check`, `notify`, …), so `PaySvc` and the
+//! reconciler use it through those functions, and whatever the element overrides stays
+//! in force. Properties come from the element's resolved configuration (the chain), as
+//! for any WeChat Pay element.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jit_runtime::{App, CallContext, CallError, Element, GetError, Secret};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use wechatpay_v2::{Fen, fail_reply};
+
+use crate::db::PayStore;
+use crate::db::entity::PayStatus;
+use crate::db::store::{CloseOutcome, now};
+use crate::error::PayError;
+use crate::events::{PayEvent, PayEventKind, PayEvents};
+use crate::model::{
+    CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
+    WechatRecord,
+};
+use crate::pay::Pay;
+use crate::pay_svc::PAY_SVC;
+use crate::settings::PaysSettings;
+use crate::wechat::{WECHAT_PAY_TYPE, WechatPayConfig, masked_config, notify_url};
+
+/// The pay element `name` of `app`: its typed `dyn Pay` when it offers one, else — when
+/// its chain contains `pays.WechatPayType` — an [`ElementPay`] calling its functions.
+pub async fn pay_of_element(app: &App, name: &str) -> Result<Arc<dyn Pay>, PayError> {
+    match app.get::<dyn Pay>(name).await {
+        Ok(pay) => Ok(pay),
+        Err(GetError::WrongKind { .. }) => Ok(Arc::new(ElementPay::of(app, name).await?)),
+        Err(error) => Err(PayError::Unavailable(error.to_string())),
+    }
+}
+
+/// A pay element used through its functions.
+pub struct ElementPay {
+    element: Arc<dyn Element>,
+    full_name: String,
+    config: WechatPayConfig,
+    masked_config: Value,
+    notify_url: String,
+    store: Arc<PayStore>,
+    events: Arc<PayEvents>,
+}
+
+impl std::fmt::Debug for ElementPay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElementPay")
+            .field("full_name", &self.full_name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ElementPay {
+    /// Wraps element `name` of `app`, which must have `pays.WechatPayType` in its chain.
+    pub async fn of(app: &App, name: &str) -> Result<Self, PayError> {
+        let chain = app
+            .definitions()
+            .chain(name)
+            .ok_or_else(|| PayError::Unavailable(format!("no element `{name}`")))?;
+        if !chain.contains(WECHAT_PAY_TYPE) {
+            return Err(PayError::Unavailable(format!(
+                "element `{name}` is not a pay element: its chain ({}) does not contain \
+                 {WECHAT_PAY_TYPE}",
+                chain.names().collect::<Vec<_>>().join(" → ")
+            )));
+        }
+        let config = WechatPayConfig::from_chain(chain)
+            .map_err(|e| PayError::Unavailable(format!("element `{name}`: {e}")))?;
+        let service = |what: &str| {
+            PayError::Unavailable(format!("the app provides no {what} (jit_pays::register)"))
+        };
+        let settings = app
+            .service::<PaysSettings>()
+            .ok_or_else(|| service("PaysSettings"))?;
+        let app_settings = app.settings();
+        let element = app
+            .get::<dyn Element>(name)
+            .await
+            .map_err(|e| PayError::Unavailable(e.to_string()))?;
+        Ok(ElementPay {
+            element,
+            full_name: name.to_owned(),
+            masked_config: masked_config(&config),
+            config,
+            notify_url: notify_url(
+                &settings.public_base_url,
+                &app_settings.org,
+                &app_settings.name,
+            ),
+            store: app
+                .service::<PayStore>()
+                .ok_or_else(|| service("PayStore"))?,
+            events: app
+                .service::<PayEvents>()
+                .ok_or_else(|| service("PayEvents"))?,
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        function: &'static str,
+        args: Map<String, Value>,
+    ) -> Result<T, PayError> {
+        let answer = self
+            .element
+            .call(function, args, &CallContext::principal(PAY_SVC))
+            .await
+            .map_err(|source| self.call_error(function, source))?;
+        serde_json::from_value(answer).map_err(|e| {
+            PayError::Unavailable(format!(
+                "`{}`.{function} answered something other than the pays Type's result: {e}",
+                self.full_name
+            ))
+        })
+    }
+
+    fn call_error(&self, function: &'static str, source: CallError) -> PayError {
+        PayError::Element {
+            element: self.full_name.clone(),
+            function,
+            source,
+        }
+    }
+}
+
+/// A function's arguments.
+fn args<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+}
+
+#[async_trait]
+impl Pay for ElementPay {
+    fn full_name(&self) -> &str {
+        &self.full_name
+    }
+
+    fn config(&self) -> Value {
+        self.masked_config.clone()
+    }
+
+    fn app_id(&self) -> &str {
+        &self.config.app_id
+    }
+
+    fn mch_id(&self) -> &str {
+        &self.config.mch_id
+    }
+
+    fn api_key(&self) -> Secret<String> {
+        Secret::new(self.config.api_key.expose_secret().to_owned())
+    }
+
+    async fn create(
+        &self,
+        subject: &str,
+        amount: Fen,
+        order_id: Option<String>,
+    ) -> Result<PayLog, PayError> {
+        // The amount as exact decimal yuan text: `create` reads it without floats.
+        self.call(
+            "create",
+            args([
+                ("subject", json!(subject)),
+                ("amount", json!(amount.to_string())),
+                ("orderId", json!(order_id)),
+            ]),
+        )
+        .await
+    }
+
+    fn generate_order_id(&self) -> String {
+        crate::order_id::generate_order_id()
+    }
+
+    async fn get_pay_url(
+        &self,
+        order_id: &str,
+        pay_type: PayType,
+        payer: &Payer,
+    ) -> Result<PayUrl, PayError> {
+        self.call(
+            "getPayUrl",
+            args([
+                ("orderId", json!(order_id)),
+                ("payType", json!(pay_type.as_str())),
+                ("openid", json!(payer.openid)),
+                ("clientIp", json!(payer.client_ip)),
+                ("sceneInfo", json!(payer.scene_info)),
+            ]),
+        )
+        .await
+    }
+
+    async fn get_order(&self, order_id: &str) -> Result<PayLog, PayError> {
+        self.call("getOrder", args([("orderId", json!(order_id))]))
+            .await
+    }
+
+    fn get_notify_url(&self) -> String {
+        self.notify_url.clone()
+    }
+
+    async fn check(&self, order_id: &str) -> Result<PayLog, PayError> {
+        self.call("check", args([("orderId", json!(order_id))]))
+            .await
+    }
+
+    async fn check_third(&self, pay_log: &PayLog) -> Result<Option<WechatRecord>, PayError> {
+        self.call(
+            "checkThird",
+            args([("payLog", json!({"orderId": pay_log.order_id}))]),
+        )
+        .await
+    }
+
+    async fn cancel(&self, order_id: &str) -> Result<CancelResult, PayError> {
+        self.call("cancel", args([("orderId", json!(order_id))]))
+            .await
+    }
+
+    async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
+        self.call("cancelThird", args([("orderId", json!(order_id))]))
+            .await
+    }
+
+    async fn notify(&self, body: &[u8]) -> NotifyReply {
+        let failed = |reason: String| {
+            tracing::error!(element = %self.full_name, %reason,
+                "payment notify could not be handed to the element; WeChat will retry");
+            NotifyReply {
+                xml: fail_reply("temporarily unable to handle the notify"),
+                outcome: NotifyOutcome::Failed { reason },
+            }
+        };
+        let Ok(xml) = std::str::from_utf8(body) else {
+            tracing::warn!(element = %self.full_name, "payment notify refused: not UTF-8");
+            return NotifyReply {
+                xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
+                outcome: NotifyOutcome::Rejected {
+                    reason: "notify body is not UTF-8".into(),
+                },
+            };
+        };
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            outcome: NotifyOutcome,
+            reply: String,
+        }
+        match self
+            .call::<Answer>("notify", args([("xml", json!(xml))]))
+            .await
+        {
+            Ok(answer) => NotifyReply {
+                outcome: answer.outcome,
+                xml: answer.reply,
+            },
+            Err(error) => failed(error.to_string()),
+        }
+    }
+
+    async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
+        // `reconcile` is no function of the Type: it is composed of the element's own
+        // check and cancelThird, and the local `wait → timeout` every pay element shares.
+        let order = self.get_order(order_id).await?;
+        if order.status != PayStatus::Wait {
+            return Ok(order);
+        }
+        let order = self.check(order_id).await?;
+        if order.status != PayStatus::Wait || order.expires_at > now() {
+            return Ok(order);
+        }
+        match self.cancel_third(order_id).await {
+            Ok(CloseAtWechat::Paid) => self.check(order_id).await,
+            Ok(CloseAtWechat::Closed | CloseAtWechat::NotCreated) => {
+                if self.store.close_order(order_id, PayStatus::Timeout).await?
+                    == CloseOutcome::Closed
+                {
+                    tracing::info!(element = %self.full_name, %order_id, "order timed out");
+                    let row = self.store.get_order(order_id).await?;
+                    self.events.emit(&PayEvent {
+                        kind: PayEventKind::TimedOut,
+                        order: row.into(),
+                    });
+                }
+                self.get_order(order_id).await
+            }
+            Err(error) => Err(error),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! PaySvc and the reconciler with a pay element that offers no typed `dyn Pay` — as a
+//! plugin's Type extending `pays.WechatPayType` does — and is reached only through
+//! `Element::call`. The fixture delegates every function to a real `pays.WechatPayType`
+//! element, except `create`, which it overrides (10% off): the override must stay in force
+//! on every path.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jit_pays::{
+    NotifyOutcome, Pay, PayEventKind, PayEvents, PayStatus, PaySvc, PaysSettings,
+    ReconcilerSettings, reconcile_due,
+};
+use jit_runtime::{
+    CallContext, CallError, Element, ElementDef, ElementError, GetError, LoadContext, Loader,
+    async_trait,
+};
+use parking_lot::Mutex;
+use serde_json::{Map, Value, json};
+use support::shop::{API_KEY, APP_ID, MCH_ID, signed_notify};
+use wechatpay_sim::{SimConfig, Simulator};
+use wechatpay_v2::NOTIFY_SUCCESS_REPLY;
+
+/// Only `Element::call`: no `interface`, so `App::get::<dyn Pay>` refuses it.
+struct CallOnly {
+    def: Arc<ElementDef>,
+    parent: Arc<dyn Element>,
+    calls: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+#[async_trait]
+impl Element for CallOnly {
+    fn def(&self) -> &Arc<ElementDef> {
+        &self.def
+    }
+
+    async fn call(
+        &self,
+        function: &str,
+        mut args: Map<String, Value>,
+        cx: &CallContext,
+    ) -> Result<Value, CallError> {
+        *self.calls.lock().entry(function.to_owned()).or_default() += 1;
+        if function == "create" {
+            // 10% off, in integer fen, the amount arriving as yuan text or number.
+            let fen = wechatpay_v2::Fen::from_yuan_json(&args["amount"]).unwrap();
+            let discounted = wechatpay_v2::Fen::new(fen.get() - fen.get() / 10);
+            args.insert("amount".into(), Value::String(discounted.to_string()));
+        }
+        self.parent.call(function, args, cx).await
+    }
+}
+
+struct CallOnlyLoader {
+    calls: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+#[async_trait]
+impl Loader for CallOnlyLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        Ok(Arc::new(CallOnly {
+            def: cx.def().clone(),
+            parent: cx.load_with_parent().await?,
+            calls: self.calls.clone(),
+        }))
+    }
+}
+
+fn write(path: &std::path::Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_svc_and_the_reconciler_work_through_an_element_without_a_typed_pay() {
+    for db in support::all().await {
+        let label = db.label;
+        // WeChat's notifies go nowhere: this test hands them to PaySvc itself.
+        let sim = Simulator::start(SimConfig::default().with_time_scale(1000.0))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(
+            &root.join("app.toml"),
+            "[app]\norg = \"demo\"\nname = \"shop\"\n",
+        );
+        write(
+            &root.join("elements/pays/DiscountPayType/e.json"),
+            r#"{"type": "pays.WechatPayType", "title": "Discounted WeChat Pay"}"#,
+        );
+        write(
+            &root.join("elements/pays/myDiscountPay/e.json"),
+            &format!(
+                r#"{{"type": "pays.DiscountPayType", "title": "Shop", "appId": "{APP_ID}", "mchId": "{MCH_ID}", "apiKey": "{API_KEY}"}}"#
+            ),
+        );
+        let calls = Arc::new(Mutex::new(HashMap::new()));
+        let mut settings = PaysSettings::new("http://127.0.0.1:1", sim.base_url());
+        settings.order_expiry = Duration::from_secs(3600);
+        settings.reconciler = ReconcilerSettings {
+            first_check_after: Duration::ZERO,
+            ..ReconcilerSettings::default()
+        };
+        let app = jit_pays::register(
+            jit_runtime::AppBuilder::new(root),
+            db.store.clone(),
+            settings,
+        )
+        .loader(
+            "pays.DiscountPayType",
+            CallOnlyLoader {
+                calls: calls.clone(),
+            },
+        )
+        .build()
+        .await
+        .unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        app.service::<PayEvents>()
+            .unwrap()
+            .subscribe(move |event| sink.lock().push((event.order.order_id.clone(), event.kind)));
+        // The premise: typed access is refused.
+        assert!(matches!(
+            app.get::<dyn Pay>("pays.myDiscountPay").await,
+            Err(GetError::WrongKind { .. })
+        ));
+        let cx = CallContext::principal("t");
+        let svc_call = |function: &'static str, args: Value| {
+            let app = app.clone();
+            let cx = cx.clone();
+            async move { app.call("pays.services.PaySvc", function, args, &cx).await }
+        };
+
+        // create, named and by default (the only instance), with the override applied.
+        let created = svc_call(
+            "create",
+            json!({"subject": "Sale", "amount": 10, "element": "pays.myDiscountPay"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(created["amountFen"], 900, "{label}");
+        assert_eq!(created["element"], "pays.myDiscountPay", "{label}");
+        let order_id = created["orderId"].as_str().unwrap().to_owned();
+        let by_default = svc_call("create", json!({"subject": "Sale", "amount": 0.3}))
+            .await
+            .unwrap();
+        assert_eq!(by_default["amountFen"], 27, "{label}");
+        let lost_id = by_default["orderId"].as_str().unwrap().to_owned();
+
+        // getPayUrl routed to the owner, through its functions.
+        let url = svc_call("getPayUrl", json!({"orderId": order_id}))
+            .await
+            .unwrap();
+        assert!(
+            url["payUrl"].as_str().unwrap().starts_with("weixin://"),
+            "{label}: {url}"
+        );
+
+        // wechatNotify: SUCCESS only once committed, one transition, one hook call.
+        let svc = app.get::<PaySvc>("pays.services.PaySvc").await.unwrap();
+        let body = signed_notify(APP_ID, MCH_ID, API_KEY, &order_id, 900, "T-plugin");
+        let reply = svc.wechat_notify(body.as_bytes()).await;
+        assert_eq!(
+            reply.xml, NOTIFY_SUCCESS_REPLY,
+            "{label}: {:?}",
+            reply.outcome
+        );
+        assert_eq!(
+            reply.outcome,
+            NotifyOutcome::Paid {
+                order_id: order_id.clone()
+            },
+            "{label}"
+        );
+        let again = svc_call("wechatNotify", json!({"xml": body}))
+            .await
+            .unwrap();
+        assert_eq!(again, NOTIFY_SUCCESS_REPLY, "{label}");
+        // A forged notify is refused the same way as for a typed element.
+        let forged = signed_notify(APP_ID, MCH_ID, &"x".repeat(32), &lost_id, 27, "T-forged");
+        let refused = svc.wechat_notify(forged.as_bytes()).await;
+        assert!(
+            matches!(refused.outcome, NotifyOutcome::Rejected { .. }),
+            "{label}: {:?}",
+            refused.outcome
+        );
+        let summary = svc_call("query", json!({"orderId": order_id}))
+            .await
+            .unwrap();
+        assert_eq!(summary["status"], "success", "{label}");
+        assert_eq!(summary["amount"], "9.00", "{label}");
+
+        // check: paid at WeChat, its notify lost → orderquery finds it.
+        svc_call("getPayUrl", json!({"orderId": lost_id}))
+            .await
+            .unwrap();
+        sim.pay(lost_id.as_str()).unwrap();
+        let checked = svc_call("check", json!({"orderId": lost_id}))
+            .await
+            .unwrap();
+        assert_eq!(checked["status"], "success", "{label}: {checked}");
+
+        // The reconciler reaches such elements too.
+        let waiting = svc_call("create", json!({"subject": "Later", "amount": 1}))
+            .await
+            .unwrap();
+        let waiting_id = waiting["orderId"].as_str().unwrap().to_owned();
+        let report = reconcile_due(&app).await.unwrap();
+        assert_eq!(report.failed, 0, "{label}: {report:?}");
+        assert_eq!(
+            db.store.get_order(&waiting_id).await.unwrap().status,
+            PayStatus::Wait,
+            "{label}"
+        );
+
+        // Errors keep their codes: an unknown order through the element's own check.
+        let pay = svc.pay_named("pays.myDiscountPay").await.unwrap();
+        let missing = pay.check("NOSUCHORDER").await.unwrap_err();
+        assert_eq!(missing.code(), "ORDER_NOT_FOUND", "{label}: {missing}");
+        assert_eq!(pay.mch_id(), MCH_ID);
+        assert_eq!(pay.config()["apiKey"], jit_runtime::MASK);
+
+        assert_eq!(
+            *events.lock(),
+            [
+                (order_id.clone(), PayEventKind::Paid),
+                (lost_id.clone(), PayEventKind::Paid)
+            ],
+            "{label}"
+        );
+        let calls = calls.lock();
+        for function in ["create", "getPayUrl", "notify", "check"] {
+            assert!(
+                calls.get(function).copied().unwrap_or(0) > 0,
+                "{label}: `{function}` went through Element::call: {calls:?}"
+            );
+        }
+        assert_eq!(calls["create"], 3, "{label}");
+        assert_eq!(
+            calls["notify"], 3,
+            "{label}: notify, its repeat, the forged one"
+        );
+    }
+}
