@@ -17,6 +17,9 @@ use sea_orm_migration::MigratorTrait;
 
 pub use store::PayStore;
 
+/// Bytes a SQLite WAL file is truncated back to when it is reset (`journal_size_limit`).
+const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Everything that can go wrong while opening the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbOpenError {
@@ -178,6 +181,9 @@ pub async fn connect(config: &DbConfig) -> Result<PayStore, DbOpenError> {
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(busy_timeout)
                     .foreign_keys(true)
+                    // After the WAL is reset (see the payment writer's checkpoints), a file
+                    // grown beyond this under load is truncated back to it.
+                    .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
             });
         }
         DbKind::Postgres => {

@@ -17,13 +17,14 @@
 //! every caller of the batch gets the error — none is told the payment is recorded.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use parking_lot::Mutex;
 use sea_orm::sea_query::{CaseStatement, Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, QueryTrait, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QueryTrait, Set, Statement, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,6 +37,15 @@ use super::store::{
 /// write lock (and the latency of its last caller); at a few tens of µs of statements per
 /// payment, a full batch costs about as much as a few fsyncs.
 pub(crate) const MAX_BATCH: usize = 256;
+
+/// On SQLite, at most this often the writer asks for the WAL to be reset (a `RESTART`
+/// checkpoint). SQLite's automatic checkpoints copy the WAL back into the database but
+/// cannot start it over while readers are always active — under a steady stream of
+/// notifies every moment has one — so the WAL, and with it every read, would grow without
+/// bound (hundreds of MB after tens of thousands of payments). A RESTART checkpoint waits
+/// until the readers of that moment are done (each reads one row), so the next commit writes the WAL
+/// from its start.
+const WAL_RESTART_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many payments may wait for the writer before callers wait to enqueue (back
 /// pressure instead of an unbounded queue).
@@ -114,6 +124,8 @@ impl NotifyWriter {
 }
 
 async fn run(connection: DatabaseConnection, mut queue: mpsc::Receiver<Job>) {
+    let sqlite = connection.get_database_backend() == DbBackend::Sqlite;
+    let mut wal_restarted = Instant::now();
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (payments, answers): (Vec<_>, Vec<_>) =
@@ -139,6 +151,31 @@ async fn run(connection: DatabaseConnection, mut queue: mpsc::Receiver<Job>) {
                 }
             }
         }
+        // After the answers, so no caller waits for it.
+        if sqlite && wal_restarted.elapsed() >= WAL_RESTART_INTERVAL {
+            restart_wal(&connection).await;
+            wal_restarted = Instant::now();
+        }
+    }
+}
+
+/// `PRAGMA wal_checkpoint(RESTART)`: copies the WAL into the database and makes the next
+/// writer start the WAL over. Best effort: if readers stay busy past the busy timeout it
+/// is logged and tried again later; committed payments are not affected either way.
+async fn restart_wal(connection: &DatabaseConnection) {
+    let result = connection
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA wal_checkpoint(RESTART)",
+        ))
+        .await;
+    match result {
+        // (busy, WAL frames, frames checkpointed); busy = 1 means it could not finish.
+        Ok(Some(row)) if row.try_get_by_index::<i64>(0).unwrap_or(0) != 0 => {
+            tracing::debug!("WAL restart deferred: readers still busy");
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "WAL checkpoint failed; retried later"),
     }
 }
 
