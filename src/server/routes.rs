@@ -55,9 +55,9 @@ pub(crate) async fn call_function(
 /// Reads at most `limit` bytes of body; more is a 413 naming the limit.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|err| {
-        let too_large = std::error::Error::source(&err)
-            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
-            || err.to_string().contains("length limit");
+        let too_large =
+            std::iter::successors(std::error::Error::source(&err), |source| source.source())
+                .any(|source| source.is::<http_body_util::LengthLimitError>());
         if too_large {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
