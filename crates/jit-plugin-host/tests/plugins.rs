@@ -495,29 +495,12 @@ fn placement_problems_are_refused_before_opening_anything() {
 
 /// Compiles a tiny `cdylib` that exports a function but no plugin header.
 fn compile_library_without_header(output: &std::path::Path) {
-    let source = output.with_extension("rs");
-    std::fs::write(
-        &source,
-        "#[unsafe(no_mangle)]\npub extern \"C\" fn unrelated_function() -> u32 { 7 }\n",
-    )
-    .expect("write source");
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let status = std::process::Command::new(rustc)
-        .args([
-            "--edition",
-            "2024",
-            "--crate-type",
-            "cdylib",
-            "--crate-name",
-            "no_header",
-            "-o",
-        ])
-        .arg(output)
-        .arg(&source)
-        .status()
-        .expect("running rustc");
-    assert!(status.success(), "compiling the header-less library failed");
+    test_support::compile_cdylib(NO_HEADER_SOURCE, "no_header", output);
 }
+
+/// A library exporting a function but no plugin header.
+const NO_HEADER_SOURCE: &str =
+    "#[unsafe(no_mangle)]\npub extern \"C\" fn unrelated_function() -> u32 { 7 }\n";
 
 /// An app shadowing the Type of the app it extends with a plugin of the same fullName: the
 /// plugin wraps the shadowed Type's loader, which stays reachable as its parent.

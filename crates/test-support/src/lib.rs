@@ -9,6 +9,10 @@
 //! and `pip install wechatpy==1.8.18 cryptography`. Test binaries run in parallel, so the
 //! set-up is guarded by an exclusive lock on `target/wechatpy-venv.lock`. Failing to get an
 //! interpreter panics: interop tests never skip silently.
+//!
+//! It also builds shared libraries for tests that load them ([`build_cdylibs`],
+//! [`compile_cdylib`]): workspace crates by name through cargo, one-file libraries through
+//! rustc.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -17,6 +21,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+mod cdylib;
+
+pub use cdylib::{build_cdylibs, compile_cdylib, library_file_name};
 
 /// The wechatpy release every interop test is written against.
 pub const WECHATPY_VERSION: &str = "1.8.18";

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -20,65 +19,20 @@ pub struct BuiltPlugins {
     pub bad_abi: PathBuf,
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("crates/jit-plugin-host sits two levels below the workspace root")
-        .to_owned()
-}
-
 /// Builds the three plugin crates once per test binary (a no-op when they are up to date)
 /// and returns their library files, as cargo reports them.
 pub fn built_plugins() -> &'static BuiltPlugins {
     static BUILT: OnceLock<BuiltPlugins> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut command = Command::new(cargo);
-        command.current_dir(workspace_root()).args([
-            "build",
-            "--message-format=json-render-diagnostics",
-            "-p",
-            "example-discount-plugin",
-            "-p",
-            "test-probe-plugin",
-            "-p",
-            "test-bad-plugin",
-        ]);
         // Benchmarks (optimised builds) measure optimised plugins too.
-        if !cfg!(debug_assertions) {
-            command.arg("--release");
-        }
-        let output = command
-            .output()
-            .expect("running cargo to build the plugin crates");
-        assert!(
-            output.status.success(),
-            "building the plugin crates failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
+        let mut libraries = test_support::build_cdylibs(
+            &[
+                "example-discount-plugin",
+                "test-probe-plugin",
+                "test-bad-plugin",
+            ],
+            !cfg!(debug_assertions),
         );
-        let mut libraries = HashMap::new();
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let Ok(message) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            if message["reason"] != "compiler-artifact" {
-                continue;
-            }
-            let name = message["target"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let dylib = message["filenames"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .find(|file| file.ends_with(std::env::consts::DLL_SUFFIX));
-            if let Some(file) = dylib {
-                libraries.insert(name, PathBuf::from(file));
-            }
-        }
         let mut take = |name: &str| {
             libraries
                 .remove(name)
@@ -92,14 +46,7 @@ pub fn built_plugins() -> &'static BuiltPlugins {
     })
 }
 
-/// The platform's file name for a library called `name` (`libname.so` on Linux).
-pub fn library_file_name(name: &str) -> String {
-    format!(
-        "{}{name}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    )
-}
+pub use test_support::library_file_name;
 
 /// A temporary app: `app.toml` and `elements/`.
 pub struct TempApp {
