@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DbErr, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Set, SqlErr, UpdateMany,
+    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Set, SqlErr, UpdateMany,
 };
 
 use super::entity::{PayStatus, pay_log, wechat_record};
@@ -202,29 +202,36 @@ impl PayStore {
     /// writes nothing.
     pub async fn insert_order(&self, order: NewOrder) -> Result<pay_log::Model, StoreError> {
         let at = now();
-        let row = pay_log::ActiveModel {
-            id: NotSet,
-            order_id: Set(order.order_id.clone()),
-            subject: Set(order.subject),
-            amount_fen: Set(order.amount_fen),
-            status: Set(PayStatus::Wait),
-            element: Set(order.element),
-            pay_type: Set(None),
-            transaction_id: Set(None),
-            paid_after_close: Set(false),
-            created_at: Set(at),
-            updated_at: Set(at),
-            paid_at: Set(None),
-            closed_at: Set(None),
-            expires_at: Set(order.expires_at.trunc_subsecs(6)),
-            check_attempts: Set(0),
-            next_check_at: Set(order.first_check_at.trunc_subsecs(6)),
+        let mut model = pay_log::Model {
+            id: 0,
+            order_id: order.order_id,
+            subject: order.subject,
+            amount_fen: order.amount_fen,
+            status: PayStatus::Wait,
+            element: order.element,
+            pay_type: None,
+            transaction_id: None,
+            paid_after_close: false,
+            created_at: at,
+            updated_at: at,
+            paid_at: None,
+            closed_at: None,
+            expires_at: order.expires_at.trunc_subsecs(6),
+            check_attempts: 0,
+            next_check_at: order.first_check_at.trunc_subsecs(6),
         };
-        match row.insert(&self.connection).await {
-            Ok(model) => Ok(model),
+        let mut row: pay_log::ActiveModel = model.clone().into();
+        row.id = NotSet;
+        // Insert only (the id comes back as last_insert_rowid or `RETURNING id`): no
+        // read-back, which on SQLite would be one more statement per order.
+        match pay_log::Entity::insert(row).exec(&self.connection).await {
+            Ok(inserted) => {
+                model.id = inserted.last_insert_id;
+                Ok(model)
+            }
             Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Err(StoreError::DuplicateOrder {
-                    order_id: order.order_id,
+                    order_id: model.order_id,
                 })
             }
             Err(source) => Err(StoreError::Db {
