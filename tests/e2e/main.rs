@@ -9,6 +9,7 @@ mod fixture;
 mod hostile;
 mod logs;
 mod notify;
+mod plugin;
 mod readme_flow;
 mod shutdown;
 mod util;
