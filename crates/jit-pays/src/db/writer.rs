@@ -3,7 +3,7 @@
 //! A durable commit (the fsync of SQLite's WAL, or PostgreSQL's WAL flush) costs far more
 //! than the statements before it, and writes to one SQLite file are serialised anyway. So
 //! one writer task per store takes every payment queued while its previous commit ran (up
-//! to [`MAX_BATCH`]), runs each one's conditional UPDATE and record-table upsert in one
+//! to [`MAX_BATCH`]), runs their conditional UPDATE and record-table upsert in one
 //! transaction, commits once and only then answers each caller with its own outcome.
 //!
 //! Exactly-once is untouched: an order moves only through a conditional `UPDATE … WHERE
@@ -39,12 +39,11 @@ use super::store::{
 pub(crate) const MAX_BATCH: usize = 256;
 
 /// On SQLite, at most this often the writer asks for the WAL to be reset (a `RESTART`
-/// checkpoint). SQLite's automatic checkpoints copy the WAL back into the database but
-/// cannot start it over while readers are always active — under a steady stream of
-/// notifies every moment has one — so the WAL, and with it every read, would grow without
-/// bound (hundreds of MB after tens of thousands of payments). A RESTART checkpoint waits
-/// until the readers of that moment are done (each reads one row), so the next commit writes the WAL
-/// from its start.
+/// checkpoint). SQLite's automatic checkpoints copy the WAL back into the database, but the
+/// WAL starts over only when a commit finds no reader using it; under a steady stream of
+/// notifies such a moment is left to chance, and a WAL that keeps growing makes every read
+/// slower. A RESTART checkpoint makes that moment: it waits until the readers of the moment
+/// are done (each reads one row), so the next commit writes the WAL from its start.
 const WAL_RESTART_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many payments may wait for the writer before callers wait to enqueue (back
