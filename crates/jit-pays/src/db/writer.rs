@@ -315,6 +315,10 @@ async fn save_notified_states_on<C: ConnectionTrait>(
     if latest.is_empty() {
         return Ok(());
     }
+    // Rows in order-id order, as PostgreSQL's index scan of the `IN (…)` list locks the pay
+    // log: two processes' batches then take their locks in the same order and cannot
+    // deadlock each other.
+    latest.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
     let at = now();
     let rows = latest.into_iter().map(|state| wechat_record::ActiveModel {
         order_id: Set(state.order_id),
