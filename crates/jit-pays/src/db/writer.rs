@@ -315,9 +315,9 @@ async fn save_notified_states_on<C: ConnectionTrait>(
     if latest.is_empty() {
         return Ok(());
     }
-    // Rows in order-id order, as PostgreSQL's index scan of the `IN (…)` list locks the pay
-    // log: two processes' batches then take their locks in the same order and cannot
-    // deadlock each other.
+    // Rows in order-id order, so concurrent batches of several processes lock the record
+    // rows in one order. (Should PostgreSQL still report a deadlock between two batches,
+    // the one it aborts answers FAIL to its notifies, which WeChat sends again.)
     latest.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
     let at = now();
     let rows = latest.into_iter().map(|state| wechat_record::ActiveModel {
