@@ -109,12 +109,11 @@ pub(crate) fn wechat_fail_xml(message: &str) -> String {
     )
 }
 
-/// Maps a runtime call error to the HTTP status it is answered with.
+/// Maps a runtime call error's category to the HTTP status it is answered with.
 ///
-/// Element-specific codes are the element's business refusals (an order already paid, an
-/// amount out of range): the request was understood but cannot be carried out in the
-/// current state, so 409 unless the code says "not found".
-pub(crate) fn status_for_call_error(kind: &CallErrorKind) -> StatusCode {
+/// Only the category decides: an element's specific code (`ORDER_PAID`, `ORDER_NOT_FOUND`)
+/// refines what the client reads in `error.code`, never the status.
+pub(crate) fn status_for_call_error(kind: CallErrorKind) -> StatusCode {
     match kind {
         CallErrorKind::NotFound | CallErrorKind::FunctionNotFound => StatusCode::NOT_FOUND,
         CallErrorKind::BadArguments => StatusCode::BAD_REQUEST,
@@ -122,15 +121,12 @@ pub(crate) fn status_for_call_error(kind: &CallErrorKind) -> StatusCode {
         CallErrorKind::Conflict => StatusCode::CONFLICT,
         CallErrorKind::Upstream => StatusCode::BAD_GATEWAY,
         CallErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        CallErrorKind::Element(code) if code.ends_with("NOT_FOUND") => StatusCode::NOT_FOUND,
-        CallErrorKind::Element(code) if code.starts_with("INVALID") => StatusCode::BAD_REQUEST,
-        CallErrorKind::Element(_) => StatusCode::CONFLICT,
     }
 }
 
 impl From<CallError> for ApiError {
     fn from(error: CallError) -> Self {
-        let status = status_for_call_error(&error.kind);
+        let status = status_for_call_error(error.kind);
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             // Internal messages may name files or queries; the log has them, the client a
             // pointer to the log line.

@@ -205,6 +205,18 @@ async fn element_errors_map_to_statuses_and_internals_stay_in_the_log() {
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(error_code(&body), "UPSTREAM");
 
+    // The category alone picks the status; the specific code is passed on as it is.
+    let (status, body) = server
+        .post("fixture/services/EchoSvc/refused", &json!({}), Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "INVALID_STATE");
+    let (status, body) = server
+        .post("fixture/services/EchoSvc/missing", &json!({}), Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(error_code(&body), "THING_GONE");
+
     let (status, body) = server
         .post("fixture/services/EchoSvc/internal", &json!({}), Some(TOKEN))
         .await;

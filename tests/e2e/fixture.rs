@@ -45,6 +45,9 @@ impl Element for EchoService {
             "ping" => Ok(json!({"pong": true})),
             "conflict" => Err(CallError::conflict("the thing is already done")),
             "upstream" => Err(CallError::upstream("the gateway answered SYSTEMERROR")),
+            // Specific codes whose names say nothing about their category.
+            "refused" => Err(CallError::conflict("the thing is locked").with_code("INVALID_STATE")),
+            "missing" => Err(CallError::not_found("no such thing").with_code("THING_GONE")),
             "internal" => Err(CallError::internal(
                 "cannot open /var/lib/secret-path/db: permission denied",
             )),
@@ -84,6 +87,8 @@ pub const ECHO_SVC: &str = r#"{
     {"name": "ping", "args": [], "loginRequired": false},
     {"name": "conflict", "args": []},
     {"name": "upstream", "args": []},
+    {"name": "refused", "args": []},
+    {"name": "missing", "args": []},
     {"name": "internal", "args": []},
     {"name": "boom", "args": []},
     {"name": "slow", "args": [{"name": "ms", "dataType": "Integer"}]},

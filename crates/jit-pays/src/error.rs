@@ -116,39 +116,137 @@ impl From<StoreError> for PayError {
 }
 
 impl PayError {
-    /// The stable code a client sees.
+    /// The category a caller sees (an HTTP host answers with the category's status).
+    pub fn kind(&self) -> CallErrorKind {
+        match self {
+            PayError::Invalid { .. } => CallErrorKind::BadArguments,
+            PayError::UnknownOrder { .. } => CallErrorKind::NotFound,
+            PayError::DuplicateOrder { .. }
+            | PayError::WrongElement { .. }
+            | PayError::OrderPaid { .. }
+            | PayError::OrderClosed { .. }
+            | PayError::PayTypeChanged { .. } => CallErrorKind::Conflict,
+            PayError::Gateway { .. } | PayError::Mismatch { .. } => CallErrorKind::Upstream,
+            PayError::Store(_) | PayError::Unavailable(_) => CallErrorKind::Internal,
+            PayError::Element { source, .. } => source.kind,
+        }
+    }
+
+    /// The family's own code for this failure, where the category alone would not tell the
+    /// caller what to do (`ORDER_NOT_FOUND`, `ORDER_PAID`, `ORDER_CLOSED`).
+    fn specific_code(&self) -> Option<&'static str> {
+        match self {
+            PayError::UnknownOrder { .. } => Some("ORDER_NOT_FOUND"),
+            PayError::OrderPaid { .. } => Some("ORDER_PAID"),
+            PayError::OrderClosed { .. } => Some("ORDER_CLOSED"),
+            _ => None,
+        }
+    }
+
+    /// The stable code a client sees: the specific code, else the category's.
     pub fn code(&self) -> &str {
         match self {
-            PayError::Invalid { .. } => "BAD_ARGUMENTS",
-            PayError::DuplicateOrder { .. } => "CONFLICT",
-            PayError::UnknownOrder { .. } => "ORDER_NOT_FOUND",
-            PayError::WrongElement { .. } => "CONFLICT",
-            PayError::OrderPaid { .. } => "ORDER_PAID",
-            PayError::OrderClosed { .. } => "ORDER_CLOSED",
-            PayError::PayTypeChanged { .. } => "CONFLICT",
-            PayError::Gateway { .. } | PayError::Mismatch { .. } => "UPSTREAM",
-            PayError::Store(_) | PayError::Unavailable(_) => "INTERNAL",
             PayError::Element { source, .. } => source.code(),
+            other => other.specific_code().unwrap_or(other.kind().code()),
         }
     }
 }
 
 impl From<PayError> for CallError {
     fn from(error: PayError) -> Self {
-        let kind = match &error {
-            PayError::Element { source, .. } => return source.clone(),
-            PayError::Invalid { .. } => CallErrorKind::BadArguments,
-            PayError::DuplicateOrder { .. }
-            | PayError::WrongElement { .. }
-            | PayError::PayTypeChanged { .. } => CallErrorKind::Conflict,
-            PayError::Gateway { .. } | PayError::Mismatch { .. } => CallErrorKind::Upstream,
-            PayError::Store(_) | PayError::Unavailable(_) => CallErrorKind::Internal,
-            PayError::UnknownOrder { .. }
-            | PayError::OrderPaid { .. }
-            | PayError::OrderClosed { .. } => {
-                CallErrorKind::Element(error.code().to_owned().into())
-            }
+        if let PayError::Element { source, .. } = error {
+            return source;
+        }
+        let call_error = CallError::new(error.kind(), error.to_string());
+        match error.specific_code() {
+            Some(code) => call_error.with_code(code),
+            None => call_error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call_error(error: PayError) -> (CallErrorKind, String) {
+        let call_error = CallError::from(error);
+        (call_error.kind, call_error.code().to_owned())
+    }
+
+    #[test]
+    fn each_failure_has_a_category_and_keeps_its_stable_code() {
+        let order_id = || "T1".to_owned();
+        let cases = [
+            (
+                PayError::Invalid {
+                    field: "amount",
+                    message: "negative".into(),
+                },
+                CallErrorKind::BadArguments,
+                "BAD_ARGUMENTS",
+            ),
+            (
+                PayError::DuplicateOrder {
+                    order_id: order_id(),
+                },
+                CallErrorKind::Conflict,
+                "CONFLICT",
+            ),
+            (
+                PayError::UnknownOrder {
+                    order_id: order_id(),
+                },
+                CallErrorKind::NotFound,
+                "ORDER_NOT_FOUND",
+            ),
+            (
+                PayError::OrderPaid {
+                    order_id: order_id(),
+                },
+                CallErrorKind::Conflict,
+                "ORDER_PAID",
+            ),
+            (
+                PayError::OrderClosed {
+                    order_id: order_id(),
+                    status: PayStatus::Timeout,
+                },
+                CallErrorKind::Conflict,
+                "ORDER_CLOSED",
+            ),
+            (
+                PayError::Mismatch {
+                    doing: "orderquery",
+                    order_id: order_id(),
+                    message: "another amount".into(),
+                },
+                CallErrorKind::Upstream,
+                "UPSTREAM",
+            ),
+            (
+                PayError::Unavailable("the app is gone".into()),
+                CallErrorKind::Internal,
+                "INTERNAL",
+            ),
+        ];
+        for (error, kind, code) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+            assert_eq!(error.code(), code, "{error}");
+            assert_eq!(call_error(error), (kind, code.to_owned()));
+        }
+    }
+
+    #[test]
+    fn an_element_error_passes_through_unchanged() {
+        let source = CallError::not_found("no order T1").with_code("ORDER_NOT_FOUND");
+        let error = PayError::Element {
+            element: "pays.myDiscountPay".into(),
+            function: "check",
+            source: source.clone(),
         };
-        CallError::new(kind, error.to_string())
+        assert_eq!(error.kind(), CallErrorKind::NotFound);
+        assert_eq!(error.code(), "ORDER_NOT_FOUND");
+        assert_eq!(CallError::from(error), source);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use jit_pays::{
     NotifyOutcome, PayError, PayEventKind, PayStatus, PayType, Payer, ReconcilerSettings,
 };
-use jit_runtime::CallContext;
+use jit_runtime::{CallContext, CallErrorKind};
 use serde_json::{Value, json};
 use support::shop::{
     self, API_KEY, APP_ID, MCH_ID, OTHER_API_KEY, OTHER_APP_ID, OTHER_MCH_ID, ShopOptions,
@@ -483,6 +483,7 @@ async fn check_finds_a_payment_whose_notify_was_lost_and_cancel_closes() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "ORDER_PAID");
+        assert_eq!(err.kind, CallErrorKind::Conflict);
     }
 }
 
@@ -858,6 +859,7 @@ async fn pay_log_model_and_element_functions() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "ORDER_NOT_FOUND");
+        assert_eq!(err.kind, CallErrorKind::NotFound);
 
         let model = shop
             .app

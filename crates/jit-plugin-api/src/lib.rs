@@ -333,23 +333,105 @@ pub struct ElementInfo {
     pub settings: serde_json::Map<String, Value>,
 }
 
-/// An error crossing the boundary in either direction, as JSON.
+/// The category of a [`PluginError`]: what kind of failure it is. The host maps it one to
+/// one onto the runtime's call error categories, and an HTTP host answers with the
+/// category's status (404, 400, 401, 409, 502, 500). On the wire it is the category's code,
+/// the same string as the code of an error that has no more specific one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PluginErrorKind {
+    /// What was asked for does not exist (an order, a record).
+    NotFound,
+    /// The function is not implemented.
+    FunctionNotFound,
+    /// Arguments are missing, of the wrong kind or out of range.
+    BadArguments,
+    /// The function requires a logged-in caller.
+    Unauthorized,
+    /// The call conflicts with the current state or a rule of the element (a refusal).
+    Conflict,
+    /// A third party failed or answered with an error.
+    Upstream,
+    /// Anything the caller cannot fix.
+    Internal,
+}
+
+impl PluginErrorKind {
+    /// Every category, in declaration order.
+    pub const ALL: [PluginErrorKind; 7] = [
+        PluginErrorKind::NotFound,
+        PluginErrorKind::FunctionNotFound,
+        PluginErrorKind::BadArguments,
+        PluginErrorKind::Unauthorized,
+        PluginErrorKind::Conflict,
+        PluginErrorKind::Upstream,
+        PluginErrorKind::Internal,
+    ];
+
+    /// The category's own code (`NOT_FOUND`, `BAD_ARGUMENTS`, ...), its wire form too.
+    pub const fn code(self) -> &'static str {
+        match self {
+            PluginErrorKind::NotFound => "NOT_FOUND",
+            PluginErrorKind::FunctionNotFound => "FUNCTION_NOT_FOUND",
+            PluginErrorKind::BadArguments => "BAD_ARGUMENTS",
+            PluginErrorKind::Unauthorized => "UNAUTHORIZED",
+            PluginErrorKind::Conflict => "CONFLICT",
+            PluginErrorKind::Upstream => "UPSTREAM",
+            PluginErrorKind::Internal => "INTERNAL",
+        }
+    }
+
+    /// The category whose own code is `code`, if any.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.code() == code)
+    }
+}
+
+/// An error crossing the boundary in either direction, as JSON:
+/// `{"code": "...", "message": "...", "kind": "...", "details": ...}`.
 ///
-/// Codes share the runtime's vocabulary, so an error keeps its meaning all the way to an HTTP
-/// caller: `BAD_ARGUMENTS`, `FUNCTION_NOT_FOUND`, `NOT_FOUND`, `UNAUTHORIZED`, `CONFLICT`,
-/// `UPSTREAM` and `INTERNAL` are the runtime's categories; any other code (such as
-/// [`REJECTED`](Self::REJECTED)) reaches the caller as an element-specific code. An error the
-/// parent returned through [`Parent::call`] carries the parent's own code, so `?` propagates
-/// it unchanged.
+/// `code` is the stable code a caller matches on; `kind` the category that decides how the
+/// failure is treated (an HTTP status, for one). The category is
+/// [`category`](Self::category):
+///
+/// - `kind` when present (`with_kind`, and every helper constructor, set it);
+/// - otherwise, when `code` is itself a category's code (`BAD_ARGUMENTS`, `NOT_FOUND`,
+///   `FUNCTION_NOT_FOUND`, `UNAUTHORIZED`, `CONFLICT`, `UPSTREAM`, `INTERNAL`), that category;
+/// - otherwise [`PANIC`](Self::PANIC) and [`PROTOCOL`](Self::PROTOCOL) are internal, and any
+///   other code (such as [`REJECTED`](Self::REJECTED)) is a refusal by the plugin's own rule:
+///   [`PluginErrorKind::Conflict`].
+///
+/// `kind` is optional on the wire, so plugins and hosts built before it existed still
+/// understand each other, and a `kind` this side does not know is read as absent. An error
+/// the parent returned through [`Parent::call`] carries the parent's own code and category,
+/// so `?` propagates it unchanged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PluginError {
-    /// A stable, machine-readable code, e.g. `BAD_ARGUMENTS`, `REJECTED`, `CONFLICT`.
+    /// A stable, machine-readable code, e.g. `BAD_ARGUMENTS`, `REJECTED`, `ORDER_NOT_FOUND`.
     pub code: String,
     /// A human-readable message; must not contain secrets.
     pub message: String,
-    /// Optional structured detail.
+    /// The category, when the code alone does not say it; see [`category`](Self::category).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_kind_or_none"
+    )]
+    pub kind: Option<PluginErrorKind>,
+    /// Optional structured detail. Boxed because it is rare and a `Value` is large: every
+    /// `Result<_, PluginError>` would otherwise carry its size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
+}
+
+/// Reads `kind` leniently: a category added by a later version of this crate must not make
+/// the whole error undecodable on an older side, which then falls back on the code.
+fn known_kind_or_none<'de, D>(deserializer: D) -> Result<Option<PluginErrorKind>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = Option::<Value>::deserialize(deserializer)?;
+    Ok(value.and_then(|value| serde_json::from_value(value).ok()))
 }
 
 impl PluginError {
@@ -366,41 +448,76 @@ impl PluginError {
     /// Bytes crossing the boundary were not what the ABI promises (bad UTF-8 or JSON).
     pub const PROTOCOL: &'static str = "PLUGIN_PROTOCOL";
 
-    /// An error with the given code and message.
+    /// An error with the given code and message, its category left to
+    /// [`category`](Self::category)'s rules.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             code: code.into(),
             message: message.into(),
+            kind: None,
             details: None,
         }
     }
 
-    /// A [`BAD_ARGUMENTS`](Self::BAD_ARGUMENTS) error.
-    pub fn bad_arguments(message: impl Into<String>) -> Self {
-        Self::new(Self::BAD_ARGUMENTS, message)
+    /// An error of a category with a code of its own, e.g.
+    /// `PluginError::of_kind(PluginErrorKind::NotFound, "COUPON_NOT_FOUND", "...")`.
+    pub fn of_kind(
+        kind: PluginErrorKind,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(code, message).with_kind(kind)
     }
 
-    /// A [`REJECTED`](Self::REJECTED) error.
+    /// A [`BAD_ARGUMENTS`](Self::BAD_ARGUMENTS) error.
+    pub fn bad_arguments(message: impl Into<String>) -> Self {
+        Self::of_kind(PluginErrorKind::BadArguments, Self::BAD_ARGUMENTS, message)
+    }
+
+    /// A [`REJECTED`](Self::REJECTED) error, a [`PluginErrorKind::Conflict`].
     pub fn rejected(message: impl Into<String>) -> Self {
-        Self::new(Self::REJECTED, message)
+        Self::of_kind(PluginErrorKind::Conflict, Self::REJECTED, message)
     }
 
     /// An [`INTERNAL`](Self::INTERNAL) error.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(Self::INTERNAL, message)
+        Self::of_kind(PluginErrorKind::Internal, Self::INTERNAL, message)
     }
 
     /// A [`FUNCTION_NOT_FOUND`](Self::FUNCTION_NOT_FOUND) error naming `function`.
     pub fn unknown_function(function: &str) -> Self {
-        Self::new(
+        Self::of_kind(
+            PluginErrorKind::FunctionNotFound,
             Self::FUNCTION_NOT_FOUND,
             format!("function `{function}` is not implemented by this plugin"),
         )
     }
 
+    /// Sets the category.
+    pub fn with_kind(mut self, kind: PluginErrorKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// The category: `kind` if set, else the one `code` names, else internal for
+    /// [`PANIC`](Self::PANIC) / [`PROTOCOL`](Self::PROTOCOL) and
+    /// [`Conflict`](PluginErrorKind::Conflict) (a plugin's refusal) for any other code.
+    pub fn category(&self) -> PluginErrorKind {
+        if let Some(kind) = self.kind {
+            return kind;
+        }
+        if let Some(kind) = PluginErrorKind::from_code(&self.code) {
+            return kind;
+        }
+        match self.code.as_str() {
+            Self::PANIC | Self::PROTOCOL => PluginErrorKind::Internal,
+            _ => PluginErrorKind::Conflict,
+        }
+    }
+
     /// Adds structured detail.
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -754,6 +871,49 @@ mod tests {
         assert!(garbled.message.contains("not json"));
         let unknown = decode_reply(7, b"").unwrap_err();
         assert!(unknown.message.contains("unknown status code 7"));
+    }
+
+    #[test]
+    fn category_comes_from_kind_then_code_then_the_refusal_default() {
+        assert_eq!(
+            PluginError::rejected("no").category(),
+            PluginErrorKind::Conflict
+        );
+        let explicit = PluginError::of_kind(PluginErrorKind::NotFound, "ORDER_NOT_FOUND", "x");
+        assert_eq!(explicit.category(), PluginErrorKind::NotFound);
+        assert_eq!(
+            PluginError::new("UPSTREAM", "x").category(),
+            PluginErrorKind::Upstream
+        );
+        assert_eq!(
+            PluginError::new(PluginError::PANIC, "x").category(),
+            PluginErrorKind::Internal
+        );
+        assert_eq!(
+            PluginError::new("ORDER_NOT_FOUND", "x").category(),
+            PluginErrorKind::Conflict
+        );
+    }
+
+    #[test]
+    fn kind_is_optional_and_lenient_on_the_wire() {
+        let explicit = PluginError::of_kind(PluginErrorKind::NotFound, "ORDER_NOT_FOUND", "x");
+        let wire = String::from_utf8(explicit.to_wire()).unwrap();
+        assert!(wire.contains(r#""kind":"NOT_FOUND""#), "{wire}");
+        assert_eq!(PluginError::from_wire(wire.as_bytes()), explicit);
+
+        // Written before `kind` existed.
+        let old = PluginError::from_wire(br#"{"code":"BAD_ARGUMENTS","message":"m"}"#);
+        assert_eq!(
+            (old.kind, old.category()),
+            (None, PluginErrorKind::BadArguments)
+        );
+        assert!(!String::from_utf8(old.to_wire()).unwrap().contains("kind"));
+
+        // A category this side does not know falls back on the code.
+        let newer = PluginError::from_wire(br#"{"code":"SLOW","message":"m","kind":"TIMEOUT"}"#);
+        assert_eq!((newer.code.as_str(), newer.kind), ("SLOW", None));
+        assert_eq!(newer.category(), PluginErrorKind::Conflict);
     }
 
     #[test]

@@ -25,8 +25,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use jit_plugin_api::{
-    ByteView, ElementInfo, HostApi, OutputSink, PluginError, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
-    collect_output, decode_reply, panic_message, write_output,
+    ByteView, ElementInfo, HostApi, OutputSink, PluginError, PluginErrorKind, STATUS_ERROR,
+    STATUS_OK, STATUS_PANIC, collect_output, decode_reply, panic_message, write_output,
 };
 use jit_runtime::{
     CallContext, CallError, CallErrorKind, Element, ElementDef, ElementError, LoadContext, Loader,
@@ -240,7 +240,7 @@ impl HostCall {
         self.check_parent_args(function, &args)?;
         self.handle
             .block_on(self.shared.parent.call(function, args, &self.cx))
-            .map_err(|error| PluginError::new(error.code().to_owned(), error.message))
+            .map_err(plugin_error_from_call)
     }
 
     /// The parent's contract is that its `call` sees arguments already checked against its
@@ -381,32 +381,85 @@ unsafe extern "C" fn element_info(ctx: *const c_void, out: *const OutputSink) ->
     unsafe { answer(out, result) }
 }
 
-/// Maps a plugin's error to the runtime's: the runtime's own codes keep their category (so a
-/// parent's error propagated by the plugin is unchanged); a panic or a protocol fault is
-/// internal and names the plugin; any other code is an element-specific code.
+/// Maps a plugin's error to the runtime's: its category ([`PluginError::category`]: the
+/// declared `kind`, else the one its code names, else a refusal) and its code, kept as the
+/// specific code unless it is just the category's own. A panic or a protocol fault is
+/// internal and names the plugin.
 fn call_error_from_plugin(
     error: PluginError,
     plugin: &LoadedPlugin,
     element: &impl std::fmt::Display,
     function: &str,
 ) -> CallError {
-    let kind = match error.code.as_str() {
-        "NOT_FOUND" => CallErrorKind::NotFound,
-        "FUNCTION_NOT_FOUND" => CallErrorKind::FunctionNotFound,
-        "BAD_ARGUMENTS" => CallErrorKind::BadArguments,
-        "UNAUTHORIZED" => CallErrorKind::Unauthorized,
-        "CONFLICT" => CallErrorKind::Conflict,
-        "UPSTREAM" => CallErrorKind::Upstream,
-        "INTERNAL" => CallErrorKind::Internal,
-        PluginError::PANIC | PluginError::PROTOCOL => {
-            return CallError::internal(format!(
-                "native plugin `{}` ({}) failed in `{element}.{function}`: {}",
-                plugin.name(),
-                plugin.path().display(),
-                error.message
-            ));
+    if matches!(
+        error.code.as_str(),
+        PluginError::PANIC | PluginError::PROTOCOL
+    ) {
+        return CallError::internal(format!(
+            "native plugin `{}` ({}) failed in `{element}.{function}`: {}",
+            plugin.name(),
+            plugin.path().display(),
+            error.message
+        ));
+    }
+    let kind = call_error_kind(error.category());
+    let call_error = CallError::new(kind, error.message);
+    if error.code == kind.code() {
+        call_error
+    } else {
+        call_error.with_code(error.code)
+    }
+}
+
+/// A runtime call error as the plugin sees it (a parent's answer): its code and category
+/// both cross, so a plugin propagating it with `?` changes neither.
+fn plugin_error_from_call(error: CallError) -> PluginError {
+    let code = error.code().to_owned();
+    PluginError::of_kind(plugin_error_kind(error.kind), code, error.message)
+}
+
+fn call_error_kind(kind: PluginErrorKind) -> CallErrorKind {
+    match kind {
+        PluginErrorKind::NotFound => CallErrorKind::NotFound,
+        PluginErrorKind::FunctionNotFound => CallErrorKind::FunctionNotFound,
+        PluginErrorKind::BadArguments => CallErrorKind::BadArguments,
+        PluginErrorKind::Unauthorized => CallErrorKind::Unauthorized,
+        PluginErrorKind::Conflict => CallErrorKind::Conflict,
+        PluginErrorKind::Upstream => CallErrorKind::Upstream,
+        PluginErrorKind::Internal => CallErrorKind::Internal,
+    }
+}
+
+fn plugin_error_kind(kind: CallErrorKind) -> PluginErrorKind {
+    match kind {
+        CallErrorKind::NotFound => PluginErrorKind::NotFound,
+        CallErrorKind::FunctionNotFound => PluginErrorKind::FunctionNotFound,
+        CallErrorKind::BadArguments => PluginErrorKind::BadArguments,
+        CallErrorKind::Unauthorized => PluginErrorKind::Unauthorized,
+        CallErrorKind::Conflict => PluginErrorKind::Conflict,
+        CallErrorKind::Upstream => PluginErrorKind::Upstream,
+        CallErrorKind::Internal => PluginErrorKind::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_map_one_to_one_with_the_same_codes() {
+        for kind in PluginErrorKind::ALL {
+            let call_kind = call_error_kind(kind);
+            assert_eq!(plugin_error_kind(call_kind), kind);
+            assert_eq!(call_kind.code(), kind.code());
         }
-        other => CallErrorKind::Element(other.to_owned().into()),
-    };
-    CallError::new(kind, error.message)
+    }
+
+    #[test]
+    fn a_parent_error_crosses_with_its_code_and_category() {
+        let parent = CallError::not_found("no order 7").with_code("ORDER_NOT_FOUND");
+        let crossed = plugin_error_from_call(parent);
+        assert_eq!(crossed.code, "ORDER_NOT_FOUND");
+        assert_eq!(crossed.category(), PluginErrorKind::NotFound);
+    }
 }

@@ -105,6 +105,7 @@ async fn cancel_applies_the_plugin_rule_before_delegating() {
         .await
         .expect_err("a paid order must not be cancelled");
     assert_eq!(refused.code(), "REJECTED");
+    assert_eq!(refused.kind, CallErrorKind::Conflict);
     assert_eq!(
         refused.message,
         "order PAID is already paid and cannot be cancelled; refund it instead"
@@ -123,7 +124,7 @@ async fn cancel_applies_the_plugin_rule_before_delegating() {
         "the refused cancel changed nothing"
     );
 
-    // A parent error propagated by the plugin keeps the parent's code and message.
+    // A parent error propagated by the plugin keeps the parent's category, code and message.
     let missing = app
         .call(
             "pays.myDiscountPay",
@@ -134,6 +135,7 @@ async fn cancel_applies_the_plugin_rule_before_delegating() {
         .await
         .expect_err("unknown order");
     assert_eq!(missing.code(), "ORDER_NOT_FOUND");
+    assert_eq!(missing.kind, CallErrorKind::NotFound);
     assert_eq!(missing.message, "no order NOPE");
 }
 

@@ -263,44 +263,102 @@ pub enum GetError {
     AppGone,
 }
 
-/// The stable category of a [`CallError`], which an HTTP host maps to a status.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The category of a [`CallError`]: what kind of failure it is, which is all an HTTP host
+/// needs to choose a status. The specific reason (an order already paid, an order that does
+/// not exist) is the error's optional [`CallError::code`], never part of the category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallErrorKind {
-    /// No element with that name.
+    /// The thing asked for does not exist (an element, or something an element looks up,
+    /// such as an order).
     NotFound,
     /// The element declares no such function in its chain's functionList.
     FunctionNotFound,
-    /// Arguments are missing, unknown or of the wrong type.
+    /// Arguments are missing, unknown, of the wrong type or out of range.
     BadArguments,
     /// The function requires a logged-in caller.
     Unauthorized,
-    /// The call conflicts with the current state (e.g. paying a closed order).
+    /// The call was understood but conflicts with the current state or a rule of the
+    /// element (paying a closed order, an order id that is taken, a plugin's refusal).
     Conflict,
     /// A third party failed or answered with an error.
     Upstream,
     /// Anything the caller cannot fix.
     Internal,
-    /// An element-specific code (e.g. `ORDER_PAID`).
-    Element(Cow<'static, str>),
+}
+
+impl CallErrorKind {
+    /// Every category, in declaration order.
+    pub const ALL: [CallErrorKind; 7] = [
+        CallErrorKind::NotFound,
+        CallErrorKind::FunctionNotFound,
+        CallErrorKind::BadArguments,
+        CallErrorKind::Unauthorized,
+        CallErrorKind::Conflict,
+        CallErrorKind::Upstream,
+        CallErrorKind::Internal,
+    ];
+
+    /// The category's own stable code, used when an error carries no specific one:
+    /// `NOT_FOUND`, `FUNCTION_NOT_FOUND`, `BAD_ARGUMENTS`, `UNAUTHORIZED`, `CONFLICT`,
+    /// `UPSTREAM` or `INTERNAL`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            CallErrorKind::NotFound => "NOT_FOUND",
+            CallErrorKind::FunctionNotFound => "FUNCTION_NOT_FOUND",
+            CallErrorKind::BadArguments => "BAD_ARGUMENTS",
+            CallErrorKind::Unauthorized => "UNAUTHORIZED",
+            CallErrorKind::Conflict => "CONFLICT",
+            CallErrorKind::Upstream => "UPSTREAM",
+            CallErrorKind::Internal => "INTERNAL",
+        }
+    }
+
+    /// The category whose own code is `code`, if any.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.code() == code)
+    }
 }
 
 /// A failed [`crate::App::call`] / [`crate::Element::call`].
+///
+/// `kind` says what kind of failure it is; `code` optionally names the precise reason in
+/// the element's own vocabulary (`ORDER_PAID` is a [`CallErrorKind::Conflict`],
+/// `ORDER_NOT_FOUND` a [`CallErrorKind::NotFound`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {message}", self.code())]
 pub struct CallError {
     /// The category.
     pub kind: CallErrorKind,
+    /// The element-specific code, if the element gives one; see [`CallError::code`].
+    pub specific_code: Option<Cow<'static, str>>,
     /// A human-readable message, never containing a secret.
     pub message: String,
 }
 
 impl CallError {
-    /// A new error.
+    /// A new error of a category, without a specific code.
     pub fn new(kind: CallErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
+            specific_code: None,
             message: message.into(),
         }
+    }
+
+    /// The same error with an element-specific code (e.g. `ORDER_PAID`).
+    pub fn with_code(mut self, code: impl Into<Cow<'static, str>>) -> Self {
+        self.specific_code = Some(code.into());
+        self
+    }
+
+    /// [`CallErrorKind::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(CallErrorKind::NotFound, message)
+    }
+
+    /// [`CallErrorKind::FunctionNotFound`].
+    pub fn function_not_found(message: impl Into<String>) -> Self {
+        Self::new(CallErrorKind::FunctionNotFound, message)
     }
 
     /// [`CallErrorKind::BadArguments`].
@@ -323,24 +381,10 @@ impl CallError {
         Self::new(CallErrorKind::Upstream, message)
     }
 
-    /// An element-specific code.
-    pub fn element(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        Self::new(CallErrorKind::Element(code.into()), message)
-    }
-
-    /// The stable code: `NOT_FOUND`, `FUNCTION_NOT_FOUND`, `BAD_ARGUMENTS`, `UNAUTHORIZED`,
-    /// `CONFLICT`, `UPSTREAM`, `INTERNAL`, or the element's own code.
+    /// The stable code a client matches on: the element-specific code if there is one,
+    /// otherwise the category's own ([`CallErrorKind::code`]).
     pub fn code(&self) -> &str {
-        match &self.kind {
-            CallErrorKind::NotFound => "NOT_FOUND",
-            CallErrorKind::FunctionNotFound => "FUNCTION_NOT_FOUND",
-            CallErrorKind::BadArguments => "BAD_ARGUMENTS",
-            CallErrorKind::Unauthorized => "UNAUTHORIZED",
-            CallErrorKind::Conflict => "CONFLICT",
-            CallErrorKind::Upstream => "UPSTREAM",
-            CallErrorKind::Internal => "INTERNAL",
-            CallErrorKind::Element(code) => code,
-        }
+        self.specific_code.as_deref().unwrap_or(self.kind.code())
     }
 }
 
@@ -351,5 +395,31 @@ impl From<GetError> for CallError {
             _ => CallErrorKind::Internal,
         };
         Self::new(kind, error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_is_the_specific_code_else_the_category_code() {
+        let plain = CallError::conflict("the order is taken");
+        assert_eq!(plain.code(), "CONFLICT");
+        assert_eq!(plain.to_string(), "CONFLICT: the order is taken");
+
+        let specific = CallError::conflict("order 1 is already paid").with_code("ORDER_PAID");
+        assert_eq!(specific.kind, CallErrorKind::Conflict);
+        assert_eq!(specific.code(), "ORDER_PAID");
+        assert_eq!(specific.to_string(), "ORDER_PAID: order 1 is already paid");
+    }
+
+    #[test]
+    fn every_category_code_maps_back_to_its_category() {
+        for kind in CallErrorKind::ALL {
+            assert_eq!(CallErrorKind::from_code(kind.code()), Some(kind));
+        }
+        assert_eq!(CallErrorKind::from_code("ORDER_PAID"), None);
+        assert_eq!(CallErrorKind::from_code("not_found"), None);
     }
 }

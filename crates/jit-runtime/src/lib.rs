@@ -83,8 +83,10 @@
 //!   filling for any text.
 //! - [`check_call`] is public so a host can validate a call before routing it.
 //! - [`WeakApp`] has `get_element` and `get`; [`GetError::AppGone`] when the app is gone.
-//! - [`CallError::code`] codes are `NOT_FOUND`, `FUNCTION_NOT_FOUND`, `BAD_ARGUMENTS`,
-//!   `UNAUTHORIZED`, `CONFLICT`, `UPSTREAM`, `INTERNAL`, or the element's own code.
+//! - A [`CallError`] has a category ([`CallErrorKind`]: `NOT_FOUND`, `FUNCTION_NOT_FOUND`,
+//!   `BAD_ARGUMENTS`, `UNAUTHORIZED`, `CONFLICT`, `UPSTREAM`, `INTERNAL`) and optionally an
+//!   element-specific code ([`CallError::with_code`]); [`CallError::code`] is the specific
+//!   code if there is one, else the category's.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

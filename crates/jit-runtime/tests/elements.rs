@@ -65,10 +65,10 @@ impl Element for TestPay {
                 let meta = self.app.get_element("pays.Meta").await.is_ok();
                 Ok(json!({"pong": true, "metaLoadable": meta, "label": self.label}))
             }
-            other => Err(jit_runtime::CallError::element(
-                "NO_SUCH",
-                format!("no {other}"),
-            )),
+            other => Err(
+                jit_runtime::CallError::function_not_found(format!("no {other}"))
+                    .with_code("NO_SUCH"),
+            ),
         }
     }
 

@@ -213,16 +213,11 @@ impl Element for FixturePay {
             }
             "check" => {
                 let id = order_id(&args)?;
-                orders
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| CallError::element("ORDER_NOT_FOUND", format!("no order {id}")))
+                orders.get(&id).cloned().ok_or_else(|| order_not_found(&id))
             }
             "cancel" | "markPaid" => {
                 let id = order_id(&args)?;
-                let order = orders.get_mut(&id).ok_or_else(|| {
-                    CallError::element("ORDER_NOT_FOUND", format!("no order {id}"))
-                })?;
+                let order = orders.get_mut(&id).ok_or_else(|| order_not_found(&id))?;
                 if order["status"] != "wait" {
                     return Err(CallError::conflict(format!(
                         "order {id} is {}",
@@ -313,4 +308,8 @@ pub async fn build(app: &TempApp) -> App {
         .build()
         .await
         .unwrap_or_else(|errors| panic!("app does not build:\n{errors}"))
+}
+
+fn order_not_found(id: &str) -> CallError {
+    CallError::not_found(format!("no order {id}")).with_code("ORDER_NOT_FOUND")
 }
