@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use jit_plugin_host::{LoadedPlugin, PluginSpec};
 use jit_runtime::include_dir::Dir;
 use jit_runtime::{
     AppBuilder, AppSettings, BackendLoadTime, Definitions, Element, ElementError, EnvSource,
@@ -305,19 +306,19 @@ impl Host {
         builder
     }
 
-    /// The fullNames this host has a loader for (official families and [`Host::loader`];
-    /// native plugins are found per app).
-    pub fn loader_names(&self) -> std::collections::HashSet<String> {
-        let mut names: std::collections::HashSet<String> =
-            self.loaders.iter().map(|(name, _)| name.clone()).collect();
-        if self.official_families {
-            names.extend(
-                crate::official::LOADER_NAMES
-                    .iter()
-                    .map(|name| (*name).to_owned()),
-            );
-        }
-        names
+    /// An app builder with every loader this host registers (official families,
+    /// [`Host::loader`], customizers) and the app's native plugins, but no service: enough
+    /// for [`AppBuilder::check`] to tell which instances nothing can build, without a
+    /// database or a gateway.
+    pub(crate) fn check_builder(
+        &self,
+        app_dir: &Path,
+        plugins: Vec<(PluginSpec, Arc<LoadedPlugin>)>,
+    ) -> AppBuilder {
+        jit_plugin_host::add_plugin_loaders(
+            self.app_builder(app_dir, crate::official::loaders),
+            plugins,
+        )
     }
 
     /// Whether the official families are included.

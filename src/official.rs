@@ -25,16 +25,15 @@ use crate::server::state::HealthProbe;
 /// The Type whose instances are WeChat Pay merchants.
 pub(crate) const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
 
-/// The fullNames `jit_pays::register` registers loaders for.
-pub(crate) const LOADER_NAMES: [&str; 3] = [
-    jit_pays::WECHAT_PAY_TYPE,
-    jit_pays::PAY_LOG_MODEL,
-    jit_pays::PAY_SVC,
-];
-
 /// Adds the official families' definitions (their framework layers), no loader.
 pub(crate) fn definitions(builder: AppBuilder) -> AppBuilder {
     builder.framework_layer(&jit_pays::ELEMENTS)
+}
+
+/// Adds the official families' definitions and loaders, no service: what `jit check` needs
+/// to tell which instances this host can build, without a database.
+pub(crate) fn loaders(builder: AppBuilder) -> AppBuilder {
+    jit_pays::register_loaders(builder)
 }
 
 /// What the official families hold while the server runs.

@@ -46,11 +46,7 @@ pub(crate) async fn start(
         Some(official) => official.register(builder),
         None => builder,
     });
-    let builder = plugins
-        .into_iter()
-        .fold(builder, |builder, (spec, plugin)| {
-            builder.loader(&spec.type_name, jit_plugin_host::PluginLoader::new(plugin))
-        });
+    let builder = jit_plugin_host::add_plugin_loaders(builder, plugins);
     let app = match Host::build_app(builder).await {
         Ok(app) => app,
         Err(err) => {

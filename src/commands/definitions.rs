@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use jit_runtime::{Chain, Definitions};
+use jit_runtime::{Chain, Definitions, LoadErrorKind};
 
 use crate::host::{Host, HostError, display_dir};
 
@@ -17,24 +17,23 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
     let definitions = match host.load_definitions(app_dir) {
         Ok(definitions) => {
             // Native plugins are opened and their headers checked (nothing in them runs).
-            let mut loaders = host.loader_names();
-            match jit_plugin_host::load_plugins(&definitions) {
-                Ok(plugins) => loaders.extend(plugins.into_iter().map(|(spec, _)| spec.type_name)),
+            let plugins = match jit_plugin_host::load_plugins(&definitions) {
+                Ok(plugins) => plugins,
                 Err(errors) => {
                     let errors: jit_runtime::LoadErrors = errors.into();
                     problems.extend(errors.iter().map(ToString::to_string));
+                    Vec::new()
                 }
-            }
-            // What `serve` would refuse: an instance nothing in this host can build.
-            for chain in definitions.iter() {
-                if is_instance(&definitions, chain)
-                    && !chain.names().any(|name| loaders.contains(name))
-                {
-                    problems.push(format!(
-                        "{}: no loader in this host for any element of its chain {chain} (a Type written in Rust needs the host binary that registers it; see docs/extending.md)",
-                        chain.element().source.display()
-                    ));
-                }
+            };
+            // What `serve` would refuse: an instance nothing in this host can build. The
+            // runtime decides, with every loader `serve` registers.
+            if let Err(errors) = host.check_builder(app_dir, plugins).check() {
+                problems.extend(errors.iter().map(|error| match error.kind {
+                    LoadErrorKind::NoLoader => format!(
+                        "{error} in this host (a Type written in Rust needs the host binary that registers it; see docs/extending.md)"
+                    ),
+                    _ => error.to_string(),
+                }));
             }
             Some(definitions)
         }

@@ -98,7 +98,7 @@ fn check_ls_and_show_on_a_sound_app() {
     let stdout = text(&output.stdout);
     assert!(!output.status.success(), "{stdout}");
     assert!(
-        stdout.contains("inst/e.json: no loader in this host for any element of its chain fam.inst → fam.BaseType → fam.Meta"),
+        stdout.contains("inst/e.json: no loader is registered for any element of its chain fam.inst → fam.BaseType → fam.Meta in this host"),
         "{stdout}"
     );
 

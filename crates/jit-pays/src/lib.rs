@@ -73,11 +73,18 @@ pub static ELEMENTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/elements")
 /// services its elements use — the order store, the host settings, and a fresh
 /// [`PayEvents`] (hosted code subscribes through `app.service::<PayEvents>()`).
 pub fn register(builder: AppBuilder, store: PayStore, settings: PaysSettings) -> AppBuilder {
-    builder
-        .framework_layer(&ELEMENTS)
+    register_loaders(builder)
         .provide(Arc::new(store))
         .provide(Arc::new(settings))
         .provide(Arc::new(PayEvents::new()))
+}
+
+/// Adds the family's elements and loaders but none of the services they need: enough for
+/// [`AppBuilder::check`] (which instances have a loader) without a database. An app built
+/// from it fails at the first pay element, naming the missing service.
+pub fn register_loaders(builder: AppBuilder) -> AppBuilder {
+    builder
+        .framework_layer(&ELEMENTS)
         .loader(WECHAT_PAY_TYPE, WechatPayLoader)
         .loader(PAY_LOG_MODEL, pay_log_model::PayLogModelLoader)
         .loader(PAY_SVC, pay_svc::PaySvcLoader)

@@ -111,3 +111,41 @@ async fn a_bad_api_key_is_refused_without_showing_it() {
         .to_string();
     assert!(err.contains("mchId"), "{err}");
 }
+
+#[test]
+fn register_loaders_is_enough_to_check_an_app_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("app.toml"),
+        "[app]\norg = \"demo\"\nname = \"shop\"\n",
+    )
+    .unwrap();
+    let write = |folder: &str, e_json: &str| {
+        let element = root.join("elements").join(folder);
+        std::fs::create_dir_all(&element).unwrap();
+        std::fs::write(element.join("e.json"), e_json).unwrap();
+    };
+    write(
+        "pays/myWechatPay",
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx1", "mchId": "1900000109", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
+    );
+    let check = || jit_pays::register_loaders(jit_runtime::AppBuilder::new(root)).check();
+    let definitions = check().expect("every pays instance has a loader");
+    assert!(definitions.chain("pays.services.PaySvc").is_some());
+
+    // An instance of a family that registers nothing is reported.
+    write("fam/Meta", r#"{"title": "family"}"#);
+    write("fam/BaseType", r#"{"type": "fam.Meta"}"#);
+    write("fam/inst", r#"{"type": "fam.BaseType"}"#);
+    let errors = check().expect_err("fam.inst has no loader");
+    let missing: Vec<String> = errors
+        .of_kind(jit_runtime::LoadErrorKind::NoLoader)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(missing.len(), 1, "{errors}");
+    assert!(
+        missing[0].contains("fam.inst → fam.BaseType → fam.Meta"),
+        "{errors}"
+    );
+}

@@ -264,10 +264,21 @@ pub fn register_plugins(
     builder: AppBuilder,
     definitions: &Definitions,
 ) -> Result<AppBuilder, PluginLoadErrors> {
-    let loaded = load_plugins(definitions)?;
-    Ok(loaded.into_iter().fold(builder, |builder, (spec, plugin)| {
-        builder.loader(&spec.type_name, PluginLoader::new(plugin))
-    }))
+    Ok(add_plugin_loaders(builder, load_plugins(definitions)?))
+}
+
+/// Registers a [`PluginLoader`] for each plugin [`load_plugins`] loaded, under its Type's
+/// fullName. For a host that loads the plugins first and registers them later, after the
+/// loaders of their parent Types (see [`register_plugins`]).
+pub fn add_plugin_loaders(
+    builder: AppBuilder,
+    plugins: impl IntoIterator<Item = (PluginSpec, Arc<LoadedPlugin>)>,
+) -> AppBuilder {
+    plugins
+        .into_iter()
+        .fold(builder, |builder, (spec, plugin)| {
+            builder.loader(&spec.type_name, PluginLoader::new(plugin))
+        })
 }
 
 #[cfg(test)]
