@@ -182,10 +182,6 @@ impl Pay for ElementPay {
         .await
     }
 
-    fn generate_order_id(&self) -> String {
-        crate::order_id::generate_order_id()
-    }
-
     async fn get_pay_url(
         &self,
         order_id: &str,

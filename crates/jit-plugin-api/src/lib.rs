@@ -653,12 +653,11 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Writes `result` to `out` and returns the matching status code.
-///
-/// # Safety
-/// `out` must be null or a live [`OutputSink`].
-unsafe fn reply(out: *const OutputSink, result: Result<Value, PluginError>) -> u32 {
-    let (status, bytes) = match result {
+/// The status code and bytes that answer `result` across the boundary: the inverse of
+/// [`decode_reply`]. A value that cannot be serialised becomes a
+/// [`PROTOCOL`](PluginError::PROTOCOL) error.
+pub fn encode_reply(result: Result<Value, PluginError>) -> (u32, Vec<u8>) {
+    match result {
         Ok(value) => match serde_json::to_vec(&value) {
             Ok(bytes) => (STATUS_OK, bytes),
             Err(error) => (
@@ -671,7 +670,15 @@ unsafe fn reply(out: *const OutputSink, result: Result<Value, PluginError>) -> u
             ),
         },
         Err(error) => (STATUS_ERROR, error.to_wire()),
-    };
+    }
+}
+
+/// Writes `result` to `out` and returns the matching status code.
+///
+/// # Safety
+/// `out` must be null or a live [`OutputSink`].
+unsafe fn reply(out: *const OutputSink, result: Result<Value, PluginError>) -> u32 {
+    let (status, bytes) = encode_reply(result);
     // SAFETY: guaranteed by the caller.
     unsafe { write_output(out, &bytes) };
     status
@@ -869,6 +876,13 @@ mod tests {
         let garbled = decode_reply(STATUS_ERROR, b"not json").unwrap_err();
         assert_eq!(garbled.code, PluginError::PROTOCOL);
         assert!(garbled.message.contains("not json"));
+        let (status, bytes) = encode_reply(Ok(serde_json::json!({"a": 1})));
+        assert_eq!(decode_reply(status, &bytes).unwrap()["a"], 1);
+        let (status, bytes) = encode_reply(Err(PluginError::rejected("no")));
+        assert_eq!(
+            decode_reply(status, &bytes).unwrap_err(),
+            PluginError::rejected("no")
+        );
         let unknown = decode_reply(7, b"").unwrap_err();
         assert!(unknown.message.contains("unknown status code 7"));
     }

@@ -25,8 +25,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use jit_plugin_api::{
-    ByteView, ElementInfo, HostApi, OutputSink, PluginError, PluginErrorKind, STATUS_ERROR,
-    STATUS_OK, STATUS_PANIC, collect_output, decode_reply, panic_message, write_output,
+    ByteView, ElementInfo, HostApi, OutputSink, PluginError, PluginErrorKind, STATUS_PANIC,
+    collect_output, decode_reply, encode_reply, panic_message, write_output,
 };
 use jit_runtime::{
     CallContext, CallError, CallErrorKind, Element, ElementDef, ElementError, LoadContext, Loader,
@@ -318,18 +318,7 @@ unsafe fn answer(
     result: std::thread::Result<Result<Value, PluginError>>,
 ) -> u32 {
     let (status, bytes) = match result {
-        Ok(Ok(value)) => match serde_json::to_vec(&value) {
-            Ok(bytes) => (STATUS_OK, bytes),
-            Err(error) => (
-                STATUS_ERROR,
-                PluginError::new(
-                    PluginError::PROTOCOL,
-                    format!("result not serialisable: {error}"),
-                )
-                .to_wire(),
-            ),
-        },
-        Ok(Err(error)) => (STATUS_ERROR, error.to_wire()),
+        Ok(result) => encode_reply(result),
         Err(payload) => (
             STATUS_PANIC,
             PluginError::new(

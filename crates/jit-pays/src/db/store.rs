@@ -578,31 +578,6 @@ pub(super) async fn save_third_party_on<C: ConnectionTrait>(
     from_notify: bool,
 ) -> Result<(), StoreError> {
     use wechat_record::Column as C;
-    let at = now();
-    let (last_notify, notified_at, last_query, queried_at) = if from_notify {
-        (Some(state.raw), Some(at), None, None)
-    } else {
-        (None, None, Some(state.raw), Some(at))
-    };
-    let row = wechat_record::ActiveModel {
-        order_id: Set(state.order_id),
-        appid: Set(state.appid),
-        mch_id: Set(state.mch_id),
-        trade_type: Set(None),
-        prepay_id: Set(None),
-        code_url: Set(None),
-        mweb_url: Set(None),
-        prepay_expires_at: Set(None),
-        trade_state: Set(state.trade_state.clone()),
-        transaction_id: Set(state.transaction_id.clone()),
-        total_fee: Set(state.total_fee),
-        last_notify: Set(last_notify),
-        last_query: Set(last_query),
-        created_at: Set(at),
-        updated_at: Set(at),
-        notified_at: Set(notified_at),
-        queried_at: Set(queried_at),
-    };
     let mut columns = vec![C::UpdatedAt];
     if state.trade_state.is_some() {
         columns.push(C::TradeState);
@@ -615,6 +590,7 @@ pub(super) async fn save_third_party_on<C: ConnectionTrait>(
     } else {
         columns.extend([C::LastQuery, C::QueriedAt]);
     }
+    let row = third_party_row(state, from_notify, now());
     wechat_record::Entity::insert(row)
         .on_conflict(
             OnConflict::column(C::OrderId)
@@ -625,6 +601,39 @@ pub(super) async fn save_third_party_on<C: ConnectionTrait>(
         .await
         .map_err(db("saving WeChat's order state"))?;
     Ok(())
+}
+
+/// The WeChat record row a notify (`from_notify`) or an orderquery answer creates, stamped
+/// `at`; the prepay columns stay empty (only `unifiedorder` fills them).
+pub(super) fn third_party_row(
+    state: ThirdPartyState,
+    from_notify: bool,
+    at: DateTime<Utc>,
+) -> wechat_record::ActiveModel {
+    let (last_notify, notified_at, last_query, queried_at) = if from_notify {
+        (Some(state.raw), Some(at), None, None)
+    } else {
+        (None, None, Some(state.raw), Some(at))
+    };
+    wechat_record::ActiveModel {
+        order_id: Set(state.order_id),
+        appid: Set(state.appid),
+        mch_id: Set(state.mch_id),
+        trade_type: Set(None),
+        prepay_id: Set(None),
+        code_url: Set(None),
+        mweb_url: Set(None),
+        prepay_expires_at: Set(None),
+        trade_state: Set(state.trade_state),
+        transaction_id: Set(state.transaction_id),
+        total_fee: Set(state.total_fee),
+        last_notify: Set(last_notify),
+        last_query: Set(last_query),
+        created_at: Set(at),
+        updated_at: Set(at),
+        notified_at: Set(notified_at),
+        queried_at: Set(queried_at),
+    }
 }
 
 fn filter_condition(filter: &OrderFilter) -> Condition {

@@ -24,13 +24,14 @@ use parking_lot::Mutex;
 use sea_orm::sea_query::{CaseStatement, Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, QueryTrait, Set, Statement, TransactionTrait,
+    FromQueryResult, QueryFilter, QueryTrait, Statement, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::entity::{PayStatus, pay_log, wechat_record};
 use super::store::{
     PaidOutcome, PaymentRecorded, StoreError, ThirdPartyState, db, mark_paid_on, now,
+    third_party_row,
 };
 
 /// At most this many payments share a commit. Bounds the time a transaction holds the
@@ -320,25 +321,9 @@ async fn save_notified_states_on<C: ConnectionTrait>(
     // the one it aborts answers FAIL to its notifies, which WeChat sends again.)
     latest.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
     let at = now();
-    let rows = latest.into_iter().map(|state| wechat_record::ActiveModel {
-        order_id: Set(state.order_id),
-        appid: Set(state.appid),
-        mch_id: Set(state.mch_id),
-        trade_type: Set(None),
-        prepay_id: Set(None),
-        code_url: Set(None),
-        mweb_url: Set(None),
-        prepay_expires_at: Set(None),
-        trade_state: Set(state.trade_state),
-        transaction_id: Set(state.transaction_id),
-        total_fee: Set(state.total_fee),
-        last_notify: Set(Some(state.raw)),
-        last_query: Set(None),
-        created_at: Set(at),
-        updated_at: Set(at),
-        notified_at: Set(Some(at)),
-        queried_at: Set(None),
-    });
+    let rows = latest
+        .into_iter()
+        .map(|state| third_party_row(state, true, at));
     // A notify without trade_state or transaction_id keeps the stored one, as the
     // one-row upsert does by leaving the column out.
     let keep_if_absent = |column: &str| {
