@@ -4,17 +4,29 @@ mod support;
 
 use jit_pays::{Pay, PaysSettings};
 
-async fn app_with(instance_e_json: &str, config_json: Option<&str>) -> jit_runtime::App {
+/// A temporary app `demo/shop` with no element yet.
+fn app_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
     std::fs::write(
-        root.join("app.toml"),
+        dir.path().join("app.toml"),
         "[app]\norg = \"demo\"\nname = \"shop\"\n",
     )
     .unwrap();
-    let element = root.join("elements/pays/myWechatPay");
+    dir
+}
+
+/// Writes `elements/<folder>/e.json` below `root`; returns the folder.
+fn write_element(root: &std::path::Path, folder: &str, e_json: &str) -> std::path::PathBuf {
+    let element = root.join("elements").join(folder);
     std::fs::create_dir_all(&element).unwrap();
-    std::fs::write(element.join("e.json"), instance_e_json).unwrap();
+    std::fs::write(element.join("e.json"), e_json).unwrap();
+    element
+}
+
+async fn app_with(instance_e_json: &str, config_json: Option<&str>) -> jit_runtime::App {
+    let dir = app_dir();
+    let root = dir.path().to_owned();
+    let element = write_element(&root, "pays/myWechatPay", instance_e_json);
     if let Some(config) = config_json {
         std::fs::write(element.join("myWechatPay.json"), config).unwrap();
     }
@@ -114,17 +126,10 @@ async fn a_bad_api_key_is_refused_without_showing_it() {
 
 #[test]
 fn register_loaders_is_enough_to_check_an_app_without_a_database() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = app_dir();
     let root = dir.path();
-    std::fs::write(
-        root.join("app.toml"),
-        "[app]\norg = \"demo\"\nname = \"shop\"\n",
-    )
-    .unwrap();
     let write = |folder: &str, e_json: &str| {
-        let element = root.join("elements").join(folder);
-        std::fs::create_dir_all(&element).unwrap();
-        std::fs::write(element.join("e.json"), e_json).unwrap();
+        write_element(root, folder, e_json);
     };
     write(
         "pays/myWechatPay",
