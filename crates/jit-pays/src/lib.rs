@@ -73,6 +73,7 @@ pub static ELEMENTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/elements")
 /// services its elements use — the order store, the host settings, and a fresh
 /// [`PayEvents`] (hosted code subscribes through `app.service::<PayEvents>()`).
 pub fn register(builder: AppBuilder, store: PayStore, settings: PaysSettings) -> AppBuilder {
+    store.set_order_cache_capacity(settings.order_cache_capacity);
     register_loaders(builder)
         .provide(Arc::new(store))
         .provide(Arc::new(settings))

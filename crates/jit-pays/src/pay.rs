@@ -9,7 +9,7 @@ use jit_runtime::{CallContext, CallError, CallErrorKind, Element, ElementDef, Se
 use serde_json::{Map, Value, json};
 use wechatpay_v2::{Fen, UnverifiedNotify};
 
-use crate::db::entity::pay_log;
+use crate::db::cache::OrderFacts;
 
 use crate::error::PayError;
 use crate::model::{
@@ -83,16 +83,17 @@ pub trait Pay: Send + Sync + 'static {
     /// every refusal is a FAIL reply with nothing changed.
     async fn notify(&self, body: &[u8]) -> NotifyReply;
 
-    /// [`Pay::notify`] for a body the caller has already parsed and whose order
-    /// (`out_trade_no`) it has already read — `PaySvc` does both to route the notify, and
-    /// this spares doing them twice. Nothing in `notify` is trusted yet.
+    /// [`Pay::notify`] for a body the caller has already parsed and whose order's facts
+    /// (`out_trade_no`'s owner, amount, known payment) it has already looked up — `PaySvc`
+    /// does both to route the notify, and this spares doing them twice. Nothing in
+    /// `notify` is trusted yet.
     ///
     /// The default ignores both and calls [`Pay::notify`], so a Type that overrides
     /// `notify` keeps its override; override this only together with `notify`.
     async fn notify_for_order(
         &self,
         notify: UnverifiedNotify,
-        order: pay_log::Model,
+        order: Arc<OrderFacts>,
         body: &[u8],
     ) -> NotifyReply {
         let _ = (notify, order);

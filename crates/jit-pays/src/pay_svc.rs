@@ -170,7 +170,8 @@ impl PaySvc {
                 outcome: NotifyOutcome::Rejected { reason },
             }
         };
-        // Parsed once and the order read once: the owning element gets both.
+        // Parsed once and the order looked up once: the owning element gets both. An order
+        // this process has seen needs no read: its owner and amount never change.
         let notify = match UnverifiedNotify::parse(body) {
             Ok(notify) => notify,
             Err(error) => return reject(format!("unreadable notify: {error}")),
@@ -178,16 +179,16 @@ impl PaySvc {
         let Some(order_id) = notify.unverified_params().get("out_trade_no").cloned() else {
             return reject("notify without out_trade_no".into());
         };
-        let routed = match self.store.find_order(&order_id).await {
-            Ok(Some(row)) => self
-                .pay_of_element(&row.element)
+        let routed = match self.store.order_facts(&order_id).await {
+            Ok(Some(facts)) => self
+                .pay_of_element(&facts.element)
                 .await
-                .map(|pay| (pay, row)),
+                .map(|pay| (pay, facts)),
             Ok(None) => return reject(format!("notify for unknown order {order_id}")),
             Err(error) => Err(error.into()),
         };
         match routed {
-            Ok((pay, row)) => pay.notify_for_order(notify, row, body).await,
+            Ok((pay, facts)) => pay.notify_for_order(notify, facts, body).await,
             Err(error) => {
                 tracing::error!(%order_id, %error, "notify could not be routed; WeChat will retry");
                 let reason = "temporarily unable to handle the notify".to_owned();

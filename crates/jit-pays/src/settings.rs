@@ -19,10 +19,15 @@ pub struct PaysSettings {
     pub gateway_attempts: u32,
     /// The reconciler's timings.
     pub reconciler: ReconcilerSettings,
+    /// How many orders' unchanging facts (owner, amount, a committed payment) the process
+    /// remembers, so a notify for a remembered order reads nothing from the database. An
+    /// order forgotten (beyond this many) costs one read; 0 remembers none.
+    pub order_cache_capacity: usize,
 }
 
 impl PaysSettings {
-    /// Settings with the defaults (2 h expiry, 10 s calls, reconciler defaults).
+    /// Settings with the defaults (2 h expiry, 10 s calls, reconciler defaults, 100,000
+    /// remembered orders).
     pub fn new(public_base_url: impl Into<String>, gateway_base_url: impl Into<String>) -> Self {
         PaysSettings {
             public_base_url: public_base_url.into(),
@@ -31,6 +36,7 @@ impl PaysSettings {
             gateway_timeout: Duration::from_secs(10),
             gateway_attempts: 3,
             reconciler: ReconcilerSettings::default(),
+            order_cache_capacity: crate::db::cache::DEFAULT_ORDER_CACHE_CAPACITY,
         }
     }
 }

@@ -15,6 +15,7 @@ use sea_orm::{
     Set, SqlErr, UpdateMany,
 };
 
+use super::cache::{DEFAULT_ORDER_CACHE_CAPACITY, OrderCache, OrderFacts};
 use super::entity::{PayStatus, pay_log, wechat_record};
 use super::writer::{NotifiedPayment, NotifyWriter};
 
@@ -93,23 +94,23 @@ pub enum PaidOutcome {
     AlreadyPaid,
 }
 
-/// A recorded payment: what happened, and — when this caller made the transition — the
-/// order as its conditional UPDATE left it (`RETURNING`), so announcing it needs no
-/// second read.
+/// A recorded payment: what happened, and the order as this caller saw it — when it made
+/// the transition, as its conditional UPDATE left it (`RETURNING`), so announcing it needs
+/// no second read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentRecorded {
     /// What this caller's UPDATE did.
     pub outcome: PaidOutcome,
-    /// The order right after the transition; `Some` exactly when `outcome` is `Paid` or
-    /// `PaidAfterClose`.
+    /// The order right after the transition when `outcome` is `Paid` or
+    /// `PaidAfterClose`; for `AlreadyPaid`, the paid order as it was found.
     pub order: Option<pay_log::Model>,
 }
 
 impl PaymentRecorded {
-    fn already_paid() -> Self {
+    fn already_paid(order: pay_log::Model) -> Self {
         PaymentRecorded {
             outcome: PaidOutcome::AlreadyPaid,
-            order: None,
+            order: Some(order),
         }
     }
 }
@@ -173,10 +174,15 @@ pub struct ThirdPartyState {
 ///
 /// Payments reported by notifies are committed by one writer task per store (see
 /// [`PayStore::record_notified_payment`]); every other write runs on the caller's task.
+///
+/// Clones share one bounded cache of the facts of orders that never change (owner,
+/// amount, and a payment once committed or read: success is final), filled by this
+/// store's inserts, reads and payments; [`PayStore::order_facts`] answers from it.
 #[derive(Clone, Debug)]
 pub struct PayStore {
     connection: DatabaseConnection,
     notify_writer: Arc<NotifyWriter>,
+    orders: Arc<OrderCache>,
 }
 
 impl PayStore {
@@ -185,6 +191,33 @@ impl PayStore {
         PayStore {
             notify_writer: Arc::new(NotifyWriter::new(connection.clone())),
             connection,
+            orders: Arc::new(OrderCache::new(DEFAULT_ORDER_CACHE_CAPACITY)),
+        }
+    }
+
+    /// How many orders' facts this store (and its clones) remember; 0 remembers none.
+    /// [`crate::register`] sets it from [`crate::PaysSettings::order_cache_capacity`].
+    pub fn set_order_cache_capacity(&self, capacity: usize) {
+        self.orders.set_capacity(capacity);
+    }
+
+    /// The facts of an order that never change once true (owner, amount, and whether it is
+    /// known paid), from memory when this process has seen the order, else from one read.
+    /// `None`: no such order.
+    pub async fn order_facts(&self, order_id: &str) -> Result<Option<Arc<OrderFacts>>, StoreError> {
+        if let Some(known) = self.orders.get(order_id) {
+            return Ok(Some(known));
+        }
+        Ok(self
+            .find_order(order_id)
+            .await?
+            .map(|row| Arc::new(OrderFacts::of_row(&row))))
+    }
+
+    /// Remembers the order a payment left behind, once that payment is committed.
+    fn remember_payment(&self, recorded: &PaymentRecorded) {
+        if let Some(order) = &recorded.order {
+            self.orders.remember_row(order);
         }
     }
 
@@ -227,6 +260,7 @@ impl PayStore {
         match pay_log::Entity::insert(row).exec(&self.connection).await {
             Ok(inserted) => {
                 model.id = inserted.last_insert_id;
+                self.orders.remember_row(&model);
                 Ok(model)
             }
             Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
@@ -243,11 +277,15 @@ impl PayStore {
 
     /// One order by id.
     pub async fn find_order(&self, order_id: &str) -> Result<Option<pay_log::Model>, StoreError> {
-        pay_log::Entity::find()
+        let row = pay_log::Entity::find()
             .filter(pay_log::Column::OrderId.eq(order_id))
             .one(&self.connection)
             .await
-            .map_err(db("reading an order"))
+            .map_err(db("reading an order"))?;
+        if let Some(row) = &row {
+            self.orders.remember_row(row);
+        }
+        Ok(row)
     }
 
     /// One order by id, absent → [`StoreError::UnknownOrder`].
@@ -331,7 +369,9 @@ impl PayStore {
         transaction_id: Option<&str>,
         paid_at: DateTime<Utc>,
     ) -> Result<PaymentRecorded, StoreError> {
-        mark_paid_on(&self.connection, order_id, transaction_id, paid_at).await
+        let recorded = mark_paid_on(&self.connection, order_id, transaction_id, paid_at).await?;
+        self.remember_payment(&recorded);
+        Ok(recorded)
     }
 
     /// The payment a verified notify reports: [`PayStore::mark_paid`] and the record-table
@@ -349,9 +389,13 @@ impl PayStore {
         state: ThirdPartyState,
         paid_at: DateTime<Utc>,
     ) -> Result<PaymentRecorded, StoreError> {
-        self.notify_writer
+        let recorded = self
+            .notify_writer
             .record(NotifiedPayment { state, paid_at })
-            .await
+            .await?;
+        // Answered only after the commit: what is remembered is durable.
+        self.remember_payment(&recorded);
+        Ok(recorded)
     }
 }
 
@@ -418,7 +462,7 @@ pub(super) async fn mark_paid_on<C: ConnectionTrait>(
         }
         let current = get_order_on(connection, order_id).await?;
         match current.status {
-            PayStatus::Success => return Ok(PaymentRecorded::already_paid()),
+            PayStatus::Success => return Ok(PaymentRecorded::already_paid(current)),
             PayStatus::Wait => continue,
             previous @ (PayStatus::Close | PayStatus::Timeout) => {
                 let late = update_returning(
@@ -448,8 +492,9 @@ pub(super) async fn mark_paid_on<C: ConnectionTrait>(
             }
         }
     }
-    match get_order_on(connection, order_id).await?.status {
-        PayStatus::Success => Ok(PaymentRecorded::already_paid()),
+    let current = get_order_on(connection, order_id).await?;
+    match current.status {
+        PayStatus::Success => Ok(PaymentRecorded::already_paid(current)),
         _ => Err(StoreError::Db {
             doing: "marking an order paid",
             source: DbErr::Custom(format!(

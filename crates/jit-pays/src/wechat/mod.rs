@@ -15,8 +15,8 @@ use wechatpay_v2::{
     success_reply,
 };
 
+use crate::db::cache::OrderFacts;
 use crate::db::entity::PayStatus;
-use crate::db::entity::pay_log;
 use crate::db::store::{
     CloseOutcome, NewOrder, PaidOutcome, PayStore, PaymentRecorded, PrepayRecord, StoreError,
     ThirdPartyState, now,
@@ -760,18 +760,18 @@ impl Pay for WechatPay {
         let Some(order_id) = unverified.unverified_params().get("out_trade_no").cloned() else {
             return self.reject("notify without out_trade_no".into());
         };
-        let row = match self.store.find_order(&order_id).await {
-            Ok(Some(row)) => row,
+        let order = match self.store.order_facts(&order_id).await {
+            Ok(Some(order)) => order,
             Ok(None) => return self.reject(format!("notify for unknown order {order_id}")),
             Err(error) => return self.failed(&order_id, &error),
         };
-        self.notify_for_order(unverified, row, body).await
+        self.notify_for_order(unverified, order, body).await
     }
 
     async fn notify_for_order(
         &self,
         unverified: UnverifiedNotify,
-        row: pay_log::Model,
+        row: Arc<OrderFacts>,
         body: &[u8],
     ) -> NotifyReply {
         let order_id = row.order_id.clone();
@@ -833,11 +833,13 @@ impl Pay for WechatPay {
             ));
         }
         // WeChat repeats notifies until answered: a repeat of the recorded payment is
-        // answered without writing anything.
-        if row.status == PayStatus::Success
-            && row.transaction_id.is_some()
-            && row.transaction_id == notify.transaction_id
-        {
+        // answered without writing anything — and, when this process has committed or read
+        // that payment, without reading anything either. That holds with any number of
+        // processes on the database: `success` is final, so a payment once seen stays
+        // recorded; an order not known here as paid is decided by the database below.
+        // The repeat got here only verified with the owner's key and matching the
+        // merchant and the amount, exactly as a first notify.
+        if row.paid_transaction_id.is_some() && row.paid_transaction_id == notify.transaction_id {
             return Self::acknowledge(NotifyOutcome::AlreadyPaid { order_id });
         }
         let paid_at = notify
