@@ -2,6 +2,8 @@
 //! conditional UPDATE, on SQLite (WAL, synchronous=FULL) in a temporary directory. No HTTP:
 //! this is the part of a notify's cost that the pays family owns.
 //!
+//! `PAYS_BENCH_ORDER_CACHE=N` sets `PaysSettings::order_cache_capacity` (0: no cache).
+//!
 //! `sequential_*` runs one notify at a time (each waits for its own commit); `concurrent_*`
 //! keeps [`IN_FLIGHT`] notifies in flight on the multi-threaded runtime, as an HTTP host
 //! under load does, so the payment writer commits them in groups.
@@ -98,7 +100,15 @@ async fn setup() -> Bench {
     let store = connect(&DbConfig::sqlite_beside(root, "shop"))
         .await
         .unwrap();
-    let settings = PaysSettings::new("http://127.0.0.1:1", "http://127.0.0.1:9");
+    let mut settings = PaysSettings::new("http://127.0.0.1:1", "http://127.0.0.1:9");
+    // `PAYS_BENCH_ORDER_CACHE=0` turns the order cache off: every notify then reads its
+    // order, as before the cache existed (the comparison in docs/benchmarks.md).
+    if let Some(capacity) = std::env::var("PAYS_BENCH_ORDER_CACHE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.order_cache_capacity = capacity;
+    }
     let app = jit_pays::register(jit_runtime::AppBuilder::new(root), store, settings)
         .build()
         .await

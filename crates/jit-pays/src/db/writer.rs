@@ -241,6 +241,12 @@ pub(crate) async fn commit_batch(
     Ok(outcomes)
 }
 
+/// How many rows a batch statement for `count` rows is written for: the next power of
+/// two (at most [`MAX_BATCH`], itself one), so a few statement texts cover every batch.
+fn statement_rows(count: usize) -> usize {
+    count.next_power_of_two().min(MAX_BATCH.max(count))
+}
+
 /// `wait → success` for every distinct order of `payments` still waiting, in one
 /// conditional UPDATE; the rows it changed, by order id. Each order gets the transaction
 /// id and payment time of the first payment naming it.
@@ -248,14 +254,32 @@ async fn mark_waiting_paid_on<C: ConnectionTrait>(
     connection: &C,
     payments: &[NotifiedPayment],
 ) -> Result<HashMap<String, pay_log::Model>, StoreError> {
-    let mut order_ids: Vec<&str> = Vec::with_capacity(payments.len());
+    let mut firsts: Vec<&NotifiedPayment> = Vec::with_capacity(payments.len());
+    let mut seen: HashSet<&str> = HashSet::with_capacity(payments.len());
+    for payment in payments {
+        if seen.insert(payment.state.order_id.as_str()) {
+            firsts.push(payment);
+        }
+    }
+    // The statement's text depends only on how many orders it names, and each text is a
+    // statement the driver prepares and caches per connection. Padding the count to a
+    // power of two (by naming the last order again: a repeated `IN` member and a repeated
+    // `CASE` arm with the same values change nothing) keeps that to a handful of texts,
+    // instead of one per batch size evicting each other from the statement cache.
+    let padded = statement_rows(firsts.len());
+    let Some(&last) = firsts.last() else {
+        return Ok(HashMap::new());
+    };
+    let mut order_ids: Vec<&str> = Vec::with_capacity(padded);
     let mut transaction_ids = CaseStatement::new();
     let mut paid_ats = CaseStatement::new();
-    for payment in payments {
+    for payment in firsts
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(last))
+        .take(padded)
+    {
         let order_id = payment.state.order_id.as_str();
-        if order_ids.contains(&order_id) {
-            continue;
-        }
         order_ids.push(order_id);
         let this_order = pay_log::Column::OrderId.eq(order_id);
         transaction_ids = transaction_ids.case(
@@ -321,7 +345,19 @@ async fn save_notified_states_on<C: ConnectionTrait>(
     // the one it aborts answers FAIL to its notifies, which WeChat sends again.)
     latest.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
     let at = now();
-    let rows = latest
+    // Padded like the UPDATE (see `mark_waiting_paid_on`), on SQLite only: there a row
+    // given twice is upserted twice with the same values, which changes nothing, while
+    // PostgreSQL refuses to update one row twice in a statement.
+    let rows = if connection.get_database_backend() == DbBackend::Sqlite {
+        let padded = statement_rows(latest.len());
+        if let Some(last) = latest.last().cloned() {
+            latest.resize(padded, last);
+        }
+        latest
+    } else {
+        latest
+    };
+    let rows = rows
         .into_iter()
         .map(|state| third_party_row(state, true, at));
     // A notify without trade_state or transaction_id keeps the stored one, as the
