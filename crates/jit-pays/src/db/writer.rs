@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use parking_lot::Mutex;
 use sea_orm::sea_query::{CaseStatement, Expr, OnConflict};
+use sea_orm::sqlx::sqlite::SqlitePoolOptions;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, QueryTrait, Statement, TransactionTrait,
+    FromQueryResult, QueryFilter, QueryTrait, SqlxSqliteConnector, Statement, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -123,7 +124,26 @@ impl NotifyWriter {
     }
 }
 
+/// On SQLite, the writer's own connection (a pool of one with the store's options): a
+/// connection's page cache survives only its own commits — any other connection's write
+/// empties it — so a writer taking whichever pooled connection is free would read its
+/// B-tree pages back from the file on every batch. PostgreSQL keeps pages in the server
+/// and shares the store's pool.
+fn own_connection(connection: &DatabaseConnection) -> DatabaseConnection {
+    if connection.get_database_backend() != DbBackend::Sqlite {
+        return connection.clone();
+    }
+    let pool = connection.get_sqlite_connection_pool();
+    let own = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with((*pool.connect_options()).clone());
+    SqlxSqliteConnector::from_sqlx_sqlite_pool(own)
+}
+
 async fn run(connection: DatabaseConnection, mut queue: mpsc::Receiver<Job>) {
+    let connection = own_connection(&connection);
     let sqlite = connection.get_database_backend() == DbBackend::Sqlite;
     let mut wal_restarted = Instant::now();
     let mut jobs = Vec::with_capacity(MAX_BATCH);
@@ -288,6 +308,16 @@ async fn mark_waiting_paid_on<C: ConnectionTrait>(
         );
         paid_ats = paid_ats.case(this_order, Expr::value(payment.paid_at.trunc_subsecs(6)));
     }
+    // Without statistics, SQLite's planner takes an `IN` list of four or more order ids as
+    // costlier than the equality on `status`, and walks the (status, next_check_at) index
+    // over every waiting order instead of looking the few orders up by their unique id:
+    // each batch then cost time growing with the number of waiting orders. A unary `+`
+    // keeps the status term out of index selection, leaving the unique index.
+    let still_waiting = if connection.get_database_backend() == DbBackend::Sqlite {
+        Expr::cust_with_values("+\"status\" = ?", [PayStatus::Wait.as_str()])
+    } else {
+        pay_log::Column::Status.eq(PayStatus::Wait.as_str())
+    };
     let transaction_ids = transaction_ids.finally(Expr::col(pay_log::Column::TransactionId));
     let paid_ats = paid_ats.finally(Expr::col(pay_log::Column::PaidAt));
     let mut query = pay_log::Entity::update_many()
@@ -301,7 +331,7 @@ async fn mark_waiting_paid_on<C: ConnectionTrait>(
         )
         .col_expr(pay_log::Column::PaidAt, Expr::Case(Box::new(paid_ats)))
         .col_expr(pay_log::Column::UpdatedAt, Expr::value(now()))
-        .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str()))
+        .filter(still_waiting)
         .filter(pay_log::Column::OrderId.is_in(order_ids))
         .into_query();
     query.returning_all();
