@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use parking_lot::Mutex;
-use sea_orm::sea_query::{CaseStatement, Expr, OnConflict};
+use sea_orm::sea_query::{CaseStatement, Expr, OnConflict, UpdateStatement};
 use sea_orm::sqlx::sqlite::SqlitePoolOptions;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
@@ -274,6 +274,27 @@ async fn mark_waiting_paid_on<C: ConnectionTrait>(
     connection: &C,
     payments: &[NotifiedPayment],
 ) -> Result<HashMap<String, pay_log::Model>, StoreError> {
+    let Some(query) = mark_waiting_paid_query(connection.get_database_backend(), payments) else {
+        return Ok(HashMap::new());
+    };
+    let rows = connection
+        .query_all(&query)
+        .await
+        .map_err(db("marking orders paid"))?;
+    rows.iter()
+        .map(|row| {
+            let order =
+                pay_log::Model::from_query_result(row, "").map_err(db("reading paid orders"))?;
+            Ok((order.order_id.clone(), order))
+        })
+        .collect()
+}
+
+/// The statement of [`mark_waiting_paid_on`]; `None` for no payments.
+fn mark_waiting_paid_query(
+    backend: DbBackend,
+    payments: &[NotifiedPayment],
+) -> Option<UpdateStatement> {
     let mut firsts: Vec<&NotifiedPayment> = Vec::with_capacity(payments.len());
     let mut seen: HashSet<&str> = HashSet::with_capacity(payments.len());
     for payment in payments {
@@ -287,9 +308,7 @@ async fn mark_waiting_paid_on<C: ConnectionTrait>(
     // `CASE` arm with the same values change nothing) keeps that to a handful of texts,
     // instead of one per batch size evicting each other from the statement cache.
     let padded = statement_rows(firsts.len());
-    let Some(&last) = firsts.last() else {
-        return Ok(HashMap::new());
-    };
+    let &last = firsts.last()?;
     let mut order_ids: Vec<&str> = Vec::with_capacity(padded);
     let mut transaction_ids = CaseStatement::new();
     let mut paid_ats = CaseStatement::new();
@@ -313,7 +332,7 @@ async fn mark_waiting_paid_on<C: ConnectionTrait>(
     // over every waiting order instead of looking the few orders up by their unique id:
     // each batch then cost time growing with the number of waiting orders. A unary `+`
     // keeps the status term out of index selection, leaving the unique index.
-    let still_waiting = if connection.get_database_backend() == DbBackend::Sqlite {
+    let still_waiting = if backend == DbBackend::Sqlite {
         Expr::cust_with_values("+\"status\" = ?", [PayStatus::Wait.as_str()])
     } else {
         pay_log::Column::Status.eq(PayStatus::Wait.as_str())
@@ -335,17 +354,7 @@ async fn mark_waiting_paid_on<C: ConnectionTrait>(
         .filter(pay_log::Column::OrderId.is_in(order_ids))
         .into_query();
     query.returning_all();
-    let rows = connection
-        .query_all(&query)
-        .await
-        .map_err(db("marking orders paid"))?;
-    rows.iter()
-        .map(|row| {
-            let order =
-                pay_log::Model::from_query_result(row, "").map_err(db("reading paid orders"))?;
-            Ok((order.order_id.clone(), order))
-        })
-        .collect()
+    Some(query)
 }
 
 /// The record-table rows of verified notifies, in one multi-row upsert. When several
@@ -524,6 +533,44 @@ mod tests {
             assert_eq!(
                 store.get_order("POISON").await.unwrap().status,
                 PayStatus::Wait
+            );
+        }
+    }
+
+    /// Whatever the batch size, SQLite finds a batch's orders by their unique id, not by
+    /// walking every waiting order through the status index.
+    #[tokio::test]
+    async fn the_batch_update_looks_orders_up_by_id_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = connect(&DbConfig::sqlite_beside(dir.path(), "plan"))
+            .await
+            .unwrap();
+        for size in [1, 3, 4, 17, 64, MAX_BATCH] {
+            let payments: Vec<_> = (0..size).map(|i| payment(&format!("P{i}"))).collect();
+            let query = mark_waiting_paid_query(DbBackend::Sqlite, &payments).unwrap();
+            let (sql, values) = query.build(sea_orm::sea_query::SqliteQueryBuilder);
+            let plan = store
+                .connection()
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    format!("EXPLAIN QUERY PLAN {sql}"),
+                    values,
+                ))
+                .await
+                .unwrap();
+            let details: Vec<String> = plan
+                .iter()
+                .map(|row| row.try_get_by_index::<String>(3).unwrap())
+                .collect();
+            assert!(
+                details
+                    .iter()
+                    .any(|d| d.contains("pays_pay_log_order_id_uniq")),
+                "{size} orders: {details:?}"
+            );
+            assert!(
+                !details.iter().any(|d| d.contains("status_next_check")),
+                "{size} orders: {details:?}"
             );
         }
     }
