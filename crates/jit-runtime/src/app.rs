@@ -89,11 +89,30 @@ pub trait Element: Send + Sync + 'static {
 /// Implements [`Element::interface`] for the listed trait objects (and the element's own
 /// type), inside an `impl Element for ...` block:
 ///
-/// ```ignore
+/// ```
+/// use std::sync::Arc;
+/// use jit_runtime::{Element, ElementDef};
+///
+/// trait Pay: Send + Sync {
+///     fn amount_fen(&self) -> i64;
+/// }
+///
+/// struct MyPay {
+///     def: Arc<ElementDef>,
+/// }
+///
+/// impl Pay for MyPay {
+///     fn amount_fen(&self) -> i64 {
+///         9999
+///     }
+/// }
+///
 /// #[async_trait::async_trait]
 /// impl Element for MyPay {
-///     fn def(&self) -> &Arc<ElementDef> { &self.def }
-///     jit_runtime::provide_interfaces!(dyn Pay, dyn Refund);
+///     fn def(&self) -> &Arc<ElementDef> {
+///         &self.def
+///     }
+///     jit_runtime::provide_interfaces!(dyn Pay);
 /// }
 /// ```
 #[macro_export]
