@@ -310,7 +310,17 @@ async fn the_client_sees_every_error_and_recovers_from_transient_ones() {
     // Protocol-level refusals (return_code FAIL) arrive as Error::Protocol.
     let wrong_key = client_for(&sim, |config| config.api_key = ApiKey::new("0".repeat(32))).await;
     match wrong_key.close_order("ce-2").await.unwrap_err() {
-        Error::Protocol { return_msg, .. } => assert_eq!(return_msg, "签名错误"),
+        Error::Protocol {
+            return_msg,
+            err_code,
+            ..
+        } => {
+            assert_eq!(return_msg, "签名错误");
+            assert_eq!(
+                err_code.map(|code| code.as_str().to_owned()).as_deref(),
+                Some("SIGNERROR")
+            );
+        }
         other => panic!("{other:?}"),
     }
     let stranger = client_for(&sim, |config| config.mch_id = "99999999".into()).await;

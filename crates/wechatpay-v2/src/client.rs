@@ -875,13 +875,7 @@ impl Client {
         answer: &'a Params,
     ) -> Result<Fields<'a>, Error> {
         let fields = Fields::new(answer, endpoint);
-        let return_code = fields.required("return_code")?;
-        if return_code != "SUCCESS" {
-            return Err(Error::Protocol {
-                endpoint,
-                return_msg: fields.optional("return_msg").unwrap_or_default(),
-            });
-        }
+        fields.ensure_return_success()?;
         Ok(fields)
     }
 
@@ -1155,6 +1149,7 @@ impl Client {
                         None => Error::Protocol {
                             endpoint: PATH,
                             return_msg: message,
+                            err_code: None,
                         },
                     });
                 }

@@ -173,12 +173,15 @@ pub enum Error {
     Transport(#[from] TransportError),
     /// `return_code=FAIL`: WeChat refused the request at protocol level (bad sign, bad XML,
     /// missing parameter...).
-    #[error("{endpoint}: return_code FAIL: {return_msg}")]
+    #[error("{endpoint}: return_code FAIL: {return_msg}{}", err_code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Protocol {
         /// The endpoint path.
         endpoint: &'static str,
         /// WeChat's `return_msg`.
         return_msg: String,
+        /// The `err_code` some protocol refusals carry (e.g. `SIGNERROR`), so callers need
+        /// not match on the wording of `return_msg`.
+        err_code: Option<ErrCode>,
     },
     /// `result_code=FAIL`: a business error.
     #[error("{endpoint}: {code}: {description}")]
@@ -253,10 +256,11 @@ impl Error {
         }
     }
 
-    /// The business error code, when this is a business error.
+    /// WeChat's error code: a business error's, or the one a protocol refusal carried.
     pub fn err_code(&self) -> Option<&ErrCode> {
         match self {
             Error::Business { code, .. } => Some(code),
+            Error::Protocol { err_code, .. } => err_code.as_ref(),
             _ => None,
         }
     }

@@ -3,7 +3,7 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
-use crate::{Error, Fen, Params};
+use crate::{ErrCode, Error, Fen, Params};
 
 /// A received document and the name it is reported under in errors.
 pub(crate) struct Fields<'a> {
@@ -26,6 +26,19 @@ impl<'a> Fields<'a> {
     /// A field that may be absent; an empty value counts as absent.
     pub(crate) fn optional(&self, key: &str) -> Option<String> {
         self.params.get(key).filter(|v| !v.is_empty()).cloned()
+    }
+
+    /// Checks `return_code`: anything but SUCCESS is a protocol refusal, reported with
+    /// its `return_msg` and, when present, its `err_code`.
+    pub(crate) fn ensure_return_success(&self) -> Result<(), Error> {
+        if self.required("return_code")? == "SUCCESS" {
+            return Ok(());
+        }
+        Err(Error::Protocol {
+            endpoint: self.context,
+            return_msg: self.optional("return_msg").unwrap_or_default(),
+            err_code: self.optional("err_code").map(|code| ErrCode::parse(&code)),
+        })
     }
 
     /// A field that must be present and non-empty.

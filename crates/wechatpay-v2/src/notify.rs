@@ -76,13 +76,7 @@ impl UnverifiedNotify {
     /// Verifies the signature with `api_key` and reads the typed notify.
     pub fn verify(self, api_key: &ApiKey) -> Result<PaymentNotify, Error> {
         let fields = Fields::new(&self.params, PAYMENT_NOTIFY);
-        let return_code = fields.required("return_code")?;
-        if return_code != "SUCCESS" {
-            return Err(Error::Protocol {
-                endpoint: PAYMENT_NOTIFY,
-                return_msg: fields.optional("return_msg").unwrap_or_default(),
-            });
-        }
+        fields.ensure_return_success()?;
         let sign_type =
             verify(&self.params, api_key).map_err(|source| Error::InvalidSignature {
                 context: PAYMENT_NOTIFY,
@@ -263,13 +257,7 @@ pub fn parse_refund_notify(body: &[u8], api_key: &ApiKey) -> Result<RefundNotify
         source,
     })?;
     let o = Fields::new(&outer, REFUND_NOTIFY);
-    let return_code = o.required("return_code")?;
-    if return_code != "SUCCESS" {
-        return Err(Error::Protocol {
-            endpoint: REFUND_NOTIFY,
-            return_msg: o.optional("return_msg").unwrap_or_default(),
-        });
-    }
+    o.ensure_return_success()?;
     let info = decrypt_req_info(&o.required("req_info")?, api_key)?;
     let i = Fields::new(&info, REFUND_NOTIFY);
     Ok(RefundNotify {
