@@ -220,8 +220,9 @@ impl Host {
         }
     }
 
-    /// An app builder with this host's framework layers only: enough for definitions
-    /// (`check`, `ls`, `show`), no loader, no service.
+    /// An app builder with this host's framework layers and customizers, no loader and
+    /// no service: enough for definitions (`check`, `ls`, `show`), and the same
+    /// definitions `serve` then builds (a customizer's `env` included).
     pub fn definitions_builder(&self, app_dir: &Path) -> AppBuilder {
         let mut builder = AppBuilder::new(app_dir);
         if self.official_families {
@@ -229,6 +230,9 @@ impl Host {
         }
         for dir in &self.framework {
             builder = builder.framework_layer(dir);
+        }
+        for customize in &self.customizers {
+            builder = customize(builder);
         }
         builder
     }

@@ -46,7 +46,8 @@ pub(crate) async fn start(
         Some(official) => official.register(builder),
         None => builder,
     });
-    let builder = jit_plugin_host::add_plugin_loaders(builder, plugins);
+    // The definitions just read are the ones built: the tree is walked once.
+    let builder = jit_plugin_host::add_plugin_loaders(builder, plugins).definitions(definitions);
     let app = match Host::build_app(builder).await {
         Ok(app) => app,
         Err(err) => {

@@ -27,15 +27,22 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
             };
             // What `serve` would refuse: an instance nothing in this host can build. The
             // runtime decides, with every loader `serve` registers.
-            if let Err(errors) = host.check_builder(app_dir, plugins).check() {
-                problems.extend(errors.iter().map(|error| match error.kind {
-                    LoadErrorKind::NoLoader => format!(
-                        "{error} in this host (a Type written in Rust needs the host binary that registers it; see docs/extending.md)"
-                    ),
-                    _ => error.to_string(),
-                }));
+            match host
+                .check_builder(app_dir, plugins)
+                .definitions(definitions)
+                .check()
+            {
+                Ok(definitions) => Some(definitions),
+                Err(errors) => {
+                    problems.extend(errors.iter().map(|error| match error.kind {
+                        LoadErrorKind::NoLoader => format!(
+                            "{error} in this host (a Type written in Rust needs the host binary that registers it; see docs/extending.md)"
+                        ),
+                        _ => error.to_string(),
+                    }));
+                    None
+                }
             }
-            Some(definitions)
         }
         Err(errors) => {
             problems.extend(errors.iter().map(ToString::to_string));

@@ -222,6 +222,7 @@ pub struct AppBuilder {
     loaders: Loaders,
     services: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     env: HashMap<String, String>,
+    preloaded: Option<Definitions>,
 }
 
 impl AppBuilder {
@@ -233,6 +234,29 @@ impl AppBuilder {
             loaders: HashMap::new(),
             services: HashMap::new(),
             env: HashMap::new(),
+            preloaded: None,
+        }
+    }
+
+    /// Uses definitions already loaded by [`AppBuilder::load_definitions`] instead of
+    /// walking the tree again in [`AppBuilder::check`] or [`AppBuilder::build`]. A host
+    /// that reads the definitions first (to find plugins or merchants) and then builds
+    /// saves the second walk. They must come from a builder for the same app folder with
+    /// the same framework layers and `env`.
+    pub fn definitions(mut self, definitions: Definitions) -> Self {
+        self.preloaded = Some(definitions);
+        self
+    }
+
+    /// The preloaded definitions, or a fresh walk of the tree.
+    fn take_definitions(&mut self) -> Result<Definitions, LoadErrors> {
+        match self.preloaded.take() {
+            Some(defs) => Ok(defs),
+            None => definitions::load(
+                &self.app_dir,
+                &self.framework,
+                std::mem::take(&mut self.env),
+            ),
         }
     }
 
@@ -276,8 +300,8 @@ impl AppBuilder {
     /// Everything [`AppBuilder::build`] checks, without building any element (so without
     /// touching databases or gateways): the definitions, and a loader on every instance's
     /// chain. What `jit check` runs when the host's loaders are registered.
-    pub fn check(self) -> Result<Definitions, LoadErrors> {
-        let defs = definitions::load(&self.app_dir, &self.framework, self.env)?;
+    pub fn check(mut self) -> Result<Definitions, LoadErrors> {
+        let defs = self.take_definitions()?;
         let errors: Vec<LoadError> = defs
             .iter()
             .filter(|chain| is_instance(&defs, chain) && plan_for(chain, &self.loaders).is_empty())
@@ -292,8 +316,8 @@ impl AppBuilder {
 
     /// Loads the definitions, checks every instance has a loader on its chain, and builds
     /// the `afterAppInit` elements. Every problem is reported.
-    pub async fn build(self) -> Result<App, LoadErrors> {
-        let defs = definitions::load(&self.app_dir, &self.framework, self.env)?;
+    pub async fn build(mut self) -> Result<App, LoadErrors> {
+        let defs = self.take_definitions()?;
         let mut errors = Vec::new();
         let mut slots = HashMap::with_capacity(defs.len());
         for chain in defs.iter() {

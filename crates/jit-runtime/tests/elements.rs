@@ -673,3 +673,32 @@ async fn loaders_that_need_each_other_get_an_error_not_a_hang() {
     app.get_element("dep.c").await.expect("c needs d");
     assert!(app.get_element("dep.d").await.is_ok());
 }
+
+#[tokio::test]
+async fn preloaded_definitions_are_built_without_walking_the_tree_again() {
+    let tree = shop();
+    let definitions = tree.builder("app").load_definitions().expect("definitions");
+    // Break the tree on disk: a second walk would now fail on this file.
+    tree.write(&[("app/elements/pays/myPay/e.json", "{ not json")]);
+    assert!(tree.builder("app").load_definitions().is_err());
+
+    let checked = tree
+        .builder("app")
+        .loader("pays.TestPayType", PayLoader::default())
+        .loader("pays.Meta", PlainLoader)
+        .loader("models.Meta", PlainLoader)
+        .definitions(definitions)
+        .check()
+        .expect("check uses the preloaded definitions");
+    let app = tree
+        .builder("app")
+        .loader("pays.TestPayType", PayLoader::default())
+        .loader("pays.Meta", PlainLoader)
+        .loader("models.Meta", PlainLoader)
+        .definitions(checked)
+        .build()
+        .await
+        .expect("build uses the preloaded definitions");
+    let pay = app.get::<dyn Pay>("pays.myPay").await.expect("a Pay");
+    assert_eq!(pay.api_key().expose(), "k-123");
+}
