@@ -1,11 +1,9 @@
 //! Conformance with an independent client: wechatpy 1.8.18 (PyPI), pointed at the
 //! simulator through `API_BASE_URL`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::NotifyReceiver;
+use crate::common::NotifyReceiver;
 use serde_json::{Value, json};
 use wechatpay_sim::{
     DEFAULT_API_KEY, DEFAULT_APPID, DEFAULT_MCH_ID, MerchantConfig, SimConfig, SimHandle, Simulator,

@@ -1,13 +1,12 @@
 //! What the family logs about refused and accepted notifies: the reason, never a key.
 
-mod support;
-
+use crate::support;
 use std::io::Write;
 use std::sync::Arc;
 
+use crate::support::shop::{self, API_KEY, APP_ID, MCH_ID, OTHER_API_KEY, ShopOptions};
 use jit_pays::{NotifyOutcome, PayType, Payer};
 use parking_lot::Mutex;
-use support::shop::{self, API_KEY, APP_ID, MCH_ID, OTHER_API_KEY, ShopOptions};
 use wechatpay_v2::Fen;
 
 #[derive(Clone, Default)]

@@ -4,12 +4,12 @@
 //! element, except `create`, which it overrides (10% off): the override must stay in force
 //! on every path.
 
-mod support;
-
+use crate::support;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::shop::{API_KEY, APP_ID, MCH_ID, signed_notify};
 use jit_pays::{
     NotifyOutcome, Pay, PayEventKind, PayEvents, PayStatus, PaySvc, PaysSettings,
     ReconcilerSettings, reconcile_due,
@@ -20,7 +20,6 @@ use jit_runtime::{
 };
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
-use support::shop::{API_KEY, APP_ID, MCH_ID, signed_notify};
 use wechatpay_sim::{SimConfig, Simulator};
 use wechatpay_v2::NOTIFY_SUCCESS_REPLY;
 

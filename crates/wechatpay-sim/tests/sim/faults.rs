@@ -1,10 +1,9 @@
 //! Notify delivery on WeChat's schedule, and every fault knob.
 
-mod common;
-
+use crate::common;
 use std::time::{Duration, Instant};
 
-use common::{NotifyReceiver, call, default_head, native_order, params};
+use crate::common::{NotifyReceiver, call, default_head, native_order, params};
 use wechatpay_sim::{
     DEFAULT_API_KEY, DEFAULT_MCH_ID, Endpoint, Fault, FaultRule, MerchantConfig,
     NOTIFY_RETRY_SCHEDULE, SimConfig, SimHandle, Simulator, TradeState,

@@ -6,17 +6,16 @@
 //! "No database at all" is shown by renaming the family's tables away: any statement on
 //! them then fails, which a notify answers with FAIL (`NotifyOutcome::Failed`).
 
-mod support;
-
+use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::shop::{
+    self, API_KEY, APP_ID, MCH_ID, OTHER_API_KEY, OTHER_APP_ID, OTHER_MCH_ID, Shop, ShopOptions,
+};
 use jit_pays::db::connect;
 use jit_pays::{NotifyOutcome, PayStatus, PaySvc, PaysSettings};
 use sea_orm::ConnectionTrait;
-use support::shop::{
-    self, API_KEY, APP_ID, MCH_ID, OTHER_API_KEY, OTHER_APP_ID, OTHER_MCH_ID, Shop, ShopOptions,
-};
 use wechatpay_v2::Fen;
 
 const AMOUNT: i64 = 1234;

@@ -1,8 +1,7 @@
 //! The order store against real databases: migrations, uniqueness, the state machine
 //! under concurrency, queries.
 
-mod support;
-
+use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! Instance configuration: where values come from, and clear errors for bad ones.
 
-mod support;
-
+use crate::support;
 use jit_pays::{Pay, PaysSettings};
 
 /// A temporary app `demo/shop` with no element yet.

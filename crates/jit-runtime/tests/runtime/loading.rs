@@ -1,12 +1,10 @@
 //! Loading definitions: layout, layers, overriding, access modifiers, placeholders and
 //! every kind of loading error with its message.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::{FRAMEWORK, Tree, app_toml};
+use crate::common::{FRAMEWORK, Tree, app_toml};
 use jit_runtime::{AccessModifier, AppBuilder, DataType, LoadErrorKind, LoadErrors, MASK};
 
 fn errors_of(result: Result<jit_runtime::Definitions, LoadErrors>) -> LoadErrors {

@@ -1,8 +1,7 @@
 //! A Type extending `pays.WechatPayType` in Rust: wraps the parent's `dyn Pay`, overrides
 //! `create` (a discount) and `cancel` (a rule), delegates the rest.
 
-mod support;
-
+use crate::support;
 use std::sync::Arc;
 
 use jit_pays::{

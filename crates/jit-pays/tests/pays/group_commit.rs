@@ -2,14 +2,13 @@
 //! gets its own exactly-once outcome; a batch that cannot be committed records nothing and
 //! answers every notify in it with FAIL. SQLite always, PostgreSQL when configured.
 
-mod support;
-
+use crate::support;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::support::shop::{self, API_KEY, APP_ID, MCH_ID, ShopOptions};
 use jit_pays::{NotifyOutcome, PayEventKind, PayStatus};
 use sea_orm::ConnectionTrait;
-use support::shop::{self, API_KEY, APP_ID, MCH_ID, ShopOptions};
 use wechatpay_v2::{Fen, NOTIFY_SUCCESS_REPLY};
 
 /// More orders than one batch takes (256), each notified three times: the copies of an

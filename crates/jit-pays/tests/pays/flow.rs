@@ -2,19 +2,18 @@
 //! real database: every payType, check, cancel, notifies good and bad, the reconciler.
 //! Each test runs on SQLite, and on PostgreSQL too when `JIT_TEST_POSTGRES_URL` is set.
 
-mod support;
-
+use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::shop::{
+    self, API_KEY, APP_ID, MCH_ID, OTHER_API_KEY, OTHER_APP_ID, OTHER_MCH_ID, ShopOptions,
+};
 use jit_pays::{
     NotifyOutcome, PayError, PayEventKind, PayStatus, PayType, Payer, ReconcilerSettings,
 };
 use jit_runtime::{CallContext, CallErrorKind};
 use serde_json::{Value, json};
-use support::shop::{
-    self, API_KEY, APP_ID, MCH_ID, OTHER_API_KEY, OTHER_APP_ID, OTHER_MCH_ID, ShopOptions,
-};
 use wechatpay_sim::{Fault, FaultRule, SimConfig};
 use wechatpay_v2::{Fen, NOTIFY_SUCCESS_REPLY};
 

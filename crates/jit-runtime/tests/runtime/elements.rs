@@ -1,13 +1,11 @@
 //! Building and using elements: loaders, the cache under concurrency, typed access,
 //! dynamic calls with argument checking, delegation to parent loaders, services.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Tree, app_toml};
+use crate::common::{Tree, app_toml};
 use jit_runtime::{
     App, AppBuilder, CallContext, CallErrorKind, Chain, Element, ElementDef, ElementError,
     GetError, LoadContext, LoadErrorKind, Loader, Secret, WeakApp, provide_interfaces,

@@ -1,10 +1,11 @@
 //! The gateway's protocol behaviour, driven by a raw signed client.
 
-mod common;
-
+use crate::common;
 use std::time::Duration;
 
-use common::{NotifyReceiver, call, call_with, default_head, native_order, params, post_raw};
+use crate::common::{
+    NotifyReceiver, call, call_with, default_head, native_order, params, post_raw,
+};
 use wechatpay_sim::{
     DEFAULT_API_KEY, DEFAULT_APPID, DEFAULT_MCH_ID, MerchantConfig, SimConfig, Simulator,
     TradeState,

@@ -1,11 +1,10 @@
 //! wechatpy 1.8.18 as an independent peer: notifies it signs are accepted (and refused
 //! once tampered), and the JSAPI client parameters we sign verify with its signature code.
 
-mod support;
-
+use crate::support;
+use crate::support::shop::{self, API_KEY, APP_ID, MCH_ID, ShopOptions};
 use jit_pays::{NotifyOutcome, PayStatus, PayType, Payer};
 use serde_json::json;
-use support::shop::{self, API_KEY, APP_ID, MCH_ID, ShopOptions};
 use wechatpay_v2::Fen;
 
 const SIGN_NOTIFY: &str = r#"

@@ -2,11 +2,9 @@
 //! scenarios as the wechatpy conformance tests, with the client verifying every answer's
 //! signature.
 
-mod common;
-
 use std::time::Duration;
 
-use common::NotifyReceiver;
+use crate::common::NotifyReceiver;
 use serde_json::json;
 use wechatpay_sim::{
     DEFAULT_API_KEY, DEFAULT_APPID, DEFAULT_MCH_ID, Endpoint, Fault, FaultRule, MerchantConfig,

@@ -1,0 +1,15 @@
+//! The pays family's integration tests, one binary: each module is one concern.
+//!
+//! One binary per crate links once and runs every test on one thread pool.
+
+mod support;
+
+mod config;
+mod db;
+mod extend;
+mod flow;
+mod group_commit;
+mod logs;
+mod notify_cache;
+mod plugin_routing;
+mod wechatpy;

@@ -1,0 +1,8 @@
+//! The runtime's integration tests, one binary: each module is one concern.
+//!
+//! One binary per crate links once and runs every test on one thread pool.
+
+mod common;
+
+mod elements;
+mod loading;

@@ -1,0 +1,10 @@
+//! The simulator's integration tests, one binary: each module is one concern.
+//!
+//! One binary per crate links once and runs every test on one thread pool.
+
+mod common;
+
+mod faults;
+mod gateway;
+mod own_client;
+mod wechatpy_conformance;
