@@ -718,6 +718,92 @@ fn load_config(
     None
 }
 
+/// The apps `settings` extends, as layers from the lowest up: each extended app's own
+/// `extends` come below it, and an app reached along two paths is one layer, at the place
+/// of its first use (apps are told apart by their real paths). Returns each app's name (its folder name when it has no app.toml) and
+/// dir. A missing dir and an `extends` cycle are errors naming the app.toml that says so.
+fn extended_apps(settings: &AppSettings, errors: &mut Vec<LoadError>) -> Vec<(String, PathBuf)> {
+    fn visit(
+        app: &AppSettings,
+        path: &mut Vec<(PathBuf, PathBuf)>,
+        placed: &mut HashSet<PathBuf>,
+        out: &mut Vec<(String, PathBuf)>,
+        errors: &mut Vec<LoadError>,
+    ) {
+        let file = app.dir.join("app.toml");
+        for (i, dir) in app.extends.iter().enumerate() {
+            let at = format!("app.extends[{i}]");
+            // The same app can be spelled `.`, `../shop` or a symlink: compare real paths.
+            let identity = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            if let Some(start) = path.iter().position(|(seen, _)| *seen == identity) {
+                let cycle: Vec<String> = path[start..]
+                    .iter()
+                    .map(|(_, shown)| shown)
+                    .chain([dir])
+                    .map(|p| p.display().to_string())
+                    .collect();
+                errors.push(
+                    LoadError::new(
+                        LoadErrorKind::Settings,
+                        &file,
+                        format!("apps extend each other in a cycle: {}", cycle.join(" → ")),
+                    )
+                    .at(at),
+                );
+                continue;
+            }
+            if placed.contains(&identity) {
+                continue;
+            }
+            if !dir.is_dir() {
+                errors.push(
+                    LoadError::new(
+                        LoadErrorKind::Settings,
+                        &file,
+                        format!("extended app dir {} does not exist", dir.display()),
+                    )
+                    .at(at),
+                );
+                continue;
+            }
+            let name = if dir.join("app.toml").is_file() {
+                match AppSettings::load(dir, false) {
+                    Ok(extended) => {
+                        path.push((identity.clone(), dir.clone()));
+                        visit(&extended, path, placed, out, errors);
+                        path.pop();
+                        extended.name
+                    }
+                    Err(e) => {
+                        errors.extend(e);
+                        continue;
+                    }
+                }
+            } else {
+                dir.file_name().map_or_else(
+                    || dir.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+            };
+            placed.insert(identity);
+            out.push((name, dir.clone()));
+        }
+    }
+    let mut out = Vec::new();
+    let own = settings
+        .dir
+        .canonicalize()
+        .unwrap_or_else(|_| settings.dir.clone());
+    visit(
+        settings,
+        &mut vec![(own, settings.dir.clone())],
+        &mut HashSet::new(),
+        &mut out,
+        errors,
+    );
+    out
+}
+
 /// A run of definitions of one fullName where each overrides the previous; a `private`
 /// top ends it and a higher layer's same name starts a new lineage.
 struct Lineage {
@@ -743,32 +829,7 @@ pub(crate) fn load(
         },
         LayerSource::Embedded(framework.to_vec()),
     )];
-    for (i, dir) in settings.extends.iter().enumerate() {
-        if !dir.is_dir() {
-            errors.push(
-                LoadError::new(
-                    LoadErrorKind::Settings,
-                    app_dir.join("app.toml"),
-                    format!("extended app dir {} does not exist", dir.display()),
-                )
-                .at(format!("app.extends[{i}]")),
-            );
-            continue;
-        }
-        let name = if dir.join("app.toml").is_file() {
-            match AppSettings::load(dir, false) {
-                Ok(s) => s.name,
-                Err(e) => {
-                    errors.extend(e);
-                    continue;
-                }
-            }
-        } else {
-            dir.file_name().map_or_else(
-                || dir.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            )
-        };
+    for (name, dir) in extended_apps(&settings, &mut errors) {
         let root = dir.join("elements");
         layers.push((
             Layer {

@@ -11,7 +11,8 @@ use crate::error::{LoadError, LoadErrorKind, PlaceholderError};
 /// [app]
 /// name = "shop"          # required
 /// org = "acme"           # required for the app itself; optional in extended apps
-/// extends = ["../base"]  # app dirs whose elements/ form the layers below this app's
+/// extends = ["../base"]  # app dirs whose elements/ (and their own extends) form the
+///                        # layers below this app's
 ///
 /// [env]                  # values for {{VAR}} placeholders (the process environment wins)
 /// WECHAT_MCH_ID = "1900000109"

@@ -510,6 +510,85 @@ fn higher_layers_override_lower_ones_by_full_name() {
     assert!(chain.function("create").is_none());
 }
 
+/// An extended app's own `extends` are layers below it, and an app two others extend
+/// (a diamond) is one layer, placed at its first use.
+#[test]
+fn extends_are_followed_through_every_app_each_app_once() {
+    let tree = Tree::new(&[
+        (
+            "shop/app.toml",
+            "[app]\nname = \"shop\"\norg = \"acme\"\nextends = [\"../payments\", \"../catalog\"]\n",
+        ),
+        (
+            "payments/app.toml",
+            "[app]\nname = \"payments\"\nextends = [\"../core\"]\n",
+        ),
+        (
+            "catalog/app.toml",
+            "[app]\nname = \"catalog\"\nextends = [\"../core\"]\n",
+        ),
+        ("core/app.toml", "[app]\nname = \"core\"\n"),
+        (
+            "core/elements/pays/TestPayType/e.json",
+            r#"{"title": "core", "type": "pays.Meta"}"#,
+        ),
+        (
+            "catalog/elements/pays/TestPayType/e.json",
+            r#"{"title": "catalog", "type": "pays.Meta"}"#,
+        ),
+        (
+            "payments/elements/pays/corePay/e.json",
+            r#"{"type": "pays.TestPayType"}"#,
+        ),
+    ]);
+    let defs = tree.builder("shop").load_definitions().expect("loads");
+    let names: Vec<_> = defs.layers().iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["framework", "core", "payments", "catalog", "shop"]);
+    let top = defs.get("pays.TestPayType").expect("type");
+    assert_eq!(top.title.as_deref(), Some("catalog"));
+    assert_eq!(
+        top.overrides.as_ref().unwrap().title.as_deref(),
+        Some("core")
+    );
+    assert_eq!(
+        defs.chain("pays.corePay").expect("chain").defs()[1]
+            .title
+            .as_deref(),
+        Some("catalog")
+    );
+}
+
+#[test]
+fn apps_that_extend_each_other_are_a_cycle_error() {
+    let tree = Tree::new(&[
+        (
+            "shop/app.toml",
+            "[app]\nname = \"shop\"\norg = \"acme\"\nextends = [\"../base\"]\n",
+        ),
+        (
+            "base/app.toml",
+            "[app]\nname = \"base\"\nextends = [\"../core\"]\n",
+        ),
+        // Back to the app itself, spelled through its parent folder.
+        (
+            "core/app.toml",
+            "[app]\nname = \"core\"\nextends = [\"../shop/../shop\"]\n",
+        ),
+    ]);
+    let errors = errors_of(tree.builder("shop").load_definitions());
+    let error = only(&errors, LoadErrorKind::Settings);
+    assert_eq!(error.file, tree.join("core/app.toml"));
+    assert_eq!(error.json_path.as_deref(), Some("app.extends[0]"));
+    assert!(
+        error
+            .message
+            .starts_with("apps extend each other in a cycle: ")
+            && error.message.matches(" → ").count() == 3,
+        "{}",
+        error.message
+    );
+}
+
 #[test]
 fn protected_elements_cannot_be_overridden() {
     let tree = Tree::new(&[
