@@ -344,6 +344,7 @@ impl AppBuilder {
             services: self.services,
             slots,
             attempts: AtomicU64::new(0),
+            waits: Arc::new(Mutex::new(WaitGraph::default())),
         }));
         app.build_elements(BackendLoadTime::AfterAppInit).await?;
         Ok(app)
@@ -405,6 +406,70 @@ struct AppInner {
     services: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     slots: HashMap<FullName, Slot>,
     attempts: AtomicU64,
+    /// Which builds in progress wait for which, across tasks.
+    waits: Arc<Mutex<WaitGraph>>,
+}
+
+/// Builds in progress that wait for other builds: `a → b` while a's loader awaits b.
+///
+/// The task-local [`BUILDING`] stack sees a cycle only when one chain of builds runs
+/// inside one future. Two builds started by two tasks (a by one, b by the other) that
+/// then ask for each other would each join the other's shared future and wait forever;
+/// the graph sees that wait close a cycle and refuses it instead.
+#[derive(Default)]
+struct WaitGraph {
+    edges: HashMap<FullName, Vec<FullName>>,
+}
+
+impl WaitGraph {
+    /// The builds from `from` to `to` along waits, both ends included, if any.
+    fn path(&self, from: &FullName, to: &FullName) -> Option<Vec<FullName>> {
+        let mut parents: HashMap<&FullName, &FullName> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([from]);
+        while let Some(node) = queue.pop_front() {
+            if node == to {
+                let mut path = vec![node.clone()];
+                let mut at = node;
+                while let Some(parent) = parents.get(at) {
+                    path.push((*parent).clone());
+                    at = parent;
+                }
+                path.reverse();
+                return Some(path);
+            }
+            for next in self.edges.get(node).into_iter().flatten() {
+                if next != from && !parents.contains_key(next) {
+                    parents.insert(next, node);
+                    queue.push_back(next);
+                }
+            }
+        }
+        None
+    }
+
+    fn remove(&mut self, waiter: &FullName, awaited: &FullName) {
+        if let Some(awaited_by_waiter) = self.edges.get_mut(waiter) {
+            if let Some(i) = awaited_by_waiter.iter().position(|n| n == awaited) {
+                awaited_by_waiter.swap_remove(i);
+            }
+            if awaited_by_waiter.is_empty() {
+                self.edges.remove(waiter);
+            }
+        }
+    }
+}
+
+/// One wait recorded in the [`WaitGraph`], removed when the wait ends or is abandoned.
+struct WaitEdge {
+    graph: Arc<Mutex<WaitGraph>>,
+    waiter: FullName,
+    awaited: FullName,
+}
+
+impl Drop for WaitEdge {
+    fn drop(&mut self) {
+        self.graph.lock().remove(&self.waiter, &self.awaited);
+    }
 }
 
 /// A loaded app. Cheap to clone (shared).
@@ -505,7 +570,7 @@ impl App {
                 Some((attempt, build)) => (*attempt, build.clone()),
                 None => {
                     let attempt = self.0.attempts.fetch_add(1, Ordering::Relaxed);
-                    let mut inside = outer;
+                    let mut inside = outer.clone();
                     inside.push(name.clone());
                     let build = BUILDING
                         .scope(
@@ -518,6 +583,12 @@ impl App {
                     (attempt, build)
                 }
             }
+        };
+        // Inside another build, this one now waits for `name`: unless `name` (through
+        // the builds it waits for) already waits for this one.
+        let _edge = match outer.last() {
+            Some(waiter) => Some(self.record_wait(waiter, name, &outer)?),
+            None => None,
         };
         let result = build.await;
         let mut building = slot.building.lock();
@@ -533,6 +604,34 @@ impl App {
         }
         drop(building);
         result
+    }
+
+    /// Records that the build of `waiter` (innermost of `outer`) waits for `awaited`, or
+    /// refuses the wait when `awaited` already waits, directly or not, for `waiter`.
+    fn record_wait(
+        &self,
+        waiter: &FullName,
+        awaited: &FullName,
+        outer: &[FullName],
+    ) -> Result<WaitEdge, GetError> {
+        let mut graph = self.0.waits.lock();
+        if let Some(back) = graph.path(awaited, waiter) {
+            let path: Vec<&str> = outer.iter().chain(&back).map(FullName::as_str).collect();
+            return Err(GetError::BuildCycle {
+                name: awaited.to_string(),
+                path: path.join(" → "),
+            });
+        }
+        graph
+            .edges
+            .entry(waiter.clone())
+            .or_default()
+            .push(awaited.clone());
+        Ok(WaitEdge {
+            graph: self.0.waits.clone(),
+            waiter: waiter.clone(),
+            awaited: awaited.clone(),
+        })
     }
 
     /// The element named `name` as the Rust type `T` (typically a trait object such as

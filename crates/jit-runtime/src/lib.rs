@@ -53,7 +53,8 @@
 //! (an element at least two steps below its Meta, instance → Type → Meta, that no element
 //! uses as its `type`).
 //! A loader that asks (directly or through other loaders) for an element whose build it is
-//! inside of gets [`GetError::BuildCycle`] instead of waiting forever.
+//! inside of gets [`GetError::BuildCycle`] instead of waiting forever, also when the
+//! builds of the cycle were started by different tasks.
 //!
 //! # Tools (`jit check`, `jit ls`, `jit show`)
 //!

@@ -672,6 +672,77 @@ async fn loaders_that_need_each_other_get_an_error_not_a_hang() {
     assert!(app.get_element("dep.d").await.is_ok());
 }
 
+/// Like [`Needy`], but waits until every gated build has started before asking.
+struct GatedNeedy(Arc<tokio::sync::Barrier>);
+
+#[async_trait::async_trait]
+impl Loader for GatedNeedy {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        if let Some(needed) = cx.chain().setting_str("needs") {
+            self.0.wait().await;
+            cx.app().get_element(needed).await?;
+        }
+        Ok(Arc::new(Plain(cx.def().clone())))
+    }
+}
+
+/// Two tasks each start one of two builds that need each other: each would join the
+/// other's build and wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_started_by_two_tasks_that_need_each_other_fail_instead_of_hanging() {
+    let tree = Tree::new(&[
+        ("app/app.toml", &app_toml("shop")),
+        ("app/elements/dep/Meta/e.json", r#"{"type": ""}"#),
+        ("app/elements/dep/Type/e.json", r#"{"type": "dep.Meta"}"#),
+        (
+            "app/elements/dep/a/e.json",
+            r#"{"type": "dep.Type", "needs": "dep.b"}"#,
+        ),
+        (
+            "app/elements/dep/b/e.json",
+            r#"{"type": "dep.Type", "needs": "dep.a"}"#,
+        ),
+        ("app/elements/dep/c/e.json", r#"{"type": "dep.Type"}"#),
+    ]);
+    let app = tree
+        .builder("app")
+        .loader(
+            "dep.Meta",
+            GatedNeedy(Arc::new(tokio::sync::Barrier::new(2))),
+        )
+        .loader("pays.Meta", PlainLoader)
+        .build()
+        .await
+        .expect("build");
+    let (a, b) = {
+        let (app_a, app_b) = (app.clone(), app.clone());
+        let a = tokio::spawn(async move { app_a.get_element("dep.a").await });
+        let b = tokio::spawn(async move { app_b.get_element("dep.b").await });
+        tokio::time::timeout(Duration::from_secs(5), async {
+            (a.await.unwrap(), b.await.unwrap())
+        })
+        .await
+        .expect("no hang")
+    };
+    let messages = [
+        a.err().expect("a fails").to_string(),
+        b.err().expect("b fails").to_string(),
+    ];
+    let refused: Vec<_> = messages
+        .iter()
+        .filter(|m| m.contains("depends on itself while being built: "))
+        .collect();
+    assert_eq!(refused.len(), 2, "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.ends_with("dep.a → dep.b → dep.a") || m.ends_with("dep.b → dep.a → dep.b")),
+        "{messages:?}"
+    );
+    // Nothing is left waiting: an independent element still builds.
+    app.get_element("dep.c").await.expect("c");
+}
+
 #[tokio::test]
 async fn preloaded_definitions_are_built_without_walking_the_tree_again() {
     let tree = shop();
