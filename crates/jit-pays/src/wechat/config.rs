@@ -87,6 +87,7 @@ impl WechatPayConfig {
         let app_id = read("appId")?;
         let mch_id = read("mchId")?;
         let api_key = read("apiKey")?;
+        warn_on_overridden_keys(element);
         if !mch_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ElementError::InvalidSetting {
                 key: "mchId".into(),
@@ -108,5 +109,40 @@ impl WechatPayConfig {
             mch_id,
             api_key: ApiKey::new(api_key),
         })
+    }
+}
+
+/// The seed's own example sets appId, mchId and apiKey both in e.json and in the config
+/// file. The config file wins; when the two disagree the e.json value is probably stale,
+/// so say so once at build (apiKey without its values).
+fn warn_on_overridden_keys(element: &ElementDef) {
+    let Some(config) = element.config.as_ref() else {
+        return;
+    };
+    let config = config.get("config").unwrap_or(config);
+    for key in ["appId", "mchId", "apiKey"] {
+        let (Some(Value::String(in_config)), Some(Value::String(in_e_json))) =
+            (config.get(key), element.extra.get(key))
+        else {
+            continue;
+        };
+        if in_config.trim() == in_e_json.trim() {
+            continue;
+        }
+        if key == "apiKey" {
+            tracing::warn!(
+                element = %element.full_name,
+                e_json = %element.source.display(),
+                "`apiKey` in e.json differs from the config file's; the config file's is used \
+                 (values not shown)"
+            );
+        } else {
+            tracing::warn!(
+                element = %element.full_name,
+                e_json = %element.source.display(),
+                "`{key}` in e.json ({in_e_json}) differs from the config file's ({in_config}); \
+                 the config file's is used"
+            );
+        }
     }
 }

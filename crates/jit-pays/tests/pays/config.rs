@@ -45,8 +45,10 @@ async fn app_with(instance_e_json: &str, config_json: Option<&str>) -> jit_runti
     app
 }
 
-#[tokio::test]
+// One thread, so the log capture sees the build's events.
+#[tokio::test(flavor = "current_thread")]
 async fn the_config_file_wins_over_e_json_and_secrets_stay_masked() {
+    let (log, _guard) = support::capture_logs();
     let app = app_with(
         r#"{"type": "pays.WechatPayType", "title": "Pay", "mchId": "1234567890", "apiKey": "your_api_key_here"}"#,
         Some(r#"{"config": {"appId": "wx1234567890abcdef", "mchId": "1900000109", "apiKey": "abcdef1234567890abcdef1234567890"}}"#),
@@ -62,6 +64,19 @@ async fn the_config_file_wins_over_e_json_and_secrets_stay_masked() {
         pay.get_notify_url(),
         "https://shop.example.com/api/demo/shop/pays/services/PaySvc/wechatNotify"
     );
+    // The stale e.json values are pointed out; the key's values never are.
+    let log = log.text();
+    assert!(
+        log.contains("`mchId` in e.json (1234567890) differs from the config file's (1900000109)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("`apiKey` in e.json differs from the config file's"),
+        "{log}"
+    );
+    assert!(!log.contains("abcdef1234567890abcdef1234567890"), "{log}");
+    assert!(!log.contains("your_api_key_here"), "{log}");
+    assert!(!log.contains("`appId` in e.json"), "{log}");
 }
 
 #[tokio::test]

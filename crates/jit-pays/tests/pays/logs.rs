@@ -1,38 +1,14 @@
 //! What the family logs about refused and accepted notifies: the reason, never a key.
 
 use crate::support;
-use std::io::Write;
-use std::sync::Arc;
-
 use crate::support::shop::{self, API_KEY, APP_ID, MCH_ID, OTHER_API_KEY, ShopOptions};
 use jit_pays::{NotifyOutcome, PayType, Payer};
-use parking_lot::Mutex;
 use wechatpay_v2::Fen;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 // One thread, so the subscriber set for this test sees every task's events.
 #[tokio::test(flavor = "current_thread")]
 async fn refusals_are_logged_with_their_reason_and_without_keys() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = support::capture_logs();
 
     let shop = shop::start(support::sqlite().await, ShopOptions::default()).await;
     let order = shop
@@ -56,7 +32,7 @@ async fn refusals_are_logged_with_their_reason_and_without_keys() {
     shop.sim.pay(url.pay_url.as_str()).unwrap();
     shop.wait_settled(id).await;
 
-    let log = String::from_utf8(captured.0.lock().clone()).unwrap();
+    let log = captured.text();
     assert!(log.contains("payment notify refused"), "{log}");
     assert!(log.contains("signature mismatch"), "{log}");
     assert!(log.contains("another amount"), "{log}");

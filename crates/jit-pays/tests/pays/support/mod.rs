@@ -54,3 +54,37 @@ pub async fn all() -> Vec<TestDb> {
     }
     dbs
 }
+
+/// What tracing wrote while a [`capture_logs`] guard was held.
+#[derive(Clone, Default)]
+pub struct CapturedLog(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().clone()).expect("logs are UTF-8")
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures this thread's tracing events (DEBUG and up) until the guard drops. Tests
+/// using it run on a current-thread runtime, so every task's events are on this thread.
+pub fn capture_logs() -> (CapturedLog, tracing::subscriber::DefaultGuard) {
+    let captured = CapturedLog::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
