@@ -5,7 +5,7 @@
 //! Amounts in yuan with two decimals; the handling fee at WeChat's standard 0.60% with five
 //! decimals, computed in integers.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, FixedOffset, NaiveDate};
 use wechatpay_v2::Fen;
 
 use crate::ids;
@@ -64,14 +64,14 @@ fn order_columns(order: &Order, at: String, state: &str) -> Vec<String> {
     ]
 }
 
-fn refund_columns(refund: &Refund) -> Vec<String> {
+fn refund_columns(refund: &Refund, now: DateTime<FixedOffset>) -> Vec<String> {
     vec![
         refund.refund_id.clone(),
         refund.out_refund_no.clone(),
         refund.refund_fee.to_string(),
         "0.00".into(),
         "ORIGINAL".into(),
-        refund.status.clone(),
+        refund.status_at(now).to_owned(),
     ]
 }
 
@@ -87,6 +87,7 @@ struct Totals {
 pub(crate) fn render(orders: &[Order], date: NaiveDate, bill_type: BillType) -> Option<String> {
     let mut rows = Vec::new();
     let mut totals = Totals::default();
+    let now = ids::beijing_now();
     for order in orders {
         let paid_today = order.paid_at.filter(|at| at.date_naive() == date);
         if let Some(paid_at) = paid_today
@@ -124,9 +125,14 @@ pub(crate) fn render(orders: &[Order], date: NaiveDate, bill_type: BillType) -> 
             let time = ids::readable_time(refund.created_at);
             let mut row = order_columns(order, time.clone(), "REFUND");
             if bill_type == BillType::Refund {
-                row.extend([time.clone(), time]);
+                let success_time = if refund.status_at(now) == "SUCCESS" {
+                    ids::readable_time(refund.settles_at)
+                } else {
+                    String::new()
+                };
+                row.extend([time.clone(), success_time]);
             }
-            row.extend(refund_columns(refund));
+            row.extend(refund_columns(refund, now));
             let fee = -fee_units(refund.refund_fee);
             row.extend([
                 order.body.clone(),

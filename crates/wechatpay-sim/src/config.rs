@@ -119,6 +119,9 @@ pub struct SimConfig {
     pub max_orders_per_merchant: usize,
     /// Records kept by the inspection log (requests and notify attempts, each bounded).
     pub max_log_entries: usize,
+    /// How long a new refund stays `PROCESSING` before it succeeds, in milliseconds of
+    /// real time (at most a year). Its refund notify is sent when it succeeds. 0: at once.
+    pub refund_processing_ms: u64,
     /// Faults active from start-up.
     pub faults: Vec<FaultRule>,
 }
@@ -135,10 +138,13 @@ impl Default for SimConfig {
             hang_ms: 60 * 60 * 1_000,
             max_orders_per_merchant: 10_000,
             max_log_entries: 10_000,
+            refund_processing_ms: 0,
             faults: Vec::new(),
         }
     }
 }
+
+const MAX_REFUND_PROCESSING_MS: u64 = 365 * 24 * 3600 * 1000;
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +230,18 @@ impl SimConfig {
         self
     }
 
+    /// How long a new refund stays `PROCESSING`.
+    pub fn refund_processing(&self) -> Duration {
+        Duration::from_millis(self.refund_processing_ms)
+    }
+
+    /// Sets how long a new refund stays `PROCESSING` (see
+    /// [`SimConfig::refund_processing_ms`]).
+    pub fn with_refund_processing(mut self, processing: Duration) -> Self {
+        self.refund_processing_ms = u64::try_from(processing.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
     /// The notify delivery timeout as a duration.
     pub fn notify_timeout(&self) -> Duration {
         Duration::from_millis(self.notify_timeout_ms)
@@ -254,6 +272,12 @@ impl SimConfig {
         }
         if self.notify_timeout_ms == 0 {
             return Err(invalid("notify_timeout_ms".into(), "must be at least 1"));
+        }
+        if self.refund_processing_ms > MAX_REFUND_PROCESSING_MS {
+            return Err(invalid(
+                "refund_processing_ms".into(),
+                "must be at most a year (31536000000)",
+            ));
         }
         for (index, merchant) in self.merchants.iter().enumerate() {
             let field = |name: &str| format!("merchants[{index}].{name}");

@@ -621,13 +621,17 @@ fn refund(shared: &Arc<Shared>, call: &Call) -> Result<Params, Refusal> {
             refund_fee,
             notify_url: notify_url.clone(),
             refund_desc: call.get("refund_desc").map(str::to_string),
+            processing: shared.refund_processing,
         },
     )?;
     if outcome.is_new
         && let Some(url) = &outcome.refund.notify_url
     {
+        // WeChat notifies a refund's result when it has one: once it has succeeded.
         let job = notify::refund_notify(&outcome.order, &outcome.refund, url, &call.key);
-        shared.notifier.dispatch(job);
+        shared
+            .notifier
+            .dispatch_after(job, shared.refund_processing);
     }
     let order = &outcome.order;
     let refund = &outcome.refund;
@@ -688,7 +692,9 @@ fn refund_query(shared: &Shared, call: &Call) -> Result<Params, Refusal> {
         "total_refund_count".into(),
         &order.refunds.len().to_string(),
     );
+    let now = ids::beijing_now();
     for (n, refund) in refunds.iter().enumerate() {
+        let status = refund.status_at(now);
         put(format!("out_refund_no_{n}"), &refund.out_refund_no);
         put(format!("refund_id_{n}"), &refund.refund_id);
         put(format!("refund_channel_{n}"), "ORIGINAL");
@@ -700,16 +706,18 @@ fn refund_query(shared: &Shared, call: &Call) -> Result<Params, Refusal> {
             format!("settlement_refund_fee_{n}"),
             &refund.refund_fee.to_fen_string(),
         );
-        put(format!("refund_status_{n}"), &refund.status);
+        put(format!("refund_status_{n}"), status);
         put(
             format!("refund_account_{n}"),
             "REFUND_SOURCE_UNSETTLED_FUNDS",
         );
         put(format!("refund_recv_accout_{n}"), "支付用户的零钱");
-        put(
-            format!("refund_success_time_{n}"),
-            &ids::readable_time(refund.created_at),
-        );
+        if status == "SUCCESS" {
+            put(
+                format!("refund_success_time_{n}"),
+                &ids::readable_time(refund.settles_at),
+            );
+        }
     }
     Ok(fields)
 }

@@ -123,6 +123,8 @@ pub(crate) struct Shared {
     pub notifier: Arc<Notifier>,
     pub shutdown: watch::Receiver<bool>,
     pub hang: Duration,
+    /// How long a new refund stays `PROCESSING`.
+    pub refund_processing: Duration,
     /// Background work (notifies) is spawned here, so payer calls work from any thread.
     pub runtime: tokio::runtime::Handle,
 }
@@ -264,6 +266,7 @@ impl Simulator {
             notifier,
             shutdown: shutdown_rx.clone(),
             hang: Duration::from_millis(config.hang_ms),
+            refund_processing: config.refund_processing(),
             runtime: tokio::runtime::Handle::current(),
         });
         let router = api_router(Arc::clone(&shared)).merge(control::router(Arc::clone(&shared)));

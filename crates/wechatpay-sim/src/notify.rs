@@ -135,10 +135,11 @@ pub(crate) fn refund_notify(order: &Order, refund: &Refund, url: &str, key: &Api
     put("refund_id", &refund.refund_id);
     put("refund_recv_accout", "支付用户的零钱");
     put("refund_request_source", "API");
-    put("refund_status", &refund.status);
+    // Sent when the refund has succeeded (see `Notifier::dispatch_after`).
+    put("refund_status", "SUCCESS");
     put("settlement_refund_fee", &refund.refund_fee.to_fen_string());
     put("settlement_total_fee", &order.total_fee.to_fen_string());
-    put("success_time", &ids::readable_time(refund.created_at));
+    put("success_time", &ids::readable_time(refund.settles_at));
     put("total_fee", &order.total_fee.to_fen_string());
     put(
         "transaction_id",
@@ -225,6 +226,19 @@ impl Notifier {
         }
         let notifier = Arc::clone(self);
         tokio::spawn(async move { notifier.deliver_until_acknowledged(job, faults, 1).await });
+    }
+
+    /// [`Notifier::dispatch`] once `delay` has passed (unless the simulator stops first).
+    pub fn dispatch_after(self: &Arc<Self>, job: NotifyJob, delay: Duration) {
+        if delay.is_zero() {
+            return self.dispatch(job);
+        }
+        let notifier = Arc::clone(self);
+        tokio::spawn(async move {
+            if notifier.sleep(delay).await {
+                notifier.dispatch(job);
+            }
+        });
     }
 
     /// Makes the first delivery before returning (retries continue in the background).

@@ -91,14 +91,26 @@ pub struct Refund {
     pub refund_id: String,
     /// The amount refunded.
     pub refund_fee: Fen,
-    /// `refund_status`: refunds settle at once in the simulator.
-    pub status: String,
     /// When it was requested.
     pub created_at: DateTime<FixedOffset>,
+    /// When it succeeds: until then it is `PROCESSING`, as WeChat's refunds are for a while
+    /// (see [`SimConfig::refund_processing_ms`](crate::SimConfig::refund_processing_ms)).
+    pub settles_at: DateTime<FixedOffset>,
     /// Where the refund notify goes, if anywhere.
     pub notify_url: Option<String>,
     /// The merchant's reason.
     pub refund_desc: Option<String>,
+}
+
+impl Refund {
+    /// `refund_status` at `now`.
+    pub fn status_at(&self, now: DateTime<FixedOffset>) -> &'static str {
+        if now < self.settles_at {
+            "PROCESSING"
+        } else {
+            "SUCCESS"
+        }
+    }
 }
 
 /// An order as the gateway holds it.
@@ -400,6 +412,8 @@ pub(crate) struct RefundRequest {
     pub refund_fee: Fen,
     pub notify_url: Option<String>,
     pub refund_desc: Option<String>,
+    /// How long the new refund stays `PROCESSING`.
+    pub processing: std::time::Duration,
 }
 
 /// The outcome of a refund call: the order after it and the refund (new or repeated).
@@ -758,8 +772,12 @@ impl Store {
             out_refund_no: request.out_refund_no.clone(),
             refund_id: ids::refund_id(now),
             refund_fee: request.refund_fee,
-            status: "SUCCESS".to_string(),
             created_at: now,
+            // The configuration bounds `processing`, so the sum cannot overflow.
+            settles_at: chrono::Duration::from_std(request.processing)
+                .ok()
+                .and_then(|processing| now.checked_add_signed(processing))
+                .unwrap_or(now),
             notify_url: request.notify_url,
             refund_desc: request.refund_desc,
         };
@@ -883,6 +901,7 @@ mod tests {
             refund_fee: Fen::new(fee),
             notify_url: None,
             refund_desc: None,
+            processing: std::time::Duration::ZERO,
         }
     }
 

@@ -733,6 +733,17 @@ async fn configuration_reads_from_toml_and_names_bad_fields() {
         SimConfig::from_toml_str("[[merchants]]\nappid = \"a\"\nmch_id = \"\"\nkey = \"k\"")
             .unwrap_err();
     assert!(error.to_string().contains("merchants[0].mch_id"), "{error}");
+    let error = SimConfig::from_toml_str("refund_processing_ms = 31536000001").unwrap_err();
+    assert!(
+        error.to_string().contains("refund_processing_ms"),
+        "{error}"
+    );
+    assert_eq!(
+        SimConfig::from_toml_str("refund_processing_ms = 2500")
+            .unwrap()
+            .refund_processing(),
+        Duration::from_millis(2500)
+    );
     let error = SimConfig::from_toml_str("[[faults]]\nfault = { kind = \"explode\" }").unwrap_err();
     assert!(error.to_string().contains("explode"), "{error}");
     let error = SimConfig::from_toml_file(dir.path().join("missing.toml")).unwrap_err();

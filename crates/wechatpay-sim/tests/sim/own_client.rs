@@ -227,6 +227,70 @@ async fn the_client_runs_every_call() {
     sim.shutdown().await;
 }
 
+/// A refund is PROCESSING for a while, as WeChat's are: its notify comes when it succeeds.
+#[tokio::test]
+async fn a_refund_is_processing_until_it_succeeds_and_only_then_notified() {
+    let processing = Duration::from_millis(1500);
+    let sim = Simulator::start(
+        SimConfig::default()
+            .with_time_scale(1000.0)
+            .with_refund_processing(processing),
+    )
+    .await
+    .unwrap();
+    let receiver = NotifyReceiver::start(0).await;
+    let client = client_for(&sim, |_| {}).await;
+    let created = client
+        .unified_order(&native("rp-1", 300, &receiver.url))
+        .await
+        .unwrap();
+    sim.pay(created.code_url.unwrap().as_str()).unwrap();
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+
+    let requested = std::time::Instant::now();
+    client
+        .refund(&RefundRequest {
+            order: OrderRef::OutTradeNo("rp-1".into()),
+            out_refund_no: "rp-1-r1".into(),
+            total_fee: Fen::new(300),
+            refund_fee: Fen::new(300),
+            refund_desc: None,
+            notify_url: Some(receiver.url.clone()),
+        })
+        .await
+        .unwrap();
+    let refund_ref = RefundRef::OutRefundNo("rp-1-r1".into());
+    let query = || client.refund_query(&refund_ref);
+    let pending = query().await.unwrap();
+    // Only meaningful while the refund is young: a slow machine may already be past it.
+    if requested.elapsed() < processing {
+        assert_eq!(pending.refunds[0].refund_status, RefundStatus::Processing);
+        assert_eq!(pending.refunds[0].refund_success_time, None);
+        assert_eq!(
+            receiver.received().len(),
+            1,
+            "no refund notify before success"
+        );
+    }
+
+    let received = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert!(
+        requested.elapsed() >= processing,
+        "the refund notify came before the refund succeeded"
+    );
+    let notify = wechatpay_v2::parse_refund_notify(
+        received[1].body.as_bytes(),
+        &ApiKey::new(DEFAULT_API_KEY),
+    )
+    .unwrap();
+    assert_eq!(notify.out_refund_no, "rp-1-r1");
+    assert_eq!(notify.refund_status, RefundStatus::Success);
+    let settled = query().await.unwrap();
+    assert_eq!(settled.refunds[0].refund_status, RefundStatus::Success);
+    assert_eq!(settled.refunds[0].refund_success_time, notify.success_time);
+    sim.shutdown().await;
+}
+
 async fn client_for_sandbox(sim: &SimHandle) -> Client {
     client_for(sim, |config| {
         config.sandbox = true;
