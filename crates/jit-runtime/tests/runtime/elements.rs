@@ -618,21 +618,28 @@ async fn load_with_parent_without_a_parent_is_an_error() {
     let _ = AppBuilder::new(tree.path());
 }
 
-/// Builds an element that first gets the element named by its `needs` setting.
-struct Needy;
+/// Builds an element that first gets the element named by its `needs` setting; when gated,
+/// only once every gated build has reached that point.
+#[derive(Default)]
+struct Needy {
+    gate: Option<Arc<tokio::sync::Barrier>>,
+}
 
 #[async_trait::async_trait]
 impl Loader for Needy {
     async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
         if let Some(needed) = cx.chain().setting_str("needs") {
+            if let Some(gate) = &self.gate {
+                gate.wait().await;
+            }
             cx.app().get_element(needed).await?;
         }
         Ok(Arc::new(Plain(cx.def().clone())))
     }
 }
 
-#[tokio::test]
-async fn loaders_that_need_each_other_get_an_error_not_a_hang() {
+/// `dep.a` and `dep.b` need each other; `dep.c` needs `dep.d`, which needs nothing.
+async fn needy_app(needy: Needy) -> (Tree, App) {
     let tree = Tree::new(&[
         ("app/app.toml", &app_toml("shop")),
         ("app/elements/dep/Meta/e.json", r#"{"type": ""}"#),
@@ -653,11 +660,17 @@ async fn loaders_that_need_each_other_get_an_error_not_a_hang() {
     ]);
     let app = tree
         .builder("app")
-        .loader("dep.Meta", Needy)
+        .loader("dep.Meta", needy)
         .loader("pays.Meta", PlainLoader)
         .build()
         .await
         .expect("build");
+    (tree, app)
+}
+
+#[tokio::test]
+async fn loaders_that_need_each_other_get_an_error_not_a_hang() {
+    let (_tree, app) = needy_app(Needy::default()).await;
     let error = tokio::time::timeout(Duration::from_secs(5), app.get_element("dep.a"))
         .await
         .expect("no hang")
@@ -672,48 +685,12 @@ async fn loaders_that_need_each_other_get_an_error_not_a_hang() {
     assert!(app.get_element("dep.d").await.is_ok());
 }
 
-/// Like [`Needy`], but waits until every gated build has started before asking.
-struct GatedNeedy(Arc<tokio::sync::Barrier>);
-
-#[async_trait::async_trait]
-impl Loader for GatedNeedy {
-    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
-        if let Some(needed) = cx.chain().setting_str("needs") {
-            self.0.wait().await;
-            cx.app().get_element(needed).await?;
-        }
-        Ok(Arc::new(Plain(cx.def().clone())))
-    }
-}
-
 /// Two tasks each start one of two builds that need each other: each would join the
 /// other's build and wait forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builds_started_by_two_tasks_that_need_each_other_fail_instead_of_hanging() {
-    let tree = Tree::new(&[
-        ("app/app.toml", &app_toml("shop")),
-        ("app/elements/dep/Meta/e.json", r#"{"type": ""}"#),
-        ("app/elements/dep/Type/e.json", r#"{"type": "dep.Meta"}"#),
-        (
-            "app/elements/dep/a/e.json",
-            r#"{"type": "dep.Type", "needs": "dep.b"}"#,
-        ),
-        (
-            "app/elements/dep/b/e.json",
-            r#"{"type": "dep.Type", "needs": "dep.a"}"#,
-        ),
-        ("app/elements/dep/c/e.json", r#"{"type": "dep.Type"}"#),
-    ]);
-    let app = tree
-        .builder("app")
-        .loader(
-            "dep.Meta",
-            GatedNeedy(Arc::new(tokio::sync::Barrier::new(2))),
-        )
-        .loader("pays.Meta", PlainLoader)
-        .build()
-        .await
-        .expect("build");
+    let gate = Arc::new(tokio::sync::Barrier::new(2));
+    let (_tree, app) = needy_app(Needy { gate: Some(gate) }).await;
     let (a, b) = {
         let (app_a, app_b) = (app.clone(), app.clone());
         let a = tokio::spawn(async move { app_a.get_element("dep.a").await });
@@ -739,8 +716,8 @@ async fn builds_started_by_two_tasks_that_need_each_other_fail_instead_of_hangin
             .any(|m| m.ends_with("dep.a → dep.b → dep.a") || m.ends_with("dep.b → dep.a → dep.b")),
         "{messages:?}"
     );
-    // Nothing is left waiting: an independent element still builds.
-    app.get_element("dep.c").await.expect("c");
+    // Nothing is left waiting: an element that needs nothing still builds.
+    app.get_element("dep.d").await.expect("d");
 }
 
 #[tokio::test]
