@@ -720,8 +720,9 @@ fn load_config(
 
 /// The apps `settings` extends, as layers from the lowest up: each extended app's own
 /// `extends` come below it, and an app reached along two paths is one layer, at the place
-/// of its first use (apps are told apart by their real paths). Returns each app's name (its folder name when it has no app.toml) and
-/// dir. A missing dir and an `extends` cycle are errors naming the app.toml that says so.
+/// of its first use (apps are told apart by their real paths). Returns each app's name
+/// (its folder name when it has no app.toml) and dir. A missing dir and an `extends` cycle
+/// are errors naming the app.toml that says so.
 fn extended_apps(settings: &AppSettings, errors: &mut Vec<LoadError>) -> Vec<(String, PathBuf)> {
     fn visit(
         app: &AppSettings,

@@ -125,7 +125,7 @@ pub(crate) fn render(orders: &[Order], date: NaiveDate, bill_type: BillType) -> 
             let time = ids::readable_time(refund.created_at);
             let mut row = order_columns(order, time.clone(), "REFUND");
             if bill_type == BillType::Refund {
-                let success_time = if refund.status_at(now) == "SUCCESS" {
+                let success_time = if refund.has_succeeded(now) {
                     ids::readable_time(refund.settles_at)
                 } else {
                     String::new()

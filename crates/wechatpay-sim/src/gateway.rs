@@ -694,7 +694,6 @@ fn refund_query(shared: &Shared, call: &Call) -> Result<Params, Refusal> {
     );
     let now = ids::beijing_now();
     for (n, refund) in refunds.iter().enumerate() {
-        let status = refund.status_at(now);
         put(format!("out_refund_no_{n}"), &refund.out_refund_no);
         put(format!("refund_id_{n}"), &refund.refund_id);
         put(format!("refund_channel_{n}"), "ORIGINAL");
@@ -706,13 +705,13 @@ fn refund_query(shared: &Shared, call: &Call) -> Result<Params, Refusal> {
             format!("settlement_refund_fee_{n}"),
             &refund.refund_fee.to_fen_string(),
         );
-        put(format!("refund_status_{n}"), status);
+        put(format!("refund_status_{n}"), refund.status_at(now));
         put(
             format!("refund_account_{n}"),
             "REFUND_SOURCE_UNSETTLED_FUNDS",
         );
         put(format!("refund_recv_accout_{n}"), "支付用户的零钱");
-        if status == "SUCCESS" {
+        if refund.has_succeeded(now) {
             put(
                 format!("refund_success_time_{n}"),
                 &ids::readable_time(refund.settles_at),

@@ -103,12 +103,17 @@ pub struct Refund {
 }
 
 impl Refund {
+    /// Whether the refund has succeeded by `now`.
+    pub fn has_succeeded(&self, now: DateTime<FixedOffset>) -> bool {
+        now >= self.settles_at
+    }
+
     /// `refund_status` at `now`.
     pub fn status_at(&self, now: DateTime<FixedOffset>) -> &'static str {
-        if now < self.settles_at {
-            "PROCESSING"
-        } else {
+        if self.has_succeeded(now) {
             "SUCCESS"
+        } else {
+            "PROCESSING"
         }
     }
 }
