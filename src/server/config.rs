@@ -335,6 +335,17 @@ mod tests {
         }
     }
 
+    /// `raw` resolved for app `shop` with no environment and no flags.
+    fn resolve_alone(raw: &RawTables) -> Result<ServeConfig, ConfigError> {
+        ServeConfig::resolve(
+            Path::new("app.toml"),
+            "shop",
+            raw,
+            &|_| None,
+            &Overrides::default(),
+        )
+    }
+
     #[test]
     fn defaults_make_an_offline_shop() {
         let config = ServeConfig::resolve(
@@ -410,51 +421,23 @@ mod tests {
     #[test]
     fn wrong_types_name_the_key() {
         let raw = tables("[server]\nlisten = 8080\n");
-        let err = ServeConfig::resolve(
-            Path::new("app.toml"),
-            "shop",
-            &raw,
-            &|_| None,
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let err = resolve_alone(&raw).unwrap_err();
         assert_eq!(
             err.to_string(),
             "app.toml: server.listen: expected a string, found integer"
         );
         let raw = tables("[auth]\ntokens = [\"a\", 3]\n");
-        let err = ServeConfig::resolve(
-            Path::new("app.toml"),
-            "shop",
-            &raw,
-            &|_| None,
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let err = resolve_alone(&raw).unwrap_err();
         assert!(err.to_string().contains("auth.tokens[1]"), "{err}");
     }
 
     #[test]
     fn a_schema_needs_postgres() {
         let raw = tables("[database]\nschema = \"shop\"\n");
-        let err = ServeConfig::resolve(
-            Path::new("app.toml"),
-            "shop",
-            &raw,
-            &|_| None,
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let err = resolve_alone(&raw).unwrap_err();
         assert!(err.to_string().contains("database.schema"), "{err}");
         let raw = tables("[database]\nurl = \"postgres://db/x\"\nschema = \"shop\"\n");
-        let config = ServeConfig::resolve(
-            Path::new("app.toml"),
-            "shop",
-            &raw,
-            &|_| None,
-            &Overrides::default(),
-        )
-        .unwrap();
+        let config = resolve_alone(&raw).unwrap();
         assert_eq!(config.database_schema.as_deref(), Some("shop"));
     }
 

@@ -117,31 +117,33 @@ async fn bad_arguments_are_400_and_name_the_argument() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "BAD_ARGUMENTS");
 
-    let response = server
-        .client
-        .post(server.api(path))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body("{\"text\": ")
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_reply(response).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&body), "INVALID_JSON");
-
-    let response = server
-        .client
-        .post(server.api(path))
-        .bearer_auth(TOKEN)
-        .header("content-type", "text/plain")
-        .body("{\"text\": \"hi\"}")
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_reply(response).await;
-    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(error_code(&body), "UNSUPPORTED_MEDIA_TYPE");
+    for (content_type, raw_body, expected_status, expected_code) in [
+        (
+            "application/json",
+            "{\"text\": ",
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+        ),
+        (
+            "text/plain",
+            "{\"text\": \"hi\"}",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+    ] {
+        let response = server
+            .client
+            .post(server.api(path))
+            .bearer_auth(TOKEN)
+            .header("content-type", content_type)
+            .body(raw_body)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json_reply(response).await;
+        assert_eq!(status, expected_status, "{content_type}: {body}");
+        assert_eq!(error_code(&body), expected_code, "{content_type}: {body}");
+    }
     server.handle.shutdown().await.unwrap();
 }
 
