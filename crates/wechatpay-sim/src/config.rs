@@ -122,6 +122,9 @@ pub struct SimConfig {
     /// How long a new refund stays `PROCESSING` before it succeeds, in milliseconds of
     /// real time (at most a year). Its refund notify is sent when it succeeds. 0: at once.
     pub refund_processing_ms: u64,
+    /// Serve HTTPS, and check the merchant certificate of `/secapi/` calls, as WeChat
+    /// does (see [`SimTls`](crate::SimTls)). Plain HTTP when absent.
+    pub tls: Option<crate::SimTls>,
     /// Faults active from start-up.
     pub faults: Vec<FaultRule>,
 }
@@ -139,6 +142,7 @@ impl Default for SimConfig {
             max_orders_per_merchant: 10_000,
             max_log_entries: 10_000,
             refund_processing_ms: 0,
+            tls: None,
             faults: Vec::new(),
         }
     }
@@ -239,6 +243,12 @@ impl SimConfig {
     /// [`SimConfig::refund_processing_ms`]).
     pub fn with_refund_processing(mut self, processing: Duration) -> Self {
         self.refund_processing_ms = u64::try_from(processing.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// Serves HTTPS with `tls` (see [`SimConfig::tls`]).
+    pub fn with_tls(mut self, tls: crate::SimTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 

@@ -24,6 +24,7 @@ use crate::notify;
 use crate::store::{
     BizError, Created, Env, NewOrder, Order, OrderRef, PayTarget, RefundRef, RefundRequest,
 };
+use crate::tls::Peer;
 use crate::{MerchantEntry, Shared};
 
 /// A protocol-level refusal (`return_code=FAIL`).
@@ -185,11 +186,15 @@ impl Reply {
 
 /// The HTML a failing front end answers instead of XML.
 fn http_error_page(status: StatusCode) -> String {
-    let line = format!(
+    nginx_page(&format!(
         "{} {}",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error")
-    );
+    ))
+}
+
+/// nginx's error page with `line` as its title and heading.
+fn nginx_page(line: &str) -> String {
     format!(
         "<html>\r\n<head><title>{line}</title></head>\r\n<body>\r\n<center><h1>{line}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
     )
@@ -201,6 +206,7 @@ pub(crate) async fn handle(
     env: Env,
     endpoint: Endpoint,
     path: String,
+    peer: Peer,
     body: Bytes,
 ) -> Response {
     let (t_ms, at) = shared.log.now();
@@ -225,7 +231,7 @@ pub(crate) async fn handle(
         elapsed_ms: 0.0,
     };
 
-    let reply = respond(&shared, env, endpoint, decoded, &faults).await;
+    let reply = respond(&shared, env, endpoint, &peer, decoded, &faults).await;
     let response = match reply {
         Some(reply) => {
             record.status = Some(reply.status.as_u16());
@@ -245,6 +251,7 @@ async fn respond(
     shared: &Arc<Shared>,
     env: Env,
     endpoint: Endpoint,
+    peer: &Peer,
     decoded: Result<Params, XmlError>,
     faults: &RequestFaults,
 ) -> Option<Reply> {
@@ -264,11 +271,28 @@ async fn respond(
             err_code: None,
         });
     }
+    // Over TLS, a live refund needs the merchant's certificate, as at WeChat: its front end
+    // refuses a call without one before reading it.
+    let needs_certificate = peer.tls && env == Env::Live && endpoint == Endpoint::Refund;
+    if needs_certificate && peer.merchant.is_none() {
+        return Some(Reply {
+            status: StatusCode::BAD_REQUEST,
+            body: nginx_page("400 No required SSL certificate was sent"),
+            content_type: "text/html",
+            err_code: None,
+        });
+    }
     let call = match verify(shared, env, endpoint, decoded) {
         Ok(Verified::Call(call)) => call,
         Ok(Verified::SandboxKey(reply)) => return Some(reply),
         Err(error) => return Some(Reply::protocol(&error)),
     };
+    if needs_certificate && peer.merchant.as_deref() != Some(call.merchant.config.mch_id.as_str()) {
+        return Some(Reply::protocol(&ProtocolError {
+            code: "CA_ERROR",
+            message: "商户号与API证书不匹配".into(),
+        }));
+    }
     if faults.system_error {
         return Some(system_error(&call));
     }

@@ -46,6 +46,7 @@ mod inspect;
 mod notify;
 mod remote;
 mod store;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,7 +55,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::routing::post;
 use parking_lot::RwLock;
 use tokio::sync::watch;
@@ -69,10 +70,12 @@ pub use inspect::{Inspection, NotifyRecord, PayerRecord, RequestRecord};
 pub use notify::NOTIFY_RETRY_SCHEDULE;
 pub use remote::{RemoteError, RemoteSim};
 pub use store::{Env, Order, PayError, PayTarget, Refund, TradeState};
+pub use tls::SimTls;
 
 use inspect::InspectLog;
 use notify::Notifier;
 use store::Store;
+use tls::{Peer, TlsListener};
 
 /// Why the simulator could not start or act.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +97,9 @@ pub enum SimError {
     /// A merchant with this mch_id is already known.
     #[error("merchant `{0}` is already configured")]
     DuplicateMerchant(String),
+    /// The TLS configuration is unusable (names the file at fault).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A merchant as the running gateway holds it.
@@ -201,9 +207,13 @@ fn api_router(shared: Arc<Shared>) -> Router {
         let route_path = path.clone();
         router = router.route(
             &route_path,
-            post(move |State(shared): State<Arc<Shared>>, body: Bytes| {
-                gateway::handle(shared, env, endpoint, path, body)
-            }),
+            post(
+                move |State(shared): State<Arc<Shared>>,
+                      ConnectInfo(peer): ConnectInfo<Peer>,
+                      body: Bytes| {
+                    gateway::handle(shared, env, endpoint, path, peer, body)
+                },
+            ),
         );
     }
     router
@@ -211,6 +221,12 @@ fn api_router(shared: Arc<Shared>) -> Router {
         // this only stops a client from streaming megabytes first.
         .layer(DefaultBodyLimit::max(256 * 1024))
         .with_state(shared)
+}
+
+/// What the simulator listens with: plain HTTP, or HTTPS ([`SimConfig::tls`]).
+enum Front {
+    Plain(tokio::net::TcpListener),
+    Tls(TlsListener),
 }
 
 /// Starts simulators.
@@ -269,26 +285,54 @@ impl Simulator {
             refund_processing: config.refund_processing(),
             runtime: tokio::runtime::Handle::current(),
         });
-        let router = api_router(Arc::clone(&shared)).merge(control::router(Arc::clone(&shared)));
+        let router = api_router(Arc::clone(&shared))
+            .merge(control::router(Arc::clone(&shared)))
+            .into_make_service_with_connect_info::<Peer>();
+        let front = match &config.tls {
+            Some(tls) => {
+                let server_config = tls.server_config().map_err(SimError::Tls)?;
+                let tls_listener = TlsListener::spawn(listener, server_config, shutdown_rx.clone())
+                    .map_err(|source| SimError::Bind {
+                        addr: config.listen,
+                        source,
+                    })?;
+                Front::Tls(tls_listener)
+            }
+            None => Front::Plain(listener),
+        };
+        let scheme = match front {
+            Front::Plain(_) => "http",
+            Front::Tls(_) => "https",
+        };
         let mut stop = shutdown_rx;
+        let stopped = async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
         let server = tokio::spawn(async move {
-            let stopped = async move {
-                while !*stop.borrow() {
-                    if stop.changed().await.is_err() {
-                        break;
-                    }
+            let served = match front {
+                Front::Tls(listener) => {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                }
+                Front::Plain(listener) => {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stopped)
+                        .await
                 }
             };
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(stopped)
-                .await
-            {
+            if let Err(error) = served {
                 tracing::error!(%error, "wechatpay simulator stopped with an error");
             }
         });
         tracing::info!(%addr, "wechatpay simulator listening");
         Ok(SimHandle {
             addr,
+            scheme,
             shared,
             shutdown: shutdown_tx,
             server: Some(server),
@@ -311,6 +355,8 @@ impl Simulator {
 /// for it.
 pub struct SimHandle {
     addr: SocketAddr,
+    /// `http`, or `https` with [`SimConfig::tls`].
+    scheme: &'static str,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
@@ -333,7 +379,7 @@ impl SimHandle {
     /// `http://127.0.0.1:PORT`, without a trailing slash: the production base URL's
     /// stand-in (`{base_url}/pay/unifiedorder`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// `{base_url}/sandboxnew`: the sandbox base URL's stand-in.

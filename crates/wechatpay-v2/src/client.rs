@@ -150,6 +150,10 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// The merchant certificate, needed by `refund`.
     pub identity: Option<ClientIdentity>,
+    /// PEM certificates of authorities trusted besides the built-in web roots: for a
+    /// gateway whose server certificate a private CA issued (a TLS simulator, a test
+    /// proxy). WeChat's own gateway needs none.
+    pub trusted_roots_pem: Option<Vec<u8>>,
 }
 
 impl Default for ClientConfig {
@@ -165,6 +169,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             identity: None,
+            trusted_roots_pem: None,
         }
     }
 }
@@ -709,11 +714,26 @@ impl Client {
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(config_error("base_url must start with http:// or https://"));
         }
+        let trusted_roots = match &config.trusted_roots_pem {
+            Some(pem) => {
+                let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                    config_error(&format!("trusted_roots_pem is not usable PEM: {e}"))
+                })?;
+                if roots.is_empty() {
+                    return Err(config_error("trusted_roots_pem holds no certificate"));
+                }
+                roots
+            }
+            None => Vec::new(),
+        };
         let builder = || {
-            reqwest::Client::builder()
-                .connect_timeout(config.connect_timeout)
-                .timeout(config.request_timeout)
-                .user_agent(concat!("wechatpay-v2/", env!("CARGO_PKG_VERSION")))
+            trusted_roots.iter().cloned().fold(
+                reqwest::Client::builder()
+                    .connect_timeout(config.connect_timeout)
+                    .timeout(config.request_timeout)
+                    .user_agent(concat!("wechatpay-v2/", env!("CARGO_PKG_VERSION"))),
+                reqwest::ClientBuilder::add_root_certificate,
+            )
         };
         let http = builder()
             .build()

@@ -733,6 +733,15 @@ async fn configuration_reads_from_toml_and_names_bad_fields() {
         SimConfig::from_toml_str("[[merchants]]\nappid = \"a\"\nmch_id = \"\"\nkey = \"k\"")
             .unwrap_err();
     assert!(error.to_string().contains("merchants[0].mch_id"), "{error}");
+    let tls = SimConfig::from_toml_str(
+        "[tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\nclient_ca_file = \"ca.pem\"\n",
+    )
+    .unwrap()
+    .tls
+    .unwrap();
+    assert_eq!(tls.client_ca_file, std::path::Path::new("ca.pem"));
+    let error = SimConfig::from_toml_str("[tls]\ncert_file = \"server.pem\"\n").unwrap_err();
+    assert!(error.to_string().contains("key_file"), "{error}");
     let error = SimConfig::from_toml_str("refund_processing_ms = 31536000001").unwrap_err();
     assert!(
         error.to_string().contains("refund_processing_ms"),

@@ -7,4 +7,6 @@ mod common;
 mod faults;
 mod gateway;
 mod own_client;
+mod pki;
+mod tls;
 mod wechatpy_conformance;

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use crate::common::NotifyReceiver;
-use serde_json::json;
 use wechatpay_sim::{
     DEFAULT_API_KEY, DEFAULT_APPID, DEFAULT_MCH_ID, Endpoint, Fault, FaultRule, MerchantConfig,
     SimConfig, SimHandle, Simulator,
@@ -15,39 +14,9 @@ use wechatpay_v2::{
     RefundRequest, RefundStatus, RetryPolicy, SignType, TradeKind, TradeState, UnifiedOrderRequest,
 };
 
-/// A self-signed merchant certificate, made at test time with Python's `cryptography`
-/// (present with wechatpy): the client needs a real PEM pair to build its TLS identity.
+/// A merchant certificate: the client needs a real PEM pair to build its TLS identity.
 async fn merchant_identity() -> ClientIdentity {
-    let pem = tokio::task::spawn_blocking(|| {
-        test_support::run_python(
-            r#"
-import datetime
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-key = ec.generate_private_key(ec.SECP256R1())
-name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, data['mch_id'])])
-now = datetime.datetime.now(datetime.timezone.utc)
-cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
-result = {
-    'cert': cert.public_bytes(serialization.Encoding.PEM).decode(),
-    'key': key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode(),
-}
-"#,
-            &json!({ "mch_id": DEFAULT_MCH_ID }),
-        )
-    })
-    .await
-    .unwrap();
-    ClientIdentity::from_pem(
-        pem["cert"].as_str().unwrap().as_bytes(),
-        pem["key"].as_str().unwrap().as_bytes(),
-    )
+    crate::pki::TestPki::generate().await.merchant.identity()
 }
 
 async fn client_for(sim: &SimHandle, configure: impl FnOnce(&mut ClientConfig)) -> Client {

@@ -588,6 +588,15 @@ async fn refund_needs_the_certificate_and_a_sane_amount() {
         ..h.config()
     });
     assert!(matches!(unusable, Err(Error::Config(_))));
+    let no_roots = Client::new(ClientConfig {
+        trusted_roots_pem: Some(b"not a certificate".to_vec()),
+        ..h.config()
+    });
+    assert!(
+        matches!(&no_roots, Err(Error::Config(m)) if m.contains("trusted_roots_pem")),
+        "{:?}",
+        no_roots.err()
+    );
 }
 
 #[tokio::test]
