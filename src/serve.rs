@@ -112,11 +112,14 @@ pub(crate) async fn start(
     info.push(("api".to_owned(), api_base));
 
     let server_shutdown = shutdown.clone();
+    let exiting = app.clone();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { server_shutdown.fired().await })
             .await;
-        // In-flight requests are done: now stop what they might have used.
+        // In-flight requests are done: the elements' onAppExit hooks run while what they
+        // may use (database, gateway) is still there, then the background work stops.
+        exiting.exit().await;
         for stop in background {
             stop.await;
         }

@@ -2,6 +2,7 @@
 //! payments: `fixture.Meta` and one service instance with a function per behaviour.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jit_runtime::{CallContext, CallError, Element, ElementDef, ElementError, LoadContext, Loader};
@@ -15,18 +16,32 @@ impl Loader for FixtureLoader {
     async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
         Ok(Arc::new(EchoService {
             def: cx.def().clone(),
+            in_flight: AtomicUsize::new(0),
         }))
     }
 }
 
 struct EchoService {
     def: Arc<ElementDef>,
+    /// `slow` calls not finished yet.
+    in_flight: AtomicUsize,
 }
+
+/// The file, beside the service's e.json, that its onAppExit writes.
+pub const EXIT_RECORD: &str = "exited.txt";
 
 #[jit_runtime::async_trait]
 impl Element for EchoService {
     fn def(&self) -> &Arc<ElementDef> {
         &self.def
+    }
+
+    /// Records how many `slow` calls were still running when the app stopped.
+    async fn on_app_exit(&self) {
+        let record = self.def.source.with_file_name(EXIT_RECORD);
+        let in_flight = self.in_flight.load(Ordering::SeqCst);
+        std::fs::write(record, format!("in flight at exit: {in_flight}"))
+            .expect("the fixture app dir is writable");
     }
 
     async fn call(
@@ -54,7 +69,9 @@ impl Element for EchoService {
             "boom" => panic!("fixture panic on purpose"),
             "slow" => {
                 let millis = args.get("ms").and_then(Value::as_u64).unwrap_or(500);
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(millis)).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 Ok(json!({"slept": millis}))
             }
             "xmlEcho" => {

@@ -46,6 +46,16 @@ async fn in_flight_requests_finish_before_the_server_stops() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["slept"], 800);
     }
+    // The element's onAppExit ran, after the last request had finished.
+    let exit_record = server
+        ._app
+        .path()
+        .join("elements/fixture/services/EchoSvc")
+        .join(crate::fixture::EXIT_RECORD);
+    assert_eq!(
+        std::fs::read_to_string(&exit_record).expect("onAppExit wrote its record"),
+        "in flight at exit: 0"
+    );
     let after = crate::util::client()
         .post(format!(
             "{base_url}/api/acme/shop/fixture/services/EchoSvc/ping"

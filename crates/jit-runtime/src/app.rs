@@ -74,6 +74,23 @@ pub trait Element: Send + Sync + 'static {
         ))
     }
 
+    /// onLoad: runs once after the element is built, before any caller receives it. An
+    /// error fails the build, which the next [`App::get_element`] tries again.
+    ///
+    /// An element that wraps another (see [`LoadContext::load_with_parent`]) receives the
+    /// hooks in its place, and forwards them when the wrapped element needs them.
+    async fn on_load(&self) -> Result<(), ElementError> {
+        Ok(())
+    }
+
+    /// onCalled: runs each time [`App::get_element`] (and so [`App::get`] and
+    /// [`App::call`]) hands the element out. It is on the lookup's fast path: keep it cheap.
+    fn on_called(&self) {}
+
+    /// onAppExit: runs once when the app stops ([`App::exit`]), for each element that was
+    /// built, the most recently built first (so an element goes before those it used).
+    async fn on_app_exit(&self) {}
+
     /// Typed access: returns `Some(Box::new(self as Arc<dyn Trait>))` when
     /// `iface == TypeId::of::<Arc<dyn Trait>>()`. Write it with
     /// [`crate::provide_interfaces!`]. The default provides only `Arc<Self>`.
@@ -345,6 +362,8 @@ impl AppBuilder {
             slots,
             attempts: AtomicU64::new(0),
             waits: Arc::new(Mutex::new(WaitGraph::default())),
+            built: Mutex::new(Vec::new()),
+            exited: std::sync::atomic::AtomicBool::new(false),
         }));
         app.build_elements(BackendLoadTime::AfterAppInit).await?;
         Ok(app)
@@ -408,6 +427,10 @@ struct AppInner {
     attempts: AtomicU64,
     /// Which builds in progress wait for which, across tasks.
     waits: Arc<Mutex<WaitGraph>>,
+    /// The built elements in the order they were built, for [`App::exit`].
+    built: Mutex<Vec<Arc<dyn Element>>>,
+    /// Set by the first [`App::exit`].
+    exited: std::sync::atomic::AtomicBool,
 }
 
 /// Builds in progress that wait for other builds: `a → b` while a's loader awaits b.
@@ -536,10 +559,12 @@ impl App {
         let Some(slot) = self.0.slots.get(name) else {
             return Err(self.not_found(name));
         };
-        if let Some(element) = slot.ready.get() {
-            return Ok(element.clone());
-        }
-        self.build_slot(slot).await
+        let element = match slot.ready.get() {
+            Some(element) => element.clone(),
+            None => self.build_slot(slot).await?,
+        };
+        element.on_called();
+        Ok(element)
     }
 
     fn not_found(&self, name: &str) -> GetError {
@@ -594,7 +619,9 @@ impl App {
         let mut building = slot.building.lock();
         if let Ok(element) = &result {
             // Set before the in-progress build is cleared, so no caller starts another.
-            let _ = slot.ready.set(element.clone());
+            if slot.ready.set(element.clone()).is_ok() {
+                self.0.built.lock().push(element.clone());
+            }
         }
         if building
             .as_ref()
@@ -678,6 +705,20 @@ impl App {
         element.call(function, args, cx).await
     }
 
+    /// Stops the app's elements: runs [`Element::on_app_exit`] once for each element built
+    /// so far, the most recently built first. Later calls do nothing. A host calls it when
+    /// it has stopped taking requests (`jit serve` does, after its last request).
+    pub async fn exit(&self) {
+        if self.0.exited.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let built = std::mem::take(&mut *self.0.built.lock());
+        for element in built.iter().rev() {
+            tracing::debug!(element = %element.def().full_name, "element exiting");
+            element.on_app_exit().await;
+        }
+    }
+
     /// Every visible element whose chain contains `type_name` (other than itself), sorted
     /// by fullName.
     pub fn find_elements(&self, type_name: &str) -> Vec<&Arc<ElementDef>> {
@@ -748,7 +789,11 @@ async fn construct(
         position: 0,
     };
     tracing::debug!(element = %name, "building element");
-    match loader.load(cx).await {
+    let loaded = match loader.load(cx).await {
+        Ok(element) => element.on_load().await.map(|()| element),
+        Err(error) => Err(error),
+    };
+    match loaded {
         Ok(element) => Ok(element),
         Err(error) => {
             // Loader errors carry no secret values (see ElementError), so they can be logged.

@@ -52,6 +52,11 @@
 //! loaders of the parent Types. `build` requires a loader on the chain of every instance
 //! (an element at least two steps below its Meta, instance → Type → Meta, that no element
 //! uses as its `type`).
+//! An element's lifecycle hooks are [`Element`] methods with empty defaults: `on_load`
+//! (once, after the build, before anyone receives the element; an error fails the build),
+//! `on_called` (each time [`App::get_element`] hands it out) and `on_app_exit` (once, from
+//! [`App::exit`], the most recently built element first).
+//!
 //! A loader that asks (directly or through other loaders) for an element whose build it is
 //! inside of gets [`GetError::BuildCycle`] instead of waiting forever, also when the
 //! builds of the cycle were started by different tasks.

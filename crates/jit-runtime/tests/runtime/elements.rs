@@ -748,3 +748,165 @@ async fn preloaded_definitions_are_built_without_walking_the_tree_again() {
     let pay = app.get::<dyn Pay>("pays.myPay").await.expect("a Pay");
     assert_eq!(pay.api_key().expose(), "k-123");
 }
+
+/// What the lifecycle hooks of [`Hooked`] elements did, in order.
+#[derive(Default)]
+struct HookLog(parking_lot::Mutex<Vec<String>>);
+
+impl HookLog {
+    fn push(&self, event: &str, element: &ElementDef) {
+        self.0.lock().push(format!("{event} {}", element.full_name));
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock())
+    }
+}
+
+/// An element that records its hooks. Its first `on_load` fails when its e.json says
+/// `"failFirstLoad": true`.
+struct Hooked {
+    def: Arc<ElementDef>,
+    log: Arc<HookLog>,
+    loaded: std::sync::atomic::AtomicBool,
+    fail_load: bool,
+}
+
+#[async_trait::async_trait]
+impl Element for Hooked {
+    fn def(&self) -> &Arc<ElementDef> {
+        &self.def
+    }
+
+    async fn on_load(&self) -> Result<(), ElementError> {
+        self.log.push("load", &self.def);
+        if self.fail_load {
+            return Err(ElementError::Other {
+                message: "the warm-up failed".into(),
+                source: None,
+            });
+        }
+        self.loaded.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn on_called(&self) {
+        assert!(
+            self.loaded.load(Ordering::SeqCst),
+            "handed out before onLoad"
+        );
+        self.log.push("called", &self.def);
+    }
+
+    async fn on_app_exit(&self) {
+        self.log.push("exit", &self.def);
+    }
+}
+
+/// Builds [`Hooked`] elements, after getting the element named by `needs` if any.
+struct HookedLoader {
+    log: Arc<HookLog>,
+    loads: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Loader for HookedLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        if let Some(needed) = cx.chain().setting_str("needs") {
+            cx.app().get_element(needed).await?;
+        }
+        let first = self.loads.fetch_add(1, Ordering::SeqCst) == 0;
+        let fail_first = cx.chain().setting("failFirstLoad") == Some(&json!(true));
+        Ok(Arc::new(Hooked {
+            def: cx.def().clone(),
+            log: self.log.clone(),
+            loaded: std::sync::atomic::AtomicBool::new(false),
+            fail_load: first && fail_first,
+        }))
+    }
+}
+
+async fn hooked_app(extra: &[(&str, &str)]) -> (Tree, App, Arc<HookLog>) {
+    let app_toml = app_toml("shop");
+    let mut files = vec![
+        ("app/app.toml", app_toml.as_str()),
+        ("app/elements/hook/Meta/e.json", r#"{"type": ""}"#),
+        ("app/elements/hook/Type/e.json", r#"{"type": "hook.Meta"}"#),
+    ];
+    files.extend_from_slice(extra);
+    let tree = Tree::new(&files);
+    let log = Arc::new(HookLog::default());
+    let app = tree
+        .builder("app")
+        .loader(
+            "hook.Meta",
+            HookedLoader {
+                log: log.clone(),
+                loads: AtomicUsize::new(0),
+            },
+        )
+        .loader("pays.Meta", PlainLoader)
+        .build()
+        .await
+        .expect("build");
+    (tree, app, log)
+}
+
+#[tokio::test]
+async fn lifecycle_hooks_run_on_load_on_each_call_and_once_at_exit() {
+    let (_tree, app, log) = hooked_app(&[
+        (
+            "app/elements/hook/a/e.json",
+            r#"{"type": "hook.Type", "needs": "hook.b"}"#,
+        ),
+        ("app/elements/hook/b/e.json", r#"{"type": "hook.Type"}"#),
+        (
+            "app/elements/hook/unused/e.json",
+            r#"{"type": "hook.Type"}"#,
+        ),
+    ])
+    .await;
+    app.get_element("hook.a").await.unwrap();
+    app.get_element("hook.a").await.unwrap();
+    app.get::<dyn Element>("hook.b").await.unwrap();
+    assert_eq!(
+        log.take(),
+        [
+            "load hook.b",
+            "called hook.b", // hook.a's loader asking for it
+            "load hook.a",
+            "called hook.a",
+            "called hook.a",
+            "called hook.b",
+        ]
+    );
+    app.exit().await;
+    // The most recently built first; the element never built has nothing to stop.
+    assert_eq!(log.take(), ["exit hook.a", "exit hook.b"]);
+    app.exit().await;
+    assert!(log.take().is_empty(), "exit runs once");
+}
+
+#[tokio::test]
+async fn a_failing_on_load_fails_the_build_and_is_tried_again() {
+    let (_tree, app, log) = hooked_app(&[(
+        "app/elements/hook/warm/e.json",
+        r#"{"type": "hook.Type", "failFirstLoad": true}"#,
+    )])
+    .await;
+    let error = app.get_element("hook.warm").await.err().expect("fails");
+    assert_eq!(
+        error.to_string(),
+        "building element `hook.warm` failed: the warm-up failed"
+    );
+    app.get_element("hook.warm")
+        .await
+        .expect("the second build");
+    assert_eq!(
+        log.take(),
+        ["load hook.warm", "load hook.warm", "called hook.warm"]
+    );
+    app.exit().await;
+    // Only the element that finished loading is stopped.
+    assert_eq!(log.take(), ["exit hook.warm"]);
+}
