@@ -147,6 +147,7 @@ impl ServerState {
             request_id: Some(request_id.to_owned()),
             // Tokens are shared secrets, not identities: an authorized caller is "bearer".
             principal: route.login_required.then(|| "bearer".to_owned()),
+            peer: None,
         };
         let call = self.app.call(
             &route.full_name,

@@ -29,6 +29,9 @@ pub struct CallContext {
     pub request_id: Option<String>,
     /// Who called; `None` is an anonymous caller, refused by `loginRequired` functions.
     pub principal: Option<String>,
+    /// The network peer the request came from, when the host knows it: the source key
+    /// for rate-limited refusal logs ([`crate::RefusalLogLimiter`]).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl CallContext {
@@ -40,8 +43,8 @@ impl CallContext {
     /// A logged-in caller.
     pub fn principal(principal: impl Into<String>) -> Self {
         Self {
-            request_id: None,
             principal: Some(principal.into()),
+            ..Self::default()
         }
     }
 }

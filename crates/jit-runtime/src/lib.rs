@@ -101,6 +101,7 @@ mod chain;
 mod def;
 mod definitions;
 mod error;
+mod log_safe;
 mod name;
 mod secret;
 mod settings;
@@ -112,6 +113,9 @@ pub use definitions::{Definitions, FRAMEWORK_LAYER, FRAMEWORK_PREFIX, Layer};
 pub use error::{
     CallError, CallErrorKind, ElementError, GetError, LoadError, LoadErrorKind, LoadErrors,
     PlaceholderError,
+};
+pub use log_safe::{
+    LOG_TEXT_LIMIT, LogAdmission, LogSafe, RefusalLogLimiter, is_format_char, log_safe,
 };
 pub use name::{FullName, NameError, is_valid_segment};
 pub use secret::{MASK, Secret, mask_json};
