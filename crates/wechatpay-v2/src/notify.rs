@@ -32,13 +32,45 @@ pub fn success_reply() -> &'static str {
     NOTIFY_SUCCESS_REPLY
 }
 
-/// A FAIL reply: WeChat will send the notify again later. `message` is shown to nobody but
-/// WeChat's logs; do not put secrets in it.
+/// A FAIL reply: WeChat will send the notify again later. Any message is safe: it is written
+/// in CDATA with `]]>` split across sections, and characters XML cannot carry at all (control
+/// characters other than tab and line breaks, U+FFFE, U+FFFF) become U+FFFD, so the reply is
+/// always well-formed XML in the same shape as [`success_reply`]. `message` is shown to nobody
+/// but WeChat's logs; do not put secrets in it.
 pub fn fail_reply(message: &str) -> String {
-    let mut params = Params::new();
-    params.insert("return_code".into(), "FAIL".into());
-    params.insert("return_msg".into(), message.into());
-    xml::encode(&params)
+    notify_reply("FAIL", &xml_text(message))
+}
+
+/// `<xml><return_code>…</return_code><return_msg>…</return_msg></xml>`, both in CDATA as
+/// WeChat writes its own replies.
+fn notify_reply(return_code: &str, return_msg: &str) -> String {
+    let mut out = String::with_capacity(return_msg.len() + 110);
+    out.push_str("<xml><return_code>");
+    xml::push_cdata(&mut out, return_code);
+    out.push_str("</return_code><return_msg>");
+    xml::push_cdata(&mut out, return_msg);
+    out.push_str("</return_msg></xml>");
+    out
+}
+
+/// `text` with every character XML 1.0 cannot carry, even in CDATA, replaced by U+FFFD.
+fn xml_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+    };
+    if text.chars().all(allowed) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if allowed(c) {
+                c
+            } else {
+                char::REPLACEMENT_CHARACTER
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// A payment notify whose XML is well-formed but whose signature is not checked yet.
@@ -278,4 +310,18 @@ pub fn parse_refund_notify(body: &[u8], api_key: &ApiKey) -> Result<RefundNotify
         info,
         outer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_replies_have_one_shape() {
+        assert_eq!(notify_reply("SUCCESS", "OK"), NOTIFY_SUCCESS_REPLY);
+        assert_eq!(
+            fail_reply("busy"),
+            "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[busy]]></return_msg></xml>"
+        );
+    }
 }
