@@ -10,8 +10,8 @@ use std::time::Instant;
 use chrono::{DateTime, FixedOffset};
 use parking_lot::Mutex;
 use serde::Serialize;
+use wechatpay_v2::time;
 
-use crate::ids;
 use crate::store::Order;
 
 /// One API call and its answer.
@@ -181,7 +181,7 @@ impl InspectLog {
     pub fn now(&self) -> (f64, DateTime<FixedOffset>) {
         (
             self.started.elapsed().as_secs_f64() * 1000.0,
-            ids::beijing_now(),
+            time::beijing_now(),
         )
     }
 

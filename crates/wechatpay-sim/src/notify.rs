@@ -11,9 +11,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use wechatpay_v2::{ApiKey, Params, SignType};
+use wechatpay_v2::time;
 
 use crate::fault::{Endpoint, FaultControl, NotifyFaults};
-use crate::ids;
 use crate::inspect::{InspectLog, NotifyRecord};
 use crate::store::{Order, Refund};
 
@@ -139,7 +139,7 @@ pub(crate) fn refund_notify(order: &Order, refund: &Refund, url: &str, key: &Api
     put("refund_status", "SUCCESS");
     put("settlement_refund_fee", &refund.refund_fee.to_fen_string());
     put("settlement_total_fee", &order.total_fee.to_fen_string());
-    put("success_time", &ids::readable_time(refund.settles_at));
+    put("success_time", &time::beijing_readable_time(refund.settles_at));
     put("total_fee", &order.total_fee.to_fen_string());
     put(
         "transaction_id",

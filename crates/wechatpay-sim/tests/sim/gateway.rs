@@ -520,10 +520,8 @@ async fn the_sandbox_uses_its_own_key_and_orders() {
 async fn download_bill_lists_the_days_transactions() {
     let sim = Simulator::start_default().await;
     let base = sim.base_url();
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-        .format("%Y%m%d")
-        .to_string();
+    let today =
+        wechatpay_v2::time::format_date(wechatpay_v2::time::beijing_date(chrono::Utc::now()));
     let bill = |bill_type: &str| {
         let mut p = default_head();
         p.insert("bill_date".into(), today.clone());
