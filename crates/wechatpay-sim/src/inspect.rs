@@ -118,6 +118,10 @@ pub struct Inspection {
     pub payer_actions: Vec<PayerRecord>,
     /// The orders held now.
     pub orders: Vec<Order>,
+    /// Notifies dispatched that may still be delivered (a first delivery, or a retry after
+    /// a failed one). Zero means no notify will arrive until the next payment or refund: wait
+    /// for it instead of sleeping to show that something was not sent again.
+    pub pending_notifies: usize,
 }
 
 impl Inspection {
@@ -218,13 +222,14 @@ impl InspectLog {
         push_bounded(&mut logs.payer_actions, self.capacity, record);
     }
 
-    pub fn snapshot(&self, orders: Vec<Order>) -> Inspection {
+    pub fn snapshot(&self, orders: Vec<Order>, pending_notifies: usize) -> Inspection {
         let logs = self.logs.lock();
         Inspection {
             requests: logs.requests.iter().cloned().collect(),
             notifies: logs.notifies.iter().cloned().collect(),
             payer_actions: logs.payer_actions.iter().cloned().collect(),
             orders,
+            pending_notifies,
         }
     }
 

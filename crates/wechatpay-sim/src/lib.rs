@@ -164,6 +164,14 @@ impl Shared {
         Ok(order)
     }
 
+    /// What the simulator received and sent, its orders, and its pending notifies.
+    pub(crate) fn inspection(&self) -> Inspection {
+        // Pending first: a notify that finishes between the two reads is then already in
+        // the log, never missing from both.
+        let pending_notifies = self.notifier.pending();
+        self.log.snapshot(self.store.all_orders(), pending_notifies)
+    }
+
     /// The key an order's notifies are signed with: the sandbox key for sandbox orders.
     fn order_key(&self, order: &Order) -> ApiKey {
         match self.merchant(&order.mch_id) {
@@ -412,7 +420,7 @@ impl SimHandle {
 
     /// What the simulator received and sent, and its orders.
     pub fn inspect(&self) -> Inspection {
-        self.shared.log.snapshot(self.shared.store.all_orders())
+        self.shared.inspection()
     }
 
     /// Forgets the inspection log (orders stay).

@@ -948,10 +948,9 @@ async fn concurrent_payers_and_closes_settle_an_order_exactly_once() {
         };
         assert_eq!(order.state, expected);
     }
-    // One notify per paid order, never more.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let paid = sim
-        .inspect()
+    // One notify per paid order, never more: once none is pending, count them.
+    let paid = common::settled(&sim)
+        .await
         .orders
         .iter()
         .filter(|order| order.state == TradeState::Success)
