@@ -16,9 +16,8 @@ use ecb::cipher::block_padding::Pkcs7;
 use ecb::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit};
 use md5::{Digest, Md5};
 
-use crate::fields::Fields;
+use crate::fields::{Fields, decode_document};
 use crate::types::{RefundStatus, TradeType};
-use crate::xml::DEFAULT_MAX_XML_BYTES;
 use crate::{ApiKey, Error, Fen, Params, SignType, verify, xml};
 
 const PAYMENT_NOTIFY: &str = "payment notify";
@@ -82,11 +81,7 @@ pub struct UnverifiedNotify {
 impl UnverifiedNotify {
     /// Parses the body (64 KiB cap, strict XML).
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
-        let params =
-            xml::decode_with_limit(body, DEFAULT_MAX_XML_BYTES).map_err(|source| Error::Xml {
-                context: PAYMENT_NOTIFY,
-                source,
-            })?;
+        let params = decode_document(body, PAYMENT_NOTIFY)?;
         Ok(UnverifiedNotify { params })
     }
 
@@ -226,10 +221,7 @@ pub fn decrypt_req_info(req_info: &str, api_key: &ApiKey) -> Result<Params, Erro
         .decrypt_padded_vec_mut::<Pkcs7>(&ciphertext)
         // A wrong key almost always shows up as bad padding.
         .map_err(|_| malformed("req_info does not decrypt with this merchant's key"))?;
-    xml::decode(&plaintext).map_err(|source| Error::Xml {
-        context: REFUND_NOTIFY,
-        source,
-    })
+    decode_document(&plaintext, REFUND_NOTIFY)
 }
 
 /// Encrypts refund fields the way WeChat does (`<root>` XML, AES-256-ECB, PKCS#7, base64).
@@ -284,10 +276,7 @@ pub struct RefundNotify {
 /// Refund notifies carry no signature; decrypting with the merchant's key is what
 /// authenticates them.
 pub fn parse_refund_notify(body: &[u8], api_key: &ApiKey) -> Result<RefundNotify, Error> {
-    let outer = xml::decode(body).map_err(|source| Error::Xml {
-        context: REFUND_NOTIFY,
-        source,
-    })?;
+    let outer = decode_document(body, REFUND_NOTIFY)?;
     let o = Fields::new(&outer, REFUND_NOTIFY);
     o.ensure_return_success()?;
     let info = decrypt_req_info(&o.required("req_info")?, api_key)?;

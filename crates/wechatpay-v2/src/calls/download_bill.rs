@@ -2,10 +2,10 @@
 
 use super::Endpoint;
 use super::validate::invalid;
-use crate::fields::Fields;
+use crate::fields::{Fields, decode_document};
 use crate::time::parse_date;
 use crate::types::BillType;
-use crate::{ErrCode, Error, Params, xml};
+use crate::{ErrCode, Error, Params};
 
 pub(crate) const ENDPOINT: Endpoint = Endpoint {
     path: "/pay/downloadbill",
@@ -27,10 +27,7 @@ pub(crate) fn read_answer(bytes: Vec<u8>) -> Result<String, Error> {
     let path = ENDPOINT.path;
     let trimmed = bytes.trim_ascii_start();
     if trimmed.starts_with(b"<xml>") || trimmed.starts_with(b"<?xml") {
-        let answer = xml::decode(&bytes).map_err(|source| Error::Xml {
-            context: path,
-            source,
-        })?;
+        let answer = decode_document(&bytes, path)?;
         let f = Fields::new(&answer, path);
         let return_code = f.optional("return_code").unwrap_or_default();
         let message = f.optional("return_msg").unwrap_or_default();

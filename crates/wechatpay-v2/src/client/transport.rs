@@ -9,7 +9,7 @@
 
 use crate::calls::{Endpoint, sandbox_sign_key};
 use crate::error::{RetryAdvice, TransportError};
-use crate::fields::Fields;
+use crate::fields::{Fields, decode_document};
 use crate::{ApiKey, ErrCode, Error, Params, nonce_str, verify, xml};
 
 use super::{Client, ClientConfig, ClientIdentity};
@@ -111,10 +111,7 @@ impl Client {
         let bytes = self
             .with_retries(|| self.post_once(&url, &body, false))
             .await?;
-        let answer = xml::decode(&bytes).map_err(|source| Error::Xml {
-            context: sandbox_sign_key::PATH,
-            source,
-        })?;
+        let answer = decode_document(&bytes, sandbox_sign_key::PATH)?;
         sandbox_sign_key::read_answer(&answer)
     }
 
@@ -235,10 +232,7 @@ impl Client {
         bytes: &[u8],
         key: &ApiKey,
     ) -> Result<Params, Error> {
-        let answer = xml::decode(bytes).map_err(|source| Error::Xml {
-            context: endpoint,
-            source,
-        })?;
+        let answer = decode_document(bytes, endpoint)?;
         let fields = Fields::new(&answer, endpoint);
         fields.ensure_return_success()?;
         verify(&answer, key).map_err(|source| Error::InvalidSignature {
