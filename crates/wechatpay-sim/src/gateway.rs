@@ -783,13 +783,6 @@ fn download_bill(shared: &Shared, call: &Call) -> Reply {
 impl Shared {
     /// Sleeps unless the simulator stops first; `false` when it stopped.
     pub(crate) async fn sleep(&self, duration: Duration) -> bool {
-        let mut shutdown = self.shutdown.clone();
-        if *shutdown.borrow() {
-            return false;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(duration) => true,
-            _ = shutdown.changed() => false,
-        }
+        crate::sleep_unless_stopped(&self.shutdown, duration).await
     }
 }

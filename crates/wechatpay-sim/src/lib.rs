@@ -183,6 +183,22 @@ impl Shared {
     }
 }
 
+/// Sleeps for `duration` unless the simulator stops first (`shutdown` turns `true`): `false`
+/// when it stopped, so hangs, latency faults and notify schedules end with the simulator.
+pub(crate) async fn sleep_unless_stopped(
+    shutdown: &watch::Receiver<bool>,
+    duration: Duration,
+) -> bool {
+    let mut shutdown = shutdown.clone();
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => true,
+        _ = shutdown.changed() => false,
+    }
+}
+
 /// The paths of each endpoint, live and under `/sandboxnew/`.
 const ROUTES: &[(&str, Endpoint)] = &[
     ("/pay/unifiedorder", Endpoint::UnifiedOrder),

@@ -394,14 +394,7 @@ impl Notifier {
 
     /// Sleeps unless the simulator stops first; `false` when it stopped.
     async fn sleep(&self, duration: Duration) -> bool {
-        let mut shutdown = self.shutdown.clone();
-        if *shutdown.borrow() {
-            return false;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(duration) => true,
-            _ = shutdown.changed() => false,
-        }
+        crate::sleep_unless_stopped(&self.shutdown, duration).await
     }
 
     /// One delivery (several copies at once when duplicated); whether any was acknowledged.
@@ -450,36 +443,29 @@ impl Notifier {
             elapsed_ms: 0.0,
             faults: faults.applied.clone(),
         };
-        let acknowledged = match sent {
+        let answer = match sent {
             Ok(response) => {
                 let status = response.status();
                 record.reply_status = Some(status.as_u16());
-                match response.bytes().await {
-                    Ok(body) => {
-                        let acknowledged = status.is_success() && is_acknowledgement(&body);
-                        record.outcome = if acknowledged {
-                            "acknowledged"
-                        } else if status.is_success() {
-                            "rejected"
-                        } else {
-                            "http_error"
-                        }
-                        .to_string();
-                        record.reply_body = Some(String::from_utf8_lossy(&body).into_owned());
-                        acknowledged
-                    }
-                    Err(error) => {
-                        record.outcome = if error.is_timeout() {
-                            "timeout"
-                        } else {
-                            "unreachable"
-                        }
-                        .to_string();
-                        record.error = Some(error.to_string());
-                        false
-                    }
-                }
+                response.bytes().await.map(|body| (status, body))
             }
+            Err(error) => Err(error),
+        };
+        let acknowledged = match answer {
+            Ok((status, body)) => {
+                let acknowledged = status.is_success() && is_acknowledgement(&body);
+                record.outcome = if acknowledged {
+                    "acknowledged"
+                } else if status.is_success() {
+                    "rejected"
+                } else {
+                    "http_error"
+                }
+                .to_string();
+                record.reply_body = Some(String::from_utf8_lossy(&body).into_owned());
+                acknowledged
+            }
+            // Not sent, or no whole answer read back.
             Err(error) => {
                 record.outcome = if error.is_timeout() {
                     "timeout"
