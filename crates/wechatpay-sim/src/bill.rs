@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use wechatpay_v2::Fen;
+use wechatpay_v2::time;
 
-use crate::ids;
 use crate::store::{Order, Refund};
 
 /// `bill_type`.
@@ -87,13 +87,13 @@ struct Totals {
 pub(crate) fn render(orders: &[Order], date: NaiveDate, bill_type: BillType) -> Option<String> {
     let mut rows = Vec::new();
     let mut totals = Totals::default();
-    let now = ids::beijing_now();
+    let now = time::beijing_now();
     for order in orders {
-        let paid_today = order.paid_at.filter(|at| at.date_naive() == date);
+        let paid_today = order.paid_at.filter(|at| time::beijing_date(*at) == date);
         if let Some(paid_at) = paid_today
             && bill_type != BillType::Refund
         {
-            let mut row = order_columns(order, ids::readable_time(paid_at), "SUCCESS");
+            let mut row = order_columns(order, time::beijing_readable_time(paid_at), "SUCCESS");
             if bill_type == BillType::All {
                 row.extend(["0", "0", "0.00", "0.00", "", ""].map(String::from));
             }
@@ -120,13 +120,13 @@ pub(crate) fn render(orders: &[Order], date: NaiveDate, bill_type: BillType) -> 
         for refund in order
             .refunds
             .iter()
-            .filter(|refund| refund.created_at.date_naive() == date)
+            .filter(|refund| time::beijing_date(refund.created_at) == date)
         {
-            let time = ids::readable_time(refund.created_at);
+            let time = time::beijing_readable_time(refund.created_at);
             let mut row = order_columns(order, time.clone(), "REFUND");
             if bill_type == BillType::Refund {
                 let success_time = if refund.has_succeeded(now) {
-                    ids::readable_time(refund.settles_at)
+                    time::beijing_readable_time(refund.settles_at)
                 } else {
                     String::new()
                 };

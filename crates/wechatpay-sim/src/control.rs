@@ -60,7 +60,7 @@ async fn paying(State(shared): State<Arc<Shared>>, Json(target): Json<PayTarget>
 }
 
 async fn inspect(State(shared): State<Arc<Shared>>) -> Response {
-    Json(shared.log.snapshot(shared.store.all_orders())).into_response()
+    Json(shared.inspection()).into_response()
 }
 
 async fn clear_inspection(State(shared): State<Arc<Shared>>) -> StatusCode {

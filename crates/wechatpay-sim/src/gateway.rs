@@ -13,12 +13,11 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::NaiveDate;
+use wechatpay_v2::time;
 use wechatpay_v2::{ApiKey, Fen, Params, SignType, XmlError};
 
 use crate::bill;
 use crate::fault::{Endpoint, RequestFaults};
-use crate::ids;
 use crate::inspect::RequestRecord;
 use crate::notify;
 use crate::store::{
@@ -429,12 +428,6 @@ fn is_out_trade_no(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_-|*".contains(&b))
 }
 
-fn is_compact_time(text: &str) -> bool {
-    text.len() == 14
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && chrono::NaiveDateTime::parse_from_str(text, "%Y%m%d%H%M%S").is_ok()
-}
-
 /// The unifiedorder checks WeChat makes before looking at its orders.
 fn new_order(call: &Call) -> Result<NewOrder, ProtocolError> {
     for field in [
@@ -475,8 +468,8 @@ fn new_order(call: &Call) -> Result<NewOrder, ProtocolError> {
         return Err(ProtocolError::param("fee_type参数错误：境内商户仅支持CNY"));
     }
     for field in ["time_start", "time_expire"] {
-        if let Some(time) = call.get(field)
-            && !is_compact_time(time)
+        if let Some(text) = call.get(field)
+            && time::parse_beijing_time(text).is_err()
         {
             return Err(ProtocolError::param(format!(
                 "{field}参数格式错误：应为yyyyMMddHHmmss"
@@ -716,7 +709,7 @@ fn refund_query(shared: &Shared, call: &Call) -> Result<Params, Refusal> {
         "total_refund_count".into(),
         &order.refunds.len().to_string(),
     );
-    let now = ids::beijing_now();
+    let now = time::beijing_now();
     for (n, refund) in refunds.iter().enumerate() {
         put(format!("out_refund_no_{n}"), &refund.out_refund_no);
         put(format!("refund_id_{n}"), &refund.refund_id);
@@ -738,7 +731,7 @@ fn refund_query(shared: &Shared, call: &Call) -> Result<Params, Refusal> {
         if refund.has_succeeded(now) {
             put(
                 format!("refund_success_time_{n}"),
-                &ids::readable_time(refund.settles_at),
+                &time::beijing_readable_time(refund.settles_at),
             );
         }
     }
@@ -758,10 +751,7 @@ fn download_bill(shared: &Shared, call: &Call) -> Reply {
     let Some(bill_date) = call.get("bill_date") else {
         return Reply::protocol(&ProtocolError::lack("bill_date"));
     };
-    let Some(date) = (bill_date.len() == 8)
-        .then(|| NaiveDate::parse_from_str(bill_date, "%Y%m%d").ok())
-        .flatten()
-    else {
+    let Ok(date) = time::parse_date(bill_date) else {
         return bill_error("invalid bill_date", "20001");
     };
     let bill_type = match call.get("bill_type").unwrap_or("ALL") {
@@ -793,13 +783,6 @@ fn download_bill(shared: &Shared, call: &Call) -> Reply {
 impl Shared {
     /// Sleeps unless the simulator stops first; `false` when it stopped.
     pub(crate) async fn sleep(&self, duration: Duration) -> bool {
-        let mut shutdown = self.shutdown.clone();
-        if *shutdown.borrow() {
-            return false;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(duration) => true,
-            _ = shutdown.changed() => false,
-        }
+        crate::sleep_unless_stopped(&self.shutdown, duration).await
     }
 }

@@ -1,29 +1,11 @@
-//! Identifiers and timestamps shaped like WeChat's.
+//! Identifiers shaped like WeChat's (their dates and times come from `wechatpay_v2::time`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-
-/// WeChat Pay speaks Beijing time (UTC+8) in every timestamp field.
-pub(crate) fn beijing_now() -> DateTime<FixedOffset> {
-    Utc::now().with_timezone(&beijing())
-}
-
-pub(crate) fn beijing() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
-}
-
-/// `yyyyMMddHHmmss` in Beijing time, the format of `time_end`, `time_start`, `time_expire`.
-pub(crate) fn compact_time(at: DateTime<FixedOffset>) -> String {
-    wechatpay_v2::types::beijing_time(at.with_timezone(&Utc))
-}
-
-/// `yyyy-MM-dd HH:mm:ss`, the format of `refund_success_time` and bill rows.
-pub(crate) fn readable_time(at: DateTime<FixedOffset>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S").to_string()
-}
+use wechatpay_v2::time::{beijing_date, beijing_time, format_date};
 
 pub(crate) fn alphanumeric(len: usize) -> String {
     rand::rng()
@@ -55,7 +37,7 @@ fn sequence() -> u64 {
 
 /// `wx` + creation time + 20 hex digits, 36 characters like WeChat's prepay ids.
 pub(crate) fn prepay_id(at: DateTime<FixedOffset>) -> String {
-    format!("wx{}{}", compact_time(at), lower_hex(20))
+    format!("wx{}{}", beijing_time(at), lower_hex(20))
 }
 
 /// 28 digits starting with `42`, like WeChat's transaction ids.
@@ -63,7 +45,7 @@ pub(crate) fn transaction_id(at: DateTime<FixedOffset>) -> String {
     format!(
         "4200{:03}{}{:07}{}",
         rand::rng().random_range(0..1000u32),
-        at.format("%Y%m%d"),
+        format_date(beijing_date(at)),
         sequence() % 10_000_000,
         digits(6)
     )
@@ -74,7 +56,7 @@ pub(crate) fn refund_id(at: DateTime<FixedOffset>) -> String {
     format!(
         "5000{:03}{}{:07}{}",
         rand::rng().random_range(0..1000u32),
-        at.format("%Y%m%d"),
+        format_date(beijing_date(at)),
         sequence() % 10_000_000,
         digits(7)
     )
@@ -101,7 +83,7 @@ mod tests {
 
     #[test]
     fn ids_have_wechat_shapes() {
-        let now = beijing_now();
+        let now = wechatpay_v2::time::beijing_now();
         let prepay = prepay_id(now);
         assert_eq!(prepay.len(), 36);
         assert!(prepay.starts_with("wx"));

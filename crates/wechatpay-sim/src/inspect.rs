@@ -10,8 +10,8 @@ use std::time::Instant;
 use chrono::{DateTime, FixedOffset};
 use parking_lot::Mutex;
 use serde::Serialize;
+use wechatpay_v2::time;
 
-use crate::ids;
 use crate::store::Order;
 
 /// One API call and its answer.
@@ -118,6 +118,10 @@ pub struct Inspection {
     pub payer_actions: Vec<PayerRecord>,
     /// The orders held now.
     pub orders: Vec<Order>,
+    /// Notifies dispatched that may still be delivered (a first delivery, or a retry after
+    /// a failed one). Zero means no notify will arrive until the next payment or refund: wait
+    /// for it instead of sleeping to show that something was not sent again.
+    pub pending_notifies: usize,
 }
 
 impl Inspection {
@@ -181,7 +185,7 @@ impl InspectLog {
     pub fn now(&self) -> (f64, DateTime<FixedOffset>) {
         (
             self.started.elapsed().as_secs_f64() * 1000.0,
-            ids::beijing_now(),
+            time::beijing_now(),
         )
     }
 
@@ -218,13 +222,14 @@ impl InspectLog {
         push_bounded(&mut logs.payer_actions, self.capacity, record);
     }
 
-    pub fn snapshot(&self, orders: Vec<Order>) -> Inspection {
+    pub fn snapshot(&self, orders: Vec<Order>, pending_notifies: usize) -> Inspection {
         let logs = self.logs.lock();
         Inspection {
             requests: logs.requests.iter().cloned().collect(),
             notifies: logs.notifies.iter().cloned().collect(),
             payer_actions: logs.payer_actions.iter().cloned().collect(),
             orders,
+            pending_notifies,
         }
     }
 

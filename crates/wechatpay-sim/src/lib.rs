@@ -164,6 +164,14 @@ impl Shared {
         Ok(order)
     }
 
+    /// What the simulator received and sent, its orders, and its pending notifies.
+    pub(crate) fn inspection(&self) -> Inspection {
+        // Pending first: a notify that finishes between the two reads is then already in
+        // the log, never missing from both.
+        let pending_notifies = self.notifier.pending();
+        self.log.snapshot(self.store.all_orders(), pending_notifies)
+    }
+
     /// The key an order's notifies are signed with: the sandbox key for sandbox orders.
     fn order_key(&self, order: &Order) -> ApiKey {
         match self.merchant(&order.mch_id) {
@@ -172,6 +180,22 @@ impl Shared {
             // Merchants are never removed, so an order's merchant is always known.
             None => ApiKey::new(String::new()),
         }
+    }
+}
+
+/// Sleeps for `duration` unless the simulator stops first (`shutdown` turns `true`): `false`
+/// when it stopped, so hangs, latency faults and notify schedules end with the simulator.
+pub(crate) async fn sleep_unless_stopped(
+    shutdown: &watch::Receiver<bool>,
+    duration: Duration,
+) -> bool {
+    let mut shutdown = shutdown.clone();
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => true,
+        _ = shutdown.changed() => false,
     }
 }
 
@@ -412,7 +436,7 @@ impl SimHandle {
 
     /// What the simulator received and sent, and its orders.
     pub fn inspect(&self) -> Inspection {
-        self.shared.log.snapshot(self.shared.store.all_orders())
+        self.shared.inspection()
     }
 
     /// Forgets the inspection log (orders stay).

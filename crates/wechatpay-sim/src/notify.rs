@@ -4,16 +4,23 @@
 //! (divided by the configured time scale) until the merchant answers an XML document
 //! whose `return_code` is `SUCCESS`. Anything else — another body, an HTTP error, no
 //! answer within the timeout — counts as a failed delivery.
+//!
+//! Every notify is counted as pending from the moment it is dispatched until it needs no
+//! further delivery (acknowledged, dropped, out of retries, or the simulator stopped), and
+//! the count is part of the inspection ([`Inspection::pending_notifies`](crate::Inspection)):
+//! at zero, nothing more will be delivered until the next payment or refund, which is how a
+//! test shows that a notify was *not* sent again without sleeping.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
+use wechatpay_v2::time;
 use wechatpay_v2::{ApiKey, Params, SignType};
 
 use crate::fault::{Endpoint, FaultControl, NotifyFaults};
-use crate::ids;
 use crate::inspect::{InspectLog, NotifyRecord};
 use crate::store::{Order, Refund};
 
@@ -139,7 +146,10 @@ pub(crate) fn refund_notify(order: &Order, refund: &Refund, url: &str, key: &Api
     put("refund_status", "SUCCESS");
     put("settlement_refund_fee", &refund.refund_fee.to_fen_string());
     put("settlement_total_fee", &order.total_fee.to_fen_string());
-    put("success_time", &ids::readable_time(refund.settles_at));
+    put(
+        "success_time",
+        &time::beijing_readable_time(refund.settles_at),
+    );
     put("total_fee", &order.total_fee.to_fen_string());
     put(
         "transaction_id",
@@ -173,11 +183,35 @@ fn is_acknowledgement(body: &[u8]) -> bool {
         .is_some_and(|code| code == "SUCCESS")
 }
 
+/// One notify that may still be delivered: counted while alive, so dropping it (when the job
+/// ends, or its task is cancelled at shutdown) is what lowers the count.
+struct Pending(Arc<AtomicUsize>);
+
+impl Pending {
+    fn new(count: &Arc<AtomicUsize>) -> Pending {
+        count.fetch_add(1, Ordering::SeqCst);
+        Pending(Arc::clone(count))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A notify held back by the reorder fault.
+struct Held {
+    job: NotifyJob,
+    faults: NotifyFaults,
+    pending: Pending,
+}
+
 #[derive(Default)]
 struct ReorderBuffer {
     /// Raised every time a batch is released, so a stale hold timer releases nothing.
     generation: u64,
-    held: Vec<(NotifyJob, NotifyFaults)>,
+    held: Vec<Held>,
 }
 
 /// Delivers notifies in the background.
@@ -188,6 +222,8 @@ pub(crate) struct Notifier {
     time_scale: f64,
     shutdown: watch::Receiver<bool>,
     reorder: Mutex<ReorderBuffer>,
+    /// Notifies dispatched that may still be delivered.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Notifier {
@@ -210,7 +246,13 @@ impl Notifier {
             time_scale,
             shutdown,
             reorder: Mutex::new(ReorderBuffer::default()),
+            pending: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// How many dispatched notifies may still be delivered (first delivery or a retry).
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
     }
 
     /// Delivers in the background, following the notify faults in force.
@@ -220,12 +262,23 @@ impl Notifier {
             self.record_dropped(&job, &faults);
             return;
         }
+        let pending = Pending::new(&self.pending);
         if let Some(window) = faults.reorder_window {
-            self.hold_for_reorder(job, faults, window as usize);
+            self.hold_for_reorder(
+                Held {
+                    job,
+                    faults,
+                    pending,
+                },
+                window as usize,
+            );
             return;
         }
         let notifier = Arc::clone(self);
-        tokio::spawn(async move { notifier.deliver_until_acknowledged(job, faults, 1).await });
+        tokio::spawn(async move {
+            notifier.deliver_until_acknowledged(job, faults, 1).await;
+            drop(pending);
+        });
     }
 
     /// [`Notifier::dispatch`] once `delay` has passed (unless the simulator stops first).
@@ -233,11 +286,14 @@ impl Notifier {
         if delay.is_zero() {
             return self.dispatch(job);
         }
+        let pending = Pending::new(&self.pending);
         let notifier = Arc::clone(self);
         tokio::spawn(async move {
             if notifier.sleep(delay).await {
                 notifier.dispatch(job);
             }
+            // Counted by `dispatch` from here on.
+            drop(pending);
         });
     }
 
@@ -248,16 +304,20 @@ impl Notifier {
             self.record_dropped(&job, &faults);
             return;
         }
+        let pending = Pending::new(&self.pending);
         if self.attempt(&job, 1, &faults).await {
             return;
         }
         let notifier = Arc::clone(self);
-        tokio::spawn(async move { notifier.deliver_until_acknowledged(job, faults, 2).await });
+        tokio::spawn(async move {
+            notifier.deliver_until_acknowledged(job, faults, 2).await;
+            drop(pending);
+        });
     }
 
-    fn hold_for_reorder(self: &Arc<Self>, job: NotifyJob, faults: NotifyFaults, window: usize) {
+    fn hold_for_reorder(self: &Arc<Self>, held: Held, window: usize) {
         let mut buffer = self.reorder.lock();
-        buffer.held.push((job, faults));
+        buffer.held.push(held);
         if buffer.held.len() >= window {
             let batch = std::mem::take(&mut buffer.held);
             buffer.generation += 1;
@@ -285,18 +345,24 @@ impl Notifier {
 
     /// Delivers a held batch newest first: each first delivery completes before the next
     /// starts, so the merchant sees them in exactly that order.
-    fn release(self: &Arc<Self>, mut batch: Vec<(NotifyJob, NotifyFaults)>) {
+    fn release(self: &Arc<Self>, mut batch: Vec<Held>) {
         let notifier = Arc::clone(self);
         tokio::spawn(async move {
             batch.reverse();
-            for (job, faults) in batch {
+            for Held {
+                job,
+                faults,
+                pending,
+            } in batch
+            {
                 if notifier.attempt(&job, 1, &faults).await {
                     continue;
                 }
                 let retrier = Arc::clone(&notifier);
-                tokio::spawn(
-                    async move { retrier.deliver_until_acknowledged(job, faults, 2).await },
-                );
+                tokio::spawn(async move {
+                    retrier.deliver_until_acknowledged(job, faults, 2).await;
+                    drop(pending);
+                });
             }
         });
     }
@@ -328,14 +394,7 @@ impl Notifier {
 
     /// Sleeps unless the simulator stops first; `false` when it stopped.
     async fn sleep(&self, duration: Duration) -> bool {
-        let mut shutdown = self.shutdown.clone();
-        if *shutdown.borrow() {
-            return false;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(duration) => true,
-            _ = shutdown.changed() => false,
-        }
+        crate::sleep_unless_stopped(&self.shutdown, duration).await
     }
 
     /// One delivery (several copies at once when duplicated); whether any was acknowledged.
@@ -384,36 +443,29 @@ impl Notifier {
             elapsed_ms: 0.0,
             faults: faults.applied.clone(),
         };
-        let acknowledged = match sent {
+        let answer = match sent {
             Ok(response) => {
                 let status = response.status();
                 record.reply_status = Some(status.as_u16());
-                match response.bytes().await {
-                    Ok(body) => {
-                        let acknowledged = status.is_success() && is_acknowledgement(&body);
-                        record.outcome = if acknowledged {
-                            "acknowledged"
-                        } else if status.is_success() {
-                            "rejected"
-                        } else {
-                            "http_error"
-                        }
-                        .to_string();
-                        record.reply_body = Some(String::from_utf8_lossy(&body).into_owned());
-                        acknowledged
-                    }
-                    Err(error) => {
-                        record.outcome = if error.is_timeout() {
-                            "timeout"
-                        } else {
-                            "unreachable"
-                        }
-                        .to_string();
-                        record.error = Some(error.to_string());
-                        false
-                    }
-                }
+                response.bytes().await.map(|body| (status, body))
             }
+            Err(error) => Err(error),
+        };
+        let acknowledged = match answer {
+            Ok((status, body)) => {
+                let acknowledged = status.is_success() && is_acknowledgement(&body);
+                record.outcome = if acknowledged {
+                    "acknowledged"
+                } else if status.is_success() {
+                    "rejected"
+                } else {
+                    "http_error"
+                }
+                .to_string();
+                record.reply_body = Some(String::from_utf8_lossy(&body).into_owned());
+                acknowledged
+            }
+            // Not sent, or no whole answer read back.
             Err(error) => {
                 record.outcome = if error.is_timeout() {
                     "timeout"

@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use parking_lot::Mutex;
 use serde::Serialize;
 use wechatpay_v2::Fen;
+use wechatpay_v2::time;
 
 use crate::ids;
 
@@ -476,7 +477,7 @@ impl Store {
                 _ => Err(BizError::OutTradeNoUsed),
             };
         }
-        let now = ids::beijing_now();
+        let now = time::beijing_now();
         let prepay_id = ids::prepay_id(now);
         let (code_url, qr_code) = if new.trade_type == "NATIVE" {
             let mut code = ids::qr_code();
@@ -645,18 +646,18 @@ impl Store {
                     state: order.state,
                 });
             }
-            let now = ids::beijing_now();
+            let now = time::beijing_now();
             if order
                 .time_expire
                 .as_deref()
-                .is_some_and(|expire| expire < ids::compact_time(now).as_str())
+                .is_some_and(|expire| expire < time::beijing_time(now).as_str())
             {
                 return Err(PayError::Expired(out_trade_no.to_string()));
             }
             let transaction_id = ids::transaction_id(now);
             order.state = TradeState::Success;
             order.transaction_id = Some(transaction_id.clone());
-            order.time_end = Some(ids::compact_time(now));
+            order.time_end = Some(time::beijing_time(now));
             order.paid_at = Some(now);
             if let Some(openid) = &target.openid {
                 order.openid = Some(openid.clone());
@@ -772,7 +773,7 @@ impl Store {
                 *balance = left;
             }
         }
-        let now = ids::beijing_now();
+        let now = time::beijing_now();
         let refund = Refund {
             out_refund_no: request.out_refund_no.clone(),
             refund_id: ids::refund_id(now),
@@ -852,11 +853,13 @@ impl Store {
         book.orders
             .values()
             .filter(|order| {
-                order.paid_at.is_some_and(|at| at.date_naive() == date)
+                order
+                    .paid_at
+                    .is_some_and(|at| time::beijing_date(at) == date)
                     || order
                         .refunds
                         .iter()
-                        .any(|refund| refund.created_at.date_naive() == date)
+                        .any(|refund| time::beijing_date(refund.created_at) == date)
             })
             .cloned()
             .collect()

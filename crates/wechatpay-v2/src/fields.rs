@@ -3,7 +3,13 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
-use crate::{ErrCode, Error, Fen, Params};
+use crate::{ErrCode, Error, Fen, Params, xml};
+
+/// Decodes a received XML document strictly ([`xml::decode`]); a refusal is
+/// [`Error::Xml`] reported under `context` (the call's path, or which notify).
+pub(crate) fn decode_document(body: &[u8], context: &'static str) -> Result<Params, Error> {
+    xml::decode(body).map_err(|source| Error::Xml { context, source })
+}
 
 /// A received document and the name it is reported under in errors.
 pub(crate) struct Fields<'a> {

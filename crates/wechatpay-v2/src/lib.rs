@@ -19,44 +19,54 @@
 //! - Client: [`Client::new`]`(`[`ClientConfig`]` { base_url, app_id, mch_id, api_key,
 //!   sign_type, ..Default::default() })`; [`Client::unified_order`] ([`UnifiedOrderRequest`]
 //!   with a [`TradeKind`]: JSAPI/NATIVE/MWEB/APP), [`Client::order_query`] ([`OrderRef`] →
-//!   [`OrderQueryResponse`] with [`TradeState`]), [`Client::close_order`], [`Client::refund`]
-//!   (needs [`ClientIdentity`]), [`Client::refund_query`], [`Client::download_bill`],
-//!   [`Client::sandbox_sign_key`], [`Client::jsapi_pay_params`], [`Client::app_pay_params`].
-//!   Every response keeps all received fields in `raw`.
+//!   [`OrderQueryResponse`] with [`TradeState`]), [`Client::close_order`] (→
+//!   [`CloseOrderResponse`]), [`Client::refund`] (needs [`ClientIdentity`]),
+//!   [`Client::refund_query`], [`Client::download_bill`], [`Client::sandbox_sign_key`],
+//!   [`Client::jsapi_pay_params`], [`Client::app_pay_params`]. Every response keeps all
+//!   received fields in `raw` and is read from them with `TryFrom<Params>` ([`calls`]: one
+//!   module per call, request and response together).
 //! - Notifies: [`parse_payment_notify`], or [`UnverifiedNotify::parse`] then
 //!   [`UnverifiedNotify::verify`] with the key of the `mch_id` it names → [`PaymentNotify`];
 //!   [`success_reply`], [`fail_reply`]; [`parse_refund_notify`], [`decrypt_req_info`],
 //!   [`encrypt_req_info`].
 //! - Errors: [`Error`] (Transport / Protocol / Business / InvalidSignature / Malformed / ...)
 //!   with [`Error::is_retryable`], [`ErrCode`] with the reference's retry table.
-//! - Helpers: [`nonce_str`], [`beijing_time`] (`time_start`/`time_expire` format), and the
-//!   deterministic [`jsapi_pay_params`] / [`app_pay_params`].
+//! - Beijing time ([`time`], the one owner of UTC+8 and WeChat's formats): [`beijing_time`]
+//!   formats `yyyyMMddHHmmss` (`time_start`/`time_expire`), [`parse_beijing_time`] parses it
+//!   back (refusing what is not a real time, [`TimeError`]), plus dates (`yyyyMMdd`) and
+//!   `yyyy-MM-dd HH:mm:ss`.
+//! - Helpers: [`nonce_str`], and the deterministic [`jsapi_pay_params`] / [`app_pay_params`]
+//!   ([`pay_params`]).
 //!
 //! Retries re-send the byte-identical body, which keeps even `unifiedorder` and `refund` safe
 //! (see the [`client`] module); docs/wechatpay-client.md tells the whole story.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod calls;
 pub mod client;
 pub mod error;
 mod fields;
 pub mod money;
 pub mod notify;
+pub mod pay_params;
 pub mod sign;
+pub mod time;
 pub mod types;
 pub mod xml;
 
-pub use client::{
-    AppPayParams, Client, ClientConfig, ClientIdentity, JsapiPayParams, OrderQueryResponse,
-    OrderRef, PRODUCTION_BASE_URL, RefundQueryResponse, RefundRecord, RefundRef, RefundRequest,
-    RefundResponse, RetryPolicy, TradeKind, UnifiedOrderRequest, UnifiedOrderResponse,
-    app_pay_params, jsapi_pay_params,
+pub use calls::{
+    CloseOrderResponse, OrderQueryResponse, OrderRef, RefundQueryResponse, RefundRecord, RefundRef,
+    RefundRequest, RefundResponse, TradeKind, UnifiedOrderRequest, UnifiedOrderResponse,
 };
+pub use client::{Client, ClientConfig, ClientIdentity, PRODUCTION_BASE_URL, RetryPolicy};
 pub use notify::{
     NOTIFY_SUCCESS_REPLY, PaymentNotify, RefundNotify, UnverifiedNotify, decrypt_req_info,
     encrypt_req_info, fail_reply, parse_payment_notify, parse_refund_notify, success_reply,
 };
-pub use types::{BillType, RefundStatus, TradeState, TradeType, UnknownValue, beijing_time};
+pub use pay_params::{AppPayParams, JsapiPayParams, app_pay_params, jsapi_pay_params};
+pub use time::{TimeError, beijing_time, parse_beijing_time};
+pub use types::{BillType, RefundStatus, TradeState, TradeType, UnknownValue};
 
 pub use error::{ErrCode, Error, RetryAdvice, TransportError};
 pub use indexmap::IndexMap;

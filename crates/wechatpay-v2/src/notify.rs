@@ -16,9 +16,8 @@ use ecb::cipher::block_padding::Pkcs7;
 use ecb::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit};
 use md5::{Digest, Md5};
 
-use crate::fields::Fields;
+use crate::fields::{Fields, decode_document};
 use crate::types::{RefundStatus, TradeType};
-use crate::xml::DEFAULT_MAX_XML_BYTES;
 use crate::{ApiKey, Error, Fen, Params, SignType, verify, xml};
 
 const PAYMENT_NOTIFY: &str = "payment notify";
@@ -32,13 +31,45 @@ pub fn success_reply() -> &'static str {
     NOTIFY_SUCCESS_REPLY
 }
 
-/// A FAIL reply: WeChat will send the notify again later. `message` is shown to nobody but
-/// WeChat's logs; do not put secrets in it.
+/// A FAIL reply: WeChat will send the notify again later. Any message is safe: it is written
+/// in CDATA with `]]>` split across sections, and characters XML cannot carry at all (control
+/// characters other than tab and line breaks, U+FFFE, U+FFFF) become U+FFFD, so the reply is
+/// always well-formed XML in the same shape as [`success_reply`]. `message` is shown to nobody
+/// but WeChat's logs; do not put secrets in it.
 pub fn fail_reply(message: &str) -> String {
-    let mut params = Params::new();
-    params.insert("return_code".into(), "FAIL".into());
-    params.insert("return_msg".into(), message.into());
-    xml::encode(&params)
+    notify_reply("FAIL", &xml_text(message))
+}
+
+/// `<xml><return_code>…</return_code><return_msg>…</return_msg></xml>`, both in CDATA as
+/// WeChat writes its own replies.
+fn notify_reply(return_code: &str, return_msg: &str) -> String {
+    let mut out = String::with_capacity(return_msg.len() + 110);
+    out.push_str("<xml><return_code>");
+    xml::push_cdata(&mut out, return_code);
+    out.push_str("</return_code><return_msg>");
+    xml::push_cdata(&mut out, return_msg);
+    out.push_str("</return_msg></xml>");
+    out
+}
+
+/// `text` with every character XML 1.0 cannot carry, even in CDATA, replaced by U+FFFD.
+fn xml_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+    };
+    if text.chars().all(allowed) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if allowed(c) {
+                c
+            } else {
+                char::REPLACEMENT_CHARACTER
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// A payment notify whose XML is well-formed but whose signature is not checked yet.
@@ -50,11 +81,7 @@ pub struct UnverifiedNotify {
 impl UnverifiedNotify {
     /// Parses the body (64 KiB cap, strict XML).
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
-        let params =
-            xml::decode_with_limit(body, DEFAULT_MAX_XML_BYTES).map_err(|source| Error::Xml {
-                context: PAYMENT_NOTIFY,
-                source,
-            })?;
+        let params = decode_document(body, PAYMENT_NOTIFY)?;
         Ok(UnverifiedNotify { params })
     }
 
@@ -194,10 +221,7 @@ pub fn decrypt_req_info(req_info: &str, api_key: &ApiKey) -> Result<Params, Erro
         .decrypt_padded_vec_mut::<Pkcs7>(&ciphertext)
         // A wrong key almost always shows up as bad padding.
         .map_err(|_| malformed("req_info does not decrypt with this merchant's key"))?;
-    xml::decode(&plaintext).map_err(|source| Error::Xml {
-        context: REFUND_NOTIFY,
-        source,
-    })
+    decode_document(&plaintext, REFUND_NOTIFY)
 }
 
 /// Encrypts refund fields the way WeChat does (`<root>` XML, AES-256-ECB, PKCS#7, base64).
@@ -252,10 +276,7 @@ pub struct RefundNotify {
 /// Refund notifies carry no signature; decrypting with the merchant's key is what
 /// authenticates them.
 pub fn parse_refund_notify(body: &[u8], api_key: &ApiKey) -> Result<RefundNotify, Error> {
-    let outer = xml::decode(body).map_err(|source| Error::Xml {
-        context: REFUND_NOTIFY,
-        source,
-    })?;
+    let outer = decode_document(body, REFUND_NOTIFY)?;
     let o = Fields::new(&outer, REFUND_NOTIFY);
     o.ensure_return_success()?;
     let info = decrypt_req_info(&o.required("req_info")?, api_key)?;
@@ -278,4 +299,18 @@ pub fn parse_refund_notify(body: &[u8], api_key: &ApiKey) -> Result<RefundNotify
         info,
         outer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_replies_have_one_shape() {
+        assert_eq!(notify_reply("SUCCESS", "OK"), NOTIFY_SUCCESS_REPLY);
+        assert_eq!(
+            fail_reply("busy"),
+            "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[busy]]></return_msg></xml>"
+        );
+    }
 }

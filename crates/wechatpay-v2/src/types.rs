@@ -138,27 +138,9 @@ wire_enum!(
     }
 );
 
-/// Formats an instant as WeChat's `yyyyMMddHHmmss` in Beijing time (UTC+8), the format of
-/// `time_start` and `time_expire`.
-pub fn beijing_time(instant: chrono::DateTime<chrono::Utc>) -> String {
-    let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-    instant
-        .with_timezone(&beijing)
-        .format("%Y%m%d%H%M%S")
-        .to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn beijing_time_is_utc_plus_eight() {
-        let instant = chrono::DateTime::parse_from_rfc3339("2026-01-01T20:30:05Z")
-            .unwrap()
-            .with_timezone(&chrono::Utc);
-        assert_eq!(beijing_time(instant), "20260102043005");
-    }
 
     #[test]
     fn wire_values_round_trip() {

@@ -394,9 +394,7 @@ pub fn encode_with_root(root: &str, params: &Params) -> String {
         if value.is_empty() || is_bare_safe(value) {
             out.push_str(value);
         } else {
-            out.push_str("<![CDATA[");
-            out.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
-            out.push_str("]]>");
+            push_cdata(&mut out, value);
         }
         out.push_str("</");
         out.push_str(key);
@@ -406,6 +404,14 @@ pub fn encode_with_root(root: &str, params: &Params) -> String {
     out.push_str(root);
     out.push('>');
     out
+}
+
+/// Writes `value` as CDATA; a `]]>` inside it is split across two sections
+/// (`]]` + `]]><![CDATA[` + `>`), so every value survives intact.
+pub(crate) fn push_cdata(out: &mut String, value: &str) {
+    out.push_str("<![CDATA[");
+    out.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
+    out.push_str("]]>");
 }
 
 #[cfg(test)]

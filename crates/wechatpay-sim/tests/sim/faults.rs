@@ -102,9 +102,45 @@ async fn notifies_retry_on_wechats_schedule_until_acknowledged() {
     );
     assert!(gap(3) > 2.0 * (gap(0) + gap(1) + gap(2)));
 
-    // Acknowledged: no more deliveries (the next would come 6 s later; wait 1 s).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Acknowledged: the notify is no longer pending, and no delivery came after the fifth.
+    let inspection = common::settled(&sim).await;
+    assert_eq!(inspection.notifies_for("sched-1").len(), 5);
     assert_eq!(receiver.received().len(), 5);
+}
+
+/// What lets the other tests show a notify was *not* sent again without sleeping: a notify
+/// counts as pending from dispatch until no delivery of it is left.
+#[tokio::test]
+async fn a_notify_is_pending_until_no_delivery_is_left() {
+    let sim = fast_sim(1000.0).await;
+    let receiver = NotifyReceiver::start(2).await;
+    receiver.set_delay(Duration::from_millis(300));
+    create_and_pay(&sim, "pend-1", &receiver.url).await;
+    assert_eq!(
+        sim.inspect().pending_notifies,
+        1,
+        "pending before its first delivery is answered"
+    );
+    let inspection = common::settled(&sim).await;
+    let outcomes: Vec<&str> = inspection
+        .notifies_for("pend-1")
+        .iter()
+        .map(|a| a.outcome.as_str())
+        .collect();
+    assert_eq!(outcomes, ["rejected", "rejected", "acknowledged"]);
+    assert_eq!(receiver.received().len(), 3);
+
+    // A merchant that never answers keeps its notify pending while retries remain.
+    create_and_pay(&sim, "pend-2", "http://127.0.0.1:9/notify").await;
+    common::logged_notifies(&sim, "pend-2", 2).await;
+    assert_eq!(sim.inspect().pending_notifies, 1);
+    let over_http: serde_json::Value = reqwest::get(format!("{}/sim/inspect", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(over_http["pending_notifies"], 1);
 }
 
 #[tokio::test]
@@ -112,10 +148,7 @@ async fn an_unreachable_merchant_is_retried_and_recorded() {
     let sim = fast_sim(1000.0).await;
     // Nothing listens on port 9 of loopback.
     create_and_pay(&sim, "gone-1", "http://127.0.0.1:9/notify").await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let inspection = sim.inspect();
-    let attempts = inspection.notifies_for("gone-1");
-    assert!(attempts.len() >= 3, "{attempts:?}");
+    let attempts = common::logged_notifies(&sim, "gone-1", 3).await;
     assert!(
         attempts
             .iter()
@@ -148,16 +181,14 @@ async fn dropped_notifies_never_arrive_but_the_order_is_paid() {
     let receiver = NotifyReceiver::start(0).await;
     create_and_pay(&sim, "drop-1", &receiver.url).await;
     create_and_pay(&sim, "drop-2", &receiver.url).await;
-    let received = receiver.wait_for(1, Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        receiver.received().len(),
-        1,
-        "only the second notify arrives"
-    );
+    // Nothing left to deliver: the dropped notify is not retried.
+    let inspection = common::settled(&sim).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "only the second notify arrives");
     assert!(received[0].body.contains("drop-2"));
-    let inspection = sim.inspect();
-    assert_eq!(inspection.notifies_for("drop-1")[0].outcome, "dropped");
+    let dropped = inspection.notifies_for("drop-1");
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0].outcome, "dropped");
     let answer = call(&sim.base_url(), "/pay/orderquery", query("drop-1")).await;
     assert_eq!(
         answer.get("trade_state"),
@@ -184,9 +215,7 @@ async fn duplicated_notifies_arrive_concurrently() {
         spread < Duration::from_millis(500),
         "copies were sequential: {spread:?}"
     );
-    common::logged_notifies(&sim, "dup-1", 3).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let inspection = sim.inspect();
+    let inspection = common::settled(&sim).await;
     let copies: Vec<u32> = {
         let mut copies: Vec<u32> = inspection
             .notifies_for("dup-1")
@@ -516,17 +545,12 @@ async fn refund_notifies_are_encrypted_with_the_md5_of_the_key() {
         "refund notifies are not signed"
     );
     // The simulator logs a delivery once it has read the answer: wait for that.
-    let record = loop {
-        if let Some(record) = sim
-            .inspect()
-            .notifies
-            .into_iter()
-            .find(|n| n.kind == "refund")
-        {
-            break record;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let inspection = common::settled(&sim).await;
+    let record = inspection
+        .notifies
+        .into_iter()
+        .find(|n| n.kind == "refund")
+        .expect("the refund notify is logged");
     assert_eq!(record.out_refund_no.as_deref(), Some("rnr-1"));
     assert_eq!(record.outcome, "acknowledged");
     // Decrypted by wechatpy in the conformance tests; here: it is base64 of whole blocks.

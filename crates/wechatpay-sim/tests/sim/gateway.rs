@@ -520,10 +520,8 @@ async fn the_sandbox_uses_its_own_key_and_orders() {
 async fn download_bill_lists_the_days_transactions() {
     let sim = Simulator::start_default().await;
     let base = sim.base_url();
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-        .format("%Y%m%d")
-        .to_string();
+    let today =
+        wechatpay_v2::time::format_date(wechatpay_v2::time::beijing_date(chrono::Utc::now()));
     let bill = |bill_type: &str| {
         let mut p = default_head();
         p.insert("bill_date".into(), today.clone());
@@ -950,10 +948,9 @@ async fn concurrent_payers_and_closes_settle_an_order_exactly_once() {
         };
         assert_eq!(order.state, expected);
     }
-    // One notify per paid order, never more.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let paid = sim
-        .inspect()
+    // One notify per paid order, never more: once none is pending, count them.
+    let paid = common::settled(&sim)
+        .await
         .orders
         .iter()
         .filter(|order| order.state == TradeState::Success)

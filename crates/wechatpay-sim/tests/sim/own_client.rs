@@ -152,10 +152,8 @@ async fn the_client_runs_every_call() {
     assert_eq!(refunds.refunds[0].refund_status, RefundStatus::Success);
     assert_eq!(refunds.refunds[0].refund_id, refund.refund_id);
 
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-        .format("%Y%m%d")
-        .to_string();
+    let today =
+        wechatpay_v2::time::format_date(wechatpay_v2::time::beijing_date(chrono::Utc::now()));
     let bill = client.download_bill(&today, BillType::All).await.unwrap();
     assert!(
         bill.contains("`rc-native,") && bill.contains("`rc-r1,"),

@@ -71,10 +71,7 @@ async fn start() -> (SimHandle, NotifyReceiver, tempfile::TempDir, Value) {
         "notify_url": receiver.url,
         "cert": cert,
         "cert_key": cert_key,
-        "today": chrono::Utc::now()
-            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-            .format("%Y%m%d")
-            .to_string(),
+        "today": wechatpay_v2::time::format_date(wechatpay_v2::time::beijing_date(chrono::Utc::now())),
     });
     (sim, receiver, certs, data)
 }

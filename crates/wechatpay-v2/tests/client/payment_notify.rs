@@ -182,4 +182,42 @@ fn replies_are_exact() {
     let parsed = xml::decode(fail.as_bytes()).unwrap();
     assert_eq!(parsed["return_code"], "FAIL");
     assert_eq!(parsed["return_msg"], "签名失败");
+    // The shape WeChat (and the host's error replies) write: both fields in CDATA.
+    assert!(
+        fail.starts_with("<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA["),
+        "{fail}"
+    );
+}
+
+/// The host wrote its own FAIL reply, turning `]]>` into `]] >`; the one builder keeps any
+/// message intact and the reply well-formed.
+#[test]
+fn fail_replies_are_safe_for_any_message() {
+    for message in [
+        "a]]>b",
+        "]]>",
+        "]]]]>>",
+        "<xml><return_code>SUCCESS</return_code></xml>",
+        "&amp; &xxe; <!DOCTYPE x>",
+        "",
+        " spaced \t\r\n lines ",
+        "订单 T1: 金额不符",
+    ] {
+        let reply = fail_reply(message);
+        let parsed = xml::decode(reply.as_bytes()).unwrap_or_else(|e| panic!("{message:?}: {e}"));
+        assert_eq!(parsed.len(), 2, "{reply}");
+        assert_eq!(parsed["return_code"], "FAIL", "{reply}");
+        assert_eq!(parsed["return_msg"], message, "{reply}");
+    }
+    // Characters XML cannot carry at all are replaced, never written raw.
+    let reply = fail_reply("nul\u{0} bell\u{7} esc\u{1b} \u{FFFE}\u{FFFF} ok");
+    assert!(
+        !reply.contains(['\u{0}', '\u{7}', '\u{1b}', '\u{FFFE}', '\u{FFFF}']),
+        "{reply:?}"
+    );
+    let parsed = xml::decode(reply.as_bytes()).unwrap();
+    assert_eq!(
+        parsed["return_msg"],
+        "nul\u{FFFD} bell\u{FFFD} esc\u{FFFD} \u{FFFD}\u{FFFD} ok"
+    );
 }

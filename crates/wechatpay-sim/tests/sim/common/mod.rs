@@ -217,3 +217,22 @@ pub async fn logged_notifies(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Waits until the simulator has no notify left to deliver (each acknowledged, dropped or out
+/// of retries) and returns the inspection taken then: from that moment nothing more arrives
+/// until the next payment or refund, so a test can count what was delivered without sleeping.
+pub async fn settled(sim: &wechatpay_sim::SimHandle) -> wechatpay_sim::Inspection {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let inspection = sim.inspect();
+        if inspection.pending_notifies == 0 {
+            return inspection;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} notifies still pending",
+            inspection.pending_notifies
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
