@@ -9,6 +9,8 @@
 //! - With the simulator as the gateway, payments are simulated: the shop listens on
 //!   loopback and its public base URL is a loopback one, unless
 //!   `[gateway] simulator_public = true` says a shared demo is meant.
+//! - With a gateway that is not on this machine, the public base URL (where WeChat sends
+//!   notifies) is set and is not a loopback one.
 //! - An app with `loginRequired` functions has at least one bearer token, and with a real
 //!   gateway none of them is a token published in this repository's example apps.
 
@@ -68,6 +70,27 @@ pub fn problems(
                     "`{url}` (from app.toml or JIT_PUBLIC_BASE_URL) is not a loopback URL: {demo}"
                 ),
             ));
+        }
+    }
+
+    // WeChat posts payment notifies to the public base URL: a real gateway cannot reach a
+    // loopback one (a gateway on this machine, a standalone simulator, can).
+    if let Some(GatewayTarget::Remote(gateway)) = &config.gateway
+        && !is_loopback_url(gateway)
+    {
+        let reach = "WeChat sends payment notifies to {public_base_url}/api/…; set                      `[server] public_base_url` (or JIT_PUBLIC_BASE_URL) to the https://                      address WeChat reaches this shop at";
+        match &config.public_base_url {
+            None => problems.push(problem(
+                "server.public_base_url",
+                format!("is not set, and the gateway `{gateway}` is not on this machine: {reach}"),
+            )),
+            Some(url) if is_loopback_url(url) => problems.push(problem(
+                "server.public_base_url",
+                format!(
+                    "`{url}` is a loopback URL, and the gateway `{gateway}` is not on this machine: {reach}"
+                ),
+            )),
+            Some(_) => {}
         }
     }
 

@@ -164,6 +164,7 @@ fn a_simulated_shop_stays_on_loopback_unless_a_shared_demo_is_meant() {
 #[test]
 fn published_tokens_and_no_tokens_are_refused() {
     // A real gateway with the example app's token.
+    let public = ("JIT_PUBLIC_BASE_URL", "https://shop.example.com");
     let live = example_app_with(|toml| {
         toml.replace(
             EXAMPLE_GATEWAY,
@@ -172,19 +173,22 @@ fn published_tokens_and_no_tokens_are_refused() {
     });
     assert_refused(
         live.path(),
-        &[],
+        &[public],
         &["auth.tokens: the token `demo-token` is published in jit's example apps"],
     );
     // The same token from the environment is the same published token.
     assert_refused(
         live.path(),
-        &[("JIT_API_TOKENS", "a-secret-of-our-own-7f3a9c,demo-token")],
+        &[
+            ("JIT_API_TOKENS", "a-secret-of-our-own-7f3a9c,demo-token"),
+            public,
+        ],
         &["the token `demo-token` is published"],
     );
     // A secret of one's own passes (the gateway is not contacted by check).
     assert_checks_out(
         live.path(),
-        &[("JIT_API_TOKENS", "a-secret-of-our-own-7f3a9c")],
+        &[("JIT_API_TOKENS", "a-secret-of-our-own-7f3a9c"), public],
     );
     // With the simulator the demo token is what the README uses.
     let demo = example_app();
@@ -199,6 +203,34 @@ fn published_tokens_and_no_tokens_are_refused() {
             "auth.tokens: no bearer token is configured, yet",
             "function(s) require a login (`pays.",
         ],
+    );
+}
+
+#[test]
+fn a_real_gateway_needs_a_public_base_url_it_can_reach() {
+    let live = example_app_with(|toml| {
+        toml.replace(
+            EXAMPLE_GATEWAY,
+            "\nbase_url = \"https://api.mch.weixin.qq.com\"\n",
+        )
+    });
+    let token = ("JIT_API_TOKENS", "a-secret-of-our-own-7f3a9c");
+    assert_refused(
+        live.path(),
+        &[token],
+        &[
+            "server.public_base_url: is not set, and the gateway `https://api.mch.weixin.qq.com` is not on this machine",
+        ],
+    );
+    assert_refused(
+        live.path(),
+        &[token, ("JIT_PUBLIC_BASE_URL", "http://127.0.0.1:8080")],
+        &["server.public_base_url: `http://127.0.0.1:8080` is a loopback URL"],
+    );
+    // A gateway on this machine (a standalone `jit sim`) reaches a loopback shop.
+    assert_checks_out(
+        live.path(),
+        &[token, ("JIT_GATEWAY_BASE_URL", "http://127.0.0.1:8090")],
     );
 }
 
