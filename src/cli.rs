@@ -104,14 +104,12 @@ pub enum SimAction {
 pub struct PayerArgs {
     /// The merchant's order id (out_trade_no).
     pub order_id: String,
-    /// The simulator's base URL.
-    /// (`jit serve` with its in-process simulator forwards `/sim/pay` and `/sim/fail`; a
-    /// standalone `jit sim` listens on 127.0.0.1:8090 by default.)
-    #[arg(
-        long,
-        env = "JIT_SIM_URL",
-        default_value = "http://127.0.0.1:8080",
-        value_name = "URL"
-    )]
-    pub sim: String,
+    /// The simulator's base URL. Without it, the simulator of the shop `jit serve` runs
+    /// for the app in --app (recorded in its `.jit/simulator.json`); a standalone
+    /// `jit sim` prints its URL.
+    #[arg(long, env = "JIT_SIM_URL", value_name = "URL")]
+    pub sim: Option<String>,
+    /// The app whose running shop's simulator to use (when --sim is not given).
+    #[command(flatten)]
+    pub app: AppArg,
 }

@@ -27,6 +27,10 @@ pub enum HostError {
     /// app.toml's server configuration is wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The configuration breaks start-up rules that keep a shop from failing open (no
+    /// gateway chosen, a simulated shop beyond loopback, no token or a published one).
+    #[error("{count} problem(s) in the configuration:\n{list}", count = .0.len(), list = ProblemList(.0))]
+    StartupRules(Vec<ConfigError>),
     /// A `{{VAR}}` placeholder in app.toml could not be filled.
     #[error(transparent)]
     Placeholder(#[from] jit_runtime::PlaceholderError),
@@ -52,6 +56,21 @@ pub enum HostError {
     /// Reading or writing a file or the terminal failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// One problem a line, as `jit check` prints them.
+struct ProblemList<'a>(&'a [ConfigError]);
+
+impl std::fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, problem) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
 }
 
 impl From<LoadErrors> for HostError {

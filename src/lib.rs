@@ -1,8 +1,9 @@
 //! The jit host: the `jit` command line, the HTTP server and the host builder.
 //!
 //! This crate is glue. It owns the command line (`check`, `ls`, `show`, `sim`, `serve`),
-//! the HTTP surface of `jit serve` (routing, tokens, limits, request ids, health,
-//! graceful shutdown) and [`Host`], the builder an app with its own Rust code uses to make
+//! the HTTP surface of `jit serve` (connections, routing, tokens, limits, request ids,
+//! health, graceful shutdown, the start-up rules that keep a shop from failing open) and
+//! [`Host`], the builder an app with its own Rust code uses to make
 //! its own host binary. It knows nothing of what elements do: it hands calls to
 //! [`jit_runtime::App::call`], and it knows the WeChat Pay protocol only as far as the
 //! in-process simulator needs merchants.
@@ -43,7 +44,8 @@ pub mod logging;
 mod official;
 mod serve;
 pub mod server;
+mod simulator_file;
 
 pub use host::{Host, HostError};
 pub use server::ServerHandle;
-pub use server::config::{GatewayTarget, Overrides, ServeConfig};
+pub use server::config::{ConnectionLimits, GatewayTarget, Overrides, ServeConfig};

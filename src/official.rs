@@ -1,15 +1,9 @@
 //! The official element families the stock host carries (pays), and what they need to
-//! serve: the database, the gateway (the in-process simulator by default) and the
-//! reconciler.
+//! serve: the database, the gateway (a real one, or the in-process simulator when app.toml
+//! says `[gateway] simulator = true`) and the reconciler.
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use futures::future::BoxFuture;
 use jit_pays::db::DbConfig;
 use jit_pays::{PayStore, PaysSettings};
@@ -18,8 +12,7 @@ use serde_json::{Value, json};
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
 
 use crate::host::HostError;
-use crate::server::config::{GatewayTarget, ServeConfig};
-use crate::server::error::ApiError;
+use crate::server::config::{GATEWAY_CHOICES, GatewayTarget, ServeConfig, scrub_database_url};
 use crate::server::state::HealthProbe;
 
 /// The Type whose instances are WeChat Pay merchants.
@@ -52,8 +45,15 @@ impl Official {
         public_base_url: &str,
     ) -> Result<Self, HostError> {
         let (gateway_base_url, simulator) = match &config.gateway {
-            GatewayTarget::Remote(url) => (url.clone(), None),
-            GatewayTarget::Simulator => {
+            // The start-up rules refuse this before anything starts; never a default.
+            None => {
+                return Err(HostError::Service {
+                    what: "gateway",
+                    message: format!("no payment gateway is chosen; {GATEWAY_CHOICES}"),
+                });
+            }
+            Some(GatewayTarget::Remote(url)) => (url.clone(), None),
+            Some(GatewayTarget::Simulator) => {
                 let merchants = merchants_of(definitions)?;
                 let sim_config = SimConfig::default()
                     .with_merchants(merchants)
@@ -85,7 +85,7 @@ impl Official {
                 }
                 return Err(HostError::Service {
                     what: "database",
-                    message: err.to_string(),
+                    message: scrub_database_url(&err.to_string(), &config.database_url),
                 });
             }
         };
@@ -103,46 +103,49 @@ impl Official {
         jit_pays::register(builder, self.store.clone(), self.settings.clone())
     }
 
-    /// `/healthz` probes: the database answers.
-    pub(crate) fn health_probes(&self) -> Vec<(String, HealthProbe)> {
+    /// `/healthz` probes: the database answers. The driver's error goes to the log only:
+    /// it may name the database's host, file or user.
+    pub(crate) fn health_probes(&self, database_url: &str) -> Vec<(String, HealthProbe)> {
         let store = self.store.clone();
+        let database_url: Arc<str> = Arc::from(database_url);
         let probe: HealthProbe = Arc::new(move || {
             let store = store.clone();
+            let database_url = Arc::clone(&database_url);
             Box::pin(async move {
                 store
                     .ping()
                     .await
                     .map(|()| json!("reachable"))
-                    .map_err(|err| format!("unreachable: {err}"))
+                    .map_err(|err| {
+                        tracing::error!(
+                            error = %scrub_database_url(&err.to_string(), &database_url),
+                            "health check: the database does not answer"
+                        );
+                        "unreachable; see the server log".to_owned()
+                    })
             })
         });
         vec![("database".to_owned(), probe)]
     }
 
-    /// `/healthz`'s gateway entry.
+    /// `/healthz`'s gateway entry: which kind, never an address.
     pub(crate) fn gateway_description(&self) -> Value {
+        let payments = match self.simulator {
+            Some(_) => crate::serve::SIMULATED_PAYMENTS,
+            None => "real: the configured WeChat Pay gateway",
+        };
         json!({
             "status": "ok",
             "detail": {
-                "base_url": self.gateway_base_url,
                 "simulator": self.simulator.is_some(),
+                "payments": payments,
             }
         })
     }
 
-    /// `POST /sim/pay` and `/sim/fail` forwarded to the in-process simulator, so a user of
-    /// the demo shop can pay through the shop's own address.
-    pub(crate) fn extra_routes(&self) -> Option<Router> {
-        let simulator = self.simulator.as_ref()?;
-        let forward = Arc::new(SimForward {
-            base_url: simulator.base_url(),
-            client: reqwest::Client::new(),
-        });
-        Some(
-            Router::new()
-                .route("/sim/{action}", post(forward_to_simulator))
-                .with_state(forward),
-        )
+    /// The in-process simulator's base URL (loopback), when it is the gateway.
+    pub(crate) fn simulator_url(&self) -> Option<String> {
+        self.simulator.as_ref().map(SimHandle::base_url)
     }
 
     /// Facts printed at start and exposed through `ServerHandle::info`.
@@ -152,7 +155,7 @@ impl Official {
                 (
                     "gateway".to_owned(),
                     format!(
-                        "in-process WeChat Pay simulator at {} (pay an order: jit sim pay ORDER_ID)",
+                        "the built-in WeChat Pay simulator at {} (pay an order: jit sim pay ORDER_ID)",
                         simulator.base_url()
                     ),
                 ),
@@ -228,59 +231,4 @@ fn merchant_setting(chain: &Chain, key: &str) -> Option<String> {
                 .map(str::to_owned)
         })
         .filter(|value| !value.is_empty())
-}
-
-struct SimForward {
-    base_url: String,
-    client: reqwest::Client,
-}
-
-async fn forward_to_simulator(
-    State(forward): State<Arc<SimForward>>,
-    UrlPath(action): UrlPath<String>,
-    body: Bytes,
-) -> Response {
-    if !matches!(action.as_str(), "pay" | "fail" | "paying") {
-        return ApiError::not_found(
-            "NOT_FOUND",
-            format!(
-                "the shop forwards only /sim/pay, /sim/fail and /sim/paying, not /sim/{action}"
-            ),
-        )
-        .into_response();
-    }
-    let sent = forward
-        .client
-        .post(format!("{}/sim/{action}", forward.base_url))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await;
-    let response = match sent {
-        Ok(response) => response,
-        Err(err) => {
-            return ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "UPSTREAM",
-                format!("the in-process simulator did not answer: {err}"),
-            )
-            .into_response();
-        }
-    };
-    let status =
-        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    match response.bytes().await {
-        Ok(bytes) => (
-            status,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            bytes,
-        )
-            .into_response(),
-        Err(err) => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "UPSTREAM",
-            format!("the in-process simulator's answer was cut: {err}"),
-        )
-        .into_response(),
-    }
 }

@@ -1,5 +1,5 @@
-//! Starting `jit serve`: bind, set up what the official families need, build the app,
-//! serve until shutdown, then stop background work.
+//! Starting `jit serve`: check the start-up rules, bind, set up what the official families
+//! need, build the app, serve until shutdown, then stop background work.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +13,11 @@ use crate::server::ServerHandle;
 use crate::server::config::{ServeConfig, redact_url};
 use crate::server::shutdown::ShutdownSignal;
 use crate::server::state::ServerState;
+use crate::simulator_file::SimulatorFile;
+
+/// What the banner and the log say when the simulator is the gateway.
+pub(crate) const SIMULATED_PAYMENTS: &str =
+    "SIMULATED PAYMENTS: the gateway is the built-in simulator; no money moves";
 
 pub(crate) async fn start(
     host: &Host,
@@ -22,6 +27,18 @@ pub(crate) async fn start(
     shutdown: ShutdownSignal,
     interactive: bool,
 ) -> Result<ServerHandle, HostError> {
+    let definitions = host.load_definitions(app_dir)?;
+    // Before anything listens: a configuration that would expose the shop does not start.
+    let problems = crate::server::safety::problems(
+        &app_dir.join("app.toml"),
+        &config,
+        &definitions,
+        host.has_official_families(),
+    );
+    if !problems.is_empty() {
+        return Err(HostError::StartupRules(problems));
+    }
+
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| HostError::Bind {
@@ -34,7 +51,6 @@ pub(crate) async fn start(
         .clone()
         .unwrap_or_else(|| format!("http://{local_addr}"));
 
-    let definitions = host.load_definitions(app_dir)?;
     // Headers are validated before anything in a library runs; every refusal is reported.
     let plugins = jit_plugin_host::load_plugins(&definitions).map_err(LoadErrors::from)?;
     let official = if host.has_official_families() {
@@ -58,23 +74,45 @@ pub(crate) async fn start(
         }
     };
 
-    let (probes, gateway_description, extra_router, mut info) = match &official {
+    let (probes, gateway_description, mut info) = match &official {
         Some(official) => (
-            official.health_probes(),
+            official.health_probes(&config.database_url),
             official.gateway_description(),
-            official.extra_routes(),
             official.info(),
         ),
         None => (
             Vec::new(),
             json!({"status": "ok", "detail": "no payment family in this host"}),
-            None,
             Vec::new(),
         ),
     };
+    let simulator_url = official.as_ref().and_then(Official::simulator_url);
+    let simulated = simulator_url.is_some();
     let background = match &official {
         Some(official) => official.start_background(&app)?,
         None => Vec::new(),
+    };
+    // `jit sim pay` in the app folder finds the simulator through this file.
+    let simulator_file = match &simulator_url {
+        Some(url) => {
+            let record = SimulatorFile {
+                url: url.clone(),
+                shop: format!("http://{local_addr}"),
+                pid: std::process::id(),
+            };
+            match record.write(app_dir) {
+                Ok(written) => Some(written),
+                Err(err) => {
+                    tracing::warn!(
+                        file = %crate::simulator_file::path(app_dir).display(),
+                        error = %err,
+                        "cannot record the simulator's address; `jit sim pay` needs --sim {url}"
+                    );
+                    None
+                }
+            }
+        }
+        None => None,
     };
 
     let state = Arc::new(ServerState {
@@ -83,16 +121,22 @@ pub(crate) async fn start(
         app: app.clone(),
         config: config.clone(),
         gateway_description,
+        simulated_payments: simulated,
         probes,
+        internals: crate::server::state::Internals::new(app_dir, &config, simulator_url.as_deref()),
     });
-    let router = crate::server::router(state, extra_router);
+    let router = crate::server::router(state);
 
     let api_base = format!("{public_base_url}/api/{}/{}", settings.org, settings.name);
+    if simulated {
+        tracing::warn!("{SIMULATED_PAYMENTS}");
+    }
     tracing::info!(
         listen = %local_addr,
         public_base_url = %public_base_url,
         database = %redact_url(&config.database_url),
         tokens = config.tokens.len(),
+        simulated_payments = simulated,
         "jit serve: app {}/{} ready",
         settings.org,
         settings.name
@@ -102,6 +146,11 @@ pub(crate) async fn start(
             "jit serve: app {}/{} listening on http://{local_addr}",
             settings.org, settings.name
         );
+        if simulated {
+            println!();
+            println!("  *** {SIMULATED_PAYMENTS} ***");
+            println!();
+        }
         println!("  element functions: POST {api_base}/{{element path}}/{{function}}");
         println!("  database: {}", redact_url(&config.database_url));
         for (name, value) in info.iter().filter(|(name, _)| name != "simulator") {
@@ -113,15 +162,19 @@ pub(crate) async fn start(
 
     let server_shutdown = shutdown.clone();
     let exiting = app.clone();
+    let limits = config.connections;
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { server_shutdown.fired().await })
-            .await;
-        // In-flight requests are done: the elements' onAppExit hooks run while what they
-        // may use (database, gateway) is still there, then the background work stops.
+        let served =
+            crate::server::listener::serve(listener, router, limits, server_shutdown).await;
+        // Requests are done (or cut at the deadline): the elements' onAppExit hooks run
+        // while what they may use (database, gateway) is still there, then the background
+        // work stops.
         exiting.exit().await;
         for stop in background {
             stop.await;
+        }
+        if let Some(written) = simulator_file {
+            written.remove();
         }
         if let Some(official) = official {
             official.stop().await;

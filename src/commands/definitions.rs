@@ -10,8 +10,9 @@ use crate::host::{Host, HostError, display_dir};
 
 /// `jit check`: every problem on its own line, non-zero exit when there is any.
 ///
-/// Definitions (every e.json, config file and placeholder), native plugin headers, and the
-/// server configuration in app.toml (its placeholders included) are all checked.
+/// Definitions (every e.json, config file and placeholder), native plugin headers, the
+/// server configuration in app.toml (its placeholders included) and the start-up rules of
+/// `jit serve` (`server::safety`) are all checked.
 pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> {
     let mut problems: Vec<String> = Vec::new();
     let definitions = match host.load_definitions(app_dir) {
@@ -50,8 +51,20 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
         }
     };
     match host.resolve_serve_config(app_dir, &Default::default()) {
+        // The rules `serve` refuses to start on (gateway, loopback, tokens).
+        Ok((_, config)) => {
+            if let Some(definitions) = &definitions {
+                let broken = crate::server::safety::problems(
+                    &app_dir.join("app.toml"),
+                    &config,
+                    definitions,
+                    host.has_official_families(),
+                );
+                problems.extend(broken.iter().map(ToString::to_string));
+            }
+        }
         // An unreadable or malformed app.toml is already reported with the definitions.
-        Ok(_) | Err(HostError::Load(_)) => {}
+        Err(HostError::Load(_)) => {}
         Err(err) => problems.push(err.to_string()),
     }
     match definitions {

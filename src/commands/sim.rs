@@ -9,6 +9,7 @@ use wechatpay_sim::{MerchantConfig, SimConfig, Simulator};
 use crate::cli::{PayerArgs, SimAction, SimArgs, SimRunArgs};
 use crate::host::HostError;
 use crate::server::shutdown::ShutdownSignal;
+use crate::simulator_file::SimulatorFile;
 
 /// Where `jit sim` listens when neither `--listen` nor the config file says.
 pub(crate) const DEFAULT_SIM_LISTEN: &str = "127.0.0.1:8090";
@@ -73,9 +74,21 @@ async fn run(args: SimRunArgs) -> Result<ExitCode, HostError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The simulator a payer action goes to: `--sim`, else the one the app's running shop
+/// recorded.
+fn simulator_base_url(args: &PayerArgs) -> Result<String, HostError> {
+    match &args.sim {
+        Some(url) if !url.trim().is_empty() => Ok(url.trim().to_owned()),
+        _ => SimulatorFile::read(&args.app.app)
+            .map(|record| record.url)
+            .map_err(HostError::Command),
+    }
+}
+
 /// `POST {sim}/sim/pay` or `/sim/fail` with the order's out_trade_no; prints the order.
 async fn payer_action(args: &PayerArgs, action: &str) -> Result<ExitCode, HostError> {
-    let url = format!("{}/sim/{action}", args.sim.trim_end_matches('/'));
+    let base_url = simulator_base_url(args)?;
+    let url = format!("{}/sim/{action}", base_url.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()
@@ -87,7 +100,7 @@ async fn payer_action(args: &PayerArgs, action: &str) -> Result<ExitCode, HostEr
         .await
         .map_err(|err| {
             HostError::Command(format!(
-                "cannot reach the simulator at {url}: {err} (is `jit serve` or `jit sim` running? --sim sets its URL)"
+                "cannot reach the simulator at {url}: {err} (is `jit serve` or `jit sim` still running? --sim sets its URL)"
             ))
         })?;
     let status = response.status();

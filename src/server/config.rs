@@ -2,8 +2,13 @@
 //! `[gateway]` and `[auth]` tables, overridden by the environment, overridden by the caller.
 //!
 //! Precedence, highest first: [`Overrides`] (flags, tests) → environment variables →
-//! app.toml → defaults. The defaults make an app with no configuration a working shop:
-//! SQLite beside app.toml, the in-process simulator as the gateway.
+//! app.toml → defaults. The defaults make an app with little configuration a working shop
+//! (SQLite beside app.toml, limits a public shop can use), with one exception: the payment
+//! gateway has no default. app.toml says `[gateway] simulator = true` or
+//! `[gateway] base_url = "…"`, so a shop can never take real orders on the simulator by
+//! omission ([`crate::server::safety`] enforces the choice).
+//!
+//! This module also owns how a database URL is shown: [`redact_url`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,12 +24,27 @@ pub const DEFAULT_JSON_BODY_LIMIT: usize = 256 * 1024;
 pub const DEFAULT_XML_BODY_LIMIT: usize = 64 * 1024;
 /// Default time a request may take before it is answered 504.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a connection has to deliver a complete request head, from its first byte
+/// (or from its opening, for a new connection).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a kept-alive connection may wait, idle, for its next request.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default cap on connections open at once; further clients wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default time requests in flight get to finish after SIGTERM before their connections
+/// are closed anyway.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The two ways to choose a gateway, as an error message says them.
+pub const GATEWAY_CHOICES: &str = "set `[gateway] simulator = true` for the built-in simulator \
+(simulated payments: no money moves), or `[gateway] base_url = \"https://api.mch.weixin.qq.com\"` \
+(or the JIT_GATEWAY_BASE_URL variable) for real payments";
 
 /// Where payment calls go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayTarget {
-    /// Start the simulator in-process on a loopback port; merchants from the app's
-    /// WechatPayType instances.
+    /// `[gateway] simulator = true`: start the simulator in-process on a loopback port;
+    /// merchants from the app's WechatPayType instances. Payments are simulated.
     Simulator,
     /// A real (or external) gateway at this base URL, e.g. `https://api.mch.weixin.qq.com`.
     Remote(String),
@@ -41,30 +61,61 @@ pub struct Overrides {
     pub database_url: Option<String>,
     /// PostgreSQL schema to create (if missing) and use.
     pub database_schema: Option<String>,
-    /// Gateway base URL; `None` keeps the configured one.
+    /// The gateway; `None` keeps the configured one.
     pub gateway: Option<GatewayTarget>,
     /// Bearer tokens, replacing the configured ones.
     pub tokens: Option<Vec<String>>,
     /// Request timeout.
     pub request_timeout: Option<Duration>,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_timeout: Option<Duration>,
+}
+
+/// How `jit serve` bounds its connections in time and number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A request head must be complete this long after its first byte arrived (for a new
+    /// connection: after it opened). Slow-header clients are cut off.
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections open at once; the next client waits in the listen backlog.
+    pub max_connections: usize,
+    /// After SIGTERM, requests in flight get this long; then every connection is closed.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
 }
 
 /// The resolved configuration of one server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     /// Address to bind.
     pub listen: SocketAddr,
     /// Public base URL; `None` means `http://<bound address>`.
     pub public_base_url: Option<String>,
-    /// Database URL.
+    /// Database URL. May hold a password: show it only through [`redact_url`].
     pub database_url: String,
     /// PostgreSQL only: the schema the tables live in (created if missing), so several
     /// apps can share one database. `None`: the server's default search path.
     pub database_schema: Option<String>,
     /// Size of the database connection pool; `None`: the pays store's default.
     pub database_max_connections: Option<u32>,
-    /// Gateway.
-    pub gateway: GatewayTarget,
+    /// The gateway app.toml (or the environment, or the caller) chose; `None` when none
+    /// is chosen, which a host carrying the payment families refuses.
+    pub gateway: Option<GatewayTarget>,
+    /// `[gateway] simulator_public = true`: the operator means to expose a simulated shop
+    /// beyond loopback (a shared demo).
+    pub simulator_public: bool,
     /// Accepted bearer tokens.
     pub tokens: TokenSet,
     /// Cap on JSON request bodies, in bytes.
@@ -73,6 +124,27 @@ pub struct ServeConfig {
     pub xml_body_limit: usize,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// Connection timeouts, cap and shutdown deadline.
+    pub connections: ConnectionLimits,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("listen", &self.listen)
+            .field("public_base_url", &self.public_base_url)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_schema", &self.database_schema)
+            .field("database_max_connections", &self.database_max_connections)
+            .field("gateway", &self.gateway)
+            .field("simulator_public", &self.simulator_public)
+            .field("tokens", &self.tokens)
+            .field("json_body_limit", &self.json_body_limit)
+            .field("xml_body_limit", &self.xml_body_limit)
+            .field("request_timeout", &self.request_timeout)
+            .field("connections", &self.connections)
+            .finish()
+    }
 }
 
 /// A configuration value that is present but wrong.
@@ -102,6 +174,27 @@ pub struct RawTables {
     /// `[auth]`.
     pub auth: toml::Table,
 }
+
+/// The keys each table may hold; anything else is a typo that would otherwise be ignored.
+const KNOWN_KEYS: [(&str, &[&str]); 4] = [
+    (
+        "server",
+        &[
+            "listen",
+            "public_base_url",
+            "json_body_limit",
+            "xml_body_limit",
+            "request_timeout_secs",
+            "header_read_timeout_secs",
+            "idle_timeout_secs",
+            "max_connections",
+            "shutdown_timeout_secs",
+        ],
+    ),
+    ("database", &["url", "schema", "max_connections"]),
+    ("gateway", &["simulator", "base_url", "simulator_public"]),
+    ("auth", &["tokens"]),
+];
 
 impl ServeConfig {
     /// Resolves the configuration of the app whose app.toml is `app_toml`.
@@ -135,6 +228,21 @@ impl ServeConfig {
             )),
         };
         let non_empty = |value: Option<String>| value.filter(|value| !value.trim().is_empty());
+
+        for (section, known) in KNOWN_KEYS {
+            let table = match section {
+                "server" => &tables.server,
+                "database" => &tables.database,
+                "gateway" => &tables.gateway,
+                _ => &tables.auth,
+            };
+            if let Some(unknown) = table.keys().find(|key| !known.contains(&key.as_str())) {
+                return Err(invalid(
+                    &format!("{section}.{unknown}"),
+                    format!("unknown key; [{section}] takes {}", known.join(", ")),
+                ));
+            }
+        }
 
         let listen = match overrides.listen {
             Some(listen) => listen,
@@ -208,18 +316,11 @@ impl ServeConfig {
             }
         };
 
-        let gateway = match &overrides.gateway {
-            Some(gateway) => gateway.clone(),
-            None => match non_empty(env("JIT_GATEWAY_BASE_URL")).or(non_empty(string_at(
-                &tables.gateway,
-                "gateway",
-                "base_url",
-            )?)) {
-                Some(url) if url == "simulator" => GatewayTarget::Simulator,
-                Some(url) => GatewayTarget::Remote(url.trim_end_matches('/').to_owned()),
-                None => GatewayTarget::Simulator,
-            },
-        };
+        let (gateway, simulator_public) = resolve_gateway(&tables.gateway, env, overrides)
+            .map_err(|(key, message)| match key {
+                GatewayKey::File(key) => invalid(key, message),
+                GatewayKey::Env(name) => env_invalid(name, message),
+            })?;
 
         let tokens = match &overrides.tokens {
             Some(tokens) => TokenSet::new(tokens),
@@ -252,29 +353,44 @@ impl ServeConfig {
             },
         };
 
-        let size_at = |key: &str, default: usize| -> Result<usize, ConfigError> {
+        let positive_at = |key: &str, unit: &str| -> Result<Option<u64>, ConfigError> {
             match tables.server.get(key) {
-                None => Ok(default),
-                Some(toml::Value::Integer(value)) if *value > 0 => Ok(*value as usize),
+                None => Ok(None),
+                Some(toml::Value::Integer(value)) if *value > 0 => Ok(Some(*value as u64)),
                 Some(other) => Err(invalid(
                     &format!("server.{key}"),
-                    format!("expected a positive integer (bytes), found {other}"),
+                    format!("expected a positive integer ({unit}), found {other}"),
                 )),
             }
         };
-        let json_body_limit = size_at("json_body_limit", DEFAULT_JSON_BODY_LIMIT)?;
-        let xml_body_limit = size_at("xml_body_limit", DEFAULT_XML_BODY_LIMIT)?;
+        let bytes_at = |key: &str, default: usize| -> Result<usize, ConfigError> {
+            Ok(positive_at(key, "bytes")?.map_or(default, |bytes| bytes as usize))
+        };
+        let secs_at = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
+            Ok(positive_at(key, "seconds")?.map_or(default, Duration::from_secs))
+        };
+        let json_body_limit = bytes_at("json_body_limit", DEFAULT_JSON_BODY_LIMIT)?;
+        let xml_body_limit = bytes_at("xml_body_limit", DEFAULT_XML_BODY_LIMIT)?;
         let request_timeout = match overrides.request_timeout {
             Some(timeout) => timeout,
-            None => match tables.server.get("request_timeout_secs") {
-                None => DEFAULT_REQUEST_TIMEOUT,
-                Some(toml::Value::Integer(secs)) if *secs > 0 => Duration::from_secs(*secs as u64),
-                Some(other) => {
+            None => secs_at("request_timeout_secs", DEFAULT_REQUEST_TIMEOUT)?,
+        };
+        let connections = ConnectionLimits {
+            header_read_timeout: secs_at("header_read_timeout_secs", DEFAULT_HEADER_READ_TIMEOUT)?,
+            idle_timeout: secs_at("idle_timeout_secs", DEFAULT_IDLE_TIMEOUT)?,
+            max_connections: match positive_at("max_connections", "connections")? {
+                None => DEFAULT_MAX_CONNECTIONS,
+                Some(count) if count <= 1_000_000 => count as usize,
+                Some(count) => {
                     return Err(invalid(
-                        "server.request_timeout_secs",
-                        format!("expected a positive integer, found {other}"),
+                        "server.max_connections",
+                        format!("{count} is more than a process can hold open; at most 1000000"),
                     ));
                 }
+            },
+            shutdown_timeout: match overrides.shutdown_timeout {
+                Some(timeout) => timeout,
+                None => secs_at("shutdown_timeout_secs", DEFAULT_SHUTDOWN_TIMEOUT)?,
             },
         };
 
@@ -285,10 +401,12 @@ impl ServeConfig {
             database_schema,
             database_max_connections,
             gateway,
+            simulator_public,
             tokens,
             json_body_limit,
             xml_body_limit,
             request_timeout,
+            connections,
         })
     }
 }
@@ -303,18 +421,275 @@ pub fn default_sqlite_url(app_toml: &Path, app_name: &str) -> String {
     format!("sqlite://{}", dir.join(format!("{app_name}.db")).display())
 }
 
-/// A database URL with any password replaced, safe to log.
+/// Where a gateway setting came from, for its error message.
+#[derive(Debug, Clone, Copy)]
+enum GatewayKey {
+    /// A key of app.toml (`gateway.base_url`).
+    File(&'static str),
+    /// An environment variable.
+    Env(&'static str),
+}
+
+impl std::fmt::Display for GatewayKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(key) => write!(f, "app.toml's {key}"),
+            Self::Env(name) => write!(f, "the {name} variable"),
+        }
+    }
+}
+
+/// app.toml's `[gateway]` choice, the `JIT_GATEWAY_BASE_URL` variable (which replaces
+/// `base_url`) and the caller's override: the gateway (`None` when nothing chooses one)
+/// and `simulator_public`. Both choices at once, or an empty one, is an error.
+fn resolve_gateway(
+    table: &toml::Table,
+    env: &dyn Fn(&str) -> Option<String>,
+    overrides: &Overrides,
+) -> Result<(Option<GatewayTarget>, bool), (GatewayKey, String)> {
+    use GatewayKey::{Env, File};
+    let bool_at = |key: &'static str| match table.get(key) {
+        None => Ok(None),
+        Some(toml::Value::Boolean(value)) => Ok(Some(*value)),
+        Some(other) => Err((
+            File(match key {
+                "simulator" => "gateway.simulator",
+                _ => "gateway.simulator_public",
+            }),
+            format!("expected true or false, found {other}"),
+        )),
+    };
+    let simulator = bool_at("simulator")?;
+    let simulator_public = bool_at("simulator_public")?.unwrap_or(false);
+    // Set but empty is an odd setting, refused rather than read as "not set".
+    let base_url = match env("JIT_GATEWAY_BASE_URL") {
+        Some(value) if value.trim().is_empty() => {
+            return Err((
+                Env("JIT_GATEWAY_BASE_URL"),
+                format!(
+                    "is set but empty; unset it to use app.toml's [gateway], or {GATEWAY_CHOICES}"
+                ),
+            ));
+        }
+        Some(value) => Some((value.trim().to_owned(), Env("JIT_GATEWAY_BASE_URL"))),
+        None => match table.get("base_url") {
+            None => None,
+            Some(toml::Value::String(value)) if value.trim().is_empty() => {
+                return Err((
+                    File("gateway.base_url"),
+                    format!("is empty; {GATEWAY_CHOICES}"),
+                ));
+            }
+            Some(toml::Value::String(value)) => {
+                Some((value.trim().to_owned(), File("gateway.base_url")))
+            }
+            Some(other) => {
+                return Err((
+                    File("gateway.base_url"),
+                    format!("expected a string, found {}", other.type_str()),
+                ));
+            }
+        },
+    };
+    if let Some((url, key)) = &base_url {
+        check_gateway_url(url).map_err(|message| (*key, message))?;
+    }
+    let gateway = match &overrides.gateway {
+        Some(gateway) => Some(gateway.clone()),
+        None => match (simulator, base_url) {
+            (Some(true), Some((_, key))) => {
+                return Err((
+                    File("gateway"),
+                    format!(
+                        "both `simulator = true` and a base_url (from {key}) are set; choose one: {GATEWAY_CHOICES}"
+                    ),
+                ));
+            }
+            (Some(true), None) => Some(GatewayTarget::Simulator),
+            (_, Some((url, _))) => {
+                Some(GatewayTarget::Remote(url.trim_end_matches('/').to_owned()))
+            }
+            (_, None) => None,
+        },
+    };
+    if simulator_public && gateway != Some(GatewayTarget::Simulator) {
+        return Err((
+            File("gateway.simulator_public"),
+            "applies to the simulator only, and the simulator is not the gateway".to_owned(),
+        ));
+    }
+    Ok((gateway, simulator_public))
+}
+
+/// A gateway base URL is an http(s) URL with a host and no credentials.
+fn check_gateway_url(url: &str) -> Result<(), String> {
+    if url.eq_ignore_ascii_case("simulator") {
+        return Err(format!(
+            "`simulator` is not a URL: the simulator is chosen with `[gateway] simulator = true`; {GATEWAY_CHOICES}"
+        ));
+    }
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|err| format!("`{}` is not a URL: {err}", redact_url(url)))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!(
+            "`{}` is not an http:// or https:// URL with a host",
+            redact_url(url)
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("a gateway URL carries no credentials (WeChat Pay signs each request with the merchant key)".to_owned());
+    }
+    Ok(())
+}
+
+/// Whether `url` (a public base URL) names this machine: `localhost` or a loopback address.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => {
+            let domain = host.trim_end_matches('.').to_ascii_lowercase();
+            domain == "localhost" || domain.ends_with(".localhost")
+        }
+    }
+}
+
+/// A database URL with every secret replaced by `***`, safe for a log, a banner or an
+/// error: the password of `user:password@` (which may itself hold `@`, `/` or `?`), and the
+/// value of every query parameter whose name suggests a secret (`password`, `sslpassword`,
+/// `secret`, `token`, `key`...). A URL that does not parse as `scheme://…` is shown as
+/// `<scheme>:***`, or `***` with no scheme.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        // `sqlite::memory:` and the like carry no credentials; anything else unknown is
+        // hidden whole.
+        return match url.split_once(':') {
+            Some((scheme, rest))
+                if scheme.eq_ignore_ascii_case("sqlite") && !rest.contains(['@', '?']) =>
+            {
+                url.to_owned()
+            }
+            Some((scheme, _)) => format!("{scheme}:***"),
+            None => "***".to_owned(),
+        };
     };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    // The credentials end at the last `@` before the query: a password may hold `@`.
+    let (authority_and_path, query) = split_query(rest);
+    let shown_rest = match authority_and_path.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority_and_path[..at];
+            let host_and_path = &authority_and_path[at + 1..];
+            match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{user}:***@{host_and_path}"),
+                None => format!("{userinfo}@{host_and_path}"),
+            }
+        }
+        None => authority_and_path.to_owned(),
     };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    match query {
+        None => format!("{scheme}://{shown_rest}"),
+        Some(query) => format!("{scheme}://{shown_rest}?{}", redact_query(query)),
     }
+}
+
+/// `rest` split at the `?` that starts its query: the first `?` after the last `@`
+/// (a password may hold `?`), or the first one when there is no `@`.
+fn split_query(rest: &str) -> (&str, Option<&str>) {
+    let search_from = match rest.find('@') {
+        // Credentials present: the query starts after the host, which follows the last
+        // `@` that comes before the first `/` following the credentials.
+        Some(first_at) => {
+            let path_start = rest[first_at..]
+                .find('/')
+                .map_or(rest.len(), |offset| first_at + offset);
+            rest[..path_start].rfind('@').map_or(0, |at| at + 1)
+        }
+        None => 0,
+    };
+    match rest[search_from..].find('?') {
+        Some(offset) => {
+            let at = search_from + offset;
+            (&rest[..at], Some(&rest[at + 1..]))
+        }
+        None => (rest, None),
+    }
+}
+
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_secret_name(name) => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|part| name.contains(part))
+}
+
+/// `text` (an error from the database layer) with every form of `url` that could be in
+/// it replaced by [`redact_url`]'s: the URL itself, another crate's rendering of it, its
+/// password. The host never relays a driver's message without this.
+pub fn scrub_database_url(text: &str, url: &str) -> String {
+    let shown = redact_url(url);
+    let mut scrubbed = text.replace(url, &shown);
+    // The pays crate shows the URL its own way; a password holding `@` used to leak a part.
+    let pays_rendering = jit_pays::db::redact_url(url);
+    if pays_rendering != shown && pays_rendering.len() > 3 {
+        scrubbed = scrubbed.replace(&pays_rendering, &shown);
+    }
+    for secret in url_secrets(url) {
+        // Very short secrets would blank out ordinary words; those are not passwords worth
+        // the name anyway, and the URL forms above are already replaced.
+        if secret.chars().count() >= 4 {
+            scrubbed = scrubbed.replace(&secret, "***");
+        }
+    }
+    scrubbed
+}
+
+/// The password and the secret query values of a URL, as written.
+fn url_secrets(url: &str) -> Vec<String> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let (authority_and_path, query) = split_query(rest);
+    let mut secrets = Vec::new();
+    if let Some(at) = authority_and_path.rfind('@')
+        && let Some((_, password)) = authority_and_path[..at].split_once(':')
+        && !password.is_empty()
+    {
+        secrets.push(password.to_owned());
+    }
+    for pair in query.unwrap_or_default().split('&') {
+        if let Some((name, value)) = pair.split_once('=')
+            && is_secret_name(name)
+            && !value.is_empty()
+        {
+            secrets.push(value.to_owned());
+        }
+    }
+    secrets
 }
 
 #[cfg(test)]
@@ -347,7 +722,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_make_an_offline_shop() {
+    fn defaults_make_a_shop_with_no_gateway_chosen() {
         let config = ServeConfig::resolve(
             Path::new("/srv/shop/app.toml"),
             "shop",
@@ -358,9 +733,14 @@ mod tests {
         .unwrap();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.database_url, "sqlite:///srv/shop/shop.db");
-        assert_eq!(config.gateway, GatewayTarget::Simulator);
+        assert_eq!(
+            config.gateway, None,
+            "no gateway unless app.toml chooses one"
+        );
+        assert!(!config.simulator_public);
         assert!(config.tokens.is_empty());
         assert_eq!(config.public_base_url, None);
+        assert_eq!(config.connections, ConnectionLimits::default());
     }
 
     #[test]
@@ -400,7 +780,9 @@ mod tests {
         assert_eq!(config.database_url, "postgres://u:p@db/x");
         assert_eq!(
             config.gateway,
-            GatewayTarget::Remote("https://api.mch.weixin.qq.com".to_owned())
+            Some(GatewayTarget::Remote(
+                "https://api.mch.weixin.qq.com".to_owned()
+            ))
         );
         assert!(config.tokens.accepts("a") && config.tokens.accepts("b"));
         assert!(!config.tokens.accepts("from-file"));
@@ -415,7 +797,7 @@ mod tests {
             ServeConfig::resolve(Path::new("app.toml"), "shop", &raw, &env, &overrides).unwrap();
         assert_eq!(config.listen.port(), 0);
         assert_eq!(config.database_url, "sqlite::memory:");
-        assert_eq!(config.gateway, GatewayTarget::Simulator);
+        assert_eq!(config.gateway, Some(GatewayTarget::Simulator));
     }
 
     #[test]
@@ -441,12 +823,252 @@ mod tests {
         assert_eq!(config.database_schema.as_deref(), Some("shop"));
     }
 
+    /// The gateway as `raw` and `env` choose it, or the error's text.
+    fn gateway_of(raw: &str, env: &[(&str, &str)]) -> Result<Option<GatewayTarget>, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        ServeConfig::resolve(
+            Path::new("app.toml"),
+            "shop",
+            &tables(raw),
+            &|name| {
+                env.iter()
+                    .find(|(known, _)| known == name)
+                    .map(|(_, value)| value.clone())
+            },
+            &Overrides::default(),
+        )
+        .map(|config| config.gateway)
+        .map_err(|err| err.to_string())
+    }
+
     #[test]
-    fn passwords_are_redacted() {
+    fn the_gateway_is_chosen_explicitly() {
         assert_eq!(
-            redact_url("postgres://jit:secret@db/shop"),
-            "postgres://jit:***@db/shop"
+            gateway_of("[gateway]\nsimulator = true\n", &[]),
+            Ok(Some(GatewayTarget::Simulator))
         );
-        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            gateway_of(
+                "[gateway]\nbase_url = \"https://api.mch.weixin.qq.com/\"\n",
+                &[]
+            ),
+            Ok(Some(GatewayTarget::Remote(
+                "https://api.mch.weixin.qq.com".to_owned()
+            )))
+        );
+        // The variable replaces the file's base_url.
+        assert_eq!(
+            gateway_of(
+                "[gateway]\nbase_url = \"https://a.example\"\n",
+                &[("JIT_GATEWAY_BASE_URL", "https://b.example")]
+            ),
+            Ok(Some(GatewayTarget::Remote("https://b.example".to_owned())))
+        );
+        assert_eq!(
+            gateway_of("", &[("JIT_GATEWAY_BASE_URL", "https://b.example")]),
+            Ok(Some(GatewayTarget::Remote("https://b.example".to_owned())))
+        );
+        // Neither: no gateway (the start-up checks refuse it with the two choices).
+        assert_eq!(gateway_of("", &[]), Ok(None));
+        assert_eq!(gateway_of("[gateway]\nsimulator = false\n", &[]), Ok(None));
+    }
+
+    #[test]
+    fn both_empty_or_odd_gateway_choices_are_refused() {
+        // (app.toml, JIT_GATEWAY_BASE_URL, expected text, whether the two choices are named)
+        let cases: [(&str, Option<&str>, &str, bool); 10] = [
+            (
+                "[gateway]\nsimulator = true\nbase_url = \"https://api.mch.weixin.qq.com\"\n",
+                None,
+                "app.toml: gateway: both `simulator = true` and a base_url (from app.toml's gateway.base_url)",
+                true,
+            ),
+            (
+                "[gateway]\nsimulator = true\n",
+                Some("https://api.mch.weixin.qq.com"),
+                "app.toml: gateway: both `simulator = true` and a base_url (from the JIT_GATEWAY_BASE_URL variable)",
+                true,
+            ),
+            (
+                "[gateway]\nsimulator = true\n",
+                Some(""),
+                "environment: JIT_GATEWAY_BASE_URL: is set but empty",
+                true,
+            ),
+            (
+                "",
+                Some("  "),
+                "environment: JIT_GATEWAY_BASE_URL: is set but empty",
+                true,
+            ),
+            (
+                "[gateway]\nbase_url = \"\"\n",
+                None,
+                "app.toml: gateway.base_url: is empty",
+                true,
+            ),
+            (
+                "[gateway]\nbase_url = \"simulator\"\n",
+                None,
+                "app.toml: gateway.base_url: `simulator` is not a URL",
+                true,
+            ),
+            (
+                "[gateway]\nbase_url = \"ftp://x.example\"\n",
+                None,
+                "app.toml: gateway.base_url: `ftp://x.example` is not an http:// or https:// URL",
+                false,
+            ),
+            (
+                "[gateway]\nsimulator = \"yes\"\n",
+                None,
+                "app.toml: gateway.simulator: expected true or false",
+                false,
+            ),
+            (
+                "[gateway]\nbase_url = \"https://a.example\"\nsimulator_public = true\n",
+                None,
+                "app.toml: gateway.simulator_public: applies to the simulator only",
+                false,
+            ),
+            (
+                "[gateway]\nsimulater = true\n",
+                None,
+                "app.toml: gateway.simulater: unknown key; [gateway] takes simulator, base_url, simulator_public",
+                false,
+            ),
+        ];
+        for (raw, variable, expected, names_the_choices) in cases {
+            let env: Vec<(&str, &str)> = variable
+                .map(|value| vec![("JIT_GATEWAY_BASE_URL", value)])
+                .unwrap_or_default();
+            let err = gateway_of(raw, &env).expect_err(raw);
+            assert!(err.starts_with(expected), "{raw} {env:?}: {err}");
+            if names_the_choices {
+                assert!(err.contains(GATEWAY_CHOICES), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_server_table() {
+        let raw = tables(
+            "[server]\nheader_read_timeout_secs = 2\nidle_timeout_secs = 3\nmax_connections = 4\nshutdown_timeout_secs = 5\n",
+        );
+        let config = resolve_alone(&raw).unwrap();
+        assert_eq!(
+            config.connections,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(3),
+                max_connections: 4,
+                shutdown_timeout: Duration::from_secs(5),
+            }
+        );
+        for bad in [
+            "header_read_timeout_secs = 0",
+            "idle_timeout_secs = -1",
+            "max_connections = \"many\"",
+            "shutdown_timeout_secs = 1.5",
+        ] {
+            let key = bad.split(' ').next().unwrap();
+            let err = resolve_alone(&tables(&format!("[server]\n{bad}\n"))).unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "app.toml: server.{key}: expected a positive integer"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn loopback_urls() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/",
+            "https://LOCALHOST",
+            "http://[::1]:8080",
+            "http://127.1.2.3",
+            "http://shop.localhost",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "https://shop.example.com",
+            "http://0.0.0.0:8080",
+            "http://10.0.0.1",
+            "http://localhost.example.com",
+            "http://[::]:8080",
+            "not a url",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted_in_every_form() {
+        for (url, shown) in [
+            (
+                "postgres://jit:secret@db/shop",
+                "postgres://jit:***@db/shop",
+            ),
+            ("sqlite://x.db", "sqlite://x.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("postgres://jit@db/shop", "postgres://jit@db/shop"),
+            // A password holding `@`, `/`, `?` or `:`.
+            (
+                "postgres://jit:p@ss@db:5432/shop",
+                "postgres://jit:***@db:5432/shop",
+            ),
+            ("postgres://jit:a/b@c@db/shop", "postgres://jit:***@db/shop"),
+            ("postgres://jit:x?y@db/shop", "postgres://jit:***@db/shop"),
+            ("postgres://jit:x:y@db/shop", "postgres://jit:***@db/shop"),
+            (
+                "postgres://jit:s3cret@db/shop?sslmode=require&options=a@b",
+                "postgres://jit:***@db/shop?sslmode=require&options=a@b",
+            ),
+            // Secrets in the query.
+            (
+                "postgres://db/shop?user=jit&password=s3cret&sslmode=require",
+                "postgres://db/shop?user=jit&password=***&sslmode=require",
+            ),
+            (
+                "postgres:///shop?host=/run/pg&PASSWORD=s3cret&sslpassword=k3y",
+                "postgres:///shop?host=/run/pg&PASSWORD=***&sslpassword=***",
+            ),
+            ("jdbc-ish:user/s3cret@db", "jdbc-ish:***"),
+            ("s3cret", "***"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn database_errors_are_scrubbed_of_every_rendering() {
+        let url = "postgres://jit:p@ss-w0rd@db.internal/shop?password=q7zzz";
+        let message = format!(
+            "database: cannot connect to {}: password authentication failed; url {url}; p@ss-w0rd q7zzz",
+            jit_pays::db::redact_url(url)
+        );
+        let scrubbed = scrub_database_url(&message, url);
+        for secret in ["p@ss-w0rd", "ss-w0rd", "q7zzz"] {
+            assert!(!scrubbed.contains(secret), "{secret} in {scrubbed}");
+        }
+        assert!(
+            scrubbed.contains("postgres://jit:***@db.internal/shop"),
+            "{scrubbed}"
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let raw = tables("[database]\nurl = \"postgres://jit:hunter22@db/shop\"\n");
+        let printed = format!("{:?}", resolve_alone(&raw).unwrap());
+        assert!(!printed.contains("hunter22"), "{printed}");
+        assert!(printed.contains("postgres://jit:***@db/shop"), "{printed}");
     }
 }

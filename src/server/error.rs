@@ -130,7 +130,12 @@ impl From<CallError> for ApiError {
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             // Internal messages may name files or queries; the log has them, the client a
             // pointer to the log line.
-            tracing::error!(code = error.code(), message = %error.message, "element call failed");
+            // The message may quote what the request carried.
+            tracing::error!(
+                code = %jit_runtime::log_safe(error.code()),
+                message = %jit_runtime::log_safe(&error.message),
+                "element call failed"
+            );
             "internal error; see the server log for this request id".to_owned()
         } else {
             error.message.clone()

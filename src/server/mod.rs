@@ -1,14 +1,17 @@
 //! `jit serve`: the HTTP host over axum.
 //!
-//! It owns the HTTP concerns only — routing, bearer tokens, body limits, timeouts, request
-//! ids, panics, health and graceful shutdown — and hands every call to the runtime's
-//! `App::call`. It knows nothing of what an element does with a call.
+//! It owns the HTTP concerns only — connections and their limits, routing, bearer tokens,
+//! body limits, timeouts, request ids, panics, health, graceful shutdown, and the start-up
+//! rules that keep a careless configuration from exposing a shop — and hands every call to
+//! the runtime's `App::call`. It knows nothing of what an element does with a call.
 
 pub mod auth;
 pub mod config;
 pub mod error;
+pub(crate) mod listener;
 pub mod request_id;
 pub(crate) mod routes;
+pub mod safety;
 pub mod shutdown;
 pub(crate) mod state;
 
@@ -21,6 +24,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use jit_runtime::log_safe;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -31,48 +35,49 @@ use self::shutdown::ShutdownSignal;
 use self::state::ServerState;
 
 /// Builds the router over a prepared state.
-pub(crate) fn router(state: Arc<ServerState>, extra: Option<Router>) -> Router {
+///
+/// Nothing else is routed: in particular the simulator's payer side (`/sim/pay`...) is
+/// only on the simulator's own loopback listener, never on the shop's.
+pub(crate) fn router(state: Arc<ServerState>) -> Router {
     let timeout = state.config.request_timeout;
-    let mut router = Router::new()
+    Router::new()
         .route("/api/{org}/{app}/{*path}", post(routes::call_function))
         .route("/healthz", get(routes::healthz))
         .fallback(routes::not_found)
-        .with_state(state);
-    if let Some(extra) = extra {
-        router = router.merge(extra);
-    }
-    router.layer(
-        ServiceBuilder::new()
-            .layer(middleware::from_fn(request_id::assign))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|request: &Request| {
-                        // Only the method, the path and the id: headers carry tokens and
-                        // bodies carry signed payment data.
-                        let id = request
-                            .extensions()
-                            .get::<RequestId>()
-                            .map(|id| id.0.as_str())
-                            .unwrap_or("");
-                        tracing::info_span!(
-                            "request",
-                            request_id = %id,
-                            method = %request.method(),
-                            path = %request.uri().path(),
-                        )
-                    })
-                    .on_request(())
-                    .on_response(
-                        tower_http::trace::DefaultOnResponse::new()
-                            .level(Level::INFO)
-                            .latency_unit(tower_http::LatencyUnit::Micros),
-                    ),
-            )
-            .layer(CatchPanicLayer::custom(routes::panic_response))
-            .layer(middleware::from_fn(move |request: Request, next: Next| {
-                enforce_timeout(timeout, request, next)
-            })),
-    )
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn(request_id::assign))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request| {
+                            // Only the method, the path and the id: headers carry tokens and
+                            // bodies carry signed payment data. Method and path are the
+                            // client's text, escaped like any value from outside.
+                            let id = request
+                                .extensions()
+                                .get::<RequestId>()
+                                .map(|id| id.0.as_str())
+                                .unwrap_or("");
+                            tracing::info_span!(
+                                "request",
+                                request_id = %id,
+                                method = %log_safe(request.method().as_str()),
+                                path = %log_safe(request.uri().path()),
+                            )
+                        })
+                        .on_request(())
+                        .on_response(
+                            tower_http::trace::DefaultOnResponse::new()
+                                .level(Level::INFO)
+                                .latency_unit(tower_http::LatencyUnit::Micros),
+                        ),
+                )
+                .layer(CatchPanicLayer::custom(routes::panic_response))
+                .layer(middleware::from_fn(move |request: Request, next: Next| {
+                    enforce_timeout(timeout, request, next)
+                })),
+        )
 }
 
 async fn enforce_timeout(timeout: Duration, request: Request, next: Next) -> Response {

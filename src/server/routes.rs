@@ -1,14 +1,15 @@
-//! The HTTP surface: element functions under `/api/{org}/{app}/…`, `/healthz`, and the
-//! simulator's payer endpoints when the simulator runs in-process.
+//! The HTTP surface: element functions under `/api/{org}/{app}/…` and `/healthz`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use jit_runtime::log_safe;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -37,12 +38,19 @@ pub(crate) async fn call_function(
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
+    // Set by the accept loop for every connection.
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
     let (parts, body) = request.into_parts();
     match state.resolve_route(&org, &app, &path) {
         Err(error) => error.into_response(),
         Ok(route) => {
             let format = route.format;
-            let outcome = state.invoke(route, &parts.headers, body, &request_id).await;
+            let outcome = state
+                .invoke(route, &parts.headers, body, &request_id, peer)
+                .await;
             match (outcome, format) {
                 (Ok(response), _) => response,
                 (Err(error), BodyFormat::Xml) => error.into_xml_response(),
@@ -159,7 +167,8 @@ pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> 
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("(non-string panic)");
-    tracing::error!(panic = detail, "handler panicked");
+    // A panic message may quote what the request carried.
+    tracing::error!(panic = %log_safe(detail), "handler panicked");
     ApiError::internal("internal error; see the server log for this request id").into_response()
 }
 

@@ -1,14 +1,17 @@
-//! What every request handler shares: the app, the configuration and the services the
-//! health check looks at.
+//! What every request handler shares: the app, the configuration, the services the
+//! health check looks at, and what an error body must never show.
 
+use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use jit_runtime::log_safe;
 use serde_json::{Value, json};
 
-use super::config::ServeConfig;
+use super::config::{GatewayTarget, ServeConfig, redact_url, scrub_database_url};
 use super::error::ApiError;
 use super::routes::{BodyFormat, json_arguments, read_body, timeout_error, xml_response};
 
@@ -23,7 +26,109 @@ pub(crate) struct ServerState {
     pub(crate) app_name: String,
     pub(crate) config: ServeConfig,
     pub(crate) gateway_description: Value,
+    /// The simulator is the gateway: `/healthz` says so loudly.
+    pub(crate) simulated_payments: bool,
     pub(crate) probes: Vec<(String, HealthProbe)>,
+    pub(crate) internals: Internals,
+}
+
+/// Text an API caller must never see in an error body: the app folder's absolute path
+/// (where every e.json and configuration file lives), the database URL in any form, the
+/// gateway's and the simulator's URLs.
+///
+/// An element's error that carries one of them is a fault of the configuration or of the
+/// server, never of the caller: [`Internals::guard`] answers it as a 5xx with a generic
+/// message and logs the original. This is the host's last line; elements should not put
+/// such text in their errors in the first place.
+pub(crate) struct Internals {
+    needles: Vec<String>,
+    database_url: String,
+}
+
+/// URL beginnings that are internal wherever they appear: database URLs and loopback.
+const INTERNAL_URL_MARKS: &[&str] = &[
+    "postgres://",
+    "postgresql://",
+    "sqlite:",
+    "mysql://",
+    "://127.",
+    "://localhost",
+    "://[::1]",
+];
+
+impl Internals {
+    pub(crate) fn new(app_dir: &Path, config: &ServeConfig, simulator_url: Option<&str>) -> Self {
+        let mut needles: Vec<String> = Vec::new();
+        let mut dirs = vec![std::path::absolute(app_dir).unwrap_or_else(|_| app_dir.to_path_buf())];
+        if let Ok(canonical) = std::fs::canonicalize(app_dir) {
+            dirs.push(canonical);
+        }
+        for dir in dirs {
+            let shown = dir.display().to_string();
+            // `/` alone would match every path-like word.
+            if shown.trim_end_matches('/').len() > 1 {
+                needles.push(shown.trim_end_matches('/').to_owned());
+            }
+        }
+        needles.push(config.database_url.clone());
+        needles.push(redact_url(&config.database_url));
+        if let Some(GatewayTarget::Remote(url)) = &config.gateway {
+            needles.push(url.clone());
+        }
+        if let Some(url) = simulator_url {
+            needles.push(url.to_owned());
+        }
+        needles.retain(|needle| needle.len() > 3);
+        Self {
+            needles,
+            database_url: config.database_url.clone(),
+        }
+    }
+
+    /// Whether `text` shows something internal.
+    fn leaks(&self, text: &str) -> bool {
+        self.needles
+            .iter()
+            .any(|needle| text.contains(needle.as_str()))
+            || INTERNAL_URL_MARKS.iter().any(|mark| text.contains(mark))
+    }
+
+    /// `text` with the database URL's secrets hidden, for the log.
+    fn for_log(&self, text: &str) -> String {
+        scrub_database_url(text, &self.database_url)
+    }
+
+    /// `error` as the caller may see it: unchanged, or — when it shows something internal —
+    /// a 5xx (a 4xx becomes 500: the caller did nothing wrong) with a generic message, the
+    /// original logged.
+    pub(crate) fn guard(&self, error: ApiError) -> ApiError {
+        if !self.leaks(error.message()) {
+            return error;
+        }
+        tracing::error!(
+            status = error.status().as_u16(),
+            code = %log_safe(error.code()),
+            message = %log_safe(&self.for_log(error.message())),
+            "an element's error names a file, a database or an internal URL; the caller gets a generic answer"
+        );
+        let (status, code) = if error.status().is_server_error() {
+            (error.status(), error.code().to_owned())
+        } else {
+            (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL".to_owned())
+        };
+        ApiError::new(
+            status,
+            code,
+            "the server could not do this; see the server log for this request id",
+        )
+    }
+
+    /// An element's call error as the caller may see it (the log gets the database URL
+    /// hidden).
+    pub(crate) fn answer(&self, mut error: jit_runtime::CallError) -> ApiError {
+        error.message = self.for_log(&error.message);
+        self.guard(ApiError::from(error))
+    }
 }
 
 /// A request path resolved to a declared function.
@@ -121,6 +226,7 @@ impl ServerState {
         headers: &HeaderMap,
         body: Body,
         request_id: &str,
+        peer: Option<IpAddr>,
     ) -> Result<Response, ApiError> {
         if route.login_required {
             self.config.tokens.authorize(headers)?;
@@ -147,7 +253,7 @@ impl ServerState {
             request_id: Some(request_id.to_owned()),
             // Tokens are shared secrets, not identities: an authorized caller is "bearer".
             principal: route.login_required.then(|| "bearer".to_owned()),
-            peer: None,
+            peer,
         };
         let call = self.app.call(
             &route.full_name,
@@ -158,15 +264,15 @@ impl ServerState {
         let result = tokio::time::timeout(self.config.request_timeout, call)
             .await
             .map_err(|_| timeout_error(self.config.request_timeout))?
-            .map_err(ApiError::from)?;
+            .map_err(|error| self.internals.answer(error))?;
         Ok(match format {
             BodyFormat::Json => axum::Json(result).into_response(),
             BodyFormat::Xml => match result {
                 Value::String(xml) => xml_response(StatusCode::OK, xml),
                 other => {
                     tracing::error!(
-                        element = %route.full_name,
-                        function = %route.function,
+                        element = %log_safe(&route.full_name),
+                        function = %log_safe(&route.function),
                         "XML function returned {} instead of a string",
                         if other.is_object() { "an object" } else { "a non-string value" }
                     );
@@ -196,10 +302,14 @@ impl ServerState {
             checks.insert(name.clone(), entry);
         }
         checks.insert("gateway".into(), self.gateway_description.clone());
-        json!({
+        let mut report = json!({
             "status": if healthy { "ok" } else { "error" },
             "app": format!("{}/{}", self.org, self.app_name),
             "checks": checks,
-        })
+        });
+        if self.simulated_payments {
+            report["payments"] = json!(crate::serve::SIMULATED_PAYMENTS);
+        }
+        report
     }
 }

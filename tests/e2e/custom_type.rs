@@ -99,7 +99,7 @@ async fn the_custom_type_discounts_refuses_early_cancels_and_delegates_the_rest(
     assert_eq!(status, StatusCode::OK, "{pay_url}");
     assert!(pay_url["payUrl"].as_str().unwrap().starts_with("weixin://"));
     let response = http
-        .post(format!("{}/sim/pay", handle.base_url()))
+        .post(format!("{}/sim/pay", handle.info("simulator").unwrap()))
         .json(&json!({"out_trade_no": order_id}))
         .send()
         .await

@@ -379,3 +379,75 @@ async fn healthz_reports_json() {
     assert_eq!(body["app"], "acme/shop");
     server.handle.shutdown().await.unwrap();
 }
+
+/// An element's error that names a file of the app, a database or an internal URL is a
+/// fault of the configuration or of the server: the caller gets a 5xx with a generic
+/// message (never a 400 blaming them), the log gets the detail.
+#[tokio::test]
+async fn error_bodies_never_show_files_databases_or_internal_urls() {
+    let server = FixtureServer::start().await;
+    let app_dir = std::fs::canonicalize(server._app.path()).unwrap();
+    let config_file = app_dir.join("elements/fixture/services/EchoSvc/EchoSvc.json");
+    let config_file = config_file.display().to_string();
+    let cases = [
+        (
+            "bad",
+            format!("{config_file}: config.mchId: `12ab` is not 8 to 10 digits"),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+        ),
+        (
+            "bad",
+            "cannot open postgres://shop:***@db.internal/shop".to_owned(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+        ),
+        (
+            "conflict",
+            "sqlite:///srv/shop/shop.db is locked".to_owned(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+        ),
+        (
+            "upstream",
+            "error sending request for url (http://127.0.0.1:39999/pay/unifiedorder)".to_owned(),
+            StatusCode::BAD_GATEWAY,
+            "UPSTREAM",
+        ),
+    ];
+    for (kind, message, status, code) in cases {
+        let (answered, body) = server
+            .post(
+                "fixture/services/EchoSvc/fail",
+                &json!({"kind": kind, "message": message}),
+                Some(TOKEN),
+            )
+            .await;
+        assert_eq!(answered, status, "{message}: {body}");
+        assert_eq!(error_code(&body), code, "{body}");
+        let shown = body.to_string();
+        for internal in [
+            app_dir.display().to_string().as_str(),
+            server._app.path().to_str().unwrap(),
+            "postgres://",
+            "sqlite:",
+            "127.0.0.1",
+        ] {
+            assert!(!shown.contains(internal), "`{internal}` in {shown}");
+        }
+    }
+    // An ordinary refusal of the caller's arguments is theirs to fix, and says why.
+    let (status, body) = server
+        .post(
+            "fixture/services/EchoSvc/fail",
+            &json!({"kind": "bad", "message": "argument `amount` must be positive"}),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "argument `amount` must be positive"
+    );
+    server.handle.shutdown().await.unwrap();
+}

@@ -56,6 +56,7 @@ impl Element for EchoService {
                 "times": args.get("times"),
                 "principal": cx.principal,
                 "requestId": cx.request_id,
+                "peer": cx.peer.map(|peer| peer.to_string()),
             })),
             "ping" => Ok(json!({"pong": true})),
             "conflict" => Err(CallError::conflict("the thing is already done")),
@@ -67,6 +68,20 @@ impl Element for EchoService {
                 "cannot open /var/lib/secret-path/db: permission denied",
             )),
             "boom" => panic!("fixture panic on purpose"),
+            // An error of the category and with the message the caller asks for: what an
+            // element might answer when its configuration is broken, or when it quotes what
+            // the request carried.
+            "fail" => {
+                let text = |name: &str| args.get(name).and_then(Value::as_str).unwrap_or_default();
+                let message = text("message").to_owned();
+                Err(match text("kind") {
+                    "bad" => CallError::bad_arguments(message),
+                    "upstream" => CallError::upstream(message),
+                    "conflict" => CallError::conflict(message),
+                    "panic" => panic!("{message}"),
+                    _ => CallError::internal(message),
+                })
+            }
             "slow" => {
                 let millis = args.get("ms").and_then(Value::as_u64).unwrap_or(500);
                 self.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -108,6 +123,10 @@ pub const ECHO_SVC: &str = r#"{
     {"name": "missing", "args": []},
     {"name": "internal", "args": []},
     {"name": "boom", "args": []},
+    {"name": "fail", "args": [
+      {"name": "kind", "dataType": "Stext"},
+      {"name": "message", "dataType": "Ltext"}
+    ]},
     {"name": "slow", "args": [{"name": "ms", "dataType": "Integer"}]},
     {"name": "xmlEcho", "args": [{"name": "xml", "dataType": "Ltext"}],
      "loginRequired": false, "bodyFormat": "xml"}

@@ -1,13 +1,15 @@
-//! The real `jit serve` process: structured logs with request ids and no secrets, and a
-//! clean exit on SIGTERM.
+//! Logs: the real `jit serve` process logs request ids and no secrets, and exits cleanly on
+//! SIGTERM; values from outside reach the log escaped.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{SHOP_KEY, SHOP_TOKEN, copy_example_app};
+use crate::util::{FixtureServer, SHOP_KEY, SHOP_TOKEN, TOKEN, copy_example_app};
 
 #[tokio::test]
 async fn serve_logs_request_ids_never_secrets_and_stops_on_sigterm() {
@@ -107,4 +109,87 @@ async fn serve_logs_request_ids_never_secrets_and_stops_on_sigterm() {
     for secret in [SHOP_KEY, SHOP_TOKEN, "not-the-token"] {
         assert!(!logs.contains(secret), "`{secret}` appears in the logs");
     }
+}
+
+/// Everything the tracing subscriber of this thread writes, as text.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a client sends reaches the text log escaped: an element's error or a panic that
+/// quotes the request, and the request line itself, cannot forge a line, paint the
+/// terminal or reorder what the operator reads.
+#[tokio::test(flavor = "current_thread")]
+async fn request_values_reach_the_log_escaped() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    // This test's runtime runs the server's tasks on this thread: they log here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = FixtureServer::start().await;
+    let forged =
+        "first line\nFORGED 2026-01-01T00:00:00Z  INFO jit: paid\u{1b}[31m red \u{202e}desrever";
+    for kind in ["internal", "panic"] {
+        let (status, _) = server
+            .post(
+                "fixture/services/EchoSvc/fail",
+                &json!({"kind": kind, "message": forged}),
+                Some(TOKEN),
+            )
+            .await;
+        assert_eq!(status, 500, "{kind}");
+    }
+    // Raw UTF-8 in the request target: a bidi override in the path.
+    let mut stream = tokio::net::TcpStream::connect(server.handle.local_addr())
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            "GET /no/such\u{202e}path HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n"
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    server.handle.shutdown().await.unwrap();
+
+    let logs = captured.text();
+    assert!(
+        logs.matches("first line\\nFORGED").count() >= 2,
+        "both the element error and the panic are logged, escaped:\n{logs}"
+    );
+    for line in logs.lines() {
+        assert!(!line.starts_with("FORGED"), "a forged line:\n{logs}");
+    }
+    assert!(!logs.contains('\u{1b}'), "a terminal escape:\n{logs}");
+    assert!(!logs.contains('\u{202e}'), "a bidi override:\n{logs}");
+    // hyper takes raw UTF-8 in a request target; the request span shows it escaped.
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 404"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(logs.contains("/no/such\\u{202e}path"), "{logs}");
 }

@@ -3,6 +3,7 @@
 //! One test binary (`mod` per area) sharing the harness in `util`.
 
 mod cli;
+mod connections;
 mod custom_type;
 mod errors;
 mod fixture;
@@ -12,4 +13,5 @@ mod notify;
 mod plugin;
 mod readme_flow;
 mod shutdown;
+mod startup_rules;
 mod util;

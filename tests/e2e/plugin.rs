@@ -314,13 +314,14 @@ async fn serve_creates_through_the_plugin_pays_and_refuses_to_cancel_a_paid_orde
         "{pay_url}"
     );
 
-    // The payer pays through the simulator `jit serve` forwards to, with the real CLI.
-    let sim = base.clone();
+    // The payer pays through the simulator `jit serve` started, with the real CLI, which
+    // finds it through the app folder.
+    let app_dir = app.path().to_owned();
     let id = order_id.clone();
     let paid = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_jit"))
-            .args(["sim", "pay", &id, "--sim", &sim])
-            .env_remove("RUST_LOG")
+        crate::util::jit_command()
+            .args(["sim", "pay", &id, "--app"])
+            .arg(app_dir)
             .output()
             .expect("jit sim pay runs")
     })

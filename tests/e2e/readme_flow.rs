@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::util::{ShopServer, json_reply};
+use crate::util::{ShopServer, jit_command, json_reply};
 
 #[tokio::test]
 async fn create_pay_and_see_success() {
@@ -31,10 +31,11 @@ async fn create_pay_and_see_success() {
     let url = pay_url["payUrl"].as_str().expect("a payUrl");
     assert!(url.starts_with("weixin://wxpay/bizpayurl?pr="), "{pay_url}");
 
-    // The payer scans and pays, through the shop's forward to its in-process simulator.
+    // The payer scans and pays, on the simulator's own loopback listener.
+    let simulator = shop.handle.info("simulator").expect("the simulator's URL");
     let response = shop
         .client
-        .post(format!("{}/sim/pay", shop.handle.base_url()))
+        .post(format!("{simulator}/sim/pay"))
         .json(&json!({"out_trade_no": order_id}))
         .send()
         .await
@@ -67,26 +68,101 @@ async fn create_pay_and_see_success() {
     assert_eq!(status, StatusCode::OK, "{health}");
     assert_eq!(health["checks"]["database"]["status"], "ok");
     assert_eq!(health["checks"]["gateway"]["detail"]["simulator"], true);
+    for said in [
+        &health["payments"],
+        &health["checks"]["gateway"]["detail"]["payments"],
+    ] {
+        assert!(
+            said.as_str()
+                .is_some_and(|text| text.starts_with("SIMULATED PAYMENTS")),
+            "{health}"
+        );
+    }
+    assert!(
+        !health.to_string().contains(simulator),
+        "no internal address in /healthz: {health}"
+    );
 
     shop.handle.shutdown().await.unwrap();
 }
 
+/// Anyone who reaches the shop must not be able to pay its orders: the payer side is not
+/// on the shop's listener, in any spelling.
+#[tokio::test]
+async fn the_shop_does_not_route_the_payer_side() {
+    let shop = ShopServer::start().await;
+    let order_id = shop.create_order("5.00").await;
+    shop.pay_svc("getPayUrl", json!({"orderId": order_id}))
+        .await;
+    for path in [
+        "/sim/pay",
+        "/sim/fail",
+        "/sim/paying",
+        "/sim/inspect",
+        "/sim/faults",
+    ] {
+        let response = shop
+            .client
+            .post(format!("{}{path}", shop.handle.base_url()))
+            .json(&json!({"out_trade_no": order_id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "POST {path}");
+    }
+    // The simulator itself never saw a payer action, and the order is unpaid.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(shop.status(&order_id).await, "wait");
+    let simulator = shop.handle.info("simulator").unwrap().to_owned();
+    let inspection: serde_json::Value = shop
+        .client
+        .get(format!("{simulator}/sim/inspect"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order = inspection["orders"]
+        .as_array()
+        .and_then(|orders| {
+            orders
+                .iter()
+                .find(|order| order["out_trade_no"] == order_id.as_str())
+        })
+        .unwrap_or_else(|| panic!("the simulator has the order: {inspection}"));
+    assert_eq!(order["state"], "NOTPAY", "{order}");
+    // The simulator listens on loopback only.
+    assert!(simulator.starts_with("http://127.0.0.1:"), "{simulator}");
+    shop.handle.shutdown().await.unwrap();
+}
+
+/// The README's `jit sim pay ORDER_ID`, with no flags, run in the app folder: it finds the
+/// simulator the running shop started.
 #[tokio::test]
 async fn the_cli_pays_through_the_shop() {
     let shop = ShopServer::start().await;
+    let app_dir = shop._dir.path().to_owned();
+    let record = app_dir.join(".jit/simulator.json");
+    let recorded: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&record).expect("serve records its simulator"),
+    )
+    .unwrap();
+    assert_eq!(recorded["url"], shop.handle.info("simulator").unwrap());
+
     let order_id = shop.create_order("0.29").await;
     shop.pay_svc("getPayUrl", json!({"orderId": order_id}))
         .await;
-    let base_url = shop.handle.base_url().to_owned();
-    let id = order_id.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_jit"))
-            .args(["sim", "pay", &id, "--sim", &base_url])
-            .output()
-            .expect("jit runs")
-    })
-    .await
-    .unwrap();
+    let sim_pay = |id: String, dir: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            jit_command()
+                .args(["sim", "pay", &id])
+                .current_dir(dir)
+                .output()
+                .expect("jit runs")
+        })
+    };
+    let output = sim_pay(order_id.clone(), app_dir.clone()).await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -106,19 +182,20 @@ async fn the_cli_pays_through_the_shop() {
     }
 
     // Paying again is refused by the simulator and the CLI says why.
-    let base_url = shop.handle.base_url().to_owned();
-    let id = order_id.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_jit"))
-            .args(["sim", "pay", &id, "--sim", &base_url])
-            .output()
-            .expect("jit runs")
-    })
-    .await
-    .unwrap();
+    let output = sim_pay(order_id.clone(), app_dir.clone()).await.unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("refused to pay"));
     shop.handle.shutdown().await.unwrap();
+
+    // Stopped: the record is gone, and the CLI says where it looked.
+    assert!(!record.exists(), "serve removes its record when it stops");
+    let output = sim_pay(order_id, app_dir).await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(".jit/simulator.json does not exist") && stderr.contains("--sim URL"),
+        "{stderr}"
+    );
 }
 
 /// The same flow on PostgreSQL when `JIT_TEST_POSTGRES_URL` names a server (CI sets it),
@@ -162,7 +239,7 @@ async fn create_pay_and_see_success_on_postgres() {
     let (status, _) = call("getPayUrl", json!({"orderId": order_id})).await;
     assert_eq!(status, StatusCode::OK);
     let response = http
-        .post(format!("{}/sim/pay", handle.base_url()))
+        .post(format!("{}/sim/pay", handle.info("simulator").unwrap()))
         .json(&json!({"out_trade_no": order_id}))
         .send()
         .await

@@ -35,8 +35,13 @@ impl TempApp {
 
     /// The fixture family's app.
     pub fn fixture() -> Self {
+        Self::fixture_with("")
+    }
+
+    /// The fixture family's app with `app_toml_extra` appended to its app.toml.
+    pub fn fixture_with(app_toml_extra: &str) -> Self {
         Self::new(
-            "",
+            app_toml_extra,
             &[
                 ("elements/fixture/Meta/e.json", fixture::META),
                 (
@@ -87,7 +92,11 @@ impl FixtureServer {
     }
 
     pub async fn start_with(overrides: Overrides) -> Self {
-        let app = TempApp::fixture();
+        Self::start_app(TempApp::fixture(), overrides).await
+    }
+
+    /// Serves `app` (the fixture's app with its own app.toml, say) with the fixture host.
+    pub async fn start_app(app: TempApp, overrides: Overrides) -> Self {
         let handle = fixture_host()
             .serve_in_process(app.path(), overrides)
             .await
@@ -238,6 +247,57 @@ impl ShopServer {
         let status = response.status();
         (status, response.text().await.expect("a body"))
     }
+}
+
+/// The repository's example app in a temporary folder.
+pub fn example_app() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_example_app(dir.path());
+    dir
+}
+
+/// The repository's example app in a temporary folder, its app.toml passed through `edit`.
+pub fn example_app_with(edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
+    let dir = example_app();
+    let app_toml = dir.path().join("app.toml");
+    let text = std::fs::read_to_string(&app_toml).expect("read app.toml");
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit changed nothing");
+    std::fs::write(&app_toml, edited).expect("write app.toml");
+    dir
+}
+
+/// The example app's `[gateway]` choice, as its app.toml writes it.
+pub const EXAMPLE_GATEWAY: &str = "\nsimulator = true\n";
+
+/// The real `jit` binary with none of the variables that change its configuration
+/// inherited from the environment the tests run in.
+pub fn jit_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jit"));
+    for variable in [
+        "RUST_LOG",
+        "JIT_LOG_FORMAT",
+        "JIT_LISTEN",
+        "JIT_PUBLIC_BASE_URL",
+        "JIT_DATABASE_URL",
+        "DATABASE_URL",
+        "JIT_DATABASE_SCHEMA",
+        "JIT_GATEWAY_BASE_URL",
+        "JIT_API_TOKENS",
+        "JIT_SIM_URL",
+    ] {
+        command.env_remove(variable);
+    }
+    command
+}
+
+/// A free loopback port (free when asked; the server binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a loopback port")
+        .local_addr()
+        .expect("its address")
+        .port()
 }
 
 /// Copies the repository's example app (app.toml and elements/) into `target`.
