@@ -19,7 +19,7 @@ use crate::element_pay::pay_of_element;
 use crate::error::PayError;
 use crate::model::{NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer};
 use crate::pay::{Pay, arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, to_json};
-use crate::wechat::WECHAT_PAY_TYPE;
+use crate::wechat::{WECHAT_PAY_TYPE, is_pay_instance, pay_instances};
 
 /// The fullName of the element.
 pub const PAY_SVC: &str = "pays.services.PaySvc";
@@ -76,28 +76,48 @@ impl PaySvc {
 
     /// The pay element `name` as a [`Pay`]: its typed one, or — for an element offering
     /// none (a plugin's Type extending `pays.WechatPayType`) — one calling its functions.
+    ///
+    /// A name that is no WeChat Pay instance is the caller's mistake
+    /// ([`PayError::Invalid`]); an instance that cannot be built (its settings, its
+    /// plugin) is the operator's ([`PayError::Unavailable`], an internal error whose
+    /// detail goes to the log, not to the caller).
     pub async fn pay_named(&self, name: &str) -> Result<Arc<dyn Pay>, PayError> {
-        pay_of_element(&self.app()?, name)
-            .await
-            .map_err(|e| PayError::Invalid {
-                field: "element",
-                message: e.to_string(),
-            })
+        let app = self.app()?;
+        let definitions = app.definitions();
+        let refused = |message: String| PayError::Invalid {
+            field: "element",
+            message,
+        };
+        match definitions.chain(name) {
+            None => {
+                let hint = definitions
+                    .suggest(name)
+                    .map(|near| format!(" (did you mean `{near}`?)"))
+                    .unwrap_or_default();
+                return Err(refused(format!("no element `{name}`{hint}")));
+            }
+            Some(chain) if !is_pay_instance(definitions, chain) => {
+                return Err(refused(if chain.contains(WECHAT_PAY_TYPE) {
+                    format!("`{name}` is a pay Type, not an instance that can take orders")
+                } else {
+                    format!("`{name}` is not a WeChat Pay element (its chain is {chain})")
+                }));
+            }
+            Some(_) => {}
+        }
+        pay_of_element(&app, name).await
     }
 
     /// The default pay element: the first (by fullName) instance of `pays.WechatPayType`
     /// or of a Type extending it.
     pub fn default_pay_name(&self) -> Result<String, PayError> {
         let app = self.app()?;
-        let defs = app.definitions();
-        defs.iter()
-            .filter(|chain| chain.contains(WECHAT_PAY_TYPE))
+        pay_instances(app.definitions())
             .map(|chain| chain.element().full_name.to_string())
-            .filter(|name| name != WECHAT_PAY_TYPE && !defs.is_used_as_type(name))
-            .min()
-            .ok_or_else(|| PayError::Invalid {
-                field: "element",
-                message: format!("the app has no instance of {WECHAT_PAY_TYPE}"),
+            .next()
+            // The app's configuration, not the caller, lacks a merchant.
+            .ok_or_else(|| {
+                PayError::Unavailable(format!("the app has no instance of {WECHAT_PAY_TYPE}"))
             })
     }
 

@@ -33,7 +33,10 @@ use crate::settings::PaysSettings;
 
 mod config;
 
-pub use config::WechatPayConfig;
+pub use config::{
+    SettingSource, WechatPayConfig, check_merchant_settings, is_pay_instance, merchant_settings,
+    pay_instances, shown_merchant_settings,
+};
 
 /// The fullName of the official Type.
 pub const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
