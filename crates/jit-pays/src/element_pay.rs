@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jit_runtime::{App, CallContext, CallError, Element, GetError, Secret};
+use jit_runtime::{App, CallContext, CallError, Element, GetError, Secret, log_safe};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use wechatpay_v2::{Fen, fail_reply};
@@ -235,7 +235,7 @@ impl Pay for ElementPay {
 
     async fn notify(&self, body: &[u8]) -> NotifyReply {
         let failed = |reason: String| {
-            tracing::error!(element = %self.full_name, %reason,
+            tracing::error!(element = %self.full_name, reason = %log_safe(&reason),
                 "payment notify could not be handed to the element; WeChat will retry");
             NotifyReply {
                 xml: fail_reply("temporarily unable to handle the notify"),
@@ -243,7 +243,7 @@ impl Pay for ElementPay {
             }
         };
         let Ok(xml) = std::str::from_utf8(body) else {
-            tracing::warn!(element = %self.full_name, "payment notify refused: not UTF-8");
+            // Refused like any other notify: the entry point logs the reason.
             return NotifyReply {
                 xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
                 outcome: NotifyOutcome::Rejected {

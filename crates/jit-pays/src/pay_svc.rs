@@ -1,13 +1,14 @@
 //! `pays.services.PaySvc`: the family's service element. It routes each call to the pay
 //! element that owns the order, and receives WeChat's notifies at one shared URL.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jit_runtime::{
     App, CallContext, CallError, CallErrorKind, Element, ElementDef, ElementError, LoadContext,
-    Loader, WeakApp,
+    Loader, LogAdmission, RefusalLogLimiter, WeakApp, log_safe,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -55,17 +56,36 @@ impl From<PayLog> for OrderSummary {
     }
 }
 
+/// The source key of refusals whose sender is not known (the host gave no peer address):
+/// they share one budget.
+const UNKNOWN_PEER: &str = "unknown peer";
+
 /// The PaySvc element.
 pub struct PaySvc {
     def: Arc<ElementDef>,
     app: WeakApp,
     store: Arc<PayStore>,
+    /// Refused notifies are logged at most this often per sender, so a flood of forgeries
+    /// cannot fill the disk.
+    refusal_log: RefusalLogLimiter,
 }
 
 impl PaySvc {
     /// The service of `app`, reading orders from `store`.
     pub fn new(def: Arc<ElementDef>, app: WeakApp, store: Arc<PayStore>) -> Self {
-        PaySvc { def, app, store }
+        PaySvc {
+            def,
+            app,
+            store,
+            refusal_log: RefusalLogLimiter::default(),
+        }
+    }
+
+    /// The same service with its own budget for refusal logs (tests, hosts that want
+    /// another rate than [`RefusalLogLimiter::default`]).
+    pub fn with_refusal_log(mut self, limiter: RefusalLogLimiter) -> Self {
+        self.refusal_log = limiter;
+        self
     }
 
     fn app(&self) -> Result<App, PayError> {
@@ -180,15 +200,44 @@ impl PaySvc {
             .into())
     }
 
-    /// Handles a notify POSTed to the shared URL: the order it names decides the element,
-    /// whose key verifies it. Unknown orders and unreadable bodies are FAIL, nothing changed.
+    /// Handles a notify POSTed to the shared URL, its sender unknown: as
+    /// [`PaySvc::wechat_notify_from`] with no peer address.
     pub async fn wechat_notify(&self, body: &[u8]) -> NotifyReply {
-        let reject = |reason: String| {
-            tracing::warn!(%reason, "payment notify refused");
-            NotifyReply {
-                xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
-                outcome: NotifyOutcome::Rejected { reason },
-            }
+        self.wechat_notify_from(body, None).await
+    }
+
+    /// Handles a notify POSTed to the shared URL by `peer`: the order it names decides the
+    /// element, whose key verifies it. Unknown orders and unreadable bodies are FAIL,
+    /// nothing changed.
+    ///
+    /// Every refusal, this service's or the element's, is logged here: the reason escaped
+    /// ([`log_safe`]: it quotes the unverified body) and at most a few times a minute per
+    /// peer address (senders without one share a budget).
+    pub async fn wechat_notify_from(&self, body: &[u8], peer: Option<IpAddr>) -> NotifyReply {
+        let reply = self.route_notify(body).await;
+        if let NotifyOutcome::Rejected { reason } = &reply.outcome {
+            self.log_refusal(peer, reason);
+        }
+        reply
+    }
+
+    fn log_refusal(&self, peer: Option<IpAddr>, reason: &str) {
+        let source = peer.map(|peer| peer.to_string());
+        let source = source.as_deref().unwrap_or(UNKNOWN_PEER);
+        if let LogAdmission::Log { suppressed } = self.refusal_log.admit(source) {
+            tracing::warn!(
+                peer = source,
+                reason = %log_safe(reason),
+                suppressed_since_last = suppressed,
+                "payment notify refused"
+            );
+        }
+    }
+
+    async fn route_notify(&self, body: &[u8]) -> NotifyReply {
+        let reject = |reason: String| NotifyReply {
+            xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
+            outcome: NotifyOutcome::Rejected { reason },
         };
         // Parsed once and the order looked up once: the owning element gets both. An order
         // this process has seen needs no read: its owner and amount never change.
@@ -210,7 +259,8 @@ impl PaySvc {
         match routed {
             Ok((pay, facts)) => pay.notify_for_order(notify, facts, body).await,
             Err(error) => {
-                tracing::error!(%order_id, %error, "notify could not be routed; WeChat will retry");
+                tracing::error!(order_id = %log_safe(&order_id), error = %log_safe(&error.to_string()),
+                    "notify could not be routed; WeChat will retry");
                 let reason = "temporarily unable to handle the notify".to_owned();
                 NotifyReply {
                     xml: fail_reply(&reason),
@@ -231,7 +281,7 @@ impl Element for PaySvc {
         &self,
         function: &str,
         args: Map<String, Value>,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<Value, CallError> {
         match function {
             "create" => {
@@ -250,7 +300,9 @@ impl Element for PaySvc {
             "query" => to_json(&self.query(arg_str(&args, "orderId")?).await?),
             "check" => to_json(&self.check(arg_str(&args, "orderId")?).await?),
             "wechatNotify" => {
-                let reply = self.wechat_notify(arg_str(&args, "xml")?.as_bytes()).await;
+                let reply = self
+                    .wechat_notify_from(arg_str(&args, "xml")?.as_bytes(), cx.peer)
+                    .await;
                 Ok(Value::String(reply.xml))
             }
             other => Err(CallError::new(

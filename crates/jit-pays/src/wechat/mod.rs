@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
-use jit_runtime::{Element, ElementError, LoadContext, Loader, Secret};
+use jit_runtime::{Element, ElementError, LoadContext, Loader, Secret, log_safe};
 use serde_json::{Map, Value, json};
 use wechatpay_v2::{
     Client, ClientConfig, ErrCode, Error as WxError, Fen, OrderQueryResponse, OrderRef,
@@ -426,8 +426,11 @@ impl WechatPay {
         })
     }
 
+    /// A refusal: nothing changed, and the sender hears the same FAIL whatever the reason.
+    /// The reason (which quotes the unverified notify) goes back in the outcome, not to the
+    /// log: the notify's entry point logs it, escaped and rate-limited per sender
+    /// ([`crate::PaySvc::wechat_notify_from`]).
     fn reject(&self, reason: String) -> NotifyReply {
-        tracing::warn!(element = %self.full_name, %reason, "payment notify refused");
         NotifyReply {
             xml: fail_reply(REFUSED_REPLY_MESSAGE),
             outcome: NotifyOutcome::Rejected { reason },
@@ -442,8 +445,9 @@ impl WechatPay {
     }
 
     fn failed(&self, order_id: &str, error: &dyn std::fmt::Display) -> NotifyReply {
-        tracing::error!(element = %self.full_name, %order_id, %error,
-            "payment notify verified but not committed; WeChat will retry");
+        tracing::error!(element = %self.full_name, order_id = %log_safe(order_id),
+            error = %log_safe(&error.to_string()),
+            "payment notify not committed; WeChat will retry");
         let reason = "temporarily unable to record the payment".to_owned();
         NotifyReply {
             xml: fail_reply(&reason),
