@@ -27,7 +27,9 @@ use crate::model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
     WechatRecord,
 };
-use crate::order_id::{generate_order_id, validate_order_id, validate_subject};
+use crate::order_id::{
+    generate_order_id, validate_order_id, validate_payer_text, validate_subject,
+};
 use crate::pay::{Pay, PayElement};
 use crate::settings::PaysSettings;
 
@@ -67,6 +69,25 @@ fn parse_wechat_time(text: &str) -> Option<DateTime<Utc>> {
         .from_local_datetime(&naive)
         .single()
         .map(|at| at.with_timezone(&Utc))
+}
+
+/// Calls `check` on every string in `value` (object keys included), stopping at the first
+/// error.
+fn for_each_string<E>(
+    value: &Value,
+    check: &mut impl FnMut(&str) -> Result<(), E>,
+) -> Result<(), E> {
+    match value {
+        Value::String(text) => check(text),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|item| for_each_string(item, check)),
+        Value::Object(fields) => fields.iter().try_for_each(|(key, item)| {
+            check(key)?;
+            for_each_string(item, check)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
 }
 
 /// A WeChat Pay V2 merchant as a [`Pay`].
@@ -357,9 +378,15 @@ impl WechatPay {
             PayType::Mweb => TradeKind::Mweb {
                 scene_info: match &payer.scene_info {
                     Some(scene) => {
-                        serde_json::from_str::<Value>(scene).map_err(|e| PayError::Invalid {
-                            field: "sceneInfo",
-                            message: format!("is not JSON: {e}"),
+                        let parsed = serde_json::from_str::<Value>(scene).map_err(|e| {
+                            PayError::Invalid {
+                                field: "sceneInfo",
+                                message: format!("is not JSON: {e}"),
+                            }
+                        })?;
+                        // The scene's names are shown on the payer's H5 page.
+                        for_each_string(&parsed, &mut |text| {
+                            validate_payer_text("sceneInfo", text)
                         })?;
                         scene.clone()
                     }
@@ -485,7 +512,7 @@ impl Pay for WechatPay {
         order_id: Option<String>,
     ) -> Result<PayLog, PayError> {
         validate_subject(subject)?;
-        let amount = amount.ensure_positive().map_err(|e| PayError::Invalid {
+        let amount = amount.ensure_total_fee().map_err(|e| PayError::Invalid {
             field: "amount",
             message: e.to_string(),
         })?;

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod arguments;
 mod config;
 mod db;
 mod extend;
