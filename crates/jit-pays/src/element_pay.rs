@@ -134,6 +134,19 @@ impl ElementPay {
     }
 }
 
+/// `amount` as `create` declares it: a JSON number of yuan (`Numeric`; a plugin's host
+/// checks the type before the call reaches its parent). The number is read from the
+/// amount's exact decimal text, so it prints as the same decimal (`99.99`, `100.0`) and
+/// `Fen::from_yuan_json` reads back the same fen: every amount up to
+/// [`Fen::MAX_TOTAL_FEE`] has at most ten significant digits, which a JSON number keeps.
+fn yuan_number(amount: Fen) -> Value {
+    let text = amount.to_string();
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .filter(Value::is_number)
+        .unwrap_or(Value::String(text))
+}
+
 /// A function's arguments.
 fn args<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
     pairs
@@ -170,12 +183,11 @@ impl Pay for ElementPay {
         amount: Fen,
         order_id: Option<String>,
     ) -> Result<PayLog, PayError> {
-        // The amount as exact decimal yuan text: `create` reads it without floats.
         self.call(
             "create",
             args([
                 ("subject", json!(subject)),
-                ("amount", json!(amount.to_string())),
+                ("amount", yuan_number(amount)),
                 ("orderId", json!(order_id)),
             ]),
         )
@@ -295,6 +307,29 @@ impl Pay for ElementPay {
                 self.get_order(order_id).await
             }
             Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_travel_as_json_numbers_that_read_back_exactly() {
+        for fen in [
+            1,
+            29,
+            980,
+            1990,
+            9999,
+            10_000,
+            123_456_789,
+            Fen::MAX_TOTAL_FEE.get(),
+        ] {
+            let number = yuan_number(Fen::new(fen));
+            assert!(number.is_number(), "{fen}: {number}");
+            assert_eq!(Fen::from_yuan_json(&number), Ok(Fen::new(fen)), "{number}");
         }
     }
 }
