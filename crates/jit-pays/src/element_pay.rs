@@ -299,10 +299,8 @@ impl Pay for ElementPay {
                 {
                     tracing::info!(element = %self.full_name, %order_id, "order timed out");
                     let row = self.store.get_order(order_id).await?;
-                    self.events.emit(&PayEvent {
-                        kind: PayEventKind::TimedOut,
-                        order: row.into(),
-                    });
+                    self.events
+                        .emit(&PayEvent::transition(PayEventKind::TimedOut, row.into()));
                 }
                 self.get_order(order_id).await
             }

@@ -204,10 +204,7 @@ impl WechatPay {
 
     async fn announce(&self, order_id: &str, kind: PayEventKind) {
         match self.store.get_order(order_id).await {
-            Ok(row) => self.events.emit(&PayEvent {
-                kind,
-                order: row.into(),
-            }),
+            Ok(row) => self.events.emit(&PayEvent::transition(kind, row.into())),
             Err(error) => tracing::error!(
                 %order_id, ?kind, %error,
                 "transition committed but the order could not be re-read to announce it"
@@ -229,13 +226,19 @@ impl WechatPay {
             .mark_paid(order_id, transaction_id, paid_at)
             .await?;
         let outcome = recorded.outcome;
-        self.announce_paid(order_id, recorded).await;
+        self.announce_paid(order_id, recorded, transaction_id).await;
         Ok(outcome)
     }
 
     /// Announces a recorded payment if this caller made the transition, with the row its
-    /// UPDATE returned.
-    async fn announce_paid(&self, order_id: &str, recorded: PaymentRecorded) {
+    /// UPDATE returned; or a payment conflict (`reported` is the transaction id of the
+    /// payment just recorded) the first time it is recorded.
+    async fn announce_paid(
+        &self,
+        order_id: &str,
+        recorded: PaymentRecorded,
+        reported: Option<&str>,
+    ) {
         let kind = match recorded.outcome {
             PaidOutcome::Paid => {
                 tracing::info!(element = %self.full_name, %order_id, "order paid");
@@ -249,12 +252,39 @@ impl WechatPay {
                 PayEventKind::PaidAfterClose
             }
             PaidOutcome::AlreadyPaid => return,
+            PaidOutcome::Conflict { first_seen } => {
+                let kept = recorded
+                    .order
+                    .as_ref()
+                    .and_then(|order| order.transaction_id.as_deref())
+                    .unwrap_or_default();
+                let reported = reported.unwrap_or_default();
+                if !first_seen {
+                    tracing::info!(element = %self.full_name, order_id = %log_safe(order_id),
+                        transaction_id = %log_safe(reported),
+                        "repeat of a payment conflict already recorded");
+                    return;
+                }
+                tracing::error!(
+                    element = %self.full_name,
+                    order_id = %log_safe(order_id),
+                    order_transaction_id = %log_safe(kept),
+                    conflicting_transaction_id = %log_safe(reported),
+                    "second payment for an order already paid under another transaction: \
+                     kept in pays_payment_conflict, the order keeps its first; refund it"
+                );
+                if let Some(row) = recorded.order {
+                    self.events.emit(&PayEvent {
+                        kind: PayEventKind::PaymentConflict,
+                        order: row.into(),
+                        conflicting_transaction_id: Some(reported.to_owned()),
+                    });
+                }
+                return;
+            }
         };
         match recorded.order {
-            Some(row) => self.events.emit(&PayEvent {
-                kind,
-                order: row.into(),
-            }),
+            Some(row) => self.events.emit(&PayEvent::transition(kind, row.into())),
             None => self.announce(order_id, kind).await,
         }
     }
@@ -850,7 +880,9 @@ impl Pay for WechatPay {
             {
                 return self.failed(&order_id, &error);
             }
-            tracing::info!(%order_id, "notify reports a failed payment; order left waiting");
+            // The record keeps SUCCESS if the order is paid: see `guarded_trade_state`.
+            tracing::info!(order_id = %log_safe(&order_id),
+                "notify reports a failed payment; order unchanged");
             return Self::acknowledge(NotifyOutcome::NotPaid { order_id });
         }
         if notify.total_fee.get() != row.amount_fen {
@@ -872,7 +904,8 @@ impl Pay for WechatPay {
         // processes on the database: `success` is final, so a payment once seen stays
         // recorded; an order not known here as paid is decided by the database below.
         // The repeat got here only verified with the owner's key and matching the
-        // merchant and the amount, exactly as a first notify.
+        // merchant and the amount, exactly as a first notify. A payment under another
+        // transaction id is no repeat: the database decides it, and keeps it as a conflict.
         if row.paid_transaction_id.is_some() && row.paid_transaction_id == notify.transaction_id {
             return Self::acknowledge(NotifyOutcome::AlreadyPaid { order_id });
         }
@@ -900,13 +933,20 @@ impl Pay for WechatPay {
             Ok(recorded) => {
                 // Committed: only now may WeChat hear SUCCESS, and subscribers of it.
                 let outcome = recorded.outcome;
-                self.announce_paid(&order_id, recorded).await;
+                self.announce_paid(&order_id, recorded, notify.transaction_id.as_deref())
+                    .await;
                 Self::acknowledge(match outcome {
                     PaidOutcome::Paid => NotifyOutcome::Paid { order_id },
                     PaidOutcome::PaidAfterClose { .. } => {
                         NotifyOutcome::PaidAfterClose { order_id }
                     }
                     PaidOutcome::AlreadyPaid => NotifyOutcome::AlreadyPaid { order_id },
+                    // Genuine and kept: acknowledged like any recorded payment, or WeChat
+                    // would re-send it for a day (docs/pays.md, "Payment conflicts").
+                    PaidOutcome::Conflict { .. } => NotifyOutcome::PaymentConflict {
+                        order_id,
+                        transaction_id: notify.transaction_id.clone().unwrap_or_default(),
+                    },
                 })
             }
             Err(error) => self.failed(&order_id, &error),

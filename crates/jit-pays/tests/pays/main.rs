@@ -13,4 +13,5 @@ mod group_commit;
 mod logs;
 mod notify_cache;
 mod plugin_routing;
+mod record;
 mod wechatpy;
