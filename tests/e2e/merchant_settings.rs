@@ -5,7 +5,10 @@
 
 use std::process::{Command, Output};
 
+use std::sync::Arc;
+
 use jit::{GatewayTarget, Host, Overrides};
+use jit_runtime::{Element, ElementError, LoadContext, Loader};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -245,5 +248,75 @@ async fn operator_failures_reach_callers_without_files_or_internal_urls() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(!body.to_string().contains(&app_dir), "{body}");
+    handle.shutdown().await.unwrap();
+}
+
+/// A Type of the host whose own setting is wrong: its build fails as a loader's does, with
+/// the element's file in the message. `jit check` cannot know the Type's settings, so the
+/// failure surfaces at the first call.
+struct MisconfiguredTypeLoader;
+
+#[jit_runtime::async_trait]
+impl Loader for MisconfiguredTypeLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        Err(ElementError::InvalidSetting {
+            key: "tier".into(),
+            message: format!(
+                "{}: `tier` must be gold or silver",
+                cx.def().source.display()
+            ),
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_instance_that_cannot_be_built_is_an_internal_error_not_the_callers() {
+    let app = seed_app("[gateway]\nsimulator = true\n");
+    app.write(
+        "elements/pays/TieredPayType/e.json",
+        r#"{"type": "pays.WechatPayType", "title": "Tiered", "tier": "bronze"}"#,
+    );
+    app.write(
+        "elements/pays/tieredPay/e.json",
+        r#"{"type": "pays.TieredPayType", "title": "Tiered shop", "appId": "wx1234567890abcdef", "mchId": "1234567890", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
+    );
+    let handle = Host::new()
+        .loader("pays.TieredPayType", MisconfiguredTypeLoader)
+        .serve_in_process(
+            app.path(),
+            Overrides {
+                database_url: Some(format!("sqlite://{}", app.path().join("shop.db").display())),
+                ..test_overrides()
+            },
+        )
+        .await
+        .expect("the shop starts: its merchant settings are sound");
+    let app_dir = app.path().to_str().unwrap().to_owned();
+    for (path, body) in [
+        (
+            "pays/services/PaySvc/create",
+            json!({"subject": "Sale", "amount": 1, "element": "pays.tieredPay"}),
+        ),
+        (
+            "pays/tieredPay/create",
+            json!({"subject": "Sale", "amount": 1}),
+        ),
+    ] {
+        let (status, body) = post(&handle, path, body).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}: {body}");
+        assert_eq!(error_code(&body), "INTERNAL", "{body}");
+        assert!(
+            !body.to_string().contains(&app_dir) && !body.to_string().contains("e.json"),
+            "{path}: a file reached the caller: {body}"
+        );
+    }
+    // The sound instance next to it is unaffected.
+    let (status, order) = post(
+        &handle,
+        "pays/services/PaySvc/create",
+        json!({"subject": "Sale", "amount": 1, "element": "pays.myWechatPay"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{order}");
     handle.shutdown().await.unwrap();
 }
