@@ -184,11 +184,18 @@ impl Official {
 
 /// The merchants of every WechatPayType instance, for the in-process simulator: exactly
 /// the settings each element signs with (`jit_pays::merchant_settings`, the family's one
-/// resolver), so the simulator accepts what the shop sends.
+/// resolver), so the simulator accepts what the shop sends. Instances of one merchant
+/// (same mchId, one key) with other appIds add those appIds to it.
 fn merchants_of(definitions: &Definitions) -> Result<Vec<MerchantConfig>, HostError> {
     let mut merchants: Vec<MerchantConfig> = Vec::new();
     for (_, config) in jit_pays::merchant_settings(definitions)? {
-        if merchants.iter().any(|known| known.mch_id == config.mch_id) {
+        if let Some(known) = merchants
+            .iter_mut()
+            .find(|known| known.mch_id == config.mch_id)
+        {
+            if !known.owns_appid(&config.app_id) {
+                known.extra_appids.push(config.app_id);
+            }
             continue;
         }
         merchants.push(MerchantConfig::new(

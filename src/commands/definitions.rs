@@ -16,6 +16,13 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
     let mut problems: Vec<String> = Vec::new();
     let definitions = match host.load_definitions(app_dir) {
         Ok(definitions) => {
+            // What `serve` refuses to start with: merchant settings WeChat would refuse on
+            // every call.
+            if host.has_official_families()
+                && let Err(errors) = jit_pays::check_merchant_settings(&definitions)
+            {
+                problems.extend(errors.iter().map(ToString::to_string));
+            }
             // Native plugins are opened and their headers checked (nothing in them runs).
             let plugins = match jit_plugin_host::load_plugins(&definitions) {
                 Ok(plugins) => plugins,
@@ -32,16 +39,7 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
                 .definitions(definitions)
                 .check()
             {
-                Ok(definitions) => {
-                    // What `serve` refuses to start with: merchant settings WeChat would
-                    // refuse on every call.
-                    if host.has_official_families()
-                        && let Err(errors) = jit_pays::check_merchant_settings(&definitions)
-                    {
-                        problems.extend(errors.iter().map(ToString::to_string));
-                    }
-                    Some(definitions)
-                }
+                Ok(definitions) => Some(definitions),
                 Err(errors) => {
                     problems.extend(errors.iter().map(|error| match error.kind {
                         LoadErrorKind::NoLoader => format!(

@@ -310,16 +310,46 @@ pub fn is_pay_instance(definitions: &Definitions, chain: &Chain) -> bool {
 
 /// Every WeChat Pay instance's merchant settings, by fullName; or every problem of every
 /// instance (what `jit check` prints and `jit serve` refuses to start with).
+///
+/// Instances may share a merchant (one `mchId` with several appIds), but a merchant has
+/// one API key: two instances naming the same `mchId` with different keys are a problem
+/// (one of them would fail every signature), reported at the later one's key.
 pub fn merchant_settings(
     definitions: &Definitions,
 ) -> Result<Vec<(String, WechatPayConfig)>, LoadErrors> {
-    let mut settings = Vec::new();
+    let mut settings: Vec<(String, WechatPayConfig)> = Vec::new();
     let mut problems = Vec::new();
     for chain in pay_instances(definitions) {
-        match WechatPayConfig::resolve(chain) {
-            Ok(config) => settings.push((chain.element().full_name.to_string(), config)),
-            Err(errors) => problems.extend(errors),
+        let name = chain.element().full_name.to_string();
+        let config = match WechatPayConfig::resolve(chain) {
+            Ok(config) => config,
+            Err(errors) => {
+                problems.extend(errors);
+                continue;
+            }
+        };
+        let same_merchant = settings
+            .iter()
+            .find(|(_, known)| known.mch_id == config.mch_id);
+        if let Some((other, known)) = same_merchant
+            && known.api_key.expose_secret() != config.api_key.expose_secret()
+            && let Some((_, source)) = find_setting(chain, "apiKey")
+        {
+            problems.push(
+                LoadError::new(
+                    LoadErrorKind::Config,
+                    source.file,
+                    format!(
+                        "`apiKey` differs from the key of `{other}`, which has the same mchId \
+                         {}: a merchant has one API key (values not shown)",
+                        config.mch_id
+                    ),
+                )
+                .at(source.json_path),
+            );
+            continue;
         }
+        settings.push((name, config));
     }
     if problems.is_empty() {
         Ok(settings)

@@ -366,3 +366,42 @@ async fn pay_svc_answers_a_bad_merchant_setting_as_internal_without_file_paths()
         "{error}"
     );
 }
+
+#[test]
+fn instances_of_one_merchant_share_its_key() {
+    let (dir, _) = definitions_with(SEED_E_JSON, Some(SEED_CONFIG));
+    // The same merchant under another appId and the same key: sound.
+    write_element(
+        dir.path(),
+        "pays/miniProgramPay",
+        r#"{"type": "pays.WechatPayType", "title": "Mini program", "appId": "wxfedcba0987654321", "mchId": "1234567890", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
+    );
+    let load = || {
+        jit_pays::register_loaders(jit_runtime::AppBuilder::new(dir.path()))
+            .load_definitions()
+            .unwrap()
+    };
+    let settings = jit_pays::merchant_settings(&load()).unwrap();
+    assert_eq!(settings.len(), 2, "{settings:?}");
+
+    // The same merchant with another key: one of the two would fail every signature.
+    let other_key = "ffffffffffffffffffffffffffffffff";
+    write_element(
+        dir.path(),
+        "pays/staleKeyPay",
+        &format!(
+            r#"{{"type": "pays.WechatPayType", "title": "Stale", "appId": "wx1234567890abcdef", "mchId": "1234567890", "apiKey": "{other_key}"}}"#
+        ),
+    );
+    let errors = jit_pays::check_merchant_settings(&load()).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors}");
+    let text = errors.to_string();
+    assert!(
+        text.contains("staleKeyPay/e.json: apiKey: `apiKey` differs from the key of `pays.miniProgramPay`, which has the same mchId 1234567890"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(other_key) && !text.contains("abcdef1234567890abcdef1234567890"),
+        "{text}"
+    );
+}
