@@ -81,7 +81,10 @@ pub trait Pay: Send + Sync + 'static {
     async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError>;
 
     /// Handles a payment notify body; the reply says what to answer WeChat. Never fails:
-    /// every refusal is a FAIL reply with nothing changed.
+    /// every refusal is a FAIL reply with nothing changed, its reason in the outcome
+    /// ([`crate::NotifyOutcome::Rejected`]) rather than in the log: the reason quotes the
+    /// unverified body, so the notify's entry point logs it, escaped and rate-limited per
+    /// sender ([`crate::PaySvc::wechat_notify_from`] does).
     async fn notify(&self, body: &[u8]) -> NotifyReply;
 
     /// [`Pay::notify`] for a body the caller has already parsed and whose order's facts
