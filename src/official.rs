@@ -7,16 +7,13 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use jit_pays::db::DbConfig;
 use jit_pays::{PayStore, PaysSettings};
-use jit_runtime::{AppBuilder, Chain, Definitions};
+use jit_runtime::{AppBuilder, Definitions};
 use serde_json::{Value, json};
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
 
 use crate::host::HostError;
 use crate::server::config::{GATEWAY_CHOICES, GatewayTarget, ServeConfig, scrub_database_url};
 use crate::server::state::HealthProbe;
-
-/// The Type whose instances are WeChat Pay merchants.
-pub(crate) const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
 
 /// Adds the official families' definitions (their framework layers), no loader.
 pub(crate) fn definitions(builder: AppBuilder) -> AppBuilder {
@@ -44,6 +41,9 @@ impl Official {
         config: &ServeConfig,
         public_base_url: &str,
     ) -> Result<Self, HostError> {
+        // What `jit check` reports stops the start: no payer meets a merchant that WeChat
+        // would refuse on every call.
+        jit_pays::check_merchant_settings(definitions)?;
         let (gateway_base_url, simulator) = match &config.gateway {
             // The start-up rules refuse this before anything starts; never a default.
             None => {
@@ -185,50 +185,28 @@ impl Official {
     }
 }
 
-/// The merchants of every WechatPayType instance, for the in-process simulator.
+/// The merchants of every WechatPayType instance, for the in-process simulator: exactly
+/// the settings each element signs with (`jit_pays::merchant_settings`, the family's one
+/// resolver), so the simulator accepts what the shop sends. Instances of one merchant
+/// (same mchId, one key) with other appIds add those appIds to it.
 fn merchants_of(definitions: &Definitions) -> Result<Vec<MerchantConfig>, HostError> {
     let mut merchants: Vec<MerchantConfig> = Vec::new();
-    for def in definitions.find_elements(WECHAT_PAY_TYPE) {
-        let chain = definitions
-            .chain(def.full_name.as_str())
-            .expect("found elements have chains");
-        if definitions.is_used_as_type(def.full_name.as_str()) {
+    for (_, config) in jit_pays::merchant_settings(definitions)? {
+        if let Some(known) = merchants
+            .iter_mut()
+            .find(|known| known.mch_id == config.mch_id)
+        {
+            if !known.owns_appid(&config.app_id) {
+                known.extra_appids.push(config.app_id);
+            }
             continue;
         }
-        let (Some(appid), Some(mch_id), Some(key)) = (
-            merchant_setting(chain, "appId"),
-            merchant_setting(chain, "mchId"),
-            merchant_setting(chain, "apiKey"),
-        ) else {
-            return Err(HostError::Service {
-                what: "in-process WeChat Pay simulator",
-                message: format!(
-                    "{}: `{}` needs appId, mchId and apiKey for the simulator to accept its calls",
-                    def.source.display(),
-                    def.full_name
-                ),
-            });
-        };
-        if merchants.iter().any(|known| known.mch_id == mch_id) {
-            continue;
-        }
-        merchants.push(MerchantConfig::new(appid, mch_id, key));
+        merchants.push(MerchantConfig::new(
+            config.app_id,
+            config.mch_id,
+            config.api_key.expose_secret(),
+        ));
     }
     Ok(merchants)
 }
 
-/// A setting of a WechatPayType instance: at the top of its settings or under the
-/// `config` object of its configuration file (the seed's layout).
-fn merchant_setting(chain: &Chain, key: &str) -> Option<String> {
-    chain
-        .setting_str(key)
-        .map(str::to_owned)
-        .or_else(|| {
-            chain
-                .setting("config")
-                .and_then(|config| config.get(key))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .filter(|value| !value.is_empty())
-}

@@ -17,6 +17,13 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
     let mut problems: Vec<String> = Vec::new();
     let definitions = match host.load_definitions(app_dir) {
         Ok(definitions) => {
+            // What `serve` refuses to start with: merchant settings WeChat would refuse on
+            // every call.
+            if host.has_official_families()
+                && let Err(errors) = jit_pays::check_merchant_settings(&definitions)
+            {
+                problems.extend(errors.iter().map(ToString::to_string));
+            }
             // Native plugins are opened and their headers checked (nothing in them runs).
             let plugins = match jit_plugin_host::load_plugins(&definitions) {
                 Ok(plugins) => plugins,
@@ -122,7 +129,18 @@ pub(crate) fn show(host: &Host, app_dir: &Path, full_name: &str) -> Result<ExitC
             "no element `{full_name}` in the app{hint}; `jit ls` lists them"
         )));
     };
-    let text = serde_json::to_string_pretty(&chain.to_json_masked())
+    let mut shown = chain.to_json_masked();
+    // A pay instance's merchant as its element resolves it (key masked), and where each
+    // value comes from: e.json and the config file may both set it.
+    if host.has_official_families()
+        && let (Some(merchant), Some(object)) = (
+            jit_pays::shown_merchant_settings(chain),
+            shown.as_object_mut(),
+        )
+    {
+        object.insert("merchantSettings".to_owned(), merchant);
+    }
+    let text = serde_json::to_string_pretty(&shown)
         .map_err(|err| HostError::Command(format!("cannot print the definition: {err}")))?;
     println!("{text}");
     Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@ mod errors;
 mod fixture;
 mod hostile;
 mod logs;
+mod merchant_settings;
 mod notify;
 mod plugin;
 mod readme_flow;

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jit_runtime::{App, CallContext, CallError, Element, GetError, Secret};
+use jit_runtime::{App, CallContext, CallError, Element, GetError, Secret, log_safe};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use wechatpay_v2::{Fen, fail_reply};
@@ -134,6 +134,19 @@ impl ElementPay {
     }
 }
 
+/// `amount` as `create` declares it: a JSON number of yuan (`Numeric`; a plugin's host
+/// checks the type before the call reaches its parent). The number is read from the
+/// amount's exact decimal text, so it prints as the same decimal (`99.99`, `100.0`) and
+/// `Fen::from_yuan_json` reads back the same fen: every amount up to
+/// [`Fen::MAX_TOTAL_FEE`] has at most ten significant digits, which a JSON number keeps.
+fn yuan_number(amount: Fen) -> Value {
+    let text = amount.to_string();
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .filter(Value::is_number)
+        .unwrap_or(Value::String(text))
+}
+
 /// A function's arguments.
 fn args<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
     pairs
@@ -170,12 +183,11 @@ impl Pay for ElementPay {
         amount: Fen,
         order_id: Option<String>,
     ) -> Result<PayLog, PayError> {
-        // The amount as exact decimal yuan text: `create` reads it without floats.
         self.call(
             "create",
             args([
                 ("subject", json!(subject)),
-                ("amount", json!(amount.to_string())),
+                ("amount", yuan_number(amount)),
                 ("orderId", json!(order_id)),
             ]),
         )
@@ -235,7 +247,7 @@ impl Pay for ElementPay {
 
     async fn notify(&self, body: &[u8]) -> NotifyReply {
         let failed = |reason: String| {
-            tracing::error!(element = %self.full_name, %reason,
+            tracing::error!(element = %self.full_name, reason = %log_safe(&reason),
                 "payment notify could not be handed to the element; WeChat will retry");
             NotifyReply {
                 xml: fail_reply("temporarily unable to handle the notify"),
@@ -243,7 +255,7 @@ impl Pay for ElementPay {
             }
         };
         let Ok(xml) = std::str::from_utf8(body) else {
-            tracing::warn!(element = %self.full_name, "payment notify refused: not UTF-8");
+            // Refused like any other notify: the entry point logs the reason.
             return NotifyReply {
                 xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
                 outcome: NotifyOutcome::Rejected {
@@ -287,14 +299,35 @@ impl Pay for ElementPay {
                 {
                     tracing::info!(element = %self.full_name, %order_id, "order timed out");
                     let row = self.store.get_order(order_id).await?;
-                    self.events.emit(&PayEvent {
-                        kind: PayEventKind::TimedOut,
-                        order: row.into(),
-                    });
+                    self.events
+                        .emit(&PayEvent::transition(PayEventKind::TimedOut, row.into()));
                 }
                 self.get_order(order_id).await
             }
             Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_travel_as_json_numbers_that_read_back_exactly() {
+        for fen in [
+            1,
+            29,
+            980,
+            1990,
+            9999,
+            10_000,
+            123_456_789,
+            Fen::MAX_TOTAL_FEE.get(),
+        ] {
+            let number = yuan_number(Fen::new(fen));
+            assert!(number.is_number(), "{fen}: {number}");
+            assert_eq!(Fen::from_yuan_json(&number), Ok(Fen::new(fen)), "{number}");
         }
     }
 }

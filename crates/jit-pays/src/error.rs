@@ -152,12 +152,71 @@ impl PayError {
     }
 }
 
+impl PayError {
+    /// What a caller (an API client) is told: the full message for what the caller can act
+    /// on, and no more than the kind of failure for what only the operator can fix. A
+    /// database error may name the database, a build error the element's files and a
+    /// transport error the gateway's URL; those details go to the log instead.
+    pub fn public_message(&self) -> String {
+        match self {
+            PayError::Store(_) | PayError::Unavailable(_) => {
+                "internal error: the payment could not be processed; the server log has the                  details"
+                    .to_owned()
+            }
+            PayError::Gateway {
+                doing,
+                order_id,
+                source,
+            } => format!(
+                "WeChat Pay {doing} for order {order_id}: {}",
+                gateway_failure(source)
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A gateway failure as a caller may read it: WeChat's own answers in full, but a
+/// transport or client failure only by its kind (their messages carry the URL called).
+fn gateway_failure(error: &wechatpay_v2::Error) -> String {
+    use wechatpay_v2::{Error, TransportError};
+    match error {
+        Error::Transport(TransportError::Connect { .. }) => {
+            "the gateway could not be reached".to_owned()
+        }
+        Error::Transport(TransportError::Timeout { .. }) => {
+            "the gateway did not answer in time".to_owned()
+        }
+        Error::Transport(TransportError::Status { status, .. }) => {
+            format!("the gateway answered HTTP {status}")
+        }
+        Error::Transport(TransportError::Http { .. }) => {
+            "the call to the gateway failed".to_owned()
+        }
+        Error::Config(_) => "the WeChat Pay client is not configured correctly".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 impl From<PayError> for CallError {
+    /// The caller's view of `error` ([`PayError::public_message`]); when that hides
+    /// something, the whole error is logged here, in the call's span.
     fn from(error: PayError) -> Self {
         if let PayError::Element { source, .. } = error {
             return source;
         }
-        let call_error = CallError::new(error.kind(), error.to_string());
+        let public = error.public_message();
+        let detail = error.to_string();
+        if public != detail {
+            let detail = jit_runtime::log_safe(&detail).with_limit(1024);
+            match error.kind() {
+                CallErrorKind::Internal => {
+                    tracing::error!(code = error.code(), error = %detail, "pay call failed");
+                }
+                _ => tracing::warn!(code = error.code(), error = %detail, "pay call failed"),
+            }
+        }
+        let call_error = CallError::new(error.kind(), public);
         match error.specific_code() {
             Some(code) => call_error.with_code(code),
             None => call_error,

@@ -1,4 +1,5 @@
-//! Hooks for hosted code: be told when an order is paid, closed or timed out.
+//! Hooks for hosted code: be told when an order is paid, closed or timed out, or when
+//! WeChat reports a second payment for a paid order.
 //!
 //! Only the caller whose conditional UPDATE moved the order announces the change, so each
 //! subscriber hears of each transition once, whichever of notify, check, cancel and the
@@ -24,15 +25,34 @@ pub enum PayEventKind {
     Closed,
     /// `wait → timeout` (expired).
     TimedOut,
+    /// Not a transition: WeChat reported a second payment, under another transaction, for
+    /// an order already paid. The order keeps its first transaction; the second is kept in
+    /// `pays_payment_conflict` and named by [`PayEvent::conflicting_transaction_id`].
+    /// Someone must refund it. Announced once per conflicting transaction.
+    PaymentConflict,
 }
 
-/// One transition, with the order as it is right after it.
+/// One transition (or payment conflict), with the order as it is right after it.
 #[derive(Clone, Debug)]
 pub struct PayEvent {
     /// What happened.
     pub kind: PayEventKind,
     /// The order after the transition.
     pub order: PayLog,
+    /// For [`PayEventKind::PaymentConflict`]: the transaction id of the second payment
+    /// (the order's own is `order.transaction_id`). `None` for every other kind.
+    pub conflicting_transaction_id: Option<String>,
+}
+
+impl PayEvent {
+    /// A transition of `order`.
+    pub fn transition(kind: PayEventKind, order: PayLog) -> Self {
+        PayEvent {
+            kind,
+            order,
+            conflicting_transaction_id: None,
+        }
+    }
 }
 
 type Subscriber = Arc<dyn Fn(&PayEvent) + Send + Sync>;
@@ -70,6 +90,15 @@ impl PayEvents {
                 event.kind,
                 PayEventKind::Paid | PayEventKind::PaidAfterClose
             ) {
+                subscriber(event);
+            }
+        });
+    }
+
+    /// Calls `subscriber` only for payment conflicts (a second payment for a paid order).
+    pub fn on_payment_conflict(&self, subscriber: impl Fn(&PayEvent) + Send + Sync + 'static) {
+        self.subscribe(move |event| {
+            if event.kind == PayEventKind::PaymentConflict {
                 subscriber(event);
             }
         });

@@ -63,7 +63,11 @@ pub use pay_log_model::{PAY_LOG_MODEL, PayLogModel, PayLogQuery};
 pub use pay_svc::{OrderSummary, PAY_SVC, PaySvc};
 pub use reconciler::{ReconcileReport, ReconcilerHandle, reconcile_due, start_reconciler};
 pub use settings::{PaysSettings, ReconcilerSettings};
-pub use wechat::{WECHAT_PAY_TYPE, WechatPay, WechatPayConfig, WechatPayLoader};
+pub use wechat::{
+    SettingSource, WECHAT_PAY_TYPE, WechatPay, WechatPayConfig, WechatPayLoader,
+    check_merchant_settings, is_pay_instance, merchant_settings, pay_instances,
+    shown_merchant_settings,
+};
 
 /// The family's element folders (`pays/Meta`, `pays/WechatPayType`,
 /// `pays/models/PayLogModel`, `pays/services/PaySvc`), rooted like an app's `elements/`.

@@ -239,6 +239,16 @@ pub enum NotifyOutcome {
         /// The order id.
         order_id: String,
     },
+    /// A genuine payment for an order already paid under another transaction: kept as a
+    /// payment conflict (the order keeps its first transaction), announced as
+    /// [`crate::PayEventKind::PaymentConflict`], and acknowledged so WeChat stops
+    /// re-sending it.
+    PaymentConflict {
+        /// The order id.
+        order_id: String,
+        /// The transaction id of this second payment.
+        transaction_id: String,
+    },
     /// Refused: nothing changed.
     Rejected {
         /// Why, without secrets.
@@ -269,6 +279,7 @@ impl NotifyReply {
                 | NotifyOutcome::PaidAfterClose { .. }
                 | NotifyOutcome::AlreadyPaid { .. }
                 | NotifyOutcome::NotPaid { .. }
+                | NotifyOutcome::PaymentConflict { .. }
         )
     }
 }

@@ -1,4 +1,5 @@
-//! Order numbers: generating them and checking the ones callers bring.
+//! Order numbers (generating them, checking the ones callers bring) and the rules for the
+//! text a payer is shown.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -62,8 +63,27 @@ pub fn validate_order_id(order_id: &str) -> Result<(), PayError> {
     Ok(())
 }
 
+/// Checks text a payer is shown (the subject, an H5 scene's names): no control
+/// characters and no invisible formatting characters (Unicode category Cf: bidi overrides
+/// such as U+202E that make `gnp.exe` read as `exe.png`, zero-width spaces and joiners).
+pub fn validate_payer_text(field: &'static str, text: &str) -> Result<(), PayError> {
+    match text
+        .chars()
+        .find(|&c| c.is_control() || jit_runtime::is_format_char(c))
+    {
+        None => Ok(()),
+        Some(bad) => Err(PayError::Invalid {
+            field,
+            message: format!(
+                "must not contain control or invisible formatting characters (found U+{:04X})",
+                u32::from(bad)
+            ),
+        }),
+    }
+}
+
 /// Checks an order subject (WeChat's `body`): not blank, at most 128 bytes of UTF-8, no
-/// control characters.
+/// control or formatting characters ([`validate_payer_text`]).
 pub fn validate_subject(subject: &str) -> Result<(), PayError> {
     if subject.trim().is_empty() {
         return Err(PayError::Invalid {
@@ -80,13 +100,7 @@ pub fn validate_subject(subject: &str) -> Result<(), PayError> {
             ),
         });
     }
-    if subject.chars().any(char::is_control) {
-        return Err(PayError::Invalid {
-            field: "subject",
-            message: "must not contain control characters".into(),
-        });
-    }
-    Ok(())
+    validate_payer_text("subject", subject)
 }
 
 #[cfg(test)]
@@ -144,5 +158,21 @@ mod tests {
         assert!(validate_subject(&"商".repeat(43)).is_err()); // 129 bytes
         assert!(validate_subject("  ").is_err());
         assert!(validate_subject("a\nb").is_err());
+    }
+
+    #[test]
+    fn payer_text_refuses_bidi_overrides_and_zero_width_characters() {
+        for (bad, code) in [
+            ("Invoice \u{202E}gnp.exe", "U+202E"),
+            ("Zero\u{200B}width", "U+200B"),
+            ("Join\u{200D}er", "U+200D"),
+            ("\u{FEFF}BOM", "U+FEFF"),
+            ("Isolate \u{2066}x\u{2069}", "U+2066"),
+            ("Bell\u{7}", "U+0007"),
+        ] {
+            let error = validate_subject(bad).unwrap_err().to_string();
+            assert!(error.contains("subject") && error.contains(code), "{error}");
+        }
+        validate_subject("商品 Purchase — 99% off!").unwrap();
     }
 }

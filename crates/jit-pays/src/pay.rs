@@ -34,7 +34,8 @@ pub trait Pay: Send + Sync + 'static {
     /// The API key (masked when displayed).
     fn api_key(&self) -> Secret<String>;
 
-    /// Creates a `wait` order. `amount` must be positive; `order_id` when given must be
+    /// Creates a `wait` order. `amount` must be positive and at most
+    /// [`Fen::MAX_TOTAL_FEE`]; `order_id` when given must be
     /// ≤ 32 chars of `[0-9A-Za-z_\-|*]` and unused (else [`PayError::DuplicateOrder`],
     /// nothing written); when absent one is generated.
     async fn create(
@@ -80,7 +81,10 @@ pub trait Pay: Send + Sync + 'static {
     async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError>;
 
     /// Handles a payment notify body; the reply says what to answer WeChat. Never fails:
-    /// every refusal is a FAIL reply with nothing changed.
+    /// every refusal is a FAIL reply with nothing changed, its reason in the outcome
+    /// ([`crate::NotifyOutcome::Rejected`]) rather than in the log: the reason quotes the
+    /// unverified body, so the notify's entry point logs it, escaped and rate-limited per
+    /// sender ([`crate::PaySvc::wechat_notify_from`] does).
     async fn notify(&self, body: &[u8]) -> NotifyReply;
 
     /// [`Pay::notify`] for a body the caller has already parsed and whose order's facts
@@ -182,13 +186,14 @@ pub(crate) fn arg_opt_str<'a>(
     }
 }
 
-/// Reads `amount` in yuan (JSON number or decimal string) as exact fen.
+/// Reads `amount` in yuan (JSON number or decimal string) as exact fen, refusing what
+/// WeChat Pay cannot take as a `total_fee` (not positive, above 21,474,836.47 yuan).
 pub(crate) fn arg_amount(args: &Map<String, Value>) -> Result<Fen, CallError> {
     let value = args
         .get("amount")
         .ok_or_else(|| CallError::bad_arguments("missing required argument `amount`"))?;
     Fen::from_yuan_json(value)
-        .and_then(Fen::ensure_positive)
+        .and_then(Fen::ensure_total_fee)
         .map_err(|e| CallError::bad_arguments(format!("argument `amount` (yuan): {e}")))
 }
 

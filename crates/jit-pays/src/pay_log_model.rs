@@ -21,6 +21,10 @@ pub const PAY_LOG_MODEL: &str = "pays.models.PayLogModel";
 /// The largest page `query` returns.
 pub const MAX_PAGE_SIZE: u64 = 500;
 
+/// The last page `query` reads: a million pages of [`MAX_PAGE_SIZE`] orders, far past any
+/// real table, and an offset every database takes.
+pub const MAX_PAGE: u64 = 1_000_000;
+
 /// The pay log model element.
 pub struct PayLogModel {
     def: Arc<ElementDef>,
@@ -78,10 +82,13 @@ impl PayLogQuery {
         self
     }
 
-    /// Page `page` (from 1) of `page_size` orders, newest first.
+    /// Page `page` (1 to [`MAX_PAGE`]) of `page_size` orders (1 to [`MAX_PAGE_SIZE`]),
+    /// newest first.
     pub async fn page(&self, page: u64, page_size: u64) -> Result<Vec<PayLog>, PayError> {
-        let size = page_size.clamp(1, MAX_PAGE_SIZE);
-        let offset = page.max(1).saturating_sub(1).saturating_mul(size);
+        let page = check_range("page", page, MAX_PAGE)?;
+        let size = check_range("pageSize", page_size, MAX_PAGE_SIZE)?;
+        // At most (10⁶ − 1) × 500: no overflow, and an offset both databases take.
+        let offset = (page - 1) * size;
         Ok(self
             .store
             .list_orders(&self.filter, offset, size)
@@ -151,12 +158,34 @@ fn query_from_args(
     Ok(query.created_between(from, to))
 }
 
-fn arg_u64(args: &Map<String, Value>, name: &'static str, default: u64) -> Result<u64, CallError> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(default),
-        Some(value) => value.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
-            CallError::bad_arguments(format!("argument `{name}` must be a positive integer"))
-        }),
+/// `value` when it is from 1 to `max`, else which argument and what range.
+fn check_range(name: &'static str, value: u64, max: u64) -> Result<u64, PayError> {
+    if (1..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(PayError::Invalid {
+            field: name,
+            message: format!("must be from 1 to {max}, got {value}"),
+        })
+    }
+}
+
+/// Reads an optional whole-number argument from 1 to `max` (absent or null: `default`).
+fn arg_bounded(
+    args: &Map<String, Value>,
+    name: &'static str,
+    default: u64,
+    max: u64,
+) -> Result<u64, CallError> {
+    let value = match args.get(name) {
+        None | Some(Value::Null) => return Ok(default),
+        Some(value) => value,
+    };
+    match value.as_u64() {
+        Some(number) => Ok(check_range(name, number, max)?),
+        None => Err(CallError::bad_arguments(format!(
+            "argument `{name}` must be a whole number from 1 to {max}, got {value}"
+        ))),
     }
 }
 
@@ -179,8 +208,8 @@ impl Element for PayLogModel {
             }
             "query" => {
                 let query = query_from_args(self, &args)?;
-                let page = arg_u64(&args, "page", 1)?;
-                let page_size = arg_u64(&args, "pageSize", 20)?.min(MAX_PAGE_SIZE);
+                let page = arg_bounded(&args, "page", 1, MAX_PAGE)?;
+                let page_size = arg_bounded(&args, "pageSize", 20, MAX_PAGE_SIZE)?;
                 let items = query.page(page, page_size).await?;
                 let total = query.count().await?;
                 Ok(json!({

@@ -1,13 +1,14 @@
 //! `pays.services.PaySvc`: the family's service element. It routes each call to the pay
 //! element that owns the order, and receives WeChat's notifies at one shared URL.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jit_runtime::{
     App, CallContext, CallError, CallErrorKind, Element, ElementDef, ElementError, LoadContext,
-    Loader, WeakApp,
+    Loader, LogAdmission, RefusalLogLimiter, WeakApp, log_safe,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -19,7 +20,7 @@ use crate::element_pay::pay_of_element;
 use crate::error::PayError;
 use crate::model::{NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer};
 use crate::pay::{Pay, arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, to_json};
-use crate::wechat::WECHAT_PAY_TYPE;
+use crate::wechat::{WECHAT_PAY_TYPE, is_pay_instance, pay_instances};
 
 /// The fullName of the element.
 pub const PAY_SVC: &str = "pays.services.PaySvc";
@@ -55,17 +56,36 @@ impl From<PayLog> for OrderSummary {
     }
 }
 
+/// The source key of refusals whose sender is not known (the host gave no peer address):
+/// they share one budget.
+const UNKNOWN_PEER: &str = "unknown peer";
+
 /// The PaySvc element.
 pub struct PaySvc {
     def: Arc<ElementDef>,
     app: WeakApp,
     store: Arc<PayStore>,
+    /// Refused notifies are logged at most this often per sender, so a flood of forgeries
+    /// cannot fill the disk.
+    refusal_log: RefusalLogLimiter,
 }
 
 impl PaySvc {
     /// The service of `app`, reading orders from `store`.
     pub fn new(def: Arc<ElementDef>, app: WeakApp, store: Arc<PayStore>) -> Self {
-        PaySvc { def, app, store }
+        PaySvc {
+            def,
+            app,
+            store,
+            refusal_log: RefusalLogLimiter::default(),
+        }
+    }
+
+    /// The same service with its own budget for refusal logs (tests, hosts that want
+    /// another rate than [`RefusalLogLimiter::default`]).
+    pub fn with_refusal_log(mut self, limiter: RefusalLogLimiter) -> Self {
+        self.refusal_log = limiter;
+        self
     }
 
     fn app(&self) -> Result<App, PayError> {
@@ -76,28 +96,48 @@ impl PaySvc {
 
     /// The pay element `name` as a [`Pay`]: its typed one, or — for an element offering
     /// none (a plugin's Type extending `pays.WechatPayType`) — one calling its functions.
+    ///
+    /// A name that is no WeChat Pay instance is the caller's mistake
+    /// ([`PayError::Invalid`]); an instance that cannot be built (its settings, its
+    /// plugin) is the operator's ([`PayError::Unavailable`], an internal error whose
+    /// detail goes to the log, not to the caller).
     pub async fn pay_named(&self, name: &str) -> Result<Arc<dyn Pay>, PayError> {
-        pay_of_element(&self.app()?, name)
-            .await
-            .map_err(|e| PayError::Invalid {
-                field: "element",
-                message: e.to_string(),
-            })
+        let app = self.app()?;
+        let definitions = app.definitions();
+        let refused = |message: String| PayError::Invalid {
+            field: "element",
+            message,
+        };
+        match definitions.chain(name) {
+            None => {
+                let hint = definitions
+                    .suggest(name)
+                    .map(|near| format!(" (did you mean `{near}`?)"))
+                    .unwrap_or_default();
+                return Err(refused(format!("no element `{name}`{hint}")));
+            }
+            Some(chain) if !is_pay_instance(definitions, chain) => {
+                return Err(refused(if chain.contains(WECHAT_PAY_TYPE) {
+                    format!("`{name}` is a pay Type, not an instance that can take orders")
+                } else {
+                    format!("`{name}` is not a WeChat Pay element (its chain is {chain})")
+                }));
+            }
+            Some(_) => {}
+        }
+        pay_of_element(&app, name).await
     }
 
     /// The default pay element: the first (by fullName) instance of `pays.WechatPayType`
     /// or of a Type extending it.
     pub fn default_pay_name(&self) -> Result<String, PayError> {
         let app = self.app()?;
-        let defs = app.definitions();
-        defs.iter()
-            .filter(|chain| chain.contains(WECHAT_PAY_TYPE))
+        pay_instances(app.definitions())
             .map(|chain| chain.element().full_name.to_string())
-            .filter(|name| name != WECHAT_PAY_TYPE && !defs.is_used_as_type(name))
-            .min()
-            .ok_or_else(|| PayError::Invalid {
-                field: "element",
-                message: format!("the app has no instance of {WECHAT_PAY_TYPE}"),
+            .next()
+            // The app's configuration, not the caller, lacks a merchant.
+            .ok_or_else(|| {
+                PayError::Unavailable(format!("the app has no instance of {WECHAT_PAY_TYPE}"))
             })
     }
 
@@ -160,15 +200,44 @@ impl PaySvc {
             .into())
     }
 
-    /// Handles a notify POSTed to the shared URL: the order it names decides the element,
-    /// whose key verifies it. Unknown orders and unreadable bodies are FAIL, nothing changed.
+    /// Handles a notify POSTed to the shared URL, its sender unknown: as
+    /// [`PaySvc::wechat_notify_from`] with no peer address.
     pub async fn wechat_notify(&self, body: &[u8]) -> NotifyReply {
-        let reject = |reason: String| {
-            tracing::warn!(%reason, "payment notify refused");
-            NotifyReply {
-                xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
-                outcome: NotifyOutcome::Rejected { reason },
-            }
+        self.wechat_notify_from(body, None).await
+    }
+
+    /// Handles a notify POSTed to the shared URL by `peer`: the order it names decides the
+    /// element, whose key verifies it. Unknown orders and unreadable bodies are FAIL,
+    /// nothing changed.
+    ///
+    /// Every refusal, this service's or the element's, is logged here: the reason escaped
+    /// ([`log_safe`]: it quotes the unverified body) and at most a few times a minute per
+    /// peer address (senders without one share a budget).
+    pub async fn wechat_notify_from(&self, body: &[u8], peer: Option<IpAddr>) -> NotifyReply {
+        let reply = self.route_notify(body).await;
+        if let NotifyOutcome::Rejected { reason } = &reply.outcome {
+            self.log_refusal(peer, reason);
+        }
+        reply
+    }
+
+    fn log_refusal(&self, peer: Option<IpAddr>, reason: &str) {
+        let source = peer.map(|peer| peer.to_string());
+        let source = source.as_deref().unwrap_or(UNKNOWN_PEER);
+        if let LogAdmission::Log { suppressed } = self.refusal_log.admit(source) {
+            tracing::warn!(
+                peer = source,
+                reason = %log_safe(reason),
+                suppressed_since_last = suppressed,
+                "payment notify refused"
+            );
+        }
+    }
+
+    async fn route_notify(&self, body: &[u8]) -> NotifyReply {
+        let reject = |reason: String| NotifyReply {
+            xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
+            outcome: NotifyOutcome::Rejected { reason },
         };
         // Parsed once and the order looked up once: the owning element gets both. An order
         // this process has seen needs no read: its owner and amount never change.
@@ -190,7 +259,8 @@ impl PaySvc {
         match routed {
             Ok((pay, facts)) => pay.notify_for_order(notify, facts, body).await,
             Err(error) => {
-                tracing::error!(%order_id, %error, "notify could not be routed; WeChat will retry");
+                tracing::error!(order_id = %log_safe(&order_id), error = %log_safe(&error.to_string()),
+                    "notify could not be routed; WeChat will retry");
                 let reason = "temporarily unable to handle the notify".to_owned();
                 NotifyReply {
                     xml: fail_reply(&reason),
@@ -211,7 +281,7 @@ impl Element for PaySvc {
         &self,
         function: &str,
         args: Map<String, Value>,
-        _cx: &CallContext,
+        cx: &CallContext,
     ) -> Result<Value, CallError> {
         match function {
             "create" => {
@@ -230,7 +300,9 @@ impl Element for PaySvc {
             "query" => to_json(&self.query(arg_str(&args, "orderId")?).await?),
             "check" => to_json(&self.check(arg_str(&args, "orderId")?).await?),
             "wechatNotify" => {
-                let reply = self.wechat_notify(arg_str(&args, "xml")?.as_bytes()).await;
+                let reply = self
+                    .wechat_notify_from(arg_str(&args, "xml")?.as_bytes(), cx.peer)
+                    .await;
                 Ok(Value::String(reply.xml))
             }
             other => Err(CallError::new(

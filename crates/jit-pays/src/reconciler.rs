@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use jit_runtime::{App, WeakApp};
+use jit_runtime::{App, WeakApp, log_safe};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -70,7 +70,9 @@ pub async fn reconcile_due(app: &App) -> Result<ReconcileReport, PayError> {
             },
             Err(error) => {
                 report.failed += 1;
-                tracing::warn!(order_id = %row.order_id, %error, "reconciling an order failed");
+                // The error may quote the gateway (return_msg, err_code_des).
+                tracing::warn!(order_id = %log_safe(&row.order_id),
+                    error = %log_safe(&error.to_string()), "reconciling an order failed");
                 true
             }
         };
@@ -125,7 +127,7 @@ pub fn start_reconciler(app: &App) -> Result<ReconcilerHandle, PayError> {
             }
             let Some(app) = weak.upgrade() else { break };
             if let Err(error) = reconcile_due(&app).await {
-                tracing::warn!(%error, "reconciler pass failed");
+                tracing::warn!(error = %log_safe(&error.to_string()), "reconciler pass failed");
             }
         }
     });

@@ -40,6 +40,12 @@ pub enum AmountError {
     /// A JSON value that is neither a number nor a string.
     #[error("amount must be a JSON number or string, found {0}")]
     WrongJsonType(&'static str),
+    /// More than WeChat Pay's amount fields take ([`Fen::MAX_TOTAL_FEE`]).
+    #[error(
+        "amount {0} yuan is above WeChat Pay's limit of 21474836.47 yuan \
+         (total_fee is at most 2147483647 fen)"
+    )]
+    AboveTotalFeeLimit(String),
 }
 
 impl Fen {
@@ -47,6 +53,9 @@ impl Fen {
     pub const ZERO: Fen = Fen(0);
     /// The largest representable amount.
     pub const MAX: Fen = Fen(i64::MAX);
+    /// The largest amount WeChat Pay takes: `total_fee` (and every other fen field) is a
+    /// 32-bit signed integer, so 2,147,483,647 fen (21,474,836.47 yuan).
+    pub const MAX_TOTAL_FEE: Fen = Fen(i32::MAX as i64);
 
     /// An amount of `fen` fen.
     pub const fn new(fen: i64) -> Self {
@@ -71,6 +80,17 @@ impl Fen {
             n if n < 0 => Err(AmountError::Negative(self.to_string())),
             _ => Ok(self),
         }
+    }
+
+    /// The amount itself when WeChat Pay can take it as a `total_fee`: strictly positive and
+    /// at most [`Fen::MAX_TOTAL_FEE`]. Check it where an amount enters, before anything is
+    /// stored under it.
+    pub fn ensure_total_fee(self) -> Result<Fen, AmountError> {
+        let positive = self.ensure_positive()?;
+        if positive > Fen::MAX_TOTAL_FEE {
+            return Err(AmountError::AboveTotalFeeLimit(positive.to_string()));
+        }
+        Ok(positive)
     }
 
     /// Sum, or `None` on overflow.
@@ -321,6 +341,24 @@ mod tests {
             Fen::from_yuan_json(&serde_json::json!("12.34")),
             Ok(Fen(1234))
         );
+    }
+
+    #[test]
+    fn total_fee_takes_positive_amounts_up_to_the_32_bit_limit() {
+        assert_eq!(Fen::MAX_TOTAL_FEE.get(), 2_147_483_647);
+        for ok in ["0.01", "21474836.47"] {
+            let fen = Fen::from_yuan_str(ok).unwrap();
+            assert_eq!(fen.ensure_total_fee(), Ok(fen), "{ok}");
+        }
+        let above = Fen::from_yuan_str("21474836.48").unwrap();
+        let error = above.ensure_total_fee().unwrap_err();
+        assert_eq!(error, AmountError::AboveTotalFeeLimit("21474836.48".into()));
+        assert!(error.to_string().contains("21474836.47 yuan"), "{error}");
+        assert_eq!(Fen::ZERO.ensure_total_fee(), Err(AmountError::Zero));
+        assert!(matches!(
+            Fen(-1).ensure_total_fee(),
+            Err(AmountError::Negative(_))
+        ));
     }
 
     #[test]

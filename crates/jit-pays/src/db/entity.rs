@@ -4,7 +4,9 @@
 //! the single source of truth for an order's state and only ever moves through the
 //! conditional UPDATEs in [`super::store`]. `pays_wechat_record` mirrors what WeChat Pay
 //! said about the order (one row per order), for audits and for answering a second
-//! `getPayUrl` without calling WeChat again.
+//! `getPayUrl` without calling WeChat again; once it says the order is paid it keeps the
+//! transaction the order was paid under. `pays_payment_conflict` keeps every other payment
+//! WeChat reported for an order already paid (a second transaction for one order).
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -166,6 +168,40 @@ pub mod wechat_record {
         pub notified_at: Option<DateTimeUtc>,
         /// Last query.
         pub queried_at: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Payments reported for an order that was already paid under another transaction.
+pub mod payment_conflict {
+    use sea_orm::entity::prelude::*;
+
+    /// One second payment: the order keeps its first transaction, this one is kept here
+    /// for someone to refund or reconcile.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pays_payment_conflict")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The merchant order number.
+        pub order_id: String,
+        /// WeChat's transaction id of this (second) payment. Unique with `order_id`: a
+        /// repeat of the same notify is the same conflict.
+        pub transaction_id: String,
+        /// The transaction id the order was paid under, and keeps.
+        pub order_transaction_id: Option<String>,
+        /// total_fee of this payment, in fen.
+        pub total_fee: i64,
+        /// The verified notify, raw (signed XML, no secret in it).
+        pub raw_notify: String,
+        /// When it was first received.
+        pub created_at: DateTimeUtc,
     }
 
     /// No relations are navigated through the ORM.

@@ -8,7 +8,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreatePayTables)]
+        vec![Box::new(CreatePayTables), Box::new(CreatePaymentConflicts)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -58,6 +58,18 @@ enum PaysWechatRecord {
     UpdatedAt,
     NotifiedAt,
     QueriedAt,
+}
+
+#[derive(DeriveIden)]
+enum PaysPaymentConflict {
+    Table,
+    Id,
+    OrderId,
+    TransactionId,
+    OrderTransactionId,
+    TotalFee,
+    RawNotify,
+    CreatedAt,
 }
 
 struct CreatePayTables;
@@ -269,6 +281,86 @@ impl MigrationTrait for CreatePayTables {
             .await?;
         manager
             .drop_table(Table::drop().table(PaysPayLog::Table).to_owned())
+            .await
+    }
+}
+
+/// `pays_payment_conflict`: a second payment reported for an order already paid under
+/// another transaction, kept once per (order, transaction).
+struct CreatePaymentConflicts;
+
+impl MigrationName for CreatePaymentConflicts {
+    fn name(&self) -> &str {
+        "m20261201_000001_create_payment_conflicts"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for CreatePaymentConflicts {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(PaysPaymentConflict::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(PaysPaymentConflict::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPaymentConflict::OrderId)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPaymentConflict::TransactionId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPaymentConflict::OrderTransactionId)
+                            .string_len(64)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPaymentConflict::TotalFee)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPaymentConflict::RawNotify)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysPaymentConflict::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_payment_conflict_order_transaction_uniq")
+                    .table(PaysPaymentConflict::Table)
+                    .col(PaysPaymentConflict::OrderId)
+                    .col(PaysPaymentConflict::TransactionId)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(PaysPaymentConflict::Table).to_owned())
             .await
     }
 }

@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use super::cache::{DEFAULT_ORDER_CACHE_CAPACITY, OrderCache, OrderFacts};
-use super::entity::{PayStatus, pay_log, wechat_record};
+use super::entity::{PayStatus, pay_log, payment_conflict, wechat_record};
 use super::writer::{NotifiedPayment, NotifyWriter};
 
 /// A database failure, with what the store was doing.
@@ -92,6 +92,14 @@ pub enum PaidOutcome {
     },
     /// It was already paid; nothing changed.
     AlreadyPaid,
+    /// It was already paid under another transaction id: this is a second payment for
+    /// the order. The order keeps its first transaction; this one is kept in
+    /// `pays_payment_conflict` ([`PayStore::payment_conflicts`]). `first_seen`: this
+    /// caller recorded it (a repeat of the same conflicting notify finds it recorded).
+    Conflict {
+        /// Whether this caller's write recorded the conflict.
+        first_seen: bool,
+    },
 }
 
 /// A recorded payment: what happened, and the order as this caller saw it — when it made
@@ -102,7 +110,7 @@ pub struct PaymentRecorded {
     /// What this caller's UPDATE did.
     pub outcome: PaidOutcome,
     /// The order right after the transition when `outcome` is `Paid` or
-    /// `PaidAfterClose`; for `AlreadyPaid`, the paid order as it was found.
+    /// `PaidAfterClose`; for `AlreadyPaid` and `Conflict`, the paid order as it was found.
     pub order: Option<pay_log::Model>,
 }
 
@@ -428,6 +436,58 @@ async fn update_returning<C: ConnectionTrait>(
         .transpose()
 }
 
+/// When `recorded` found the order already paid under another transaction than the one
+/// `state` reports, the transaction the order keeps (`None` inside when it has none on
+/// record: then nothing contradicts, and this is `None`).
+pub(super) fn conflicting_payment(
+    recorded: &PaymentRecorded,
+    state: &ThirdPartyState,
+) -> Option<String> {
+    if recorded.outcome != PaidOutcome::AlreadyPaid {
+        return None;
+    }
+    let kept = recorded.order.as_ref()?.transaction_id.as_ref()?;
+    let reported = state.transaction_id.as_ref()?;
+    (kept != reported).then(|| kept.clone())
+}
+
+/// Keeps the second payment `state` reports for an order paid under `kept`, once per
+/// (order, transaction): `Conflict { first_seen }` says whether this call wrote it.
+pub(super) async fn record_conflict_on<C: ConnectionTrait>(
+    connection: &C,
+    state: &ThirdPartyState,
+    kept: String,
+    order: Option<pay_log::Model>,
+) -> Result<PaymentRecorded, StoreError> {
+    use payment_conflict::Column as C;
+    let row = payment_conflict::ActiveModel {
+        id: NotSet,
+        order_id: Set(state.order_id.clone()),
+        transaction_id: Set(state.transaction_id.clone().unwrap_or_default()),
+        order_transaction_id: Set(Some(kept)),
+        total_fee: Set(state.total_fee),
+        raw_notify: Set(state.raw.clone()),
+        created_at: Set(now()),
+    };
+    let insert = payment_conflict::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([C::OrderId, C::TransactionId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .into_query();
+    let written = connection
+        .execute(&insert)
+        .await
+        .map_err(db("recording a payment conflict"))?;
+    Ok(PaymentRecorded {
+        outcome: PaidOutcome::Conflict {
+            first_seen: written.rows_affected() == 1,
+        },
+        order,
+    })
+}
+
 pub(super) async fn mark_paid_on<C: ConnectionTrait>(
     connection: &C,
     order_id: &str,
@@ -542,6 +602,20 @@ impl PayStore {
         Ok(())
     }
 
+    /// The second payments reported for an order already paid under another transaction,
+    /// oldest first (none for almost every order).
+    pub async fn payment_conflicts(
+        &self,
+        order_id: &str,
+    ) -> Result<Vec<payment_conflict::Model>, StoreError> {
+        payment_conflict::Entity::find()
+            .filter(payment_conflict::Column::OrderId.eq(order_id))
+            .order_by_asc(payment_conflict::Column::Id)
+            .all(&self.connection)
+            .await
+            .map_err(db("reading payment conflicts"))
+    }
+
     /// The WeChat record of an order.
     pub async fn find_record(
         &self,
@@ -617,29 +691,49 @@ impl PayStore {
     }
 }
 
+/// The record upsert's `trade_state` on conflict: the one received (kept as it was when
+/// none is), except that a record that says paid (`SUCCESS`, `REFUND`) never goes back to
+/// an unpaid state — a verified `result_code=FAIL` notify or a stale query arriving after
+/// the payment must not make the record contradict the order.
+pub(super) fn guarded_trade_state() -> Expr {
+    Expr::cust(
+        "CASE WHEN pays_wechat_record.trade_state IN ('SUCCESS', 'REFUND') \
+         AND COALESCE(excluded.trade_state, '') NOT IN ('SUCCESS', 'REFUND') \
+         THEN pays_wechat_record.trade_state \
+         ELSE COALESCE(excluded.trade_state, pays_wechat_record.trade_state) END",
+    )
+}
+
+/// The record upsert's `transaction_id` on conflict: the one received (kept as it was
+/// when none is), except that a paid record keeps the transaction it was paid under, as
+/// the order does.
+pub(super) fn guarded_transaction_id() -> Expr {
+    Expr::cust(
+        "CASE WHEN pays_wechat_record.trade_state IN ('SUCCESS', 'REFUND') \
+         AND pays_wechat_record.transaction_id IS NOT NULL \
+         THEN pays_wechat_record.transaction_id \
+         ELSE COALESCE(excluded.transaction_id, pays_wechat_record.transaction_id) END",
+    )
+}
+
 pub(super) async fn save_third_party_on<C: ConnectionTrait>(
     connection: &C,
     state: ThirdPartyState,
     from_notify: bool,
 ) -> Result<(), StoreError> {
     use wechat_record::Column as C;
-    let mut columns = vec![C::UpdatedAt];
-    if state.trade_state.is_some() {
-        columns.push(C::TradeState);
-    }
-    if state.transaction_id.is_some() {
-        columns.push(C::TransactionId);
-    }
-    if from_notify {
-        columns.extend([C::LastNotify, C::NotifiedAt]);
+    let columns = if from_notify {
+        [C::UpdatedAt, C::LastNotify, C::NotifiedAt]
     } else {
-        columns.extend([C::LastQuery, C::QueriedAt]);
-    }
+        [C::UpdatedAt, C::LastQuery, C::QueriedAt]
+    };
     let row = third_party_row(state, from_notify, now());
     wechat_record::Entity::insert(row)
         .on_conflict(
             OnConflict::column(C::OrderId)
                 .update_columns(columns)
+                .value(C::TradeState, guarded_trade_state())
+                .value(C::TransactionId, guarded_transaction_id())
                 .to_owned(),
         )
         .exec_without_returning(connection)

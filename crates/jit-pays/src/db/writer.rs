@@ -31,7 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::entity::{PayStatus, pay_log, wechat_record};
 use super::store::{
-    PaidOutcome, PaymentRecorded, StoreError, ThirdPartyState, db, mark_paid_on, now,
+    PaidOutcome, PaymentRecorded, StoreError, ThirdPartyState, conflicting_payment, db,
+    guarded_trade_state, guarded_transaction_id, mark_paid_on, now, record_conflict_on,
     third_party_row,
 };
 
@@ -242,16 +243,31 @@ pub(crate) async fn commit_batch(
         )
         .await
         {
-            Ok(recorded) => outcomes.push(Ok(recorded)),
+            Ok(recorded) => match conflicting_payment(&recorded, &payment.state) {
+                // A second transaction for a paid order: kept apart, in this transaction.
+                Some(kept) => outcomes.push(Ok(record_conflict_on(
+                    &transaction,
+                    &payment.state,
+                    kept,
+                    recorded.order,
+                )
+                .await?)),
+                None => outcomes.push(Ok(recorded)),
+            },
             Err(unknown @ StoreError::UnknownOrder { .. }) => outcomes.push(Err(unknown)),
             // Dropping the transaction rolls it back.
             Err(failed) => return Err(failed),
         }
     }
+    // A conflicting payment's notify is not the order's: the record keeps the first.
     let records = payments
         .into_iter()
         .zip(&outcomes)
-        .filter(|(_, outcome)| outcome.is_ok())
+        .filter(|(_, outcome)| {
+            outcome
+                .as_ref()
+                .is_ok_and(|recorded| !matches!(recorded.outcome, PaidOutcome::Conflict { .. }))
+        })
         .map(|(payment, _)| payment.state);
     save_notified_states_on(&transaction, records).await?;
     transaction
@@ -399,19 +415,14 @@ async fn save_notified_states_on<C: ConnectionTrait>(
     let rows = rows
         .into_iter()
         .map(|state| third_party_row(state, true, at));
-    // A notify without trade_state or transaction_id keeps the stored one, as the
-    // one-row upsert does by leaving the column out.
-    let keep_if_absent = |column: &str| {
-        Expr::cust(format!(
-            "COALESCE(excluded.{column}, pays_wechat_record.{column})"
-        ))
-    };
+    // As the one-row upsert: a notify without trade_state or transaction_id keeps the
+    // stored one, and a paid record keeps its state and transaction.
     let query = wechat_record::Entity::insert_many(rows)
         .on_conflict(
             OnConflict::column(C::OrderId)
                 .update_columns([C::LastNotify, C::NotifiedAt, C::UpdatedAt])
-                .value(C::TradeState, keep_if_absent("trade_state"))
-                .value(C::TransactionId, keep_if_absent("transaction_id"))
+                .value(C::TradeState, guarded_trade_state())
+                .value(C::TransactionId, guarded_transaction_id())
                 .to_owned(),
         )
         .into_query();

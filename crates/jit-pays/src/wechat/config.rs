@@ -1,23 +1,46 @@
-//! An instance's merchant settings (appId, mchId, apiKey): where they are looked up along
-//! the chain, and how bad ones are reported.
+//! A WeChat Pay instance's merchant settings (appId, mchId, apiKey): the one place that
+//! knows where they are looked up along the chain, which values are acceptable, and how a
+//! bad one is reported.
+//!
+//! Everything that needs an instance's merchant reads it here: the element's build
+//! ([`WechatPayConfig::from_chain`]), `jit check` and `jit serve` at start
+//! ([`check_merchant_settings`]), a host registering the merchant with an in-process
+//! simulator ([`merchant_settings`]) and `jit show` ([`shown_merchant_settings`]). So the
+//! merchant the simulator accepts is the one the element signs as, and a value that would
+//! fail every call is refused before the first one.
+//!
+//! # Where a value comes from
+//!
+//! Along the chain, nearest element first; in each element, its config file's `config`
+//! object (the seed's layout), then the config file's top level, then e.json's own keys. So
+//! the instance's config file wins over its e.json, which wins over its Type's. The seed's
+//! own example sets the three keys in e.json (with `"apiKey": "your_api_key_here"`) and in
+//! the config file; the config file's values are the ones used, and only those are checked.
 
-use jit_runtime::{Chain, ElementDef, ElementError};
-use serde_json::Value;
+use std::fmt;
+use std::path::PathBuf;
+
+use jit_runtime::{
+    Chain, Definitions, ElementDef, ElementError, LoadError, LoadErrorKind, LoadErrors,
+};
+use serde_json::{Map, Value};
 use wechatpay_v2::ApiKey;
 
-/// An instance's merchant settings, resolved along its chain.
+use super::WECHAT_PAY_TYPE;
+
+/// An instance's merchant settings, resolved along its chain and validated.
 #[derive(Clone)]
 pub struct WechatPayConfig {
-    /// appid.
+    /// appid: `wx` and 16 lower-case hexadecimal characters.
     pub app_id: String,
-    /// mch_id.
+    /// mch_id: 8 to 10 digits.
     pub mch_id: String,
-    /// API key.
+    /// API key: 32 letters and digits.
     pub api_key: ApiKey,
 }
 
-impl std::fmt::Debug for WechatPayConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for WechatPayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WechatPayConfig")
             .field("app_id", &self.app_id)
             .field("mch_id", &self.mch_id)
@@ -26,90 +49,356 @@ impl std::fmt::Debug for WechatPayConfig {
     }
 }
 
-/// Looks `key` up along the chain, nearest element first; in each, the config file
-/// (`{"config": {…}}`, or flat) before e.json's own keys. So the instance's config file
-/// wins over its e.json, which wins over the Type's.
-fn chain_setting<'a>(chain: &'a Chain, key: &str) -> Option<(&'a Value, &'a ElementDef)> {
+/// One merchant setting: its key, whether its value is secret, and what a usable value
+/// looks like. A later setting is one more entry of [`MERCHANT_SETTINGS`].
+struct SettingRule {
+    key: &'static str,
+    secret: bool,
+    /// `Err(what a usable value is)` when `value` is not one.
+    accepts: fn(&str) -> Result<(), &'static str>,
+}
+
+const MERCHANT_SETTINGS: [SettingRule; 3] = [
+    SettingRule {
+        key: "appId",
+        secret: false,
+        accepts: |value| {
+            let hex = value.strip_prefix("wx").unwrap_or_default();
+            if value.len() == 18
+                && hex.len() == 16
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                Ok(())
+            } else {
+                Err(
+                    "the AppID of the WeChat account: `wx` and 16 lower-case hexadecimal \
+                     characters",
+                )
+            }
+        },
+    },
+    SettingRule {
+        key: "mchId",
+        secret: false,
+        accepts: |value| {
+            if (8..=10).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(())
+            } else {
+                Err("the merchant id: 8 to 10 digits")
+            }
+        },
+    },
+    SettingRule {
+        key: "apiKey",
+        secret: true,
+        accepts: |value| {
+            if value.len() == 32 && value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                Ok(())
+            } else {
+                Err("the merchant's API key: exactly 32 letters and digits")
+            }
+        },
+    },
+];
+
+/// Where an effective setting was found: the file as shown in errors and the JSON path in
+/// it (`config.mchId` in the config file, `mchId` in e.json).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingSource {
+    /// The config file or e.json.
+    pub file: PathBuf,
+    /// The JSON path inside it.
+    pub json_path: String,
+}
+
+impl fmt::Display for SettingSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.json_path)
+    }
+}
+
+/// The config file of `def` as the runtime shows it in errors: `frontBundleEntry` when it
+/// names a `.json` file, else `<last segment>.json`, else `config.json` (the runtime's
+/// rule, `jit_runtime` docs "Names and layout"; the runtime does not keep the path).
+fn config_file(def: &ElementDef) -> PathBuf {
+    let named = def
+        .front_bundle_entry
+        .as_deref()
+        .filter(|entry| entry.ends_with(".json"))
+        .map(|entry| entry.trim_start_matches("./").to_owned());
+    let file = named.unwrap_or_else(|| {
+        // Where there is none yet, the name to create is the element's own.
+        let own = format!("{}.json", def.full_name.last_segment());
+        let exists = |name: &str| def.dir.as_ref().is_some_and(|dir| dir.join(name).is_file());
+        if !exists(&own) && exists("config.json") {
+            "config.json".to_owned()
+        } else {
+            own
+        }
+    });
+    def.source
+        .parent()
+        .map_or_else(|| PathBuf::from(&file), |dir| dir.join(&file))
+}
+
+/// The effective value of `key` on `chain` and where it is, nearest element first.
+fn find_setting<'a>(chain: &'a Chain, key: &str) -> Option<(&'a Value, SettingSource)> {
     chain.iter().find_map(|def| {
-        let from_config = def.config.as_ref().and_then(|config| {
-            config
-                .get("config")
-                .and_then(|inner| inner.get(key))
-                .or_else(|| config.get(key))
-        });
-        from_config
-            .or_else(|| def.extra.get(key))
-            .map(|value| (value, def.as_ref()))
+        if let Some(config) = def.config.as_ref() {
+            if let Some(value) = config.get("config").and_then(|inner| inner.get(key)) {
+                return Some((value, at(config_file(def), format!("config.{key}"))));
+            }
+            if let Some(value) = config.get(key) {
+                return Some((value, at(config_file(def), key.to_owned())));
+            }
+        }
+        def.extra
+            .get(key)
+            .map(|value| (value, at(def.source.clone(), key.to_owned())))
     })
 }
 
-fn config_file_hint(def: &ElementDef) -> String {
-    let name = def.full_name.to_string();
-    let last = name.rsplit('.').next().unwrap_or(&name);
-    match &def.front_bundle_entry {
-        Some(entry) if entry.ends_with(".json") => entry.clone(),
-        _ => format!("{last}.json"),
+fn at(file: PathBuf, json_path: String) -> SettingSource {
+    SettingSource { file, json_path }
+}
+
+/// One checked setting: its value, where it is, or the problem with it.
+struct Resolved<'a> {
+    value: Option<&'a str>,
+    source: Option<SettingSource>,
+}
+
+/// Resolves and checks every merchant setting of the instance at the head of `chain`.
+/// Each problem names the file and JSON path; a secret value is never shown.
+fn resolve<'a>(chain: &'a Chain) -> (Vec<Resolved<'a>>, Vec<LoadError>) {
+    let element = chain.element();
+    let mut resolved = Vec::with_capacity(MERCHANT_SETTINGS.len());
+    let mut problems = Vec::new();
+    for rule in &MERCHANT_SETTINGS {
+        let key = rule.key;
+        let Some((value, source)) = find_setting(chain, key) else {
+            let file = match element.config {
+                Some(_) => config_file(element),
+                None => element.source.clone(),
+            };
+            let json_path = match element.config {
+                Some(_) => format!("config.{key}"),
+                None => key.to_owned(),
+            };
+            problems.push(
+                LoadError::new(
+                    LoadErrorKind::Config,
+                    file,
+                    format!(
+                        "`{key}` of WeChat Pay instance `{}` is missing: set it in {} under \
+                         \"config\" (or in e.json)",
+                        element.full_name,
+                        config_file(element).file_name().map_or_else(
+                            || "its config file".into(),
+                            |name| name.to_string_lossy()
+                        ),
+                    ),
+                )
+                .at(json_path),
+            );
+            resolved.push(Resolved {
+                value: None,
+                source: None,
+            });
+            continue;
+        };
+        let problem = match value.as_str() {
+            None => Some(format!(
+                "`{key}` must be a string, found {}",
+                json_kind(value)
+            )),
+            Some(text) => (rule.accepts)(text).err().map(|expected| {
+                let found = if rule.secret {
+                    format!(
+                        "{} characters; the value is not shown",
+                        text.chars().count()
+                    )
+                } else {
+                    format!("{text:?}")
+                };
+                format!("`{key}` must be {expected} (found {found})")
+            }),
+        };
+        if let Some(message) = problem {
+            problems.push(
+                LoadError::new(LoadErrorKind::Config, source.file.clone(), message)
+                    .at(source.json_path.clone()),
+            );
+        }
+        resolved.push(Resolved {
+            value: value.as_str(),
+            source: Some(source),
+        });
+    }
+    (resolved, problems)
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
 impl WechatPayConfig {
-    /// Reads appId, mchId and apiKey for the element at the head of `chain`. Errors name
-    /// the element's e.json, its config file and the key; never a value of apiKey.
-    pub fn from_chain(chain: &Chain) -> Result<Self, ElementError> {
-        let element = chain.element();
-        let place = format!(
-            "{} (e.json: {}, config file: {})",
-            element.full_name,
-            element.source.display(),
-            config_file_hint(element)
-        );
-        let read = |key: &'static str| -> Result<String, ElementError> {
-            match chain_setting(chain, key) {
-                None => Err(ElementError::InvalidSetting {
-                    key: key.into(),
-                    message: format!(
-                        "{place}: `{key}` is missing; set it in the config file under \
-                         \"config\" (or in e.json)"
-                    ),
-                }),
-                Some((Value::String(text), _)) if !text.trim().is_empty() => {
-                    Ok(text.trim().to_owned())
-                }
-                Some((_, def)) => Err(ElementError::InvalidSetting {
-                    key: key.into(),
-                    message: format!(
-                        "{place}: `{key}` (found in {}) must be a non-empty string",
-                        def.source.display()
-                    ),
-                }),
-            }
-        };
-        let app_id = read("appId")?;
-        let mch_id = read("mchId")?;
-        let api_key = read("apiKey")?;
-        warn_on_overridden_keys(element);
-        if !mch_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ElementError::InvalidSetting {
-                key: "mchId".into(),
-                message: format!("{place}: `mchId` must be digits, got {mch_id:?}"),
-            });
+    /// The merchant settings of the instance at the head of `chain`, checked; every
+    /// problem (missing, not a string, not of the expected shape) is reported, each naming
+    /// its file and JSON path, never a secret value.
+    pub fn resolve(chain: &Chain) -> Result<Self, LoadErrors> {
+        let (resolved, problems) = resolve(chain);
+        if !problems.is_empty() {
+            return Err(LoadErrors(problems));
         }
-        if api_key.len() != 32 || !api_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(ElementError::InvalidSetting {
-                key: "apiKey".into(),
-                message: format!(
-                    "{place}: `apiKey` must be the 32 letters and digits of the merchant's \
-                     API key (found {} characters; value not shown)",
-                    api_key.chars().count()
-                ),
-            });
-        }
+        let value = |index: usize| resolved[index].value.unwrap_or_default().to_owned();
         Ok(WechatPayConfig {
-            app_id,
-            mch_id,
-            api_key: ApiKey::new(api_key),
+            app_id: value(0),
+            mch_id: value(1),
+            api_key: ApiKey::new(value(2)),
         })
     }
+
+    /// [`WechatPayConfig::resolve`] for an element's build: the problems as one
+    /// [`ElementError::InvalidSetting`]. When e.json and the config file disagree, the
+    /// build logs which key (the config file's is used).
+    pub fn from_chain(chain: &Chain) -> Result<Self, ElementError> {
+        let config = Self::resolve(chain).map_err(|errors| {
+            let key = errors
+                .iter()
+                .filter_map(|error| error.json_path.as_deref())
+                .map(|path| path.rsplit('.').next().unwrap_or(path).to_owned())
+                .collect::<Vec<_>>()
+                .join(", ");
+            ElementError::InvalidSetting {
+                key,
+                message: errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+        })?;
+        warn_on_overridden_keys(chain.element());
+        Ok(config)
+    }
+}
+
+/// The WeChat Pay instances of an app: every visible element whose chain contains
+/// `pays.WechatPayType` and that no element uses as its `type`, by fullName. These are the
+/// elements `PaySvc` routes to and whose merchant settings must hold.
+pub fn pay_instances(definitions: &Definitions) -> impl Iterator<Item = &Chain> {
+    definitions
+        .iter()
+        .filter(|chain| is_pay_instance(definitions, chain))
+}
+
+/// Whether `chain` is a WeChat Pay instance of the app ([`pay_instances`]).
+pub fn is_pay_instance(definitions: &Definitions, chain: &Chain) -> bool {
+    let name = chain.element().full_name.as_str();
+    name != WECHAT_PAY_TYPE && chain.contains(WECHAT_PAY_TYPE) && !definitions.is_used_as_type(name)
+}
+
+/// Every WeChat Pay instance's merchant settings, by fullName; or every problem of every
+/// instance (what `jit check` prints and `jit serve` refuses to start with).
+///
+/// Instances may share a merchant (one `mchId` with several appIds), but a merchant has
+/// one API key: two instances naming the same `mchId` with different keys are a problem
+/// (one of them would fail every signature), reported at the later one's key.
+pub fn merchant_settings(
+    definitions: &Definitions,
+) -> Result<Vec<(String, WechatPayConfig)>, LoadErrors> {
+    let mut settings: Vec<(String, WechatPayConfig)> = Vec::new();
+    let mut problems = Vec::new();
+    for chain in pay_instances(definitions) {
+        let name = chain.element().full_name.to_string();
+        let config = match WechatPayConfig::resolve(chain) {
+            Ok(config) => config,
+            Err(errors) => {
+                problems.extend(errors);
+                continue;
+            }
+        };
+        let same_merchant = settings
+            .iter()
+            .find(|(_, known)| known.mch_id == config.mch_id);
+        if let Some((other, known)) = same_merchant
+            && known.api_key.expose_secret() != config.api_key.expose_secret()
+            && let Some((_, source)) = find_setting(chain, "apiKey")
+        {
+            problems.push(
+                LoadError::new(
+                    LoadErrorKind::Config,
+                    source.file,
+                    format!(
+                        "`apiKey` differs from the key of `{other}`, which has the same mchId \
+                         {}: a merchant has one API key (values not shown)",
+                        config.mch_id
+                    ),
+                )
+                .at(source.json_path),
+            );
+            continue;
+        }
+        settings.push((name, config));
+    }
+    if problems.is_empty() {
+        Ok(settings)
+    } else {
+        Err(LoadErrors(problems))
+    }
+}
+
+/// Checks the merchant settings of every WeChat Pay instance of the app: what `jit check`
+/// reports and what `jit serve` refuses to start with. A setting that WeChat would refuse on
+/// every call (`WECHAT_MCH_ID=12ab`) is found here, not by the first payer.
+pub fn check_merchant_settings(definitions: &Definitions) -> Result<(), LoadErrors> {
+    merchant_settings(definitions).map(|_| ())
+}
+
+/// The effective merchant settings of a WeChat Pay instance for display (`jit show`): each
+/// key's value (secrets masked) and where it was found. `None` when `chain` is not a WeChat
+/// Pay element.
+pub fn shown_merchant_settings(chain: &Chain) -> Option<Value> {
+    if !chain.contains(WECHAT_PAY_TYPE) || chain.element().full_name.as_str() == WECHAT_PAY_TYPE {
+        return None;
+    }
+    let (resolved, problems) = resolve(chain);
+    let mut shown = Map::new();
+    for (rule, setting) in MERCHANT_SETTINGS.iter().zip(&resolved) {
+        let value = match setting.value {
+            Some(_) if rule.secret => Value::String(jit_runtime::MASK.to_owned()),
+            Some(text) => Value::String(text.to_owned()),
+            None => Value::Null,
+        };
+        let from = setting
+            .source
+            .as_ref()
+            .map_or(Value::Null, |source| Value::String(source.to_string()));
+        shown.insert(
+            rule.key.to_owned(),
+            serde_json::json!({"value": value, "from": from}),
+        );
+    }
+    shown.insert(
+        "problems".to_owned(),
+        Value::Array(
+            problems
+                .iter()
+                .map(|problem| Value::String(problem.to_string()))
+                .collect(),
+        ),
+    );
+    Some(Value::Object(shown))
 }
 
 /// The seed's own example sets appId, mchId and apiKey both in e.json and in the config
@@ -120,28 +409,31 @@ fn warn_on_overridden_keys(element: &ElementDef) {
         return;
     };
     let config = config.get("config").unwrap_or(config);
-    for key in ["appId", "mchId", "apiKey"] {
+    for rule in &MERCHANT_SETTINGS {
+        let key = rule.key;
         let (Some(Value::String(in_config)), Some(Value::String(in_e_json))) =
             (config.get(key), element.extra.get(key))
         else {
             continue;
         };
-        if in_config.trim() == in_e_json.trim() {
+        if in_config == in_e_json {
             continue;
         }
-        if key == "apiKey" {
+        if rule.secret {
             tracing::warn!(
                 element = %element.full_name,
                 e_json = %element.source.display(),
-                "`apiKey` in e.json differs from the config file's; the config file's is used \
+                "`{key}` in e.json differs from the config file's; the config file's is used \
                  (values not shown)"
             );
         } else {
             tracing::warn!(
                 element = %element.full_name,
                 e_json = %element.source.display(),
-                "`{key}` in e.json ({in_e_json}) differs from the config file's ({in_config}); \
-                 the config file's is used"
+                "`{key}` in e.json ({}) differs from the config file's ({}); the config \
+                 file's is used",
+                jit_runtime::log_safe(in_e_json),
+                jit_runtime::log_safe(in_config)
             );
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
-use jit_runtime::{Element, ElementError, LoadContext, Loader, Secret};
+use jit_runtime::{Element, ElementError, LoadContext, Loader, Secret, log_safe};
 use serde_json::{Map, Value, json};
 use wechatpay_v2::{
     Client, ClientConfig, ErrCode, Error as WxError, Fen, OrderQueryResponse, OrderRef,
@@ -27,13 +27,18 @@ use crate::model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
     WechatRecord,
 };
-use crate::order_id::{generate_order_id, validate_order_id, validate_subject};
+use crate::order_id::{
+    generate_order_id, validate_order_id, validate_payer_text, validate_subject,
+};
 use crate::pay::{Pay, PayElement};
 use crate::settings::PaysSettings;
 
 mod config;
 
-pub use config::WechatPayConfig;
+pub use config::{
+    SettingSource, WechatPayConfig, check_merchant_settings, is_pay_instance, merchant_settings,
+    pay_instances, shown_merchant_settings,
+};
 
 /// The fullName of the official Type.
 pub const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
@@ -64,6 +69,25 @@ fn parse_wechat_time(text: &str) -> Option<DateTime<Utc>> {
         .from_local_datetime(&naive)
         .single()
         .map(|at| at.with_timezone(&Utc))
+}
+
+/// Calls `check` on every string in `value` (object keys included), stopping at the first
+/// error.
+fn for_each_string<E>(
+    value: &Value,
+    check: &mut impl FnMut(&str) -> Result<(), E>,
+) -> Result<(), E> {
+    match value {
+        Value::String(text) => check(text),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|item| for_each_string(item, check)),
+        Value::Object(fields) => fields.iter().try_for_each(|(key, item)| {
+            check(key)?;
+            for_each_string(item, check)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
 }
 
 /// A WeChat Pay V2 merchant as a [`Pay`].
@@ -180,10 +204,7 @@ impl WechatPay {
 
     async fn announce(&self, order_id: &str, kind: PayEventKind) {
         match self.store.get_order(order_id).await {
-            Ok(row) => self.events.emit(&PayEvent {
-                kind,
-                order: row.into(),
-            }),
+            Ok(row) => self.events.emit(&PayEvent::transition(kind, row.into())),
             Err(error) => tracing::error!(
                 %order_id, ?kind, %error,
                 "transition committed but the order could not be re-read to announce it"
@@ -205,13 +226,19 @@ impl WechatPay {
             .mark_paid(order_id, transaction_id, paid_at)
             .await?;
         let outcome = recorded.outcome;
-        self.announce_paid(order_id, recorded).await;
+        self.announce_paid(order_id, recorded, transaction_id).await;
         Ok(outcome)
     }
 
     /// Announces a recorded payment if this caller made the transition, with the row its
-    /// UPDATE returned.
-    async fn announce_paid(&self, order_id: &str, recorded: PaymentRecorded) {
+    /// UPDATE returned; or a payment conflict (`reported` is the transaction id of the
+    /// payment just recorded) the first time it is recorded.
+    async fn announce_paid(
+        &self,
+        order_id: &str,
+        recorded: PaymentRecorded,
+        reported: Option<&str>,
+    ) {
         let kind = match recorded.outcome {
             PaidOutcome::Paid => {
                 tracing::info!(element = %self.full_name, %order_id, "order paid");
@@ -225,12 +252,39 @@ impl WechatPay {
                 PayEventKind::PaidAfterClose
             }
             PaidOutcome::AlreadyPaid => return,
+            PaidOutcome::Conflict { first_seen } => {
+                let kept = recorded
+                    .order
+                    .as_ref()
+                    .and_then(|order| order.transaction_id.as_deref())
+                    .unwrap_or_default();
+                let reported = reported.unwrap_or_default();
+                if !first_seen {
+                    tracing::info!(element = %self.full_name, order_id = %log_safe(order_id),
+                        transaction_id = %log_safe(reported),
+                        "repeat of a payment conflict already recorded");
+                    return;
+                }
+                tracing::error!(
+                    element = %self.full_name,
+                    order_id = %log_safe(order_id),
+                    order_transaction_id = %log_safe(kept),
+                    conflicting_transaction_id = %log_safe(reported),
+                    "second payment for an order already paid under another transaction: \
+                     kept in pays_payment_conflict, the order keeps its first; refund it"
+                );
+                if let Some(row) = recorded.order {
+                    self.events.emit(&PayEvent {
+                        kind: PayEventKind::PaymentConflict,
+                        order: row.into(),
+                        conflicting_transaction_id: Some(reported.to_owned()),
+                    });
+                }
+                return;
+            }
         };
         match recorded.order {
-            Some(row) => self.events.emit(&PayEvent {
-                kind,
-                order: row.into(),
-            }),
+            Some(row) => self.events.emit(&PayEvent::transition(kind, row.into())),
             None => self.announce(order_id, kind).await,
         }
     }
@@ -354,9 +408,15 @@ impl WechatPay {
             PayType::Mweb => TradeKind::Mweb {
                 scene_info: match &payer.scene_info {
                     Some(scene) => {
-                        serde_json::from_str::<Value>(scene).map_err(|e| PayError::Invalid {
-                            field: "sceneInfo",
-                            message: format!("is not JSON: {e}"),
+                        let parsed = serde_json::from_str::<Value>(scene).map_err(|e| {
+                            PayError::Invalid {
+                                field: "sceneInfo",
+                                message: format!("is not JSON: {e}"),
+                            }
+                        })?;
+                        // The scene's names are shown on the payer's H5 page.
+                        for_each_string(&parsed, &mut |text| {
+                            validate_payer_text("sceneInfo", text)
                         })?;
                         scene.clone()
                     }
@@ -423,8 +483,11 @@ impl WechatPay {
         })
     }
 
+    /// A refusal: nothing changed, and the sender hears the same FAIL whatever the reason.
+    /// The reason (which quotes the unverified notify) goes back in the outcome, not to the
+    /// log: the notify's entry point logs it, escaped and rate-limited per sender
+    /// ([`crate::PaySvc::wechat_notify_from`]).
     fn reject(&self, reason: String) -> NotifyReply {
-        tracing::warn!(element = %self.full_name, %reason, "payment notify refused");
         NotifyReply {
             xml: fail_reply(REFUSED_REPLY_MESSAGE),
             outcome: NotifyOutcome::Rejected { reason },
@@ -439,8 +502,9 @@ impl WechatPay {
     }
 
     fn failed(&self, order_id: &str, error: &dyn std::fmt::Display) -> NotifyReply {
-        tracing::error!(element = %self.full_name, %order_id, %error,
-            "payment notify verified but not committed; WeChat will retry");
+        tracing::error!(element = %self.full_name, order_id = %log_safe(order_id),
+            error = %log_safe(&error.to_string()),
+            "payment notify not committed; WeChat will retry");
         let reason = "temporarily unable to record the payment".to_owned();
         NotifyReply {
             xml: fail_reply(&reason),
@@ -478,7 +542,7 @@ impl Pay for WechatPay {
         order_id: Option<String>,
     ) -> Result<PayLog, PayError> {
         validate_subject(subject)?;
-        let amount = amount.ensure_positive().map_err(|e| PayError::Invalid {
+        let amount = amount.ensure_total_fee().map_err(|e| PayError::Invalid {
             field: "amount",
             message: e.to_string(),
         })?;
@@ -816,7 +880,9 @@ impl Pay for WechatPay {
             {
                 return self.failed(&order_id, &error);
             }
-            tracing::info!(%order_id, "notify reports a failed payment; order left waiting");
+            // The record keeps SUCCESS if the order is paid: see `guarded_trade_state`.
+            tracing::info!(order_id = %log_safe(&order_id),
+                "notify reports a failed payment; order unchanged");
             return Self::acknowledge(NotifyOutcome::NotPaid { order_id });
         }
         if notify.total_fee.get() != row.amount_fen {
@@ -838,7 +904,8 @@ impl Pay for WechatPay {
         // processes on the database: `success` is final, so a payment once seen stays
         // recorded; an order not known here as paid is decided by the database below.
         // The repeat got here only verified with the owner's key and matching the
-        // merchant and the amount, exactly as a first notify.
+        // merchant and the amount, exactly as a first notify. A payment under another
+        // transaction id is no repeat: the database decides it, and keeps it as a conflict.
         if row.paid_transaction_id.is_some() && row.paid_transaction_id == notify.transaction_id {
             return Self::acknowledge(NotifyOutcome::AlreadyPaid { order_id });
         }
@@ -866,13 +933,20 @@ impl Pay for WechatPay {
             Ok(recorded) => {
                 // Committed: only now may WeChat hear SUCCESS, and subscribers of it.
                 let outcome = recorded.outcome;
-                self.announce_paid(&order_id, recorded).await;
+                self.announce_paid(&order_id, recorded, notify.transaction_id.as_deref())
+                    .await;
                 Self::acknowledge(match outcome {
                     PaidOutcome::Paid => NotifyOutcome::Paid { order_id },
                     PaidOutcome::PaidAfterClose { .. } => {
                         NotifyOutcome::PaidAfterClose { order_id }
                     }
                     PaidOutcome::AlreadyPaid => NotifyOutcome::AlreadyPaid { order_id },
+                    // Genuine and kept: acknowledged like any recorded payment, or WeChat
+                    // would re-send it for a day (docs/pays.md, "Payment conflicts").
+                    PaidOutcome::Conflict { .. } => NotifyOutcome::PaymentConflict {
+                        order_id,
+                        transaction_id: notify.transaction_id.clone().unwrap_or_default(),
+                    },
                 })
             }
             Err(error) => self.failed(&order_id, &error),

@@ -82,7 +82,7 @@ async fn the_config_file_wins_over_e_json_and_secrets_stay_masked() {
 #[tokio::test]
 async fn e_json_alone_is_enough_when_it_has_everything() {
     let app = app_with(
-        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx1", "mchId": "1900000109", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx0123456789abcdef", "mchId": "1900000109", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
         None,
     )
     .await;
@@ -111,7 +111,7 @@ async fn a_missing_app_id_names_the_element_file_and_key() {
 #[tokio::test]
 async fn a_bad_api_key_is_refused_without_showing_it() {
     let app = app_with(
-        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx1", "mchId": "1900000109"}"#,
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx0123456789abcdef", "mchId": "1900000109"}"#,
         Some(r#"{"config": {"apiKey": "tooshort-secret"}}"#),
     )
     .await;
@@ -125,7 +125,7 @@ async fn a_bad_api_key_is_refused_without_showing_it() {
     assert!(!err.contains("tooshort-secret"), "{err}");
 
     let app = app_with(
-        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx1", "mchId": "19000x", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx0123456789abcdef", "mchId": "19000x", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
         None,
     )
     .await;
@@ -147,7 +147,7 @@ fn register_loaders_is_enough_to_check_an_app_without_a_database() {
     };
     write(
         "pays/myWechatPay",
-        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx1", "mchId": "1900000109", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx0123456789abcdef", "mchId": "1900000109", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
     );
     let check = || jit_pays::register_loaders(jit_runtime::AppBuilder::new(root)).check();
     let definitions = check().expect("every pays instance has a loader");
@@ -166,5 +166,242 @@ fn register_loaders_is_enough_to_check_an_app_without_a_database() {
     assert!(
         missing[0].contains("fam.inst → fam.BaseType → fam.Meta"),
         "{errors}"
+    );
+}
+
+/// The seed's own instance: e.json with `"apiKey": "your_api_key_here"` and its config file.
+const SEED_E_JSON: &str = r#"{
+  "type": "pays.WechatPayType",
+  "title": "My WeChat Pay",
+  "mchId": "1234567890",
+  "apiKey": "your_api_key_here",
+  "frontBundleEntry": "./myWechatPay.json",
+  "backendBundleEntry": "."
+}"#;
+const SEED_CONFIG: &str = r#"{
+  "config": {
+    "appId": "wx1234567890abcdef",
+    "mchId": "1234567890",
+    "apiKey": "abcdef1234567890abcdef1234567890"
+  }
+}"#;
+
+/// The definitions of an app with one instance `pays.myWechatPay`.
+fn definitions_with(
+    e_json: &str,
+    config_json: Option<&str>,
+) -> (tempfile::TempDir, jit_runtime::Definitions) {
+    let dir = app_dir();
+    let element = write_element(dir.path(), "pays/myWechatPay", e_json);
+    if let Some(config) = config_json {
+        std::fs::write(element.join("myWechatPay.json"), config).unwrap();
+    }
+    let definitions = jit_pays::register_loaders(jit_runtime::AppBuilder::new(dir.path()))
+        .load_definitions()
+        .unwrap();
+    (dir, definitions)
+}
+
+#[test]
+fn the_seeds_literal_instance_resolves_to_its_config_file() {
+    let (_dir, definitions) = definitions_with(SEED_E_JSON, Some(SEED_CONFIG));
+    jit_pays::check_merchant_settings(&definitions).expect("the seed's instance is sound");
+    let settings = jit_pays::merchant_settings(&definitions).unwrap();
+    assert_eq!(settings.len(), 1, "one instance: {settings:?}");
+    let (name, config) = &settings[0];
+    assert_eq!(name, "pays.myWechatPay");
+    assert_eq!(config.app_id, "wx1234567890abcdef");
+    assert_eq!(config.mch_id, "1234567890");
+    // The config file's key, not e.json's placeholder text.
+    assert_eq!(
+        config.api_key.expose_secret(),
+        "abcdef1234567890abcdef1234567890"
+    );
+
+    let chain = definitions.chain("pays.myWechatPay").unwrap();
+    let shown = jit_pays::shown_merchant_settings(chain).unwrap();
+    assert_eq!(shown["apiKey"]["value"], jit_runtime::MASK);
+    assert_eq!(shown["mchId"]["value"], "1234567890");
+    let from = shown["apiKey"]["from"].as_str().unwrap();
+    assert!(from.ends_with("myWechatPay.json: config.apiKey"), "{from}");
+    assert_eq!(shown["problems"], serde_json::json!([]));
+    assert!(
+        !shown
+            .to_string()
+            .contains("abcdef1234567890abcdef1234567890")
+    );
+    // Only instances are shown and checked.
+    let type_chain = definitions.chain("pays.WechatPayType").unwrap();
+    assert!(jit_pays::shown_merchant_settings(type_chain).is_none());
+}
+
+#[test]
+fn every_bad_merchant_setting_is_reported_with_its_file_and_json_path() {
+    let secret = "short-secret-value";
+    let config = format!(
+        r#"{{"config": {{"appId": "wx1234567890ABCDEF", "mchId": "12ab", "apiKey": "{secret}"}}}}"#
+    );
+    let (_dir, definitions) = definitions_with(SEED_E_JSON, Some(&config));
+    let errors = jit_pays::check_merchant_settings(&definitions).unwrap_err();
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 3, "{errors}");
+    for (line, path) in lines
+        .iter()
+        .zip(["config.appId", "config.mchId", "config.apiKey"])
+    {
+        assert!(
+            line.contains(&format!("myWechatPay/myWechatPay.json: {path}: ")),
+            "{line}"
+        );
+    }
+    assert!(
+        lines[0].contains("16 lower-case hexadecimal"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("8 to 10 digits") && lines[1].contains("\"12ab\""),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("exactly 32 letters and digits"),
+        "{}",
+        lines[2]
+    );
+    assert!(!errors.to_string().contains(secret), "{errors}");
+    for error in errors.iter() {
+        assert_eq!(error.kind, jit_runtime::LoadErrorKind::Config);
+    }
+
+    // A key of 32 characters that are not all letters and digits, a number for mchId,
+    // and a missing appId (no config file: e.json is named).
+    let (_dir, definitions) = definitions_with(
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "mchId": 1900000109, "apiKey": "abcdef1234567890abcdef123456789!"}"#,
+        None,
+    );
+    let errors = jit_pays::check_merchant_settings(&definitions).unwrap_err();
+    let text = errors.to_string();
+    assert!(
+        text.contains("myWechatPay/e.json: appId: `appId`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("is missing: set it in myWechatPay.json"),
+        "{text}"
+    );
+    assert!(
+        text.contains("myWechatPay/e.json: mchId: `mchId` must be a string, found a number"),
+        "{text}"
+    );
+    assert!(
+        text.contains("myWechatPay/e.json: apiKey: `apiKey` must be"),
+        "{text}"
+    );
+    assert!(!text.contains("abcdef1234567890abcdef123456789!"), "{text}");
+}
+
+/// A configuration problem is the operator's, never the caller's: PaySvc answers it as an
+/// internal error whose message names no file, and logs the detail.
+#[tokio::test(flavor = "current_thread")]
+async fn pay_svc_answers_a_bad_merchant_setting_as_internal_without_file_paths() {
+    let (log, _guard) = support::capture_logs();
+    let app = app_with(
+        r#"{"type": "pays.WechatPayType", "title": "Pay", "appId": "wx0123456789abcdef", "mchId": "12ab", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
+        None,
+    )
+    .await;
+    let cx = jit_runtime::CallContext::principal("t");
+    for arguments in [
+        serde_json::json!({"subject": "Sale", "amount": 1}),
+        serde_json::json!({"subject": "Sale", "amount": 1, "element": "pays.myWechatPay"}),
+    ] {
+        let error = app
+            .call("pays.services.PaySvc", "create", arguments, &cx)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind, jit_runtime::CallErrorKind::Internal, "{error}");
+        assert!(!error.message.contains("e.json"), "{error}");
+        assert!(!error.message.contains('/'), "{error}");
+    }
+    let log = log.text();
+    assert!(log.contains("myWechatPay/e.json: mchId"), "{log}");
+
+    // Naming an element that is not a pay instance is the caller's mistake, said without
+    // a path.
+    let error = app
+        .call(
+            "pays.services.PaySvc",
+            "create",
+            serde_json::json!({"subject": "Sale", "amount": 1, "element": "pays.WechatPayType"}),
+            &cx,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind,
+        jit_runtime::CallErrorKind::BadArguments,
+        "{error}"
+    );
+    assert!(
+        error.message.contains("a pay Type, not an instance"),
+        "{error}"
+    );
+    let error = app
+        .call(
+            "pays.services.PaySvc",
+            "create",
+            serde_json::json!({"subject": "Sale", "amount": 1, "element": "pays.myWechatPy"}),
+            &cx,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind,
+        jit_runtime::CallErrorKind::BadArguments,
+        "{error}"
+    );
+    assert!(
+        error.message.contains("did you mean `pays.myWechatPay`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn instances_of_one_merchant_share_its_key() {
+    let (dir, _) = definitions_with(SEED_E_JSON, Some(SEED_CONFIG));
+    // The same merchant under another appId and the same key: sound.
+    write_element(
+        dir.path(),
+        "pays/miniProgramPay",
+        r#"{"type": "pays.WechatPayType", "title": "Mini program", "appId": "wxfedcba0987654321", "mchId": "1234567890", "apiKey": "abcdef1234567890abcdef1234567890"}"#,
+    );
+    let load = || {
+        jit_pays::register_loaders(jit_runtime::AppBuilder::new(dir.path()))
+            .load_definitions()
+            .unwrap()
+    };
+    let settings = jit_pays::merchant_settings(&load()).unwrap();
+    assert_eq!(settings.len(), 2, "{settings:?}");
+
+    // The same merchant with another key: one of the two would fail every signature.
+    let other_key = "ffffffffffffffffffffffffffffffff";
+    write_element(
+        dir.path(),
+        "pays/staleKeyPay",
+        &format!(
+            r#"{{"type": "pays.WechatPayType", "title": "Stale", "appId": "wx1234567890abcdef", "mchId": "1234567890", "apiKey": "{other_key}"}}"#
+        ),
+    );
+    let errors = jit_pays::check_merchant_settings(&load()).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors}");
+    let text = errors.to_string();
+    assert!(
+        text.contains("staleKeyPay/e.json: apiKey: `apiKey` differs from the key of `pays.miniProgramPay`, which has the same mchId 1234567890"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(other_key) && !text.contains("abcdef1234567890abcdef1234567890"),
+        "{text}"
     );
 }

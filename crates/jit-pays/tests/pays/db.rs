@@ -247,6 +247,9 @@ async fn exactly_one_concurrent_transition_wins() {
                 PaidOutcome::Paid => {
                     panic!("{}: a timed-out order cannot be plainly paid", db.label)
                 }
+                PaidOutcome::Conflict { .. } => {
+                    panic!("{}: one transaction id, no conflict", db.label)
+                }
             }
         }
         assert_eq!(flagged, 1, "{}", db.label);

@@ -122,7 +122,7 @@ async fn an_extending_type_overrides_some_methods_and_delegates_the_rest() {
     .unwrap();
     std::fs::write(
         instance.join("shopPay.json"),
-        r#"{"config": {"appId": "wx1", "apiKey": "abcdef1234567890abcdef1234567890"}}"#,
+        r#"{"config": {"appId": "wx0123456789abcdef", "apiKey": "abcdef1234567890abcdef1234567890"}}"#,
     )
     .unwrap();
     let db = support::sqlite().await;

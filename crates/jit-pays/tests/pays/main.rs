@@ -4,6 +4,7 @@
 
 mod support;
 
+mod arguments;
 mod config;
 mod db;
 mod extend;
@@ -12,4 +13,5 @@ mod group_commit;
 mod logs;
 mod notify_cache;
 mod plugin_routing;
+mod record;
 mod wechatpy;

@@ -1,12 +1,15 @@
 //! PaySvc and the reconciler with a pay element that offers no typed `dyn Pay` — as a
 //! plugin's Type extending `pays.WechatPayType` does — and is reached only through
-//! `Element::call`. The fixture delegates every function to a real `pays.WechatPayType`
-//! element, except `create`, which it overrides (10% off): the override must stay in force
-//! on every path.
+//! `Element::call`: a Rust fixture that delegates every function to a real
+//! `pays.WechatPayType` element except `create` (10% off), and the real example plugin
+//! (`crates/example-discount-plugin`) loaded by `jit-plugin-host`, which checks every
+//! argument its parent receives against the parent's declaration. The override must stay
+//! in force on every path.
 
 use crate::support;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::support::shop::{API_KEY, APP_ID, MCH_ID, signed_notify};
@@ -243,6 +246,155 @@ async fn pay_svc_and_the_reconciler_work_through_an_element_without_a_typed_pay(
         assert_eq!(
             calls["notify"], 3,
             "{label}: notify, its repeat, the forged one"
+        );
+    }
+}
+
+/// The example discount plugin's library, built with cargo once per run of this binary.
+fn discount_plugin() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        test_support::build_cdylibs(&["example-discount-plugin"], !cfg!(debug_assertions))
+            .remove("example_discount_plugin")
+            .expect("built")
+    })
+}
+
+/// Every PaySvc function through an instance of the example plugin's Type (10% off, as
+/// `discountPercent` says): create (named and by default), getPayUrl, query, check and
+/// wechatNotify, each as the HTTP host calls it (`App::call`), plus the reconciler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pay_svc_function_works_through_the_example_plugin() {
+    let library = tokio::task::spawn_blocking(discount_plugin)
+        .await
+        .expect("building the example plugin");
+    let file_name = test_support::library_file_name("example_discount_plugin");
+    for db in support::all().await {
+        let label = db.label;
+        // WeChat's notifies go nowhere: this test hands them to PaySvc itself.
+        let sim = Simulator::start(SimConfig::default().with_time_scale(1000.0))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(
+            &root.join("app.toml"),
+            "[app]\norg = \"demo\"\nname = \"shop\"\n",
+        );
+        let type_dir = root.join("elements/pays/DiscountPayType");
+        write(
+            &type_dir.join("e.json"),
+            &json!({
+                "type": "pays.WechatPayType",
+                "title": "WeChat Pay with a discount",
+                "backendBundleEntry": file_name,
+                "discountPercent": 10
+            })
+            .to_string(),
+        );
+        std::fs::copy(library, type_dir.join(&file_name)).unwrap();
+        write(
+            &root.join("elements/pays/myDiscountPay/e.json"),
+            &format!(
+                r#"{{"type": "pays.DiscountPayType", "title": "Shop", "appId": "{APP_ID}", "mchId": "{MCH_ID}", "apiKey": "{API_KEY}"}}"#
+            ),
+        );
+        let definitions = jit_pays::register_loaders(jit_runtime::AppBuilder::new(root))
+            .load_definitions()
+            .unwrap();
+        let mut settings = PaysSettings::new("http://127.0.0.1:1", sim.base_url());
+        settings.reconciler = ReconcilerSettings {
+            first_check_after: Duration::ZERO,
+            ..ReconcilerSettings::default()
+        };
+        let builder = jit_pays::register(
+            jit_runtime::AppBuilder::new(root),
+            db.store.clone(),
+            settings,
+        );
+        let app = jit_plugin_host::register_plugins(builder, &definitions)
+            .unwrap_or_else(|e| panic!("{label}: {e}"))
+            .build()
+            .await
+            .unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        app.service::<PayEvents>()
+            .unwrap()
+            .subscribe(move |event| sink.lock().push((event.order.order_id.clone(), event.kind)));
+        // The premise: a plugin's element offers no typed pay.
+        assert!(matches!(
+            app.get::<dyn Pay>("pays.myDiscountPay").await,
+            Err(GetError::WrongKind { .. })
+        ));
+        let cx = CallContext::principal("t");
+        let svc_call = |function: &'static str, args: Value| {
+            let app = app.clone();
+            let cx = cx.clone();
+            async move {
+                app.call("pays.services.PaySvc", function, args, &cx)
+                    .await
+                    .unwrap_or_else(|e| panic!("{label}: PaySvc.{function}: {e}"))
+            }
+        };
+
+        // create, named and by default, with the plugin's discount in force.
+        let named = svc_call(
+            "create",
+            json!({"subject": "Coffee", "amount": 99.99, "element": "pays.myDiscountPay"}),
+        )
+        .await;
+        assert_eq!(named["amountFen"], 8999, "{label}: {named}");
+        assert_eq!(named["element"], "pays.myDiscountPay", "{label}");
+        let order_id = named["orderId"].as_str().unwrap().to_owned();
+        let by_default = svc_call("create", json!({"subject": "Tea", "amount": 0.29})).await;
+        assert_eq!(by_default["amountFen"], 26, "{label}: {by_default}");
+        let lost_id = by_default["orderId"].as_str().unwrap().to_owned();
+
+        // getPayUrl, routed to the plugin's element.
+        let url = svc_call("getPayUrl", json!({"orderId": order_id})).await;
+        assert!(
+            url["payUrl"].as_str().unwrap().starts_with("weixin://"),
+            "{label}: {url}"
+        );
+        let queried = svc_call("query", json!({"orderId": order_id})).await;
+        assert_eq!(queried["status"], "wait", "{label}: {queried}");
+        assert_eq!(queried["amount"], "89.99", "{label}: {queried}");
+
+        // wechatNotify: the plugin's parent verifies and records it, once.
+        let body = signed_notify(APP_ID, MCH_ID, API_KEY, &order_id, 8999, "T-example-plugin");
+        let reply = svc_call("wechatNotify", json!({"xml": body})).await;
+        assert_eq!(reply, NOTIFY_SUCCESS_REPLY, "{label}");
+        let queried = svc_call("query", json!({"orderId": order_id})).await;
+        assert_eq!(queried["status"], "success", "{label}: {queried}");
+
+        // check: paid at WeChat, its notify lost → orderquery finds it.
+        svc_call("getPayUrl", json!({"orderId": lost_id})).await;
+        sim.pay(lost_id.as_str()).unwrap();
+        let checked = svc_call("check", json!({"orderId": lost_id})).await;
+        assert_eq!(checked["status"], "success", "{label}: {checked}");
+        assert_eq!(checked["amountFen"], 26, "{label}: {checked}");
+
+        // The reconciler reaches the plugin's orders too.
+        let waiting = svc_call("create", json!({"subject": "Later", "amount": 1})).await;
+        let report = reconcile_due(&app).await.unwrap();
+        assert_eq!(report.failed, 0, "{label}: {report:?}");
+        assert_eq!(
+            db.store
+                .get_order(waiting["orderId"].as_str().unwrap())
+                .await
+                .unwrap()
+                .status,
+            PayStatus::Wait,
+            "{label}"
+        );
+        assert_eq!(
+            *events.lock(),
+            [
+                (order_id.clone(), PayEventKind::Paid),
+                (lost_id.clone(), PayEventKind::Paid)
+            ],
+            "{label}"
         );
     }
 }

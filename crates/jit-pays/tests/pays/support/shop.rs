@@ -216,11 +216,32 @@ pub fn signed_notify(
     total_fee: i64,
     transaction_id: &str,
 ) -> String {
+    signed_notify_with_result(
+        appid,
+        mch_id,
+        key,
+        order_id,
+        total_fee,
+        transaction_id,
+        "SUCCESS",
+    )
+}
+
+/// [`signed_notify`] with the given `result_code` (`FAIL`: the payment did not succeed).
+pub fn signed_notify_with_result(
+    appid: &str,
+    mch_id: &str,
+    key: &str,
+    order_id: &str,
+    total_fee: i64,
+    transaction_id: &str,
+    result_code: &str,
+) -> String {
     use wechatpay_v2::{ApiKey, Params, SignType, sign_params, xml};
     let mut params = Params::new();
     for (k, v) in [
         ("return_code", "SUCCESS"),
-        ("result_code", "SUCCESS"),
+        ("result_code", result_code),
         ("appid", appid),
         ("mch_id", mch_id),
         ("nonce_str", "5K8264ILTKCH16CQ2502SI8ZNMTM67VS"),
