@@ -209,4 +209,3 @@ fn merchants_of(definitions: &Definitions) -> Result<Vec<MerchantConfig>, HostEr
     }
     Ok(merchants)
 }
-
