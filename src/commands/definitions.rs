@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use jit_runtime::{Chain, Definitions, LoadErrorKind};
+use jit_runtime::{Chain, Definitions};
 
 use crate::host::{Host, HostError, display_dir};
 
@@ -25,8 +25,9 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
                     Vec::new()
                 }
             };
-            // What `serve` would refuse: an instance nothing in this host can build. The
-            // runtime decides, with every loader `serve` registers.
+            // What `serve` would refuse: an element nothing in this host can build. The
+            // runtime decides (`AppBuilder::build` lists the rules), with every loader
+            // `serve` registers.
             match host
                 .check_builder(app_dir, plugins)
                 .definitions(definitions)
@@ -34,12 +35,7 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
             {
                 Ok(definitions) => Some(definitions),
                 Err(errors) => {
-                    problems.extend(errors.iter().map(|error| match error.kind {
-                        LoadErrorKind::NoLoader => format!(
-                            "{error} in this host (a Type written in Rust needs the host binary that registers it; see docs/extending.md)"
-                        ),
-                        _ => error.to_string(),
-                    }));
+                    problems.extend(errors.iter().map(ToString::to_string));
                     None
                 }
             }
