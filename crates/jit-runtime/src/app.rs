@@ -12,6 +12,7 @@ use include_dir::Dir;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
+use crate::arguments::check_call;
 use crate::chain::Chain;
 use crate::def::{BackendLoadTime, ElementDef};
 use crate::definitions::{self, Definitions};
@@ -878,96 +879,5 @@ async fn construct(
                 source: Arc::new(error),
             })
         }
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Checks a call against the chain's declaration; returns the arguments as a map.
-/// Messages name arguments and types, never values (a value may be a secret).
-pub fn check_call(
-    chain: &Chain,
-    function: &str,
-    args: Value,
-    cx: &CallContext,
-) -> Result<Map<String, Value>, CallError> {
-    let element = &chain.element().full_name;
-    let Some(decl) = chain.function(function) else {
-        let available: Vec<&str> = chain.functions().iter().map(|f| f.name.as_str()).collect();
-        return Err(CallError::new(
-            CallErrorKind::FunctionNotFound,
-            format!(
-                "element `{element}` declares no function `{function}` (declared: {})",
-                if available.is_empty() {
-                    "none".to_owned()
-                } else {
-                    available.join(", ")
-                }
-            ),
-        ));
-    };
-    if decl.login_required && cx.principal.is_none() {
-        return Err(CallError::new(
-            CallErrorKind::Unauthorized,
-            format!("`{element}.{function}` requires a logged-in caller"),
-        ));
-    }
-    let args = match args {
-        Value::Null => Map::new(),
-        Value::Object(map) => map,
-        other => {
-            return Err(CallError::bad_arguments(format!(
-                "arguments of `{element}.{function}` must be a JSON object, got {}",
-                json_kind(&other)
-            )));
-        }
-    };
-    let mut problems = Vec::new();
-    for key in args.keys() {
-        if !decl.args.iter().any(|a| &a.name == key) {
-            let declared: Vec<&str> = decl.args.iter().map(|a| a.name.as_str()).collect();
-            problems.push(format!(
-                "unknown argument `{key}` (declared: {})",
-                if declared.is_empty() {
-                    "none".to_owned()
-                } else {
-                    declared.join(", ")
-                }
-            ));
-        }
-    }
-    for arg in &decl.args {
-        match args.get(&arg.name) {
-            None | Some(Value::Null) if arg.required => problems.push(format!(
-                "missing required argument `{}` ({})",
-                arg.name, arg.data_type
-            )),
-            None | Some(Value::Null) => {}
-            Some(value) if !arg.data_type.accepts(value) => problems.push(format!(
-                "argument `{}` must be {}, got {}",
-                arg.name,
-                arg.data_type,
-                json_kind(value)
-            )),
-            Some(_) => {}
-        }
-    }
-    if problems.is_empty() {
-        Ok(args)
-    } else {
-        Err(CallError::bad_arguments(format!(
-            "`{element}.{function}`: {}",
-            problems.join("; ")
-        )))
     }
 }
