@@ -16,8 +16,9 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
     let mut problems: Vec<String> = Vec::new();
     let definitions = match host.load_definitions(app_dir) {
         Ok(definitions) => {
-            // Native plugins are opened and their headers checked (nothing in them runs).
-            let plugins = match jit_plugin_host::load_plugins(&definitions) {
+            // Native plugins' headers are read from their files: no library is loaded, so
+            // none of their code runs, not even their initialisers (`jit serve` loads them).
+            let plugins = match jit_plugin_host::inspect_plugins(&definitions) {
                 Ok(plugins) => plugins,
                 Err(errors) => {
                     let errors: jit_runtime::LoadErrors = errors.into();
@@ -29,7 +30,7 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
             // runtime decides (`AppBuilder::build` lists the rules), with every loader
             // `serve` registers.
             match host
-                .check_builder(app_dir, plugins)
+                .check_builder(app_dir, plugins.iter().map(|(spec, _)| spec))
                 .definitions(definitions)
                 .check()
             {
