@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use jit_plugin_host::{LoadedPlugin, PluginSpec};
+use jit_plugin_host::PluginSpec;
 use jit_runtime::include_dir::Dir;
 use jit_runtime::{
     AppBuilder, AppSettings, BackendLoadTime, Definitions, Element, ElementError, EnvSource,
@@ -330,15 +330,16 @@ impl Host {
     }
 
     /// An app builder with every loader this host registers (official families,
-    /// [`Host::loader`], customizers) and the app's native plugins, but no service: enough
-    /// for [`AppBuilder::check`] to tell which instances nothing can build, without a
-    /// database or a gateway.
-    pub(crate) fn check_builder(
+    /// [`Host::loader`], customizers) and, as expected loaders, the app's native plugins
+    /// (whose libraries `check` does not load), but no service: enough for
+    /// [`AppBuilder::check`] to tell which elements nothing can build, without a database
+    /// or a gateway.
+    pub(crate) fn check_builder<'a>(
         &self,
         app_dir: &Path,
-        plugins: Vec<(PluginSpec, Arc<LoadedPlugin>)>,
+        plugins: impl IntoIterator<Item = &'a PluginSpec>,
     ) -> AppBuilder {
-        jit_plugin_host::add_plugin_loaders(
+        jit_plugin_host::expect_plugin_loaders(
             self.app_builder(app_dir, crate::official::loaders),
             plugins,
         )

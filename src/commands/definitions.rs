@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use jit_runtime::{Chain, Definitions, LoadErrorKind};
+use jit_runtime::{Chain, Definitions};
 
 use crate::host::{Host, HostError, display_dir};
 
@@ -24,8 +24,9 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
             {
                 problems.extend(errors.iter().map(ToString::to_string));
             }
-            // Native plugins are opened and their headers checked (nothing in them runs).
-            let plugins = match jit_plugin_host::load_plugins(&definitions) {
+            // Native plugins' headers are read from their files: no library is loaded, so
+            // none of their code runs, not even their initialisers (`jit serve` loads them).
+            let plugins = match jit_plugin_host::inspect_plugins(&definitions) {
                 Ok(plugins) => plugins,
                 Err(errors) => {
                     let errors: jit_runtime::LoadErrors = errors.into();
@@ -33,21 +34,17 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
                     Vec::new()
                 }
             };
-            // What `serve` would refuse: an instance nothing in this host can build. The
-            // runtime decides, with every loader `serve` registers.
+            // What `serve` would refuse: an element nothing in this host can build. The
+            // runtime decides (`AppBuilder::build` lists the rules), with every loader
+            // `serve` registers.
             match host
-                .check_builder(app_dir, plugins)
+                .check_builder(app_dir, plugins.iter().map(|(spec, _)| spec))
                 .definitions(definitions)
                 .check()
             {
                 Ok(definitions) => Some(definitions),
                 Err(errors) => {
-                    problems.extend(errors.iter().map(|error| match error.kind {
-                        LoadErrorKind::NoLoader => format!(
-                            "{error} in this host (a Type written in Rust needs the host binary that registers it; see docs/extending.md)"
-                        ),
-                        _ => error.to_string(),
-                    }));
+                    problems.extend(errors.iter().map(ToString::to_string));
                     None
                 }
             }

@@ -78,7 +78,8 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
     })
 }
 
-/// Parses a JSON body as the object of arguments; an empty body means no arguments.
+/// The arguments of a JSON body, read by the runtime (exactly: a number that would change
+/// on the way is refused); an empty body means no arguments.
 pub(crate) fn json_arguments(
     headers: &HeaderMap,
     body: &[u8],
@@ -97,34 +98,7 @@ pub(crate) fn json_arguments(
             "element functions take `Content-Type: application/json`",
         ));
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(arguments)) => Ok(arguments),
-        Ok(other) => Err(ApiError::bad_request(
-            "BAD_ARGUMENTS",
-            format!(
-                "the request body must be a JSON object of arguments, found {}",
-                json_kind(&other)
-            ),
-        )),
-        Err(err) => Err(ApiError::bad_request(
-            "INVALID_JSON",
-            format!("the request body is not valid JSON: {err}"),
-        )),
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    jit_runtime::parse_arguments(body).map_err(ApiError::from)
 }
 
 /// An XML answer.

@@ -188,20 +188,7 @@ impl ServerState {
                 format!("no element `{full_name}`{hint}"),
             ));
         };
-        let Some(declaration) = chain.function(function) else {
-            let declared: Vec<&str> = chain.functions().iter().map(|f| f.name.as_str()).collect();
-            return Err(ApiError::not_found(
-                "FUNCTION_NOT_FOUND",
-                format!(
-                    "element `{full_name}` declares no function `{function}` (declared: {})",
-                    if declared.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        declared.join(", ")
-                    }
-                ),
-            ));
-        };
+        let declaration = jit_runtime::declared_function(chain, function)?;
         let format = match declaration.extra.get("bodyFormat").and_then(Value::as_str) {
             Some("xml") => BodyFormat::Xml,
             _ => BodyFormat::Json,

@@ -221,22 +221,15 @@ impl HostCall {
     }
 
     fn call_parent(&self, function: &str, args_json: &[u8]) -> Result<Value, PluginError> {
-        let args = match serde_json::from_slice::<Value>(args_json) {
-            Ok(Value::Object(args)) => args,
-            Ok(Value::Null) => Map::new(),
-            Ok(other) => {
-                return Err(PluginError::bad_arguments(format!(
-                    "arguments for the parent's `{function}` must be a JSON object, found {}",
-                    json_kind(&other)
-                )));
+        // Read like a request body: no number changes on the way to the parent.
+        let args = jit_runtime::parse_arguments(args_json).map_err(|error| {
+            let message = format!("arguments for the parent's `{function}`: {}", error.message);
+            if error.code() == jit_runtime::INVALID_JSON {
+                PluginError::new(PluginError::PROTOCOL, message)
+            } else {
+                PluginError::bad_arguments(message)
             }
-            Err(error) => {
-                return Err(PluginError::new(
-                    PluginError::PROTOCOL,
-                    format!("arguments for the parent's `{function}` are not valid JSON: {error}"),
-                ));
-            }
-        };
+        })?;
         self.check_parent_args(function, &args)?;
         self.handle
             .block_on(self.shared.parent.call(function, args, &self.cx))
@@ -259,31 +252,7 @@ impl HostCall {
         else {
             return Ok(());
         };
-        let mut problems = Vec::new();
-        for key in args.keys() {
-            if !declaration.args.iter().any(|arg| &arg.name == key) {
-                problems.push(format!("unknown argument `{key}`"));
-            }
-        }
-        for arg in &declaration.args {
-            match args.get(&arg.name) {
-                None | Some(Value::Null) if arg.required => {
-                    problems.push(format!(
-                        "missing required argument `{}` ({})",
-                        arg.name, arg.data_type
-                    ));
-                }
-                Some(value) if !value.is_null() && !arg.data_type.accepts(value) => {
-                    problems.push(format!(
-                        "argument `{}` must be {}, got {}",
-                        arg.name,
-                        arg.data_type,
-                        json_kind(value)
-                    ));
-                }
-                _ => {}
-            }
-        }
+        let problems = jit_runtime::argument_problems(declaration, args);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -294,18 +263,6 @@ impl HostCall {
                 problems.join("; ")
             )))
         }
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(number) if number.is_i64() || number.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 

@@ -1,8 +1,8 @@
-//! Comparing a plugin's header with what this host was built with.
+//! Comparing a plugin's header with what this host was built with, whether the header was
+//! read from a loaded library or from the library file.
 
 use jit_plugin_api::{
-    ABI_VERSION, API_VERSION, HeaderPrefix, HeaderString, MAGIC, PluginHeader, RUSTC_VERSION,
-    TARGET_TRIPLE,
+    ABI_VERSION, API_VERSION, HeaderPrefix, MAGIC, PluginHeader, RUSTC_VERSION, TARGET_TRIPLE,
 };
 
 /// One header field that differs from what the host expects.
@@ -59,16 +59,36 @@ pub(crate) fn check_prefix(prefix: &HeaderPrefix) -> Result<(), HeaderMismatch> 
     Ok(())
 }
 
+/// The header's build facts as text, or why a field's bytes are not text: read from a
+/// loaded library's static ([`BuildFacts::of`]) or from the library file.
+#[derive(Debug, Clone)]
+pub(crate) struct BuildFacts<'a> {
+    pub(crate) target_triple: Result<&'a str, String>,
+    pub(crate) rustc_version: Result<&'a str, String>,
+    pub(crate) api_version: Result<&'a str, String>,
+}
+
+impl<'a> BuildFacts<'a> {
+    /// The facts of a header in memory.
+    pub(crate) fn of(header: &'a PluginHeader) -> Self {
+        Self {
+            target_triple: header.target_triple.to_text(),
+            rustc_version: header.rustc_version.to_text(),
+            api_version: header.api_version.to_text(),
+        }
+    }
+}
+
 /// Checks the build facts, most fundamental first: a plugin for another target or compiler
 /// is refused as such even if its API version happens to match.
-pub(crate) fn check_build(header: &PluginHeader) -> Result<(), HeaderMismatch> {
-    let fields: [(&'static str, &HeaderString, &str); 3] = [
-        ("target_triple", &header.target_triple, TARGET_TRIPLE),
-        ("rustc_version", &header.rustc_version, RUSTC_VERSION),
-        ("api_version", &header.api_version, API_VERSION),
+pub(crate) fn check_build(facts: &BuildFacts<'_>) -> Result<(), HeaderMismatch> {
+    let fields: [(&'static str, &Result<&str, String>, &str); 3] = [
+        ("target_triple", &facts.target_triple, TARGET_TRIPLE),
+        ("rustc_version", &facts.rustc_version, RUSTC_VERSION),
+        ("api_version", &facts.api_version, API_VERSION),
     ];
     for (field, stored, expected) in fields {
-        match stored.to_text() {
+        match stored.as_deref() {
             Ok(found) if found == expected => {}
             Ok(found) => {
                 return Err(HeaderMismatch {
@@ -81,7 +101,7 @@ pub(crate) fn check_build(header: &PluginHeader) -> Result<(), HeaderMismatch> {
                 return Err(HeaderMismatch {
                     field,
                     expected: quoted(expected),
-                    found: problem,
+                    found: problem.clone(),
                 });
             }
         }
@@ -92,7 +112,9 @@ pub(crate) fn check_build(header: &PluginHeader) -> Result<(), HeaderMismatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jit_plugin_api::{ByteView, HostApi, OutputSink, PluginEntryPoints, STATUS_ERROR};
+    use jit_plugin_api::{
+        ByteView, HeaderString, HostApi, OutputSink, PluginEntryPoints, STATUS_ERROR,
+    };
 
     unsafe extern "C" fn describe(_out: *const OutputSink) -> u32 {
         STATUS_ERROR
@@ -113,7 +135,7 @@ mod tests {
 
     fn refusal(header: &PluginHeader) -> HeaderMismatch {
         check_prefix(&header.prefix)
-            .and_then(|()| check_build(header))
+            .and_then(|()| check_build(&BuildFacts::of(header)))
             .expect_err("header should be refused")
     }
 
@@ -121,7 +143,7 @@ mod tests {
     fn a_header_from_this_build_is_accepted() {
         let header = good();
         assert_eq!(check_prefix(&header.prefix), Ok(()));
-        assert_eq!(check_build(&header), Ok(()));
+        assert_eq!(check_build(&BuildFacts::of(&header)), Ok(()));
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //!
 //! A plugin is a `cdylib` built against `jit-plugin-api`, placed in a Type element's folder
 //! and named by that element's `backendBundleEntry` (any entry ending in `.so`, `.dylib` or
-//! `.dll`; a path relative to the element's folder and inside it). For each such Type,
-//! [`register_plugins`] opens the library, checks its header ([`open_plugin`]) and registers
-//! a [`PluginLoader`] under the Type's fullName. An instance of that Type is then built by
+//! `.dll`; a path relative to the element's folder that stays inside it once symbolic links
+//! are resolved). For each such Type, [`register_plugins`] opens the library, checks its
+//! header ([`open_plugin`]) and registers a [`PluginLoader`] under the Type's fullName.
+//! [`inspect_plugins`] checks the same headers from the files alone, loading nothing: what
+//! `jit check` does. An instance of that Type is then built by
 //! the parent Type's loader ([`jit_runtime::LoadContext::load_with_parent`]) and wrapped in a
 //! [`PluginElement`]: calls of the functions the plugin overrides enter the plugin, which may
 //! call back into the parent; every other call goes straight to the parent.
@@ -24,7 +26,8 @@
 //! header symbol, and every header field that differs from this host's build (magic, ABI
 //! version, header size, target triple, rustc version, plugin-API version) are each reported
 //! with the e.json, the library path, and for a header field its expected and found values.
-//! Nothing of a refused plugin is called.
+//! The header is read from the file before the library is loaded, so nothing of a refused
+//! plugin runs, not even its initialisers.
 //!
 //! This crate knows nothing of payments, HTTP or databases, and plugins know nothing of it:
 //! only `jit-plugin-api`'s `repr(C)` types and JSON cross the boundary.
@@ -36,6 +39,7 @@
 #![allow(unsafe_code)]
 
 mod element;
+mod file;
 mod header;
 mod library;
 
@@ -46,6 +50,7 @@ use std::sync::Arc;
 use jit_runtime::{AppBuilder, Definitions, ElementDef, LoadError, LoadErrorKind, LoadErrors};
 
 pub use element::{PluginElement, PluginLoader};
+pub use file::{InspectedPlugin, inspect_plugin};
 pub use header::HeaderMismatch;
 pub use library::{LoadedPlugin, OpenError, open_plugin};
 
@@ -69,7 +74,8 @@ pub struct PluginSpec {
     pub source: PathBuf,
     /// `backendBundleEntry` as written.
     pub entry: String,
-    /// The library file: the entry resolved against the element's folder.
+    /// The library file: the entry resolved against the element's folder, symbolic links
+    /// followed (canonical) when the file exists.
     pub library: PathBuf,
 }
 
@@ -89,6 +95,22 @@ pub enum PluginProblem {
     PathOutsideElement {
         /// The entry as written.
         entry: String,
+    },
+    /// The entry stays inside the element's folder as written, but a symbolic link on the
+    /// way leads out of it.
+    #[error(
+        "`{entry}` resolves to `{}`, outside the element's folder `{}` (symbolic links are \
+         followed): a plugin library must be inside its element's folder",
+        resolved.display(),
+        folder.display()
+    )]
+    LinksOutsideElement {
+        /// The entry as written.
+        entry: String,
+        /// Where it leads, every symbolic link resolved.
+        resolved: PathBuf,
+        /// The element's folder, every symbolic link resolved.
+        folder: PathBuf,
     },
     /// The library could not be opened, or was refused.
     #[error(transparent)]
@@ -215,29 +237,61 @@ fn locate(def: &ElementDef, entry: &str) -> Result<PathBuf, PluginProblem> {
             entry: entry.to_owned(),
         });
     }
-    Ok(dir.join(relative))
+    let library = dir.join(relative);
+    // The components alone prove nothing: `lib.so` may be a link to any file. Both sides
+    // are resolved and compared. A file that does not exist is reported when it is opened.
+    let (Ok(folder), Ok(resolved)) = (dir.canonicalize(), library.canonicalize()) else {
+        return Ok(library);
+    };
+    if !resolved.starts_with(&folder) {
+        return Err(PluginProblem::LinksOutsideElement {
+            entry: entry.to_owned(),
+            resolved,
+            folder,
+        });
+    }
+    Ok(resolved)
 }
 
 /// Finds every plugin Type of the app and opens its library ([`open_plugin`]): the header is
-/// validated before anything in the library is called. Reports every problem at once.
+/// validated, from the file and then in the loaded library, before anything in the library
+/// is called. Reports every problem at once.
 pub fn load_plugins(
     definitions: &Definitions,
 ) -> Result<Vec<(PluginSpec, Arc<LoadedPlugin>)>, PluginLoadErrors> {
+    let loaded = each_plugin(definitions, open_plugin)?;
+    for (spec, plugin) in &loaded {
+        tracing::info!(
+            element = %spec.type_name,
+            library = %plugin.path().display(),
+            plugin = %plugin.name(),
+            version = %plugin.version(),
+            "native plugin loaded"
+        );
+    }
+    Ok(loaded)
+}
+
+/// Finds every plugin Type of the app and checks its library's header from the file
+/// ([`inspect_plugin`]), loading nothing: no code of any library runs. Reports every problem
+/// at once, as [`load_plugins`] would. What `jit check` does.
+pub fn inspect_plugins(
+    definitions: &Definitions,
+) -> Result<Vec<(PluginSpec, InspectedPlugin)>, PluginLoadErrors> {
+    each_plugin(definitions, inspect_plugin)
+}
+
+/// [`find_plugins`], then `open` for each library; every problem of either kind.
+fn each_plugin<T>(
+    definitions: &Definitions,
+    open: impl Fn(&Path) -> Result<T, OpenError>,
+) -> Result<Vec<(PluginSpec, T)>, PluginLoadErrors> {
     let specs = find_plugins(definitions)?;
-    let mut loaded = Vec::with_capacity(specs.len());
+    let mut opened = Vec::with_capacity(specs.len());
     let mut errors = Vec::new();
     for spec in specs {
-        match open_plugin(&spec.library) {
-            Ok(plugin) => {
-                tracing::info!(
-                    element = %spec.type_name,
-                    library = %plugin.path().display(),
-                    plugin = %plugin.name(),
-                    version = %plugin.version(),
-                    "native plugin loaded"
-                );
-                loaded.push((spec, plugin));
-            }
+        match open(&spec.library) {
+            Ok(plugin) => opened.push((spec, plugin)),
             Err(error) => errors.push(PluginLoadError {
                 element: spec.type_name.clone(),
                 source: spec.source.clone(),
@@ -246,7 +300,7 @@ pub fn load_plugins(
         }
     }
     if errors.is_empty() {
-        Ok(loaded)
+        Ok(opened)
     } else {
         Err(PluginLoadErrors(errors))
     }
@@ -279,6 +333,18 @@ pub fn add_plugin_loaders(
         .fold(builder, |builder, (spec, plugin)| {
             builder.loader(&spec.type_name, PluginLoader::new(plugin))
         })
+}
+
+/// Tells `builder` that a [`PluginLoader`] will be registered for each of `plugins` when the
+/// app is built ([`AppBuilder::expect_loader`]), so that [`AppBuilder::check`] counts the
+/// plugins inspected by [`inspect_plugins`] without their libraries being loaded.
+pub fn expect_plugin_loaders<'a>(
+    builder: AppBuilder,
+    plugins: impl IntoIterator<Item = &'a PluginSpec>,
+) -> AppBuilder {
+    plugins.into_iter().fold(builder, |builder, spec| {
+        builder.expect_loader(&spec.type_name)
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Opening a plugin library: header first, then its description. Libraries are never
-//! unloaded.
+//! Loading a plugin library: its header checked in the file, then in the loaded library,
+//! then its description. Libraries are never unloaded.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,8 @@ use jit_plugin_api::{
 };
 use parking_lot::Mutex;
 
-use crate::header::{HeaderMismatch, check_build, check_prefix};
+use crate::file::{canonical_file, inspect_plugin};
+use crate::header::{BuildFacts, HeaderMismatch, check_build, check_prefix};
 
 /// Why a file could not be used as a plugin. Every variant names the file.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -24,12 +25,12 @@ pub enum OpenError {
         /// What the file system said.
         reason: String,
     },
-    /// The dynamic loader refused the file.
+    /// The file is not a shared library (as a file, or to the dynamic loader).
     #[error("`{}` is not a loadable library: {reason}", path.display())]
     NotALibrary {
         /// The file.
         path: PathBuf,
-        /// The dynamic loader's message.
+        /// Why: what the file is, or the dynamic loader's message.
         reason: String,
     },
     /// The library does not export the header symbol.
@@ -37,7 +38,7 @@ pub enum OpenError {
     NoHeader {
         /// The library.
         path: PathBuf,
-        /// The dynamic loader's message.
+        /// Where it was looked for: the file's export table, or the dynamic loader's message.
         reason: String,
     },
     /// The header symbol is not where a header can be.
@@ -45,7 +46,7 @@ pub enum OpenError {
     BadHeaderAddress {
         /// The library.
         path: PathBuf,
-        /// Null or misaligned.
+        /// Null, misaligned, or not backed by the file's data.
         problem: &'static str,
     },
     /// A header field differs from what this host was built with; nothing of the plugin ran.
@@ -119,26 +120,20 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<LoadedPlugin>>> {
 /// Opens the plugin library at `path`, validates its header and asks it which functions it
 /// overrides. Opening the same file again returns the plugin opened the first time.
 ///
-/// No function of the library is called unless every header field matches. The dynamic
-/// loader does run the library's initialisers (ELF `.init_array`, Mach-O initialisers,
-/// `DllMain`) while mapping it, before the header can be read; a Rust `cdylib` has none
-/// unless it uses a constructor crate. That is a limit of every `dlopen`-based loader.
+/// The header is read from the file first ([`inspect_plugin`]): a library refused there is
+/// never loaded, so none of its code runs. An accepted library is then loaded with the
+/// system's dynamic loader, which runs the library's initialisers (ELF `.init_array`,
+/// Mach-O initialisers, `DllMain`) while mapping it; a Rust `cdylib` has none unless it uses
+/// a constructor crate. The header of the loaded library is checked again (it is what the
+/// host calls through) before any function of the library is called.
 pub fn open_plugin(path: &Path) -> Result<Arc<LoadedPlugin>, OpenError> {
-    let canonical = path.canonicalize().map_err(|error| OpenError::Missing {
-        path: path.to_owned(),
-        reason: error.to_string(),
-    })?;
+    let canonical = canonical_file(path)?;
     // Held across the open so two elements naming one library never load it twice at once.
     let mut opened = registry().lock();
     if let Some(plugin) = opened.get(&canonical) {
         return Ok(plugin.clone());
     }
-    if !canonical.is_file() {
-        return Err(OpenError::Missing {
-            path: canonical,
-            reason: "not a regular file".to_owned(),
-        });
-    }
+    inspect_plugin(&canonical)?;
     // SAFETY: loading a library runs its initialisers; see this function's documentation.
     // The library is leaked below, so nothing obtained from it can outlive it.
     let library = unsafe { libloading::Library::new(&canonical) }.map_err(|error| {
@@ -191,7 +186,7 @@ fn read_plugin(
     // SAFETY: magic, ABI version and size match this host's, so the static has exactly the
     // layout of `PluginHeader`; it lives as long as the leaked library.
     let header: &'static PluginHeader = unsafe { &*header };
-    check_build(header).map_err(refused)?;
+    check_build(&BuildFacts::of(header)).map_err(refused)?;
 
     let entry_points = header.entry_points;
     // The first call into the plugin, only now that every header field matched.

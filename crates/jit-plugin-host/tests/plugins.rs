@@ -330,19 +330,208 @@ fn the_same_library_is_opened_once_and_declares_its_overrides() {
     let probe = plugin_of("pays.ProbeType");
     assert_eq!(probe.overrides(), None);
     assert!(probe.handles("anything"));
+
+    // The files say the same as the loaded libraries.
+    let inspected = jit_plugin_host::inspect_plugins(&app.definitions()).expect("inspect");
+    assert_eq!(inspected.len(), loaded.len());
+    for ((spec, file), (loaded_spec, plugin)) in inspected.iter().zip(&loaded) {
+        assert_eq!(spec, loaded_spec);
+        assert_eq!(file.path(), plugin.path());
+        assert_eq!(file.name(), plugin.name());
+        assert_eq!(file.version(), plugin.version());
+    }
+}
+
+/// The header is read from the file as the loaded library would hold it: a file whose
+/// header bytes are changed is refused for that field, without being loaded.
+#[test]
+fn header_fields_are_read_from_the_file() {
+    let probe = std::fs::read(&built_plugins().probe).expect("read the probe library");
+    let patched = |from: &[u8], to: &[u8]| -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let mut bytes = probe.clone();
+        let mut found = 0;
+        let mut at = 0;
+        while let Some(offset) = bytes[at..].windows(from.len()).position(|w| w == from) {
+            bytes[at + offset..at + offset + to.len()].copy_from_slice(to);
+            at += offset + to.len();
+            found += 1;
+        }
+        assert!(
+            found > 0,
+            "{:?} not in the library",
+            String::from_utf8_lossy(from)
+        );
+        bytes
+    };
+    let app = TempApp::new("patched");
+    let rustc = jit_plugin_api::RUSTC_VERSION.as_bytes();
+    let mut other_rustc = rustc.to_vec();
+    other_rustc[..5].copy_from_slice(b"RUSTC");
+    for (name, bytes, field, found) in [
+        (
+            "magic",
+            patched(&jit_plugin_api::MAGIC, b"NOTJIT\0\0"),
+            "magic",
+            "`NOTJIT\\x00\\x00`".to_owned(),
+        ),
+        (
+            "rustc",
+            patched(rustc, &other_rustc),
+            "rustc_version",
+            format!("`{}`", String::from_utf8_lossy(&other_rustc)),
+        ),
+    ] {
+        let file = app.path().join(library_file_name(name));
+        std::fs::write(&file, bytes).expect("write the patched library");
+        let error = jit_plugin_host::inspect_plugin(&file).expect_err("refused");
+        match &error {
+            jit_plugin_host::OpenError::Refused { mismatch, .. } => {
+                assert_eq!(mismatch.field, field, "{error}");
+                assert_eq!(mismatch.found, found, "{error}");
+            }
+            other => panic!("{name}: expected a header refusal, got {other}"),
+        }
+        // Loading refuses the same, before the library is mapped.
+        let loaded = jit_plugin_host::open_plugin(&file).expect_err("refused");
+        assert_eq!(loaded.to_string(), error.to_string());
+    }
+}
+
+/// A plugin library is contained in its element's folder by where it really is, every
+/// symbolic link followed, not by how its path is spelled.
+#[cfg(unix)]
+#[test]
+fn a_library_reached_through_a_link_must_stay_in_its_element_folder() {
+    use std::os::unix::fs::symlink;
+    let plugins = built_plugins();
+    let app = TempApp::new("links").with_fixture_parent();
+    let file_name = library_file_name("test_probe_plugin");
+
+    // `libprobe.so` in the folder is a link to a library elsewhere in the app.
+    std::fs::create_dir_all(app.path().join("outside")).expect("mkdir");
+    let outside = app.path().join("outside").join(&file_name);
+    std::fs::copy(&plugins.probe, &outside).expect("copy the library");
+    app.element(
+        "pays/LinkedOutType",
+        json!({"type": "pays.WechatPayType", "backendBundleEntry": file_name}),
+    );
+    let folder = app.path().join("elements/pays/LinkedOutType");
+    symlink(&outside, folder.join(&file_name)).expect("link out");
+    // So is `lib/`, a link to a folder elsewhere.
+    app.element(
+        "pays/LinkedDirType",
+        json!({"type": "pays.WechatPayType", "backendBundleEntry": format!("lib/{file_name}")}),
+    );
+    symlink(
+        app.path().join("outside"),
+        app.path().join("elements/pays/LinkedDirType/lib"),
+    )
+    .expect("link a folder out");
+
+    let definitions = app.definitions();
+    let errors = jit_plugin_host::find_plugins(&definitions).expect_err("links out refused");
+    assert_eq!(errors.0.len(), 2, "{errors}");
+    let canonical_outside = outside.canonicalize().expect("canonical");
+    for (element, entry) in [
+        ("pays.LinkedOutType", file_name.clone()),
+        ("pays.LinkedDirType", format!("lib/{file_name}")),
+    ] {
+        let error = errors
+            .0
+            .iter()
+            .find(|error| error.element == element)
+            .unwrap_or_else(|| panic!("no error for {element}: {errors}"));
+        match &error.problem {
+            PluginProblem::LinksOutsideElement {
+                entry: shown,
+                resolved,
+                ..
+            } => {
+                assert_eq!(shown, &entry);
+                assert_eq!(resolved, &canonical_outside);
+            }
+            other => panic!("{element}: expected a link out, got {other:?}"),
+        }
+        let line = error.to_string();
+        assert!(
+            line.contains("outside the element's folder") && line.contains("symbolic links"),
+            "{line}"
+        );
+    }
+    // Loading and inspecting refuse before touching the library.
+    let loaded = jit_plugin_host::load_plugins(&definitions).expect_err("refused");
+    let inspected = jit_plugin_host::inspect_plugins(&definitions).expect_err("refused");
+    assert_eq!(loaded.to_string(), errors.to_string());
+    assert_eq!(inspected.to_string(), errors.to_string());
+
+    // A link that stays inside the folder is followed.
+    let app = TempApp::new("links-inside").with_fixture_parent();
+    app.element(
+        "pays/LinkedInType",
+        json!({"type": "pays.WechatPayType", "backendBundleEntry": file_name}),
+    );
+    app.install(
+        "pays/LinkedInType/versions",
+        &plugins.probe,
+        "libprobe-1.so",
+    );
+    let folder = app.path().join("elements/pays/LinkedInType");
+    symlink("versions/libprobe-1.so", folder.join(&file_name)).expect("link in");
+    let specs = jit_plugin_host::find_plugins(&app.definitions()).expect("a link inside");
+    assert_eq!(specs.len(), 1);
+    assert_eq!(
+        specs[0].library,
+        folder
+            .join("versions/libprobe-1.so")
+            .canonicalize()
+            .expect("canonical")
+    );
+    jit_plugin_host::inspect_plugins(&app.definitions()).expect("its header is accepted");
 }
 
 #[tokio::test]
-async fn a_plugin_type_without_a_parent_loader_fails_to_build_with_a_clear_error() {
+async fn a_plugin_type_without_a_parent_loader_fails_with_a_clear_error() {
     let app = shop();
     // No fixture loader for pays.WechatPayType this time, so no plain instance of it either.
     std::fs::remove_dir_all(app.path().join("elements/pays/plainPay")).expect("remove plainPay");
-    let builder = register_plugins(jit_runtime::AppBuilder::new(app.path()), &app.definitions())
-        .expect("plugins accepted");
-    let built = builder
+    let register = || {
+        register_plugins(jit_runtime::AppBuilder::new(app.path()), &app.definitions())
+            .expect("plugins accepted")
+    };
+    // The parent Type declares functions nothing in this host can serve: refused at build.
+    let errors = register()
         .build()
         .await
-        .expect("every instance has a loader on its chain");
+        .expect_err("the parent Type has no loader");
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert_eq!(errors.0[0].kind, jit_runtime::LoadErrorKind::NoLoader);
+    assert_eq!(
+        errors.0[0].file,
+        app.path().join("elements/pays/WechatPayType/e.json")
+    );
+
+    // A parent Type with nothing to serve passes the build; the plugin's element then
+    // cannot be built, and says why when it is first needed.
+    app.element(
+        "pays/WechatPayType",
+        json!({"title": "Declarations only", "type": "pays.Meta"}),
+    );
+    app.element(
+        "pays/DiscountWechatPayType",
+        json!({
+            "type": "pays.WechatPayType",
+            "backendBundleEntry": library_file_name("example_discount_plugin"),
+            "functionList": [{"name": "create", "args": [
+                {"name": "subject", "dataType": "Stext"},
+                {"name": "amount", "dataType": "Any"}
+            ]}]
+        }),
+    );
+    let built = register()
+        .build()
+        .await
+        .expect("every element that needs a loader has one");
     let error = built
         .call(
             "pays.myDiscountPay",
@@ -462,6 +651,11 @@ fn refusals_name_the_element_the_file_and_the_reason() {
     // The refused library's entry points leave a trace when called: there must be none.
     let trace = std::env::temp_dir().join(format!("jit-bad-plugin-{}-ran", std::process::id()));
     assert!(!trace.exists(), "an entry point of the refused plugin ran");
+
+    // Checking the headers from the files alone (`jit check`) refuses exactly the same.
+    let inspected =
+        jit_plugin_host::inspect_plugins(&definitions).expect_err("every plugin refused");
+    assert_eq!(inspected.to_string(), shown);
 
     // register_plugins refuses the same way and the app is never built.
     let Err(refused) = register_plugins(app.builder(), &definitions) else {

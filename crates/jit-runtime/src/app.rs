@@ -1,7 +1,7 @@
 //! The running app: building elements through loaders, caching them, typed and dynamic access.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -12,6 +12,7 @@ use include_dir::Dir;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
+use crate::arguments::check_call;
 use crate::chain::Chain;
 use crate::def::{BackendLoadTime, ElementDef};
 use crate::definitions::{self, Definitions};
@@ -243,6 +244,8 @@ pub struct AppBuilder {
     services: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     env: HashMap<String, String>,
     preloaded: Option<Definitions>,
+    /// Loaders [`AppBuilder::check`] counts without their being registered here.
+    expected_loaders: HashSet<String>,
 }
 
 impl AppBuilder {
@@ -255,6 +258,7 @@ impl AppBuilder {
             services: HashMap::new(),
             env: HashMap::new(),
             preloaded: None,
+            expected_loaders: HashSet::new(),
         }
     }
 
@@ -298,6 +302,15 @@ impl AppBuilder {
         self
     }
 
+    /// Tells [`AppBuilder::check`] that the host registers a loader for `type_full_name`
+    /// when it builds the app, without creating it now: a native plugin, whose library
+    /// `jit check` validates from the file but must not load (loading runs its code).
+    /// [`AppBuilder::build`] ignores it: there, only a registered loader counts.
+    pub fn expect_loader(mut self, type_full_name: &str) -> Self {
+        self.expected_loaders.insert(type_full_name.to_owned());
+        self
+    }
+
     /// Provides a shared service to loaders and elements ([`App::service`]).
     pub fn provide<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
         self.services.insert(TypeId::of::<T>(), value);
@@ -318,15 +331,15 @@ impl AppBuilder {
     }
 
     /// Everything [`AppBuilder::build`] checks, without building any element (so without
-    /// touching databases or gateways): the definitions, and a loader on every instance's
-    /// chain. What `jit check` runs when the host's loaders are registered.
+    /// touching databases or gateways): the definitions, and that this host can build
+    /// every element that needs building ([`AppBuilder::build`] lists the rules), counting
+    /// the loaders given to [`AppBuilder::expect_loader`]. What `jit check` runs when the
+    /// host's loaders are registered.
     pub fn check(mut self) -> Result<Definitions, LoadErrors> {
         let defs = self.take_definitions()?;
-        let errors: Vec<LoadError> = defs
-            .iter()
-            .filter(|chain| is_instance(&defs, chain) && plan_for(chain, &self.loaders).is_empty())
-            .map(no_loader)
-            .collect();
+        let errors = unbuildable(&defs, |name| {
+            self.loaders.contains_key(name) || self.expected_loaders.contains(name)
+        });
         if errors.is_empty() {
             Ok(defs)
         } else {
@@ -334,18 +347,26 @@ impl AppBuilder {
         }
     }
 
-    /// Loads the definitions, checks every instance has a loader on its chain, and builds
-    /// the `afterAppInit` elements. Every problem is reported.
+    /// Loads the definitions, checks that this host can build every element that needs
+    /// building, and builds the `afterAppInit` elements. Every problem is reported.
+    ///
+    /// What this host cannot build, each a [`LoadError`] on the element's e.json:
+    /// - an instance, or any element whose chain declares functions (so callable), with no
+    ///   loader registered for any element of its chain ([`LoadErrorKind::NoLoader`]);
+    /// - a Meta or Type of the app (on disk) whose own e.json names a `backendBundleEntry`,
+    ///   saying its code ships with it, with no loader registered for its own fullName
+    ///   ([`LoadErrorKind::CodeNotInHost`]): a parent's loader would build its elements
+    ///   with the parent's behaviour and none of its own.
     pub async fn build(mut self) -> Result<App, LoadErrors> {
         let defs = self.take_definitions()?;
-        let mut errors = Vec::new();
+        let errors = unbuildable(&defs, |name| self.loaders.contains_key(name));
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
         let mut slots = HashMap::with_capacity(defs.len());
         for chain in defs.iter() {
             let def = chain.element();
             let plan = plan_for(chain, &self.loaders);
-            if plan.is_empty() && is_instance(&defs, chain) {
-                errors.push(no_loader(chain));
-            }
             slots.insert(
                 def.full_name.clone(),
                 Slot {
@@ -355,9 +376,6 @@ impl AppBuilder {
                     building: Mutex::new(None),
                 },
             );
-        }
-        if !errors.is_empty() {
-            return Err(LoadErrors(errors));
         }
         let app = App(Arc::new(AppInner {
             defs,
@@ -379,12 +397,67 @@ fn is_instance(defs: &Definitions, chain: &Chain) -> bool {
     chain.len() >= 3 && !defs.is_used_as_type(chain.element().full_name.as_str())
 }
 
-fn no_loader(chain: &Chain) -> LoadError {
+/// Where a host finds out how to build an element that this one cannot.
+const EXTENDING_GUIDE: &str = "docs/extending.md";
+
+/// Every element of `defs` this host cannot build, given which fullNames have a loader
+/// (the rules are listed on [`AppBuilder::build`]). One owner for `check` and `build`.
+fn unbuildable(defs: &Definitions, has_loader: impl Fn(&str) -> bool) -> Vec<LoadError> {
+    let mut errors = Vec::new();
+    for chain in defs.iter() {
+        let def = chain.element();
+        let callable = !chain.functions().is_empty();
+        let ships_code = def.dir.is_some() && def.backend_bundle_entry.is_some();
+        let is_type = def.is_meta() || defs.is_used_as_type(def.full_name.as_str());
+        if (is_instance(defs, chain) || callable) && !chain.names().any(&has_loader) {
+            errors.push(no_loader(chain, callable));
+        } else if ships_code && is_type && !has_loader(def.full_name.as_str()) {
+            errors.push(code_not_in_host(chain));
+        }
+    }
+    errors
+}
+
+fn no_loader(chain: &Chain, callable: bool) -> LoadError {
+    let consequence = if callable {
+        "every call of its functions would fail"
+    } else {
+        "it cannot be built"
+    };
     LoadError::new(
         LoadErrorKind::NoLoader,
         &chain.element().source,
-        format!("no loader is registered for any element of its chain {chain}"),
+        format!(
+            "no loader is registered for any element of its chain {chain} in this host, so \
+             {consequence}; a Type written in Rust needs the host binary that registers its \
+             loader (see {EXTENDING_GUIDE})"
+        ),
     )
+}
+
+fn code_not_in_host(chain: &Chain) -> LoadError {
+    let def = chain.element();
+    let entry = def.backend_bundle_entry.as_deref().unwrap_or_default();
+    let behaviour = match chain.defs().get(1) {
+        Some(parent) => format!(
+            "with the behaviour of `{}` and none of its own",
+            parent.full_name
+        ),
+        None => "without any of its code".to_owned(),
+    };
+    LoadError::new(
+        LoadErrorKind::CodeNotInHost,
+        &def.source,
+        format!(
+            "`{name}` says its backend code ships with it (backendBundleEntry {entry:?}), but \
+             this host has no loader for `{name}`: its elements would run {behaviour}. \
+             Serve it with a host binary that registers a Rust loader for `{name}`, or name a \
+             native plugin library in backendBundleEntry, or remove backendBundleEntry if \
+             `{name}` has no code of its own (see {EXTENDING_GUIDE})",
+            name = def.full_name,
+        ),
+    )
+    .at("backendBundleEntry")
 }
 
 fn plan_for(chain: &Chain, loaders: &Loaders) -> Vec<PlanStep> {
@@ -806,96 +879,5 @@ async fn construct(
                 source: Arc::new(error),
             })
         }
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Checks a call against the chain's declaration; returns the arguments as a map.
-/// Messages name arguments and types, never values (a value may be a secret).
-pub fn check_call(
-    chain: &Chain,
-    function: &str,
-    args: Value,
-    cx: &CallContext,
-) -> Result<Map<String, Value>, CallError> {
-    let element = &chain.element().full_name;
-    let Some(decl) = chain.function(function) else {
-        let available: Vec<&str> = chain.functions().iter().map(|f| f.name.as_str()).collect();
-        return Err(CallError::new(
-            CallErrorKind::FunctionNotFound,
-            format!(
-                "element `{element}` declares no function `{function}` (declared: {})",
-                if available.is_empty() {
-                    "none".to_owned()
-                } else {
-                    available.join(", ")
-                }
-            ),
-        ));
-    };
-    if decl.login_required && cx.principal.is_none() {
-        return Err(CallError::new(
-            CallErrorKind::Unauthorized,
-            format!("`{element}.{function}` requires a logged-in caller"),
-        ));
-    }
-    let args = match args {
-        Value::Null => Map::new(),
-        Value::Object(map) => map,
-        other => {
-            return Err(CallError::bad_arguments(format!(
-                "arguments of `{element}.{function}` must be a JSON object, got {}",
-                json_kind(&other)
-            )));
-        }
-    };
-    let mut problems = Vec::new();
-    for key in args.keys() {
-        if !decl.args.iter().any(|a| &a.name == key) {
-            let declared: Vec<&str> = decl.args.iter().map(|a| a.name.as_str()).collect();
-            problems.push(format!(
-                "unknown argument `{key}` (declared: {})",
-                if declared.is_empty() {
-                    "none".to_owned()
-                } else {
-                    declared.join(", ")
-                }
-            ));
-        }
-    }
-    for arg in &decl.args {
-        match args.get(&arg.name) {
-            None | Some(Value::Null) if arg.required => problems.push(format!(
-                "missing required argument `{}` ({})",
-                arg.name, arg.data_type
-            )),
-            None | Some(Value::Null) => {}
-            Some(value) if !arg.data_type.accepts(value) => problems.push(format!(
-                "argument `{}` must be {}, got {}",
-                arg.name,
-                arg.data_type,
-                json_kind(value)
-            )),
-            Some(_) => {}
-        }
-    }
-    if problems.is_empty() {
-        Ok(args)
-    } else {
-        Err(CallError::bad_arguments(format!(
-            "`{element}.{function}`: {}",
-            problems.join("; ")
-        )))
     }
 }

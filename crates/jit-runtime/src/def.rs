@@ -318,7 +318,9 @@ pub enum DataType {
     Stext,
     /// `Ltext`: long text, a JSON string.
     Ltext,
-    /// `Numeric`: any JSON number.
+    /// `Numeric`: a JSON number, or a decimal string (`"12.34"`, `"-5"`: digits with an
+    /// optional sign and fraction) for a value a JSON number cannot carry exactly
+    /// (see [`crate::parse_arguments`]).
     Numeric,
     /// `Integer`: a JSON integer (fits i64 or u64).
     Integer,
@@ -376,7 +378,7 @@ impl DataType {
     pub fn accepts(self, value: &Value) -> bool {
         match self {
             Self::Stext | Self::Ltext => value.is_string(),
-            Self::Numeric => value.is_number(),
+            Self::Numeric => value.is_number() || value.as_str().is_some_and(is_decimal),
             Self::Integer => value.is_i64() || value.is_u64(),
             Self::Boolean => value.is_boolean(),
             Self::List => value.is_array(),
@@ -389,6 +391,15 @@ impl DataType {
 
 fn digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A plain decimal number: an optional `-`, digits, and optionally `.` and digits.
+fn is_decimal(s: &str) -> bool {
+    let unsigned = s.strip_prefix('-').unwrap_or(s);
+    match unsigned.split_once('.') {
+        Some((integer, fraction)) => digits(integer) && digits(fraction),
+        None => digits(unsigned),
+    }
 }
 
 fn is_date(s: &str) -> bool {

@@ -29,8 +29,13 @@ pub enum LoadErrorKind {
     /// The chain reaches an element that is broken (unknown type, cycle, parse error, ...)
     /// further up, so it never ends at a Meta.
     ChainEndsNowhere,
-    /// An instance has no loader registered anywhere on its chain (checked by `build`).
+    /// An instance, or an element whose chain declares functions, has no loader registered
+    /// anywhere on its chain (checked by `check` and `build`).
     NoLoader,
+    /// A Meta or Type of the app says its backend code ships with it (its own e.json names a
+    /// `backendBundleEntry`) and no loader is registered for its own fullName, so only a
+    /// parent's behaviour could run (checked by `check` and `build`).
+    CodeNotInHost,
     /// A `{{VAR}}` placeholder names a variable that is not set.
     MissingVariable,
     /// The config file is missing (when `frontBundleEntry` names it) or not valid JSON.

@@ -87,7 +87,11 @@
 //!   [`provide_interfaces!`] macro writes [`Element::interface`].
 //! - [`App::fill_placeholders`] returns [`PlaceholderError`]; [`EnvSource`] does the
 //!   filling for any text.
-//! - [`check_call`] is public so a host can validate a call before routing it.
+//! - [`check_call`] is public so a host can validate a call before routing it;
+//!   [`declared_function`] and [`argument_problems`] are its parts, for a host that routes
+//!   by declaration or checks a call of its own.
+//! - [`parse_arguments`] reads a call's arguments from JSON text (a request body) without
+//!   changing any number on the way: a number a 64-bit float cannot carry is refused.
 //! - [`WeakApp`] has `get_element` and `get`; [`GetError::AppGone`] when the app is gone.
 //! - A [`CallError`] has a category ([`CallErrorKind`]: `NOT_FOUND`, `FUNCTION_NOT_FOUND`,
 //!   `BAD_ARGUMENTS`, `UNAUTHORIZED`, `CONFLICT`, `UPSTREAM`, `INTERNAL`) and optionally an
@@ -97,6 +101,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod arguments;
 mod chain;
 mod def;
 mod definitions;
@@ -106,7 +111,10 @@ mod name;
 mod secret;
 mod settings;
 
-pub use app::{App, AppBuilder, CallContext, Element, LoadContext, Loader, WeakApp, check_call};
+pub use app::{App, AppBuilder, CallContext, Element, LoadContext, Loader, WeakApp};
+pub use arguments::{
+    INVALID_JSON, argument_problems, check_call, declared_function, parse_arguments,
+};
 pub use chain::Chain;
 pub use def::{AccessModifier, ArgDecl, BackendLoadTime, DataType, ElementDef, FunctionDecl};
 pub use definitions::{Definitions, FRAMEWORK_LAYER, FRAMEWORK_PREFIX, Layer};

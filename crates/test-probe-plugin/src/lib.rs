@@ -5,8 +5,14 @@
 //!   parent returned (or its error);
 //! - `panic()` panics, to prove the panic is caught inside the library;
 //! - anything else goes to the parent unchanged.
+//!
+//! It also has an initialiser (see [`INIT_MARKER_VARIABLE`]), which the system's dynamic
+//! loader runs when it maps the library.
 
 #![deny(missing_docs)]
+// The initialiser is a static in a linker section the dynamic loader runs, which the
+// workspace's `unsafe_code` lint denies by default.
+#![allow(unsafe_code)]
 
 use jit_plugin_api::{Parent, Plugin, PluginError};
 use serde_json::{Value, json};
@@ -44,3 +50,31 @@ impl Plugin for ProbePlugin {
 }
 
 jit_plugin_api::export_plugin!(ProbePlugin);
+
+/// The environment variable naming the file [`mark_loaded`] writes.
+pub const INIT_MARKER_VARIABLE: &str = "JIT_TEST_PLUGIN_INIT_MARKER";
+
+/// Runs when the system's dynamic loader maps this library, before the host can read
+/// anything of it: writes `test-probe-plugin was loaded` to the file named by [`INIT_MARKER_VARIABLE`], when that
+/// is set, so a test can tell whether the library was loaded at all (`jit check` must not
+/// load it).
+extern "C" fn mark_loaded() {
+    if let Some(marker) = std::env::var_os(INIT_MARKER_VARIABLE) {
+        let _ = std::fs::write(marker, "test-probe-plugin was loaded");
+    }
+}
+
+// An initialiser, as a constructor crate would register one.
+// SAFETY: the section holds pointers to functions the loader calls once, without arguments
+// it requires, while mapping the library; `mark_loaded` is such a function.
+#[used]
+#[cfg_attr(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    unsafe(link_section = ".init_array")
+)]
+#[cfg_attr(
+    target_vendor = "apple",
+    unsafe(link_section = "__DATA,__mod_init_func")
+)]
+#[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
+static MARK_LOADED: extern "C" fn() = mark_loaded;

@@ -414,7 +414,9 @@ async fn an_instance_without_a_loader_fails_build_but_not_load_definitions() {
     assert_eq!(error.file, tree.join("app/elements/shop/users/e.json"));
     assert_eq!(
         error.message,
-        "no loader is registered for any element of its chain shop.users → models.Base → models.Meta"
+        "no loader is registered for any element of its chain shop.users → models.Base → \
+         models.Meta in this host, so it cannot be built; a Type written in Rust needs the host \
+         binary that registers its loader (see docs/extending.md)"
     );
     // A Meta loader covers every element of its family.
     tree.builder("app")
@@ -428,6 +430,177 @@ async fn an_instance_without_a_loader_fails_build_but_not_load_definitions() {
         .build()
         .await
         .expect("Meta loader suffices");
+}
+
+/// `check` and `build` of `tree`'s app with `loaders` registered: both must agree.
+async fn check_and_build(
+    tree: &Tree,
+    loaders: &[&str],
+) -> (
+    Result<(), jit_runtime::LoadErrors>,
+    Result<(), jit_runtime::LoadErrors>,
+) {
+    let builder = || {
+        loaders.iter().fold(tree.builder("app"), |builder, name| {
+            builder.loader(name, PlainLoader)
+        })
+    };
+    (
+        builder().check().map(drop),
+        builder().build().await.map(drop),
+    )
+}
+
+#[tokio::test]
+async fn an_element_declaring_functions_needs_a_loader_even_when_it_is_no_instance() {
+    // A service element straight under its Meta (like pays.services.PaySvc): its chain is
+    // two long, so it is no instance, but its functions are served.
+    let tree = Tree::new(&[
+        ("app/app.toml", &app_toml("shop")),
+        (
+            "app/elements/shop/ordersSvc/e.json",
+            r#"{"type": "models.Meta", "functionList": [{"name": "list", "args": []}]}"#,
+        ),
+        // The same without functions is never built, and needs no loader.
+        (
+            "app/elements/shop/note/e.json",
+            r#"{"type": "models.Meta"}"#,
+        ),
+    ]);
+    let (checked, built) = check_and_build(&tree, &["pays.Meta"]).await;
+    for errors in [checked.expect_err("check"), built.expect_err("build")] {
+        assert_eq!(errors.len(), 1, "{errors}");
+        let error = &errors.0[0];
+        assert_eq!(error.kind, LoadErrorKind::NoLoader);
+        assert_eq!(error.file, tree.join("app/elements/shop/ordersSvc/e.json"));
+        assert!(
+            error.message.contains(
+                "no loader is registered for any element of its chain shop.ordersSvc → \
+                 models.Meta in this host, so every call of its functions would fail"
+            ),
+            "{error}"
+        );
+        assert!(error.message.contains("docs/extending.md"), "{error}");
+    }
+    // A Meta with functions of its own is callable too.
+    let tree = Tree::new(&[
+        ("app/app.toml", &app_toml("shop")),
+        (
+            "app/elements/tools/Meta/e.json",
+            r#"{"type": "", "functionList": [{"name": "ping", "args": []}]}"#,
+        ),
+    ]);
+    let (checked, _) = check_and_build(&tree, &["pays.Meta"]).await;
+    let errors = checked.expect_err("a callable Meta without a loader");
+    assert_eq!(
+        errors.of_kind(LoadErrorKind::NoLoader).count(),
+        1,
+        "{errors}"
+    );
+    let (checked, built) = check_and_build(&tree, &["pays.Meta", "tools.Meta"]).await;
+    checked.expect("its own loader");
+    built.expect("its own loader");
+}
+
+/// An app whose Type `shop.DiscountType` extends the fixture's `pays.TestPayType`, with an
+/// instance; `type_extra` is added to the Type's e.json.
+fn app_with_own_type(type_extra: &str) -> Tree {
+    Tree::new(&[
+        ("app/app.toml", &app_toml("shop")),
+        (
+            "app/elements/shop/DiscountType/e.json",
+            &format!(r#"{{"type": "pays.TestPayType", "discountPercent": 10{type_extra}}}"#),
+        ),
+        // An instance: `"."` is JitAi's default and names no code of the instance's own.
+        (
+            "app/elements/shop/members/e.json",
+            r#"{"type": "shop.DiscountType", "backendBundleEntry": "."}"#,
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn a_type_of_the_app_that_ships_code_needs_a_loader_of_its_own() {
+    let tree = app_with_own_type(r#", "backendBundleEntry": ".""#);
+    // The parent's loader alone would build shop.members without the discount.
+    let (checked, built) = check_and_build(&tree, &["pays.Meta", "pays.TestPayType"]).await;
+    for errors in [checked.expect_err("check"), built.expect_err("build")] {
+        assert_eq!(errors.len(), 1, "{errors}");
+        let error = &errors.0[0];
+        assert_eq!(error.kind, LoadErrorKind::CodeNotInHost);
+        assert_eq!(
+            error.file,
+            tree.join("app/elements/shop/DiscountType/e.json")
+        );
+        assert_eq!(error.json_path.as_deref(), Some("backendBundleEntry"));
+        for part in [
+            "`shop.DiscountType` says its backend code ships with it (backendBundleEntry \".\")",
+            "this host has no loader for `shop.DiscountType`",
+            "with the behaviour of `pays.TestPayType` and none of its own",
+            "docs/extending.md",
+        ] {
+            assert!(error.message.contains(part), "`{part}` not in: {error}");
+        }
+    }
+
+    // A loader registered for the Type itself builds it.
+    let (checked, built) = check_and_build(
+        &tree,
+        &["pays.Meta", "pays.TestPayType", "shop.DiscountType"],
+    )
+    .await;
+    checked.expect("own loader");
+    built.expect("own loader");
+
+    // A loader the host registers only when it serves (a native plugin) counts for check,
+    // and build still wants the real one.
+    tree.builder("app")
+        .loader("pays.Meta", PlainLoader)
+        .expect_loader("shop.DiscountType")
+        .check()
+        .expect("the expected loader counts for check");
+    let errors = tree
+        .builder("app")
+        .loader("pays.Meta", PlainLoader)
+        .expect_loader("shop.DiscountType")
+        .build()
+        .await
+        .expect_err("build wants a registered loader");
+    assert_eq!(
+        errors.of_kind(LoadErrorKind::CodeNotInHost).count(),
+        1,
+        "{errors}"
+    );
+
+    // A Type with no backendBundleEntry is configuration only: the parent builds it.
+    let tree = app_with_own_type("");
+    let (checked, built) = check_and_build(&tree, &["pays.Meta", "pays.TestPayType"]).await;
+    checked.expect("configuration-only Type");
+    built.expect("configuration-only Type");
+}
+
+#[tokio::test]
+async fn a_meta_of_the_app_that_ships_code_needs_its_own_loader() {
+    let tree = Tree::new(&[
+        ("app/app.toml", &app_toml("shop")),
+        (
+            "app/elements/inv/Meta/e.json",
+            r#"{"type": "", "backendBundleEntry": "."}"#,
+        ),
+        ("app/elements/inv/Stock/e.json", r#"{"type": "inv.Meta"}"#),
+        ("app/elements/inv/shelf/e.json", r#"{"type": "inv.Stock"}"#),
+    ]);
+    // The Type's loader builds the instance, but the Meta's code would never run.
+    let (checked, _) = check_and_build(&tree, &["pays.Meta", "inv.Stock"]).await;
+    let errors = checked.expect_err("the Meta's code is missing");
+    let error = errors
+        .of_kind(LoadErrorKind::CodeNotInHost)
+        .next()
+        .unwrap_or_else(|| panic!("{errors}"));
+    assert!(error.message.contains("without any of its code"), "{error}");
+    let (checked, built) = check_and_build(&tree, &["pays.Meta", "inv.Meta"]).await;
+    checked.expect("own loader");
+    built.expect("own loader");
 }
 
 #[tokio::test]
