@@ -74,6 +74,25 @@ async fn serve_logs_request_ids_never_secrets_and_stops_on_sigterm() {
         .await
         .unwrap();
 
+    // hyper takes raw UTF-8 in a request target: a bidi override in the path.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            "GET /no/such\u{202e}path HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n"
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 404"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
     let status = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
@@ -106,6 +125,9 @@ async fn serve_logs_request_ids_never_secrets_and_stops_on_sigterm() {
         "the client's request id is in the logs"
     );
     assert!(logs.contains("SIGTERM received"), "{logs}");
+    // The request span shows the path escaped (`\u{202e}`, itself JSON-escaped).
+    assert!(!logs.contains('\u{202e}'), "a raw bidi override in the log");
+    assert!(logs.contains("/no/such\\\\u{202e}path"), "{logs}");
     for secret in [SHOP_KEY, SHOP_TOKEN, "not-the-token"] {
         assert!(!logs.contains(secret), "`{secret}` appears in the logs");
     }
@@ -160,19 +182,6 @@ async fn request_values_reach_the_log_escaped() {
             .await;
         assert_eq!(status, 500, "{kind}");
     }
-    // Raw UTF-8 in the request target: a bidi override in the path.
-    let mut stream = tokio::net::TcpStream::connect(server.handle.local_addr())
-        .await
-        .unwrap();
-    stream
-        .write_all(
-            "GET /no/such\u{202e}path HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n"
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
     server.handle.shutdown().await.unwrap();
 
     let logs = captured.text();
@@ -185,11 +194,4 @@ async fn request_values_reach_the_log_escaped() {
     }
     assert!(!logs.contains('\u{1b}'), "a terminal escape:\n{logs}");
     assert!(!logs.contains('\u{202e}'), "a bidi override:\n{logs}");
-    // hyper takes raw UTF-8 in a request target; the request span shows it escaped.
-    assert!(
-        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 404"),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
-    assert!(logs.contains("/no/such\\u{202e}path"), "{logs}");
 }
