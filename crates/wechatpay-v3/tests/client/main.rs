@@ -1,0 +1,5 @@
+//! The API v3 client's integration tests, one binary: each module is one concern.
+
+mod certificates;
+mod client_calls;
+mod support;
