@@ -2,4 +2,6 @@
 
 mod certificates;
 mod client_calls;
+mod notifies;
+mod properties;
 mod support;
