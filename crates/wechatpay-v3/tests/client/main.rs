@@ -2,6 +2,7 @@
 
 mod certificates;
 mod client_calls;
+mod interop_wechatpayv3;
 mod notifies;
 mod properties;
 mod support;
