@@ -2,8 +2,7 @@
 //!
 //! Owns the interop tests' Python interpreters: one that has the real `wechatpy==1.8.18` from
 //! PyPI, the independent peer the WeChat Pay V2 code is checked against, and one with
-//! `wechatpayv3` for API v3. It knows nothing of this
-//! project's crates.
+//! `wechatpayv3` for API v3. It knows nothing of this project's crates.
 //!
 //! [`wechatpy_python`] returns `$WECHATPY_PYTHON` when that is set (CI prepares it), and
 //! otherwise creates `<workspace>/target/wechatpy-venv` on first use with `python3 -m venv`

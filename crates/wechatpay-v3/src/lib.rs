@@ -9,7 +9,7 @@
 //!
 //! # API in brief
 //! - Keys ([`keys`]): [`ApiV3Key`] (32 bytes), [`MerchantPrivateKey`] (PEM, PKCS#8 or
-//!   PKCS#1), [`MerchantPublicKey`], [`WechatPayPublicKey`] (`PUB_KEY_ID_…`),
+//!   PKCS#1), [`MerchantPublicKey`], [`MerchantCertificate`] (`apiclient_cert.pem`: serial, key check), [`WechatPayPublicKey`] (`PUB_KEY_ID_…`),
 //!   [`PlatformCertificate`]; none prints its secret. [`KeyError`].
 //! - Signing ([`sign`]): [`request_message`], [`response_message`], [`Authorization`]
 //!   (build, parse, verify the `WECHATPAY2-SHA256-RSA2048` header).
@@ -63,8 +63,8 @@ pub use client::{
 };
 pub use error::{Error, ErrorCode, RetryAdvice, TransportError};
 pub use keys::{
-    ApiV3Key, KeyError, MerchantPrivateKey, MerchantPublicKey, PlatformPrivateKey,
-    SignatureMismatch, WechatPayPublicKey,
+    ApiV3Key, KeyError, MerchantCertificate, MerchantPrivateKey, MerchantPublicKey,
+    PlatformPrivateKey, SignatureMismatch, WechatPayPublicKey,
 };
 pub use notify::{
     Notify, PaymentNotify, RefundNotice, RefundNotify, fail_reply, open_notify,

@@ -154,23 +154,17 @@ impl SignedHeaders {
         pairs
     }
 
-    /// Adds the headers to a header map.
-    pub fn insert_into(&self, headers: &mut HeaderMap) {
+    /// Adds the headers to a header map. A value that cannot be a header value (a nonce
+    /// with a line break) is refused, naming the header.
+    pub fn insert_into(&self, headers: &mut HeaderMap) -> Result<(), VerifyError> {
         for (name, value) in self.to_pairs() {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(HeaderName::from_static(lower(name)), value);
-            }
+            let value =
+                HeaderValue::from_str(&value).map_err(|_| VerifyError::HeaderNotText(name))?;
+            let name =
+                HeaderName::from_bytes(name.as_bytes()).expect("the names are valid header names");
+            headers.insert(name, value);
         }
-    }
-}
-
-fn lower(name: &'static str) -> &'static str {
-    match name {
-        HEADER_TIMESTAMP => "wechatpay-timestamp",
-        HEADER_NONCE => "wechatpay-nonce",
-        HEADER_SIGNATURE => "wechatpay-signature",
-        HEADER_SERIAL => "wechatpay-serial",
-        _ => "wechatpay-signature-type",
+        Ok(())
     }
 }
 
@@ -281,7 +275,8 @@ impl Verifier {
         Ok(())
     }
 
-    /// The key a serial names. `true` in [`Verifier::knows`] terms when found.
+    /// The key a serial names: the public key of that id, or the platform certificate of
+    /// that serial while it is valid.
     fn key_for(
         &self,
         serial: &str,
@@ -473,8 +468,14 @@ mod tests {
     fn headers_round_trip_through_a_header_map() {
         let headers = signed(b"{}");
         let mut map = HeaderMap::new();
-        headers.insert_into(&mut map);
-        assert_eq!(SignedHeaders::from_headers(&map), Ok(headers));
+        headers.insert_into(&mut map).unwrap();
+        assert_eq!(SignedHeaders::from_headers(&map), Ok(headers.clone()));
+        let mut broken = headers;
+        broken.nonce = "a\nb".into();
+        assert_eq!(
+            broken.insert_into(&mut HeaderMap::new()),
+            Err(VerifyError::HeaderNotText(HEADER_NONCE))
+        );
         map.remove("wechatpay-nonce");
         assert_eq!(
             SignedHeaders::from_headers(&map),

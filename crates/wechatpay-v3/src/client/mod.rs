@@ -405,7 +405,8 @@ impl Client {
     /// Verifies a signed body received from WeChat (a notify), downloading platform
     /// certificates first when they are due or when the serial is not held.
     pub async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<VerifiedBy, Error> {
-        self.verify_signed("notify", headers, body).await
+        self.verify_signed(crate::notify::NOTIFY, headers, body)
+            .await
     }
 
     /// Verifies, reads and decrypts a notify (see [`crate::notify`]).

@@ -102,7 +102,7 @@ impl Client {
     /// retried; every attempt re-sends the call's body unchanged.
     pub(super) async fn execute(&self, call: &Call) -> Result<Answer, Error> {
         let url = self.url_of(call)?;
-        self.with_retries(|| async {
+        self.with_retries(call.endpoint, || async {
             let answer = self
                 .send_once(
                     call.endpoint,
@@ -128,8 +128,10 @@ impl Client {
         url: reqwest::Url,
         limit: usize,
     ) -> Result<Answer, Error> {
-        self.with_retries(|| self.send_once(endpoint, &reqwest::Method::GET, &url, None, limit))
-            .await
+        self.with_retries(endpoint, || {
+            self.send_once(endpoint, &reqwest::Method::GET, &url, None, limit)
+        })
+        .await
     }
 
     async fn send_once(
@@ -207,7 +209,11 @@ impl Client {
         })
     }
 
-    async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
+    async fn with_retries<T, F, Fut>(
+        &self,
+        endpoint: &'static str,
+        mut attempt: F,
+    ) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
@@ -229,6 +235,7 @@ impl Client {
                             .min(policy.max_delay),
                     );
                     tracing::warn!(
+                        endpoint,
                         attempt = attempts,
                         error = %error.log_label(),
                         ?pause,

@@ -269,8 +269,21 @@ async fn the_switchover_accepts_both_keys() {
         )
         .unwrap();
         let mut map = reqwest::header::HeaderMap::new();
-        headers.insert_into(&mut map);
+        headers.insert_into(&mut map).unwrap();
         let notify = client.parse_payment_notify(&map, &body).await.unwrap();
         assert_eq!(notify.transaction.amount.total.get(), 9999);
     }
+}
+
+#[test]
+fn the_merchant_certificate_names_the_serial_and_checks_the_key() {
+    // A merchant certificate has the same shape as a platform one.
+    let identity = platform_identity(&[0x40, 0x8B, 0x07], -60, 86400);
+    let certificate =
+        wechatpay_v3::MerchantCertificate::from_pem(identity.certificate.pem()).unwrap();
+    assert_eq!(certificate.serial_no(), "408B07");
+    let own = wechatpay_v3::MerchantPrivateKey::from_pem(&identity.key_pem).unwrap();
+    assert!(certificate.certifies(&own));
+    assert!(!certificate.certifies(&merchant_key()));
+    assert!(!format!("{certificate:?}").contains("BEGIN"));
 }

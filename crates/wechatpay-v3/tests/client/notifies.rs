@@ -33,7 +33,7 @@ fn sealed(signer: &PlatformSigner) -> (SignedHeaders, Vec<u8>) {
 
 fn map(headers: &SignedHeaders) -> HeaderMap {
     let mut map = HeaderMap::new();
-    headers.insert_into(&mut map);
+    headers.insert_into(&mut map).unwrap();
     map
 }
 

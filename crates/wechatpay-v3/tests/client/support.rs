@@ -74,6 +74,8 @@ pub fn api_v3_key() -> ApiV3Key {
 pub struct PlatformIdentity {
     pub certificate: PlatformCertificate,
     pub key: PlatformPrivateKey,
+    /// The key as PKCS#8 PEM.
+    pub key_pem: String,
 }
 
 impl PlatformIdentity {
@@ -110,6 +112,7 @@ pub fn platform_identity(
     PlatformIdentity {
         certificate: PlatformCertificate::from_pem(&certificate_pem).unwrap(),
         key: PlatformPrivateKey::from_rsa(private).unwrap(),
+        key_pem: pem.to_string(),
     }
 }
 
@@ -527,7 +530,7 @@ async fn respond(state: &GatewayState, reply: Reply) -> Response {
         map.insert("content-type", "application/json".parse().unwrap());
     }
     if let Some(headers) = headers {
-        headers.insert_into(map);
+        headers.insert_into(map).unwrap();
     }
     response
 }
