@@ -23,7 +23,8 @@
 //!   [`Client::prepay`] ([`PrepayRequest`], [`PrepayKind`]: JSAPI, APP, H5, NATIVE),
 //!   [`Client::query_order`] ([`OrderRef`] → [`Transaction`]), [`Client::close_order`],
 //!   [`Client::refund`] ([`RefundRequest`] → [`Refund`]), [`Client::query_refund`],
-//!   [`Client::trade_bill`], [`Client::fund_flow_bill`], [`Client::download_bill`],
+//!   [`Client::trade_bill`], [`Client::fund_flow_bill`], [`Client::download_bill`] (or
+//!   [`Client::download_trade_bill`], [`Client::download_fund_flow_bill`] in one step),
 //!   [`Client::download_platform_certificates`], [`Client::jsapi_pay_params`],
 //!   [`Client::app_pay_params`]; notifies with [`Client::parse_payment_notify`] and
 //!   [`Client::parse_refund_notify`]. Each call's request and answer live in [`calls`].

@@ -189,7 +189,8 @@ impl Transaction {
     }
 }
 
-/// Reads a query answer (see [`Transaction::read`]).
+/// Reads a query answer: a paid order must carry its transaction id and time, and amounts
+/// are never negative.
 impl TryFrom<Value> for Transaction {
     type Error = Error;
 
