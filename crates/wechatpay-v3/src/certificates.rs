@@ -44,7 +44,7 @@ pub(crate) fn parse_certificate_pem(
     what: &'static str,
     pem: &str,
 ) -> Result<ParsedCertificate, KeyError> {
-    let (rest, block) = x509_parser::pem::parse_x509_pem(pem.trim().as_bytes())
+    let (rest, block) = x509_parser::pem::parse_x509_pem(crate::keys::trim_pem(pem).as_bytes())
         .map_err(|_| KeyError::NotPem { what })?;
     if block.label != "CERTIFICATE" {
         return Err(KeyError::WrongPemLabel {
@@ -110,7 +110,7 @@ impl PlatformCertificate {
             not_before: parsed.not_before,
             not_after: parsed.not_after,
             public_key: parsed.public_key,
-            pem: pem.trim().to_owned(),
+            pem: crate::keys::trim_pem(pem).to_owned(),
         })
     }
 

@@ -136,6 +136,11 @@ fn pem_label(pem: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
+/// A PEM text without surrounding whitespace or the byte-order mark some editors write.
+pub(crate) fn trim_pem(pem: &str) -> &str {
+    pem.trim().trim_start_matches('\u{feff}').trim_start()
+}
+
 fn invalid(what: &'static str, error: impl std::fmt::Display) -> KeyError {
     KeyError::Invalid {
         what,
@@ -153,7 +158,7 @@ fn ensure_size(what: &'static str, key: &PublicKey) -> Result<(), KeyError> {
 
 /// Reads an RSA private key from PEM: PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`).
 fn private_key_from_pem(what: &'static str, pem: &str) -> Result<PrivateKey, KeyError> {
-    let pem = pem.trim();
+    let pem = trim_pem(pem);
     let key = match pem_label(pem) {
         None => return Err(KeyError::NotPem { what }),
         Some("PRIVATE KEY") => PrivateKey::from_pkcs8_pem(pem).map_err(|e| invalid(what, e))?,
@@ -173,7 +178,7 @@ fn private_key_from_pem(what: &'static str, pem: &str) -> Result<PrivateKey, Key
 
 /// Reads an RSA public key from PEM: SPKI (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`).
 fn public_key_from_pem(what: &'static str, pem: &str) -> Result<PublicKey, KeyError> {
-    let pem = pem.trim();
+    let pem = trim_pem(pem);
     let key = match pem_label(pem) {
         None => return Err(KeyError::NotPem { what }),
         Some("PUBLIC KEY") => PublicKey::from_public_key_pem(pem).map_err(|e| invalid(what, e))?,
@@ -516,6 +521,18 @@ mod tests {
         let error = MerchantPrivateKey::from_pem(broken).unwrap_err();
         assert!(matches!(error, KeyError::Invalid { .. }), "{error:?}");
         assert!(!error.to_string().contains("QUJD"), "{error}");
+    }
+
+    #[test]
+    fn keys_saved_on_windows_still_read() {
+        let pem = crate::sign::tests::merchant_key().to_pkcs8_pem().unwrap();
+        for variant in [
+            pem.replace('\n', "\r\n"),
+            format!("\u{feff}{pem}"),
+            format!("\n  {pem}\n\n"),
+        ] {
+            MerchantPrivateKey::from_pem(&variant).unwrap();
+        }
     }
 
     #[test]
