@@ -1,14 +1,17 @@
 //! Test-only helpers shared by the crates' interop tests.
 //!
-//! Owns one thing: a Python interpreter that has the real `wechatpy==1.8.18` from PyPI, the
-//! independent peer the WeChat Pay code is checked against. It knows nothing of this
-//! project's crates.
+//! Owns the interop tests' Python interpreters: one that has the real `wechatpy==1.8.18` from
+//! PyPI, the independent peer the WeChat Pay V2 code is checked against, and one with
+//! `wechatpayv3` for API v3. It knows nothing of this project's crates.
 //!
 //! [`wechatpy_python`] returns `$WECHATPY_PYTHON` when that is set (CI prepares it), and
 //! otherwise creates `<workspace>/target/wechatpy-venv` on first use with `python3 -m venv`
 //! and `pip install wechatpy==1.8.18 cryptography`. Test binaries run in parallel, so the
 //! set-up is guarded by an exclusive lock on `target/wechatpy-venv.lock`. Failing to get an
 //! interpreter panics: interop tests never skip silently.
+//!
+//! [`wechatpayv3_python`] does the same for the API v3 peer, `wechatpayv3==2.0.4`, in its own
+//! venv (`target/wechatpayv3-venv`, `$WECHATPAYV3_PYTHON` when set).
 //!
 //! It also builds shared libraries for tests that load them ([`build_cdylibs`],
 //! [`compile_cdylib`]): workspace crates by name through cargo, one-file libraries through
@@ -23,8 +26,12 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 mod cdylib;
+mod wechatpayv3;
 
 pub use cdylib::{build_cdylibs, compile_cdylib, library_file_name};
+pub use wechatpayv3::{
+    WECHATPAYV3_VERSION, run_wechatpayv3_python, try_run_wechatpayv3_python, wechatpayv3_python,
+};
 
 /// The wechatpy release every interop test is written against.
 pub const WECHATPY_VERSION: &str = "1.8.18";
@@ -50,7 +57,7 @@ fn has_wechatpy(python: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn run_step(command: &mut Command, what: &str) {
+pub(crate) fn run_step(command: &mut Command, what: &str) {
     let output = command
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot start {command:?}: {e}"));
@@ -134,10 +141,19 @@ pub fn try_run_python(
     snippet: &str,
     data: &serde_json::Value,
 ) -> Result<serde_json::Value, String> {
+    try_run_python_with(&wechatpy_python(), snippet, data)
+}
+
+/// [`try_run_python`] with another interpreter (see [`wechatpayv3_python`]).
+pub fn try_run_python_with(
+    python: &Path,
+    snippet: &str,
+    data: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
     let program = format!(
         "import json, sys\ndata = json.loads(sys.stdin.read())\n{snippet}\nsys.stdout.write(json.dumps(result))\n"
     );
-    let mut child = Command::new(wechatpy_python())
+    let mut child = Command::new(python)
         .args(["-c", &program])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
