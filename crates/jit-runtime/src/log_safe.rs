@@ -80,12 +80,10 @@ pub fn is_format_char(c: char) -> bool {
 impl fmt::Display for LogSafe<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use fmt::Write;
-        let mut shown = 0usize;
-        for (index, c) in self.text.char_indices() {
+        for (shown, (index, c)) in self.text.char_indices().enumerate() {
             if shown == self.limit {
                 return write!(f, "…(+{} bytes)", self.text.len() - index);
             }
-            shown += 1;
             if !needs_escape(c) {
                 f.write_char(c)?;
                 continue;
