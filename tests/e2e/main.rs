@@ -2,14 +2,18 @@
 //!
 //! One test binary (`mod` per area) sharing the harness in `util`.
 
+mod binary;
 mod cli;
 mod custom_type;
 mod errors;
+mod exact_numbers;
 mod fixture;
 mod hostile;
 mod logs;
 mod notify;
 mod plugin;
+mod plugin_check;
 mod readme_flow;
 mod shutdown;
+mod unbuildable;
 mod util;
