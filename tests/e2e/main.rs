@@ -2,17 +2,21 @@
 //!
 //! One test binary (`mod` per area) sharing the harness in `util`.
 
+mod binary;
 mod cli;
 mod connections;
 mod custom_type;
 mod errors;
+mod exact_numbers;
 mod fixture;
 mod hostile;
 mod logs;
 mod merchant_settings;
 mod notify;
 mod plugin;
+mod plugin_check;
 mod readme_flow;
 mod shutdown;
 mod startup_rules;
+mod unbuildable;
 mod util;

@@ -49,9 +49,14 @@
 //! An element is built by the nearest loader on its chain (its own fullName first, then
 //! its Type, ..., then its Meta). Registering a loader again for a fullName stacks it on
 //! the earlier one, which [`LoadContext::load_with_parent`] reaches first, before the
-//! loaders of the parent Types. `build` requires a loader on the chain of every instance
-//! (an element at least two steps below its Meta, instance → Type → Meta, that no element
-//! uses as its `type`).
+//! loaders of the parent Types. `check` and `build` refuse an app with an element this host
+//! cannot build: an instance (an element at least two steps below its Meta, instance →
+//! Type → Meta, that no element uses as its `type`) or an element whose chain declares
+//! functions, with no loader anywhere on its chain; and a Meta or Type of the app (on disk)
+//! whose own e.json names a `backendBundleEntry` (its code ships with it) with no loader
+//! registered for its own fullName, which a parent's loader would build with the parent's
+//! behaviour alone. An instance's `backendBundleEntry` (JitAi's default is `"."`) names no
+//! code of its own: its Type's loader builds it.
 //! An element's lifecycle hooks are [`Element`] methods with empty defaults: `on_load`
 //! (once, after the build, before anyone receives the element; an error fails the build),
 //! `on_called` (each time [`App::get_element`] hands it out) and `on_app_exit` (once, from
@@ -61,12 +66,23 @@
 //! inside of gets [`GetError::BuildCycle`] instead of waiting forever, also when the
 //! builds of the cycle were started by different tasks.
 //!
+//! # Arguments
+//!
+//! [`App::call`] checks a call against the nearest declaration on the chain
+//! ([`check_call`]): the function is declared, a `loginRequired` function has a principal,
+//! and the arguments have the declared names and `dataType`s. A host that receives
+//! arguments as JSON text reads them with [`parse_arguments`], which refuses any number a
+//! 64-bit float would change (`1234567890123456.78`) and tells the caller to send it as a
+//! decimal string; `Numeric` takes a JSON number or a decimal string (`"12.34"`).
+//!
 //! # Tools (`jit check`, `jit ls`, `jit show`)
 //!
 //! - check: [`AppBuilder::load_definitions`] returns every problem as [`LoadErrors`]
 //!   (each [`LoadError`] has `file`, `json_path`, `message`, `kind`; Display prints
-//!   `file: path: message`, one per line). [`AppBuilder::check`] adds the loader check
-//!   without building anything; [`AppBuilder::build`] also builds `afterAppInit` elements.
+//!   `file: path: message`, one per line). [`AppBuilder::check`] adds the loader checks
+//!   without building anything (counting loaders announced with
+//!   [`AppBuilder::expect_loader`]); [`AppBuilder::build`] also builds `afterAppInit`
+//!   elements.
 //! - ls: [`Definitions::iter`] yields each visible element's [`Chain`] sorted by fullName;
 //!   `chain.to_string()` is `a → b → c`, `chain.element().layer` its layer,
 //!   [`Definitions::layers`] the layer order.
