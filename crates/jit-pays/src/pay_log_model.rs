@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use jit_runtime::{CallContext, CallError, Element, ElementDef, ElementError, LoadContext, Loader};
 use serde_json::{Map, Value, json};
 
@@ -110,8 +110,7 @@ pub fn parse_time_arg(name: &'static str, text: &str) -> Result<DateTime<Utc>, P
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
-    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+    let local = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
         .or_else(|_| {
             chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
@@ -123,14 +122,7 @@ pub fn parse_time_arg(name: &'static str, text: &str) -> Result<DateTime<Utc>, P
                 "{text:?} is not a time (RFC 3339, or yyyy-MM-dd[ HH:mm:ss] in Beijing time)"
             ),
         })?;
-    beijing
-        .from_local_datetime(&naive)
-        .single()
-        .map(|at| at.with_timezone(&Utc))
-        .ok_or(PayError::Invalid {
-            field: name,
-            message: format!("{text:?} is not a valid local time"),
-        })
+    Ok(wechatpay_v2::time::from_beijing_local(local))
 }
 
 fn query_from_args(

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use jit_runtime::{Element, ElementError, LoadContext, Loader, Secret, log_safe};
 use serde_json::{Map, Value, json};
 use wechatpay_v2::{
     Client, ClientConfig, ErrCode, Error as WxError, Fen, OrderQueryResponse, OrderRef,
-    RetryPolicy, TradeKind, TradeState, UnifiedOrderRequest, UnverifiedNotify, fail_reply,
-    success_reply,
+    RetryPolicy, TradeKind, TradeState, UnifiedOrderRequest, UnverifiedNotify, beijing_time,
+    fail_reply, success_reply,
 };
 
 use crate::db::cache::OrderFacts;
@@ -53,22 +53,12 @@ const PREPAY_LIFETIME: chrono::Duration = chrono::Duration::hours(2);
 /// How many generated order ids `create` tries before giving up on collisions.
 const GENERATED_ID_ATTEMPTS: usize = 5;
 
-fn beijing() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
-}
-
-fn wechat_time(at: DateTime<Utc>) -> String {
-    at.with_timezone(&beijing())
-        .format("%Y%m%d%H%M%S")
-        .to_string()
-}
-
-fn parse_wechat_time(text: &str) -> Option<DateTime<Utc>> {
-    let naive = NaiveDateTime::parse_from_str(text, "%Y%m%d%H%M%S").ok()?;
-    beijing()
-        .from_local_datetime(&naive)
-        .single()
-        .map(|at| at.with_timezone(&Utc))
+/// When WeChat says an order was paid: its `time_end` (Beijing time); a missing or
+/// unreadable one is now. The one rule for a verified notify and a signed query alike.
+fn paid_at(time_end: Option<&str>) -> DateTime<Utc> {
+    time_end
+        .and_then(|text| wechatpay_v2::parse_beijing_time(text).ok())
+        .unwrap_or_else(now)
 }
 
 /// Calls `check` on every string in `value` (object keys included), stopping at the first
@@ -220,7 +210,7 @@ impl WechatPay {
         transaction_id: Option<&str>,
         time_end: Option<&str>,
     ) -> Result<PaidOutcome, StoreError> {
-        let paid_at = time_end.and_then(parse_wechat_time).unwrap_or_else(now);
+        let paid_at = paid_at(time_end);
         let recorded = self
             .store
             .mark_paid(order_id, transaction_id, paid_at)
@@ -658,8 +648,8 @@ impl Pay for WechatPay {
         );
         // Derived from the stored order, so a repeated call sends identical parameters
         // and WeChat answers with the same prepay order instead of OUT_TRADE_NO_USED.
-        request.time_start = Some(wechat_time(row.created_at));
-        request.time_expire = Some(wechat_time(row.expires_at));
+        request.time_start = Some(beijing_time(row.created_at));
+        request.time_expire = Some(beijing_time(row.expires_at));
         let answer = match self.client.unified_order(&request).await {
             Ok(answer) => answer,
             Err(WxError::Business {
@@ -909,11 +899,7 @@ impl Pay for WechatPay {
         if row.paid_transaction_id.is_some() && row.paid_transaction_id == notify.transaction_id {
             return Self::acknowledge(NotifyOutcome::AlreadyPaid { order_id });
         }
-        let paid_at = notify
-            .time_end
-            .as_deref()
-            .and_then(parse_wechat_time)
-            .unwrap_or_else(now);
+        let paid_at = paid_at(notify.time_end.as_deref());
         let recorded = self
             .store
             .record_notified_payment(
@@ -982,5 +968,29 @@ impl Loader for WechatPayLoader {
     async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
         let pay = WechatPay::from_load_context(&cx)?;
         Ok(Arc::new(PayElement::new(cx.def().clone(), Arc::new(pay))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payment_time_is_read_as_beijing_time() {
+        let at = paid_at(Some("20261127103000"));
+        assert_eq!(at.to_rfc3339(), "2026-11-27T02:30:00+00:00");
+    }
+
+    /// The copy this replaced read `time_end` with chrono alone, which takes second 60 as
+    /// a leap second: a payment time WeChat never writes was stored as given.
+    #[test]
+    fn a_payment_time_that_is_no_real_time_is_now() {
+        for text in ["20261231235960", "99999999999999", "2026123123595", ""] {
+            let before = now();
+            let at = paid_at(Some(text));
+            assert!(at >= before && at <= now(), "{text:?}: {at}");
+        }
+        let before = now();
+        assert!(paid_at(None) >= before);
     }
 }
