@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use jit_runtime::{App, CallContext, CallError, Element, GetError, Secret, log_safe};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
-use wechatpay_v2::{Fen, fail_reply};
+use wechatpay_v2::Fen;
 
 use crate::db::PayStore;
 use crate::db::entity::PayStatus;
@@ -246,37 +246,27 @@ impl Pay for ElementPay {
     }
 
     async fn notify(&self, body: &[u8]) -> NotifyReply {
-        let failed = |reason: String| {
-            tracing::error!(element = %self.full_name, reason = %log_safe(&reason),
-                "payment notify could not be handed to the element; WeChat will retry");
-            NotifyReply {
-                xml: fail_reply("temporarily unable to handle the notify"),
-                outcome: NotifyOutcome::Failed { reason },
-            }
-        };
         let Ok(xml) = std::str::from_utf8(body) else {
             // Refused like any other notify: the entry point logs the reason.
-            return NotifyReply {
-                xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
-                outcome: NotifyOutcome::Rejected {
-                    reason: "notify body is not UTF-8".into(),
-                },
-            };
+            return NotifyReply::refused("notify body is not UTF-8");
         };
+        /// The element's answer: what happened. Its `reply` is not read: the XML WeChat
+        /// hears is derived from the outcome, so it cannot contradict it.
         #[derive(serde::Deserialize)]
         struct Answer {
             outcome: NotifyOutcome,
-            reply: String,
         }
         match self
             .call::<Answer>("notify", args([("xml", json!(xml))]))
             .await
         {
-            Ok(answer) => NotifyReply {
-                outcome: answer.outcome,
-                xml: answer.reply,
-            },
-            Err(error) => failed(error.to_string()),
+            Ok(answer) => NotifyReply::new(answer.outcome),
+            Err(error) => {
+                let reason = error.to_string();
+                tracing::error!(element = %self.full_name, reason = %log_safe(&reason),
+                    "payment notify could not be handed to the element; WeChat will retry");
+                NotifyReply::failed(reason)
+            }
         }
     }
 

@@ -273,7 +273,7 @@ pub async fn call_pay(
         "cancelThird" => to_json(&pay.cancel_third(arg_str(args, "orderId")?).await?),
         "notify" => {
             let reply = pay.notify(arg_str(args, "xml")?.as_bytes()).await;
-            Ok(json!({ "outcome": to_json(&reply.outcome)?, "reply": reply.xml }))
+            Ok(json!({ "outcome": to_json(reply.outcome())?, "reply": reply.xml() }))
         }
         "getProperties" => Ok(json!({
             "fullName": pay.full_name(),

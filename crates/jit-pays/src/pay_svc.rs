@@ -12,7 +12,7 @@ use jit_runtime::{
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
-use wechatpay_v2::{Fen, UnverifiedNotify, fail_reply};
+use wechatpay_v2::{Fen, UnverifiedNotify};
 
 use crate::db::PayStore;
 use crate::db::entity::PayStatus;
@@ -215,7 +215,7 @@ impl PaySvc {
     /// peer address (senders without one share a budget).
     pub async fn wechat_notify_from(&self, body: &[u8], peer: Option<IpAddr>) -> NotifyReply {
         let reply = self.route_notify(body).await;
-        if let NotifyOutcome::Rejected { reason } = &reply.outcome {
+        if let NotifyOutcome::Rejected { reason } = reply.outcome() {
             self.log_refusal(peer, reason);
         }
         reply
@@ -235,10 +235,7 @@ impl PaySvc {
     }
 
     async fn route_notify(&self, body: &[u8]) -> NotifyReply {
-        let reject = |reason: String| NotifyReply {
-            xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
-            outcome: NotifyOutcome::Rejected { reason },
-        };
+        let reject = NotifyReply::refused;
         // Parsed once and the order looked up once: the owning element gets both. An order
         // this process has seen needs no read: its owner and amount never change.
         let notify = match UnverifiedNotify::parse(body) {
@@ -261,11 +258,7 @@ impl PaySvc {
             Err(error) => {
                 tracing::error!(order_id = %log_safe(&order_id), error = %log_safe(&error.to_string()),
                     "notify could not be routed; WeChat will retry");
-                let reason = "temporarily unable to handle the notify".to_owned();
-                NotifyReply {
-                    xml: fail_reply(&reason),
-                    outcome: NotifyOutcome::Failed { reason },
-                }
+                NotifyReply::failed("temporarily unable to handle the notify")
             }
         }
     }
@@ -303,7 +296,7 @@ impl Element for PaySvc {
                 let reply = self
                     .wechat_notify_from(arg_str(&args, "xml")?.as_bytes(), cx.peer)
                     .await;
-                Ok(Value::String(reply.xml))
+                Ok(Value::String(reply.xml()))
             }
             other => Err(CallError::new(
                 CallErrorKind::FunctionNotFound,

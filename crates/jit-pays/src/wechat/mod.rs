@@ -12,7 +12,6 @@ use serde_json::{Map, Value, json};
 use wechatpay_v2::{
     Client, ClientConfig, ErrCode, Error as WxError, Fen, OrderQueryResponse, OrderRef,
     RetryPolicy, TradeKind, TradeState, UnifiedOrderRequest, UnverifiedNotify, beijing_time,
-    fail_reply, success_reply,
 };
 
 use crate::db::cache::OrderFacts;
@@ -42,10 +41,6 @@ pub use config::{
 
 /// The fullName of the official Type.
 pub const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
-
-/// What a refused notify's sender is told. The same for every refusal, so the reply tells
-/// a forger nothing (whether the order exists, which check failed); the log has the reason.
-pub(crate) const REFUSED_REPLY_MESSAGE: &str = "notify refused";
 
 /// How long WeChat keeps a prepay id usable.
 const PREPAY_LIFETIME: chrono::Duration = chrono::Duration::hours(2);
@@ -473,33 +468,11 @@ impl WechatPay {
         })
     }
 
-    /// A refusal: nothing changed, and the sender hears the same FAIL whatever the reason.
-    /// The reason (which quotes the unverified notify) goes back in the outcome, not to the
-    /// log: the notify's entry point logs it, escaped and rate-limited per sender
-    /// ([`crate::PaySvc::wechat_notify_from`]).
-    fn reject(&self, reason: String) -> NotifyReply {
-        NotifyReply {
-            xml: fail_reply(REFUSED_REPLY_MESSAGE),
-            outcome: NotifyOutcome::Rejected { reason },
-        }
-    }
-
-    fn acknowledge(outcome: NotifyOutcome) -> NotifyReply {
-        NotifyReply {
-            outcome,
-            xml: success_reply().to_owned(),
-        }
-    }
-
     fn failed(&self, order_id: &str, error: &dyn std::fmt::Display) -> NotifyReply {
         tracing::error!(element = %self.full_name, order_id = %log_safe(order_id),
             error = %log_safe(&error.to_string()),
             "payment notify not committed; WeChat will retry");
-        let reason = "temporarily unable to record the payment".to_owned();
-        NotifyReply {
-            xml: fail_reply(&reason),
-            outcome: NotifyOutcome::Failed { reason },
-        }
+        NotifyReply::failed("temporarily unable to record the payment")
     }
 }
 
@@ -809,14 +782,16 @@ impl Pay for WechatPay {
     async fn notify(&self, body: &[u8]) -> NotifyReply {
         let unverified = match UnverifiedNotify::parse(body) {
             Ok(notify) => notify,
-            Err(error) => return self.reject(format!("unreadable notify: {error}")),
+            Err(error) => return NotifyReply::refused(format!("unreadable notify: {error}")),
         };
         let Some(order_id) = unverified.unverified_params().get("out_trade_no").cloned() else {
-            return self.reject("notify without out_trade_no".into());
+            return NotifyReply::refused("notify without out_trade_no");
         };
         let order = match self.store.order_facts(&order_id).await {
             Ok(Some(order)) => order,
-            Ok(None) => return self.reject(format!("notify for unknown order {order_id}")),
+            Ok(None) => {
+                return NotifyReply::refused(format!("notify for unknown order {order_id}"));
+            }
             Err(error) => return self.failed(&order_id, &error),
         };
         self.notify_for_order(unverified, order, body).await
@@ -834,10 +809,12 @@ impl Pay for WechatPay {
             .get("out_trade_no")
             .is_none_or(|named| *named != order_id)
         {
-            return self.reject(format!("notify routed to order {order_id} names another"));
+            return NotifyReply::refused(format!(
+                "notify routed to order {order_id} names another"
+            ));
         }
         if row.element != self.full_name {
-            return self.reject(format!(
+            return NotifyReply::refused(format!(
                 "notify for order {order_id} of another element ({})",
                 row.element
             ));
@@ -845,11 +822,13 @@ impl Pay for WechatPay {
         let notify = match unverified.verify(&self.config.api_key) {
             Ok(notify) => notify,
             Err(error) => {
-                return self.reject(format!("notify for order {order_id} refused: {error}"));
+                return NotifyReply::refused(format!(
+                    "notify for order {order_id} refused: {error}"
+                ));
             }
         };
         if notify.appid != self.config.app_id || notify.mch_id != self.config.mch_id {
-            return self.reject(format!(
+            return NotifyReply::refused(format!(
                 "notify for order {order_id} names appid {} / mch_id {}, not this merchant's",
                 notify.appid, notify.mch_id
             ));
@@ -873,7 +852,7 @@ impl Pay for WechatPay {
             // The record keeps SUCCESS if the order is paid: see `guarded_trade_state`.
             tracing::info!(order_id = %log_safe(&order_id),
                 "notify reports a failed payment; order unchanged");
-            return Self::acknowledge(NotifyOutcome::NotPaid { order_id });
+            return NotifyReply::new(NotifyOutcome::NotPaid { order_id });
         }
         if notify.total_fee.get() != row.amount_fen {
             tracing::error!(
@@ -882,7 +861,7 @@ impl Pay for WechatPay {
                 notified_fen = notify.total_fee.get(),
                 "signed notify with another amount: order left unchanged"
             );
-            return self.reject(format!(
+            return NotifyReply::refused(format!(
                 "notify for order {order_id}: total_fee {} does not match the order's {}",
                 notify.total_fee.get(),
                 row.amount_fen
@@ -897,7 +876,7 @@ impl Pay for WechatPay {
         // merchant and the amount, exactly as a first notify. A payment under another
         // transaction id is no repeat: the database decides it, and keeps it as a conflict.
         if row.paid_transaction_id.is_some() && row.paid_transaction_id == notify.transaction_id {
-            return Self::acknowledge(NotifyOutcome::AlreadyPaid { order_id });
+            return NotifyReply::new(NotifyOutcome::AlreadyPaid { order_id });
         }
         let paid_at = paid_at(notify.time_end.as_deref());
         let recorded = self
@@ -921,7 +900,7 @@ impl Pay for WechatPay {
                 let outcome = recorded.outcome;
                 self.announce_paid(&order_id, recorded, notify.transaction_id.as_deref())
                     .await;
-                Self::acknowledge(match outcome {
+                NotifyReply::new(match outcome {
                     PaidOutcome::Paid => NotifyOutcome::Paid { order_id },
                     PaidOutcome::PaidAfterClose { .. } => {
                         NotifyOutcome::PaidAfterClose { order_id }

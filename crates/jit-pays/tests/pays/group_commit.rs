@@ -63,16 +63,17 @@ async fn concurrent_notifies_across_batches_make_one_transition_and_one_hook_cal
         for task in tasks {
             let reply = task.await.unwrap();
             assert_eq!(
-                reply.xml, NOTIFY_SUCCESS_REPLY,
+                reply.xml(),
+                NOTIFY_SUCCESS_REPLY,
                 "{label}: {:?}",
-                reply.outcome
+                reply.outcome()
             );
-            match &reply.outcome {
+            match &reply.outcome() {
                 NotifyOutcome::Paid { order_id } | NotifyOutcome::PaidAfterClose { order_id } => {
                     transitions
                         .entry(order_id.clone())
                         .or_default()
-                        .push(reply.outcome.clone());
+                        .push(reply.outcome().clone());
                 }
                 NotifyOutcome::AlreadyPaid { .. } => {}
                 other => panic!("{label}: {other:?}"),
@@ -150,12 +151,12 @@ async fn a_batch_that_cannot_be_written_changes_no_order_and_answers_fail() {
         for task in tasks {
             let reply = task.await.unwrap();
             assert!(
-                matches!(reply.outcome, NotifyOutcome::Failed { .. }),
+                matches!(reply.outcome(), NotifyOutcome::Failed { .. }),
                 "{label}: {:?}",
-                reply.outcome
+                reply.outcome()
             );
             assert!(!reply.acknowledged(), "{label}");
-            assert!(reply.xml.contains("FAIL"), "{label}: {}", reply.xml);
+            assert!(reply.xml().contains("FAIL"), "{label}: {}", reply.xml());
         }
         for order_id in &orders {
             let row = shop.db.store.get_order(order_id).await.unwrap();

@@ -78,7 +78,7 @@ impl Default for ShopOptions {
 }
 
 async fn notify_endpoint(State(svc): State<Arc<PaySvc>>, body: Bytes) -> String {
-    svc.wechat_notify(&body).await.xml
+    svc.wechat_notify(&body).await.xml()
 }
 
 fn write(path: &std::path::Path, text: &str) {
