@@ -37,8 +37,18 @@ pub async fn pay_of_element(app: &App, name: &str) -> Result<Arc<dyn Pay>, PayEr
     match app.get::<dyn Pay>(name).await {
         Ok(pay) => Ok(pay),
         Err(GetError::WrongKind { .. }) => Ok(Arc::new(ElementPay::of(app, name).await?)),
-        Err(error) => Err(PayError::Unavailable(error.to_string())),
+        Err(error) => Err(PayError::unavailable_because(
+            format!("pay element `{name}`"),
+            error,
+        )),
     }
+}
+
+/// The service `T` (named `name` in the error) that [`crate::register`] provides to `app`.
+pub(crate) fn service<T: Send + Sync + 'static>(app: &App, name: &str) -> Result<Arc<T>, PayError> {
+    app.service::<T>().ok_or_else(|| {
+        PayError::unavailable(format!("the app provides no {name} (jit_pays::register)"))
+    })
 }
 
 /// A pay element used through its functions.
@@ -67,27 +77,22 @@ impl ElementPay {
         let chain = app
             .definitions()
             .chain(name)
-            .ok_or_else(|| PayError::Unavailable(format!("no element `{name}`")))?;
+            .ok_or_else(|| PayError::unavailable(format!("no element `{name}`")))?;
         if !chain.contains(WECHAT_PAY_TYPE) {
-            return Err(PayError::Unavailable(format!(
+            return Err(PayError::unavailable(format!(
                 "element `{name}` is not a pay element: its chain ({}) does not contain \
                  {WECHAT_PAY_TYPE}",
                 chain.names().collect::<Vec<_>>().join(" → ")
             )));
         }
         let config = WechatPayConfig::from_chain(chain)
-            .map_err(|e| PayError::Unavailable(format!("element `{name}`: {e}")))?;
-        let service = |what: &str| {
-            PayError::Unavailable(format!("the app provides no {what} (jit_pays::register)"))
-        };
-        let settings = app
-            .service::<PaysSettings>()
-            .ok_or_else(|| service("PaysSettings"))?;
+            .map_err(|e| PayError::unavailable_because(format!("element `{name}`"), e))?;
+        let settings = service::<PaysSettings>(app, "PaysSettings")?;
         let app_settings = app.settings();
         let element = app
             .get::<dyn Element>(name)
             .await
-            .map_err(|e| PayError::Unavailable(e.to_string()))?;
+            .map_err(|e| PayError::unavailable_because(format!("pay element `{name}`"), e))?;
         Ok(ElementPay {
             element,
             full_name: name.to_owned(),
@@ -98,12 +103,8 @@ impl ElementPay {
                 &app_settings.org,
                 &app_settings.name,
             ),
-            store: app
-                .service::<PayStore>()
-                .ok_or_else(|| service("PayStore"))?,
-            events: app
-                .service::<PayEvents>()
-                .ok_or_else(|| service("PayEvents"))?,
+            store: service::<PayStore>(app, "PayStore")?,
+            events: service::<PayEvents>(app, "PayEvents")?,
         })
     }
 
@@ -118,10 +119,13 @@ impl ElementPay {
             .await
             .map_err(|source| self.call_error(function, source))?;
         serde_json::from_value(answer).map_err(|e| {
-            PayError::Unavailable(format!(
-                "`{}`.{function} answered something other than the pays Type's result: {e}",
-                self.full_name
-            ))
+            PayError::unavailable_because(
+                format!(
+                    "`{}`.{function} answered something other than the pays Type's result",
+                    self.full_name
+                ),
+                e,
+            )
         })
     }
 

@@ -91,7 +91,7 @@ impl PaySvc {
     fn app(&self) -> Result<App, PayError> {
         self.app
             .upgrade()
-            .ok_or_else(|| PayError::Unavailable("the app is no longer running".into()))
+            .ok_or_else(|| PayError::unavailable("the app is no longer running"))
     }
 
     /// The pay element `name` as a [`Pay`]: its typed one, or — for an element offering
@@ -137,7 +137,7 @@ impl PaySvc {
             .next()
             // The app's configuration, not the caller, lacks a merchant.
             .ok_or_else(|| {
-                PayError::Unavailable(format!("the app has no instance of {WECHAT_PAY_TYPE}"))
+                PayError::unavailable(format!("the app has no instance of {WECHAT_PAY_TYPE}"))
             })
     }
 
@@ -146,7 +146,7 @@ impl PaySvc {
         let row = self.store.get_order(order_id).await?;
         self.pay_of_element(&row.element)
             .await
-            .map_err(|e| PayError::Unavailable(format!("order {order_id}: {e}")))
+            .map_err(|e| PayError::unavailable_because(format!("order {order_id}"), e))
     }
 
     /// The pay element `name`, which owns an order.

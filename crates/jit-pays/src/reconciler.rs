@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use crate::db::PayStore;
 use crate::db::entity::PayStatus;
 use crate::db::store::now;
+use crate::element_pay::service;
 use crate::error::PayError;
 use crate::settings::PaysSettings;
 
@@ -32,12 +33,8 @@ pub struct ReconcileReport {
 
 /// One pass over the orders due now.
 pub async fn reconcile_due(app: &App) -> Result<ReconcileReport, PayError> {
-    let store = app
-        .service::<PayStore>()
-        .ok_or_else(|| PayError::Unavailable("PayStore service not provided".into()))?;
-    let settings = app
-        .service::<PaysSettings>()
-        .ok_or_else(|| PayError::Unavailable("PaysSettings service not provided".into()))?;
+    let store = service::<PayStore>(app, "PayStore")?;
+    let settings = service::<PaysSettings>(app, "PaysSettings")?;
     let due = store
         .due_for_check(now(), settings.reconciler.batch_size)
         .await?;
@@ -110,9 +107,7 @@ impl ReconcilerHandle {
 /// Starts the reconciler for `app`: a pass every `scan_interval` of the app's
 /// [`PaysSettings`]. It holds the app weakly and ends when the app is dropped.
 pub fn start_reconciler(app: &App) -> Result<ReconcilerHandle, PayError> {
-    let settings = app
-        .service::<PaysSettings>()
-        .ok_or_else(|| PayError::Unavailable("PaysSettings service not provided".into()))?;
+    let settings = service::<PaysSettings>(app, "PaysSettings")?;
     let interval = settings
         .reconciler
         .scan_interval
