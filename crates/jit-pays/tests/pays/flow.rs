@@ -406,7 +406,16 @@ async fn check_finds_a_payment_whose_notify_was_lost_and_cancel_closes() {
             .await
             .unwrap();
         shop.sim.pay(url.pay_url.as_str()).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // No notify is on its way: the simulator dropped it and holds none to deliver.
+        shop.wait_no_pending_notifies().await;
+        let outcomes: Vec<String> = shop
+            .sim
+            .inspect()
+            .notifies_for(&order.order_id)
+            .iter()
+            .map(|notify| notify.outcome.clone())
+            .collect();
+        assert_eq!(outcomes, ["dropped"], "{label}");
         assert_eq!(
             shop.pay.get_order(&order.order_id).await.unwrap().status,
             PayStatus::Wait,

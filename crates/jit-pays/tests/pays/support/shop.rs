@@ -196,6 +196,18 @@ impl Shop {
         PayStatus::Wait
     }
 
+    /// Waits until the simulator holds no notify it may still deliver (or 10 s pass, then
+    /// panics): from then on, no notify arrives until the next payment.
+    pub async fn wait_no_pending_notifies(&self) {
+        for _ in 0..1000 {
+            if self.sim.inspect().pending_notifies == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the simulator still holds notifies to deliver after 10 s");
+    }
+
     /// Events announced for `order_id`.
     pub fn events_for(&self, order_id: &str) -> Vec<jit_pays::PayEventKind> {
         self.events
