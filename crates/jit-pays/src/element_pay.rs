@@ -18,10 +18,8 @@ use serde_json::{Map, Value, json};
 use wechatpay_v2::Fen;
 
 use crate::db::PayStore;
-use crate::db::entity::PayStatus;
-use crate::db::store::{CloseOutcome, now};
 use crate::error::PayError;
-use crate::events::{PayEvent, PayEventKind, PayEvents};
+use crate::events::PayEvents;
 use crate::model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
     WechatRecord,
@@ -29,7 +27,7 @@ use crate::model::{
 use crate::pay::Pay;
 use crate::pay_svc::PAY_SVC;
 use crate::settings::PaysSettings;
-use crate::wechat::{WECHAT_PAY_TYPE, WechatPayConfig, masked_config, notify_url};
+use crate::wechat_pay_type::{WECHAT_PAY_TYPE, WechatPayConfig, masked_config, notify_url};
 
 /// The pay element `name` of `app`: its typed `dyn Pay` when it offers one, else — when
 /// its chain contains `pays.WechatPayType` — an [`ElementPay`] calling its functions.
@@ -276,30 +274,8 @@ impl Pay for ElementPay {
 
     async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
         // `reconcile` is no function of the Type: it is composed of the element's own
-        // check and cancelThird, and the local `wait → timeout` every pay element shares.
-        let order = self.get_order(order_id).await?;
-        if order.status != PayStatus::Wait {
-            return Ok(order);
-        }
-        let order = self.check(order_id).await?;
-        if order.status != PayStatus::Wait || order.expires_at > now() {
-            return Ok(order);
-        }
-        match self.cancel_third(order_id).await {
-            Ok(CloseAtWechat::Paid) => self.check(order_id).await,
-            Ok(CloseAtWechat::Closed | CloseAtWechat::NotCreated) => {
-                if self.store.close_order(order_id, PayStatus::Timeout).await?
-                    == CloseOutcome::Closed
-                {
-                    tracing::info!(element = %self.full_name, %order_id, "order timed out");
-                    let row = self.store.get_order(order_id).await?;
-                    self.events
-                        .emit(&PayEvent::transition(PayEventKind::TimedOut, row.into()));
-                }
-                self.get_order(order_id).await
-            }
-            Err(error) => Err(error),
-        }
+        // getOrder, check and cancelThird, and the local `wait → timeout`.
+        crate::reconciler::reconcile_order(self, &self.store, &self.events, order_id).await
     }
 }
 

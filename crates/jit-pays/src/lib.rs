@@ -47,7 +47,8 @@ pub mod pay_log_model;
 pub mod pay_svc;
 pub mod reconciler;
 pub mod settings;
-pub mod wechat;
+mod transitions;
+pub mod wechat_pay_type;
 
 pub use db::PayStore;
 pub use db::entity::PayStatus;
@@ -63,11 +64,14 @@ pub use pay_log_model::{PAY_LOG_MODEL, PayLogModel, PayLogQuery};
 pub use pay_svc::{OrderSummary, PAY_SVC, PaySvc};
 pub use reconciler::{ReconcileReport, ReconcilerHandle, reconcile_due, start_reconciler};
 pub use settings::{PaysSettings, ReconcilerSettings};
-pub use wechat::{
+pub use wechat_pay_type::{
     SettingSource, WECHAT_PAY_TYPE, WechatPay, WechatPayConfig, WechatPayLoader,
     check_merchant_settings, is_pay_instance, merchant_settings, pay_instances,
     shown_merchant_settings,
 };
+
+/// The module `pays.WechatPayType` lives in, under its former name.
+pub use wechat_pay_type as wechat;
 
 /// The family's element folders (`pays/Meta`, `pays/WechatPayType`,
 /// `pays/models/PayLogModel`, `pays/services/PaySvc`), rooted like an app's `elements/`.

@@ -20,7 +20,7 @@ use crate::element_pay::pay_of_element;
 use crate::error::PayError;
 use crate::model::{NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer};
 use crate::pay::{Pay, arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, to_json};
-use crate::wechat::{WECHAT_PAY_TYPE, is_pay_instance, pay_instances};
+use crate::wechat_pay_type::{WECHAT_PAY_TYPE, is_pay_instance, pay_instances};
 
 /// The fullName of the element.
 pub const PAY_SVC: &str = "pays.services.PaySvc";
