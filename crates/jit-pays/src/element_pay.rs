@@ -20,12 +20,13 @@ use wechatpay_v2::Fen;
 use crate::db::PayStore;
 use crate::error::PayError;
 use crate::events::PayEvents;
+use crate::meta::service;
 use crate::model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
     WechatRecord,
 };
 use crate::pay::Pay;
-use crate::pay_svc::PAY_SVC;
+use crate::services::PAY_SVC;
 use crate::settings::PaysSettings;
 use crate::wechat_pay_type::{WECHAT_PAY_TYPE, WechatPayConfig, masked_config, notify_url};
 
@@ -40,13 +41,6 @@ pub async fn pay_of_element(app: &App, name: &str) -> Result<Arc<dyn Pay>, PayEr
             error,
         )),
     }
-}
-
-/// The service `T` (named `name` in the error) that [`crate::register`] provides to `app`.
-pub(crate) fn service<T: Send + Sync + 'static>(app: &App, name: &str) -> Result<Arc<T>, PayError> {
-    app.service::<T>().ok_or_else(|| {
-        PayError::unavailable(format!("the app provides no {name} (jit_pays::register)"))
-    })
 }
 
 /// A pay element used through its functions.

@@ -7,19 +7,22 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jit_runtime::{
-    App, CallContext, CallError, CallErrorKind, Element, ElementDef, ElementError, LoadContext,
-    Loader, LogAdmission, RefusalLogLimiter, WeakApp, log_safe,
+    App, CallContext, CallError, Element, ElementDef, ElementError, LoadContext, Loader,
+    LogAdmission, RefusalLogLimiter, WeakApp, log_safe,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
 use wechatpay_v2::{Fen, UnverifiedNotify};
 
+use crate::args::{
+    arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, no_such_function, to_json,
+};
 use crate::db::PayStore;
 use crate::db::entity::PayStatus;
 use crate::element_pay::pay_of_element;
 use crate::error::PayError;
 use crate::model::{NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer};
-use crate::pay::{Pay, arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, to_json};
+use crate::pay::Pay;
 use crate::wechat_pay_type::{WECHAT_PAY_TYPE, is_pay_instance, pay_instances};
 
 /// The fullName of the element.
@@ -298,10 +301,7 @@ impl Element for PaySvc {
                     .await;
                 Ok(Value::String(reply.xml()))
             }
-            other => Err(CallError::new(
-                CallErrorKind::FunctionNotFound,
-                format!("`{PAY_SVC}` has no function `{other}`"),
-            )),
+            other => Err(no_such_function(PAY_SVC, other)),
         }
     }
 }

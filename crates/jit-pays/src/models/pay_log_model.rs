@@ -8,12 +8,12 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use jit_runtime::{CallContext, CallError, Element, ElementDef, ElementError, LoadContext, Loader};
 use serde_json::{Map, Value, json};
 
+use crate::args::{arg_opt_str, arg_str, no_such_function, to_json};
 use crate::db::PayStore;
 use crate::db::entity::PayStatus;
 use crate::db::store::OrderFilter;
 use crate::error::PayError;
 use crate::model::PayLog;
-use crate::pay::arg_opt_str;
 
 /// The fullName of the element.
 pub const PAY_LOG_MODEL: &str = "pays.models.PayLogModel";
@@ -195,8 +195,8 @@ impl Element for PayLogModel {
     ) -> Result<Value, CallError> {
         match function {
             "get" => {
-                let order_id = crate::pay::arg_str(&args, "orderId")?;
-                crate::pay::to_json(&self.queryset().get(order_id).await?)
+                let order_id = arg_str(&args, "orderId")?;
+                to_json(&self.queryset().get(order_id).await?)
             }
             "query" => {
                 let query = query_from_args(self, &args)?;
@@ -205,7 +205,7 @@ impl Element for PayLogModel {
                 let items = query.page(page, page_size).await?;
                 let total = query.count().await?;
                 Ok(json!({
-                    "items": crate::pay::to_json(&items)?,
+                    "items": to_json(&items)?,
                     "total": total,
                     "page": page,
                     "pageSize": page_size,
@@ -215,10 +215,7 @@ impl Element for PayLogModel {
                 let query = query_from_args(self, &args)?;
                 Ok(json!(query.count().await?))
             }
-            other => Err(CallError::new(
-                jit_runtime::CallErrorKind::FunctionNotFound,
-                format!("`{PAY_LOG_MODEL}` has no function `{other}`"),
-            )),
+            other => Err(no_such_function(PAY_LOG_MODEL, other)),
         }
     }
 }
