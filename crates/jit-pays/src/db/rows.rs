@@ -179,8 +179,8 @@ pub(crate) async fn mark_paid_on<C: ConnectionTrait>(
     // elsewhere (e.g. someone writing `wait` back) and is reported, not looped on.
     for _ in 0..2 {
         let at = now();
-        let won = update_returning(
-            connection,
+        // `from → success` with this payment's transaction and time, if still in `from`.
+        let paid_from = |from: PayStatus| {
             pay_log::Entity::update_many()
                 .col_expr(
                     pay_log::Column::Status,
@@ -190,10 +190,11 @@ pub(crate) async fn mark_paid_on<C: ConnectionTrait>(
                 .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
                 .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
                 .filter(pay_log::Column::OrderId.eq(order_id))
-                .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str())),
-        )
-        .await
-        .map_err(db("marking an order paid"))?;
+                .filter(pay_log::Column::Status.eq(from.as_str()))
+        };
+        let won = update_returning(connection, paid_from(PayStatus::Wait))
+            .await
+            .map_err(db("marking an order paid"))?;
         if let Some(order) = won {
             return Ok(PaymentRecorded {
                 outcome: PaidOutcome::Paid,
@@ -207,17 +208,8 @@ pub(crate) async fn mark_paid_on<C: ConnectionTrait>(
             previous @ (PayStatus::Close | PayStatus::Timeout) => {
                 let late = update_returning(
                     connection,
-                    pay_log::Entity::update_many()
-                        .col_expr(
-                            pay_log::Column::Status,
-                            Expr::value(PayStatus::Success.as_str()),
-                        )
-                        .col_expr(pay_log::Column::PaidAfterClose, Expr::value(true))
-                        .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
-                        .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
-                        .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
-                        .filter(pay_log::Column::OrderId.eq(order_id))
-                        .filter(pay_log::Column::Status.eq(previous.as_str())),
+                    paid_from(previous)
+                        .col_expr(pay_log::Column::PaidAfterClose, Expr::value(true)),
                 )
                 .await
                 .map_err(db("marking a closed order paid"))?;

@@ -12,7 +12,7 @@ use jit_runtime::{
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
-use wechatpay_v2::{Fen, UnverifiedNotify};
+use wechatpay_v2::Fen;
 
 use crate::args::{
     arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, no_such_function, to_json,
@@ -23,7 +23,9 @@ use crate::element_pay::pay_of_element;
 use crate::error::PayError;
 use crate::model::{NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer};
 use crate::pay::Pay;
-use crate::wechat_pay_type::{WECHAT_PAY_TYPE, is_pay_instance, pay_instances};
+use crate::wechat_pay_type::{
+    WECHAT_PAY_TYPE, is_pay_instance, pay_instances, read_notify, unknown_order,
+};
 
 /// The fullName of the element.
 pub const PAY_SVC: &str = "pays.services.PaySvc";
@@ -238,22 +240,18 @@ impl PaySvc {
     }
 
     async fn route_notify(&self, body: &[u8]) -> NotifyReply {
-        let reject = NotifyReply::refused;
         // Parsed once and the order looked up once: the owning element gets both. An order
         // this process has seen needs no read: its owner and amount never change.
-        let notify = match UnverifiedNotify::parse(body) {
-            Ok(notify) => notify,
-            Err(error) => return reject(format!("unreadable notify: {error}")),
-        };
-        let Some(order_id) = notify.unverified_params().get("out_trade_no").cloned() else {
-            return reject("notify without out_trade_no".into());
+        let (notify, order_id) = match read_notify(body) {
+            Ok(read) => read,
+            Err(refused) => return refused,
         };
         let routed = match self.store.order_facts(&order_id).await {
             Ok(Some(facts)) => self
                 .pay_of_element(&facts.element)
                 .await
                 .map(|pay| (pay, facts)),
-            Ok(None) => return reject(format!("notify for unknown order {order_id}")),
+            Ok(None) => return unknown_order(&order_id),
             Err(error) => Err(error.into()),
         };
         match routed {

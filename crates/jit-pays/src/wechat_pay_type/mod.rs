@@ -27,6 +27,8 @@ mod notify;
 mod orders;
 mod pay_url;
 
+pub(crate) use notify::{read_notify, unknown_order};
+
 pub use config::{
     SettingSource, WechatPayConfig, check_merchant_settings, is_pay_instance, merchant_settings,
     pay_instances, shown_merchant_settings,

@@ -12,21 +12,35 @@ use crate::db::cache::OrderFacts;
 use crate::db::store::{PaidOutcome, ThirdPartyState};
 use crate::model::{NotifyOutcome, NotifyReply};
 
+/// Reads a notify body far enough to route it: the notify, not yet verified, and the
+/// order it names. A body that is no notify, or names no order, is refused. The one
+/// reading for `PaySvc`'s shared URL and for a pay element's own `notify`.
+pub(crate) fn read_notify(body: &[u8]) -> Result<(UnverifiedNotify, String), NotifyReply> {
+    let unverified = UnverifiedNotify::parse(body)
+        .map_err(|error| NotifyReply::refused(format!("unreadable notify: {error}")))?;
+    let order_id = unverified
+        .unverified_params()
+        .get("out_trade_no")
+        .cloned()
+        .ok_or_else(|| NotifyReply::refused("notify without out_trade_no"))?;
+    Ok((unverified, order_id))
+}
+
+/// The refusal of a notify naming an order this database does not hold.
+pub(crate) fn unknown_order(order_id: &str) -> NotifyReply {
+    NotifyReply::refused(format!("notify for unknown order {order_id}"))
+}
+
 impl WechatPay {
     /// `notify`: reads the body, finds its order, and handles it as [`Self::handle_routed_notify`].
     pub(super) async fn handle_notify(&self, body: &[u8]) -> NotifyReply {
-        let unverified = match UnverifiedNotify::parse(body) {
-            Ok(notify) => notify,
-            Err(error) => return NotifyReply::refused(format!("unreadable notify: {error}")),
-        };
-        let Some(order_id) = unverified.unverified_params().get("out_trade_no").cloned() else {
-            return NotifyReply::refused("notify without out_trade_no");
+        let (unverified, order_id) = match read_notify(body) {
+            Ok(read) => read,
+            Err(refused) => return refused,
         };
         let order = match self.store.order_facts(&order_id).await {
             Ok(Some(order)) => order,
-            Ok(None) => {
-                return NotifyReply::refused(format!("notify for unknown order {order_id}"));
-            }
+            Ok(None) => return unknown_order(&order_id),
             Err(error) => return self.failed(&order_id, &error),
         };
         self.handle_routed_notify(unverified, order, body).await

@@ -236,28 +236,31 @@ impl WechatPay {
                 pay_url: mweb_url.ok_or_else(|| missing("mweb_url"))?.to_owned(),
                 form: String::new(),
             },
-            PayType::Jsapi => {
-                let params = self
+            PayType::Jsapi => client_pay_url(
+                prepay_id,
+                &self
                     .client
                     .jsapi_pay_params(prepay_id)
                     .await
-                    .map_err(gateway)?;
-                PayUrl {
-                    pay_url: format!("prepay_id={prepay_id}"),
-                    form: serde_json::to_string(&params).unwrap_or_default(),
-                }
-            }
-            PayType::App => {
-                let params = self
+                    .map_err(gateway)?,
+            ),
+            PayType::App => client_pay_url(
+                prepay_id,
+                &self
                     .client
                     .app_pay_params(prepay_id)
                     .await
-                    .map_err(gateway)?;
-                PayUrl {
-                    pay_url: format!("prepay_id={prepay_id}"),
-                    form: serde_json::to_string(&params).unwrap_or_default(),
-                }
-            }
+                    .map_err(gateway)?,
+            ),
         })
+    }
+}
+
+/// What JSAPI and APP payers need: `prepay_id=…`, and the client pay parameters (signed)
+/// as JSON text for the page or the app to hand to WeChat.
+fn client_pay_url(prepay_id: &str, params: &impl serde::Serialize) -> PayUrl {
+    PayUrl {
+        pay_url: format!("prepay_id={prepay_id}"),
+        form: serde_json::to_string(params).unwrap_or_default(),
     }
 }
