@@ -39,7 +39,7 @@ async fn notify_all_concurrently(svc: &Arc<PaySvc>, bodies: Arc<Vec<Vec<u8>>>) -
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(body) = bodies.get(i) else { break };
                     let reply = svc.wechat_notify(body).await;
-                    assert!(reply.acknowledged(), "{:?}", reply.outcome);
+                    assert!(reply.acknowledged(), "{:?}", reply.outcome());
                 }
             })
         })

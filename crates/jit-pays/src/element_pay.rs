@@ -15,21 +15,20 @@ use async_trait::async_trait;
 use jit_runtime::{App, CallContext, CallError, Element, GetError, Secret, log_safe};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
-use wechatpay_v2::{Fen, fail_reply};
+use wechatpay_v2::Fen;
 
 use crate::db::PayStore;
-use crate::db::entity::PayStatus;
-use crate::db::store::{CloseOutcome, now};
 use crate::error::PayError;
-use crate::events::{PayEvent, PayEventKind, PayEvents};
+use crate::events::PayEvents;
+use crate::meta::service;
 use crate::model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
     WechatRecord,
 };
 use crate::pay::Pay;
-use crate::pay_svc::PAY_SVC;
+use crate::services::PAY_SVC;
 use crate::settings::PaysSettings;
-use crate::wechat::{WECHAT_PAY_TYPE, WechatPayConfig, masked_config, notify_url};
+use crate::wechat_pay_type::{WECHAT_PAY_TYPE, WechatPayConfig, masked_config, notify_url};
 
 /// The pay element `name` of `app`: its typed `dyn Pay` when it offers one, else — when
 /// its chain contains `pays.WechatPayType` — an [`ElementPay`] calling its functions.
@@ -37,7 +36,10 @@ pub async fn pay_of_element(app: &App, name: &str) -> Result<Arc<dyn Pay>, PayEr
     match app.get::<dyn Pay>(name).await {
         Ok(pay) => Ok(pay),
         Err(GetError::WrongKind { .. }) => Ok(Arc::new(ElementPay::of(app, name).await?)),
-        Err(error) => Err(PayError::Unavailable(error.to_string())),
+        Err(error) => Err(PayError::unavailable_because(
+            format!("pay element `{name}`"),
+            error,
+        )),
     }
 }
 
@@ -67,27 +69,22 @@ impl ElementPay {
         let chain = app
             .definitions()
             .chain(name)
-            .ok_or_else(|| PayError::Unavailable(format!("no element `{name}`")))?;
+            .ok_or_else(|| PayError::unavailable(format!("no element `{name}`")))?;
         if !chain.contains(WECHAT_PAY_TYPE) {
-            return Err(PayError::Unavailable(format!(
+            return Err(PayError::unavailable(format!(
                 "element `{name}` is not a pay element: its chain ({}) does not contain \
                  {WECHAT_PAY_TYPE}",
                 chain.names().collect::<Vec<_>>().join(" → ")
             )));
         }
         let config = WechatPayConfig::from_chain(chain)
-            .map_err(|e| PayError::Unavailable(format!("element `{name}`: {e}")))?;
-        let service = |what: &str| {
-            PayError::Unavailable(format!("the app provides no {what} (jit_pays::register)"))
-        };
-        let settings = app
-            .service::<PaysSettings>()
-            .ok_or_else(|| service("PaysSettings"))?;
+            .map_err(|e| PayError::unavailable_because(format!("element `{name}`"), e))?;
+        let settings = service::<PaysSettings>(app, "PaysSettings")?;
         let app_settings = app.settings();
         let element = app
             .get::<dyn Element>(name)
             .await
-            .map_err(|e| PayError::Unavailable(e.to_string()))?;
+            .map_err(|e| PayError::unavailable_because(format!("pay element `{name}`"), e))?;
         Ok(ElementPay {
             element,
             full_name: name.to_owned(),
@@ -98,12 +95,8 @@ impl ElementPay {
                 &app_settings.org,
                 &app_settings.name,
             ),
-            store: app
-                .service::<PayStore>()
-                .ok_or_else(|| service("PayStore"))?,
-            events: app
-                .service::<PayEvents>()
-                .ok_or_else(|| service("PayEvents"))?,
+            store: service::<PayStore>(app, "PayStore")?,
+            events: service::<PayEvents>(app, "PayEvents")?,
         })
     }
 
@@ -118,10 +111,13 @@ impl ElementPay {
             .await
             .map_err(|source| self.call_error(function, source))?;
         serde_json::from_value(answer).map_err(|e| {
-            PayError::Unavailable(format!(
-                "`{}`.{function} answered something other than the pays Type's result: {e}",
-                self.full_name
-            ))
+            PayError::unavailable_because(
+                format!(
+                    "`{}`.{function} answered something other than the pays Type's result",
+                    self.full_name
+                ),
+                e,
+            )
         })
     }
 
@@ -246,66 +242,34 @@ impl Pay for ElementPay {
     }
 
     async fn notify(&self, body: &[u8]) -> NotifyReply {
-        let failed = |reason: String| {
-            tracing::error!(element = %self.full_name, reason = %log_safe(&reason),
-                "payment notify could not be handed to the element; WeChat will retry");
-            NotifyReply {
-                xml: fail_reply("temporarily unable to handle the notify"),
-                outcome: NotifyOutcome::Failed { reason },
-            }
-        };
         let Ok(xml) = std::str::from_utf8(body) else {
             // Refused like any other notify: the entry point logs the reason.
-            return NotifyReply {
-                xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
-                outcome: NotifyOutcome::Rejected {
-                    reason: "notify body is not UTF-8".into(),
-                },
-            };
+            return NotifyReply::refused("notify body is not UTF-8");
         };
+        /// The element's answer: what happened. Its `reply` is not read: the XML WeChat
+        /// hears is derived from the outcome, so it cannot contradict it.
         #[derive(serde::Deserialize)]
         struct Answer {
             outcome: NotifyOutcome,
-            reply: String,
         }
         match self
             .call::<Answer>("notify", args([("xml", json!(xml))]))
             .await
         {
-            Ok(answer) => NotifyReply {
-                outcome: answer.outcome,
-                xml: answer.reply,
-            },
-            Err(error) => failed(error.to_string()),
+            Ok(answer) => NotifyReply::new(answer.outcome),
+            Err(error) => {
+                let reason = error.to_string();
+                tracing::error!(element = %self.full_name, reason = %log_safe(&reason),
+                    "payment notify could not be handed to the element; WeChat will retry");
+                NotifyReply::failed(reason)
+            }
         }
     }
 
     async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
         // `reconcile` is no function of the Type: it is composed of the element's own
-        // check and cancelThird, and the local `wait → timeout` every pay element shares.
-        let order = self.get_order(order_id).await?;
-        if order.status != PayStatus::Wait {
-            return Ok(order);
-        }
-        let order = self.check(order_id).await?;
-        if order.status != PayStatus::Wait || order.expires_at > now() {
-            return Ok(order);
-        }
-        match self.cancel_third(order_id).await {
-            Ok(CloseAtWechat::Paid) => self.check(order_id).await,
-            Ok(CloseAtWechat::Closed | CloseAtWechat::NotCreated) => {
-                if self.store.close_order(order_id, PayStatus::Timeout).await?
-                    == CloseOutcome::Closed
-                {
-                    tracing::info!(element = %self.full_name, %order_id, "order timed out");
-                    let row = self.store.get_order(order_id).await?;
-                    self.events
-                        .emit(&PayEvent::transition(PayEventKind::TimedOut, row.into()));
-                }
-                self.get_order(order_id).await
-            }
-            Err(error) => Err(error),
-        }
+        // getOrder, check and cancelThird, and the local `wait → timeout`.
+        crate::reconciler::reconcile_order(self, &self.store, &self.events, order_id).await
     }
 }
 

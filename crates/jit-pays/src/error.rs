@@ -100,9 +100,18 @@ pub enum PayError {
         /// Its error.
         source: CallError,
     },
-    /// The element cannot reach what it needs (the app is gone, an element failed to load).
-    #[error("{0}")]
-    Unavailable(String),
+    /// The element cannot reach what it needs (the app is gone, an element failed to
+    /// build, a service is missing). Only the operator can fix it: a caller is told no
+    /// more than that ([`PayError::public_message`]); the message and its cause chain go
+    /// to the log.
+    #[error("{message}{}", source.as_ref().map(|source| format!(": {source}")).unwrap_or_default())]
+    Unavailable {
+        /// What could not be reached.
+        message: String,
+        /// Why, when another error says so (kept, so the cause chain reaches the log).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl From<StoreError> for PayError {
@@ -116,6 +125,26 @@ impl From<StoreError> for PayError {
 }
 
 impl PayError {
+    /// [`PayError::Unavailable`] with no other error behind it.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        PayError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`PayError::Unavailable`] because of `source`, which stays reachable through
+    /// [`std::error::Error::source`].
+    pub fn unavailable_because(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        PayError::Unavailable {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
     /// The category a caller sees (an HTTP host answers with the category's status).
     pub fn kind(&self) -> CallErrorKind {
         match self {
@@ -127,7 +156,7 @@ impl PayError {
             | PayError::OrderClosed { .. }
             | PayError::PayTypeChanged { .. } => CallErrorKind::Conflict,
             PayError::Gateway { .. } | PayError::Mismatch { .. } => CallErrorKind::Upstream,
-            PayError::Store(_) | PayError::Unavailable(_) => CallErrorKind::Internal,
+            PayError::Store(_) | PayError::Unavailable { .. } => CallErrorKind::Internal,
             PayError::Element { source, .. } => source.kind,
         }
     }
@@ -152,6 +181,10 @@ impl PayError {
     }
 }
 
+/// What a caller is told of a failure only the operator can fix.
+const INTERNAL_MESSAGE: &str =
+    "internal error: the payment could not be processed; the server log has the details";
+
 impl PayError {
     /// What a caller (an API client) is told: the full message for what the caller can act
     /// on, and no more than the kind of failure for what only the operator can fix. A
@@ -159,10 +192,7 @@ impl PayError {
     /// transport error the gateway's URL; those details go to the log instead.
     pub fn public_message(&self) -> String {
         match self {
-            PayError::Store(_) | PayError::Unavailable(_) => {
-                "internal error: the payment could not be processed; the server log has the                  details"
-                    .to_owned()
-            }
+            PayError::Store(_) | PayError::Unavailable { .. } => INTERNAL_MESSAGE.to_owned(),
             PayError::Gateway {
                 doing,
                 order_id,
@@ -284,7 +314,7 @@ mod tests {
                 "UPSTREAM",
             ),
             (
-                PayError::Unavailable("the app is gone".into()),
+                PayError::unavailable("the app is gone"),
                 CallErrorKind::Internal,
                 "INTERNAL",
             ),
@@ -307,5 +337,40 @@ mod tests {
         assert_eq!(error.kind(), CallErrorKind::NotFound);
         assert_eq!(error.code(), "ORDER_NOT_FOUND");
         assert_eq!(CallError::from(error), source);
+    }
+
+    /// The cause of an unavailable element stays reachable (the CLI prints the chain and
+    /// the log has it), while a caller is told nothing of it: not the URL, not the file.
+    #[test]
+    fn an_unavailable_element_keeps_its_cause_but_tells_the_caller_nothing_of_it() {
+        let cause = std::io::Error::other("cannot reach postgres://shop:hunter2@db.internal/shop");
+        let error = PayError::unavailable_because("pay element `pays.myWechatPay`", cause);
+        let source = std::error::Error::source(&error).expect("the cause is kept");
+        assert!(source.to_string().contains("db.internal"), "{source}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("pay element `pays.myWechatPay`: ")
+        );
+        assert!(
+            error.to_string().contains("db.internal"),
+            "the log sees it: {error}"
+        );
+        assert_eq!(error.public_message(), INTERNAL_MESSAGE);
+        let call_error = CallError::from(error);
+        assert_eq!(call_error.kind, CallErrorKind::Internal);
+        assert!(!call_error.message.contains("db.internal"), "{call_error}");
+        assert!(std::error::Error::source(&PayError::unavailable("gone")).is_none());
+    }
+
+    /// The message once carried a run of spaces from a broken line continuation.
+    #[test]
+    fn the_internal_message_reads_as_one_sentence() {
+        let message = PayError::unavailable("x").public_message();
+        assert_eq!(
+            message,
+            "internal error: the payment could not be processed; the server log has the details"
+        );
+        assert!(!message.contains("  "), "{message:?}");
     }
 }

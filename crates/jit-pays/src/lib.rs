@@ -4,9 +4,24 @@
 //! This crate owns the family's element folders (embedded), the order tables and their
 //! state machine (sea-orm, SQLite or PostgreSQL), the WeChat Pay Type's behaviour (create,
 //! getPayUrl, check, cancel, notify), the reconciler and the hooks hosted code subscribes
-//! to. It knows nothing of HTTP serving (the host calls [`pay_svc::PaySvc::wechat_notify`]
+//! to. It knows nothing of HTTP serving (the host calls [`PaySvc::wechat_notify`]
 //! or the functionList functions) and nothing of the wire protocol's details (the
 //! `wechatpay-v2` crate signs, parses and calls).
+//!
+//! # Where things are
+//!
+//! Each element of the family has the module of its name:
+//!
+//! | element | module |
+//! |---|---|
+//! | `pays.Meta` | [`meta`]: the element folders, [`register`], the shared services |
+//! | `pays.WechatPayType` | [`wechat_pay_type`]: merchant settings, orders, getPayUrl, notify |
+//! | `pays.models.PayLogModel` | [`models::pay_log_model`] |
+//! | `pays.services.PaySvc` | [`services::pay_svc`] |
+//!
+//! Beside them: the [`Pay`] trait and its element ([`pay`]), a `Pay` over an element's
+//! functions ([`element_pay`]), the values ([`model`]), the order tables ([`db`]), the
+//! [`reconciler`], the hooks ([`events`]) and the errors ([`error`]).
 //!
 //! # Wiring it into a host
 //!
@@ -31,66 +46,44 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
-
-use include_dir::{Dir, include_dir};
-use jit_runtime::AppBuilder;
-
+mod args;
 pub mod db;
 pub mod element_pay;
 pub mod error;
 pub mod events;
+pub mod meta;
 pub mod model;
+pub mod models;
 pub mod order_id;
 pub mod pay;
-pub mod pay_log_model;
-pub mod pay_svc;
 pub mod reconciler;
+pub mod services;
 pub mod settings;
-pub mod wechat;
+mod transitions;
+pub mod wechat_pay_type;
 
 pub use db::PayStore;
 pub use db::entity::PayStatus;
 pub use element_pay::{ElementPay, pay_of_element};
 pub use error::PayError;
 pub use events::{PayEvent, PayEventKind, PayEvents};
+pub use meta::{ELEMENTS, PAYS_META, register, register_loaders};
 pub use model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
     WechatRecord,
 };
+pub use models::{PAY_LOG_MODEL, PayLogModel, PayLogQuery};
 pub use pay::{Pay, PayElement, call_pay, pay_of};
-pub use pay_log_model::{PAY_LOG_MODEL, PayLogModel, PayLogQuery};
-pub use pay_svc::{OrderSummary, PAY_SVC, PaySvc};
 pub use reconciler::{ReconcileReport, ReconcilerHandle, reconcile_due, start_reconciler};
+pub use services::{OrderSummary, PAY_SVC, PaySvc};
 pub use settings::{PaysSettings, ReconcilerSettings};
-pub use wechat::{
+pub use wechat_pay_type::{
     SettingSource, WECHAT_PAY_TYPE, WechatPay, WechatPayConfig, WechatPayLoader,
     check_merchant_settings, is_pay_instance, merchant_settings, pay_instances,
     shown_merchant_settings,
 };
 
-/// The family's element folders (`pays/Meta`, `pays/WechatPayType`,
-/// `pays/models/PayLogModel`, `pays/services/PaySvc`), rooted like an app's `elements/`.
-pub static ELEMENTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/elements");
-
-/// Adds the family to an app: its elements to the framework layer, its loaders, and the
-/// services its elements use — the order store, the host settings, and a fresh
-/// [`PayEvents`] (hosted code subscribes through `app.service::<PayEvents>()`).
-pub fn register(builder: AppBuilder, store: PayStore, settings: PaysSettings) -> AppBuilder {
-    store.set_order_cache_capacity(settings.order_cache_capacity);
-    register_loaders(builder)
-        .provide(Arc::new(store))
-        .provide(Arc::new(settings))
-        .provide(Arc::new(PayEvents::new()))
-}
-
-/// Adds the family's elements and loaders but none of the services they need: enough for
-/// [`AppBuilder::check`] (which instances have a loader) without a database. An app built
-/// from it fails at the first pay element, naming the missing service.
-pub fn register_loaders(builder: AppBuilder) -> AppBuilder {
-    builder
-        .framework_layer(&ELEMENTS)
-        .loader(WECHAT_PAY_TYPE, WechatPayLoader)
-        .loader(PAY_LOG_MODEL, pay_log_model::PayLogModelLoader)
-        .loader(PAY_SVC, pay_svc::PaySvcLoader)
-}
+// The modules under the names they had before each took its element's place.
+pub use models::pay_log_model;
+pub use services::pay_svc;
+pub use wechat_pay_type as wechat;

@@ -261,25 +261,163 @@ pub enum NotifyOutcome {
     },
 }
 
-/// The answer to WeChat's POST: the outcome and the exact XML to send back.
+impl NotifyOutcome {
+    /// Whether WeChat is told SUCCESS (it stops re-sending): the payment, or the news that
+    /// it failed, is committed. A refusal and a failure to commit are not acknowledged.
+    pub fn acknowledged(&self) -> bool {
+        match self {
+            NotifyOutcome::Paid { .. }
+            | NotifyOutcome::PaidAfterClose { .. }
+            | NotifyOutcome::AlreadyPaid { .. }
+            | NotifyOutcome::NotPaid { .. }
+            | NotifyOutcome::PaymentConflict { .. } => true,
+            NotifyOutcome::Rejected { .. } | NotifyOutcome::Failed { .. } => false,
+        }
+    }
+}
+
+/// What the sender of a refused notify is told. The same for every refusal, so the reply
+/// tells a forger nothing (whether the order exists, which check failed); the reason is in
+/// the outcome, for the log.
+const REFUSED_REPLY_MESSAGE: &str = "notify refused";
+
+/// What the sender of a notify that could not be handled now is told (it sends it
+/// again). The reason, which may name the database, stays in the outcome, for the log.
+const RETRY_REPLY_MESSAGE: &str = "temporarily unable to handle the notify";
+
+/// The answer to WeChat's POST: what happened, and the XML that tells WeChat so.
+///
+/// The XML is derived from the outcome, never given: `SUCCESS` exactly when the outcome is
+/// [acknowledged](NotifyOutcome::acknowledged) — which is only ever built after the state
+/// is committed — and `FAIL` otherwise, so a refusal cannot be answered SUCCESS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotifyReply {
-    /// What happened.
-    pub outcome: NotifyOutcome,
-    /// `<xml><return_code>SUCCESS…` only after the state is committed; FAIL otherwise.
-    pub xml: String,
+    outcome: NotifyOutcome,
 }
 
 impl NotifyReply {
+    /// The reply for `outcome`.
+    pub fn new(outcome: NotifyOutcome) -> Self {
+        NotifyReply { outcome }
+    }
+
+    /// A refusal: nothing changed, and WeChat hears the same `FAIL` whatever `reason` is.
+    pub fn refused(reason: impl Into<String>) -> Self {
+        Self::new(NotifyOutcome::Rejected {
+            reason: reason.into(),
+        })
+    }
+
+    /// A verified notify whose state could not be committed (or handed on): WeChat hears
+    /// `FAIL` and sends it again; `reason` is not sent.
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self::new(NotifyOutcome::Failed {
+            reason: reason.into(),
+        })
+    }
+
+    /// What happened.
+    pub fn outcome(&self) -> &NotifyOutcome {
+        &self.outcome
+    }
+
+    /// What happened, by value.
+    pub fn into_outcome(self) -> NotifyOutcome {
+        self.outcome
+    }
+
     /// Whether WeChat is told SUCCESS (it stops re-sending).
     pub fn acknowledged(&self) -> bool {
-        matches!(
-            self.outcome,
-            NotifyOutcome::Paid { .. }
-                | NotifyOutcome::PaidAfterClose { .. }
-                | NotifyOutcome::AlreadyPaid { .. }
-                | NotifyOutcome::NotPaid { .. }
-                | NotifyOutcome::PaymentConflict { .. }
-        )
+        self.outcome.acknowledged()
+    }
+
+    /// The exact XML to send back: `SUCCESS` when [acknowledged](Self::acknowledged),
+    /// else `FAIL` with a message that says nothing of the reason.
+    pub fn xml(&self) -> String {
+        match &self.outcome {
+            outcome if outcome.acknowledged() => wechatpay_v2::success_reply().to_owned(),
+            NotifyOutcome::Rejected { .. } => wechatpay_v2::fail_reply(REFUSED_REPLY_MESSAGE),
+            _ => wechatpay_v2::fail_reply(RETRY_REPLY_MESSAGE),
+        }
+    }
+}
+
+impl From<NotifyOutcome> for NotifyReply {
+    fn from(outcome: NotifyOutcome) -> Self {
+        NotifyReply::new(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wechatpay_v2::{NOTIFY_SUCCESS_REPLY, fail_reply};
+
+    fn every_outcome() -> Vec<NotifyOutcome> {
+        let order_id = || "D1".to_owned();
+        vec![
+            NotifyOutcome::Paid {
+                order_id: order_id(),
+            },
+            NotifyOutcome::PaidAfterClose {
+                order_id: order_id(),
+            },
+            NotifyOutcome::AlreadyPaid {
+                order_id: order_id(),
+            },
+            NotifyOutcome::NotPaid {
+                order_id: order_id(),
+            },
+            NotifyOutcome::PaymentConflict {
+                order_id: order_id(),
+                transaction_id: "T2".into(),
+            },
+            NotifyOutcome::Rejected {
+                reason: "bad signature".into(),
+            },
+            NotifyOutcome::Failed {
+                reason: "database error while committing: disk full at /var/db".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn the_reply_is_success_exactly_when_the_outcome_is_acknowledged() {
+        for outcome in every_outcome() {
+            let reply = NotifyReply::from(outcome.clone());
+            let success = reply.xml() == NOTIFY_SUCCESS_REPLY;
+            assert_eq!(success, outcome.acknowledged(), "{outcome:?}");
+            assert_eq!(reply.acknowledged(), outcome.acknowledged(), "{outcome:?}");
+            if !success {
+                assert!(reply.xml().contains("<![CDATA[FAIL]]>"), "{}", reply.xml());
+            }
+        }
+    }
+
+    /// A refusal can never carry SUCCESS: there is no way to give a reply its XML. (Before,
+    /// the XML was a public field set beside the outcome, and a pay element answering
+    /// through its functions could pair `rejected` with SUCCESS.)
+    #[test]
+    fn a_refused_outcome_never_carries_success_xml() {
+        for reply in [
+            NotifyReply::refused("forged"),
+            NotifyReply::new(NotifyOutcome::Rejected {
+                reason: "SUCCESS".into(),
+            }),
+        ] {
+            assert!(!reply.acknowledged());
+            assert_ne!(reply.xml(), NOTIFY_SUCCESS_REPLY);
+            assert_eq!(reply.xml(), fail_reply("notify refused"));
+        }
+    }
+
+    #[test]
+    fn a_failure_is_answered_without_its_reason() {
+        let reply = NotifyReply::failed("database error while committing: disk full at /var/db");
+        assert_eq!(
+            reply.xml(),
+            fail_reply("temporarily unable to handle the notify")
+        );
+        assert!(!reply.xml().contains("/var/db"));
     }
 }

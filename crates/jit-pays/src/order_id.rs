@@ -3,7 +3,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use chrono::{FixedOffset, Utc};
+use chrono::Utc;
+use wechatpay_v2::beijing_time;
 
 use crate::error::PayError;
 
@@ -29,9 +30,7 @@ fn next_sequence() -> u32 {
 /// within a second before issuing a million; across processes the random start makes a
 /// clash unlikely and the unique index makes it harmless.
 pub fn generate_order_id() -> String {
-    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-    let stamp = Utc::now().with_timezone(&beijing).format("%Y%m%d%H%M%S");
-    format!("D{stamp}{:06}", next_sequence())
+    format!("D{}{:06}", beijing_time(Utc::now()), next_sequence())
 }
 
 /// Checks a caller-supplied order id: 1..=32 characters of `[0-9A-Za-z_\-|*]`.

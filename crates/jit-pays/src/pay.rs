@@ -5,12 +5,14 @@ use std::any::TypeId;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jit_runtime::{CallContext, CallError, CallErrorKind, Element, ElementDef, Secret};
+use jit_runtime::{CallContext, CallError, Element, ElementDef, Secret};
 use serde_json::{Map, Value, json};
 use wechatpay_v2::{Fen, UnverifiedNotify};
 
+use crate::args::{
+    arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, no_such_function, to_json,
+};
 use crate::db::cache::OrderFacts;
-
 use crate::error::PayError;
 use crate::model::{
     CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, WechatRecord,
@@ -162,75 +164,6 @@ impl Element for PayElement {
     }
 }
 
-/// Reads a required string argument.
-pub(crate) fn arg_str<'a>(
-    args: &'a Map<String, Value>,
-    name: &'static str,
-) -> Result<&'a str, CallError> {
-    args.get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| CallError::bad_arguments(format!("argument `{name}` must be a string")))
-}
-
-/// Reads an optional string argument (absent or null → `None`).
-pub(crate) fn arg_opt_str<'a>(
-    args: &'a Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<&'a str>, CallError> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(_) => Err(CallError::bad_arguments(format!(
-            "argument `{name}` must be a string"
-        ))),
-    }
-}
-
-/// Reads `amount` in yuan (JSON number or decimal string) as exact fen, refusing what
-/// WeChat Pay cannot take as a `total_fee` (not positive, above 21,474,836.47 yuan).
-pub(crate) fn arg_amount(args: &Map<String, Value>) -> Result<Fen, CallError> {
-    let value = args
-        .get("amount")
-        .ok_or_else(|| CallError::bad_arguments("missing required argument `amount`"))?;
-    Fen::from_yuan_json(value)
-        .and_then(Fen::ensure_total_fee)
-        .map_err(|e| CallError::bad_arguments(format!("argument `amount` (yuan): {e}")))
-}
-
-/// Reads `payType` (default NATIVE).
-pub(crate) fn arg_pay_type(args: &Map<String, Value>) -> Result<PayType, CallError> {
-    match arg_opt_str(args, "payType")? {
-        None => Ok(PayType::Native),
-        Some(text) => PayType::parse(text).ok_or_else(|| {
-            CallError::bad_arguments(format!(
-                "argument `payType`: {text:?} is not one of NATIVE, MWEB, JSAPI, APP"
-            ))
-        }),
-    }
-}
-
-/// Reads the payer fields of getPayUrl.
-pub(crate) fn arg_payer(args: &Map<String, Value>) -> Result<Payer, CallError> {
-    Ok(Payer {
-        openid: arg_opt_str(args, "openid")?.map(str::to_owned),
-        client_ip: arg_opt_str(args, "clientIp")?.map(str::to_owned),
-        scene_info: match args.get("sceneInfo") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(text)) => Some(text.clone()),
-            Some(object @ Value::Object(_)) => Some(object.to_string()),
-            Some(_) => {
-                return Err(CallError::bad_arguments(
-                    "argument `sceneInfo` must be a JSON object or its text",
-                ));
-            }
-        },
-    })
-}
-
-pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, CallError> {
-    serde_json::to_value(value).map_err(|e| CallError::internal(format!("serialising: {e}")))
-}
-
 /// Calls the [`Pay`] method behind a functionList function, JSON in and out. Reusable by
 /// any element that wraps a `Pay` (a Type extending `pays.WechatPayType`).
 pub async fn call_pay(
@@ -273,7 +206,7 @@ pub async fn call_pay(
         "cancelThird" => to_json(&pay.cancel_third(arg_str(args, "orderId")?).await?),
         "notify" => {
             let reply = pay.notify(arg_str(args, "xml")?.as_bytes()).await;
-            Ok(json!({ "outcome": to_json(&reply.outcome)?, "reply": reply.xml }))
+            Ok(json!({ "outcome": to_json(reply.outcome())?, "reply": reply.xml() }))
         }
         "getProperties" => Ok(json!({
             "fullName": pay.full_name(),
@@ -282,12 +215,6 @@ pub async fn call_pay(
             "mchId": pay.mch_id(),
             "apiKey": jit_runtime::MASK,
         })),
-        other => Err(CallError::new(
-            CallErrorKind::FunctionNotFound,
-            format!(
-                "pay element `{}` has no function `{other}`",
-                pay.full_name()
-            ),
-        )),
+        other => Err(no_such_function(pay.full_name(), other)),
     }
 }

@@ -11,7 +11,12 @@ use crate::db::PayStore;
 use crate::db::entity::PayStatus;
 use crate::db::store::now;
 use crate::error::PayError;
+use crate::events::PayEvents;
+use crate::meta::service;
+use crate::model::{CloseAtWechat, PayLog};
+use crate::pay::Pay;
 use crate::settings::PaysSettings;
+use crate::transitions;
 
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,12 +37,8 @@ pub struct ReconcileReport {
 
 /// One pass over the orders due now.
 pub async fn reconcile_due(app: &App) -> Result<ReconcileReport, PayError> {
-    let store = app
-        .service::<PayStore>()
-        .ok_or_else(|| PayError::Unavailable("PayStore service not provided".into()))?;
-    let settings = app
-        .service::<PaysSettings>()
-        .ok_or_else(|| PayError::Unavailable("PaysSettings service not provided".into()))?;
+    let store = service::<PayStore>(app, "PayStore")?;
+    let settings = service::<PaysSettings>(app, "PaysSettings")?;
     let due = store
         .due_for_check(now(), settings.reconciler.batch_size)
         .await?;
@@ -92,6 +93,42 @@ pub async fn reconcile_due(app: &App) -> Result<ReconcileReport, PayError> {
     Ok(report)
 }
 
+/// The reconciler's step for one order of `pay`, the same for every pay element: a
+/// waiting order is checked at WeChat; one still waiting past its expiry is closed at
+/// WeChat (a payment found there is recorded by checking again) and timed out here.
+///
+/// It goes through `pay`'s own `getOrder`, `check` and `cancelThird`, so what an element
+/// overrides stays in force; only the local `wait → timeout` is the family's.
+pub(crate) async fn reconcile_order(
+    pay: &dyn Pay,
+    store: &PayStore,
+    events: &PayEvents,
+    order_id: &str,
+) -> Result<PayLog, PayError> {
+    let order = pay.get_order(order_id).await?;
+    if order.status != PayStatus::Wait {
+        return Ok(order);
+    }
+    let order = pay.check(order_id).await?;
+    if order.status != PayStatus::Wait || order.expires_at > now() {
+        return Ok(order);
+    }
+    match pay.cancel_third(order_id).await? {
+        CloseAtWechat::Paid => pay.check(order_id).await,
+        CloseAtWechat::Closed | CloseAtWechat::NotCreated => {
+            transitions::record_closed(
+                store,
+                events,
+                pay.full_name(),
+                order_id,
+                PayStatus::Timeout,
+            )
+            .await?;
+            pay.get_order(order_id).await
+        }
+    }
+}
+
 /// The running reconciler; stop it with [`ReconcilerHandle::stop`].
 #[derive(Debug)]
 pub struct ReconcilerHandle {
@@ -110,9 +147,7 @@ impl ReconcilerHandle {
 /// Starts the reconciler for `app`: a pass every `scan_interval` of the app's
 /// [`PaysSettings`]. It holds the app weakly and ends when the app is dropped.
 pub fn start_reconciler(app: &App) -> Result<ReconcilerHandle, PayError> {
-    let settings = app
-        .service::<PaysSettings>()
-        .ok_or_else(|| PayError::Unavailable("PaysSettings service not provided".into()))?;
+    let settings = service::<PaysSettings>(app, "PaysSettings")?;
     let interval = settings
         .reconciler
         .scan_interval

@@ -3,7 +3,9 @@
 
 pub mod cache;
 pub mod entity;
+mod error;
 pub mod migration;
+mod rows;
 pub mod store;
 mod writer;
 
@@ -17,6 +19,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 pub use store::PayStore;
+pub use writer::NotifyWriterStats;
 
 /// Bytes a SQLite WAL file is truncated back to when it is reset (`journal_size_limit`).
 const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;

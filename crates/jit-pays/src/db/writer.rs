@@ -17,6 +17,8 @@
 //! every caller of the batch gets the error — none is told the payment is recorded.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -30,10 +32,10 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::entity::{PayStatus, pay_log, wechat_record};
-use super::store::{
-    PaidOutcome, PaymentRecorded, StoreError, ThirdPartyState, conflicting_payment, db,
-    guarded_trade_state, guarded_transaction_id, mark_paid_on, now, record_conflict_on,
-    third_party_row,
+use super::error::{StoreError, db};
+use super::rows::{
+    PaidOutcome, PaymentRecorded, ThirdPartyState, conflicting_payment, guarded_trade_state,
+    guarded_transaction_id, mark_paid_on, now, record_conflict_on, third_party_row,
 };
 
 /// At most this many payments share a commit. Bounds the time a transaction holds the
@@ -67,6 +69,24 @@ struct Job {
     answer: oneshot::Sender<Result<PaymentRecorded, StoreError>>,
 }
 
+/// What a store's notify writer has committed since the store was opened (shared by its
+/// clones): [`crate::PayStore::notify_writer_stats`]. Fewer commits than payments is group
+/// commit at work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NotifyWriterStats {
+    /// Transactions committed, one per batch.
+    pub commits: u64,
+    /// Payments those transactions held.
+    pub payments: u64,
+}
+
+/// The counters behind [`NotifyWriterStats`], written by the writer task.
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    payments: AtomicU64,
+}
+
 /// The queue to a store's writer task. The task is started on first use (on the runtime
 /// of that use) and ends when the store is dropped; if it is gone (its runtime shut down),
 /// the next payment starts a new one.
@@ -74,6 +94,7 @@ struct Job {
 pub(crate) struct NotifyWriter {
     connection: DatabaseConnection,
     queue: Mutex<Option<mpsc::Sender<Job>>>,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Job {
@@ -96,6 +117,15 @@ impl NotifyWriter {
         NotifyWriter {
             connection,
             queue: Mutex::new(None),
+            counters: Arc::default(),
+        }
+    }
+
+    /// What the writer has committed so far.
+    pub(crate) fn stats(&self) -> NotifyWriterStats {
+        NotifyWriterStats {
+            commits: self.counters.commits.load(Ordering::SeqCst),
+            payments: self.counters.payments.load(Ordering::SeqCst),
         }
     }
 
@@ -105,7 +135,11 @@ impl NotifyWriter {
             return sender.clone();
         }
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(self.connection.clone(), receiver));
+        tokio::spawn(run(
+            self.connection.clone(),
+            receiver,
+            Arc::clone(&self.counters),
+        ));
         *queue = Some(sender.clone());
         sender
     }
@@ -143,7 +177,11 @@ fn own_connection(connection: &DatabaseConnection) -> DatabaseConnection {
     SqlxSqliteConnector::from_sqlx_sqlite_pool(own)
 }
 
-async fn run(connection: DatabaseConnection, mut queue: mpsc::Receiver<Job>) {
+async fn run(
+    connection: DatabaseConnection,
+    mut queue: mpsc::Receiver<Job>,
+    counters: Arc<Counters>,
+) {
     let connection = own_connection(&connection);
     let sqlite = connection.get_database_backend() == DbBackend::Sqlite;
     let mut wal_restarted = Instant::now();
@@ -154,6 +192,9 @@ async fn run(connection: DatabaseConnection, mut queue: mpsc::Receiver<Job>) {
         let size = payments.len();
         match commit_batch(&connection, payments).await {
             Ok(outcomes) => {
+                // Counted before anyone is answered, so a caller sees its own commit.
+                counters.commits.fetch_add(1, Ordering::SeqCst);
+                counters.payments.fetch_add(size as u64, Ordering::SeqCst);
                 for (answer, outcome) in answers.into_iter().zip(outcomes) {
                     // A caller that stopped waiting (its request was cancelled) changes
                     // nothing: the payment is committed and WeChat's retry is a repeat.

@@ -97,10 +97,9 @@ impl Loader for DiscountLoader {
     }
 }
 
-#[tokio::test]
-async fn an_extending_type_overrides_some_methods_and_delegates_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
+/// An app with a Type `pays.MyWechatPayType` extending `pays.WechatPayType` and its
+/// instance `pays.shopPay`.
+fn write_app(root: &std::path::Path) {
     std::fs::write(
         root.join("app.toml"),
         "[app]\norg = \"demo\"\nname = \"shop\"\n",
@@ -125,6 +124,13 @@ async fn an_extending_type_overrides_some_methods_and_delegates_the_rest() {
         r#"{"config": {"appId": "wx0123456789abcdef", "apiKey": "abcdef1234567890abcdef1234567890"}}"#,
     )
     .unwrap();
+}
+
+#[tokio::test]
+async fn an_extending_type_overrides_some_methods_and_delegates_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_app(root);
     let db = support::sqlite().await;
     let settings = PaysSettings::new("http://127.0.0.1:1", "http://127.0.0.1:9");
     let app = jit_pays::register(
@@ -170,4 +176,95 @@ async fn an_extending_type_overrides_some_methods_and_delegates_the_rest() {
         .await
         .unwrap_err();
     assert_eq!(cancelled.code(), "BAD_ARGUMENTS");
+}
+
+/// A pay element offering no typed `Pay` whose `notify` function answers a refusal paired
+/// with WeChat's SUCCESS reply.
+struct Contradicting {
+    def: Arc<jit_runtime::ElementDef>,
+}
+
+#[async_trait]
+impl Element for Contradicting {
+    fn def(&self) -> &Arc<jit_runtime::ElementDef> {
+        &self.def
+    }
+
+    async fn call(
+        &self,
+        function: &str,
+        _args: serde_json::Map<String, Value>,
+        _cx: &CallContext,
+    ) -> Result<Value, jit_runtime::CallError> {
+        match function {
+            "notify" => Ok(json!({
+                "outcome": {"outcome": "rejected", "reason": "the element refused it"},
+                "reply": wechatpay_v2::NOTIFY_SUCCESS_REPLY,
+            })),
+            other => Err(jit_runtime::CallError::bad_arguments(format!(
+                "no function {other}"
+            ))),
+        }
+    }
+}
+
+struct ContradictingLoader;
+
+#[async_trait]
+impl Loader for ContradictingLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        Ok(Arc::new(Contradicting {
+            def: cx.def().clone(),
+        }))
+    }
+}
+
+/// WeChat hears what the outcome says, not what an element reached through its functions
+/// writes beside it: a refusal is FAIL even when the element's `reply` says SUCCESS.
+#[tokio::test]
+async fn an_element_cannot_answer_a_refused_notify_with_success() {
+    let dir = tempfile::tempdir().unwrap();
+    write_app(dir.path());
+    let db = support::sqlite().await;
+    let settings = PaysSettings::new("http://127.0.0.1:1", "http://127.0.0.1:9");
+    let app = jit_pays::register(
+        jit_runtime::AppBuilder::new(dir.path()),
+        db.store.clone(),
+        settings,
+    )
+    .loader("pays.MyWechatPayType", ContradictingLoader)
+    .build()
+    .await
+    .unwrap();
+    let now = chrono::Utc::now();
+    db.store
+        .insert_order(jit_pays::db::store::NewOrder {
+            order_id: "C1".into(),
+            subject: "s".into(),
+            amount_fen: 100,
+            element: "pays.shopPay".into(),
+            expires_at: now + chrono::Duration::hours(2),
+            first_check_at: now + chrono::Duration::minutes(1),
+        })
+        .await
+        .unwrap();
+    let svc = app
+        .get::<jit_pays::PaySvc>("pays.services.PaySvc")
+        .await
+        .unwrap();
+    let body = support::shop::signed_notify(
+        "wx0123456789abcdef",
+        "1900000109",
+        "abcdef1234567890abcdef1234567890",
+        "C1",
+        100,
+        "T1",
+    );
+    let reply = svc.wechat_notify(body.as_bytes()).await;
+    assert!(
+        matches!(reply.outcome(), jit_pays::NotifyOutcome::Rejected { .. }),
+        "{reply:?}"
+    );
+    assert!(!reply.acknowledged());
+    assert_eq!(reply.xml(), wechatpay_v2::fail_reply("notify refused"));
 }

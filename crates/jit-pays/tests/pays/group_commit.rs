@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::support::shop::{self, API_KEY, APP_ID, MCH_ID, ShopOptions};
+use jit_pays::db::NotifyWriterStats;
 use jit_pays::{NotifyOutcome, PayEventKind, PayStatus};
 use sea_orm::ConnectionTrait;
 use wechatpay_v2::{Fen, NOTIFY_SUCCESS_REPLY};
@@ -51,6 +52,12 @@ async fn concurrent_notifies_across_batches_make_one_transition_and_one_hook_cal
                 }
             }
         }
+        let notifies = queue.len() as u64;
+        assert_eq!(
+            shop.db.store.notify_writer_stats(),
+            NotifyWriterStats::default(),
+            "{label}"
+        );
         let tasks: Vec<_> = queue
             .into_iter()
             .map(|body| {
@@ -63,16 +70,17 @@ async fn concurrent_notifies_across_batches_make_one_transition_and_one_hook_cal
         for task in tasks {
             let reply = task.await.unwrap();
             assert_eq!(
-                reply.xml, NOTIFY_SUCCESS_REPLY,
+                reply.xml(),
+                NOTIFY_SUCCESS_REPLY,
                 "{label}: {:?}",
-                reply.outcome
+                reply.outcome()
             );
-            match &reply.outcome {
+            match &reply.outcome() {
                 NotifyOutcome::Paid { order_id } | NotifyOutcome::PaidAfterClose { order_id } => {
                     transitions
                         .entry(order_id.clone())
                         .or_default()
-                        .push(reply.outcome.clone());
+                        .push(reply.outcome().clone());
                 }
                 NotifyOutcome::AlreadyPaid { .. } => {}
                 other => panic!("{label}: {other:?}"),
@@ -111,11 +119,47 @@ async fn concurrent_notifies_across_batches_make_one_transition_and_one_hook_cal
             assert_eq!(record.trade_state.as_deref(), Some("SUCCESS"), "{label}");
             assert!(record.last_notify.is_some(), "{label}");
         }
+        // Shared commits: fewer transactions than payments written, and than notifies.
+        let stats = shop.db.store.notify_writer_stats();
+        assert!(stats.payments >= ORDERS as u64, "{label}: {stats:?}");
+        assert!(stats.payments <= notifies, "{label}: {stats:?}");
+        assert!(
+            stats.commits < stats.payments,
+            "{label}: every payment committed alone: {stats:?}"
+        );
         // The event carries the row the transition wrote.
         for event in shop.events.lock().iter() {
             assert_eq!(event.order.status, PayStatus::Success, "{label}");
             assert!(event.order.pay_time.is_some(), "{label}");
         }
+    }
+}
+
+/// A notify that arrives alone is committed alone, once: group commit waits for no company.
+/// Its repeat is answered from what this process knows, with no commit at all.
+#[tokio::test]
+async fn a_notify_alone_is_one_commit_and_its_repeat_none() {
+    for db in support::all().await {
+        let shop = shop::start(db, ShopOptions::default()).await;
+        let label = shop.db.label;
+        let order = shop.pay.create("Alone", Fen::new(5), None).await.unwrap();
+        let body = shop::signed_notify(APP_ID, MCH_ID, API_KEY, &order.order_id, 5, "T-alone");
+        let one = NotifyWriterStats {
+            commits: 1,
+            payments: 1,
+        };
+        let reply = shop.svc.wechat_notify(body.as_bytes()).await;
+        assert!(
+            matches!(reply.outcome(), NotifyOutcome::Paid { .. }),
+            "{label}: {reply:?}"
+        );
+        assert_eq!(shop.db.store.notify_writer_stats(), one, "{label}");
+        let repeat = shop.svc.wechat_notify(body.as_bytes()).await;
+        assert!(
+            matches!(repeat.outcome(), NotifyOutcome::AlreadyPaid { .. }),
+            "{label}: {repeat:?}"
+        );
+        assert_eq!(shop.db.store.notify_writer_stats(), one, "{label}");
     }
 }
 
@@ -150,12 +194,12 @@ async fn a_batch_that_cannot_be_written_changes_no_order_and_answers_fail() {
         for task in tasks {
             let reply = task.await.unwrap();
             assert!(
-                matches!(reply.outcome, NotifyOutcome::Failed { .. }),
+                matches!(reply.outcome(), NotifyOutcome::Failed { .. }),
                 "{label}: {:?}",
-                reply.outcome
+                reply.outcome()
             );
             assert!(!reply.acknowledged(), "{label}");
-            assert!(reply.xml.contains("FAIL"), "{label}: {}", reply.xml);
+            assert!(reply.xml().contains("FAIL"), "{label}: {}", reply.xml());
         }
         for order_id in &orders {
             let row = shop.db.store.get_order(order_id).await.unwrap();
@@ -163,5 +207,6 @@ async fn a_batch_that_cannot_be_written_changes_no_order_and_answers_fail() {
             assert_eq!(row.transaction_id, None, "{label}: {order_id}");
             assert!(shop.events_for(order_id).is_empty(), "{label}: {order_id}");
         }
+        assert_eq!(shop.db.store.notify_writer_stats().commits, 0, "{label}");
     }
 }

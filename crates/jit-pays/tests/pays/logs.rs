@@ -22,7 +22,7 @@ async fn refusals_are_logged_with_their_reason_and_without_keys() {
         shop::signed_notify(APP_ID, MCH_ID, API_KEY, id, 1, "T1"),
     ] {
         let reply = shop.svc.wechat_notify(body.as_bytes()).await;
-        assert!(matches!(reply.outcome, NotifyOutcome::Rejected { .. }));
+        assert!(matches!(reply.outcome(), NotifyOutcome::Rejected { .. }));
     }
     let url = shop
         .pay
@@ -72,8 +72,8 @@ async fn unverified_notify_fields_reach_the_log_escaped() {
         .svc
         .wechat_notify_from(unknown.as_bytes(), Some(peer))
         .await;
-    let NotifyOutcome::Rejected { reason } = reply.outcome else {
-        panic!("{:?}", reply.outcome)
+    let NotifyOutcome::Rejected { reason } = reply.outcome() else {
+        panic!("{:?}", reply.outcome())
     };
     assert!(
         reason.contains('\n'),
@@ -86,9 +86,9 @@ async fn unverified_notify_fields_reach_the_log_escaped() {
         .wechat_notify_from(known.as_bytes(), Some(peer))
         .await;
     assert!(
-        matches!(reply.outcome, NotifyOutcome::Rejected { .. }),
+        matches!(reply.outcome(), NotifyOutcome::Rejected { .. }),
         "{:?}",
-        reply.outcome
+        reply.outcome()
     );
 
     let log = captured.text();
@@ -127,7 +127,7 @@ async fn a_flood_of_forged_notifies_logs_at_most_the_burst_per_sender() {
             .svc
             .wechat_notify_from(body.as_bytes(), Some(flooder))
             .await;
-        assert!(matches!(reply.outcome, NotifyOutcome::Rejected { .. }));
+        assert!(matches!(reply.outcome(), NotifyOutcome::Rejected { .. }));
     }
     // Through the element function as the HTTP host calls it, peer in the context.
     let cx = jit_runtime::CallContext {

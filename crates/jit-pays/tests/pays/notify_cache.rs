@@ -40,7 +40,7 @@ async fn set_tables_away(shop: &Shop, away: bool) {
 }
 
 async fn outcome(svc: &PaySvc, body: &str) -> NotifyOutcome {
-    svc.wechat_notify(body.as_bytes()).await.outcome
+    svc.wechat_notify(body.as_bytes()).await.into_outcome()
 }
 
 fn is_already_paid(outcome: &NotifyOutcome) -> bool {
@@ -89,7 +89,7 @@ async fn a_repeat_of_a_known_payment_needs_no_database_but_a_forged_one_is_still
             assert!(is_already_paid(&got), "{label}: {got:?}");
         }
         let direct = shop.pay.notify(repeat.as_bytes()).await;
-        assert!(is_already_paid(&direct.outcome), "{label}: {direct:?}");
+        assert!(is_already_paid(direct.outcome()), "{label}: {direct:?}");
         assert!(direct.acknowledged(), "{label}");
 
         // Forged or tampered repeats are refused as before, from memory too.

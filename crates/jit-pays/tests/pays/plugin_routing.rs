@@ -168,12 +168,13 @@ async fn pay_svc_and_the_reconciler_work_through_an_element_without_a_typed_pay(
         let body = signed_notify(APP_ID, MCH_ID, API_KEY, &order_id, 900, "T-plugin");
         let reply = svc.wechat_notify(body.as_bytes()).await;
         assert_eq!(
-            reply.xml, NOTIFY_SUCCESS_REPLY,
+            reply.xml(),
+            NOTIFY_SUCCESS_REPLY,
             "{label}: {:?}",
-            reply.outcome
+            reply.outcome()
         );
         assert_eq!(
-            reply.outcome,
+            *reply.outcome(),
             NotifyOutcome::Paid {
                 order_id: order_id.clone()
             },
@@ -187,9 +188,9 @@ async fn pay_svc_and_the_reconciler_work_through_an_element_without_a_typed_pay(
         let forged = signed_notify(APP_ID, MCH_ID, &"x".repeat(32), &lost_id, 27, "T-forged");
         let refused = svc.wechat_notify(forged.as_bytes()).await;
         assert!(
-            matches!(refused.outcome, NotifyOutcome::Rejected { .. }),
+            matches!(refused.outcome(), NotifyOutcome::Rejected { .. }),
             "{label}: {:?}",
-            refused.outcome
+            refused.outcome()
         );
         let summary = svc_call("query", json!({"orderId": order_id}))
             .await

@@ -27,7 +27,7 @@ async fn a_fail_notify_after_the_payment_leaves_the_record_paid() {
         let id = order.order_id.as_str();
         let paid = notify(&shop, id, "T-first").await;
         assert_eq!(
-            paid.outcome,
+            *paid.outcome(),
             NotifyOutcome::Paid {
                 order_id: id.into()
             },
@@ -38,13 +38,13 @@ async fn a_fail_notify_after_the_payment_leaves_the_record_paid() {
         let failed = signed_notify_with_result(APP_ID, MCH_ID, API_KEY, id, 500, "T-late", "FAIL");
         let reply = shop.svc.wechat_notify(failed.as_bytes()).await;
         assert_eq!(
-            reply.outcome,
+            *reply.outcome(),
             NotifyOutcome::NotPaid {
                 order_id: id.into()
             },
             "{label}"
         );
-        assert_eq!(reply.xml, NOTIFY_SUCCESS_REPLY, "{label}");
+        assert_eq!(reply.xml(), NOTIFY_SUCCESS_REPLY, "{label}");
 
         let record = shop.db.store.find_record(id).await.unwrap().unwrap();
         assert_eq!(record.trade_state.as_deref(), Some("SUCCESS"), "{label}");
@@ -81,7 +81,7 @@ async fn a_second_payment_is_kept_as_a_conflict_logged_announced_once_and_acknow
     let order = shop.pay.create("Twice", Fen::new(500), None).await.unwrap();
     let id = order.order_id.as_str();
     assert_eq!(
-        notify(&shop, id, "T-first").await.outcome,
+        notify(&shop, id, "T-first").await.into_outcome(),
         NotifyOutcome::Paid {
             order_id: id.into()
         }
@@ -90,14 +90,14 @@ async fn a_second_payment_is_kept_as_a_conflict_logged_announced_once_and_acknow
     // transaction must still reach the database.
     let second = notify(&shop, id, "T-second").await;
     assert_eq!(
-        second.outcome,
+        *second.outcome(),
         NotifyOutcome::PaymentConflict {
             order_id: id.into(),
             transaction_id: "T-second".into()
         }
     );
     // Genuine: WeChat is told SUCCESS, or it would send it again for a day.
-    assert_eq!(second.xml, NOTIFY_SUCCESS_REPLY);
+    assert_eq!(second.xml(), NOTIFY_SUCCESS_REPLY);
 
     let order = shop.db.store.get_order(id).await.unwrap();
     assert_eq!(order.status, PayStatus::Success);
@@ -122,11 +122,11 @@ async fn a_second_payment_is_kept_as_a_conflict_logged_announced_once_and_acknow
     // Repeats: the conflict again (no second row, no second event), the first payment
     // again (a plain repeat).
     assert!(matches!(
-        notify(&shop, id, "T-second").await.outcome,
+        notify(&shop, id, "T-second").await.into_outcome(),
         NotifyOutcome::PaymentConflict { .. }
     ));
     assert_eq!(
-        notify(&shop, id, "T-first").await.outcome,
+        notify(&shop, id, "T-first").await.into_outcome(),
         NotifyOutcome::AlreadyPaid {
             order_id: id.into()
         }
@@ -198,11 +198,12 @@ async fn two_payments_arriving_together_make_one_payment_and_one_conflict() {
                 .filter(|(order, _)| order == id)
                 .map(|(_, reply)| {
                     assert_eq!(
-                        reply.xml, NOTIFY_SUCCESS_REPLY,
+                        reply.xml(),
+                        NOTIFY_SUCCESS_REPLY,
                         "{label}: {:?}",
-                        reply.outcome
+                        reply.outcome()
                     );
-                    &reply.outcome
+                    reply.outcome()
                 })
                 .collect();
             let paid = outcomes

@@ -53,9 +53,9 @@ async fn notifies_signed_by_wechatpy_are_accepted_and_tampered_ones_refused() {
     let tampered = xml.replace("8880", "1");
     let reply = shop.svc.wechat_notify(tampered.as_bytes()).await;
     assert!(
-        matches!(reply.outcome, NotifyOutcome::Rejected { .. }),
+        matches!(reply.outcome(), NotifyOutcome::Rejected { .. }),
         "{:?}",
-        reply.outcome
+        reply.outcome()
     );
     assert_eq!(
         shop.pay.get_order(&order.order_id).await.unwrap().status,
@@ -64,12 +64,12 @@ async fn notifies_signed_by_wechatpy_are_accepted_and_tampered_ones_refused() {
 
     let reply = shop.svc.wechat_notify(xml.as_bytes()).await;
     assert_eq!(
-        reply.outcome,
+        *reply.outcome(),
         NotifyOutcome::Paid {
             order_id: order.order_id.clone()
         }
     );
-    assert_eq!(reply.xml, wechatpay_v2::NOTIFY_SUCCESS_REPLY);
+    assert_eq!(reply.xml(), wechatpay_v2::NOTIFY_SUCCESS_REPLY);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,7 +78,7 @@ impl Default for ShopOptions {
 }
 
 async fn notify_endpoint(State(svc): State<Arc<PaySvc>>, body: Bytes) -> String {
-    svc.wechat_notify(&body).await.xml
+    svc.wechat_notify(&body).await.xml()
 }
 
 fn write(path: &std::path::Path, text: &str) {
@@ -194,6 +194,18 @@ impl Shop {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         PayStatus::Wait
+    }
+
+    /// Waits until the simulator holds no notify it may still deliver (or 10 s pass, then
+    /// panics): from then on, no notify arrives until the next payment.
+    pub async fn wait_no_pending_notifies(&self) {
+        for _ in 0..1000 {
+            if self.sim.inspect().pending_notifies == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the simulator still holds notifies to deliver after 10 s");
     }
 
     /// Events announced for `order_id`.

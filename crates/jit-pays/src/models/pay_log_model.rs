@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use jit_runtime::{CallContext, CallError, Element, ElementDef, ElementError, LoadContext, Loader};
 use serde_json::{Map, Value, json};
 
+use crate::args::{arg_opt_str, arg_str, no_such_function, to_json};
 use crate::db::PayStore;
 use crate::db::entity::PayStatus;
 use crate::db::store::OrderFilter;
 use crate::error::PayError;
 use crate::model::PayLog;
-use crate::pay::arg_opt_str;
 
 /// The fullName of the element.
 pub const PAY_LOG_MODEL: &str = "pays.models.PayLogModel";
@@ -110,8 +110,7 @@ pub fn parse_time_arg(name: &'static str, text: &str) -> Result<DateTime<Utc>, P
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
-    let beijing = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+    let local = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
         .or_else(|_| {
             chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
@@ -123,14 +122,7 @@ pub fn parse_time_arg(name: &'static str, text: &str) -> Result<DateTime<Utc>, P
                 "{text:?} is not a time (RFC 3339, or yyyy-MM-dd[ HH:mm:ss] in Beijing time)"
             ),
         })?;
-    beijing
-        .from_local_datetime(&naive)
-        .single()
-        .map(|at| at.with_timezone(&Utc))
-        .ok_or(PayError::Invalid {
-            field: name,
-            message: format!("{text:?} is not a valid local time"),
-        })
+    Ok(wechatpay_v2::time::from_beijing_local(local))
 }
 
 fn query_from_args(
@@ -203,8 +195,8 @@ impl Element for PayLogModel {
     ) -> Result<Value, CallError> {
         match function {
             "get" => {
-                let order_id = crate::pay::arg_str(&args, "orderId")?;
-                crate::pay::to_json(&self.queryset().get(order_id).await?)
+                let order_id = arg_str(&args, "orderId")?;
+                to_json(&self.queryset().get(order_id).await?)
             }
             "query" => {
                 let query = query_from_args(self, &args)?;
@@ -213,7 +205,7 @@ impl Element for PayLogModel {
                 let items = query.page(page, page_size).await?;
                 let total = query.count().await?;
                 Ok(json!({
-                    "items": crate::pay::to_json(&items)?,
+                    "items": to_json(&items)?,
                     "total": total,
                     "page": page,
                     "pageSize": page_size,
@@ -223,10 +215,7 @@ impl Element for PayLogModel {
                 let query = query_from_args(self, &args)?;
                 Ok(json!(query.count().await?))
             }
-            other => Err(CallError::new(
-                jit_runtime::CallErrorKind::FunctionNotFound,
-                format!("`{PAY_LOG_MODEL}` has no function `{other}`"),
-            )),
+            other => Err(no_such_function(PAY_LOG_MODEL, other)),
         }
     }
 }

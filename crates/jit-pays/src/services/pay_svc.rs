@@ -7,20 +7,25 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jit_runtime::{
-    App, CallContext, CallError, CallErrorKind, Element, ElementDef, ElementError, LoadContext,
-    Loader, LogAdmission, RefusalLogLimiter, WeakApp, log_safe,
+    App, CallContext, CallError, Element, ElementDef, ElementError, LoadContext, Loader,
+    LogAdmission, RefusalLogLimiter, WeakApp, log_safe,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
-use wechatpay_v2::{Fen, UnverifiedNotify, fail_reply};
+use wechatpay_v2::Fen;
 
+use crate::args::{
+    arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, no_such_function, to_json,
+};
 use crate::db::PayStore;
 use crate::db::entity::PayStatus;
 use crate::element_pay::pay_of_element;
 use crate::error::PayError;
 use crate::model::{NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer};
-use crate::pay::{Pay, arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, to_json};
-use crate::wechat::{WECHAT_PAY_TYPE, is_pay_instance, pay_instances};
+use crate::pay::Pay;
+use crate::wechat_pay_type::{
+    WECHAT_PAY_TYPE, is_pay_instance, pay_instances, read_notify, unknown_order,
+};
 
 /// The fullName of the element.
 pub const PAY_SVC: &str = "pays.services.PaySvc";
@@ -91,7 +96,7 @@ impl PaySvc {
     fn app(&self) -> Result<App, PayError> {
         self.app
             .upgrade()
-            .ok_or_else(|| PayError::Unavailable("the app is no longer running".into()))
+            .ok_or_else(|| PayError::unavailable("the app is no longer running"))
     }
 
     /// The pay element `name` as a [`Pay`]: its typed one, or — for an element offering
@@ -137,7 +142,7 @@ impl PaySvc {
             .next()
             // The app's configuration, not the caller, lacks a merchant.
             .ok_or_else(|| {
-                PayError::Unavailable(format!("the app has no instance of {WECHAT_PAY_TYPE}"))
+                PayError::unavailable(format!("the app has no instance of {WECHAT_PAY_TYPE}"))
             })
     }
 
@@ -146,7 +151,7 @@ impl PaySvc {
         let row = self.store.get_order(order_id).await?;
         self.pay_of_element(&row.element)
             .await
-            .map_err(|e| PayError::Unavailable(format!("order {order_id}: {e}")))
+            .map_err(|e| PayError::unavailable_because(format!("order {order_id}"), e))
     }
 
     /// The pay element `name`, which owns an order.
@@ -215,7 +220,7 @@ impl PaySvc {
     /// peer address (senders without one share a budget).
     pub async fn wechat_notify_from(&self, body: &[u8], peer: Option<IpAddr>) -> NotifyReply {
         let reply = self.route_notify(body).await;
-        if let NotifyOutcome::Rejected { reason } = &reply.outcome {
+        if let NotifyOutcome::Rejected { reason } = reply.outcome() {
             self.log_refusal(peer, reason);
         }
         reply
@@ -235,25 +240,18 @@ impl PaySvc {
     }
 
     async fn route_notify(&self, body: &[u8]) -> NotifyReply {
-        let reject = |reason: String| NotifyReply {
-            xml: fail_reply(crate::wechat::REFUSED_REPLY_MESSAGE),
-            outcome: NotifyOutcome::Rejected { reason },
-        };
         // Parsed once and the order looked up once: the owning element gets both. An order
         // this process has seen needs no read: its owner and amount never change.
-        let notify = match UnverifiedNotify::parse(body) {
-            Ok(notify) => notify,
-            Err(error) => return reject(format!("unreadable notify: {error}")),
-        };
-        let Some(order_id) = notify.unverified_params().get("out_trade_no").cloned() else {
-            return reject("notify without out_trade_no".into());
+        let (notify, order_id) = match read_notify(body) {
+            Ok(read) => read,
+            Err(refused) => return refused,
         };
         let routed = match self.store.order_facts(&order_id).await {
             Ok(Some(facts)) => self
                 .pay_of_element(&facts.element)
                 .await
                 .map(|pay| (pay, facts)),
-            Ok(None) => return reject(format!("notify for unknown order {order_id}")),
+            Ok(None) => return unknown_order(&order_id),
             Err(error) => Err(error.into()),
         };
         match routed {
@@ -261,11 +259,7 @@ impl PaySvc {
             Err(error) => {
                 tracing::error!(order_id = %log_safe(&order_id), error = %log_safe(&error.to_string()),
                     "notify could not be routed; WeChat will retry");
-                let reason = "temporarily unable to handle the notify".to_owned();
-                NotifyReply {
-                    xml: fail_reply(&reason),
-                    outcome: NotifyOutcome::Failed { reason },
-                }
+                NotifyReply::failed("temporarily unable to handle the notify")
             }
         }
     }
@@ -303,12 +297,9 @@ impl Element for PaySvc {
                 let reply = self
                     .wechat_notify_from(arg_str(&args, "xml")?.as_bytes(), cx.peer)
                     .await;
-                Ok(Value::String(reply.xml))
+                Ok(Value::String(reply.xml()))
             }
-            other => Err(CallError::new(
-                CallErrorKind::FunctionNotFound,
-                format!("`{PAY_SVC}` has no function `{other}`"),
-            )),
+            other => Err(no_such_function(PAY_SVC, other)),
         }
     }
 }

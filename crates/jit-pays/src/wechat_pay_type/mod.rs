@@ -1,0 +1,231 @@
+//! `pays.WechatPayType`: the template Type whose instances are WeChat Pay V2 merchants.
+//!
+//! An instance is configuration only (appId, mchId, apiKey); this module turns it into a
+//! [`WechatPay`], which implements [`Pay`] over the order store and the V2 client. The
+//! merchant settings are read in `config`; the Type's functions are `impl WechatPay`
+//! blocks by concern: `orders` (create, check, cancel), `pay_url` (getPayUrl) and `notify`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jit_runtime::{Element, ElementError, LoadContext, Loader, Secret};
+use serde_json::{Map, Value};
+use wechatpay_v2::{Client, ClientConfig, Fen, RetryPolicy, UnverifiedNotify};
+
+use crate::db::cache::OrderFacts;
+use crate::db::store::PayStore;
+use crate::error::PayError;
+use crate::events::PayEvents;
+use crate::model::{
+    CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, WechatRecord,
+};
+use crate::pay::{Pay, PayElement};
+use crate::settings::PaysSettings;
+
+mod config;
+mod notify;
+mod orders;
+mod pay_url;
+
+pub(crate) use notify::{read_notify, unknown_order};
+
+pub use config::{
+    SettingSource, WechatPayConfig, check_merchant_settings, is_pay_instance, merchant_settings,
+    pay_instances, shown_merchant_settings,
+};
+
+/// The fullName of the official Type.
+pub const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
+
+/// A WeChat Pay V2 merchant as a [`Pay`].
+pub struct WechatPay {
+    full_name: String,
+    config: WechatPayConfig,
+    masked_config: Value,
+    client: Client,
+    store: Arc<PayStore>,
+    events: Arc<PayEvents>,
+    settings: Arc<PaysSettings>,
+    notify_url: String,
+}
+
+impl std::fmt::Debug for WechatPay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatPay")
+            .field("full_name", &self.full_name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The configuration as shown (`getProperties`, logs): appId, mchId, the key masked.
+pub(crate) fn masked_config(config: &WechatPayConfig) -> Value {
+    let mut masked = Map::new();
+    masked.insert("appId".into(), Value::String(config.app_id.clone()));
+    masked.insert("mchId".into(), Value::String(config.mch_id.clone()));
+    masked.insert("apiKey".into(), Value::String(jit_runtime::MASK.into()));
+    Value::Object(masked)
+}
+
+/// The notify URL for an app: `{base}/api/{org}/{app}/pays/services/PaySvc/wechatNotify`.
+pub fn notify_url(public_base_url: &str, org: &str, app: &str) -> String {
+    format!(
+        "{}/api/{org}/{app}/pays/services/PaySvc/wechatNotify",
+        public_base_url.trim_end_matches('/')
+    )
+}
+
+impl WechatPay {
+    /// Builds the pay of `full_name` from its resolved config and the family's services.
+    pub fn new(
+        full_name: String,
+        config: WechatPayConfig,
+        masked_config: Value,
+        notify_url: String,
+        store: Arc<PayStore>,
+        events: Arc<PayEvents>,
+        settings: Arc<PaysSettings>,
+    ) -> Result<Self, ElementError> {
+        let client = Client::new(ClientConfig {
+            base_url: settings.gateway_base_url.clone(),
+            app_id: config.app_id.clone(),
+            mch_id: config.mch_id.clone(),
+            api_key: config.api_key.clone(),
+            request_timeout: settings.gateway_timeout,
+            retry: RetryPolicy {
+                max_attempts: settings.gateway_attempts.max(1),
+                ..RetryPolicy::default()
+            },
+            ..ClientConfig::default()
+        })
+        .map_err(|e| ElementError::with_source(format!("{full_name}: WeChat Pay client"), e))?;
+        Ok(WechatPay {
+            full_name,
+            config,
+            masked_config,
+            client,
+            store,
+            events,
+            settings,
+            notify_url,
+        })
+    }
+
+    /// Builds it from a loader context: config from the chain, services from the app.
+    pub fn from_load_context(cx: &LoadContext) -> Result<Self, ElementError> {
+        let chain = cx.chain();
+        let config = WechatPayConfig::from_chain(chain)?;
+        let settings = cx.service::<PaysSettings>()?;
+        let app_settings = cx.app().settings();
+        let url = notify_url(
+            &settings.public_base_url,
+            &app_settings.org,
+            &app_settings.name,
+        );
+        let masked = masked_config(&config);
+        WechatPay::new(
+            chain.element().full_name.to_string(),
+            config,
+            masked,
+            url,
+            cx.service::<PayStore>()?,
+            cx.service::<PayEvents>()?,
+            settings,
+        )
+    }
+}
+
+#[async_trait]
+impl Pay for WechatPay {
+    fn full_name(&self) -> &str {
+        &self.full_name
+    }
+
+    fn config(&self) -> Value {
+        self.masked_config.clone()
+    }
+
+    fn app_id(&self) -> &str {
+        &self.config.app_id
+    }
+
+    fn mch_id(&self) -> &str {
+        &self.config.mch_id
+    }
+
+    fn api_key(&self) -> Secret<String> {
+        Secret::new(self.config.api_key.expose_secret().to_owned())
+    }
+
+    async fn create(
+        &self,
+        subject: &str,
+        amount: Fen,
+        order_id: Option<String>,
+    ) -> Result<PayLog, PayError> {
+        self.create_order(subject, amount, order_id).await
+    }
+
+    async fn get_pay_url(
+        &self,
+        order_id: &str,
+        pay_type: PayType,
+        payer: &Payer,
+    ) -> Result<PayUrl, PayError> {
+        self.pay_url(order_id, pay_type, payer).await
+    }
+
+    async fn get_order(&self, order_id: &str) -> Result<PayLog, PayError> {
+        Ok(self.owned_order(order_id).await?.into())
+    }
+
+    fn get_notify_url(&self) -> String {
+        self.notify_url.clone()
+    }
+
+    async fn check(&self, order_id: &str) -> Result<PayLog, PayError> {
+        self.check_order(order_id).await
+    }
+
+    async fn check_third(&self, pay_log: &PayLog) -> Result<Option<WechatRecord>, PayError> {
+        self.check_at_wechat(pay_log).await
+    }
+
+    async fn cancel(&self, order_id: &str) -> Result<CancelResult, PayError> {
+        self.cancel_order(order_id).await
+    }
+
+    async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
+        self.close_at_wechat(order_id).await
+    }
+
+    async fn notify(&self, body: &[u8]) -> NotifyReply {
+        self.handle_notify(body).await
+    }
+
+    async fn notify_for_order(
+        &self,
+        notify: UnverifiedNotify,
+        order: Arc<OrderFacts>,
+        body: &[u8],
+    ) -> NotifyReply {
+        self.handle_routed_notify(notify, order, body).await
+    }
+
+    async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
+        crate::reconciler::reconcile_order(self, &self.store, &self.events, order_id).await
+    }
+}
+
+/// The loader registered for `pays.WechatPayType`: builds each instance as a
+/// [`PayElement`] over a [`WechatPay`].
+#[derive(Debug, Default)]
+pub struct WechatPayLoader;
+
+#[async_trait]
+impl Loader for WechatPayLoader {
+    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
+        let pay = WechatPay::from_load_context(&cx)?;
+        Ok(Arc::new(PayElement::new(cx.def().clone(), Arc::new(pay))))
+    }
+}
