@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 #[path = "../../examples/custom_host/discount.rs"]
-mod discount;
+pub(crate) mod discount;
 
 use crate::util::{SHOP_TOKEN, client, error_code, json_reply, test_overrides};
 

@@ -9,10 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::binary::{jit, refused_to_start, text, use_simulator};
+use crate::custom_type::discount;
 use crate::util::copy_example_app;
-
-#[path = "../../examples/custom_host/discount.rs"]
-mod discount;
 
 fn custom_host_app() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/custom_host/app")
