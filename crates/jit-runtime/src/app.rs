@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 
 use crate::arguments::check_call;
 use crate::chain::Chain;
-use crate::def::{BackendLoadTime, ElementDef};
 use crate::definitions::{self, Definitions};
+use crate::element_def::{BackendLoadTime, ElementDef};
 use crate::error::{
     CallError, CallErrorKind, ElementError, GetError, LoadError, LoadErrorKind, LoadErrors,
     PlaceholderError,

@@ -103,8 +103,8 @@
 mod app;
 mod arguments;
 mod chain;
-mod def;
 mod definitions;
+mod element_def;
 mod error;
 mod log_safe;
 mod name;
@@ -116,8 +116,10 @@ pub use arguments::{
     INVALID_JSON, argument_problems, check_call, declared_function, parse_arguments,
 };
 pub use chain::Chain;
-pub use def::{AccessModifier, ArgDecl, BackendLoadTime, DataType, ElementDef, FunctionDecl};
 pub use definitions::{Definitions, FRAMEWORK_LAYER, FRAMEWORK_PREFIX, Layer};
+pub use element_def::{
+    AccessModifier, ArgDecl, BackendLoadTime, DataType, ElementDef, FunctionDecl,
+};
 pub use error::{
     CallError, CallErrorKind, ElementError, GetError, LoadError, LoadErrorKind, LoadErrors,
     PlaceholderError,

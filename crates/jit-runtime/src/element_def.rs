@@ -1,4 +1,5 @@
-//! Element definitions: what an `e.json` (plus its config file) says, after loading.
+//! One element's definition: what its `e.json` (plus its config file) says, after loading,
+//! and the declaration types inside it (functions, arguments, data types, access, load time).
 
 use std::fmt;
 use std::path::PathBuf;
