@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
-use crate::app::CallContext;
+use crate::call_context::CallContext;
 use crate::chain::Chain;
 use crate::element_def::{DataType, FunctionDecl};
 use crate::error::{CallError, CallErrorKind};
