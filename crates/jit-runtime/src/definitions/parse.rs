@@ -186,29 +186,31 @@ pub(super) fn parse_found(
             }
         },
     };
+    let declared_twice = |what: &str, name: &str, at: String| {
+        LoadError::new(
+            LoadErrorKind::Parse,
+            &found.source,
+            format!("{what} `{name}` is declared twice"),
+        )
+        .at(at)
+    };
     let mut seen = HashSet::new();
     for (i, function) in raw.function_list.iter().enumerate() {
         if !seen.insert(function.name.as_str()) {
-            errors.push(
-                LoadError::new(
-                    LoadErrorKind::Parse,
-                    &found.source,
-                    format!("function `{}` is declared twice", function.name),
-                )
-                .at(format!("functionList[{i}].name")),
-            );
+            errors.push(declared_twice(
+                "function",
+                &function.name,
+                format!("functionList[{i}].name"),
+            ));
         }
         let mut args = HashSet::new();
         for (j, arg) in function.args.iter().enumerate() {
             if !args.insert(arg.name.as_str()) {
-                errors.push(
-                    LoadError::new(
-                        LoadErrorKind::Parse,
-                        &found.source,
-                        format!("argument `{}` is declared twice", arg.name),
-                    )
-                    .at(format!("functionList[{i}].args[{j}].name")),
-                );
+                errors.push(declared_twice(
+                    "argument",
+                    &arg.name,
+                    format!("functionList[{i}].args[{j}].name"),
+                ));
             }
         }
     }
