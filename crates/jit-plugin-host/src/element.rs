@@ -207,8 +207,10 @@ impl HostCall {
         };
         let entry_points = self.shared.plugin.entry_points();
         collect_output(|out| {
-            // SAFETY: the header of this plugin was validated, so `call` has this signature;
-            // `host`, `self`, the views and `out` all outlive the call.
+            // SAFETY: the plugin's header matched this host's ABI version and build, so `call`
+            // has this signature and contract; `host` (and the `HostCall` its `ctx` points
+            // at), the byte views and `out` are borrowed from this frame and so outlive the
+            // call, and the library is never unloaded.
             unsafe {
                 (entry_points.call)(
                     &host,
@@ -288,7 +290,8 @@ unsafe fn answer(
             .to_wire(),
         ),
     };
-    // SAFETY: guaranteed by the caller.
+    // SAFETY: `write_output` needs `out` null or a live sink, which this function's own
+    // contract requires of its caller.
     unsafe { write_output(out, &bytes) };
     status
 }
@@ -301,29 +304,40 @@ unsafe extern "C" fn call_parent(
 ) -> u32 {
     // No panic may unwind into the plugin's frames: the parent's code runs in here.
     let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `ctx` is the `HostCall` that made the plugin call now in progress on this
-        // thread; the views are valid for this callback, as the ABI requires of the plugin.
+        // SAFETY: the plugin hands back the `ctx` of the `HostApi` that `enter_plugin` lent
+        // it, which is a `&HostCall` alive until that call returns; the ABI allows callbacks
+        // only during that call, on its thread, so the `HostCall` is alive and only shared.
         let call = unsafe { &*ctx.cast::<HostCall>() };
-        let function = std::str::from_utf8(unsafe { function.as_slice() }).map_err(|error| {
+        // SAFETY: the ABI requires the plugin to pass views of initialised bytes that stay
+        // valid and unchanged until this callback returns; the slice is not kept beyond it
+        // (the name is only borrowed for the call below).
+        let function = unsafe { function.as_slice() };
+        let function = std::str::from_utf8(function).map_err(|error| {
             PluginError::new(
                 PluginError::PROTOCOL,
                 format!("function name is not UTF-8: {error}"),
             )
         })?;
-        call.call_parent(function, unsafe { args_json.as_slice() })
+        // SAFETY: as for `function`: the plugin lends the argument bytes until this callback
+        // returns, and `call_parent` parses them into owned values before it does.
+        let args_json = unsafe { args_json.as_slice() };
+        call.call_parent(function, args_json)
     }));
-    // SAFETY: `out` is the plugin's live sink.
+    // SAFETY: `out` is the sink the plugin passed for this callback, which the ABI requires
+    // to be null or live until the callback returns: what `answer` needs.
     unsafe { answer(out, result) }
 }
 
 unsafe extern "C" fn element_info(ctx: *const c_void, out: *const OutputSink) -> u32 {
     let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: as in `call_parent`.
+        // SAFETY: `ctx` is the `&HostCall` that `enter_plugin` lent in the `HostApi` of the
+        // plugin call now in progress on this thread (see `call_parent`): alive, only shared.
         let call = unsafe { &*ctx.cast::<HostCall>() };
         serde_json::from_slice::<Value>(&call.shared.info_json)
             .map_err(|error| PluginError::new(PluginError::PROTOCOL, error.to_string()))
     }));
-    // SAFETY: `out` is the plugin's live sink.
+    // SAFETY: `out` is the sink the plugin passed for this callback, which the ABI requires
+    // to be null or live until the callback returns: what `answer` needs.
     unsafe { answer(out, result) }
 }
 

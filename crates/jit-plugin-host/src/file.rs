@@ -23,12 +23,13 @@ use crate::library::OpenError;
 const HEADER_STRING_BYTES: usize = 4 + HEADER_STRING_CAPACITY;
 const _: () = assert!(size_of::<HeaderString>() == HEADER_STRING_BYTES);
 
-/// A plugin library whose header, read from the file, matches this host's build.
+/// A plugin library whose header, read from the file, matches this host's build: which
+/// library it is and what its header says it is. A [`crate::LoadedPlugin`] carries one too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InspectedPlugin {
-    path: PathBuf,
-    name: String,
-    version: String,
+    pub(crate) path: PathBuf,
+    pub(crate) name: String,
+    pub(crate) version: String,
 }
 
 impl InspectedPlugin {

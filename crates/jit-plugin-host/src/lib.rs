@@ -35,8 +35,10 @@
 #![deny(missing_docs)]
 // Loading libraries, reading their exported header static and calling their `extern "C"`
 // entry points is unsafe by nature and is this crate's purpose, so the workspace's
-// `unsafe_code = "deny"` is lifted here. Every `unsafe` block states what it relies on.
+// `unsafe_code = "deny"` is lifted here, and every `unsafe` block must state, in its own
+// `// SAFETY:` comment, why it is sound.
 #![allow(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod element;
 mod file;

@@ -11,7 +11,7 @@ use jit_plugin_api::{
 };
 use parking_lot::Mutex;
 
-use crate::file::{canonical_file, inspect_plugin};
+use crate::file::{InspectedPlugin, canonical_file, inspect_plugin};
 use crate::header::{BuildFacts, HeaderMismatch, check_build, check_prefix};
 
 /// Why a file could not be used as a plugin. Every variant names the file.
@@ -70,9 +70,8 @@ pub enum OpenError {
 /// A plugin library whose header was accepted. Lives for the rest of the process.
 #[derive(Debug)]
 pub struct LoadedPlugin {
-    path: PathBuf,
-    name: String,
-    version: String,
+    /// Which library it is and what its header says it is.
+    identity: InspectedPlugin,
     entry_points: PluginEntryPoints,
     overrides: Option<Vec<String>>,
 }
@@ -80,17 +79,17 @@ pub struct LoadedPlugin {
 impl LoadedPlugin {
     /// The library file (canonical path).
     pub fn path(&self) -> &Path {
-        &self.path
+        self.identity.path()
     }
 
     /// The plugin package's name, from its header.
     pub fn name(&self) -> &str {
-        &self.name
+        self.identity.name()
     }
 
     /// The plugin package's version, from its header.
     pub fn version(&self) -> &str {
-        &self.version
+        self.identity.version()
     }
 
     /// The functions the plugin implements itself; `None` when every call enters it.
@@ -207,9 +206,11 @@ fn read_plugin(
         })
         .map_err(describe_error)?;
     Ok(LoadedPlugin {
-        path: path.to_owned(),
-        name: header.plugin_name.display_text(),
-        version: header.plugin_version.display_text(),
+        identity: InspectedPlugin {
+            path: path.to_owned(),
+            name: header.plugin_name.display_text(),
+            version: header.plugin_version.display_text(),
+        },
         entry_points,
         overrides: description.overrides,
     })

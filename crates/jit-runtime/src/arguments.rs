@@ -15,9 +15,9 @@ use indexmap::IndexMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
-use crate::app::CallContext;
+use crate::call_context::CallContext;
 use crate::chain::Chain;
-use crate::def::{DataType, FunctionDecl};
+use crate::element_def::{DataType, FunctionDecl};
 use crate::error::{CallError, CallErrorKind};
 
 /// The error code of a body that is not JSON at all (its category is `BAD_ARGUMENTS`).
@@ -414,7 +414,7 @@ mod tests {
         FunctionDecl {
             name: "create".into(),
             title: None,
-            args: vec![crate::def::ArgDecl {
+            args: vec![crate::element_def::ArgDecl {
                 name: "amount".into(),
                 title: None,
                 data_type,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::def::{ElementDef, FunctionDecl};
+use crate::element_def::{ElementDef, FunctionDecl};
 use crate::secret::Secret;
 
 /// The `type` chain of an element: `chain[0]` is the element itself, the last entry is its

@@ -247,6 +247,36 @@ fn duplicate_functions_and_arguments_are_errors() {
 }
 
 #[test]
+fn shown_functions_keep_e_json_shape_with_and_without_titles() {
+    let tree = Tree::new(&[
+        ("app/app.toml", &app_toml("shop")),
+        (
+            "app/elements/pays/a/e.json",
+            r#"{"type": "pays.Meta", "functionList": [
+                {"name": "f", "title": "Eff", "returnType": "Stext", "icon": "x.svg",
+                 "args": [{"name": "x", "title": "Ex", "dataType": "Stext", "required": true},
+                          {"name": "y", "dataType": "Integer"}]},
+                {"name": "g", "loginRequired": false}]}"#,
+        ),
+    ]);
+    let defs = tree.builder("app").load_definitions().expect("loads");
+    let shown = defs
+        .chain("pays.a")
+        .expect("a")
+        .element()
+        .to_json_masked::<&str>(&[]);
+    assert_eq!(
+        shown["functionList"],
+        serde_json::json!([
+            {"name": "f", "title": "Eff", "returnType": "Stext", "loginRequired": true, "icon": "x.svg",
+             "args": [{"name": "x", "title": "Ex", "dataType": "Stext", "required": true},
+                      {"name": "y", "dataType": "Integer", "required": true}]},
+            {"name": "g", "args": [], "loginRequired": false}
+        ])
+    );
+}
+
+#[test]
 fn invalid_names_are_errors() {
     let tree = Tree::new(&[
         ("app/app.toml", &app_toml("shop")),

@@ -1,4 +1,5 @@
-//! Element definitions: what an `e.json` (plus its config file) says, after loading.
+//! One element's definition: what its `e.json` (plus its config file) says, after loading,
+//! and the declaration types inside it (functions, arguments, data types, access, load time).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -254,22 +255,14 @@ pub struct FunctionDecl {
 impl FunctionDecl {
     /// The declaration back in e.json's shape.
     pub fn to_json(&self) -> Value {
-        let mut out = Map::new();
-        out.insert("name".into(), Value::String(self.name.clone()));
-        if let Some(title) = &self.title {
-            out.insert("title".into(), Value::String(title.clone()));
-        }
+        let mut out = named_entry(&self.name, self.title.as_deref());
         out.insert(
             "args".into(),
             Value::Array(
                 self.args
                     .iter()
                     .map(|a| {
-                        let mut arg = Map::new();
-                        arg.insert("name".into(), Value::String(a.name.clone()));
-                        if let Some(title) = &a.title {
-                            arg.insert("title".into(), Value::String(title.clone()));
-                        }
+                        let mut arg = named_entry(&a.name, a.title.as_deref());
                         arg.insert(
                             "dataType".into(),
                             Value::String(a.data_type.as_str().into()),
@@ -289,6 +282,17 @@ impl FunctionDecl {
         }
         Value::Object(out)
     }
+}
+
+/// The start of a function or argument entry in e.json's shape: `name`, and `title` when
+/// there is one.
+fn named_entry(name: &str, title: Option<&str>) -> Map<String, Value> {
+    let mut entry = Map::new();
+    entry.insert("name".into(), Value::String(name.to_owned()));
+    if let Some(title) = title {
+        entry.insert("title".into(), Value::String(title.to_owned()));
+    }
+    entry
 }
 
 /// One argument of a [`FunctionDecl`].
