@@ -1,45 +1,15 @@
 //! Errors of the client, and WeChat's business error codes with their retry rules.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::money::AmountError;
 use crate::sign::VerifyError;
 use crate::xml::XmlError;
 
-macro_rules! err_codes {
-    ($( $(#[$doc:meta])* $variant:ident = $wire:literal ),* $(,)?) => {
-        /// A business error code (`err_code`) returned with `result_code=FAIL`.
-        /// Codes unknown to this crate are kept verbatim in [`ErrCode::Other`].
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum ErrCode {
-            $( $(#[$doc])* $variant, )*
-            /// A code this crate does not know.
-            Other(String),
-        }
-
-        impl ErrCode {
-            /// The wire name of the code.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $( ErrCode::$variant => $wire, )*
-                    ErrCode::Other(code) => code,
-                }
-            }
-
-            /// Reads a wire code; never fails (unknown codes become [`ErrCode::Other`]).
-            pub fn parse(code: &str) -> ErrCode {
-                match code {
-                    $( $wire => ErrCode::$variant, )*
-                    other => ErrCode::Other(other.to_owned()),
-                }
-            }
-        }
-    };
-}
-
-err_codes! {
+crate::wire_codes! {
+    /// A business error code (`err_code`) returned with `result_code=FAIL`.
+    /// Codes unknown to this crate are kept verbatim in [`ErrCode::Other`].
+    ErrCode {
     /// Temporary system error: retry with the same parameters.
     SystemError = "SYSTEMERROR",
     /// Refund needs a retry with the same out_refund_no.
@@ -88,6 +58,7 @@ err_codes! {
     PostDataEmpty = "POST_DATA_EMPTY",
     /// The transaction_id is not valid.
     InvalidTransactionId = "INVALID_TRANSACTIONID",
+    }
 }
 
 /// What the caller should do about a business error.
@@ -119,12 +90,6 @@ impl ErrCode {
     /// poll).
     pub fn is_retryable(&self) -> bool {
         self.retry_advice() != RetryAdvice::Never
-    }
-}
-
-impl fmt::Display for ErrCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -1,6 +1,5 @@
 //! Errors of the client, and WeChat's V3 error codes with their retry rules.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::aead::AeadError;
@@ -8,39 +7,10 @@ use crate::keys::KeyError;
 use crate::verify::VerifyError;
 use wechatpay_v2::AmountError;
 
-macro_rules! error_codes {
-    ($( $(#[$doc:meta])* $variant:ident = $wire:literal ),* $(,)?) => {
-        /// The `code` of a V3 error answer (`{"code": "…", "message": "…"}`). Codes unknown to
-        /// this crate are kept verbatim in [`ErrorCode::Other`].
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum ErrorCode {
-            $( $(#[$doc])* $variant, )*
-            /// A code this crate does not know.
-            Other(String),
-        }
-
-        impl ErrorCode {
-            /// The wire name of the code.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $( ErrorCode::$variant => $wire, )*
-                    ErrorCode::Other(code) => code,
-                }
-            }
-
-            /// Reads a wire code; never fails (unknown codes become [`ErrorCode::Other`]).
-            pub fn parse(code: &str) -> ErrorCode {
-                match code {
-                    $( $wire => ErrorCode::$variant, )*
-                    other => ErrorCode::Other(other.to_owned()),
-                }
-            }
-        }
-    };
-}
-
-error_codes! {
+wechatpay_v2::wire_codes! {
+    /// The `code` of a V3 error answer (`{"code": "…", "message": "…"}`). Codes unknown to
+    /// this crate are kept verbatim in [`ErrorCode::Other`].
+    ErrorCode {
     /// A parameter is wrong (400).
     ParamError = "PARAM_ERROR",
     /// The request is not acceptable in the resource's state (400).
@@ -69,6 +39,7 @@ error_codes! {
     SystemError = "SYSTEM_ERROR",
     /// Temporary bank error: retry with the same body.
     BankError = "BANK_ERROR",
+    }
 }
 
 /// What the caller should do about an error code.
@@ -97,12 +68,6 @@ impl ErrorCode {
     /// `true` for the codes that may be retried.
     pub fn is_retryable(&self) -> bool {
         self.retry_advice() != RetryAdvice::Never
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
