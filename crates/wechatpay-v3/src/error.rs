@@ -1,4 +1,8 @@
 //! Errors of the client, and WeChat's V3 error codes with their retry rules.
+//!
+//! [`TransportError`] and [`RetryAdvice`] are wechatpay-v2's: a failed HTTP exchange and the
+//! pause each advice suggests are the same in both protocols. V3 never advises
+//! [`RetryAdvice::Poll`]; its codes and retry table are its own.
 
 use std::time::Duration;
 
@@ -6,6 +10,7 @@ use crate::aead::AeadError;
 use crate::keys::KeyError;
 use crate::verify::VerifyError;
 use wechatpay_v2::AmountError;
+pub use wechatpay_v2::{RetryAdvice, TransportError};
 
 wechatpay_v2::wire_codes! {
     /// The `code` of a V3 error answer (`{"code": "…", "message": "…"}`). Codes unknown to
@@ -42,17 +47,6 @@ wechatpay_v2::wire_codes! {
     }
 }
 
-/// What the caller should do about an error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryAdvice {
-    /// Retry now with exactly the same body.
-    RetrySame,
-    /// Retry later, after backing off.
-    BackOff,
-    /// Retrying cannot help.
-    Never,
-}
-
 impl ErrorCode {
     /// The reference's retry table: `SYSTEM_ERROR` and `BANK_ERROR` retry the same body,
     /// `FREQUENCY_LIMITED` backs off, nothing else is retried; unknown codes included, since
@@ -69,43 +63,6 @@ impl ErrorCode {
     pub fn is_retryable(&self) -> bool {
         self.retry_advice() != RetryAdvice::Never
     }
-}
-
-/// What went wrong on the way to or from WeChat Pay, below the API's own answers.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// Connecting failed.
-    #[error("cannot connect to {url}: {source}")]
-    Connect {
-        /// The URL called.
-        url: String,
-        /// The cause.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// Connect or read timeout.
-    #[error("timed out calling {url}")]
-    Timeout {
-        /// The URL called.
-        url: String,
-    },
-    /// An HTTP error status without a V3 error body (a proxy's 502, an HTML page).
-    #[error("{url} answered HTTP {status}")]
-    Status {
-        /// The URL called.
-        url: String,
-        /// The status.
-        status: u16,
-    },
-    /// Any other HTTP failure (TLS, body read, redirect loop...).
-    #[error("HTTP error calling {url}: {source}")]
-    Http {
-        /// The URL called.
-        url: String,
-        /// The cause.
-        #[source]
-        source: reqwest::Error,
-    },
 }
 
 /// The errors of this crate's calls and notifies.
@@ -194,10 +151,7 @@ impl Error {
     /// Never for signature, decryption, validation or any other refusal.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Transport(TransportError::Status { status, .. }) => {
-                *status >= 500 || *status == 429
-            }
-            Error::Transport(_) => true,
+            Error::Transport(transport) => transport.is_retryable(),
             Error::Api { code, .. } => code.is_retryable(),
             _ => false,
         }
@@ -219,12 +173,8 @@ impl Error {
     /// A suggested pause before retrying, when retrying makes sense.
     pub fn retry_delay_hint(&self) -> Option<Duration> {
         match self {
-            Error::Api { code, .. } => match code.retry_advice() {
-                RetryAdvice::RetrySame => Some(Duration::from_millis(200)),
-                RetryAdvice::BackOff => Some(Duration::from_secs(1)),
-                RetryAdvice::Never => None,
-            },
-            e if e.is_retryable() => Some(Duration::from_millis(200)),
+            Error::Api { code, .. } => code.retry_advice().delay_hint(),
+            e if e.is_retryable() => RetryAdvice::RetrySame.delay_hint(),
             _ => None,
         }
     }

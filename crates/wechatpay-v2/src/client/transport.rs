@@ -75,14 +75,7 @@ impl HttpClients {
 }
 
 fn transport(url: &str, error: reqwest::Error) -> Error {
-    let url = url.to_owned();
-    Error::Transport(if error.is_timeout() {
-        TransportError::Timeout { url }
-    } else if error.is_connect() {
-        TransportError::Connect { url, source: error }
-    } else {
-        TransportError::Http { url, source: error }
-    })
+    Error::Transport(TransportError::from_reqwest(url.to_owned(), error))
 }
 
 impl Client {

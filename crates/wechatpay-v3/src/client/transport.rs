@@ -63,14 +63,7 @@ fn transport(url: &reqwest::Url, error: reqwest::Error) -> Error {
     // The URL without its query: a download token is not for logs or messages.
     let mut shown = url.clone();
     shown.set_query(None);
-    let url = shown.to_string();
-    Error::Transport(if error.is_timeout() {
-        TransportError::Timeout { url }
-    } else if error.is_connect() {
-        TransportError::Connect { url, source: error }
-    } else {
-        TransportError::Http { url, source: error }
-    })
+    Error::Transport(TransportError::from_reqwest(shown.to_string(), error))
 }
 
 /// The path with its query, as signed: exactly what the request line carries.
