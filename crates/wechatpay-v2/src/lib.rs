@@ -47,6 +47,7 @@ pub mod calls;
 pub mod client;
 pub mod error;
 mod fields;
+pub mod http;
 pub mod money;
 pub mod notify;
 pub mod pay_params;

@@ -10,6 +10,7 @@
 use crate::calls::{Endpoint, sandbox_sign_key};
 use crate::error::{RetryAdvice, TransportError};
 use crate::fields::{Fields, decode_document};
+use crate::http::{self, Backoff, BodyError};
 use crate::{ApiKey, ErrCode, Error, Params, nonce_str, verify, xml};
 
 use super::{Client, ClientConfig, ClientIdentity};
@@ -28,20 +29,8 @@ impl HttpClients {
     /// Builds both clients with the configured timeouts and extra trusted roots. Fails when
     /// the roots or the certificate are unusable.
     pub fn new(config: &ClientConfig) -> Result<HttpClients, Error> {
-        let trusted_roots = match &config.trusted_roots_pem {
-            Some(pem) => {
-                let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                    Error::Config(format!("trusted_roots_pem is not usable PEM: {e}"))
-                })?;
-                if roots.is_empty() {
-                    return Err(Error::Config(
-                        "trusted_roots_pem holds no certificate".into(),
-                    ));
-                }
-                roots
-            }
-            None => Vec::new(),
-        };
+        let trusted_roots =
+            http::trusted_roots(config.trusted_roots_pem.as_deref()).map_err(Error::Config)?;
         let builder = || {
             trusted_roots.iter().cloned().fold(
                 reqwest::Client::builder()
@@ -137,17 +126,15 @@ impl Client {
                 status: status.as_u16(),
             }));
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport(url, e))? {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(Error::Malformed {
+        http::read_body(&mut response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|error| match error {
+                BodyError::Read(e) => transport(url, e),
+                BodyError::TooLarge => Error::Malformed {
                     context: "response",
                     reason: format!("{url} answered more than {MAX_RESPONSE_BYTES} bytes"),
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
+                },
+            })
     }
 
     async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
@@ -155,9 +142,7 @@ impl Client {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
-        let policy = self.inner.config.retry;
-        let mut delay = policy.base_delay;
-        let mut attempts = 1;
+        let mut backoff = Backoff::new(self.inner.config.retry);
         loop {
             match attempt().await {
                 Ok(value) => return Ok(value),
@@ -165,19 +150,15 @@ impl Client {
                     let poll_only = error
                         .err_code()
                         .is_some_and(|code| code.retry_advice() == RetryAdvice::Poll);
-                    if poll_only || !error.is_retryable() || attempts >= policy.max_attempts {
+                    if poll_only || !error.is_retryable() {
                         return Err(error);
                     }
-                    let pause = delay.max(
-                        error
-                            .retry_delay_hint()
-                            .unwrap_or_default()
-                            .min(policy.max_delay),
-                    );
-                    tracing::warn!(attempt = attempts, error = %error, ?pause, "retrying WeChat Pay call");
+                    let Some((attempt, pause)) = backoff.next_retry(error.retry_delay_hint())
+                    else {
+                        return Err(error);
+                    };
+                    tracing::warn!(attempt, error = %error, ?pause, "retrying WeChat Pay call");
                     tokio::time::sleep(pause).await;
-                    delay = (delay * 2).min(policy.max_delay);
-                    attempts += 1;
                 }
             }
         }

@@ -7,11 +7,10 @@
 //! status with a V3 body is [`Error::Api`], without one [`TransportError::Status`]), size,
 //! then, for 2xx answers that must be signed, WeChat's signature over the raw body.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
+use wechatpay_v2::http::{self, Backoff, BodyError};
 
 use super::{Client, ClientConfig};
 use crate::calls::Call;
@@ -42,17 +41,8 @@ pub(super) fn http_client(config: &ClientConfig) -> Result<reqwest::Client, Erro
             env!("CARGO_PKG_VERSION"),
             " (jit)"
         ));
-    if let Some(pem) = &config.trusted_roots_pem {
-        let roots = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| Error::Config(format!("trusted_roots_pem is not usable PEM: {e}")))?;
-        if roots.is_empty() {
-            return Err(Error::Config(
-                "trusted_roots_pem holds no certificate".into(),
-            ));
-        }
-        for root in roots {
-            builder = builder.add_root_certificate(root);
-        }
+    for root in http::trusted_roots(config.trusted_roots_pem.as_deref()).map_err(Error::Config)? {
+        builder = builder.add_root_certificate(root);
     }
     builder
         .build()
@@ -166,16 +156,15 @@ impl Client {
         let mut response = request.send().await.map_err(|e| transport(url, e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport(url, e))? {
-            if bytes.len() + chunk.len() > limit {
-                return Err(Error::Malformed {
+        let bytes = http::read_body(&mut response, limit)
+            .await
+            .map_err(|error| match error {
+                BodyError::Read(e) => transport(url, e),
+                BodyError::TooLarge => Error::Malformed {
                     context: endpoint,
                     reason: format!("the answer is larger than {limit} bytes"),
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+                },
+            })?;
         if !(200..300).contains(&status) {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(error) if !error.code.is_empty() => Error::Api {
@@ -211,32 +200,26 @@ impl Client {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
-        let policy = self.inner.config.retry;
-        let mut delay = policy.base_delay;
-        let mut attempts = 1;
+        let mut backoff = Backoff::new(self.inner.config.retry);
         loop {
             match attempt().await {
                 Ok(value) => return Ok(value),
                 Err(error) => {
-                    if !error.is_retryable() || attempts >= policy.max_attempts {
+                    if !error.is_retryable() {
                         return Err(error);
                     }
-                    let pause: Duration = delay.max(
-                        error
-                            .retry_delay_hint()
-                            .unwrap_or_default()
-                            .min(policy.max_delay),
-                    );
+                    let Some((attempt, pause)) = backoff.next_retry(error.retry_delay_hint())
+                    else {
+                        return Err(error);
+                    };
                     tracing::warn!(
                         endpoint,
-                        attempt = attempts,
+                        attempt,
                         error = %error.log_label(),
                         ?pause,
                         "retrying WeChat Pay v3 call with the same body"
                     );
                     tokio::time::sleep(pause).await;
-                    delay = (delay * 2).min(policy.max_delay);
-                    attempts += 1;
                 }
             }
         }
