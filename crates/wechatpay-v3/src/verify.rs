@@ -340,7 +340,7 @@ impl PlatformSigner {
     pub fn sign(&self, body: &[u8]) -> Result<SignedHeaders, KeyError> {
         self.sign_at(
             body,
-            &Utc::now().timestamp().to_string(),
+            &wechatpay_v2::time::unix_seconds_now(),
             &wechatpay_v2::nonce_str(),
         )
     }

@@ -7,7 +7,6 @@
 //! status with a V3 body is [`Error::Api`], without one [`TransportError::Status`]), size,
 //! then, for 2xx answers that must be signed, WeChat's signature over the raw body.
 
-use chrono::Utc;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use wechatpay_v2::http::{self, Backoff, BodyError};
@@ -132,7 +131,7 @@ impl Client {
             &config.merchant_serial_no,
             method.as_str(),
             &path_with_query(url),
-            &Utc::now().timestamp().to_string(),
+            &wechatpay_v2::time::unix_seconds_now(),
             &wechatpay_v2::nonce_str(),
             body.unwrap_or_default(),
         )?
