@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::checks::InvalidField;
 use crate::money::AmountError;
 use crate::sign::VerifyError;
 use crate::xml::XmlError;
@@ -246,6 +247,15 @@ pub enum Error {
     /// Client configuration problem (certificate, TLS set-up).
     #[error("client configuration: {0}")]
     Config(String),
+}
+
+impl From<InvalidField> for Error {
+    fn from(invalid: InvalidField) -> Error {
+        Error::InvalidRequest {
+            field: invalid.field,
+            reason: invalid.reason,
+        }
+    }
 }
 
 impl Error {

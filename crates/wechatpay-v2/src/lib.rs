@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 pub mod calls;
+pub mod checks;
 pub mod client;
 pub mod error;
 mod fields;

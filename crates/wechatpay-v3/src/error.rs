@@ -10,6 +10,7 @@ use crate::aead::AeadError;
 use crate::keys::KeyError;
 use crate::verify::VerifyError;
 use wechatpay_v2::AmountError;
+use wechatpay_v2::checks::InvalidField;
 pub use wechatpay_v2::{RetryAdvice, TransportError};
 
 wechatpay_v2::wire_codes! {
@@ -142,6 +143,15 @@ pub enum Error {
     /// Client configuration problem.
     #[error("client configuration: {0}")]
     Config(String),
+}
+
+impl From<InvalidField> for Error {
+    fn from(invalid: InvalidField) -> Error {
+        Error::InvalidRequest {
+            field: invalid.field,
+            reason: invalid.reason,
+        }
+    }
 }
 
 impl Error {
