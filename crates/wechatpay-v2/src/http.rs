@@ -83,6 +83,38 @@ impl Backoff {
     }
 }
 
+/// Runs `attempt` until it succeeds, until `retryable` refuses its error, or until the
+/// policy's attempts are spent, sleeping the [`Backoff`] pause (given the error's
+/// `delay_hint`) between attempts. `before_retry(error, failed_attempt, pause)` runs before
+/// each pause, for the caller's log line. The error returned is the last attempt's.
+pub async fn with_retries<T, E, F, Fut>(
+    policy: RetryPolicy,
+    mut attempt: F,
+    retryable: impl Fn(&E) -> bool,
+    delay_hint: impl Fn(&E) -> Option<Duration>,
+    before_retry: impl Fn(&E, u32, Duration),
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Backoff::new(policy);
+    loop {
+        let error = match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if !retryable(&error) {
+            return Err(error);
+        }
+        let Some((failed, pause)) = backoff.next_retry(delay_hint(&error)) else {
+            return Err(error);
+        };
+        before_retry(&error, failed, pause);
+        tokio::time::sleep(pause).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +146,49 @@ mod tests {
             ..RetryPolicy::default()
         };
         assert_eq!(Backoff::new(never).next_retry(None), None);
+    }
+
+    #[tokio::test]
+    async fn with_retries_stops_at_success_refusal_or_max_attempts() {
+        use std::cell::Cell;
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+        };
+        let calls = &Cell::new(0);
+        let retried = &Cell::new(Vec::new());
+        let run = |fail_until: u32, retryable: bool| {
+            calls.set(0);
+            retried.set(Vec::new());
+            with_retries(
+                policy,
+                move || {
+                    calls.set(calls.get() + 1);
+                    let n = calls.get();
+                    async move { if n < fail_until { Err(n) } else { Ok(n) } }
+                },
+                move |_: &u32| retryable,
+                |_| None,
+                |error, failed, pause| {
+                    let mut seen = retried.take();
+                    seen.push((*error, failed, pause));
+                    retried.set(seen);
+                },
+            )
+        };
+        assert_eq!(run(2, true).await, Ok(2));
+        assert_eq!(retried.take(), vec![(1, 1, Duration::from_millis(10))]);
+        assert_eq!(run(9, true).await, Err(3));
+        assert_eq!(
+            retried.take(),
+            vec![
+                (1, 1, Duration::from_millis(10)),
+                (2, 2, Duration::from_millis(20))
+            ]
+        );
+        assert_eq!(run(9, false).await, Err(1));
+        assert_eq!(calls.get(), 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use crate::calls::{Endpoint, sandbox_sign_key};
 use crate::error::{RetryAdvice, TransportError};
 use crate::fields::{Fields, decode_document};
-use crate::http::{self, Backoff, BodyError};
+use crate::http::{self, BodyError};
 use crate::{ApiKey, ErrCode, Error, Params, nonce_str, verify, xml};
 
 use super::{Client, ClientConfig, ClientIdentity};
@@ -137,31 +137,27 @@ impl Client {
             })
     }
 
-    async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
+    async fn with_retries<T, F, Fut>(&self, attempt: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
-        let mut backoff = Backoff::new(self.inner.config.retry);
-        loop {
-            match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(error) => {
-                    let poll_only = error
+        http::with_retries(
+            self.inner.config.retry,
+            attempt,
+            // USERPAYING calls for querying later, on the caller's schedule: not retried here.
+            |error: &Error| {
+                error.is_retryable()
+                    && !error
                         .err_code()
-                        .is_some_and(|code| code.retry_advice() == RetryAdvice::Poll);
-                    if poll_only || !error.is_retryable() {
-                        return Err(error);
-                    }
-                    let Some((attempt, pause)) = backoff.next_retry(error.retry_delay_hint())
-                    else {
-                        return Err(error);
-                    };
-                    tracing::warn!(attempt, error = %error, ?pause, "retrying WeChat Pay call");
-                    tokio::time::sleep(pause).await;
-                }
-            }
-        }
+                        .is_some_and(|code| code.retry_advice() == RetryAdvice::Poll)
+            },
+            Error::retry_delay_hint,
+            |error, attempt, pause| {
+                tracing::warn!(attempt, error = %error, ?pause, "retrying WeChat Pay call");
+            },
+        )
+        .await
     }
 
     /// Sends `params` to `endpoint` behind appid, mch_id and a nonce, signed, and reads each

@@ -9,7 +9,7 @@
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
-use wechatpay_v2::http::{self, Backoff, BodyError};
+use wechatpay_v2::http::{self, BodyError};
 
 use super::{Client, ClientConfig};
 use crate::calls::Call;
@@ -190,38 +190,27 @@ impl Client {
         })
     }
 
-    async fn with_retries<T, F, Fut>(
-        &self,
-        endpoint: &'static str,
-        mut attempt: F,
-    ) -> Result<T, Error>
+    async fn with_retries<T, F, Fut>(&self, endpoint: &'static str, attempt: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
-        let mut backoff = Backoff::new(self.inner.config.retry);
-        loop {
-            match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(error) => {
-                    if !error.is_retryable() {
-                        return Err(error);
-                    }
-                    let Some((attempt, pause)) = backoff.next_retry(error.retry_delay_hint())
-                    else {
-                        return Err(error);
-                    };
-                    tracing::warn!(
-                        endpoint,
-                        attempt,
-                        error = %error.log_label(),
-                        ?pause,
-                        "retrying WeChat Pay v3 call with the same body"
-                    );
-                    tokio::time::sleep(pause).await;
-                }
-            }
-        }
+        http::with_retries(
+            self.inner.config.retry,
+            attempt,
+            Error::is_retryable,
+            Error::retry_delay_hint,
+            |error, attempt, pause| {
+                tracing::warn!(
+                    endpoint,
+                    attempt,
+                    error = %error.log_label(),
+                    ?pause,
+                    "retrying WeChat Pay v3 call with the same body"
+                );
+            },
+        )
+        .await
     }
 
     /// Verifies a signed body, downloading platform certificates first when they are due,
