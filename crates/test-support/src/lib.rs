@@ -8,7 +8,8 @@
 //! otherwise creates `<workspace>/target/wechatpy-venv` on first use with `python3 -m venv`
 //! and `pip install wechatpy==1.8.18 cryptography`. Test binaries run in parallel, so the
 //! set-up is guarded by an exclusive lock on `target/wechatpy-venv.lock`. Failing to get an
-//! interpreter panics: interop tests never skip silently.
+//! interpreter panics: interop tests never skip silently. Both interpreters are had the same
+//! way, by the `venv` module.
 //!
 //! [`wechatpayv3_python`] does the same for the API v3 peer, `wechatpayv3==2.0.4`, in its own
 //! venv (`target/wechatpayv3-venv`, `$WECHATPAYV3_PYTHON` when set).
@@ -19,16 +20,17 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 mod cdylib;
+mod venv;
 mod wechatpayv3;
 
 pub use cdylib::{build_cdylibs, compile_cdylib, library_file_name};
+use venv::PinnedPeer;
 pub use wechatpayv3::{
     WECHATPAYV3_VERSION, run_wechatpayv3_python, try_run_wechatpayv3_python, wechatpayv3_python,
 };
@@ -45,18 +47,6 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn has_wechatpy(python: &Path) -> bool {
-    let check = format!(
-        "import wechatpy, cryptography, sys; sys.exit(0 if wechatpy.__version__ == '{WECHATPY_VERSION}' else 3)"
-    );
-    Command::new(python)
-        .args(["-c", &check])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 pub(crate) fn run_step(command: &mut Command, what: &str) {
     let output = command
         .output()
@@ -70,65 +60,24 @@ pub(crate) fn run_step(command: &mut Command, what: &str) {
     );
 }
 
-fn create_venv() -> PathBuf {
-    let target = workspace_root().join("target");
-    std::fs::create_dir_all(&target)
-        .unwrap_or_else(|e| panic!("cannot create {}: {e}", target.display()));
-    let lock_path = target.join("wechatpy-venv.lock");
-    let lock: File = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", lock_path.display()));
-    // Held until the end of this function: another test binary doing the same waits here,
-    // then finds the venv ready.
-    lock.lock()
-        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
-
-    let venv = target.join("wechatpy-venv");
-    let python = venv.join("bin").join("python");
-    if !has_wechatpy(&python) {
-        run_step(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "creating the wechatpy venv",
-        );
-        run_step(
-            Command::new(venv.join("bin").join("pip")).args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                &format!("wechatpy=={WECHATPY_VERSION}"),
-                "cryptography",
-            ]),
-            "installing wechatpy into the venv",
-        );
-        assert!(
-            has_wechatpy(&python),
-            "{} still cannot import wechatpy {WECHATPY_VERSION} after installation",
-            python.display()
-        );
-    }
-    python
-}
-
 /// A Python interpreter that can `import wechatpy` (version 1.8.18) and `cryptography`.
 ///
 /// Panics with the reason when none can be had.
 pub fn wechatpy_python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
-        .get_or_init(|| match std::env::var_os("WECHATPY_PYTHON") {
-            Some(given) => {
-                let python = PathBuf::from(given);
-                assert!(
-                    has_wechatpy(&python),
-                    "WECHATPY_PYTHON={} cannot import wechatpy {WECHATPY_VERSION} and cryptography",
-                    python.display()
-                );
-                python
+        .get_or_init(|| {
+            let check = format!(
+                "import wechatpy, cryptography, sys; sys.exit(0 if wechatpy.__version__ == '{WECHATPY_VERSION}' else 3)"
+            );
+            PinnedPeer {
+                name: "wechatpy",
+                version: WECHATPY_VERSION,
+                env_var: "WECHATPY_PYTHON",
+                extras: &["cryptography"],
+                check: &check,
             }
-            None => create_venv(),
+            .python()
         })
         .clone()
 }

@@ -4,72 +4,18 @@
 //! [`wechatpayv3_python`] returns `$WECHATPAYV3_PYTHON` when that is set, and otherwise
 //! creates `<workspace>/target/wechatpayv3-venv` on first use (`python3 -m venv`, then
 //! `pip install wechatpayv3==2.0.4 cryptography`) under an exclusive lock on
-//! `target/wechatpayv3-venv.lock`, as [`crate::wechatpy_python`] does for wechatpy. Failing
-//! to get an interpreter panics: interop tests never skip silently.
+//! `target/wechatpayv3-venv.lock`, as [`crate::wechatpy_python`] does for wechatpy (both
+//! through the `venv` module). Failing to get an interpreter panics: interop tests never skip
+//! silently.
 
-use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use crate::{run_step, try_run_python_with, workspace_root};
+use crate::try_run_python_with;
+use crate::venv::PinnedPeer;
 
 /// The wechatpayv3 release the API v3 interop tests are written against.
 pub const WECHATPAYV3_VERSION: &str = "2.0.4";
-
-fn has_wechatpayv3(python: &Path) -> bool {
-    let check = format!(
-        "import wechatpayv3, cryptography, sys\nfrom importlib.metadata import version\nsys.exit(0 if version('wechatpayv3') == '{WECHATPAYV3_VERSION}' else 3)"
-    );
-    Command::new(python)
-        .args(["-c", &check])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn create_venv() -> PathBuf {
-    let target = workspace_root().join("target");
-    std::fs::create_dir_all(&target)
-        .unwrap_or_else(|e| panic!("cannot create {}: {e}", target.display()));
-    let lock_path = target.join("wechatpayv3-venv.lock");
-    let lock: File = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", lock_path.display()));
-    // Held until the end of this function: another test binary doing the same waits here,
-    // then finds the venv ready.
-    lock.lock()
-        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
-
-    let venv = target.join("wechatpayv3-venv");
-    let python = venv.join("bin").join("python");
-    if !has_wechatpayv3(&python) {
-        run_step(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "creating the wechatpayv3 venv",
-        );
-        run_step(
-            Command::new(venv.join("bin").join("pip")).args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                &format!("wechatpayv3=={WECHATPAYV3_VERSION}"),
-                "cryptography",
-            ]),
-            "installing wechatpayv3 into the venv",
-        );
-        assert!(
-            has_wechatpayv3(&python),
-            "{} still cannot import wechatpayv3 {WECHATPAYV3_VERSION} after installation",
-            python.display()
-        );
-    }
-    python
-}
 
 /// A Python interpreter that can `import wechatpayv3` (version 2.0.4) and `cryptography`.
 ///
@@ -77,17 +23,18 @@ fn create_venv() -> PathBuf {
 pub fn wechatpayv3_python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
-        .get_or_init(|| match std::env::var_os("WECHATPAYV3_PYTHON") {
-            Some(given) => {
-                let python = PathBuf::from(given);
-                assert!(
-                    has_wechatpayv3(&python),
-                    "WECHATPAYV3_PYTHON={} cannot import wechatpayv3 {WECHATPAYV3_VERSION} and cryptography",
-                    python.display()
-                );
-                python
+        .get_or_init(|| {
+            let check = format!(
+                "import wechatpayv3, cryptography, sys\nfrom importlib.metadata import version\nsys.exit(0 if version('wechatpayv3') == '{WECHATPAYV3_VERSION}' else 3)"
+            );
+            PinnedPeer {
+                name: "wechatpayv3",
+                version: WECHATPAYV3_VERSION,
+                env_var: "WECHATPAYV3_PYTHON",
+                extras: &["cryptography"],
+                check: &check,
             }
-            None => create_venv(),
+            .python()
         })
         .clone()
 }

@@ -1,45 +1,20 @@
 //! Errors of the client, and WeChat's business error codes with their retry rules.
+//!
+//! [`TransportError`] and [`RetryAdvice`] are shared with wechatpay-v3: a failed HTTP
+//! exchange, which of those may be retried, and how long each kind of advice waits, are the
+//! same for both protocols. Each protocol keeps its own codes and its own retry table.
 
-use std::fmt;
 use std::time::Duration;
 
+use crate::checks::InvalidField;
 use crate::money::AmountError;
 use crate::sign::VerifyError;
 use crate::xml::XmlError;
 
-macro_rules! err_codes {
-    ($( $(#[$doc:meta])* $variant:ident = $wire:literal ),* $(,)?) => {
-        /// A business error code (`err_code`) returned with `result_code=FAIL`.
-        /// Codes unknown to this crate are kept verbatim in [`ErrCode::Other`].
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum ErrCode {
-            $( $(#[$doc])* $variant, )*
-            /// A code this crate does not know.
-            Other(String),
-        }
-
-        impl ErrCode {
-            /// The wire name of the code.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $( ErrCode::$variant => $wire, )*
-                    ErrCode::Other(code) => code,
-                }
-            }
-
-            /// Reads a wire code; never fails (unknown codes become [`ErrCode::Other`]).
-            pub fn parse(code: &str) -> ErrCode {
-                match code {
-                    $( $wire => ErrCode::$variant, )*
-                    other => ErrCode::Other(other.to_owned()),
-                }
-            }
-        }
-    };
-}
-
-err_codes! {
+crate::wire_codes! {
+    /// A business error code (`err_code`) returned with `result_code=FAIL`.
+    /// Codes unknown to this crate are kept verbatim in [`ErrCode::Other`].
+    ErrCode {
     /// Temporary system error: retry with the same parameters.
     SystemError = "SYSTEMERROR",
     /// Refund needs a retry with the same out_refund_no.
@@ -88,19 +63,33 @@ err_codes! {
     PostDataEmpty = "POST_DATA_EMPTY",
     /// The transaction_id is not valid.
     InvalidTransactionId = "INVALID_TRANSACTIONID",
+    }
 }
 
-/// What the caller should do about a business error.
+/// What the caller should do about a business error (V2's `err_code`, V3's error `code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryAdvice {
-    /// Retry now with exactly the same parameters.
+    /// Retry now with exactly the same parameters (the same body).
     RetrySame,
     /// Retry later, after backing off.
     BackOff,
-    /// Query again later (the user is still paying).
+    /// Query again later (the user is still paying; V2's `USERPAYING`).
     Poll,
     /// Retrying cannot help.
     Never,
+}
+
+impl RetryAdvice {
+    /// The suggested pause before acting on the advice; `None` for [`RetryAdvice::Never`].
+    /// A retryable transport failure waits as [`RetryAdvice::RetrySame`] does.
+    pub const fn delay_hint(self) -> Option<Duration> {
+        match self {
+            RetryAdvice::RetrySame => Some(Duration::from_millis(200)),
+            RetryAdvice::BackOff => Some(Duration::from_secs(1)),
+            RetryAdvice::Poll => Some(Duration::from_secs(5)),
+            RetryAdvice::Never => None,
+        }
+    }
 }
 
 impl ErrCode {
@@ -122,12 +111,6 @@ impl ErrCode {
     }
 }
 
-impl fmt::Display for ErrCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// What went wrong on the way to or from WeChat Pay, below the business layer.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -146,7 +129,8 @@ pub enum TransportError {
         /// The URL called.
         url: String,
     },
-    /// A non-2xx HTTP status.
+    /// A non-2xx HTTP status (in API v3: one without a V3 error body, such as a proxy's 502
+    /// or an HTML page).
     #[error("{url} answered HTTP {status}")]
     Status {
         /// The URL called.
@@ -163,6 +147,30 @@ pub enum TransportError {
         #[source]
         source: reqwest::Error,
     },
+}
+
+impl TransportError {
+    /// Sorts a failure of reqwest's calling `url` into a timeout, a connect error or any
+    /// other HTTP error. `url` is what the error shows: the caller strips what must not be
+    /// shown (a download token in the query).
+    pub fn from_reqwest(url: String, error: reqwest::Error) -> TransportError {
+        if error.is_timeout() {
+            TransportError::Timeout { url }
+        } else if error.is_connect() {
+            TransportError::Connect { url, source: error }
+        } else {
+            TransportError::Http { url, source: error }
+        }
+    }
+
+    /// `true` when the same request may be sent again: timeouts, connection and other HTTP
+    /// failures, and the statuses that say "later" (5xx, 429); not other statuses.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TransportError::Status { status, .. } => *status >= 500 || *status == 429,
+            _ => true,
+        }
+    }
 }
 
 /// The errors of this crate's calls.
@@ -241,16 +249,22 @@ pub enum Error {
     Config(String),
 }
 
+impl From<InvalidField> for Error {
+    fn from(invalid: InvalidField) -> Error {
+        Error::InvalidRequest {
+            field: invalid.field,
+            reason: invalid.reason,
+        }
+    }
+}
+
 impl Error {
     /// `true` when the same request may be sent again: transport failures (timeouts,
     /// connection errors, 5xx and 429 statuses) and the business codes the reference lists as
     /// retryable. Never for signature, protocol or validation errors.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Transport(TransportError::Status { status, .. }) => {
-                *status >= 500 || *status == 429
-            }
-            Error::Transport(_) => true,
+            Error::Transport(transport) => transport.is_retryable(),
             Error::Business { code, .. } => code.is_retryable(),
             _ => false,
         }
@@ -268,13 +282,8 @@ impl Error {
     /// A suggested pause before retrying, when retrying makes sense.
     pub fn retry_delay_hint(&self) -> Option<Duration> {
         match self {
-            Error::Business { code, .. } => match code.retry_advice() {
-                RetryAdvice::RetrySame => Some(Duration::from_millis(200)),
-                RetryAdvice::BackOff => Some(Duration::from_secs(1)),
-                RetryAdvice::Poll => Some(Duration::from_secs(5)),
-                RetryAdvice::Never => None,
-            },
-            e if e.is_retryable() => Some(Duration::from_millis(200)),
+            Error::Business { code, .. } => code.retry_advice().delay_hint(),
+            e if e.is_retryable() => RetryAdvice::RetrySame.delay_hint(),
             _ => None,
         }
     }
@@ -319,5 +328,40 @@ mod tests {
             assert!(!parsed.is_retryable(), "{code}");
             assert_eq!(parsed.as_str(), code);
         }
+    }
+
+    #[test]
+    fn delay_hints_follow_the_advice_and_transport_failures_wait_as_retry_same() {
+        let business = |code: &str| Error::Business {
+            endpoint: "/pay/orderquery",
+            code: ErrCode::parse(code),
+            description: "d".into(),
+        };
+        assert_eq!(
+            business("SYSTEMERROR").retry_delay_hint(),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(
+            business("FREQUENCY_LIMITED").retry_delay_hint(),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            business("USERPAYING").retry_delay_hint(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(business("ORDERPAID").retry_delay_hint(), None);
+        let status = |status| {
+            Error::Transport(TransportError::Status {
+                url: "u".into(),
+                status,
+            })
+        };
+        assert_eq!(
+            status(503).retry_delay_hint(),
+            Some(Duration::from_millis(200))
+        );
+        assert!(status(429).is_retryable());
+        assert!(!status(404).is_retryable());
+        assert_eq!(status(404).retry_delay_hint(), None);
     }
 }

@@ -44,9 +44,11 @@
 #![forbid(unsafe_code)]
 
 pub mod calls;
+pub mod checks;
 pub mod client;
 pub mod error;
 mod fields;
+pub mod http;
 pub mod money;
 pub mod notify;
 pub mod pay_params;

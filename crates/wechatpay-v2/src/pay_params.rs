@@ -9,6 +9,14 @@
 
 use crate::{ApiKey, Params, SignType, sign};
 
+/// The APP SDK's `package`: always `Sign=WXPay` (both protocols).
+pub const APP_PACKAGE: &str = "Sign=WXPay";
+
+/// The JS API's `package` for a prepay id: `prepay_id=…` (both protocols).
+pub fn jsapi_package(prepay_id: &str) -> String {
+    format!("prepay_id={prepay_id}")
+}
+
 /// Parameters for `wx.chooseWXPay` / `WeixinJSBridge.invoke('getBrandWCPayRequest')`.
 /// Serialises with the exact key names the JS API expects.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -42,7 +50,7 @@ pub fn jsapi_pay_params(
     time_stamp: &str,
     nonce: &str,
 ) -> JsapiPayParams {
-    let package = format!("prepay_id={prepay_id}");
+    let package = jsapi_package(prepay_id);
     let mut params = Params::new();
     params.insert("appId".into(), app_id.into());
     params.insert("timeStamp".into(), time_stamp.into());
@@ -59,7 +67,8 @@ pub fn jsapi_pay_params(
     }
 }
 
-/// Parameters for the APP SDK's `PayReq`. Serialises with the exact key names.
+/// Parameters for the APP SDK's `PayReq`. Serialises with the exact key names. The same
+/// struct serves wechatpay-v3, where `sign` is the RSA signature of the four signed lines.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AppPayParams {
     /// `appid` (open-platform).
@@ -74,7 +83,7 @@ pub struct AppPayParams {
     pub noncestr: String,
     /// `timestamp`, seconds.
     pub timestamp: String,
-    /// `sign`.
+    /// `sign`: here the MD5/HMAC-SHA256 signature of the other fields.
     pub sign: String,
 }
 
@@ -92,7 +101,7 @@ pub fn app_pay_params(
     params.insert("appid".into(), app_id.into());
     params.insert("partnerid".into(), mch_id.into());
     params.insert("prepayid".into(), prepay_id.into());
-    params.insert("package".into(), "Sign=WXPay".into());
+    params.insert("package".into(), APP_PACKAGE.into());
     params.insert("noncestr".into(), nonce.into());
     params.insert("timestamp".into(), timestamp.into());
     AppPayParams {
@@ -100,16 +109,8 @@ pub fn app_pay_params(
         appid: app_id.into(),
         partnerid: mch_id.into(),
         prepayid: prepay_id.into(),
-        package: "Sign=WXPay".into(),
+        package: APP_PACKAGE.into(),
         noncestr: nonce.into(),
         timestamp: timestamp.into(),
     }
-}
-
-pub(crate) fn unix_seconds() -> String {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-        .to_string()
 }

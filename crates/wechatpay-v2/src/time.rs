@@ -35,6 +35,12 @@ pub fn beijing() -> FixedOffset {
     FixedOffset::east_opt(BEIJING_UTC_OFFSET_SECONDS).expect("UTC+8 is a valid offset")
 }
 
+/// The current time as unix seconds in decimal: the `timeStamp`/`timestamp` of pay
+/// parameters and V3's signed messages (unix time has no zone; it lives here with the clock).
+pub fn unix_seconds_now() -> String {
+    Utc::now().timestamp().to_string()
+}
+
 /// The current time in Beijing.
 pub fn beijing_now() -> DateTime<FixedOffset> {
     Utc::now().with_timezone(&beijing())
@@ -111,6 +117,13 @@ pub fn beijing_readable_time<Tz: TimeZone>(instant: DateTime<Tz>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_seconds_now_is_the_decimal_unix_time() {
+        let before = Utc::now().timestamp();
+        let now: i64 = unix_seconds_now().parse().unwrap();
+        assert!(before <= now && now <= Utc::now().timestamp(), "{now}");
+    }
 
     fn utc(rfc3339: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(rfc3339)

@@ -1,7 +1,6 @@
-//! The enumerations of the protocol: trade types, trade states, refund states, bill types.
-
-use std::fmt;
-use std::str::FromStr;
+//! The enumerations of the protocol: trade types, trade states, refund states, bill types;
+//! and the macros that declare wire enumerations ([`wire_enum!`](crate::wire_enum)) and
+//! error-code sets ([`wire_codes!`](crate::wire_codes)) for this crate and wechatpay-v3.
 
 /// An enumerated wire value that this crate does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +12,21 @@ pub struct UnknownValue {
     pub value: String,
 }
 
+/// What the exported macros name through `$crate`, so a crate using them needs no `serde` or
+/// `std` imports of its own.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use std::fmt;
+    pub use std::str::FromStr;
+}
+
+/// Declares a closed enumeration of wire values: the enum, `as_str`, `FromStr` (refusing an
+/// unknown value with [`UnknownValue`] naming `$kind`), `Display`, and serde as the wire
+/// string. The one owner of how both protocol crates read and write their enumerations;
+/// each crate lists its own values.
+#[doc(hidden)]
+#[macro_export]
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident, $kind:literal, { $( $(#[$doc:meta])* $variant:ident = $wire:literal ),* $(,)? }) => {
         $(#[$meta])*
@@ -30,33 +44,76 @@ macro_rules! wire_enum {
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownValue;
+        impl $crate::types::__private::FromStr for $name {
+            type Err = $crate::UnknownValue;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $( $wire => Ok($name::$variant), )*
-                    other => Err(UnknownValue { kind: $kind, value: other.to_owned() }),
+                    other => Err($crate::UnknownValue { kind: $kind, value: other.to_owned() }),
                 }
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl $crate::types::__private::fmt::Display for $name {
+            fn fmt(&self, f: &mut $crate::types::__private::fmt::Formatter<'_>) -> $crate::types::__private::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        impl $crate::types::__private::serde::Serialize for $name {
+            fn serialize<S: $crate::types::__private::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(self.as_str())
             }
         }
 
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
+        impl<'de> $crate::types::__private::serde::Deserialize<'de> for $name {
+            fn deserialize<D: $crate::types::__private::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <String as $crate::types::__private::serde::Deserialize>::deserialize(deserializer)?;
+                text.parse().map_err(<D::Error as $crate::types::__private::serde::de::Error>::custom)
+            }
+        }
+    };
+}
+
+/// Declares an open set of error codes: the enum with a final `Other(String)` keeping an
+/// unknown code verbatim, `as_str`, `parse` (which never fails) and `Display`. Used for V2's
+/// `err_code` ([`ErrCode`](crate::ErrCode)) and V3's error `code`; each crate lists its own
+/// codes and its own retry table.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! wire_codes {
+    ($(#[$meta:meta])* $name:ident { $( $(#[$doc:meta])* $variant:ident = $wire:literal ),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name {
+            $( $(#[$doc])* $variant, )*
+            /// A code this crate does not know.
+            Other(String),
+        }
+
+        impl $name {
+            /// The wire name of the code.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $( $name::$variant => $wire, )*
+                    $name::Other(code) => code,
+                }
+            }
+
+            #[doc = concat!("Reads a wire code; never fails (unknown codes become [`", stringify!($name), "::Other`]).")]
+            pub fn parse(code: &str) -> $name {
+                match code {
+                    $( $wire => $name::$variant, )*
+                    other => $name::Other(other.to_owned()),
+                }
+            }
+        }
+
+        impl $crate::types::__private::fmt::Display for $name {
+            fn fmt(&self, f: &mut $crate::types::__private::fmt::Formatter<'_>) -> $crate::types::__private::fmt::Result {
+                f.write_str(self.as_str())
             }
         }
     };

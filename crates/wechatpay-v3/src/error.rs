@@ -1,46 +1,22 @@
 //! Errors of the client, and WeChat's V3 error codes with their retry rules.
+//!
+//! [`TransportError`] and [`RetryAdvice`] are wechatpay-v2's: a failed HTTP exchange and the
+//! pause each advice suggests are the same in both protocols. V3 never advises
+//! [`RetryAdvice::Poll`]; its codes and retry table are its own.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::aead::AeadError;
 use crate::keys::KeyError;
 use crate::verify::VerifyError;
 use wechatpay_v2::AmountError;
+use wechatpay_v2::checks::InvalidField;
+pub use wechatpay_v2::{RetryAdvice, TransportError};
 
-macro_rules! error_codes {
-    ($( $(#[$doc:meta])* $variant:ident = $wire:literal ),* $(,)?) => {
-        /// The `code` of a V3 error answer (`{"code": "…", "message": "…"}`). Codes unknown to
-        /// this crate are kept verbatim in [`ErrorCode::Other`].
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum ErrorCode {
-            $( $(#[$doc])* $variant, )*
-            /// A code this crate does not know.
-            Other(String),
-        }
-
-        impl ErrorCode {
-            /// The wire name of the code.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $( ErrorCode::$variant => $wire, )*
-                    ErrorCode::Other(code) => code,
-                }
-            }
-
-            /// Reads a wire code; never fails (unknown codes become [`ErrorCode::Other`]).
-            pub fn parse(code: &str) -> ErrorCode {
-                match code {
-                    $( $wire => ErrorCode::$variant, )*
-                    other => ErrorCode::Other(other.to_owned()),
-                }
-            }
-        }
-    };
-}
-
-error_codes! {
+wechatpay_v2::wire_codes! {
+    /// The `code` of a V3 error answer (`{"code": "…", "message": "…"}`). Codes unknown to
+    /// this crate are kept verbatim in [`ErrorCode::Other`].
+    ErrorCode {
     /// A parameter is wrong (400).
     ParamError = "PARAM_ERROR",
     /// The request is not acceptable in the resource's state (400).
@@ -69,17 +45,7 @@ error_codes! {
     SystemError = "SYSTEM_ERROR",
     /// Temporary bank error: retry with the same body.
     BankError = "BANK_ERROR",
-}
-
-/// What the caller should do about an error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryAdvice {
-    /// Retry now with exactly the same body.
-    RetrySame,
-    /// Retry later, after backing off.
-    BackOff,
-    /// Retrying cannot help.
-    Never,
+    }
 }
 
 impl ErrorCode {
@@ -98,49 +64,6 @@ impl ErrorCode {
     pub fn is_retryable(&self) -> bool {
         self.retry_advice() != RetryAdvice::Never
     }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What went wrong on the way to or from WeChat Pay, below the API's own answers.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// Connecting failed.
-    #[error("cannot connect to {url}: {source}")]
-    Connect {
-        /// The URL called.
-        url: String,
-        /// The cause.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// Connect or read timeout.
-    #[error("timed out calling {url}")]
-    Timeout {
-        /// The URL called.
-        url: String,
-    },
-    /// An HTTP error status without a V3 error body (a proxy's 502, an HTML page).
-    #[error("{url} answered HTTP {status}")]
-    Status {
-        /// The URL called.
-        url: String,
-        /// The status.
-        status: u16,
-    },
-    /// Any other HTTP failure (TLS, body read, redirect loop...).
-    #[error("HTTP error calling {url}: {source}")]
-    Http {
-        /// The URL called.
-        url: String,
-        /// The cause.
-        #[source]
-        source: reqwest::Error,
-    },
 }
 
 /// The errors of this crate's calls and notifies.
@@ -222,6 +145,15 @@ pub enum Error {
     Config(String),
 }
 
+impl From<InvalidField> for Error {
+    fn from(invalid: InvalidField) -> Error {
+        Error::InvalidRequest {
+            field: invalid.field,
+            reason: invalid.reason,
+        }
+    }
+}
+
 impl Error {
     /// `true` when the same request may be sent again: transport failures (timeouts,
     /// connection errors, 5xx and 429 statuses without a V3 error body) and the codes the
@@ -229,10 +161,7 @@ impl Error {
     /// Never for signature, decryption, validation or any other refusal.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Transport(TransportError::Status { status, .. }) => {
-                *status >= 500 || *status == 429
-            }
-            Error::Transport(_) => true,
+            Error::Transport(transport) => transport.is_retryable(),
             Error::Api { code, .. } => code.is_retryable(),
             _ => false,
         }
@@ -254,12 +183,8 @@ impl Error {
     /// A suggested pause before retrying, when retrying makes sense.
     pub fn retry_delay_hint(&self) -> Option<Duration> {
         match self {
-            Error::Api { code, .. } => match code.retry_advice() {
-                RetryAdvice::RetrySame => Some(Duration::from_millis(200)),
-                RetryAdvice::BackOff => Some(Duration::from_secs(1)),
-                RetryAdvice::Never => None,
-            },
-            e if e.is_retryable() => Some(Duration::from_millis(200)),
+            Error::Api { code, .. } => code.retry_advice().delay_hint(),
+            e if e.is_retryable() => RetryAdvice::RetrySame.delay_hint(),
             _ => None,
         }
     }

@@ -367,6 +367,7 @@ pub fn seal_notify(
 mod tests {
     use super::*;
     use crate::keys::PlatformPrivateKey;
+    use crate::verify::tests::platform_key;
 
     const KEY_ID: &str = "PUB_KEY_ID_0114232134912410000000000000";
 
@@ -397,18 +398,7 @@ mod tests {
     }
 
     fn own_verifier() -> Verifier {
-        Verifier::public_key(signer_key().wechatpay_public_key(KEY_ID).unwrap())
-    }
-
-    fn signer_key() -> PlatformPrivateKey {
-        static KEY: std::sync::OnceLock<PlatformPrivateKey> = std::sync::OnceLock::new();
-        KEY.get_or_init(|| {
-            PlatformPrivateKey::from_rsa(
-                rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap(),
-            )
-            .unwrap()
-        })
-        .clone()
+        Verifier::public_key(platform_key().wechatpay_public_key(KEY_ID).unwrap())
     }
 
     fn sealed(
@@ -417,7 +407,7 @@ mod tests {
         plaintext: &Value,
     ) -> (SignedHeaders, Vec<u8>) {
         seal_notify(
-            &PlatformSigner::new(KEY_ID, signer_key()),
+            &PlatformSigner::new(KEY_ID, platform_key()),
             &key(),
             "EV-2018022511223320873",
             event,

@@ -6,11 +6,17 @@
 //! | JSAPI (`WeixinJSBridge`, `wx.requestPayment`) | `appId\ntimeStamp\nnonceStr\npackage\n` | `appId`, `timeStamp`, `nonceStr`, `package` = `prepay_id=…`, `signType` = `RSA`, `paySign` |
 //! | APP | `appid\ntimestamp\nnoncestr\nprepayid\n` | `appid`, `partnerid`, `prepayid`, `package` = `Sign=WXPay`, `noncestr`, `timestamp`, `sign` |
 //!
+//! [`AppPayParams`] is wechatpay-v2's: the APP SDK's `PayReq` has the same fields under
+//! both protocols; only what `sign` signs, and how, differs.
+//!
 //! The functions take the timestamp and nonce, so they are deterministic (PKCS#1 v1.5
 //! signatures are); [`Client::jsapi_pay_params`](crate::Client::jsapi_pay_params) and
 //! [`Client::app_pay_params`](crate::Client::app_pay_params) fill in now and a fresh nonce.
 
 use serde::Serialize;
+
+pub use wechatpay_v2::AppPayParams;
+use wechatpay_v2::pay_params::{APP_PACKAGE, jsapi_package};
 
 use crate::keys::{KeyError, MerchantPrivateKey};
 use crate::sign::signed_lines;
@@ -45,7 +51,7 @@ pub fn jsapi_pay_params(
     time_stamp: &str,
     nonce_str: &str,
 ) -> Result<JsapiPayParams, KeyError> {
-    let package = format!("prepay_id={prepay_id}");
+    let package = jsapi_package(prepay_id);
     let message = signed_lines(&[
         app_id.as_bytes(),
         time_stamp.as_bytes(),
@@ -60,25 +66,6 @@ pub fn jsapi_pay_params(
         sign_type: "RSA".to_owned(),
         pay_sign: key.sign(&message)?,
     })
-}
-
-/// APP pay parameters, serialised with the names the APP SDK expects.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AppPayParams {
-    /// The open-platform appid.
-    pub appid: String,
-    /// The merchant id.
-    pub partnerid: String,
-    /// The prepay id.
-    pub prepayid: String,
-    /// `Sign=WXPay`.
-    pub package: String,
-    /// The nonce.
-    pub noncestr: String,
-    /// Unix seconds.
-    pub timestamp: String,
-    /// The signature.
-    pub sign: String,
 }
 
 /// Builds APP pay parameters with a given timestamp and nonce.
@@ -100,7 +87,7 @@ pub fn app_pay_params(
         appid: app_id.to_owned(),
         partnerid: mch_id.to_owned(),
         prepayid: prepay_id.to_owned(),
-        package: "Sign=WXPay".to_owned(),
+        package: APP_PACKAGE.to_owned(),
         noncestr: nonce_str.to_owned(),
         timestamp: timestamp.to_owned(),
         sign: key.sign(&message)?,

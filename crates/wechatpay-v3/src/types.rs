@@ -1,59 +1,12 @@
 //! The enumerations of API v3. `trade_state` has the same values as in V2 and is shared:
 //! [`TradeState`] is `wechatpay_v2::TradeState`.
+//!
+//! The other enumerations have V3's own values (`FACEPAY`, `ABNORMAL`, no `RECHARGE_REFUND`)
+//! and are declared here with V2's [`wechatpay_v2::wire_enum!`], which owns how a wire
+//! enumeration parses, prints and serialises.
 
-use std::fmt;
-use std::str::FromStr;
-
+use wechatpay_v2::wire_enum;
 pub use wechatpay_v2::{TradeState, UnknownValue};
-
-macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident, $kind:literal, { $( $(#[$doc:meta])* $variant:ident = $wire:literal ),* $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $( $(#[$doc])* $variant, )*
-        }
-
-        impl $name {
-            /// The wire value.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $( $name::$variant => $wire, )*
-                }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownValue;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $( $wire => Ok($name::$variant), )*
-                    other => Err(UnknownValue { kind: $kind, value: other.to_owned() }),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
 
 wire_enum!(
     /// How an order was paid (`trade_type` of a transaction).

@@ -340,7 +340,7 @@ impl PlatformSigner {
     pub fn sign(&self, body: &[u8]) -> Result<SignedHeaders, KeyError> {
         self.sign_at(
             body,
-            &Utc::now().timestamp().to_string(),
+            &wechatpay_v2::time::unix_seconds_now(),
             &wechatpay_v2::nonce_str(),
         )
     }
@@ -363,10 +363,12 @@ impl PlatformSigner {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn platform_key() -> PlatformPrivateKey {
+    /// One RSA-2048 platform key per test binary (generating one is slow), for every test
+    /// module that needs WeChat's side.
+    pub(crate) fn platform_key() -> PlatformPrivateKey {
         static KEY: std::sync::OnceLock<PlatformPrivateKey> = std::sync::OnceLock::new();
         KEY.get_or_init(|| {
             PlatformPrivateKey::from_rsa(

@@ -1,45 +1,27 @@
-//! Checks a request's fields before anything is sent, each failure naming the field.
+//! Checks a request's fields before anything is sent, each failure naming the field. The
+//! rules V2 shares with V3 live in [`crate::checks`]; here are V2's uses of them and its own.
 
+use crate::checks::{self, InvalidField};
 use crate::time::parse_beijing_time;
 use crate::{Error, Fen, Params};
 
 pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
-    Error::InvalidRequest {
-        field,
-        reason: reason.into(),
-    }
+    InvalidField::new(field, reason).into()
 }
 
 pub(crate) fn require_non_empty(field: &'static str, value: &str) -> Result<(), Error> {
-    if value.trim().is_empty() {
-        Err(invalid(field, "must not be empty"))
-    } else {
-        Ok(())
-    }
+    Ok(checks::require_non_empty(field, value)?)
 }
 
 pub(crate) fn check_max_len(field: &'static str, value: &str, max: usize) -> Result<(), Error> {
-    if value.chars().count() > max {
-        Err(invalid(field, format!("longer than {max} characters")))
-    } else {
-        Ok(())
-    }
+    Ok(checks::check_max_chars(field, value, max)?)
 }
 
-/// `out_trade_no` / `out_refund_no`: digits, letters and `_-|*`, at most `max` long.
+/// `out_trade_no` / `out_refund_no`: digits, letters and `_-|*`, at most `max` characters.
 pub(crate) fn check_merchant_no(field: &'static str, value: &str, max: usize) -> Result<(), Error> {
-    require_non_empty(field, value)?;
-    check_max_len(field, value, max)?;
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "_-|*".contains(*c)))
-    {
-        return Err(invalid(
-            field,
-            format!("character {bad:?} not allowed (digits, letters and _-|* only)"),
-        ));
-    }
-    Ok(())
+    checks::require_non_empty(field, value)?;
+    checks::check_max_chars(field, value, max)?;
+    Ok(checks::check_charset(field, value, "_-|*")?)
 }
 
 /// An optional `yyyyMMddHHmmss` Beijing time: parsed, not merely counted.

@@ -31,9 +31,7 @@ use crate::calls::{
     RefundRequest, RefundResponse, UnifiedOrderRequest, UnifiedOrderResponse, close_order,
     download_bill, order_query, refund, refund_query, unified_order,
 };
-use crate::pay_params::{
-    AppPayParams, JsapiPayParams, app_pay_params, jsapi_pay_params, unix_seconds,
-};
+use crate::pay_params::{AppPayParams, JsapiPayParams, app_pay_params, jsapi_pay_params};
 use crate::types::BillType;
 use crate::{ApiKey, Error, SignType, nonce_str};
 
@@ -244,7 +242,7 @@ impl Client {
             prepay_id,
             config.sign_type,
             &key,
-            &unix_seconds(),
+            &crate::time::unix_seconds_now(),
             &nonce_str(),
         ))
     }
@@ -259,7 +257,7 @@ impl Client {
             prepay_id,
             config.sign_type,
             &key,
-            &unix_seconds(),
+            &crate::time::unix_seconds_now(),
             &nonce_str(),
         ))
     }

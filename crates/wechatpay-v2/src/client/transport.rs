@@ -10,6 +10,7 @@
 use crate::calls::{Endpoint, sandbox_sign_key};
 use crate::error::{RetryAdvice, TransportError};
 use crate::fields::{Fields, decode_document};
+use crate::http::{self, BodyError};
 use crate::{ApiKey, ErrCode, Error, Params, nonce_str, verify, xml};
 
 use super::{Client, ClientConfig, ClientIdentity};
@@ -28,20 +29,8 @@ impl HttpClients {
     /// Builds both clients with the configured timeouts and extra trusted roots. Fails when
     /// the roots or the certificate are unusable.
     pub fn new(config: &ClientConfig) -> Result<HttpClients, Error> {
-        let trusted_roots = match &config.trusted_roots_pem {
-            Some(pem) => {
-                let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                    Error::Config(format!("trusted_roots_pem is not usable PEM: {e}"))
-                })?;
-                if roots.is_empty() {
-                    return Err(Error::Config(
-                        "trusted_roots_pem holds no certificate".into(),
-                    ));
-                }
-                roots
-            }
-            None => Vec::new(),
-        };
+        let trusted_roots =
+            http::trusted_roots(config.trusted_roots_pem.as_deref()).map_err(Error::Config)?;
         let builder = || {
             trusted_roots.iter().cloned().fold(
                 reqwest::Client::builder()
@@ -75,14 +64,7 @@ impl HttpClients {
 }
 
 fn transport(url: &str, error: reqwest::Error) -> Error {
-    let url = url.to_owned();
-    Error::Transport(if error.is_timeout() {
-        TransportError::Timeout { url }
-    } else if error.is_connect() {
-        TransportError::Connect { url, source: error }
-    } else {
-        TransportError::Http { url, source: error }
-    })
+    Error::Transport(TransportError::from_reqwest(url.to_owned(), error))
 }
 
 impl Client {
@@ -144,50 +126,38 @@ impl Client {
                 status: status.as_u16(),
             }));
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport(url, e))? {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(Error::Malformed {
+        http::read_body(&mut response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|error| match error {
+                BodyError::Read(e) => transport(url, e),
+                BodyError::TooLarge => Error::Malformed {
                     context: "response",
                     reason: format!("{url} answered more than {MAX_RESPONSE_BYTES} bytes"),
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
+                },
+            })
     }
 
-    async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
+    async fn with_retries<T, F, Fut>(&self, attempt: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
-        let policy = self.inner.config.retry;
-        let mut delay = policy.base_delay;
-        let mut attempts = 1;
-        loop {
-            match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(error) => {
-                    let poll_only = error
+        http::with_retries(
+            self.inner.config.retry,
+            attempt,
+            // USERPAYING calls for querying later, on the caller's schedule: not retried here.
+            |error: &Error| {
+                error.is_retryable()
+                    && !error
                         .err_code()
-                        .is_some_and(|code| code.retry_advice() == RetryAdvice::Poll);
-                    if poll_only || !error.is_retryable() || attempts >= policy.max_attempts {
-                        return Err(error);
-                    }
-                    let pause = delay.max(
-                        error
-                            .retry_delay_hint()
-                            .unwrap_or_default()
-                            .min(policy.max_delay),
-                    );
-                    tracing::warn!(attempt = attempts, error = %error, ?pause, "retrying WeChat Pay call");
-                    tokio::time::sleep(pause).await;
-                    delay = (delay * 2).min(policy.max_delay);
-                    attempts += 1;
-                }
-            }
-        }
+                        .is_some_and(|code| code.retry_advice() == RetryAdvice::Poll)
+            },
+            Error::retry_delay_hint,
+            |error, attempt, pause| {
+                tracing::warn!(attempt, error = %error, ?pause, "retrying WeChat Pay call");
+            },
+        )
+        .await
     }
 
     /// Sends `params` to `endpoint` behind appid, mch_id and a nonce, signed, and reads each

@@ -1,28 +1,21 @@
-//! Checks a request's fields before anything is sent, each failure naming the field.
+//! Checks a request's fields before anything is sent, each failure naming the field. The
+//! rules V3 shares with V2 live in `wechatpay_v2::checks`; V3's own are its byte lengths, its
+//! merchant-number length range, its 32-bit amounts, notify URLs and IPs.
+
+use wechatpay_v2::checks::{self, InvalidField};
 
 use crate::{Error, Fen};
 
 pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
-    Error::InvalidRequest {
-        field,
-        reason: reason.into(),
-    }
+    InvalidField::new(field, reason).into()
 }
 
 pub(crate) fn require_non_empty(field: &'static str, value: &str) -> Result<(), Error> {
-    if value.trim().is_empty() {
-        Err(invalid(field, "must not be empty"))
-    } else {
-        Ok(())
-    }
+    Ok(checks::require_non_empty(field, value)?)
 }
 
 pub(crate) fn check_max_chars(field: &'static str, value: &str, max: usize) -> Result<(), Error> {
-    if value.chars().count() > max {
-        Err(invalid(field, format!("longer than {max} characters")))
-    } else {
-        Ok(())
-    }
+    Ok(checks::check_max_chars(field, value, max)?)
 }
 
 pub(crate) fn check_max_bytes(field: &'static str, value: &str, max: usize) -> Result<(), Error> {
@@ -49,16 +42,7 @@ pub(crate) fn check_merchant_no(
             format!("must be {min} to {max} characters long"),
         ));
     }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || extra.contains(*c)))
-    {
-        return Err(invalid(
-            field,
-            format!("character {bad:?} not allowed (digits, letters and {extra} only)"),
-        ));
-    }
-    Ok(())
+    Ok(checks::check_charset(field, value, extra)?)
 }
 
 /// Digits and letters only (transaction ids, openids may also have `-` and `_`).

@@ -31,7 +31,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use reqwest::header::HeaderMap;
 
 use crate::Error;
@@ -441,7 +440,7 @@ impl Client {
             &config.app_id,
             prepay_id,
             &config.merchant_key,
-            &Utc::now().timestamp().to_string(),
+            &wechatpay_v2::time::unix_seconds_now(),
             &wechatpay_v2::nonce_str(),
         )?)
     }
@@ -454,7 +453,7 @@ impl Client {
             &config.mch_id,
             prepay_id,
             &config.merchant_key,
-            &Utc::now().timestamp().to_string(),
+            &wechatpay_v2::time::unix_seconds_now(),
             &wechatpay_v2::nonce_str(),
         )?)
     }

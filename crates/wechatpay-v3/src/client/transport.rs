@@ -7,11 +7,9 @@
 //! status with a V3 body is [`Error::Api`], without one [`TransportError::Status`]), size,
 //! then, for 2xx answers that must be signed, WeChat's signature over the raw body.
 
-use std::time::Duration;
-
-use chrono::Utc;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
+use wechatpay_v2::http::{self, BodyError};
 
 use super::{Client, ClientConfig};
 use crate::calls::Call;
@@ -42,17 +40,8 @@ pub(super) fn http_client(config: &ClientConfig) -> Result<reqwest::Client, Erro
             env!("CARGO_PKG_VERSION"),
             " (jit)"
         ));
-    if let Some(pem) = &config.trusted_roots_pem {
-        let roots = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| Error::Config(format!("trusted_roots_pem is not usable PEM: {e}")))?;
-        if roots.is_empty() {
-            return Err(Error::Config(
-                "trusted_roots_pem holds no certificate".into(),
-            ));
-        }
-        for root in roots {
-            builder = builder.add_root_certificate(root);
-        }
+    for root in http::trusted_roots(config.trusted_roots_pem.as_deref()).map_err(Error::Config)? {
+        builder = builder.add_root_certificate(root);
     }
     builder
         .build()
@@ -63,14 +52,7 @@ fn transport(url: &reqwest::Url, error: reqwest::Error) -> Error {
     // The URL without its query: a download token is not for logs or messages.
     let mut shown = url.clone();
     shown.set_query(None);
-    let url = shown.to_string();
-    Error::Transport(if error.is_timeout() {
-        TransportError::Timeout { url }
-    } else if error.is_connect() {
-        TransportError::Connect { url, source: error }
-    } else {
-        TransportError::Http { url, source: error }
-    })
+    Error::Transport(TransportError::from_reqwest(shown.to_string(), error))
 }
 
 /// The path with its query, as signed: exactly what the request line carries.
@@ -149,7 +131,7 @@ impl Client {
             &config.merchant_serial_no,
             method.as_str(),
             &path_with_query(url),
-            &Utc::now().timestamp().to_string(),
+            &wechatpay_v2::time::unix_seconds_now(),
             &wechatpay_v2::nonce_str(),
             body.unwrap_or_default(),
         )?
@@ -173,16 +155,15 @@ impl Client {
         let mut response = request.send().await.map_err(|e| transport(url, e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport(url, e))? {
-            if bytes.len() + chunk.len() > limit {
-                return Err(Error::Malformed {
+        let bytes = http::read_body(&mut response, limit)
+            .await
+            .map_err(|error| match error {
+                BodyError::Read(e) => transport(url, e),
+                BodyError::TooLarge => Error::Malformed {
                     context: endpoint,
                     reason: format!("the answer is larger than {limit} bytes"),
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+                },
+            })?;
         if !(200..300).contains(&status) {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(error) if !error.code.is_empty() => Error::Api {
@@ -209,44 +190,27 @@ impl Client {
         })
     }
 
-    async fn with_retries<T, F, Fut>(
-        &self,
-        endpoint: &'static str,
-        mut attempt: F,
-    ) -> Result<T, Error>
+    async fn with_retries<T, F, Fut>(&self, endpoint: &'static str, attempt: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
-        let policy = self.inner.config.retry;
-        let mut delay = policy.base_delay;
-        let mut attempts = 1;
-        loop {
-            match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(error) => {
-                    if !error.is_retryable() || attempts >= policy.max_attempts {
-                        return Err(error);
-                    }
-                    let pause: Duration = delay.max(
-                        error
-                            .retry_delay_hint()
-                            .unwrap_or_default()
-                            .min(policy.max_delay),
-                    );
-                    tracing::warn!(
-                        endpoint,
-                        attempt = attempts,
-                        error = %error.log_label(),
-                        ?pause,
-                        "retrying WeChat Pay v3 call with the same body"
-                    );
-                    tokio::time::sleep(pause).await;
-                    delay = (delay * 2).min(policy.max_delay);
-                    attempts += 1;
-                }
-            }
-        }
+        http::with_retries(
+            self.inner.config.retry,
+            attempt,
+            Error::is_retryable,
+            Error::retry_delay_hint,
+            |error, attempt, pause| {
+                tracing::warn!(
+                    endpoint,
+                    attempt,
+                    error = %error.log_label(),
+                    ?pause,
+                    "retrying WeChat Pay v3 call with the same body"
+                );
+            },
+        )
+        .await
     }
 
     /// Verifies a signed body, downloading platform certificates first when they are due,
