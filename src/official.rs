@@ -5,15 +5,19 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use jit_pays::db::DbConfig;
-use jit_pays::{PayStore, PaysSettings};
+use jit_pays::db::{DbConfig, scrub_database_url};
+use jit_pays::{PAY_SVC, PayStore, PaysSettings};
 use jit_runtime::{AppBuilder, Definitions};
 use serde_json::{Value, json};
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
 
 use crate::host::HostError;
-use crate::server::config::{GATEWAY_CHOICES, GatewayTarget, ServeConfig, scrub_database_url};
+use crate::server::config::{GATEWAY_CHOICES, GatewayTarget, ServeConfig};
+use crate::server::routes::function_url;
 use crate::server::state::HealthProbe;
+
+/// The function of [`PAY_SVC`] WeChat's payment notifies are posted to.
+const WECHAT_NOTIFY: &str = "wechatNotify";
 
 /// Adds the official families' definitions (their framework layers), no loader.
 pub(crate) fn definitions(builder: AppBuilder) -> AppBuilder {
@@ -40,6 +44,7 @@ impl Official {
         definitions: &Definitions,
         config: &ServeConfig,
         public_base_url: &str,
+        api_base: &str,
     ) -> Result<Self, HostError> {
         // What `jit check` reports stops the start: no payer meets a merchant that WeChat
         // would refuse on every call.
@@ -89,7 +94,9 @@ impl Official {
                 });
             }
         };
-        let settings = PaysSettings::new(public_base_url, gateway_base_url.clone());
+        // The host owns its routes: the family is handed the URL WeChat notifies.
+        let notify_url = function_url(api_base, PAY_SVC, WECHAT_NOTIFY);
+        let settings = PaysSettings::new(public_base_url, notify_url, gateway_base_url.clone());
         Ok(Self {
             gateway_base_url,
             simulator,

@@ -10,7 +10,9 @@ use serde_json::json;
 use crate::host::{Host, HostError};
 use crate::official::Official;
 use crate::server::ServerHandle;
-use crate::server::config::{ServeConfig, redact_url};
+use jit_pays::db::redact_url;
+
+use crate::server::config::ServeConfig;
 use crate::server::shutdown::ShutdownSignal;
 use crate::server::state::ServerState;
 use crate::simulator_file::SimulatorFile;
@@ -53,8 +55,9 @@ pub(crate) async fn start(
 
     // Headers are validated before anything in a library runs; every refusal is reported.
     let plugins = jit_plugin_host::load_plugins(&definitions).map_err(LoadErrors::from)?;
+    let api_base = crate::server::routes::api_base(&public_base_url, &settings.org, &settings.name);
     let official = if host.has_official_families() {
-        Some(Official::prepare(&definitions, &config, &public_base_url).await?)
+        Some(Official::prepare(&definitions, &config, &public_base_url, &api_base).await?)
     } else {
         None
     };
@@ -127,7 +130,6 @@ pub(crate) async fn start(
     });
     let router = crate::server::router(state);
 
-    let api_base = format!("{public_base_url}/api/{}/{}", settings.org, settings.name);
     if simulated {
         tracing::warn!("{SIMULATED_PAYMENTS}");
     }

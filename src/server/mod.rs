@@ -41,7 +41,7 @@ use self::state::ServerState;
 pub(crate) fn router(state: Arc<ServerState>) -> Router {
     let timeout = state.config.request_timeout;
     Router::new()
-        .route("/api/{org}/{app}/{*path}", post(routes::call_function))
+        .route(routes::FUNCTION_ROUTE, post(routes::call_function))
         .route("/healthz", get(routes::healthz))
         .fallback(routes::not_found)
         .with_state(state)

@@ -1,4 +1,8 @@
 //! The HTTP surface: element functions under `/api/{org}/{app}/…` and `/healthz`.
+//!
+//! This module owns the route of element functions: [`FUNCTION_ROUTE`] is what the router
+//! matches, [`api_base`] and [`function_url`] build the URLs that reach it (the banner's
+//! API base, the notify URL handed to the pays family). Nothing else writes `/api/`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +19,21 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::request_id::RequestId;
 use super::state::ServerState;
+
+/// The route of element functions: `path` is the element's fullName with `/` for `.`,
+/// then `/function`.
+pub(crate) const FUNCTION_ROUTE: &str = "/api/{org}/{app}/{*path}";
+
+/// Where the functions of app `org/app` are served: `{public_base_url}/api/{org}/{app}`.
+pub fn api_base(public_base_url: &str, org: &str, app: &str) -> String {
+    format!("{}/api/{org}/{app}", public_base_url.trim_end_matches('/'))
+}
+
+/// The URL of `function` of element `full_name` under an [`api_base`]:
+/// `{api_base}/{full name with / for .}/{function}`.
+pub fn function_url(api_base: &str, full_name: &str, function: &str) -> String {
+    format!("{api_base}/{}/{function}", full_name.replace('.', "/"))
+}
 
 /// How a function takes its request and gives its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,4 +175,21 @@ pub(crate) fn timeout_error(timeout: Duration) -> ApiError {
             timeout.as_millis()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_urls_follow_the_route() {
+        let base = api_base("https://shop.example.com/", "demo", "shop");
+        assert_eq!(base, "https://shop.example.com/api/demo/shop");
+        assert_eq!(
+            function_url(&base, "pays.services.PaySvc", "wechatNotify"),
+            "https://shop.example.com/api/demo/shop/pays/services/PaySvc/wechatNotify"
+        );
+        // The router's pattern is the same shape.
+        assert!(FUNCTION_ROUTE.starts_with("/api/{org}/{app}/"));
+    }
 }

@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use jit_runtime::log_safe;
 use serde_json::{Value, json};
 
-use super::config::{GatewayTarget, ServeConfig, redact_url, scrub_database_url};
+use jit_pays::db::{redact_url, scrub_database_url};
+
+use super::config::{GatewayTarget, ServeConfig};
 use super::error::ApiError;
 use super::routes::{BodyFormat, json_arguments, read_body, timeout_error, xml_response};
 

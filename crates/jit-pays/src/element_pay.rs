@@ -29,7 +29,7 @@ use crate::model::{
 use crate::pay::Pay;
 use crate::pay_svc::PAY_SVC;
 use crate::settings::PaysSettings;
-use crate::wechat::{WECHAT_PAY_TYPE, WechatPayConfig, masked_config, notify_url};
+use crate::wechat::{WECHAT_PAY_TYPE, WechatPayConfig, masked_config};
 
 /// The pay element `name` of `app`: its typed `dyn Pay` when it offers one, else — when
 /// its chain contains `pays.WechatPayType` — an [`ElementPay`] calling its functions.
@@ -83,7 +83,6 @@ impl ElementPay {
         let settings = app
             .service::<PaysSettings>()
             .ok_or_else(|| service("PaysSettings"))?;
-        let app_settings = app.settings();
         let element = app
             .get::<dyn Element>(name)
             .await
@@ -93,11 +92,7 @@ impl ElementPay {
             full_name: name.to_owned(),
             masked_config: masked_config(&config),
             config,
-            notify_url: notify_url(
-                &settings.public_base_url,
-                &app_settings.org,
-                &app_settings.name,
-            ),
+            notify_url: settings.notify_url.clone(),
             store: app
                 .service::<PayStore>()
                 .ok_or_else(|| service("PayStore"))?,

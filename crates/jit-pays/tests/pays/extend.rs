@@ -126,7 +126,11 @@ async fn an_extending_type_overrides_some_methods_and_delegates_the_rest() {
     )
     .unwrap();
     let db = support::sqlite().await;
-    let settings = PaysSettings::new("http://127.0.0.1:1", "http://127.0.0.1:9");
+    let settings = PaysSettings::new(
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:1/notify",
+        "http://127.0.0.1:9",
+    );
     let app = jit_pays::register(
         jit_runtime::AppBuilder::new(root),
         db.store.clone(),
