@@ -14,70 +14,10 @@ use jit_runtime::{
 };
 
 use crate::cli::{Cli, Command};
+use crate::error::HostError;
 use crate::server::ServerHandle;
 use crate::server::config::{ConfigError, Overrides, RawTables, ServeConfig};
 use crate::server::shutdown::ShutdownSignal;
-
-/// Why a host could not start or a command could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum HostError {
-    /// The app's definitions have problems (each printed `file: json.path: message`).
-    #[error("{count} problem(s) in the app:\n{errors}", count = .0.len(), errors = .0)]
-    Load(LoadErrors),
-    /// app.toml's server configuration is wrong.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The configuration breaks start-up rules that keep a shop from failing open (no
-    /// gateway chosen, a simulated shop beyond loopback, no token or a published one).
-    #[error("{count} problem(s) in the configuration:\n{list}", count = .0.len(), list = ProblemList(.0))]
-    StartupRules(Vec<ConfigError>),
-    /// A `{{VAR}}` placeholder in app.toml could not be filled.
-    #[error(transparent)]
-    Placeholder(#[from] jit_runtime::PlaceholderError),
-    /// The listen address could not be bound.
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        /// The address.
-        address: std::net::SocketAddr,
-        /// The socket error.
-        source: std::io::Error,
-    },
-    /// A service the app needs (database, gateway, plugin) could not be set up.
-    #[error("{what}: {message}")]
-    Service {
-        /// Which service.
-        what: &'static str,
-        /// What went wrong, without secrets.
-        message: String,
-    },
-    /// A command's own failure (unknown element for `show`, a payer call refused, ...).
-    #[error("{0}")]
-    Command(String),
-    /// Reading or writing a file or the terminal failed.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-/// One problem a line, as `jit check` prints them.
-struct ProblemList<'a>(&'a [ConfigError]);
-
-impl std::fmt::Display for ProblemList<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (index, problem) in self.0.iter().enumerate() {
-            if index > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
-    }
-}
-
-impl From<LoadErrors> for HostError {
-    fn from(errors: LoadErrors) -> Self {
-        Self::Load(errors)
-    }
-}
 
 /// Lets one registered loader be handed to several app builders (every `serve_in_process`
 /// call builds a new app).

@@ -11,7 +11,7 @@ use jit_runtime::{AppBuilder, Definitions};
 use serde_json::{Value, json};
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
 
-use crate::host::HostError;
+use crate::error::{HostError, RewrittenError};
 use crate::server::config::{GATEWAY_CHOICES, GatewayTarget, ServeConfig};
 use crate::server::routes::function_url;
 use crate::server::state::HealthProbe;
@@ -52,10 +52,10 @@ impl Official {
         let (gateway_base_url, simulator) = match &config.gateway {
             // The start-up rules refuse this before anything starts; never a default.
             None => {
-                return Err(HostError::Service {
-                    what: "gateway",
-                    message: format!("no payment gateway is chosen; {GATEWAY_CHOICES}"),
-                });
+                return Err(HostError::service(
+                    "gateway",
+                    format!("no payment gateway is chosen; {GATEWAY_CHOICES}"),
+                ));
             }
             Some(GatewayTarget::Remote(url)) => (url.clone(), None),
             Some(GatewayTarget::Simulator) => {
@@ -65,13 +65,9 @@ impl Official {
                     // Notify retries a hundred times faster than WeChat's: a demo shop
                     // whose first notify failed sees the retry in seconds, not minutes.
                     .with_time_scale(100.0);
-                let handle =
-                    Simulator::start(sim_config)
-                        .await
-                        .map_err(|err| HostError::Service {
-                            what: "in-process WeChat Pay simulator",
-                            message: err.to_string(),
-                        })?;
+                let handle = Simulator::start(sim_config)
+                    .await
+                    .map_err(|err| HostError::service("in-process WeChat Pay simulator", err))?;
                 (handle.base_url(), Some(handle))
             }
         };
@@ -88,10 +84,11 @@ impl Official {
                 if let Some(simulator) = simulator {
                     simulator.shutdown().await;
                 }
-                return Err(HostError::Service {
-                    what: "database",
-                    message: scrub_database_url(&err.to_string(), &config.database_url),
+                // Every level of the chain may show the URL: each is scrubbed.
+                let scrubbed = RewrittenError::of(&err, &|text| {
+                    scrub_database_url(text, &config.database_url)
                 });
+                return Err(HostError::service("database", scrubbed));
             }
         };
         // The host owns its routes: the family is handed the URL WeChat notifies.
@@ -177,10 +174,8 @@ impl Official {
         &self,
         app: &jit_runtime::App,
     ) -> Result<Vec<BoxFuture<'static, ()>>, HostError> {
-        let reconciler = jit_pays::start_reconciler(app).map_err(|err| HostError::Service {
-            what: "reconciler",
-            message: err.to_string(),
-        })?;
+        let reconciler =
+            jit_pays::start_reconciler(app).map_err(|err| HostError::service("reconciler", err))?;
         Ok(vec![Box::pin(async move { reconciler.stop().await })])
     }
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use jit_runtime::{AppSettings, LoadErrors};
 use serde_json::json;
 
-use crate::host::{Host, HostError};
+use crate::error::HostError;
+use crate::host::Host;
 use crate::official::Official;
 use crate::server::ServerHandle;
 use jit_pays::db::redact_url;

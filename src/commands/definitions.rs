@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use jit_runtime::{Chain, Definitions};
 
-use crate::host::{Host, HostError, display_dir};
+use crate::error::HostError;
+use crate::host::{Host, display_dir};
 
 /// `jit check`: every problem on its own line, non-zero exit when there is any.
 ///
@@ -122,7 +123,7 @@ pub(crate) fn show(host: &Host, app_dir: &Path, full_name: &str) -> Result<ExitC
             .suggest(full_name)
             .map(|name| format!(" (did you mean `{name}`?)"))
             .unwrap_or_default();
-        return Err(HostError::Command(format!(
+        return Err(HostError::command(format!(
             "no element `{full_name}` in the app{hint}; `jit ls` lists them"
         )));
     };
@@ -138,7 +139,7 @@ pub(crate) fn show(host: &Host, app_dir: &Path, full_name: &str) -> Result<ExitC
         object.insert("merchantSettings".to_owned(), merchant);
     }
     let text = serde_json::to_string_pretty(&shown)
-        .map_err(|err| HostError::Command(format!("cannot print the definition: {err}")))?;
+        .map_err(|err| HostError::command_caused("cannot print the definition", err))?;
     println!("{text}");
     Ok(ExitCode::SUCCESS)
 }
