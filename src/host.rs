@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use jit_plugin_host::PluginSpec;
 use jit_runtime::include_dir::Dir;
 use jit_runtime::{
     AppBuilder, AppSettings, BackendLoadTime, Definitions, Element, ElementError, EnvSource,
@@ -179,21 +178,12 @@ impl Host {
         }
     }
 
-    /// An app builder with this host's framework layers and customizers, no loader and
-    /// no service: enough for definitions (`check`, `ls`, `show`), and the same
-    /// definitions `serve` then builds (a customizer's `env` included).
+    /// An app builder with every layer and loader this host carries (official families,
+    /// framework layers, [`Host::loader`], customizers) but no service: enough for
+    /// definitions (`check`, `ls`, `show`), and the same definitions `serve` then builds
+    /// (a customizer's `env` included).
     pub fn definitions_builder(&self, app_dir: &Path) -> AppBuilder {
-        let mut builder = AppBuilder::new(app_dir);
-        if self.official_families {
-            builder = crate::official::definitions(builder);
-        }
-        for dir in &self.framework {
-            builder = builder.framework_layer(dir);
-        }
-        for customize in &self.customizers {
-            builder = customize(builder);
-        }
-        builder
+        self.app_builder(app_dir, crate::official::loaders)
     }
 
     /// Loads and resolves the app's definitions, reporting every problem.
@@ -246,8 +236,9 @@ impl Host {
         crate::serve::start(self, app_dir, settings, config, shutdown, interactive).await
     }
 
-    /// An app builder with framework layers, every loader and customizer; `services`
-    /// adds what the official families need when serving.
+    /// The one place a host's builder is layered: the official families (through
+    /// `official`: their loaders alone, or with the services they serve with), the
+    /// framework layers, the registered loaders, then the customizers.
     pub(crate) fn app_builder(
         &self,
         app_dir: &Path,
@@ -267,22 +258,6 @@ impl Host {
             builder = customize(builder);
         }
         builder
-    }
-
-    /// An app builder with every loader this host registers (official families,
-    /// [`Host::loader`], customizers) and, as expected loaders, the app's native plugins
-    /// (whose libraries `check` does not load), but no service: enough for
-    /// [`AppBuilder::check`] to tell which elements nothing can build, without a database
-    /// or a gateway.
-    pub(crate) fn check_builder<'a>(
-        &self,
-        app_dir: &Path,
-        plugins: impl IntoIterator<Item = &'a PluginSpec>,
-    ) -> AppBuilder {
-        jit_plugin_host::expect_plugin_loaders(
-            self.app_builder(app_dir, crate::official::loaders),
-            plugins,
-        )
     }
 
     /// Whether the official families are included.

@@ -19,11 +19,6 @@ use crate::server::state::HealthProbe;
 /// The function of [`PAY_SVC`] WeChat's payment notifies are posted to.
 const WECHAT_NOTIFY: &str = "wechatNotify";
 
-/// Adds the official families' definitions (their framework layers), no loader.
-pub(crate) fn definitions(builder: AppBuilder) -> AppBuilder {
-    builder.framework_layer(&jit_pays::ELEMENTS)
-}
-
 /// Adds the official families' definitions and loaders, no service: what `jit check` needs
 /// to tell which instances this host can build, without a database.
 pub(crate) fn loaders(builder: AppBuilder) -> AppBuilder {

@@ -38,11 +38,12 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
             // What `serve` would refuse: an element nothing in this host can build. The
             // runtime decides (`AppBuilder::build` lists the rules), with every loader
             // `serve` registers.
-            match host
-                .check_builder(app_dir, plugins.iter().map(|(spec, _)| spec))
-                .definitions(definitions)
-                .check()
-            {
+            // Native plugins are expected loaders: `check` does not load their libraries.
+            let builder = jit_plugin_host::expect_plugin_loaders(
+                host.definitions_builder(app_dir),
+                plugins.iter().map(|(spec, _)| spec),
+            );
+            match builder.definitions(definitions).check() {
                 Ok(definitions) => Some(definitions),
                 Err(errors) => {
                     problems.extend(errors.iter().map(ToString::to_string));
