@@ -14,6 +14,7 @@ use jit_runtime::{
 
 use crate::cli::{Cli, Command};
 use crate::error::HostError;
+use crate::official::config::PaysConfig;
 use crate::server::ServerHandle;
 use crate::server::config::{ConfigError, Overrides, RawTables, ServeConfig};
 use crate::server::shutdown::ShutdownSignal;
@@ -202,24 +203,21 @@ impl Host {
         self.start(app_dir.as_ref(), overrides, false).await
     }
 
-    /// app.toml's settings and the server configuration `jit serve` would use: the
-    /// environment and `overrides` applied, placeholders filled.
+    /// app.toml's settings, the server configuration `jit serve` would use and the
+    /// official families' settings: the environment and `overrides` applied, placeholders
+    /// filled.
     pub fn resolve_serve_config(
         &self,
         app_dir: &Path,
         overrides: &Overrides,
-    ) -> Result<(AppSettings, ServeConfig), HostError> {
+    ) -> Result<(AppSettings, ServeConfig, PaysConfig), HostError> {
         let settings = AppSettings::load(app_dir, true).map_err(LoadErrors)?;
         let app_toml = app_dir.join("app.toml");
         let tables = raw_tables(&settings, &app_toml)?;
-        let config = ServeConfig::resolve(
-            &app_toml,
-            &settings.name,
-            &tables,
-            &|name| std::env::var(name).ok(),
-            overrides,
-        )?;
-        Ok((settings, config))
+        let env = |name: &str| std::env::var(name).ok();
+        let config = ServeConfig::resolve(&app_toml, &tables, &env, overrides)?;
+        let pays = PaysConfig::resolve(&app_toml, &settings.name, &tables, &env, overrides)?;
+        Ok((settings, config, pays))
     }
 
     async fn start(
@@ -228,12 +226,12 @@ impl Host {
         overrides: Overrides,
         interactive: bool,
     ) -> Result<ServerHandle, HostError> {
-        let (settings, config) = self.resolve_serve_config(app_dir, &overrides)?;
+        let (settings, config, pays) = self.resolve_serve_config(app_dir, &overrides)?;
         let shutdown = ShutdownSignal::new();
         if interactive {
             shutdown.trigger_on_os_signals();
         }
-        crate::serve::start(self, app_dir, settings, config, shutdown, interactive).await
+        crate::serve::start(self, app_dir, settings, config, pays, shutdown, interactive).await
     }
 
     /// The one place a host's builder is layered: the official families (through

@@ -49,5 +49,6 @@ mod simulator_file;
 
 pub use error::HostError;
 pub use host::Host;
+pub use official::config::{GatewayTarget, PaysConfig};
 pub use server::ServerHandle;
-pub use server::config::{ConnectionLimits, GatewayTarget, Overrides, ServeConfig};
+pub use server::config::{ConnectionLimits, Overrides, ServeConfig};

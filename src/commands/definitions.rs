@@ -58,11 +58,12 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
     };
     match host.resolve_serve_config(app_dir, &Default::default()) {
         // The rules `serve` refuses to start on (gateway, loopback, tokens).
-        Ok((_, config)) => {
+        Ok((_, config, pays)) => {
             if let Some(definitions) = &definitions {
                 let broken = crate::server::safety::problems(
                     &app_dir.join("app.toml"),
                     &config,
+                    &pays,
                     definitions,
                     host.has_official_families(),
                 );

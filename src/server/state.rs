@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use jit_pays::db::{redact_url, scrub_database_url};
 
-use super::config::{GatewayTarget, ServeConfig};
+use super::config::ServeConfig;
 use super::error::ApiError;
+use crate::official::config::{GatewayTarget, PaysConfig};
 
 /// A probe the health check runs (database ping, ...): `Ok(detail)` or `Err(reason)`.
 pub type HealthProbe =
@@ -55,7 +56,7 @@ const INTERNAL_URL_MARKS: &[&str] = &[
 ];
 
 impl Internals {
-    pub(crate) fn new(app_dir: &Path, config: &ServeConfig, simulator_url: Option<&str>) -> Self {
+    pub(crate) fn new(app_dir: &Path, config: &PaysConfig, simulator_url: Option<&str>) -> Self {
         let mut needles: Vec<String> = Vec::new();
         let mut dirs = vec![std::path::absolute(app_dir).unwrap_or_else(|_| app_dir.to_path_buf())];
         if let Ok(canonical) = std::fs::canonicalize(app_dir) {

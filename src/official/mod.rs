@@ -2,6 +2,8 @@
 //! serve: the database, the gateway (a real one, or the in-process simulator when app.toml
 //! says `[gateway] simulator = true`) and the reconciler.
 
+pub mod config;
+
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -11,8 +13,8 @@ use jit_runtime::{AppBuilder, Definitions};
 use serde_json::{Value, json};
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
 
+use self::config::{GATEWAY_CHOICES, GatewayTarget, PaysConfig};
 use crate::error::{HostError, RewrittenError};
-use crate::server::config::{GATEWAY_CHOICES, GatewayTarget, ServeConfig};
 use crate::server::routes::function_url;
 use crate::server::state::HealthProbe;
 
@@ -37,7 +39,7 @@ impl Official {
     /// Starts the simulator when it is the gateway, connects the database.
     pub(crate) async fn prepare(
         definitions: &Definitions,
-        config: &ServeConfig,
+        config: &PaysConfig,
         public_base_url: &str,
         api_base: &str,
     ) -> Result<Self, HostError> {
