@@ -278,17 +278,7 @@ mod tests {
     use super::*;
 
     fn tables(source: &str) -> RawTables {
-        let mut table: toml::Table = source.parse().unwrap();
-        let mut take = |name: &str| match table.remove(name) {
-            Some(toml::Value::Table(table)) => table,
-            _ => toml::Table::new(),
-        };
-        RawTables {
-            server: take("server"),
-            database: take("database"),
-            gateway: take("gateway"),
-            auth: take("auth"),
-        }
+        RawTables::parse(source)
     }
 
     /// `raw` resolved for app `shop` with no environment and no flags.

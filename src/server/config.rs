@@ -141,6 +141,24 @@ pub struct RawTables {
     pub auth: toml::Table,
 }
 
+#[cfg(test)]
+impl RawTables {
+    /// The tables of app.toml text (tests; placeholders are not filled).
+    pub(crate) fn parse(source: &str) -> Self {
+        let mut table: toml::Table = source.parse().expect("TOML");
+        let mut take = |name: &str| match table.remove(name) {
+            Some(toml::Value::Table(table)) => table,
+            _ => toml::Table::new(),
+        };
+        Self {
+            server: take("server"),
+            database: take("database"),
+            gateway: take("gateway"),
+            auth: take("auth"),
+        }
+    }
+}
+
 /// The keys each table may hold; anything else is a typo that would otherwise be ignored.
 const KNOWN_KEYS: [(&str, &[&str]); 2] = [
     (
@@ -393,17 +411,7 @@ mod tests {
     use super::*;
 
     fn tables(source: &str) -> RawTables {
-        let mut table: toml::Table = source.parse().unwrap();
-        let mut take = |name: &str| match table.remove(name) {
-            Some(toml::Value::Table(table)) => table,
-            _ => toml::Table::new(),
-        };
-        RawTables {
-            server: take("server"),
-            database: take("database"),
-            gateway: take("gateway"),
-            auth: take("auth"),
-        }
+        RawTables::parse(source)
     }
 
     /// `raw` resolved for app `shop` with no environment and no flags.

@@ -146,11 +146,7 @@ fn check_ls_and_show_on_a_sound_app() {
 
 #[test]
 fn sim_runs_standalone_and_the_payer_commands_reach_it() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::util::free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut simulator = Command::new(env!("CARGO_BIN_EXE_jit"))
         .args([
@@ -205,11 +201,7 @@ fn sim_runs_standalone_and_the_payer_commands_reach_it() {
 #[test]
 fn errors_print_their_causes_on_caused_by_lines() {
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::util::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let output = jit(&["sim", "pay", "X1", "--sim", &url]);
     assert!(!output.status.success());
