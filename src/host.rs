@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use jit_plugin_host::PluginSpec;
 use jit_runtime::include_dir::Dir;
 use jit_runtime::{
     AppBuilder, AppSettings, BackendLoadTime, Definitions, Element, ElementError, EnvSource,
@@ -14,70 +13,11 @@ use jit_runtime::{
 };
 
 use crate::cli::{Cli, Command};
+use crate::error::HostError;
+use crate::official::config::PaysConfig;
 use crate::server::ServerHandle;
 use crate::server::config::{ConfigError, Overrides, RawTables, ServeConfig};
 use crate::server::shutdown::ShutdownSignal;
-
-/// Why a host could not start or a command could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum HostError {
-    /// The app's definitions have problems (each printed `file: json.path: message`).
-    #[error("{count} problem(s) in the app:\n{errors}", count = .0.len(), errors = .0)]
-    Load(LoadErrors),
-    /// app.toml's server configuration is wrong.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The configuration breaks start-up rules that keep a shop from failing open (no
-    /// gateway chosen, a simulated shop beyond loopback, no token or a published one).
-    #[error("{count} problem(s) in the configuration:\n{list}", count = .0.len(), list = ProblemList(.0))]
-    StartupRules(Vec<ConfigError>),
-    /// A `{{VAR}}` placeholder in app.toml could not be filled.
-    #[error(transparent)]
-    Placeholder(#[from] jit_runtime::PlaceholderError),
-    /// The listen address could not be bound.
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        /// The address.
-        address: std::net::SocketAddr,
-        /// The socket error.
-        source: std::io::Error,
-    },
-    /// A service the app needs (database, gateway, plugin) could not be set up.
-    #[error("{what}: {message}")]
-    Service {
-        /// Which service.
-        what: &'static str,
-        /// What went wrong, without secrets.
-        message: String,
-    },
-    /// A command's own failure (unknown element for `show`, a payer call refused, ...).
-    #[error("{0}")]
-    Command(String),
-    /// Reading or writing a file or the terminal failed.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-/// One problem a line, as `jit check` prints them.
-struct ProblemList<'a>(&'a [ConfigError]);
-
-impl std::fmt::Display for ProblemList<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (index, problem) in self.0.iter().enumerate() {
-            if index > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
-    }
-}
-
-impl From<LoadErrors> for HostError {
-    fn from(errors: LoadErrors) -> Self {
-        Self::Load(errors)
-    }
-}
 
 /// Lets one registered loader be handed to several app builders (every `serve_in_process`
 /// call builds a new app).
@@ -239,21 +179,12 @@ impl Host {
         }
     }
 
-    /// An app builder with this host's framework layers and customizers, no loader and
-    /// no service: enough for definitions (`check`, `ls`, `show`), and the same
-    /// definitions `serve` then builds (a customizer's `env` included).
+    /// An app builder with every layer and loader this host carries (official families,
+    /// framework layers, [`Host::loader`], customizers) but no service: enough for
+    /// definitions (`check`, `ls`, `show`), and the same definitions `serve` then builds
+    /// (a customizer's `env` included).
     pub fn definitions_builder(&self, app_dir: &Path) -> AppBuilder {
-        let mut builder = AppBuilder::new(app_dir);
-        if self.official_families {
-            builder = crate::official::definitions(builder);
-        }
-        for dir in &self.framework {
-            builder = builder.framework_layer(dir);
-        }
-        for customize in &self.customizers {
-            builder = customize(builder);
-        }
-        builder
+        self.app_builder(app_dir, crate::official::loaders)
     }
 
     /// Loads and resolves the app's definitions, reporting every problem.
@@ -272,24 +203,21 @@ impl Host {
         self.start(app_dir.as_ref(), overrides, false).await
     }
 
-    /// app.toml's settings and the server configuration `jit serve` would use: the
-    /// environment and `overrides` applied, placeholders filled.
+    /// app.toml's settings, the server configuration `jit serve` would use and the
+    /// official families' settings: the environment and `overrides` applied, placeholders
+    /// filled.
     pub fn resolve_serve_config(
         &self,
         app_dir: &Path,
         overrides: &Overrides,
-    ) -> Result<(AppSettings, ServeConfig), HostError> {
+    ) -> Result<(AppSettings, ServeConfig, PaysConfig), HostError> {
         let settings = AppSettings::load(app_dir, true).map_err(LoadErrors)?;
         let app_toml = app_dir.join("app.toml");
         let tables = raw_tables(&settings, &app_toml)?;
-        let config = ServeConfig::resolve(
-            &app_toml,
-            &settings.name,
-            &tables,
-            &|name| std::env::var(name).ok(),
-            overrides,
-        )?;
-        Ok((settings, config))
+        let env = |name: &str| std::env::var(name).ok();
+        let config = ServeConfig::resolve(&app_toml, &tables, &env, overrides)?;
+        let pays = PaysConfig::resolve(&app_toml, &settings.name, &tables, &env, overrides)?;
+        Ok((settings, config, pays))
     }
 
     async fn start(
@@ -298,16 +226,17 @@ impl Host {
         overrides: Overrides,
         interactive: bool,
     ) -> Result<ServerHandle, HostError> {
-        let (settings, config) = self.resolve_serve_config(app_dir, &overrides)?;
+        let (settings, config, pays) = self.resolve_serve_config(app_dir, &overrides)?;
         let shutdown = ShutdownSignal::new();
         if interactive {
             shutdown.trigger_on_os_signals();
         }
-        crate::serve::start(self, app_dir, settings, config, shutdown, interactive).await
+        crate::serve::start(self, app_dir, settings, config, pays, shutdown, interactive).await
     }
 
-    /// An app builder with framework layers, every loader and customizer; `services`
-    /// adds what the official families need when serving.
+    /// The one place a host's builder is layered: the official families (through
+    /// `official`: their loaders alone, or with the services they serve with), the
+    /// framework layers, the registered loaders, then the customizers.
     pub(crate) fn app_builder(
         &self,
         app_dir: &Path,
@@ -327,22 +256,6 @@ impl Host {
             builder = customize(builder);
         }
         builder
-    }
-
-    /// An app builder with every loader this host registers (official families,
-    /// [`Host::loader`], customizers) and, as expected loaders, the app's native plugins
-    /// (whose libraries `check` does not load), but no service: enough for
-    /// [`AppBuilder::check`] to tell which elements nothing can build, without a database
-    /// or a gateway.
-    pub(crate) fn check_builder<'a>(
-        &self,
-        app_dir: &Path,
-        plugins: impl IntoIterator<Item = &'a PluginSpec>,
-    ) -> AppBuilder {
-        jit_plugin_host::expect_plugin_loaders(
-            self.app_builder(app_dir, crate::official::loaders),
-            plugins,
-        )
     }
 
     /// Whether the official families are included.

@@ -39,6 +39,7 @@
 
 pub mod cli;
 mod commands;
+mod error;
 mod host;
 pub mod logging;
 mod official;
@@ -46,6 +47,8 @@ mod serve;
 pub mod server;
 mod simulator_file;
 
-pub use host::{Host, HostError};
+pub use error::HostError;
+pub use host::Host;
+pub use official::config::{GatewayTarget, PaysConfig};
 pub use server::ServerHandle;
-pub use server::config::{ConnectionLimits, GatewayTarget, Overrides, ServeConfig};
+pub use server::config::{ConnectionLimits, Overrides, ServeConfig};

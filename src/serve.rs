@@ -7,10 +7,14 @@ use std::sync::Arc;
 use jit_runtime::{AppSettings, LoadErrors};
 use serde_json::json;
 
-use crate::host::{Host, HostError};
+use crate::error::HostError;
+use crate::host::Host;
 use crate::official::Official;
 use crate::server::ServerHandle;
-use crate::server::config::{ServeConfig, redact_url};
+use jit_pays::db::redact_url;
+
+use crate::official::config::PaysConfig;
+use crate::server::config::ServeConfig;
 use crate::server::shutdown::ShutdownSignal;
 use crate::server::state::ServerState;
 use crate::simulator_file::SimulatorFile;
@@ -24,6 +28,7 @@ pub(crate) async fn start(
     app_dir: &Path,
     settings: AppSettings,
     config: ServeConfig,
+    pays: PaysConfig,
     shutdown: ShutdownSignal,
     interactive: bool,
 ) -> Result<ServerHandle, HostError> {
@@ -32,6 +37,7 @@ pub(crate) async fn start(
     let problems = crate::server::safety::problems(
         &app_dir.join("app.toml"),
         &config,
+        &pays,
         &definitions,
         host.has_official_families(),
     );
@@ -53,8 +59,9 @@ pub(crate) async fn start(
 
     // Headers are validated before anything in a library runs; every refusal is reported.
     let plugins = jit_plugin_host::load_plugins(&definitions).map_err(LoadErrors::from)?;
+    let api_base = crate::server::routes::api_base(&public_base_url, &settings.org, &settings.name);
     let official = if host.has_official_families() {
-        Some(Official::prepare(&definitions, &config, &public_base_url).await?)
+        Some(Official::prepare(&definitions, &pays, &public_base_url, &api_base).await?)
     } else {
         None
     };
@@ -76,7 +83,7 @@ pub(crate) async fn start(
 
     let (probes, gateway_description, mut info) = match &official {
         Some(official) => (
-            official.health_probes(&config.database_url),
+            official.health_probes(&pays.database_url),
             official.gateway_description(),
             official.info(),
         ),
@@ -123,18 +130,17 @@ pub(crate) async fn start(
         gateway_description,
         simulated_payments: simulated,
         probes,
-        internals: crate::server::state::Internals::new(app_dir, &config, simulator_url.as_deref()),
+        internals: crate::server::state::Internals::new(app_dir, &pays, simulator_url.as_deref()),
     });
     let router = crate::server::router(state);
 
-    let api_base = format!("{public_base_url}/api/{}/{}", settings.org, settings.name);
     if simulated {
         tracing::warn!("{SIMULATED_PAYMENTS}");
     }
     tracing::info!(
         listen = %local_addr,
         public_base_url = %public_base_url,
-        database = %redact_url(&config.database_url),
+        database = %redact_url(&pays.database_url),
         tokens = config.tokens.len(),
         simulated_payments = simulated,
         "jit serve: app {}/{} ready",
@@ -152,7 +158,7 @@ pub(crate) async fn start(
             println!();
         }
         println!("  element functions: POST {api_base}/{{element path}}/{{function}}");
-        println!("  database: {}", redact_url(&config.database_url));
+        println!("  database: {}", redact_url(&pays.database_url));
         for (name, value) in info.iter().filter(|(name, _)| name != "simulator") {
             println!("  {name}: {value}");
         }

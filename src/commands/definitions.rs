@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use jit_runtime::{Chain, Definitions};
 
-use crate::host::{Host, HostError, display_dir};
+use crate::error::HostError;
+use crate::host::{Host, display_dir};
 
 /// `jit check`: every problem on its own line, non-zero exit when there is any.
 ///
@@ -37,11 +38,12 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
             // What `serve` would refuse: an element nothing in this host can build. The
             // runtime decides (`AppBuilder::build` lists the rules), with every loader
             // `serve` registers.
-            match host
-                .check_builder(app_dir, plugins.iter().map(|(spec, _)| spec))
-                .definitions(definitions)
-                .check()
-            {
+            // Native plugins are expected loaders: `check` does not load their libraries.
+            let builder = jit_plugin_host::expect_plugin_loaders(
+                host.definitions_builder(app_dir),
+                plugins.iter().map(|(spec, _)| spec),
+            );
+            match builder.definitions(definitions).check() {
                 Ok(definitions) => Some(definitions),
                 Err(errors) => {
                     problems.extend(errors.iter().map(ToString::to_string));
@@ -56,11 +58,12 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
     };
     match host.resolve_serve_config(app_dir, &Default::default()) {
         // The rules `serve` refuses to start on (gateway, loopback, tokens).
-        Ok((_, config)) => {
+        Ok((_, config, pays)) => {
             if let Some(definitions) = &definitions {
                 let broken = crate::server::safety::problems(
                     &app_dir.join("app.toml"),
                     &config,
+                    &pays,
                     definitions,
                     host.has_official_families(),
                 );
@@ -122,7 +125,7 @@ pub(crate) fn show(host: &Host, app_dir: &Path, full_name: &str) -> Result<ExitC
             .suggest(full_name)
             .map(|name| format!(" (did you mean `{name}`?)"))
             .unwrap_or_default();
-        return Err(HostError::Command(format!(
+        return Err(HostError::command(format!(
             "no element `{full_name}` in the app{hint}; `jit ls` lists them"
         )));
     };
@@ -138,7 +141,7 @@ pub(crate) fn show(host: &Host, app_dir: &Path, full_name: &str) -> Result<ExitC
         object.insert("merchantSettings".to_owned(), merchant);
     }
     let text = serde_json::to_string_pretty(&shown)
-        .map_err(|err| HostError::Command(format!("cannot print the definition: {err}")))?;
+        .map_err(|err| HostError::command_caused("cannot print the definition", err))?;
     println!("{text}");
     Ok(ExitCode::SUCCESS)
 }

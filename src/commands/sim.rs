@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wechatpay_sim::{MerchantConfig, SimConfig, Simulator};
 
 use crate::cli::{PayerArgs, SimAction, SimArgs, SimRunArgs};
-use crate::host::HostError;
+use crate::error::HostError;
 use crate::server::shutdown::ShutdownSignal;
 use crate::simulator_file::SimulatorFile;
 
@@ -24,10 +24,8 @@ pub(crate) async fn sim(args: SimArgs) -> Result<ExitCode, HostError> {
 
 fn sim_config(args: SimRunArgs) -> Result<SimConfig, HostError> {
     let mut config = match &args.config {
-        Some(path) => SimConfig::from_toml_file(path).map_err(|err| HostError::Service {
-            what: "simulator configuration",
-            message: err.to_string(),
-        })?,
+        Some(path) => SimConfig::from_toml_file(path)
+            .map_err(|err| HostError::service("simulator configuration", err))?,
         None => SimConfig::default().with_listen(
             DEFAULT_SIM_LISTEN
                 .parse::<SocketAddr>()
@@ -57,10 +55,7 @@ async fn run(args: SimRunArgs) -> Result<ExitCode, HostError> {
         .collect();
     let handle = Simulator::start(config)
         .await
-        .map_err(|err| HostError::Service {
-            what: "simulator",
-            message: err.to_string(),
-        })?;
+        .map_err(|err| HostError::service("simulator", err))?;
     println!("WeChat Pay simulator at {}", handle.base_url());
     println!("merchants: {}", merchants.join(", "));
     println!(
@@ -81,7 +76,7 @@ fn simulator_base_url(args: &PayerArgs) -> Result<String, HostError> {
         Some(url) if !url.trim().is_empty() => Ok(url.trim().to_owned()),
         _ => SimulatorFile::read(&args.app.app)
             .map(|record| record.url)
-            .map_err(HostError::Command),
+            .map_err(HostError::command),
     }
 }
 
@@ -92,22 +87,26 @@ async fn payer_action(args: &PayerArgs, action: &str) -> Result<ExitCode, HostEr
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()
-        .map_err(|err| HostError::Command(format!("cannot create an HTTP client: {err}")))?;
+        .map_err(|err| HostError::command_caused("cannot create an HTTP client", err))?;
     let response = client
         .post(&url)
         .json(&json!({ "out_trade_no": args.order_id }))
         .send()
         .await
         .map_err(|err| {
-            HostError::Command(format!(
-                "cannot reach the simulator at {url}: {err} (is `jit serve` or `jit sim` still running? --sim sets its URL)"
-            ))
+            HostError::command_caused(
+                format!(
+                    "cannot reach the simulator at {url} (is `jit serve` or `jit sim` still running? --sim sets its URL)"
+                ),
+                err,
+            )
         })?;
     let status = response.status();
     let body: Value = response.json().await.map_err(|err| {
-        HostError::Command(format!(
-            "the simulator at {url} answered HTTP {status} without JSON: {err}"
-        ))
+        HostError::command_caused(
+            format!("the simulator at {url} answered HTTP {status} without JSON"),
+            err,
+        )
     })?;
     if body["ok"] == Value::Bool(true) {
         let order = &body["order"];
@@ -128,7 +127,7 @@ async fn payer_action(args: &PayerArgs, action: &str) -> Result<ExitCode, HostEr
             .as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| body.to_string());
-        Err(HostError::Command(format!(
+        Err(HostError::command(format!(
             "the simulator refused to {action} order {}: {reason} (HTTP {status})",
             args.order_id
         )))

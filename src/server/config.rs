@@ -1,20 +1,19 @@
-//! What `jit serve` listens on, stores in and talks to: app.toml's `[server]`, `[database]`,
-//! `[gateway]` and `[auth]` tables, overridden by the environment, overridden by the caller.
+//! What `jit serve` listens on and whom it lets in: app.toml's `[server]` and `[auth]`
+//! tables, overridden by the environment, overridden by the caller; and [`RawTables`],
+//! app.toml's tables as read, with the [`TableReader`] every resolver reads them through.
+//! The official families resolve their `[database]` and `[gateway]` from the same tables
+//! (`crate::official::config`).
 //!
 //! Precedence, highest first: [`Overrides`] (flags, tests) → environment variables →
 //! app.toml → defaults. The defaults make an app with little configuration a working shop
-//! (SQLite beside app.toml, limits a public shop can use), with one exception: the payment
-//! gateway has no default. app.toml says `[gateway] simulator = true` or
-//! `[gateway] base_url = "…"`, so a shop can never take real orders on the simulator by
-//! omission ([`crate::server::safety`] enforces the choice).
-//!
-//! This module also owns how a database URL is shown: [`redact_url`].
+//! (limits a public shop can use).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::auth::TokenSet;
+use crate::official::config::GatewayTarget;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -34,21 +33,6 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Default time requests in flight get to finish after SIGTERM before their connections
 /// are closed anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The two ways to choose a gateway, as an error message says them.
-pub const GATEWAY_CHOICES: &str = "set `[gateway] simulator = true` for the built-in simulator \
-(simulated payments: no money moves), or `[gateway] base_url = \"https://api.mch.weixin.qq.com\"` \
-(or the JIT_GATEWAY_BASE_URL variable) for real payments";
-
-/// Where payment calls go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GatewayTarget {
-    /// `[gateway] simulator = true`: start the simulator in-process on a loopback port;
-    /// merchants from the app's WechatPayType instances. Payments are simulated.
-    Simulator,
-    /// A real (or external) gateway at this base URL, e.g. `https://api.mch.weixin.qq.com`.
-    Remote(String),
-}
 
 /// Values the caller sets explicitly; each wins over the environment and app.toml.
 #[derive(Debug, Clone, Default)]
@@ -103,19 +87,6 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Public base URL; `None` means `http://<bound address>`.
     pub public_base_url: Option<String>,
-    /// Database URL. May hold a password: show it only through [`redact_url`].
-    pub database_url: String,
-    /// PostgreSQL only: the schema the tables live in (created if missing), so several
-    /// apps can share one database. `None`: the server's default search path.
-    pub database_schema: Option<String>,
-    /// Size of the database connection pool; `None`: the pays store's default.
-    pub database_max_connections: Option<u32>,
-    /// The gateway app.toml (or the environment, or the caller) chose; `None` when none
-    /// is chosen, which a host carrying the payment families refuses.
-    pub gateway: Option<GatewayTarget>,
-    /// `[gateway] simulator_public = true`: the operator means to expose a simulated shop
-    /// beyond loopback (a shared demo).
-    pub simulator_public: bool,
     /// Accepted bearer tokens.
     pub tokens: TokenSet,
     /// Cap on JSON request bodies, in bytes.
@@ -133,11 +104,6 @@ impl std::fmt::Debug for ServeConfig {
         f.debug_struct("ServeConfig")
             .field("listen", &self.listen)
             .field("public_base_url", &self.public_base_url)
-            .field("database_url", &redact_url(&self.database_url))
-            .field("database_schema", &self.database_schema)
-            .field("database_max_connections", &self.database_max_connections)
-            .field("gateway", &self.gateway)
-            .field("simulator_public", &self.simulator_public)
             .field("tokens", &self.tokens)
             .field("json_body_limit", &self.json_body_limit)
             .field("xml_body_limit", &self.xml_body_limit)
@@ -175,8 +141,26 @@ pub struct RawTables {
     pub auth: toml::Table,
 }
 
+#[cfg(test)]
+impl RawTables {
+    /// The tables of app.toml text (tests; placeholders are not filled).
+    pub(crate) fn parse(source: &str) -> Self {
+        let mut table: toml::Table = source.parse().expect("TOML");
+        let mut take = |name: &str| match table.remove(name) {
+            Some(toml::Value::Table(table)) => table,
+            _ => toml::Table::new(),
+        };
+        Self {
+            server: take("server"),
+            database: take("database"),
+            gateway: take("gateway"),
+            auth: take("auth"),
+        }
+    }
+}
+
 /// The keys each table may hold; anything else is a typo that would otherwise be ignored.
-const KNOWN_KEYS: [(&str, &[&str]); 4] = [
+const KNOWN_KEYS: [(&str, &[&str]); 2] = [
     (
         "server",
         &[
@@ -191,8 +175,6 @@ const KNOWN_KEYS: [(&str, &[&str]); 4] = [
             "shutdown_timeout_secs",
         ],
     ),
-    ("database", &["url", "schema", "max_connections"]),
-    ("gateway", &["simulator", "base_url", "simulator_public"]),
     ("auth", &["tokens"]),
 ];
 
@@ -203,45 +185,21 @@ impl ServeConfig {
     /// the real environment).
     pub fn resolve(
         app_toml: &Path,
-        app_name: &str,
         tables: &RawTables,
         env: &dyn Fn(&str) -> Option<String>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let file = app_toml.display().to_string();
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            file: file.clone(),
-            key: key.to_owned(),
-            message,
-        };
-        let env_invalid = |key: &str, message: String| ConfigError::Invalid {
-            file: "environment".to_owned(),
-            key: key.to_owned(),
-            message,
-        };
-        let string_at = |table: &toml::Table, section: &str, key: &str| match table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(value)) => Ok(Some(value.clone())),
-            Some(other) => Err(invalid(
-                &format!("{section}.{key}"),
-                format!("expected a string, found {}", other.type_str()),
-            )),
-        };
-        let non_empty = |value: Option<String>| value.filter(|value| !value.trim().is_empty());
-
+        let reader = TableReader::new(app_toml);
+        let invalid = |key: &str, message: String| reader.invalid(key, message);
+        let env_invalid = TableReader::env_invalid;
+        let string_at =
+            |table: &toml::Table, section: &str, key: &str| reader.string_at(table, section, key);
         for (section, known) in KNOWN_KEYS {
             let table = match section {
                 "server" => &tables.server,
-                "database" => &tables.database,
-                "gateway" => &tables.gateway,
                 _ => &tables.auth,
             };
-            if let Some(unknown) = table.keys().find(|key| !known.contains(&key.as_str())) {
-                return Err(invalid(
-                    &format!("{section}.{unknown}"),
-                    format!("unknown key; [{section}] takes {}", known.join(", ")),
-                ));
-            }
+            reader.check_keys(table, section, known)?;
         }
 
         let listen = match overrides.listen {
@@ -276,51 +234,6 @@ impl ServeConfig {
                 format!("`{url}` is not an http:// or https:// URL"),
             ));
         }
-
-        let database_url = match &overrides.database_url {
-            Some(url) => url.clone(),
-            None => match non_empty(env("JIT_DATABASE_URL"))
-                .or_else(|| non_empty(env("DATABASE_URL")))
-            {
-                Some(url) => url,
-                None => match non_empty(string_at(&tables.database, "database", "url")?) {
-                    Some(url) => url,
-                    None => default_sqlite_url(app_toml, app_name),
-                },
-            },
-        };
-
-        let database_schema = match &overrides.database_schema {
-            Some(schema) => Some(schema.clone()),
-            None => match non_empty(env("JIT_DATABASE_SCHEMA")) {
-                Some(schema) => Some(schema),
-                None => non_empty(string_at(&tables.database, "database", "schema")?),
-            },
-        };
-        if database_schema.is_some() && !database_url.starts_with("postgres") {
-            return Err(invalid(
-                "database.schema",
-                "a schema applies to PostgreSQL only; the database URL is not postgres://"
-                    .to_owned(),
-            ));
-        }
-
-        let database_max_connections = match tables.database.get("max_connections") {
-            None => None,
-            Some(toml::Value::Integer(count)) if (1..=1000).contains(count) => Some(*count as u32),
-            Some(other) => {
-                return Err(invalid(
-                    "database.max_connections",
-                    format!("expected an integer from 1 to 1000, found {other}"),
-                ));
-            }
-        };
-
-        let (gateway, simulator_public) = resolve_gateway(&tables.gateway, env, overrides)
-            .map_err(|(key, message)| match key {
-                GatewayKey::File(key) => invalid(key, message),
-                GatewayKey::Env(name) => env_invalid(name, message),
-            })?;
 
         let tokens = match &overrides.tokens {
             Some(tokens) => TokenSet::new(tokens),
@@ -397,11 +310,6 @@ impl ServeConfig {
         Ok(Self {
             listen,
             public_base_url,
-            database_url,
-            database_schema,
-            database_max_connections,
-            gateway,
-            simulator_public,
             tokens,
             json_body_limit,
             xml_body_limit,
@@ -411,135 +319,73 @@ impl ServeConfig {
     }
 }
 
-/// `sqlite://<dir of app.toml>/<app name>.db`.
-pub fn default_sqlite_url(app_toml: &Path, app_name: &str) -> String {
-    let dir = app_toml
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let dir = std::path::absolute(&dir).unwrap_or(dir);
-    format!("sqlite://{}", dir.join(format!("{app_name}.db")).display())
+/// Reads typed values out of app.toml's tables; every error names the file and the key.
+pub(crate) struct TableReader {
+    file: String,
 }
 
-/// Where a gateway setting came from, for its error message.
-#[derive(Debug, Clone, Copy)]
-enum GatewayKey {
-    /// A key of app.toml (`gateway.base_url`).
-    File(&'static str),
-    /// An environment variable.
-    Env(&'static str),
-}
+impl TableReader {
+    pub(crate) fn new(app_toml: &Path) -> Self {
+        Self {
+            file: app_toml.display().to_string(),
+        }
+    }
 
-impl std::fmt::Display for GatewayKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::File(key) => write!(f, "app.toml's {key}"),
-            Self::Env(name) => write!(f, "the {name} variable"),
+    /// `key` (`server.listen`) of app.toml is wrong.
+    pub(crate) fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            key: key.to_owned(),
+            message,
+        }
+    }
+
+    /// The environment variable `name` is wrong.
+    pub(crate) fn env_invalid(name: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: "environment".to_owned(),
+            key: name.to_owned(),
+            message,
+        }
+    }
+
+    /// `[section] key` as a string, if present.
+    pub(crate) fn string_at(
+        &self,
+        table: &toml::Table,
+        section: &str,
+        key: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(value)) => Ok(Some(value.clone())),
+            Some(other) => Err(self.invalid(
+                &format!("{section}.{key}"),
+                format!("expected a string, found {}", other.type_str()),
+            )),
+        }
+    }
+
+    /// Refuses a key `[section]` does not take: a typo would otherwise be ignored.
+    pub(crate) fn check_keys(
+        &self,
+        table: &toml::Table,
+        section: &str,
+        known: &[&str],
+    ) -> Result<(), ConfigError> {
+        match table.keys().find(|key| !known.contains(&key.as_str())) {
+            Some(unknown) => Err(self.invalid(
+                &format!("{section}.{unknown}"),
+                format!("unknown key; [{section}] takes {}", known.join(", ")),
+            )),
+            None => Ok(()),
         }
     }
 }
 
-/// app.toml's `[gateway]` choice, the `JIT_GATEWAY_BASE_URL` variable (which replaces
-/// `base_url`) and the caller's override: the gateway (`None` when nothing chooses one)
-/// and `simulator_public`. Both choices at once, or an empty one, is an error.
-fn resolve_gateway(
-    table: &toml::Table,
-    env: &dyn Fn(&str) -> Option<String>,
-    overrides: &Overrides,
-) -> Result<(Option<GatewayTarget>, bool), (GatewayKey, String)> {
-    use GatewayKey::{Env, File};
-    let bool_at = |key: &'static str| match table.get(key) {
-        None => Ok(None),
-        Some(toml::Value::Boolean(value)) => Ok(Some(*value)),
-        Some(other) => Err((
-            File(match key {
-                "simulator" => "gateway.simulator",
-                _ => "gateway.simulator_public",
-            }),
-            format!("expected true or false, found {other}"),
-        )),
-    };
-    let simulator = bool_at("simulator")?;
-    let simulator_public = bool_at("simulator_public")?.unwrap_or(false);
-    // Set but empty is an odd setting, refused rather than read as "not set".
-    let base_url = match env("JIT_GATEWAY_BASE_URL") {
-        Some(value) if value.trim().is_empty() => {
-            return Err((
-                Env("JIT_GATEWAY_BASE_URL"),
-                format!(
-                    "is set but empty; unset it to use app.toml's [gateway], or {GATEWAY_CHOICES}"
-                ),
-            ));
-        }
-        Some(value) => Some((value.trim().to_owned(), Env("JIT_GATEWAY_BASE_URL"))),
-        None => match table.get("base_url") {
-            None => None,
-            Some(toml::Value::String(value)) if value.trim().is_empty() => {
-                return Err((
-                    File("gateway.base_url"),
-                    format!("is empty; {GATEWAY_CHOICES}"),
-                ));
-            }
-            Some(toml::Value::String(value)) => {
-                Some((value.trim().to_owned(), File("gateway.base_url")))
-            }
-            Some(other) => {
-                return Err((
-                    File("gateway.base_url"),
-                    format!("expected a string, found {}", other.type_str()),
-                ));
-            }
-        },
-    };
-    if let Some((url, key)) = &base_url {
-        check_gateway_url(url).map_err(|message| (*key, message))?;
-    }
-    let gateway = match &overrides.gateway {
-        Some(gateway) => Some(gateway.clone()),
-        None => match (simulator, base_url) {
-            (Some(true), Some((_, key))) => {
-                return Err((
-                    File("gateway"),
-                    format!(
-                        "both `simulator = true` and a base_url (from {key}) are set; choose one: {GATEWAY_CHOICES}"
-                    ),
-                ));
-            }
-            (Some(true), None) => Some(GatewayTarget::Simulator),
-            (_, Some((url, _))) => {
-                Some(GatewayTarget::Remote(url.trim_end_matches('/').to_owned()))
-            }
-            (_, None) => None,
-        },
-    };
-    if simulator_public && gateway != Some(GatewayTarget::Simulator) {
-        return Err((
-            File("gateway.simulator_public"),
-            "applies to the simulator only, and the simulator is not the gateway".to_owned(),
-        ));
-    }
-    Ok((gateway, simulator_public))
-}
-
-/// A gateway base URL is an http(s) URL with a host and no credentials.
-fn check_gateway_url(url: &str) -> Result<(), String> {
-    if url.eq_ignore_ascii_case("simulator") {
-        return Err(format!(
-            "`simulator` is not a URL: the simulator is chosen with `[gateway] simulator = true`; {GATEWAY_CHOICES}"
-        ));
-    }
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|err| format!("`{}` is not a URL: {err}", redact_url(url)))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(format!(
-            "`{}` is not an http:// or https:// URL with a host",
-            redact_url(url)
-        ));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("a gateway URL carries no credentials (WeChat Pay signs each request with the merchant key)".to_owned());
-    }
-    Ok(())
+/// A value set to blanks counts as not set.
+pub(crate) fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|value| !value.trim().is_empty())
 }
 
 /// Whether `url` (a public base URL) names this machine: `localhost` or a loopback address.
@@ -560,184 +406,29 @@ pub fn is_loopback_url(url: &str) -> bool {
     }
 }
 
-/// A database URL with every secret replaced by `***`, safe for a log, a banner or an
-/// error: the password of `user:password@` (which may itself hold `@`, `/` or `?`), and the
-/// value of every query parameter whose name suggests a secret (`password`, `sslpassword`,
-/// `secret`, `token`, `key`...). A URL that does not parse as `scheme://…` is shown as
-/// `<scheme>:***`, or `***` with no scheme.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // `sqlite::memory:` and the like carry no credentials; anything else unknown is
-        // hidden whole.
-        return match url.split_once(':') {
-            Some((scheme, rest))
-                if scheme.eq_ignore_ascii_case("sqlite") && !rest.contains(['@', '?']) =>
-            {
-                url.to_owned()
-            }
-            Some((scheme, _)) => format!("{scheme}:***"),
-            None => "***".to_owned(),
-        };
-    };
-    // The credentials end at the last `@` before the query: a password may hold `@`.
-    let (authority_and_path, query) = split_query(rest);
-    let shown_rest = match authority_and_path.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority_and_path[..at];
-            let host_and_path = &authority_and_path[at + 1..];
-            match userinfo.split_once(':') {
-                Some((user, _password)) => format!("{user}:***@{host_and_path}"),
-                None => format!("{userinfo}@{host_and_path}"),
-            }
-        }
-        None => authority_and_path.to_owned(),
-    };
-    match query {
-        None => format!("{scheme}://{shown_rest}"),
-        Some(query) => format!("{scheme}://{shown_rest}?{}", redact_query(query)),
-    }
-}
-
-/// `rest` split at the `?` that starts its query: the first `?` after the last `@`
-/// (a password may hold `?`), or the first one when there is no `@`.
-fn split_query(rest: &str) -> (&str, Option<&str>) {
-    let search_from = match rest.find('@') {
-        // Credentials present: the query starts after the host, which follows the last
-        // `@` that comes before the first `/` following the credentials.
-        Some(first_at) => {
-            let path_start = rest[first_at..]
-                .find('/')
-                .map_or(rest.len(), |offset| first_at + offset);
-            rest[..path_start].rfind('@').map_or(0, |at| at + 1)
-        }
-        None => 0,
-    };
-    match rest[search_from..].find('?') {
-        Some(offset) => {
-            let at = search_from + offset;
-            (&rest[..at], Some(&rest[at + 1..]))
-        }
-        None => (rest, None),
-    }
-}
-
-fn redact_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if is_secret_name(name) => format!("{name}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    [
-        "pass",
-        "pwd",
-        "secret",
-        "token",
-        "key",
-        "auth",
-        "credential",
-    ]
-    .iter()
-    .any(|part| name.contains(part))
-}
-
-/// `text` (an error from the database layer) with every form of `url` that could be in
-/// it replaced by [`redact_url`]'s: the URL itself, another crate's rendering of it, its
-/// password. The host never relays a driver's message without this.
-pub fn scrub_database_url(text: &str, url: &str) -> String {
-    let shown = redact_url(url);
-    let mut scrubbed = text.replace(url, &shown);
-    // The pays crate shows the URL its own way; a password holding `@` used to leak a part.
-    let pays_rendering = jit_pays::db::redact_url(url);
-    if pays_rendering != shown && pays_rendering.len() > 3 {
-        scrubbed = scrubbed.replace(&pays_rendering, &shown);
-    }
-    for secret in url_secrets(url) {
-        // Very short secrets would blank out ordinary words; those are not passwords worth
-        // the name anyway, and the URL forms above are already replaced.
-        if secret.chars().count() >= 4 {
-            scrubbed = scrubbed.replace(&secret, "***");
-        }
-    }
-    scrubbed
-}
-
-/// The password and the secret query values of a URL, as written.
-fn url_secrets(url: &str) -> Vec<String> {
-    let Some((_, rest)) = url.split_once("://") else {
-        return Vec::new();
-    };
-    let (authority_and_path, query) = split_query(rest);
-    let mut secrets = Vec::new();
-    if let Some(at) = authority_and_path.rfind('@')
-        && let Some((_, password)) = authority_and_path[..at].split_once(':')
-        && !password.is_empty()
-    {
-        secrets.push(password.to_owned());
-    }
-    for pair in query.unwrap_or_default().split('&') {
-        if let Some((name, value)) = pair.split_once('=')
-            && is_secret_name(name)
-            && !value.is_empty()
-        {
-            secrets.push(value.to_owned());
-        }
-    }
-    secrets
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn tables(source: &str) -> RawTables {
-        let mut table: toml::Table = source.parse().unwrap();
-        let mut take = |name: &str| match table.remove(name) {
-            Some(toml::Value::Table(table)) => table,
-            _ => toml::Table::new(),
-        };
-        RawTables {
-            server: take("server"),
-            database: take("database"),
-            gateway: take("gateway"),
-            auth: take("auth"),
-        }
+        RawTables::parse(source)
     }
 
     /// `raw` resolved for app `shop` with no environment and no flags.
     fn resolve_alone(raw: &RawTables) -> Result<ServeConfig, ConfigError> {
-        ServeConfig::resolve(
-            Path::new("app.toml"),
-            "shop",
-            raw,
-            &|_| None,
-            &Overrides::default(),
-        )
+        ServeConfig::resolve(Path::new("app.toml"), raw, &|_| None, &Overrides::default())
     }
 
     #[test]
-    fn defaults_make_a_shop_with_no_gateway_chosen() {
+    fn defaults_make_a_working_shop() {
         let config = ServeConfig::resolve(
             Path::new("/srv/shop/app.toml"),
-            "shop",
             &RawTables::default(),
             &|_| None,
             &Overrides::default(),
         )
         .unwrap();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(config.database_url, "sqlite:///srv/shop/shop.db");
-        assert_eq!(
-            config.gateway, None,
-            "no gateway unless app.toml chooses one"
-        );
-        assert!(!config.simulator_public);
         assert!(config.tokens.is_empty());
         assert_eq!(config.public_base_url, None);
         assert_eq!(config.connections, ConnectionLimits::default());
@@ -760,44 +451,25 @@ mod tests {
         );
         let env = |name: &str| match name {
             "JIT_LISTEN" => Some("127.0.0.1:7000".to_owned()),
-            "DATABASE_URL" => Some("postgres://u:p@db/x".to_owned()),
             "JIT_API_TOKENS" => Some("a, b".to_owned()),
             _ => None,
         };
-        let config = ServeConfig::resolve(
-            Path::new("app.toml"),
-            "shop",
-            &raw,
-            &env,
-            &Overrides::default(),
-        )
-        .unwrap();
+        let config =
+            ServeConfig::resolve(Path::new("app.toml"), &raw, &env, &Overrides::default()).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:7000");
         assert_eq!(
             config.public_base_url.as_deref(),
             Some("https://file.example")
-        );
-        assert_eq!(config.database_url, "postgres://u:p@db/x");
-        assert_eq!(
-            config.gateway,
-            Some(GatewayTarget::Remote(
-                "https://api.mch.weixin.qq.com".to_owned()
-            ))
         );
         assert!(config.tokens.accepts("a") && config.tokens.accepts("b"));
         assert!(!config.tokens.accepts("from-file"));
 
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".parse().unwrap()),
-            database_url: Some("sqlite::memory:".to_owned()),
-            gateway: Some(GatewayTarget::Simulator),
             ..Overrides::default()
         };
-        let config =
-            ServeConfig::resolve(Path::new("app.toml"), "shop", &raw, &env, &overrides).unwrap();
+        let config = ServeConfig::resolve(Path::new("app.toml"), &raw, &env, &overrides).unwrap();
         assert_eq!(config.listen.port(), 0);
-        assert_eq!(config.database_url, "sqlite::memory:");
-        assert_eq!(config.gateway, Some(GatewayTarget::Simulator));
     }
 
     #[test]
@@ -811,146 +483,6 @@ mod tests {
         let raw = tables("[auth]\ntokens = [\"a\", 3]\n");
         let err = resolve_alone(&raw).unwrap_err();
         assert!(err.to_string().contains("auth.tokens[1]"), "{err}");
-    }
-
-    #[test]
-    fn a_schema_needs_postgres() {
-        let raw = tables("[database]\nschema = \"shop\"\n");
-        let err = resolve_alone(&raw).unwrap_err();
-        assert!(err.to_string().contains("database.schema"), "{err}");
-        let raw = tables("[database]\nurl = \"postgres://db/x\"\nschema = \"shop\"\n");
-        let config = resolve_alone(&raw).unwrap();
-        assert_eq!(config.database_schema.as_deref(), Some("shop"));
-    }
-
-    /// The gateway as `raw` and `env` choose it, or the error's text.
-    fn gateway_of(raw: &str, env: &[(&str, &str)]) -> Result<Option<GatewayTarget>, String> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect();
-        ServeConfig::resolve(
-            Path::new("app.toml"),
-            "shop",
-            &tables(raw),
-            &|name| {
-                env.iter()
-                    .find(|(known, _)| known == name)
-                    .map(|(_, value)| value.clone())
-            },
-            &Overrides::default(),
-        )
-        .map(|config| config.gateway)
-        .map_err(|err| err.to_string())
-    }
-
-    #[test]
-    fn the_gateway_is_chosen_explicitly() {
-        assert_eq!(
-            gateway_of("[gateway]\nsimulator = true\n", &[]),
-            Ok(Some(GatewayTarget::Simulator))
-        );
-        assert_eq!(
-            gateway_of(
-                "[gateway]\nbase_url = \"https://api.mch.weixin.qq.com/\"\n",
-                &[]
-            ),
-            Ok(Some(GatewayTarget::Remote(
-                "https://api.mch.weixin.qq.com".to_owned()
-            )))
-        );
-        // The variable replaces the file's base_url.
-        assert_eq!(
-            gateway_of(
-                "[gateway]\nbase_url = \"https://a.example\"\n",
-                &[("JIT_GATEWAY_BASE_URL", "https://b.example")]
-            ),
-            Ok(Some(GatewayTarget::Remote("https://b.example".to_owned())))
-        );
-        assert_eq!(
-            gateway_of("", &[("JIT_GATEWAY_BASE_URL", "https://b.example")]),
-            Ok(Some(GatewayTarget::Remote("https://b.example".to_owned())))
-        );
-        // Neither: no gateway (the start-up checks refuse it with the two choices).
-        assert_eq!(gateway_of("", &[]), Ok(None));
-        assert_eq!(gateway_of("[gateway]\nsimulator = false\n", &[]), Ok(None));
-    }
-
-    #[test]
-    fn both_empty_or_odd_gateway_choices_are_refused() {
-        // (app.toml, JIT_GATEWAY_BASE_URL, expected text, whether the two choices are named)
-        let cases: [(&str, Option<&str>, &str, bool); 10] = [
-            (
-                "[gateway]\nsimulator = true\nbase_url = \"https://api.mch.weixin.qq.com\"\n",
-                None,
-                "app.toml: gateway: both `simulator = true` and a base_url (from app.toml's gateway.base_url)",
-                true,
-            ),
-            (
-                "[gateway]\nsimulator = true\n",
-                Some("https://api.mch.weixin.qq.com"),
-                "app.toml: gateway: both `simulator = true` and a base_url (from the JIT_GATEWAY_BASE_URL variable)",
-                true,
-            ),
-            (
-                "[gateway]\nsimulator = true\n",
-                Some(""),
-                "environment: JIT_GATEWAY_BASE_URL: is set but empty",
-                true,
-            ),
-            (
-                "",
-                Some("  "),
-                "environment: JIT_GATEWAY_BASE_URL: is set but empty",
-                true,
-            ),
-            (
-                "[gateway]\nbase_url = \"\"\n",
-                None,
-                "app.toml: gateway.base_url: is empty",
-                true,
-            ),
-            (
-                "[gateway]\nbase_url = \"simulator\"\n",
-                None,
-                "app.toml: gateway.base_url: `simulator` is not a URL",
-                true,
-            ),
-            (
-                "[gateway]\nbase_url = \"ftp://x.example\"\n",
-                None,
-                "app.toml: gateway.base_url: `ftp://x.example` is not an http:// or https:// URL",
-                false,
-            ),
-            (
-                "[gateway]\nsimulator = \"yes\"\n",
-                None,
-                "app.toml: gateway.simulator: expected true or false",
-                false,
-            ),
-            (
-                "[gateway]\nbase_url = \"https://a.example\"\nsimulator_public = true\n",
-                None,
-                "app.toml: gateway.simulator_public: applies to the simulator only",
-                false,
-            ),
-            (
-                "[gateway]\nsimulater = true\n",
-                None,
-                "app.toml: gateway.simulater: unknown key; [gateway] takes simulator, base_url, simulator_public",
-                false,
-            ),
-        ];
-        for (raw, variable, expected, names_the_choices) in cases {
-            let env: Vec<(&str, &str)> = variable
-                .map(|value| vec![("JIT_GATEWAY_BASE_URL", value)])
-                .unwrap_or_default();
-            let err = gateway_of(raw, &env).expect_err(raw);
-            assert!(err.starts_with(expected), "{raw} {env:?}: {err}");
-            if names_the_choices {
-                assert!(err.contains(GATEWAY_CHOICES), "{err}");
-            }
-        }
     }
 
     #[test]
@@ -1007,68 +539,5 @@ mod tests {
         ] {
             assert!(!is_loopback_url(url), "{url}");
         }
-    }
-
-    #[test]
-    fn passwords_are_redacted_in_every_form() {
-        for (url, shown) in [
-            (
-                "postgres://jit:secret@db/shop",
-                "postgres://jit:***@db/shop",
-            ),
-            ("sqlite://x.db", "sqlite://x.db"),
-            ("sqlite::memory:", "sqlite::memory:"),
-            ("postgres://jit@db/shop", "postgres://jit@db/shop"),
-            // A password holding `@`, `/`, `?` or `:`.
-            (
-                "postgres://jit:p@ss@db:5432/shop",
-                "postgres://jit:***@db:5432/shop",
-            ),
-            ("postgres://jit:a/b@c@db/shop", "postgres://jit:***@db/shop"),
-            ("postgres://jit:x?y@db/shop", "postgres://jit:***@db/shop"),
-            ("postgres://jit:x:y@db/shop", "postgres://jit:***@db/shop"),
-            (
-                "postgres://jit:s3cret@db/shop?sslmode=require&options=a@b",
-                "postgres://jit:***@db/shop?sslmode=require&options=a@b",
-            ),
-            // Secrets in the query.
-            (
-                "postgres://db/shop?user=jit&password=s3cret&sslmode=require",
-                "postgres://db/shop?user=jit&password=***&sslmode=require",
-            ),
-            (
-                "postgres:///shop?host=/run/pg&PASSWORD=s3cret&sslpassword=k3y",
-                "postgres:///shop?host=/run/pg&PASSWORD=***&sslpassword=***",
-            ),
-            ("jdbc-ish:user/s3cret@db", "jdbc-ish:***"),
-            ("s3cret", "***"),
-        ] {
-            assert_eq!(redact_url(url), shown, "{url}");
-        }
-    }
-
-    #[test]
-    fn database_errors_are_scrubbed_of_every_rendering() {
-        let url = "postgres://jit:p@ss-w0rd@db.internal/shop?password=q7zzz";
-        let message = format!(
-            "database: cannot connect to {}: password authentication failed; url {url}; p@ss-w0rd q7zzz",
-            jit_pays::db::redact_url(url)
-        );
-        let scrubbed = scrub_database_url(&message, url);
-        for secret in ["p@ss-w0rd", "ss-w0rd", "q7zzz"] {
-            assert!(!scrubbed.contains(secret), "{secret} in {scrubbed}");
-        }
-        assert!(
-            scrubbed.contains("postgres://jit:***@db.internal/shop"),
-            "{scrubbed}"
-        );
-    }
-
-    #[test]
-    fn debug_hides_the_database_password() {
-        let raw = tables("[database]\nurl = \"postgres://jit:hunter22@db/shop\"\n");
-        let printed = format!("{:?}", resolve_alone(&raw).unwrap());
-        assert!(!printed.contains("hunter22"), "{printed}");
-        assert!(printed.contains("postgres://jit:***@db/shop"), "{printed}");
     }
 }

@@ -45,6 +45,18 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message)
     }
 
+    /// 504: the request outlived its timeout.
+    pub fn timeout(timeout: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "TIMEOUT",
+            format!(
+                "the request did not finish within {} ms",
+                timeout.as_millis()
+            ),
+        )
+    }
+
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -70,7 +82,7 @@ impl ApiError {
     /// WeChat only looks at `return_code`; the message is kept short and never echoes the
     /// request body.
     pub fn into_xml_response(self) -> Response {
-        let body = wechat_fail_xml(&format!("{}: {}", self.code, self.message));
+        let body = wechatpay_v2::fail_reply(&format!("{}: {}", self.code, self.message));
         let mut response = (self.status, body).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -98,15 +110,6 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, axum::Json(self.to_json())).into_response()
     }
-}
-
-/// `<xml><return_code>FAIL</return_code><return_msg>…</return_msg></xml>`, with the message
-/// made safe for CDATA.
-pub(crate) fn wechat_fail_xml(message: &str) -> String {
-    let safe = message.replace("]]>", "]] >");
-    format!(
-        "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[{safe}]]></return_msg></xml>"
-    )
 }
 
 /// Maps a runtime call error's category to the HTTP status it is answered with.
@@ -141,5 +144,30 @@ impl From<CallError> for ApiError {
             error.message.clone()
         };
         Self::new(status, error.code(), message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The FAIL reply is the protocol crate's: a message holding `]]>` or a control
+    /// character still gives well-formed XML carrying the message (the host's own copy
+    /// rewrote `]]>` and let control characters through, which no XML parser accepts).
+    #[tokio::test]
+    async fn xml_errors_are_wechat_fail_replies_for_any_message() {
+        let error = ApiError::bad_request("BAD_REQUEST", "odd ]]> text\u{1}");
+        let response = error.into_xml_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/xml; charset=utf-8"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let params = wechatpay_v2::xml::decode(&body).expect("well-formed XML");
+        assert_eq!(params["return_code"], "FAIL");
+        assert_eq!(params["return_msg"], "BAD_REQUEST: odd ]]> text\u{FFFD}");
     }
 }

@@ -6,7 +6,9 @@
 //! the runtime's `App::call`. It knows nothing of what an element does with a call.
 
 pub mod auth;
+pub(crate) mod body;
 pub mod config;
+pub(crate) mod dispatch;
 pub mod error;
 pub(crate) mod listener;
 pub mod request_id;
@@ -30,6 +32,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Level;
 
+use self::error::ApiError;
 use self::request_id::RequestId;
 use self::shutdown::ShutdownSignal;
 use self::state::ServerState;
@@ -41,7 +44,7 @@ use self::state::ServerState;
 pub(crate) fn router(state: Arc<ServerState>) -> Router {
     let timeout = state.config.request_timeout;
     Router::new()
-        .route("/api/{org}/{app}/{*path}", post(routes::call_function))
+        .route(routes::FUNCTION_ROUTE, post(routes::call_function))
         .route("/healthz", get(routes::healthz))
         .fallback(routes::not_found)
         .with_state(state)
@@ -83,7 +86,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
 async fn enforce_timeout(timeout: Duration, request: Request, next: Next) -> Response {
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => routes::timeout_error(timeout).into_response(),
+        Err(_) => ApiError::timeout(timeout).into_response(),
     }
 }
 

@@ -18,7 +18,8 @@ use std::path::Path;
 
 use jit_runtime::Definitions;
 
-use super::config::{ConfigError, GATEWAY_CHOICES, GatewayTarget, ServeConfig, is_loopback_url};
+use super::config::{ConfigError, ServeConfig, is_loopback_url};
+use crate::official::config::{GATEWAY_CHOICES, GatewayTarget, PaysConfig};
 
 /// Bearer tokens printed in this repository (its example apps' app.toml files and the
 /// README): anyone can read them, so they never guard a real shop. A test keeps this list
@@ -30,6 +31,7 @@ pub const PUBLISHED_TOKENS: &[&str] = &["demo-token"];
 pub fn problems(
     app_toml: &Path,
     config: &ServeConfig,
+    pays: &PaysConfig,
     definitions: &Definitions,
     takes_payments: bool,
 ) -> Vec<ConfigError> {
@@ -41,14 +43,14 @@ pub fn problems(
     };
     let mut problems = Vec::new();
 
-    if takes_payments && config.gateway.is_none() {
+    if takes_payments && pays.gateway.is_none() {
         problems.push(problem(
             "gateway",
             format!("no payment gateway is chosen; {GATEWAY_CHOICES}"),
         ));
     }
 
-    if config.gateway == Some(GatewayTarget::Simulator) && !config.simulator_public {
+    if pays.gateway == Some(GatewayTarget::Simulator) && !pays.simulator_public {
         let demo = "payments are SIMULATED (the gateway is the built-in simulator), so the \
                     shop stays on this machine; listen on 127.0.0.1, choose a real gateway, \
                     or set `[gateway] simulator_public = true` for a shared demo";
@@ -75,7 +77,7 @@ pub fn problems(
 
     // WeChat posts payment notifies to the public base URL: a real gateway cannot reach a
     // loopback one (a gateway on this machine, a standalone simulator, can).
-    if let Some(GatewayTarget::Remote(gateway)) = &config.gateway
+    if let Some(GatewayTarget::Remote(gateway)) = &pays.gateway
         && !is_loopback_url(gateway)
     {
         let reach = "WeChat sends payment notifies to {public_base_url}/api/…; set                      `[server] public_base_url` (or JIT_PUBLIC_BASE_URL) to the https://                      address WeChat reaches this shop at";
@@ -107,7 +109,7 @@ pub fn problems(
         ));
     }
 
-    if config.gateway != Some(GatewayTarget::Simulator) {
+    if pays.gateway != Some(GatewayTarget::Simulator) {
         for published in PUBLISHED_TOKENS {
             if config.tokens.accepts(published) {
                 problems.push(problem(

@@ -1,19 +1,18 @@
 //! What every request handler shares: the app, the configuration, the services the
 //! health check looks at, and what an error body must never show.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use jit_runtime::log_safe;
 use serde_json::{Value, json};
 
-use super::config::{GatewayTarget, ServeConfig, redact_url, scrub_database_url};
+use jit_pays::db::{redact_url, scrub_database_url};
+
+use super::config::ServeConfig;
 use super::error::ApiError;
-use super::routes::{BodyFormat, json_arguments, read_body, timeout_error, xml_response};
+use crate::official::config::{GatewayTarget, PaysConfig};
 
 /// A probe the health check runs (database ping, ...): `Ok(detail)` or `Err(reason)`.
 pub type HealthProbe =
@@ -57,7 +56,7 @@ const INTERNAL_URL_MARKS: &[&str] = &[
 ];
 
 impl Internals {
-    pub(crate) fn new(app_dir: &Path, config: &ServeConfig, simulator_url: Option<&str>) -> Self {
+    pub(crate) fn new(app_dir: &Path, config: &PaysConfig, simulator_url: Option<&str>) -> Self {
         let mut needles: Vec<String> = Vec::new();
         let mut dirs = vec![std::path::absolute(app_dir).unwrap_or_else(|_| app_dir.to_path_buf())];
         if let Ok(canonical) = std::fs::canonicalize(app_dir) {
@@ -131,144 +130,7 @@ impl Internals {
     }
 }
 
-/// A request path resolved to a declared function.
-pub(crate) struct Route {
-    pub(crate) full_name: String,
-    pub(crate) function: String,
-    pub(crate) login_required: bool,
-    pub(crate) format: BodyFormat,
-    /// For XML functions: the argument that receives the raw body.
-    pub(crate) body_argument: Option<String>,
-}
-
 impl ServerState {
-    /// Maps `org`, `app` and `element/path/function` to a declared function, or the 404
-    /// that says which part is unknown.
-    pub(crate) fn resolve_route(
-        &self,
-        org: &str,
-        app: &str,
-        path: &str,
-    ) -> Result<Route, ApiError> {
-        if org != self.org || app != self.app_name {
-            return Err(ApiError::not_found(
-                "NOT_FOUND",
-                format!(
-                    "no app `{org}/{app}` here; this server hosts `{}/{}`",
-                    self.org, self.app_name
-                ),
-            ));
-        }
-        let path = path.trim_end_matches('/');
-        let Some((element_path, function)) = path.rsplit_once('/') else {
-            return Err(ApiError::not_found(
-                "NOT_FOUND",
-                format!("`{path}` names no element: expected {{element path}}/{{function}}"),
-            ));
-        };
-        if element_path
-            .split('/')
-            .any(|segment| segment.is_empty() || segment.contains('.'))
-        {
-            return Err(ApiError::not_found(
-                "NOT_FOUND",
-                format!("`{element_path}` is not an element path (segments joined by `/`)"),
-            ));
-        }
-        let full_name = element_path.replace('/', ".");
-        let Some(chain) = self.app.chain(&full_name) else {
-            let hint = self
-                .app
-                .definitions()
-                .suggest(&full_name)
-                .map(|name| format!(" (did you mean `{name}`?)"))
-                .unwrap_or_default();
-            return Err(ApiError::not_found(
-                "NOT_FOUND",
-                format!("no element `{full_name}`{hint}"),
-            ));
-        };
-        let declaration = jit_runtime::declared_function(chain, function)?;
-        let format = match declaration.extra.get("bodyFormat").and_then(Value::as_str) {
-            Some("xml") => BodyFormat::Xml,
-            _ => BodyFormat::Json,
-        };
-        let body_argument = match format {
-            BodyFormat::Xml => declaration.args.first().map(|arg| arg.name.clone()),
-            BodyFormat::Json => None,
-        };
-        Ok(Route {
-            full_name,
-            function: function.to_owned(),
-            login_required: declaration.login_required,
-            format,
-            body_argument,
-        })
-    }
-
-    /// Authorizes, reads the body, calls the element and shapes its answer.
-    pub(crate) async fn invoke(
-        &self,
-        route: Route,
-        headers: &HeaderMap,
-        body: Body,
-        request_id: &str,
-        peer: Option<IpAddr>,
-    ) -> Result<Response, ApiError> {
-        if route.login_required {
-            self.config.tokens.authorize(headers)?;
-        }
-        let (limit, format) = match route.format {
-            BodyFormat::Json => (self.config.json_body_limit, BodyFormat::Json),
-            BodyFormat::Xml => (self.config.xml_body_limit, BodyFormat::Xml),
-        };
-        let bytes = read_body(body, limit).await?;
-        let arguments = match format {
-            BodyFormat::Json => json_arguments(headers, &bytes)?,
-            BodyFormat::Xml => {
-                let text = std::str::from_utf8(&bytes).map_err(|_| {
-                    ApiError::bad_request("BAD_REQUEST", "the request body is not UTF-8")
-                })?;
-                let mut arguments = serde_json::Map::new();
-                if let Some(name) = &route.body_argument {
-                    arguments.insert(name.clone(), Value::String(text.to_owned()));
-                }
-                arguments
-            }
-        };
-        let context = jit_runtime::CallContext {
-            request_id: Some(request_id.to_owned()),
-            // Tokens are shared secrets, not identities: an authorized caller is "bearer".
-            principal: route.login_required.then(|| "bearer".to_owned()),
-            peer,
-        };
-        let call = self.app.call(
-            &route.full_name,
-            &route.function,
-            Value::Object(arguments),
-            &context,
-        );
-        let result = tokio::time::timeout(self.config.request_timeout, call)
-            .await
-            .map_err(|_| timeout_error(self.config.request_timeout))?
-            .map_err(|error| self.internals.answer(error))?;
-        Ok(match format {
-            BodyFormat::Json => axum::Json(result).into_response(),
-            BodyFormat::Xml => match result {
-                Value::String(xml) => xml_response(StatusCode::OK, xml),
-                other => {
-                    tracing::error!(
-                        element = %log_safe(&route.full_name),
-                        function = %log_safe(&route.function),
-                        "XML function returned {} instead of a string",
-                        if other.is_object() { "an object" } else { "a non-string value" }
-                    );
-                    return Err(ApiError::internal("the function returned no XML"));
-                }
-            },
-        })
-    }
-
     /// `/healthz`: every probe plus the gateway in use.
     pub(crate) async fn health(&self) -> Value {
         let mut healthy = true;

@@ -146,11 +146,7 @@ fn check_ls_and_show_on_a_sound_app() {
 
 #[test]
 fn sim_runs_standalone_and_the_payer_commands_reach_it() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::util::free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut simulator = Command::new(env!("CARGO_BIN_EXE_jit"))
         .args([
@@ -198,4 +194,32 @@ fn sim_runs_standalone_and_the_payer_commands_reach_it() {
         "{}",
         text(&output.stderr)
     );
+}
+
+/// A command's failure keeps its cause: `error: …` says what the command could not do,
+/// the `caused by:` lines below it why (the transport's own words), not a flattened string.
+#[test]
+fn errors_print_their_causes_on_caused_by_lines() {
+    // A port nothing listens on.
+    let port = crate::util::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let output = jit(&["sim", "pay", "X1", "--sim", &url]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let error = lines
+        .iter()
+        .position(|line| line.starts_with("error: cannot reach the simulator at "))
+        .unwrap_or_else(|| panic!("no error line in:\n{stderr}"));
+    // The message is the command's own; the transport error is a cause of it.
+    assert!(!lines[error].contains("error sending request"), "{stderr}");
+    let causes: Vec<&str> = lines[error + 1..]
+        .iter()
+        .filter_map(|line| line.strip_prefix("  caused by: "))
+        .collect();
+    assert!(
+        causes.iter().any(|cause| cause.contains(&url)),
+        "no cause names the URL:\n{stderr}"
+    );
+    assert!(causes.len() >= 2, "the cause chain was cut:\n{stderr}");
 }

@@ -122,12 +122,21 @@ async fn an_idle_kept_alive_connection_is_closed_and_a_busy_one_is_not() {
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let server = server_with("max_connections = 2\nheader_read_timeout_secs = 30").await;
     let address = server.handle.local_addr();
-    let mut holders = vec![
-        TcpStream::connect(address).await.unwrap(),
-        TcpStream::connect(address).await.unwrap(),
-    ];
-    // Both slots are taken by clients that send nothing (they are accepted at once).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both slots are taken by kept-alive clients: each was answered once, so each is
+    // accepted and holds its slot, idle.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut holder = TcpStream::connect(address).await.unwrap();
+        holder.write_all(HEALTH_REQUEST).await.unwrap();
+        let mut answer = vec![0_u8; 4096];
+        let read = holder.read(&mut answer).await.unwrap();
+        assert!(
+            answer[..read].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer[..read])
+        );
+        holders.push(holder);
+    }
 
     let mut third = TcpStream::connect(address).await.unwrap();
     third.write_all(HEALTH_REQUEST).await.unwrap();

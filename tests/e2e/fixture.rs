@@ -89,6 +89,8 @@ impl Element for EchoService {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 Ok(json!({"slept": millis}))
             }
+            // How many `slow` calls are running: tests wait on it instead of sleeping.
+            "inFlight" => Ok(json!({"inFlight": self.in_flight.load(Ordering::SeqCst)})),
             "xmlEcho" => {
                 let body = args.get("xml").and_then(Value::as_str).unwrap_or_default();
                 Ok(Value::String(format!(
@@ -128,6 +130,7 @@ pub const ECHO_SVC: &str = r#"{
       {"name": "message", "dataType": "Ltext"}
     ]},
     {"name": "slow", "args": [{"name": "ms", "dataType": "Integer"}]},
+    {"name": "inFlight", "args": []},
     {"name": "xmlEcho", "args": [{"name": "xml", "dataType": "Ltext"}],
      "loginRequired": false, "bodyFormat": "xml"}
   ]

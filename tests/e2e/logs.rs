@@ -15,11 +15,7 @@ use crate::util::{FixtureServer, SHOP_KEY, SHOP_TOKEN, TOKEN, copy_example_app};
 async fn serve_logs_request_ids_never_secrets_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     copy_example_app(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::util::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = Command::new(env!("CARGO_BIN_EXE_jit"))
         .args(["serve", "--log-json", "--app"])

@@ -196,11 +196,7 @@ fn check_and_serve_refuse_merchant_settings_wechat_would_refuse() {
 #[tokio::test]
 async fn operator_failures_reach_callers_without_files_or_internal_urls() {
     // A gateway that is not there: a closed loopback port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::util::free_port();
     let gateway = format!("http://127.0.0.1:{port}");
     let app = seed_app(&format!("[gateway]\nbase_url = \"{gateway}\"\n"));
     app.write(

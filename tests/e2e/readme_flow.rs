@@ -110,9 +110,8 @@ async fn the_shop_does_not_route_the_payer_side() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "POST {path}");
     }
-    // The simulator itself never saw a payer action, and the order is unpaid.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(shop.status(&order_id).await, "wait");
+    // The simulator itself never saw a payer action (so no notify can be on its way), and
+    // the order is unpaid.
     let simulator = shop.handle.info("simulator").unwrap().to_owned();
     let inspection: serde_json::Value = shop
         .client
@@ -132,6 +131,7 @@ async fn the_shop_does_not_route_the_payer_side() {
         })
         .unwrap_or_else(|| panic!("the simulator has the order: {inspection}"));
     assert_eq!(order["state"], "NOTPAY", "{order}");
+    assert_eq!(shop.status(&order_id).await, "wait");
     // The simulator listens on loopback only.
     assert!(simulator.starts_with("http://127.0.0.1:"), "{simulator}");
     shop.handle.shutdown().await.unwrap();

@@ -33,8 +33,22 @@ async fn in_flight_requests_finish_before_the_server_stops() {
             })
         })
         .collect();
-    // Let every request reach the element before shutting down.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every request has reached the element before shutting down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = server
+            .post("fixture/services/EchoSvc/inFlight", &json!({}), Some(TOKEN))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["inFlight"] == 8 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the requests never all ran: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let base_url = server.handle.base_url().to_owned();
     let started = Instant::now();
     server.handle.shutdown().await.expect("a clean stop");
@@ -114,19 +128,36 @@ async fn sigterm_closes_half_open_and_stuck_connections_by_the_deadline() {
     let mut half_open = TcpStream::connect(&address).await.unwrap();
     half_open.write_all(b"POST /api/demo/sh").await.unwrap();
     // Headers complete, a body of 1000 bytes promised, a few sent: the handler waits.
+    // `Expect: 100-continue` makes the server say when the handler starts reading the
+    // body, so the test knows the request is in flight rather than guessing with a sleep.
     let mut stuck = TcpStream::connect(&address).await.unwrap();
     stuck
         .write_all(
             format!(
                 "POST /api/demo/shop/pays/services/PaySvc/create HTTP/1.1\r\nhost: shop\r\n\
                  authorization: Bearer {SHOP_TOKEN}\r\ncontent-type: application/json\r\n\
-                 content-length: 1000\r\n\r\n{{\"subject\": "
+                 expect: 100-continue\r\ncontent-length: 1000\r\n\r\n"
             )
             .as_bytes(),
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0_u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), stuck.read(&mut byte))
+            .await
+            .expect("the handler reads the body within 10 s")
+            .unwrap();
+        assert_eq!(read, 1, "closed before 100 Continue:\n{}", logs());
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
+    stuck.write_all(b"{\"subject\": ").await.unwrap();
 
     let term = Instant::now();
     assert!(

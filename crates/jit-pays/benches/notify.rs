@@ -100,7 +100,11 @@ async fn setup() -> Bench {
     let store = connect(&DbConfig::sqlite_beside(root, "shop"))
         .await
         .unwrap();
-    let mut settings = PaysSettings::new("http://127.0.0.1:1", "http://127.0.0.1:9");
+    let mut settings = PaysSettings::new(
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:1/notify",
+        "http://127.0.0.1:9",
+    );
     // `PAYS_BENCH_ORDER_CACHE=0` turns the order cache off: every notify then reads its
     // order, as before the cache existed (the comparison in docs/benchmarks.md).
     if let Some(capacity) = std::env::var("PAYS_BENCH_ORDER_CACHE")

@@ -28,7 +28,7 @@ use crate::model::{
 use crate::pay::Pay;
 use crate::services::PAY_SVC;
 use crate::settings::PaysSettings;
-use crate::wechat_pay_type::{WECHAT_PAY_TYPE, WechatPayConfig, masked_config, notify_url};
+use crate::wechat_pay_type::{WECHAT_PAY_TYPE, WechatPayConfig, masked_config};
 
 /// The pay element `name` of `app`: its typed `dyn Pay` when it offers one, else — when
 /// its chain contains `pays.WechatPayType` — an [`ElementPay`] calling its functions.
@@ -80,7 +80,6 @@ impl ElementPay {
         let config = WechatPayConfig::from_chain(chain)
             .map_err(|e| PayError::unavailable_because(format!("element `{name}`"), e))?;
         let settings = service::<PaysSettings>(app, "PaysSettings")?;
-        let app_settings = app.settings();
         let element = app
             .get::<dyn Element>(name)
             .await
@@ -90,11 +89,7 @@ impl ElementPay {
             full_name: name.to_owned(),
             masked_config: masked_config(&config),
             config,
-            notify_url: notify_url(
-                &settings.public_base_url,
-                &app_settings.org,
-                &app_settings.name,
-            ),
+            notify_url: settings.notify_url.clone(),
             store: service::<PayStore>(app, "PayStore")?,
             events: service::<PayEvents>(app, "PayEvents")?,
         })

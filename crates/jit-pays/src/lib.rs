@@ -30,8 +30,13 @@
 //! use std::sync::Arc;
 //! use jit_pays::{Pay, PaysSettings, db};
 //!
-//! let store = db::connect(&db::DbConfig::resolve("examples/shop".as_ref(), "shop", None)).await?;
-//! let settings = PaysSettings::new("https://shop.example.com", "https://api.mch.weixin.qq.com");
+//! let store = db::connect(&db::DbConfig::new("sqlite://examples/shop/shop.db")).await?;
+//! let settings = PaysSettings::new(
+//!     "https://shop.example.com",
+//!     // Where the host serves `pays.services.PaySvc`'s `wechatNotify`.
+//!     "https://shop.example.com/api/demo/shop/pays/services/PaySvc/wechatNotify",
+//!     "https://api.mch.weixin.qq.com",
+//! );
 //! let builder = jit_runtime::AppBuilder::new("examples/shop");
 //! let app = jit_pays::register(builder, store, settings).build().await?;
 //! let reconciler = jit_pays::start_reconciler(&app)?;

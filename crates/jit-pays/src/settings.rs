@@ -6,9 +6,12 @@ use std::time::Duration;
 /// Host settings of the pays family.
 #[derive(Clone, Debug)]
 pub struct PaysSettings {
-    /// Where WeChat reaches this app, e.g. `https://shop.example.com` (no trailing slash
-    /// needed). Notify URLs are `{this}/api/{org}/{app}/pays/services/PaySvc/wechatNotify`.
+    /// Where payers reach this app, e.g. `https://shop.example.com` (the H5 scene's
+    /// `wap_url`).
     pub public_base_url: String,
+    /// The URL WeChat sends payment notifies to: where the host serves
+    /// `pays.services.PaySvc`'s `wechatNotify`. The host owns its routes and builds it.
+    pub notify_url: String,
     /// The WeChat Pay API root: `https://api.mch.weixin.qq.com` or a simulator's URL.
     pub gateway_base_url: String,
     /// An unpaid order times out this long after creation (WeChat's prepay id lives 2 h).
@@ -28,9 +31,14 @@ pub struct PaysSettings {
 impl PaysSettings {
     /// Settings with the defaults (2 h expiry, 10 s calls, reconciler defaults, 100,000
     /// remembered orders).
-    pub fn new(public_base_url: impl Into<String>, gateway_base_url: impl Into<String>) -> Self {
+    pub fn new(
+        public_base_url: impl Into<String>,
+        notify_url: impl Into<String>,
+        gateway_base_url: impl Into<String>,
+    ) -> Self {
         PaysSettings {
             public_base_url: public_base_url.into(),
+            notify_url: notify_url.into(),
             gateway_base_url: gateway_base_url.into(),
             order_expiry: Duration::from_secs(2 * 3600),
             gateway_timeout: Duration::from_secs(10),

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod entity;
 mod error;
 pub mod migration;
+mod redact;
 mod rows;
 pub mod store;
 mod writer;
@@ -18,6 +19,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+pub use redact::{redact_url, scrub_database_url};
 pub use store::PayStore;
 pub use writer::NotifyWriterStats;
 
@@ -102,20 +104,6 @@ impl DbConfig {
             app_dir.join(format!("{app_name}.db")).display()
         ))
     }
-
-    /// The database of an app: `configured` (app.toml `[database] url`) if given, else the
-    /// `DATABASE_URL` environment variable, else [`DbConfig::sqlite_beside`].
-    pub fn resolve(app_dir: &Path, app_name: &str, configured: Option<&str>) -> Self {
-        let from_env = std::env::var("DATABASE_URL").ok();
-        match configured
-            .map(str::to_owned)
-            .or(from_env)
-            .filter(|url| !url.trim().is_empty())
-        {
-            Some(url) => DbConfig::new(url),
-            None => DbConfig::sqlite_beside(app_dir, app_name),
-        }
-    }
 }
 
 /// Which database a URL names.
@@ -137,20 +125,6 @@ impl DbKind {
         } else {
             None
         }
-    }
-}
-
-/// The URL with any password replaced, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
     }
 }
 

@@ -67,14 +67,6 @@ pub(crate) fn masked_config(config: &WechatPayConfig) -> Value {
     Value::Object(masked)
 }
 
-/// The notify URL for an app: `{base}/api/{org}/{app}/pays/services/PaySvc/wechatNotify`.
-pub fn notify_url(public_base_url: &str, org: &str, app: &str) -> String {
-    format!(
-        "{}/api/{org}/{app}/pays/services/PaySvc/wechatNotify",
-        public_base_url.trim_end_matches('/')
-    )
-}
-
 impl WechatPay {
     /// Builds the pay of `full_name` from its resolved config and the family's services.
     pub fn new(
@@ -116,18 +108,12 @@ impl WechatPay {
         let chain = cx.chain();
         let config = WechatPayConfig::from_chain(chain)?;
         let settings = cx.service::<PaysSettings>()?;
-        let app_settings = cx.app().settings();
-        let url = notify_url(
-            &settings.public_base_url,
-            &app_settings.org,
-            &app_settings.name,
-        );
         let masked = masked_config(&config);
         WechatPay::new(
             chain.element().full_name.to_string(),
             config,
             masked,
-            url,
+            settings.notify_url.clone(),
             cx.service::<PayStore>()?,
             cx.service::<PayEvents>()?,
             settings,

@@ -30,7 +30,11 @@ async fn app_with(instance_e_json: &str, config_json: Option<&str>) -> jit_runti
         std::fs::write(element.join("myWechatPay.json"), config).unwrap();
     }
     let db = support::sqlite().await;
-    let settings = PaysSettings::new("https://shop.example.com/", "http://127.0.0.1:9");
+    let settings = PaysSettings::new(
+        "https://shop.example.com/",
+        "https://shop.example.com/api/demo/shop/pays/services/PaySvc/wechatNotify",
+        "http://127.0.0.1:9",
+    );
     let app = jit_pays::register(
         jit_runtime::AppBuilder::new(&root),
         db.store.clone(),

@@ -132,7 +132,11 @@ async fn an_extending_type_overrides_some_methods_and_delegates_the_rest() {
     let root = dir.path();
     write_app(root);
     let db = support::sqlite().await;
-    let settings = PaysSettings::new("http://127.0.0.1:1", "http://127.0.0.1:9");
+    let settings = PaysSettings::new(
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:1/notify",
+        "http://127.0.0.1:9",
+    );
     let app = jit_pays::register(
         jit_runtime::AppBuilder::new(root),
         db.store.clone(),
@@ -226,7 +230,11 @@ async fn an_element_cannot_answer_a_refused_notify_with_success() {
     let dir = tempfile::tempdir().unwrap();
     write_app(dir.path());
     let db = support::sqlite().await;
-    let settings = PaysSettings::new("http://127.0.0.1:1", "http://127.0.0.1:9");
+    let settings = PaysSettings::new(
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:1/notify",
+        "http://127.0.0.1:9",
+    );
     let app = jit_pays::register(
         jit_runtime::AppBuilder::new(dir.path()),
         db.store.clone(),

@@ -214,7 +214,14 @@ async fn second_process(shop: &Shop) -> (jit_runtime::App, Arc<PaySvc>, tempfile
     let store = connect(&shop.db.config).await.expect("second store");
     let dir = tempfile::tempdir().unwrap();
     shop::write_app(dir.path());
-    let mut settings = PaysSettings::new(shop.public_base_url.clone(), shop.sim.base_url());
+    let mut settings = PaysSettings::new(
+        shop.public_base_url.clone(),
+        format!(
+            "{}/api/demo/shop/pays/services/PaySvc/wechatNotify",
+            shop.public_base_url
+        ),
+        shop.sim.base_url(),
+    );
     settings.gateway_timeout = Duration::from_secs(5);
     let app = jit_pays::register(jit_runtime::AppBuilder::new(dir.path()), store, settings)
         .build()

@@ -101,7 +101,11 @@ async fn pay_svc_and_the_reconciler_work_through_an_element_without_a_typed_pay(
             ),
         );
         let calls = Arc::new(Mutex::new(HashMap::new()));
-        let mut settings = PaysSettings::new("http://127.0.0.1:1", sim.base_url());
+        let mut settings = PaysSettings::new(
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:1/notify",
+            sim.base_url(),
+        );
         settings.order_expiry = Duration::from_secs(3600);
         settings.reconciler = ReconcilerSettings {
             first_check_after: Duration::ZERO,
@@ -303,7 +307,11 @@ async fn every_pay_svc_function_works_through_the_example_plugin() {
         let definitions = jit_pays::register_loaders(jit_runtime::AppBuilder::new(root))
             .load_definitions()
             .unwrap();
-        let mut settings = PaysSettings::new("http://127.0.0.1:1", sim.base_url());
+        let mut settings = PaysSettings::new(
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:1/notify",
+            sim.base_url(),
+        );
         settings.reconciler = ReconcilerSettings {
             first_check_after: Duration::ZERO,
             ..ReconcilerSettings::default()

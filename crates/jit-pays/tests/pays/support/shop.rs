@@ -137,7 +137,11 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
     let public_base_url = format!("http://{}", listener.local_addr().unwrap());
     let dir = tempfile::tempdir().unwrap();
     write_app(dir.path());
-    let mut settings = PaysSettings::new(public_base_url.clone(), sim.base_url());
+    let mut settings = PaysSettings::new(
+        public_base_url.clone(),
+        format!("{public_base_url}/api/demo/shop/pays/services/PaySvc/wechatNotify"),
+        sim.base_url(),
+    );
     settings.order_expiry = options.order_expiry;
     settings.reconciler = options.reconciler;
     settings.gateway_timeout = Duration::from_secs(5);

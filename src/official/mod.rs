@@ -2,23 +2,24 @@
 //! serve: the database, the gateway (a real one, or the in-process simulator when app.toml
 //! says `[gateway] simulator = true`) and the reconciler.
 
+pub mod config;
+
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use jit_pays::db::DbConfig;
-use jit_pays::{PayStore, PaysSettings};
+use jit_pays::db::{DbConfig, scrub_database_url};
+use jit_pays::{PAY_SVC, PayStore, PaysSettings};
 use jit_runtime::{AppBuilder, Definitions};
 use serde_json::{Value, json};
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
 
-use crate::host::HostError;
-use crate::server::config::{GATEWAY_CHOICES, GatewayTarget, ServeConfig, scrub_database_url};
+use self::config::{GATEWAY_CHOICES, GatewayTarget, PaysConfig};
+use crate::error::{HostError, RewrittenError};
+use crate::server::routes::function_url;
 use crate::server::state::HealthProbe;
 
-/// Adds the official families' definitions (their framework layers), no loader.
-pub(crate) fn definitions(builder: AppBuilder) -> AppBuilder {
-    builder.framework_layer(&jit_pays::ELEMENTS)
-}
+/// The function of [`PAY_SVC`] WeChat's payment notifies are posted to.
+const WECHAT_NOTIFY: &str = "wechatNotify";
 
 /// Adds the official families' definitions and loaders, no service: what `jit check` needs
 /// to tell which instances this host can build, without a database.
@@ -38,8 +39,9 @@ impl Official {
     /// Starts the simulator when it is the gateway, connects the database.
     pub(crate) async fn prepare(
         definitions: &Definitions,
-        config: &ServeConfig,
+        config: &PaysConfig,
         public_base_url: &str,
+        api_base: &str,
     ) -> Result<Self, HostError> {
         // What `jit check` reports stops the start: no payer meets a merchant that WeChat
         // would refuse on every call.
@@ -47,10 +49,10 @@ impl Official {
         let (gateway_base_url, simulator) = match &config.gateway {
             // The start-up rules refuse this before anything starts; never a default.
             None => {
-                return Err(HostError::Service {
-                    what: "gateway",
-                    message: format!("no payment gateway is chosen; {GATEWAY_CHOICES}"),
-                });
+                return Err(HostError::service(
+                    "gateway",
+                    format!("no payment gateway is chosen; {GATEWAY_CHOICES}"),
+                ));
             }
             Some(GatewayTarget::Remote(url)) => (url.clone(), None),
             Some(GatewayTarget::Simulator) => {
@@ -60,13 +62,9 @@ impl Official {
                     // Notify retries a hundred times faster than WeChat's: a demo shop
                     // whose first notify failed sees the retry in seconds, not minutes.
                     .with_time_scale(100.0);
-                let handle =
-                    Simulator::start(sim_config)
-                        .await
-                        .map_err(|err| HostError::Service {
-                            what: "in-process WeChat Pay simulator",
-                            message: err.to_string(),
-                        })?;
+                let handle = Simulator::start(sim_config)
+                    .await
+                    .map_err(|err| HostError::service("in-process WeChat Pay simulator", err))?;
                 (handle.base_url(), Some(handle))
             }
         };
@@ -83,13 +81,16 @@ impl Official {
                 if let Some(simulator) = simulator {
                     simulator.shutdown().await;
                 }
-                return Err(HostError::Service {
-                    what: "database",
-                    message: scrub_database_url(&err.to_string(), &config.database_url),
+                // Every level of the chain may show the URL: each is scrubbed.
+                let scrubbed = RewrittenError::of(&err, &|text| {
+                    scrub_database_url(text, &config.database_url)
                 });
+                return Err(HostError::service("database", scrubbed));
             }
         };
-        let settings = PaysSettings::new(public_base_url, gateway_base_url.clone());
+        // The host owns its routes: the family is handed the URL WeChat notifies.
+        let notify_url = function_url(api_base, PAY_SVC, WECHAT_NOTIFY);
+        let settings = PaysSettings::new(public_base_url, notify_url, gateway_base_url.clone());
         Ok(Self {
             gateway_base_url,
             simulator,
@@ -170,10 +171,8 @@ impl Official {
         &self,
         app: &jit_runtime::App,
     ) -> Result<Vec<BoxFuture<'static, ()>>, HostError> {
-        let reconciler = jit_pays::start_reconciler(app).map_err(|err| HostError::Service {
-            what: "reconciler",
-            message: err.to_string(),
-        })?;
+        let reconciler =
+            jit_pays::start_reconciler(app).map_err(|err| HostError::service("reconciler", err))?;
         Ok(vec![Box::pin(async move { reconciler.stop().await })])
     }
 

@@ -1,0 +1,152 @@
+//! Request dispatch: a request path resolved to a declared function ([`resolve_route`]),
+//! then the call itself ([`invoke`]): authorization, the body read in its format, the
+//! runtime's `App::call` within the request timeout, and the answer shaped.
+
+use std::net::IpAddr;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jit_runtime::log_safe;
+use serde_json::Value;
+
+use super::body::{BodyFormat, json_arguments, read_body, xml_response};
+use super::error::ApiError;
+use super::state::ServerState;
+
+/// A request path resolved to a declared function.
+pub(crate) struct Route {
+    pub(crate) full_name: String,
+    pub(crate) function: String,
+    pub(crate) login_required: bool,
+    pub(crate) format: BodyFormat,
+    /// For XML functions: the argument that receives the raw body.
+    pub(crate) body_argument: Option<String>,
+}
+
+/// Maps `org`, `app` and `element/path/function` to a declared function, or the 404
+/// that says which part is unknown.
+pub(crate) fn resolve_route(
+    state: &ServerState,
+    org: &str,
+    app: &str,
+    path: &str,
+) -> Result<Route, ApiError> {
+    if org != state.org || app != state.app_name {
+        return Err(ApiError::not_found(
+            "NOT_FOUND",
+            format!(
+                "no app `{org}/{app}` here; this server hosts `{}/{}`",
+                state.org, state.app_name
+            ),
+        ));
+    }
+    let path = path.trim_end_matches('/');
+    let Some((element_path, function)) = path.rsplit_once('/') else {
+        return Err(ApiError::not_found(
+            "NOT_FOUND",
+            format!("`{path}` names no element: expected {{element path}}/{{function}}"),
+        ));
+    };
+    if element_path
+        .split('/')
+        .any(|segment| segment.is_empty() || segment.contains('.'))
+    {
+        return Err(ApiError::not_found(
+            "NOT_FOUND",
+            format!("`{element_path}` is not an element path (segments joined by `/`)"),
+        ));
+    }
+    let full_name = element_path.replace('/', ".");
+    let Some(chain) = state.app.chain(&full_name) else {
+        let hint = state
+            .app
+            .definitions()
+            .suggest(&full_name)
+            .map(|name| format!(" (did you mean `{name}`?)"))
+            .unwrap_or_default();
+        return Err(ApiError::not_found(
+            "NOT_FOUND",
+            format!("no element `{full_name}`{hint}"),
+        ));
+    };
+    let declaration = jit_runtime::declared_function(chain, function)?;
+    let format = match declaration.extra.get("bodyFormat").and_then(Value::as_str) {
+        Some("xml") => BodyFormat::Xml,
+        _ => BodyFormat::Json,
+    };
+    let body_argument = match format {
+        BodyFormat::Xml => declaration.args.first().map(|arg| arg.name.clone()),
+        BodyFormat::Json => None,
+    };
+    Ok(Route {
+        full_name,
+        function: function.to_owned(),
+        login_required: declaration.login_required,
+        format,
+        body_argument,
+    })
+}
+
+/// Authorizes, reads the body, calls the element and shapes its answer.
+pub(crate) async fn invoke(
+    state: &ServerState,
+    route: Route,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &str,
+    peer: Option<IpAddr>,
+) -> Result<Response, ApiError> {
+    if route.login_required {
+        state.config.tokens.authorize(headers)?;
+    }
+    let (limit, format) = match route.format {
+        BodyFormat::Json => (state.config.json_body_limit, BodyFormat::Json),
+        BodyFormat::Xml => (state.config.xml_body_limit, BodyFormat::Xml),
+    };
+    let bytes = read_body(body, limit).await?;
+    let arguments = match format {
+        BodyFormat::Json => json_arguments(headers, &bytes)?,
+        BodyFormat::Xml => {
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                ApiError::bad_request("BAD_REQUEST", "the request body is not UTF-8")
+            })?;
+            let mut arguments = serde_json::Map::new();
+            if let Some(name) = &route.body_argument {
+                arguments.insert(name.clone(), Value::String(text.to_owned()));
+            }
+            arguments
+        }
+    };
+    let context = jit_runtime::CallContext {
+        request_id: Some(request_id.to_owned()),
+        // Tokens are shared secrets, not identities: an authorized caller is "bearer".
+        principal: route.login_required.then(|| "bearer".to_owned()),
+        peer,
+    };
+    let call = state.app.call(
+        &route.full_name,
+        &route.function,
+        Value::Object(arguments),
+        &context,
+    );
+    let result = tokio::time::timeout(state.config.request_timeout, call)
+        .await
+        .map_err(|_| ApiError::timeout(state.config.request_timeout))?
+        .map_err(|error| state.internals.answer(error))?;
+    Ok(match format {
+        BodyFormat::Json => axum::Json(result).into_response(),
+        BodyFormat::Xml => match result {
+            Value::String(xml) => xml_response(StatusCode::OK, xml),
+            other => {
+                tracing::error!(
+                    element = %log_safe(&route.full_name),
+                    function = %log_safe(&route.function),
+                    "XML function returned {} instead of a string",
+                    if other.is_object() { "an object" } else { "a non-string value" }
+                );
+                return Err(ApiError::internal("the function returned no XML"));
+            }
+        },
+    })
+}
