@@ -59,6 +59,15 @@ pub(crate) async fn start(
 
     // Headers are validated before anything in a library runs; every refusal is reported.
     let plugins = jit_plugin_host::load_plugins(&definitions).map_err(LoadErrors::from)?;
+    // What `jit check` refuses (an element this binary cannot build) is refused here too,
+    // before the database or the simulator is set up, so a refused app leaves nothing
+    // behind (no SQLite file, no simulator file).
+    let definitions = jit_plugin_host::expect_plugin_loaders(
+        host.definitions_builder(app_dir),
+        plugins.iter().map(|(spec, _)| spec),
+    )
+    .definitions(definitions)
+    .check()?;
     let api_base = crate::server::routes::api_base(&public_base_url, &settings.org, &settings.name);
     let official = if host.has_official_families() {
         Some(Official::prepare(&definitions, &pays, &public_base_url, &api_base).await?)

@@ -111,4 +111,11 @@ fn an_element_with_functions_and_no_loader_fails_check_and_serve() {
 
     let report = refused_to_start(app.path(), &[]);
     problem_line(&report, &folder.join("e.json"), expected);
+    // Refused before the database or the simulator was set up: nothing is left behind.
+    for left in ["shop.db", ".jit/simulator.json"] {
+        assert!(
+            !app.path().join(left).exists(),
+            "a refused start left {left} behind"
+        );
+    }
 }
