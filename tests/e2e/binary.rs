@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::util::free_port;
+
 /// How long a `jit` process may take to answer or to exit on a loaded machine.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -56,17 +58,8 @@ pub fn use_simulator(app: &Path) {
     std::fs::write(&file, table.to_string()).expect("write app.toml");
 }
 
-/// A free loopback port (free when asked; the server binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind a loopback port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
-
 /// The child's exit status, or `None` (the child killed) if it runs longer than `limit`.
-fn wait_at_most(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+pub fn wait_at_most(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let started = Instant::now();
     loop {
         if let Some(exit) = child.try_wait().expect("poll the child") {
@@ -140,7 +133,18 @@ impl Served {
     }
 
     /// Stops the process (SIGTERM on Unix) and waits for it to exit.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_with_status().await;
+    }
+
+    /// Like [`Served::stop`], and the process must also exit successfully.
+    pub async fn stop_cleanly(self) {
+        let (exit, logs) = self.stop_with_status().await;
+        assert!(exit.success(), "exit status {exit}:\n{logs}");
+    }
+
+    /// Stops the process; its exit status and its logs.
+    async fn stop_with_status(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
         #[cfg(unix)]
         let _ = Command::new("kill")
@@ -151,7 +155,9 @@ impl Served {
         let exit = tokio::task::spawn_blocking(move || wait_at_most(&mut child, PATIENCE))
             .await
             .expect("the waiting task");
-        assert!(exit.is_some(), "jit serve did not stop:\n{}", self.logs());
+        let logs = self.logs();
+        let exit = exit.unwrap_or_else(|| panic!("jit serve did not stop:\n{logs}"));
+        (exit, logs)
     }
 }
 

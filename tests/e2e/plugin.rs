@@ -4,7 +4,7 @@
 //! `jit check` and `jit serve` must refuse before running anything of them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -12,10 +12,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::library_file_name;
 
-use crate::util::{SHOP_TOKEN, client, copy_example_app, error_code, json_reply};
-
-/// How long a `jit` process may take to answer or to exit on a loaded machine.
-const PROCESS_PATIENCE: Duration = Duration::from_secs(60);
+use crate::binary::{PATIENCE as PROCESS_PATIENCE, Served, jit as jit_command, wait_at_most};
+use crate::util::{SHOP_TOKEN, client, copy_example_app, error_code, free_port, json_reply};
 
 /// The libraries the tests install, built once per run of this test binary.
 struct Libraries {
@@ -115,150 +113,29 @@ fn shop_with_discount_plugin() -> tempfile::TempDir {
     dir
 }
 
-/// `jit <args>`, waited for, with no inherited log level or database.
-fn jit(args: &[&str], app: &Path) -> Output {
-    jit_command(args, app)
-        .output()
-        .expect("the jit binary runs")
-}
-
-fn jit_command(args: &[&str], app: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_jit"));
-    command
-        .args(args)
-        .arg("--app")
-        .arg(app)
-        .env_remove("RUST_LOG")
-        // The database is the SQLite file beside the copied app.toml.
-        .env_remove("DATABASE_URL")
-        .env_remove("JIT_DATABASE_URL");
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A free loopback port (free when asked; the server binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind a loopback port")
-        .local_addr()
-        .expect("its address")
-        .port()
-}
-
-/// A `jit serve` process, killed if a test fails before stopping it.
-struct Served {
-    child: Option<Child>,
-    base: String,
-    log: PathBuf,
-}
-
-impl Served {
-    /// Starts `jit serve` on `app` at a free loopback port; its stderr goes to a file in
-    /// `app`, shown when something goes wrong.
-    fn start(app: &Path) -> Self {
-        let port = free_port();
-        let log = app.join("serve.log");
-        let child = jit_command(&["serve"], app)
-            .env("JIT_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create the log file"))
-            .spawn()
-            .expect("jit serve starts");
-        Self {
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `/healthz` answers; panics (with the logs) if the process exits first.
-    async fn ready(&mut self, http: &reqwest::Client) {
-        let started = Instant::now();
-        while http
-            .get(format!("{}/healthz", self.base))
-            .send()
-            .await
-            .is_err()
-        {
-            let child = self.child.as_mut().expect("running");
-            if let Some(exit) = child.try_wait().expect("poll jit serve") {
-                panic!(
-                    "jit serve exited with {exit} before answering:\n{}",
-                    self.logs()
-                );
-            }
-            assert!(
-                started.elapsed() < PROCESS_PATIENCE,
-                "jit serve never answered:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, and a clean exit.
-    async fn stop(mut self) {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "SIGTERM could not be sent");
-        let exit = tokio::task::spawn_blocking(move || wait_at_most(&mut child, PROCESS_PATIENCE))
-            .await
-            .expect("the waiting task");
-        let exit = exit.unwrap_or_else(|| panic!("jit serve ignored SIGTERM:\n{}", self.logs()));
-        assert!(exit.success(), "exit status {exit}:\n{}", self.logs());
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The child's exit status, or `None` (the child killed) if it runs longer than `limit`.
-fn wait_at_most(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let started = Instant::now();
-    loop {
-        if let Some(exit) = child.try_wait().expect("poll the child") {
-            return Some(exit);
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn check_and_ls_accept_the_plugin_and_show_its_chain() {
     let app = shop_with_discount_plugin();
 
-    let output = jit(&["check"], app.path());
+    let output = jit_command(&["check"], app.path())
+        .output()
+        .expect("the jit binary runs");
     assert!(
         output.status.success(),
         "jit check refused the example plugin:\n{}{}",
-        text(&output.stdout),
-        text(&output.stderr)
+        lossy(&output.stdout),
+        lossy(&output.stderr)
     );
 
-    let output = jit(&["ls"], app.path());
-    let listing = text(&output.stdout);
-    assert!(output.status.success(), "{listing}{}", text(&output.stderr));
+    let output = jit_command(&["ls"], app.path())
+        .output()
+        .expect("the jit binary runs");
+    let listing = lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{listing}{}",
+        lossy(&output.stderr)
+    );
     // Each element's chain, element first, as `jit ls` prints it.
     for chain in [
         "pays.DiscountWechatPayType → pays.WechatPayType → pays.Meta",
@@ -277,7 +154,7 @@ async fn serve_creates_through_the_plugin_pays_and_refuses_to_cancel_a_paid_orde
         .await
         .expect("building the plugin");
     let http = client();
-    let mut served = Served::start(app.path());
+    let mut served = Served::start(app.path(), &[]);
     served.ready(&http).await;
     let base = served.base.clone();
     let call = |path: &str, arguments: Value| {
@@ -327,8 +204,8 @@ async fn serve_creates_through_the_plugin_pays_and_refuses_to_cancel_a_paid_orde
     })
     .await
     .expect("the paying task");
-    let paid_out = text(&paid.stdout);
-    assert!(paid.status.success(), "{paid_out}{}", text(&paid.stderr));
+    let paid_out = lossy(&paid.stdout);
+    assert!(paid.status.success(), "{paid_out}{}", lossy(&paid.stderr));
     assert!(
         paid_out.contains("total_fee 8999 fen"),
         "the payer paid the discounted amount: {paid_out}"
@@ -387,7 +264,7 @@ async fn serve_creates_through_the_plugin_pays_and_refuses_to_cancel_a_paid_orde
         "the cancel took effect: {queried}"
     );
 
-    served.stop().await;
+    served.stop_cleanly().await;
 }
 
 /// A plugin library `jit` must refuse: what to install and the reason it must give.
@@ -424,7 +301,7 @@ fn assert_refused_by_check_and_serve(refusal: Refusal) {
         .env("TMPDIR", &scratch)
         .output()
         .expect("jit check runs");
-    let report = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    let report = crate::binary::text(&output);
     assert!(!output.status.success(), "jit check accepted it:\n{report}");
     let line = report
         .lines()
@@ -448,7 +325,7 @@ fn assert_refused_by_check_and_serve(refusal: Refusal) {
         .expect("jit serve starts");
     let exit = wait_at_most(&mut server, PROCESS_PATIENCE);
     let output = server.wait_with_output().expect("collect the output");
-    let report = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    let report = crate::binary::text(&output);
     let exit = exit.unwrap_or_else(|| panic!("jit serve did not refuse to start:\n{report}"));
     assert!(!exit.success(), "jit serve started with it:\n{report}");
     for part in &expected {
@@ -502,4 +379,8 @@ fn a_library_without_the_header_symbol_is_refused() {
         content: "",
         reason: "is not a jit plugin: it exports no `JIT_PLUGIN_HEADER` symbol",
     });
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
