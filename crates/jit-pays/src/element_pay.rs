@@ -19,7 +19,6 @@ use wechatpay_v2::Fen;
 
 use crate::db::PayStore;
 use crate::error::PayError;
-use crate::events::PayEvents;
 use crate::meta::service;
 use crate::model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
@@ -51,7 +50,6 @@ pub struct ElementPay {
     masked_config: Value,
     notify_url: String,
     store: Arc<PayStore>,
-    events: Arc<PayEvents>,
 }
 
 impl std::fmt::Debug for ElementPay {
@@ -91,7 +89,6 @@ impl ElementPay {
             config,
             notify_url: settings.notify_url.clone(),
             store: service::<PayStore>(app, "PayStore")?,
-            events: service::<PayEvents>(app, "PayEvents")?,
         })
     }
 
@@ -264,7 +261,7 @@ impl Pay for ElementPay {
     async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
         // `reconcile` is no function of the Type: it is composed of the element's own
         // getOrder, check and cancelThird, and the local `wait → timeout`.
-        crate::reconciler::reconcile_order(self, &self.store, &self.events, order_id).await
+        crate::reconciler::reconcile_order(self, &self.store, order_id).await
     }
 }
 

@@ -1,58 +1,114 @@
-//! Hooks for hosted code: be told when an order is paid, closed or timed out, or when
-//! WeChat reports a second payment for a paid order.
+//! Payment events: what hosted code and merchant webhooks are told when an order is paid,
+//! closed or timed out, or when WeChat reports a second payment for a paid order.
 //!
-//! Only the caller whose conditional UPDATE moved the order announces the change, so each
-//! subscriber hears of each transition once, whichever of notify, check, cancel and the
-//! reconciler got there first. Announcing happens after the commit and in-process: a crash
-//! between the two loses the announcement (the row is still right); subscribers that must
-//! never miss one should also scan `PayLogModel` on start.
+//! Every transition writes its event in the transition's own transaction (the outbox,
+//! [`crate::outbox`]): no transition without its event, no event without its transition,
+//! and a repeat of a known payment writes nothing. Subscribers ([`PayEvents`]) are one
+//! consumer of the outbox, webhook endpoints are others; each is handed each event **at
+//! least once, in commit order per order**, by the outbox's dispatcher, never on the task
+//! of the request that made the transition. An event may come again (a crash between a
+//! delivery and its record, a subscriber that panicked): [`PayEvent::id`] names it, so a
+//! consumer can tell a repeat.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
 
 use crate::model::PayLog;
 
-/// What happened to an order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The version of the event envelope ([`PayEvent`]) this build writes. A change that a
+/// consumer could trip on (a field renamed or removed, a meaning changed) raises it;
+/// added fields do not.
+pub const EVENT_VERSION: u32 = 1;
+
+/// What happened to an order. Its wire name (`order.paid`, ...) is [`PayEventKind::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PayEventKind {
     /// `wait → success`.
+    #[serde(rename = "order.paid")]
     Paid,
     /// `close|timeout → success`: paid after it was given up locally.
+    #[serde(rename = "order.paid_after_close")]
     PaidAfterClose,
     /// `wait → close` (cancel).
+    #[serde(rename = "order.closed")]
     Closed,
     /// `wait → timeout` (expired).
+    #[serde(rename = "order.timeout")]
     TimedOut,
     /// Not a transition: WeChat reported a second payment, under another transaction, for
     /// an order already paid. The order keeps its first transaction; the second is kept in
     /// `pays_payment_conflict` and named by [`PayEvent::conflicting_transaction_id`].
-    /// Someone must refund it. Announced once per conflicting transaction.
+    /// Someone must refund it. One event per conflicting transaction.
+    #[serde(rename = "order.payment_conflict")]
     PaymentConflict,
 }
 
-/// One transition (or payment conflict), with the order as it is right after it.
-#[derive(Clone, Debug)]
-pub struct PayEvent {
-    /// What happened.
-    pub kind: PayEventKind,
-    /// The order after the transition.
-    pub order: PayLog,
-    /// For [`PayEventKind::PaymentConflict`]: the transaction id of the second payment
-    /// (the order's own is `order.transaction_id`). `None` for every other kind.
-    pub conflicting_transaction_id: Option<String>,
-}
+impl PayEventKind {
+    /// Every kind, in the order the docs list them.
+    pub const ALL: [PayEventKind; 5] = [
+        PayEventKind::Paid,
+        PayEventKind::PaidAfterClose,
+        PayEventKind::Closed,
+        PayEventKind::TimedOut,
+        PayEventKind::PaymentConflict,
+    ];
 
-impl PayEvent {
-    /// A transition of `order`.
-    pub fn transition(kind: PayEventKind, order: PayLog) -> Self {
-        PayEvent {
-            kind,
-            order,
-            conflicting_transaction_id: None,
+    /// The wire name: `order.paid`, `order.paid_after_close`, `order.closed`,
+    /// `order.timeout`, `order.payment_conflict`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PayEventKind::Paid => "order.paid",
+            PayEventKind::PaidAfterClose => "order.paid_after_close",
+            PayEventKind::Closed => "order.closed",
+            PayEventKind::TimedOut => "order.timeout",
+            PayEventKind::PaymentConflict => "order.payment_conflict",
         }
     }
+
+    /// The kind of a wire name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// Whether it reports money received (`order.paid`, `order.paid_after_close`).
+    pub fn is_payment(self) -> bool {
+        matches!(self, PayEventKind::Paid | PayEventKind::PaidAfterClose)
+    }
+}
+
+impl std::fmt::Display for PayEventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One event: the envelope every consumer gets, and (as JSON) the body every webhook
+/// receives and `pays_event.payload` holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayEvent {
+    /// The event's id, a UUIDv7 (sortable by creation time). The same on every delivery
+    /// of the event: a consumer that has seen it may skip it.
+    pub id: String,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: PayEventKind,
+    /// The envelope's version ([`EVENT_VERSION`] when written by this build).
+    pub version: u32,
+    /// When the transition was committed (UTC, RFC 3339).
+    pub created_at: DateTime<Utc>,
+    /// The order's event number: 1 for its first event, then 2, ... A consumer that
+    /// sees a number it already passed holds a repeat.
+    pub order_seq: i32,
+    /// The order as the transition committed it.
+    pub order: PayLog,
+    /// For [`PayEventKind::PaymentConflict`]: the transaction id of the second payment
+    /// (the order's own is `order.transaction_id`). Absent for every other kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicting_transaction_id: Option<String>,
 }
 
 type Subscriber = Arc<dyn Fn(&PayEvent) + Send + Sync>;
@@ -77,8 +133,10 @@ impl PayEvents {
         Self::default()
     }
 
-    /// Calls `subscriber` for every transition. It runs on the task that made the
-    /// transition, before a notify is answered: keep it short (spawn for slow work).
+    /// Calls `subscriber` for every event. It runs on the outbox's dispatcher, one event
+    /// after another: keep it short (spawn for slow work). A panic counts as a failed
+    /// delivery: the event is handed to every subscriber again later (so a subscriber
+    /// must tolerate a repeat: [`PayEvent::id`]).
     pub fn subscribe(&self, subscriber: impl Fn(&PayEvent) + Send + Sync + 'static) {
         self.subscribers.write().push(Arc::new(subscriber));
     }
@@ -86,10 +144,7 @@ impl PayEvents {
     /// Calls `subscriber` only for payments (`Paid` and `PaidAfterClose`).
     pub fn on_paid(&self, subscriber: impl Fn(&PayEvent) + Send + Sync + 'static) {
         self.subscribe(move |event| {
-            if matches!(
-                event.kind,
-                PayEventKind::Paid | PayEventKind::PaidAfterClose
-            ) {
+            if event.kind.is_payment() {
                 subscriber(event);
             }
         });
@@ -113,18 +168,34 @@ impl PayEvents {
         });
     }
 
-    /// Announces a transition. A panicking subscriber is logged and does not stop the
-    /// others, nor the caller.
-    pub fn emit(&self, event: &PayEvent) {
+    /// Hands `event` to every subscriber. A panicking subscriber is logged and does not
+    /// stop the others; the result says whether every subscriber returned (the outbox
+    /// then counts the event delivered) or which one panicked first.
+    pub fn emit(&self, event: &PayEvent) -> Result<(), SubscriberPanicked> {
         let subscribers: Vec<Subscriber> = self.subscribers.read().clone();
-        for subscriber in subscribers {
+        let mut outcome = Ok(());
+        for (index, subscriber) in subscribers.into_iter().enumerate() {
             if catch_unwind(AssertUnwindSafe(|| subscriber(event))).is_err() {
                 tracing::error!(
                     order_id = %event.order.order_id,
-                    kind = ?event.kind,
-                    "a pay event subscriber panicked"
+                    event_id = %event.id,
+                    kind = %event.kind,
+                    subscriber = index,
+                    "a pay event subscriber panicked; the event will be handed over again"
                 );
+                if outcome.is_ok() {
+                    outcome = Err(SubscriberPanicked { index });
+                }
             }
         }
+        outcome
     }
+}
+
+/// A subscriber panicked while handling an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("pay event subscriber #{index} panicked")]
+pub struct SubscriberPanicked {
+    /// Its position in subscription order.
+    pub index: usize,
 }

@@ -60,6 +60,7 @@ pub mod meta;
 pub mod model;
 pub mod models;
 pub mod order_id;
+pub mod outbox;
 pub mod pay;
 pub mod reconciler;
 pub mod services;
@@ -71,13 +72,14 @@ pub use db::PayStore;
 pub use db::entity::PayStatus;
 pub use element_pay::{ElementPay, pay_of_element};
 pub use error::PayError;
-pub use events::{PayEvent, PayEventKind, PayEvents};
+pub use events::{EVENT_VERSION, PayEvent, PayEventKind, PayEvents};
 pub use meta::{ELEMENTS, PAYS_META, register, register_loaders};
 pub use model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
     WechatRecord,
 };
 pub use models::{PAY_LOG_MODEL, PayLogModel, PayLogQuery};
+pub use outbox::{OutboxHandle, OutboxSettings, WebhookEndpoint, start_outbox};
 pub use pay::{Pay, PayElement, call_pay, pay_of};
 pub use reconciler::{ReconcileReport, ReconcilerHandle, reconcile_due, start_reconciler};
 pub use services::{OrderSummary, PAY_SVC, PaySvc};

@@ -11,7 +11,6 @@ use crate::db::PayStore;
 use crate::db::entity::PayStatus;
 use crate::db::store::now;
 use crate::error::PayError;
-use crate::events::PayEvents;
 use crate::meta::service;
 use crate::model::{CloseAtWechat, PayLog};
 use crate::pay::Pay;
@@ -35,12 +34,18 @@ pub struct ReconcileReport {
     pub failed: usize,
 }
 
-/// One pass over the orders due now.
+/// One pass over the orders due now: claims them (so another instance's pass does not
+/// query them too: [`PayStore::claim_due_for_check`]), looks at each, and reschedules
+/// those still waiting.
 pub async fn reconcile_due(app: &App) -> Result<ReconcileReport, PayError> {
     let store = service::<PayStore>(app, "PayStore")?;
     let settings = service::<PaysSettings>(app, "PaysSettings")?;
     let due = store
-        .due_for_check(now(), settings.reconciler.batch_size)
+        .claim_due_for_check(
+            now(),
+            settings.reconciler.batch_size,
+            settings.reconciler.claim_lease,
+        )
         .await?;
     let mut report = ReconcileReport::default();
     for row in due {
@@ -102,7 +107,6 @@ pub async fn reconcile_due(app: &App) -> Result<ReconcileReport, PayError> {
 pub(crate) async fn reconcile_order(
     pay: &dyn Pay,
     store: &PayStore,
-    events: &PayEvents,
     order_id: &str,
 ) -> Result<PayLog, PayError> {
     let order = pay.get_order(order_id).await?;
@@ -116,14 +120,8 @@ pub(crate) async fn reconcile_order(
     match pay.cancel_third(order_id).await? {
         CloseAtWechat::Paid => pay.check(order_id).await,
         CloseAtWechat::Closed | CloseAtWechat::NotCreated => {
-            transitions::record_closed(
-                store,
-                events,
-                pay.full_name(),
-                order_id,
-                PayStatus::Timeout,
-            )
-            .await?;
+            transitions::record_closed(store, pay.full_name(), order_id, PayStatus::Timeout)
+                .await?;
             pay.get_order(order_id).await
         }
     }

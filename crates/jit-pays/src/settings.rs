@@ -61,6 +61,11 @@ pub struct ReconcilerSettings {
     pub scan_interval: Duration,
     /// At most this many orders per scan.
     pub batch_size: u64,
+    /// A scan claims its orders for this long: another instance does not query them
+    /// before, unless the claimant reschedules them first (as it does once it has looked).
+    /// Long enough for a scan's calls to WeChat; if the claimant dies, its orders wait this
+    /// long for another instance.
+    pub claim_lease: Duration,
 }
 
 impl Default for ReconcilerSettings {
@@ -70,6 +75,7 @@ impl Default for ReconcilerSettings {
             max_backoff: Duration::from_secs(15 * 60),
             scan_interval: Duration::from_secs(5),
             batch_size: 100,
+            claim_lease: Duration::from_secs(120),
         }
     }
 }

@@ -7,6 +7,11 @@
 //! `getPayUrl` without calling WeChat again; once it says the order is paid it keeps the
 //! transaction the order was paid under. `pays_payment_conflict` keeps every other payment
 //! WeChat reported for an order already paid (a second transaction for one order).
+//!
+//! The outbox: `pays_event` holds one row per transition, written in the transition's own
+//! transaction; `pays_event_delivery` one row per event and consumer (the hooks, each
+//! webhook endpoint), the unit of work an instance claims; `pays_webhook_delivery` every
+//! attempt to deliver one.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -116,6 +121,9 @@ pub mod pay_log {
         pub check_attempts: i32,
         /// The reconciler does not look at it before this instant.
         pub next_check_at: DateTimeUtc,
+        /// How many events the order has had: every transition's UPDATE adds one, and the
+        /// event it writes carries the new value as its `order_seq`.
+        pub event_seq: i32,
     }
 
     /// No relations are navigated through the ORM.
@@ -202,6 +210,124 @@ pub mod payment_conflict {
         pub raw_notify: String,
         /// When it was first received.
         pub created_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The outbox's events: one per transition (and per payment conflict), never changed.
+pub mod event {
+    use sea_orm::entity::prelude::*;
+
+    /// One event, as committed with its transition.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pays_event")]
+    pub struct Model {
+        /// UUIDv7: sortable by creation time.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// `order.paid`, ... ([`crate::outbox::EventType`]).
+        pub event_type: String,
+        /// The envelope's version.
+        pub version: i32,
+        /// The order.
+        pub order_id: String,
+        /// The order's event number: 1 for its first event, then 2, ...
+        pub order_seq: i32,
+        /// fullName of the pay element that owns the order.
+        pub element: String,
+        /// The whole envelope, JSON: exactly the body a webhook receives.
+        pub payload: String,
+        /// When the transition was committed.
+        pub created_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The outbox's work: one row per event and consumer.
+pub mod event_delivery {
+    use sea_orm::entity::prelude::*;
+
+    /// Delivering one event to one consumer.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pays_event_delivery")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The event.
+        pub event_id: String,
+        /// `hooks`, or a webhook endpoint's URL.
+        pub consumer: String,
+        /// The event's order (copied, for the per-order ordering rule).
+        pub order_id: String,
+        /// The event's `order_seq` (copied, ditto).
+        pub order_seq: i32,
+        /// `pending`, `delivered` or `dead`.
+        pub status: String,
+        /// Attempts made so far.
+        pub attempts: i32,
+        /// The back-off counts attempts from here (a replay starts it over).
+        pub backoff_from: i32,
+        /// Not attempted before this instant.
+        pub next_attempt_at: DateTimeUtc,
+        /// A failure after this instant makes the delivery dead.
+        pub give_up_at: DateTimeUtc,
+        /// The instance attempting it now, if any.
+        pub lease_owner: Option<String>,
+        /// That instance's claim lapses at this instant (it died, or hangs).
+        pub lease_until: Option<DateTimeUtc>,
+        /// Why the last attempt failed.
+        pub last_error: Option<String>,
+        /// Row creation.
+        pub created_at: DateTimeUtc,
+        /// When a consumer took it.
+        pub delivered_at: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Every attempt to deliver an event.
+pub mod webhook_delivery {
+    use sea_orm::entity::prelude::*;
+
+    /// One attempt.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pays_webhook_delivery")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The event.
+        pub event_id: String,
+        /// The consumer: a webhook URL, or `hooks`.
+        pub endpoint: String,
+        /// 1 for the first attempt of this event at this endpoint.
+        pub attempt: i32,
+        /// The HTTP status answered, if one was.
+        pub status_code: Option<i32>,
+        /// How long the attempt took, in milliseconds.
+        pub latency_ms: i64,
+        /// Why it failed, if it did.
+        pub error: Option<String>,
+        /// The instance that made it.
+        pub instance: String,
+        /// When it started.
+        pub attempted_at: DateTimeUtc,
     }
 
     /// No relations are navigated through the ORM.

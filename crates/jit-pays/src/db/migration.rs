@@ -8,7 +8,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreatePayTables), Box::new(CreatePaymentConflicts)]
+        vec![
+            Box::new(CreatePayTables),
+            Box::new(CreatePaymentConflicts),
+            Box::new(CreateOutbox),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
@@ -36,6 +40,7 @@ enum PaysPayLog {
     ExpiresAt,
     CheckAttempts,
     NextCheckAt,
+    EventSeq,
 }
 
 #[derive(DeriveIden)]
@@ -361,6 +366,328 @@ impl MigrationTrait for CreatePaymentConflicts {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(PaysPaymentConflict::Table).to_owned())
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum PaysEvent {
+    Table,
+    Id,
+    EventType,
+    Version,
+    OrderId,
+    OrderSeq,
+    Element,
+    Payload,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum PaysEventDelivery {
+    Table,
+    Id,
+    EventId,
+    Consumer,
+    OrderId,
+    OrderSeq,
+    Status,
+    Attempts,
+    BackoffFrom,
+    NextAttemptAt,
+    GiveUpAt,
+    LeaseOwner,
+    LeaseUntil,
+    LastError,
+    CreatedAt,
+    DeliveredAt,
+}
+
+#[derive(DeriveIden)]
+enum PaysWebhookDelivery {
+    Table,
+    Id,
+    EventId,
+    Endpoint,
+    Attempt,
+    StatusCode,
+    LatencyMs,
+    Error,
+    Instance,
+    AttemptedAt,
+}
+
+/// The transactional outbox: `pays_event` (one row per transition, written in the
+/// transition's transaction), `pays_event_delivery` (one row per event and consumer, the
+/// unit of work instances claim) and `pays_webhook_delivery` (every delivery attempt), and
+/// `pays_pay_log.event_seq`, the per-order sequence number of the order's events.
+struct CreateOutbox;
+
+impl MigrationName for CreateOutbox {
+    fn name(&self) -> &str {
+        "m20261202_000001_create_outbox"
+    }
+}
+
+fn timestamp<T: IntoIden>(column: T) -> ColumnDef {
+    ColumnDef::new(column)
+        .timestamp_with_time_zone()
+        .not_null()
+        .to_owned()
+}
+
+fn nullable_timestamp<T: IntoIden>(column: T) -> ColumnDef {
+    ColumnDef::new(column)
+        .timestamp_with_time_zone()
+        .null()
+        .to_owned()
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for CreateOutbox {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(PaysPayLog::Table)
+                    .add_column(
+                        ColumnDef::new(PaysPayLog::EventSeq)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(PaysEvent::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(PaysEvent::Id)
+                            .string_len(36)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysEvent::EventType)
+                            .string_len(48)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(PaysEvent::Version).integer().not_null())
+                    .col(ColumnDef::new(PaysEvent::OrderId).string_len(32).not_null())
+                    .col(ColumnDef::new(PaysEvent::OrderSeq).integer().not_null())
+                    .col(ColumnDef::new(PaysEvent::Element).text().not_null())
+                    .col(ColumnDef::new(PaysEvent::Payload).text().not_null())
+                    .col(timestamp(PaysEvent::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        // One event per (order, sequence number): a second writer of the same transition
+        // cannot exist (the conditional UPDATE admits one), and this makes sure of it.
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_event_order_seq_uniq")
+                    .table(PaysEvent::Table)
+                    .col(PaysEvent::OrderId)
+                    .col(PaysEvent::OrderSeq)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_event_created_at")
+                    .table(PaysEvent::Table)
+                    .col(PaysEvent::CreatedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(PaysEventDelivery::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(PaysEventDelivery::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysEventDelivery::EventId)
+                            .string_len(36)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysEventDelivery::Consumer)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysEventDelivery::OrderId)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysEventDelivery::OrderSeq)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysEventDelivery::Status)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysEventDelivery::Attempts)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(PaysEventDelivery::BackoffFrom)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(timestamp(PaysEventDelivery::NextAttemptAt))
+                    .col(timestamp(PaysEventDelivery::GiveUpAt))
+                    .col(ColumnDef::new(PaysEventDelivery::LeaseOwner).text().null())
+                    .col(nullable_timestamp(PaysEventDelivery::LeaseUntil))
+                    .col(ColumnDef::new(PaysEventDelivery::LastError).text().null())
+                    .col(timestamp(PaysEventDelivery::CreatedAt))
+                    .col(nullable_timestamp(PaysEventDelivery::DeliveredAt))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("pays_event_delivery_event_fk")
+                            .from(PaysEventDelivery::Table, PaysEventDelivery::EventId)
+                            .to(PaysEvent::Table, PaysEvent::Id),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_event_delivery_event_consumer_uniq")
+                    .table(PaysEventDelivery::Table)
+                    .col(PaysEventDelivery::EventId)
+                    .col(PaysEventDelivery::Consumer)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        // The claim: a consumer's pending deliveries that are due.
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_event_delivery_due")
+                    .table(PaysEventDelivery::Table)
+                    .col(PaysEventDelivery::Status)
+                    .col(PaysEventDelivery::Consumer)
+                    .col(PaysEventDelivery::NextAttemptAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        // The claim's order rule: an earlier pending delivery of the same order.
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_event_delivery_order")
+                    .table(PaysEventDelivery::Table)
+                    .col(PaysEventDelivery::OrderId)
+                    .col(PaysEventDelivery::Consumer)
+                    .col(PaysEventDelivery::OrderSeq)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(PaysWebhookDelivery::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(PaysWebhookDelivery::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWebhookDelivery::EventId)
+                            .string_len(36)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWebhookDelivery::Endpoint)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWebhookDelivery::Attempt)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWebhookDelivery::StatusCode)
+                            .integer()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysWebhookDelivery::LatencyMs)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(PaysWebhookDelivery::Error).text().null())
+                    .col(
+                        ColumnDef::new(PaysWebhookDelivery::Instance)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(timestamp(PaysWebhookDelivery::AttemptedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_webhook_delivery_event")
+                    .table(PaysWebhookDelivery::Table)
+                    .col(PaysWebhookDelivery::EventId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            PaysWebhookDelivery::Table.into_iden(),
+            PaysEventDelivery::Table.into_iden(),
+            PaysEvent::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(PaysPayLog::Table)
+                    .drop_column(PaysPayLog::EventSeq)
+                    .to_owned(),
+            )
             .await
     }
 }

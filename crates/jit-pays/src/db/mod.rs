@@ -5,6 +5,7 @@ pub mod cache;
 pub mod entity;
 mod error;
 pub mod migration;
+pub mod outbox;
 mod redact;
 mod rows;
 pub mod store;

@@ -113,6 +113,12 @@ async fn update_returning<C: ConnectionTrait>(
         .transpose()
 }
 
+/// `event_seq + 1`: every UPDATE that makes a transition counts the event it writes.
+pub(crate) fn next_event_seq() -> Expr {
+    use sea_orm::sea_query::ExprTrait;
+    Expr::col(pay_log::Column::EventSeq).add(1)
+}
+
 /// When `recorded` found the order already paid under another transaction than the one
 /// `state` reports, the transaction the order keeps (`None` inside when it has none on
 /// record: then nothing contradicts, and this is `None`).
@@ -129,7 +135,9 @@ pub(crate) fn conflicting_payment(
 }
 
 /// Keeps the second payment `state` reports for an order paid under `kept`, once per
-/// (order, transaction): `Conflict { first_seen }` says whether this call wrote it.
+/// (order, transaction): `Conflict { first_seen }` says whether this call wrote it. When it
+/// did, the order's `event_seq` counts the conflict's event and the order returned is the
+/// one after that (the caller writes the event in the same transaction).
 pub(crate) async fn record_conflict_on<C: ConnectionTrait>(
     connection: &C,
     state: &ThirdPartyState,
@@ -157,10 +165,22 @@ pub(crate) async fn record_conflict_on<C: ConnectionTrait>(
         .execute(&insert)
         .await
         .map_err(db("recording a payment conflict"))?;
+    let first_seen = written.rows_affected() == 1;
+    let order = if first_seen {
+        update_returning(
+            connection,
+            pay_log::Entity::update_many()
+                .col_expr(pay_log::Column::EventSeq, next_event_seq())
+                .filter(pay_log::Column::OrderId.eq(state.order_id.as_str())),
+        )
+        .await
+        .map_err(db("counting a payment conflict's event"))?
+        .or(order)
+    } else {
+        order
+    };
     Ok(PaymentRecorded {
-        outcome: PaidOutcome::Conflict {
-            first_seen: written.rows_affected() == 1,
-        },
+        outcome: PaidOutcome::Conflict { first_seen },
         order,
     })
 }
@@ -189,6 +209,7 @@ pub(crate) async fn mark_paid_on<C: ConnectionTrait>(
                 .col_expr(pay_log::Column::TransactionId, Expr::value(transaction_id))
                 .col_expr(pay_log::Column::PaidAt, Expr::value(paid_at))
                 .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
+                .col_expr(pay_log::Column::EventSeq, next_event_seq())
                 .filter(pay_log::Column::OrderId.eq(order_id))
                 .filter(pay_log::Column::Status.eq(from.as_str()))
         };

@@ -2,23 +2,27 @@
 //!
 //! Every change of `status` is one conditional `UPDATE … WHERE order_id = ? AND status IN
 //! (…)`; the row count it reports decides the single winner, identically on SQLite and
-//! PostgreSQL, whichever process or task runs it. Only the winner may announce the change
-//! (hooks), so each transition is announced exactly once.
+//! PostgreSQL, whichever process or task runs it. The winner writes the transition's
+//! event in the same transaction (the outbox, [`super::outbox`]), so each transition has
+//! exactly one event, and none is written for a transition that did not happen.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
+    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Set, SqlErr, Statement, TransactionTrait,
 };
 
 use super::cache::{DEFAULT_ORDER_CACHE_CAPACITY, OrderCache, OrderFacts};
 use super::entity::{PayStatus, pay_log, payment_conflict, wechat_record};
 use super::error::db;
-use super::rows::{mark_paid_on, save_third_party_on};
+use super::outbox::{NewEvent, Outbox, write_events_on};
+use super::rows::{mark_paid_on, next_event_seq, save_third_party_on};
 use super::writer::{NotifiedPayment, NotifyWriter, NotifyWriterStats};
+use crate::events::PayEventKind;
 
 pub use super::error::StoreError;
 pub use super::rows::{PaidOutcome, PaymentRecorded, ThirdPartyState, now};
@@ -98,16 +102,24 @@ pub struct PayStore {
     connection: DatabaseConnection,
     notify_writer: Arc<NotifyWriter>,
     orders: Arc<OrderCache>,
+    outbox: Arc<Outbox>,
 }
 
 impl PayStore {
     /// Wraps an open, migrated connection.
     pub fn new(connection: DatabaseConnection) -> Self {
+        let outbox = Arc::new(Outbox::default());
         PayStore {
-            notify_writer: Arc::new(NotifyWriter::new(connection.clone())),
+            notify_writer: Arc::new(NotifyWriter::new(connection.clone(), Arc::clone(&outbox))),
             connection,
             orders: Arc::new(OrderCache::new(DEFAULT_ORDER_CACHE_CAPACITY)),
+            outbox,
         }
+    }
+
+    /// The outbox configuration of this store and its clones: where new events go.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// How many orders' facts this store (and its clones) remember; 0 remembers none.
@@ -173,6 +185,7 @@ impl PayStore {
             expires_at: order.expires_at.trunc_subsecs(6),
             check_attempts: 0,
             next_check_at: order.first_check_at.trunc_subsecs(6),
+            event_seq: 0,
         };
         let mut row: pay_log::ActiveModel = model.clone().into();
         row.id = NotSet;
@@ -257,40 +270,97 @@ impl PayStore {
         Ok(())
     }
 
-    /// `wait → close` or `wait → timeout`, one conditional UPDATE.
+    /// `wait → close` or `wait → timeout`, one conditional UPDATE, and its event
+    /// (`order.closed` or `order.timeout`) in the same transaction.
     pub async fn close_order(
         &self,
         order_id: &str,
         to: PayStatus,
     ) -> Result<CloseOutcome, StoreError> {
         debug_assert!(matches!(to, PayStatus::Close | PayStatus::Timeout));
+        let kind = if to == PayStatus::Timeout {
+            PayEventKind::TimedOut
+        } else {
+            PayEventKind::Closed
+        };
         let at = now();
-        let result = pay_log::Entity::update_many()
+        let transaction = self
+            .connection
+            .begin()
+            .await
+            .map_err(db("starting to close an order"))?;
+        let mut update = pay_log::Entity::update_many()
             .col_expr(pay_log::Column::Status, Expr::value(to.as_str()))
             .col_expr(pay_log::Column::ClosedAt, Expr::value(at))
             .col_expr(pay_log::Column::UpdatedAt, Expr::value(at))
+            .col_expr(pay_log::Column::EventSeq, next_event_seq())
             .filter(pay_log::Column::OrderId.eq(order_id))
             .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str()))
-            .exec(&self.connection)
+            .into_query();
+        update.returning_all();
+        let closed = transaction
+            .query_one(&update)
             .await
-            .map_err(db("closing an order"))?;
-        if result.rows_affected == 1 {
-            return Ok(CloseOutcome::Closed);
-        }
-        let current = self.get_order(order_id).await?;
-        Ok(CloseOutcome::AlreadyFinal(current.status))
+            .map_err(db("closing an order"))?
+            .map(|row| pay_log::Model::from_query_result(&row, ""))
+            .transpose()
+            .map_err(db("reading a closed order"))?;
+        let Some(order) = closed else {
+            drop(transaction);
+            let current = self.get_order(order_id).await?;
+            return Ok(CloseOutcome::AlreadyFinal(current.status));
+        };
+        write_events_on(
+            &transaction,
+            &self.outbox,
+            vec![NewEvent::transition(kind, order)],
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(db("committing an order's close"))?;
+        self.outbox.announce_written();
+        Ok(CloseOutcome::Closed)
     }
 
     /// Records a payment: `wait → success`, or — if the order was closed or timed out
     /// locally meanwhile — `close|timeout → success` with `paid_after_close` set. Each is
-    /// one conditional UPDATE; exactly one caller ever gets `Paid` or `PaidAfterClose`.
+    /// one conditional UPDATE; exactly one caller ever gets `Paid` or `PaidAfterClose`,
+    /// and that caller's transaction writes the event.
     pub async fn mark_paid(
         &self,
         order_id: &str,
         transaction_id: Option<&str>,
         paid_at: DateTime<Utc>,
     ) -> Result<PaymentRecorded, StoreError> {
-        let recorded = mark_paid_on(&self.connection, order_id, transaction_id, paid_at).await?;
+        let transaction = self
+            .connection
+            .begin()
+            .await
+            .map_err(db("starting to record a payment"))?;
+        let recorded = mark_paid_on(&transaction, order_id, transaction_id, paid_at).await?;
+        let kind = match recorded.outcome {
+            PaidOutcome::Paid => Some(PayEventKind::Paid),
+            PaidOutcome::PaidAfterClose { .. } => Some(PayEventKind::PaidAfterClose),
+            PaidOutcome::AlreadyPaid | PaidOutcome::Conflict { .. } => None,
+        };
+        let event = kind.zip(recorded.order.clone());
+        if let Some((kind, order)) = &event {
+            write_events_on(
+                &transaction,
+                &self.outbox,
+                vec![NewEvent::transition(*kind, order.clone())],
+            )
+            .await?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(db("committing a payment"))?;
+        if event.is_some() {
+            self.outbox.announce_written();
+        }
         self.remember_payment(&recorded);
         Ok(recorded)
     }
@@ -321,20 +391,53 @@ impl PayStore {
 }
 
 impl PayStore {
-    /// Waiting orders whose next reconciler look is due, oldest first.
-    pub async fn due_for_check(
+    /// Claims up to `limit` waiting orders whose next reconciler look is due (the longest
+    /// due first; returned oldest order first), by pushing their `next_check_at` to `at + lease` in the same statement: an
+    /// order claimed by one instance (or task) is not due for another until the claimant
+    /// reschedules it ([`PayStore::postpone_check`]) or dies and the lease lapses. So with
+    /// several instances on one database each due order is queried once per round. On
+    /// PostgreSQL the candidates are picked `FOR UPDATE SKIP LOCKED`; SQLite serialises
+    /// writers anyway.
+    pub async fn claim_due_for_check(
         &self,
         at: DateTime<Utc>,
         limit: u64,
+        lease: std::time::Duration,
     ) -> Result<Vec<pay_log::Model>, StoreError> {
-        pay_log::Entity::find()
-            .filter(pay_log::Column::Status.eq(PayStatus::Wait.as_str()))
-            .filter(pay_log::Column::NextCheckAt.lte(at))
-            .order_by_asc(pay_log::Column::NextCheckAt)
-            .limit(limit)
-            .all(&self.connection)
+        let backend = self.connection.get_database_backend();
+        let until = (at
+            + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5)))
+        .trunc_subsecs(6);
+        let (sql, values): (&str, Vec<sea_orm::Value>) = if backend == DbBackend::Postgres {
+            (
+                "UPDATE pays_pay_log SET next_check_at = $1 WHERE id IN (\
+                 SELECT id FROM pays_pay_log WHERE status = 'wait' AND next_check_at <= $2 \
+                 ORDER BY next_check_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 AND status = 'wait' AND next_check_at <= $2 RETURNING *",
+                vec![until.into(), at.into(), (limit as i64).into()],
+            )
+        } else {
+            (
+                "UPDATE pays_pay_log SET next_check_at = ? WHERE id IN (\
+                 SELECT id FROM pays_pay_log WHERE status = 'wait' AND next_check_at <= ? \
+                 ORDER BY next_check_at LIMIT ?) \
+                 AND status = 'wait' AND next_check_at <= ? RETURNING *",
+                vec![until.into(), at.into(), (limit as i64).into(), at.into()],
+            )
+        };
+        let rows = self
+            .connection
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await
-            .map_err(db("scanning waiting orders"))
+            .map_err(db("claiming waiting orders"))?;
+        let mut due = rows
+            .iter()
+            .map(|row| pay_log::Model::from_query_result(row, ""))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db("reading claimed orders"))?;
+        // RETURNING does not keep the subquery's order; ids follow creation.
+        due.sort_by_key(|row| row.id);
+        Ok(due)
     }
 
     /// Pushes an order's next reconciler look to `next_check_at`, counting the attempt.

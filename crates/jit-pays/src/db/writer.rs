@@ -33,10 +33,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::entity::{PayStatus, pay_log, wechat_record};
 use super::error::{StoreError, db};
+use super::outbox::{NewEvent, Outbox, write_events_on};
 use super::rows::{
     PaidOutcome, PaymentRecorded, ThirdPartyState, conflicting_payment, guarded_trade_state,
-    guarded_transaction_id, mark_paid_on, now, record_conflict_on, third_party_row,
+    guarded_transaction_id, mark_paid_on, next_event_seq, now, record_conflict_on, third_party_row,
 };
+use crate::events::PayEventKind;
 
 /// At most this many payments share a commit. Bounds the time a transaction holds the
 /// write lock (and the latency of its last caller); at a few tens of µs of statements per
@@ -93,6 +95,7 @@ struct Counters {
 #[derive(Debug)]
 pub(crate) struct NotifyWriter {
     connection: DatabaseConnection,
+    outbox: Arc<Outbox>,
     queue: Mutex<Option<mpsc::Sender<Job>>>,
     counters: Arc<Counters>,
 }
@@ -113,9 +116,10 @@ fn writer_gone() -> StoreError {
 }
 
 impl NotifyWriter {
-    pub(crate) fn new(connection: DatabaseConnection) -> Self {
+    pub(crate) fn new(connection: DatabaseConnection, outbox: Arc<Outbox>) -> Self {
         NotifyWriter {
             connection,
+            outbox,
             queue: Mutex::new(None),
             counters: Arc::default(),
         }
@@ -137,6 +141,7 @@ impl NotifyWriter {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(run(
             self.connection.clone(),
+            Arc::clone(&self.outbox),
             receiver,
             Arc::clone(&self.counters),
         ));
@@ -179,6 +184,7 @@ fn own_connection(connection: &DatabaseConnection) -> DatabaseConnection {
 
 async fn run(
     connection: DatabaseConnection,
+    outbox: Arc<Outbox>,
     mut queue: mpsc::Receiver<Job>,
     counters: Arc<Counters>,
 ) {
@@ -190,7 +196,7 @@ async fn run(
         let (payments, answers): (Vec<_>, Vec<_>) =
             jobs.drain(..).map(|job| (job.payment, job.answer)).unzip();
         let size = payments.len();
-        match commit_batch(&connection, payments).await {
+        match commit_batch(&connection, &outbox, payments).await {
             Ok(outcomes) => {
                 // Counted before anyone is answered, so a caller sees its own commit.
                 counters.commits.fetch_add(1, Ordering::SeqCst);
@@ -241,8 +247,10 @@ async fn restart_wal(connection: &DatabaseConnection) {
     }
 }
 
-/// Runs `payments` in one transaction. `Err` means nothing of the batch was written; `Ok`
-/// holds each payment's own outcome, in order (an order that does not exist fails only
+/// Runs `payments` in one transaction, with the event of every transition it makes (and
+/// of every payment conflict it records first), and raises `outbox`'s signal after the
+/// commit. `Err` means nothing of the batch was written; `Ok` holds each payment's own
+/// outcome, in order (an order that does not exist fails only
 /// its own payment: no statement failed, the others stand).
 ///
 /// The common case — orders still waiting — takes one conditional UPDATE for the whole
@@ -255,6 +263,7 @@ async fn restart_wal(connection: &DatabaseConnection) {
 /// one-at-a-time path, inside the same transaction.
 pub(crate) async fn commit_batch(
     connection: &DatabaseConnection,
+    outbox: &Outbox,
     payments: Vec<NotifiedPayment>,
 ) -> Result<Vec<Result<PaymentRecorded, StoreError>>, StoreError> {
     let transaction = connection
@@ -300,6 +309,7 @@ pub(crate) async fn commit_batch(
             Err(failed) => return Err(failed),
         }
     }
+    let events = events_of(&payments, &outcomes);
     // A conflicting payment's notify is not the order's: the record keeps the first.
     let records = payments
         .into_iter()
@@ -311,11 +321,44 @@ pub(crate) async fn commit_batch(
         })
         .map(|(payment, _)| payment.state);
     save_notified_states_on(&transaction, records).await?;
+    write_events_on(&transaction, outbox, events).await?;
     transaction
         .commit()
         .await
         .map_err(db("committing a batch of payments"))?;
+    outbox.announce_written();
     Ok(outcomes)
+}
+
+/// The events of a batch's outcomes: each transition, and each payment conflict recorded
+/// for the first time (a repeat writes nothing).
+fn events_of(
+    payments: &[NotifiedPayment],
+    outcomes: &[Result<PaymentRecorded, StoreError>],
+) -> Vec<NewEvent> {
+    payments
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(payment, outcome)| Some((payment, outcome.as_ref().ok()?)))
+        .filter_map(|(payment, recorded)| {
+            let order = recorded.order.clone()?;
+            let kind = match recorded.outcome {
+                PaidOutcome::Paid => PayEventKind::Paid,
+                PaidOutcome::PaidAfterClose { .. } => PayEventKind::PaidAfterClose,
+                PaidOutcome::Conflict { first_seen: true } => {
+                    return Some(NewEvent {
+                        kind: PayEventKind::PaymentConflict,
+                        order,
+                        conflicting_transaction_id: payment.state.transaction_id.clone(),
+                    });
+                }
+                PaidOutcome::AlreadyPaid | PaidOutcome::Conflict { first_seen: false } => {
+                    return None;
+                }
+            };
+            Some(NewEvent::transition(kind, order))
+        })
+        .collect()
 }
 
 /// How many rows a batch statement for `count` rows is written for: the next power of
@@ -407,6 +450,7 @@ fn mark_waiting_paid_query(
         )
         .col_expr(pay_log::Column::PaidAt, Expr::Case(Box::new(paid_ats)))
         .col_expr(pay_log::Column::UpdatedAt, Expr::value(now()))
+        .col_expr(pay_log::Column::EventSeq, next_event_seq())
         .filter(still_waiting)
         .filter(pay_log::Column::OrderId.is_in(order_ids))
         .into_query();
@@ -557,7 +601,9 @@ mod tests {
             }
             poison(&store).await;
             let batch = ["A", "B", "POISON", "C"].map(payment).into();
-            let error = commit_batch(store.connection(), batch).await.unwrap_err();
+            let error = commit_batch(store.connection(), store.outbox(), batch)
+                .await
+                .unwrap_err();
             assert!(error.to_string().contains("poisoned"), "{error}");
             for id in ["A", "B", "POISON", "C"] {
                 let row = store.get_order(id).await.unwrap();
@@ -567,7 +613,9 @@ mod tests {
             }
             // Without the poisoned order the same payments commit, each once.
             let batch = ["A", "B", "A", "C", "MISSING"].map(payment).into();
-            let outcomes = commit_batch(store.connection(), batch).await.unwrap();
+            let outcomes = commit_batch(store.connection(), store.outbox(), batch)
+                .await
+                .unwrap();
             let outcomes: Vec<_> = outcomes
                 .into_iter()
                 .map(|outcome| outcome.map(|recorded| recorded.outcome))

@@ -15,7 +15,6 @@ use wechatpay_v2::{Client, ClientConfig, Fen, RetryPolicy, UnverifiedNotify};
 use crate::db::cache::OrderFacts;
 use crate::db::store::PayStore;
 use crate::error::PayError;
-use crate::events::PayEvents;
 use crate::model::{
     CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, WechatRecord,
 };
@@ -44,7 +43,6 @@ pub struct WechatPay {
     masked_config: Value,
     client: Client,
     store: Arc<PayStore>,
-    events: Arc<PayEvents>,
     settings: Arc<PaysSettings>,
     notify_url: String,
 }
@@ -75,7 +73,6 @@ impl WechatPay {
         masked_config: Value,
         notify_url: String,
         store: Arc<PayStore>,
-        events: Arc<PayEvents>,
         settings: Arc<PaysSettings>,
     ) -> Result<Self, ElementError> {
         let client = Client::new(ClientConfig {
@@ -97,7 +94,6 @@ impl WechatPay {
             masked_config,
             client,
             store,
-            events,
             settings,
             notify_url,
         })
@@ -115,7 +111,6 @@ impl WechatPay {
             masked,
             settings.notify_url.clone(),
             cx.service::<PayStore>()?,
-            cx.service::<PayEvents>()?,
             settings,
         )
     }
@@ -199,7 +194,7 @@ impl Pay for WechatPay {
     }
 
     async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
-        crate::reconciler::reconcile_order(self, &self.store, &self.events, order_id).await
+        crate::reconciler::reconcile_order(self, &self.store, order_id).await
     }
 }
 

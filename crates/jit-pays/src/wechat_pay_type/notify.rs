@@ -148,10 +148,9 @@ impl WechatPay {
             .await;
         match recorded {
             Ok(recorded) => {
-                // Committed: only now may WeChat hear SUCCESS, and subscribers of it.
+                // Committed, with its event: only now may WeChat hear SUCCESS.
                 let outcome = recorded.outcome;
-                self.announce_paid(&order_id, recorded, notify.transaction_id.as_deref())
-                    .await;
+                self.log_payment(&order_id, &recorded, notify.transaction_id.as_deref());
                 NotifyReply::new(match outcome {
                     PaidOutcome::Paid => NotifyOutcome::Paid { order_id },
                     PaidOutcome::PaidAfterClose { .. } => {

@@ -11,7 +11,6 @@ use crate::db::store::{
     CloseOutcome, NewOrder, PaidOutcome, PaymentRecorded, StoreError, ThirdPartyState, now,
 };
 use crate::error::PayError;
-use crate::events::{PayEvent, PayEventKind};
 use crate::model::{CancelResult, CloseAtWechat, PayLog, WechatRecord};
 use crate::order_id::{generate_order_id, validate_order_id, validate_subject};
 use crate::transitions;
@@ -199,8 +198,8 @@ impl WechatPay {
         }
     }
 
-    /// Records a payment WeChat vouched for (verified notify or signed query) and announces
-    /// it if this caller made the transition.
+    /// Records a payment WeChat vouched for (verified notify or signed query); the store
+    /// writes its event if this caller made the transition.
     pub(super) async fn record_paid(
         &self,
         order_id: &str,
@@ -212,33 +211,30 @@ impl WechatPay {
             .store
             .mark_paid(order_id, transaction_id, paid_at)
             .await?;
-        let outcome = recorded.outcome;
-        self.announce_paid(order_id, recorded, transaction_id).await;
-        Ok(outcome)
+        self.log_payment(order_id, &recorded, transaction_id);
+        Ok(recorded.outcome)
     }
 
-    /// Announces a recorded payment if this caller made the transition, with the row its
-    /// UPDATE returned; or a payment conflict (`reported` is the transaction id of the
-    /// payment just recorded) the first time it is recorded.
-    pub(super) async fn announce_paid(
+    /// Logs what recording a payment did: a transition, or a payment conflict (`reported`
+    /// is the transaction id of the payment just recorded). Its event, if any, is already
+    /// in the outbox.
+    pub(super) fn log_payment(
         &self,
         order_id: &str,
-        recorded: PaymentRecorded,
+        recorded: &PaymentRecorded,
         reported: Option<&str>,
     ) {
-        let kind = match recorded.outcome {
+        match recorded.outcome {
             PaidOutcome::Paid => {
                 tracing::info!(element = %self.full_name, %order_id, "order paid");
-                PayEventKind::Paid
             }
             PaidOutcome::PaidAfterClose { previous } => {
                 tracing::warn!(
                     %order_id, previous = %previous,
                     "payment arrived for an order closed locally: recorded as paid and flagged"
                 );
-                PayEventKind::PaidAfterClose
             }
-            PaidOutcome::AlreadyPaid => return,
+            PaidOutcome::AlreadyPaid => {}
             PaidOutcome::Conflict { first_seen } => {
                 let kept = recorded
                     .order
@@ -260,29 +256,17 @@ impl WechatPay {
                     "second payment for an order already paid under another transaction: \
                      kept in pays_payment_conflict, the order keeps its first; refund it"
                 );
-                if let Some(row) = recorded.order {
-                    self.events.emit(&PayEvent {
-                        kind: PayEventKind::PaymentConflict,
-                        order: row.into(),
-                        conflicting_transaction_id: Some(reported.to_owned()),
-                    });
-                }
-                return;
             }
-        };
-        match recorded.order {
-            Some(row) => self.events.emit(&PayEvent::transition(kind, row.into())),
-            None => transitions::announce(&self.store, &self.events, order_id, kind).await,
         }
     }
 
-    /// Moves the order `wait → to` locally and announces it if this call did.
+    /// Moves the order `wait → to` locally (its event written with it) if still waiting.
     pub(super) async fn record_closed(
         &self,
         order_id: &str,
         to: PayStatus,
     ) -> Result<CloseOutcome, PayError> {
-        transitions::record_closed(&self.store, &self.events, &self.full_name, order_id, to).await
+        transitions::record_closed(&self.store, &self.full_name, order_id, to).await
     }
 
     /// orderquery → record table. `None` when WeChat has no such order.

@@ -1,0 +1,732 @@
+//! The outbox's statements: writing a transition's event (and one delivery per consumer)
+//! inside the transition's transaction, claiming due deliveries so that one instance
+//! attempts each, settling attempts, and reading and replaying events for the CLI.
+//!
+//! A delivery is claimed with a lease (`lease_owner`, `lease_until`) in one conditional
+//! UPDATE: on PostgreSQL its candidate rows are picked `FOR UPDATE SKIP LOCKED`, so
+//! instances claiming at the same moment take different rows; on SQLite writers are
+//! serialised anyway. A claim whose instance dies lapses at `lease_until` and another
+//! instance takes it (the event is then delivered again, under the same id); an instance
+//! that restarts under the same id takes its own claims back at once
+//! ([`release_leases`]).
+//!
+//! Per-order order: a delivery is claimable only when no earlier event of the same order
+//! is still pending for the same consumer, so each consumer sees an order's events in the
+//! order they were committed (a dead delivery no longer holds the next one back).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
+};
+use tokio::sync::watch;
+
+use super::entity::{event, event_delivery, pay_log, webhook_delivery};
+use super::error::{StoreError, db};
+use super::rows::now;
+use crate::events::{EVENT_VERSION, PayEvent, PayEventKind};
+
+/// The consumer name of the in-process subscribers ([`crate::PayEvents`]).
+pub const HOOKS_CONSUMER: &str = "hooks";
+
+/// A delivery's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Not yet taken by its consumer; attempted when due.
+    Pending,
+    /// Taken (a 2xx answer, or every subscriber returned).
+    Delivered,
+    /// Given up: still failing when its retry window closed.
+    Dead,
+}
+
+impl DeliveryStatus {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+}
+
+/// Where new events go: one consumer (the hooks, or a webhook endpoint by its URL), the
+/// kinds it takes and how long a failing delivery to it is retried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerRoute {
+    /// [`HOOKS_CONSUMER`] or the endpoint's URL.
+    pub name: String,
+    /// The kinds it takes; `None` takes all.
+    pub kinds: Option<Vec<PayEventKind>>,
+    /// A delivery still failing this long after its event was written is dead.
+    pub retry_for: Duration,
+}
+
+impl ConsumerRoute {
+    /// The hooks, taking every kind, retried for `retry_for`.
+    pub fn hooks(retry_for: Duration) -> Self {
+        ConsumerRoute {
+            name: HOOKS_CONSUMER.to_owned(),
+            kinds: None,
+            retry_for,
+        }
+    }
+
+    /// Whether it takes events of `kind`.
+    pub fn takes(&self, kind: PayEventKind) -> bool {
+        self.kinds
+            .as_ref()
+            .is_none_or(|kinds| kinds.contains(&kind))
+    }
+}
+
+/// How long a delivery is retried unless configured otherwise: 24 hours.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// A store's outbox configuration, shared by its clones: the consumers new events are
+/// routed to, and a signal raised after every commit that wrote events (so a dispatcher
+/// in this process starts at once instead of at its next poll).
+#[derive(Debug)]
+pub struct Outbox {
+    routes: RwLock<Arc<Vec<ConsumerRoute>>>,
+    written: watch::Sender<u64>,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            routes: RwLock::new(Arc::new(vec![ConsumerRoute::hooks(DEFAULT_RETRY_FOR)])),
+            written: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Outbox {
+    /// Replaces the consumers of events written from now on (earlier events keep theirs;
+    /// [`replay_events`] gives them to a new one).
+    pub fn set_routes(&self, routes: Vec<ConsumerRoute>) {
+        *self.routes.write() = Arc::new(routes);
+    }
+
+    /// The consumers of new events.
+    pub fn routes(&self) -> Arc<Vec<ConsumerRoute>> {
+        Arc::clone(&self.routes.read())
+    }
+
+    /// A receiver that changes after every commit that wrote events in this process.
+    pub fn watch_written(&self) -> watch::Receiver<u64> {
+        self.written.subscribe()
+    }
+
+    /// Raises the signal of [`Outbox::watch_written`]; called after a commit.
+    pub(crate) fn announce_written(&self) {
+        self.written
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+}
+
+/// A transition (or payment conflict) to write the event of.
+#[derive(Clone, Debug)]
+pub(crate) struct NewEvent {
+    pub kind: PayEventKind,
+    /// The order as the transition left it (its `event_seq` already counts this event).
+    pub order: pay_log::Model,
+    pub conflicting_transaction_id: Option<String>,
+}
+
+impl NewEvent {
+    pub(crate) fn transition(kind: PayEventKind, order: pay_log::Model) -> Self {
+        NewEvent {
+            kind,
+            order,
+            conflicting_transaction_id: None,
+        }
+    }
+}
+
+/// Rows per multi-row INSERT: the batch is cut into power-of-two chunks, so a handful of
+/// statement texts (each prepared once per connection) cover every batch size.
+fn power_of_two_chunks<T>(mut rows: Vec<T>) -> Vec<Vec<T>> {
+    let mut chunks = Vec::new();
+    while !rows.is_empty() {
+        let size = 1usize << (usize::BITS - 1 - rows.len().leading_zeros());
+        let rest = rows.split_off(size.min(rows.len()));
+        chunks.push(std::mem::replace(&mut rows, rest));
+    }
+    chunks
+}
+
+/// Writes the events of `transitions` and their deliveries on `connection` (the
+/// transition's own transaction), routed by `outbox`. The caller commits, then calls
+/// [`Outbox::announce_written`].
+pub(crate) async fn write_events_on<C: ConnectionTrait>(
+    connection: &C,
+    outbox: &Outbox,
+    transitions: Vec<NewEvent>,
+) -> Result<Vec<PayEvent>, StoreError> {
+    if transitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let routes = outbox.routes();
+    let at = now();
+    let mut events = Vec::with_capacity(transitions.len());
+    let mut event_rows = Vec::with_capacity(transitions.len());
+    let mut delivery_rows = Vec::with_capacity(transitions.len() * routes.len());
+    for transition in transitions {
+        let event = PayEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind: transition.kind,
+            version: EVENT_VERSION,
+            created_at: at,
+            order_seq: transition.order.event_seq,
+            order: transition.order.into(),
+            conflicting_transaction_id: transition.conflicting_transaction_id,
+        };
+        let payload = serde_json::to_string(&event).map_err(|error| StoreError::Db {
+            doing: "writing an event",
+            source: sea_orm::DbErr::Custom(format!("the event does not serialise: {error}")),
+        })?;
+        for route in routes.iter().filter(|route| route.takes(event.kind)) {
+            delivery_rows.push(event_delivery::ActiveModel {
+                id: NotSet,
+                event_id: Set(event.id.clone()),
+                consumer: Set(route.name.clone()),
+                order_id: Set(event.order.order_id.clone()),
+                order_seq: Set(event.order_seq),
+                status: Set(DeliveryStatus::Pending.as_str().to_owned()),
+                attempts: Set(0),
+                backoff_from: Set(0),
+                next_attempt_at: Set(at),
+                give_up_at: Set(give_up_at(at, route.retry_for)),
+                lease_owner: Set(None),
+                lease_until: Set(None),
+                last_error: Set(None),
+                created_at: Set(at),
+                delivered_at: Set(None),
+            });
+        }
+        event_rows.push(event::ActiveModel {
+            id: Set(event.id.clone()),
+            event_type: Set(event.kind.name().to_owned()),
+            version: Set(EVENT_VERSION as i32),
+            order_id: Set(event.order.order_id.clone()),
+            order_seq: Set(event.order_seq),
+            element: Set(event.order.element.clone()),
+            payload: Set(payload),
+            created_at: Set(at),
+        });
+        events.push(event);
+    }
+    for chunk in power_of_two_chunks(event_rows) {
+        event::Entity::insert_many(chunk)
+            .exec_without_returning(connection)
+            .await
+            .map_err(db("writing events"))?;
+    }
+    for chunk in power_of_two_chunks(delivery_rows) {
+        event_delivery::Entity::insert_many(chunk)
+            .exec_without_returning(connection)
+            .await
+            .map_err(db("writing event deliveries"))?;
+    }
+    Ok(events)
+}
+
+fn give_up_at(from: DateTime<Utc>, retry_for: Duration) -> DateTime<Utc> {
+    from + chrono::Duration::from_std(retry_for).unwrap_or(chrono::Duration::days(3650))
+}
+
+/// `sql` with `?` placeholders, written for `backend` (`$1`, `$2`, ... on PostgreSQL).
+fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    let sql = if backend == DbBackend::Postgres {
+        let mut numbered = String::with_capacity(sql.len() + 8);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                numbered.push_str(&format!("${n}"));
+            } else {
+                numbered.push(c);
+            }
+        }
+        numbered
+    } else {
+        sql.to_owned()
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// A claimed delivery with its event.
+#[derive(Clone, Debug)]
+pub struct ClaimedDelivery {
+    /// The delivery, as the claim left it (`attempts` counts this attempt).
+    pub delivery: event_delivery::Model,
+    /// The event's stored envelope: the exact bytes a webhook is sent.
+    pub payload: String,
+    /// The same, parsed.
+    pub event: PayEvent,
+}
+
+/// Claims up to `limit` due deliveries of `consumer` for `instance` until `now + lease`,
+/// oldest due first, at most one per order (its earliest pending event).
+pub async fn claim_deliveries<C: ConnectionTrait>(
+    connection: &C,
+    consumer: &str,
+    instance: &str,
+    lease: Duration,
+    limit: u64,
+) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    let backend = connection.get_database_backend();
+    let at = now();
+    let lease_until = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(1));
+    let skip_locked = if backend == DbBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE pays_event_delivery SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 \
+         WHERE id IN (SELECT d.id FROM pays_event_delivery d \
+             WHERE d.status = 'pending' AND d.consumer = ? AND d.next_attempt_at <= ? \
+             AND (d.lease_until IS NULL OR d.lease_until < ?) \
+             AND NOT EXISTS (SELECT 1 FROM pays_event_delivery e \
+                 WHERE e.order_id = d.order_id AND e.consumer = d.consumer \
+                 AND e.status = 'pending' AND e.order_seq < d.order_seq) \
+             ORDER BY d.next_attempt_at, d.id LIMIT ?{skip_locked}) \
+         AND status = 'pending' AND (lease_until IS NULL OR lease_until < ?) \
+         RETURNING *"
+    );
+    let values: Vec<Value> = vec![
+        instance.into(),
+        lease_until.into(),
+        consumer.into(),
+        at.into(),
+        at.into(),
+        (limit.max(1) as i64).into(),
+        at.into(),
+    ];
+    let rows = connection
+        .query_all_raw(statement(backend, &sql, values))
+        .await
+        .map_err(db("claiming event deliveries"))?;
+    let deliveries = rows
+        .iter()
+        .map(|row| event_delivery::Model::from_query_result(row, ""))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db("reading claimed deliveries"))?;
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = deliveries.iter().map(|d| d.event_id.clone()).collect();
+    let mut payloads: HashMap<String, String> = event::Entity::find()
+        .filter(event::Column::Id.is_in(ids))
+        .all(connection)
+        .await
+        .map_err(db("reading claimed events"))?
+        .into_iter()
+        .map(|row| (row.id, row.payload))
+        .collect();
+    let mut claimed = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let payload = payloads.remove(&delivery.event_id).unwrap_or_default();
+        let event: PayEvent = serde_json::from_str(&payload).map_err(|error| StoreError::Db {
+            doing: "reading a claimed event",
+            source: sea_orm::DbErr::Custom(format!(
+                "event {} has an unreadable payload: {error}",
+                delivery.event_id
+            )),
+        })?;
+        claimed.push(ClaimedDelivery {
+            delivery,
+            payload,
+            event,
+        });
+    }
+    // Oldest first, so a consumer handling them one by one keeps commit order.
+    claimed.sort_by(|a, b| a.event.id.cmp(&b.event.id));
+    Ok(claimed)
+}
+
+/// Gives back every claim `instance` holds: at start, when nothing of this instance can
+/// still be in flight (its previous run died or stopped).
+pub async fn release_leases<C: ConnectionTrait>(
+    connection: &C,
+    instance: &str,
+) -> Result<u64, StoreError> {
+    let result = event_delivery::Entity::update_many()
+        .col_expr(
+            event_delivery::Column::LeaseOwner,
+            Expr::value(None::<String>),
+        )
+        .col_expr(
+            event_delivery::Column::LeaseUntil,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .filter(event_delivery::Column::LeaseOwner.eq(instance))
+        .filter(event_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+        .exec(connection)
+        .await
+        .map_err(db("releasing this instance's event claims"))?;
+    Ok(result.rows_affected)
+}
+
+/// One attempt's result, for [`settle_attempts`].
+#[derive(Clone, Debug)]
+pub struct AttemptResult {
+    /// The claimed delivery.
+    pub delivery: event_delivery::Model,
+    /// When the attempt started.
+    pub started_at: DateTime<Utc>,
+    /// How long it took, in milliseconds.
+    pub latency_ms: i64,
+    /// The HTTP status answered (webhooks).
+    pub status_code: Option<u16>,
+    /// `None`: delivered. Otherwise why it failed (no secret, no response body).
+    pub error: Option<String>,
+    /// Whether to keep the attempt in `pays_webhook_delivery` (every webhook attempt; a
+    /// hooks attempt only when it failed).
+    pub record: bool,
+}
+
+/// The pause before the next attempt after `failures` failures in a row: 2 s doubling up
+/// to an hour, less up to half of it at random (so deliveries failed together do not come
+/// back together). The first retry comes within 2 seconds.
+pub fn retry_delay(failures: i32) -> Duration {
+    let doublings = failures.clamp(1, 12) as u32 - 1;
+    let full = Duration::from_secs(2)
+        .saturating_mul(1 << doublings)
+        .min(Duration::from_secs(3600));
+    let jitter = rand::random_range(0.0..0.5);
+    full.mul_f64(1.0 - jitter)
+}
+
+/// Records attempts and moves each delivery on: delivered, rescheduled with back-off, or
+/// dead when the next attempt would fall past its retry window. One transaction.
+pub async fn settle_attempts(
+    connection: &DatabaseConnection,
+    instance: &str,
+    results: Vec<AttemptResult>,
+) -> Result<(), StoreError> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let transaction = connection
+        .begin()
+        .await
+        .map_err(db("starting to settle deliveries"))?;
+    let at = now();
+    let delivered: Vec<i64> = results
+        .iter()
+        .filter(|result| result.error.is_none())
+        .map(|result| result.delivery.id)
+        .collect();
+    if !delivered.is_empty() {
+        event_delivery::Entity::update_many()
+            .col_expr(
+                event_delivery::Column::Status,
+                Expr::value(DeliveryStatus::Delivered.as_str()),
+            )
+            .col_expr(event_delivery::Column::DeliveredAt, Expr::value(at))
+            .col_expr(
+                event_delivery::Column::LeaseOwner,
+                Expr::value(None::<String>),
+            )
+            .col_expr(
+                event_delivery::Column::LeaseUntil,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(
+                event_delivery::Column::LastError,
+                Expr::value(None::<String>),
+            )
+            .filter(event_delivery::Column::Id.is_in(delivered))
+            .filter(event_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .exec(&transaction)
+            .await
+            .map_err(db("marking deliveries delivered"))?;
+    }
+    for result in results.iter().filter(|result| result.error.is_some()) {
+        let delivery = &result.delivery;
+        let failures = delivery.attempts - delivery.backoff_from;
+        let next = at
+            + chrono::Duration::from_std(retry_delay(failures))
+                .unwrap_or(chrono::Duration::hours(1));
+        let status = if next > delivery.give_up_at {
+            DeliveryStatus::Dead
+        } else {
+            DeliveryStatus::Pending
+        };
+        event_delivery::Entity::update_many()
+            .col_expr(event_delivery::Column::Status, Expr::value(status.as_str()))
+            .col_expr(event_delivery::Column::NextAttemptAt, Expr::value(next))
+            .col_expr(
+                event_delivery::Column::LastError,
+                Expr::value(result.error.clone()),
+            )
+            .col_expr(
+                event_delivery::Column::LeaseOwner,
+                Expr::value(None::<String>),
+            )
+            .col_expr(
+                event_delivery::Column::LeaseUntil,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .filter(event_delivery::Column::Id.eq(delivery.id))
+            .filter(event_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .exec(&transaction)
+            .await
+            .map_err(db("rescheduling a failed delivery"))?;
+        if status == DeliveryStatus::Dead {
+            tracing::error!(event_id = %delivery.event_id, consumer = %delivery.consumer,
+                attempts = delivery.attempts, "event delivery given up: its retry window closed");
+        }
+    }
+    let attempts: Vec<webhook_delivery::ActiveModel> = results
+        .into_iter()
+        .filter(|result| result.record || result.error.is_some())
+        .map(|result| webhook_delivery::ActiveModel {
+            id: NotSet,
+            event_id: Set(result.delivery.event_id),
+            endpoint: Set(result.delivery.consumer),
+            attempt: Set(result.delivery.attempts),
+            status_code: Set(result.status_code.map(i32::from)),
+            latency_ms: Set(result.latency_ms),
+            error: Set(result.error),
+            instance: Set(instance.to_owned()),
+            attempted_at: Set(result.started_at),
+        })
+        .collect();
+    for chunk in power_of_two_chunks(attempts) {
+        webhook_delivery::Entity::insert_many(chunk)
+            .exec_without_returning(&transaction)
+            .await
+            .map_err(db("recording delivery attempts"))?;
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(db("settling deliveries"))
+}
+
+/// Which events [`list_events`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// Only this kind.
+    pub kind: Option<PayEventKind>,
+    /// Only this order's.
+    pub order_id: Option<String>,
+    /// Only events with a delivery not (yet) made: pending or dead.
+    pub undelivered: bool,
+    /// Only events written at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// An event with its deliveries.
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    /// The event.
+    pub event: event::Model,
+    /// One per consumer, in consumer-name order.
+    pub deliveries: Vec<event_delivery::Model>,
+}
+
+/// Events matching `filter`, oldest first, at most `limit`.
+pub async fn list_events<C: ConnectionTrait>(
+    connection: &C,
+    filter: &EventFilter,
+    limit: u64,
+) -> Result<Vec<EventRecord>, StoreError> {
+    let mut query = event::Entity::find();
+    if let Some(kind) = filter.kind {
+        query = query.filter(event::Column::EventType.eq(kind.name()));
+    }
+    if let Some(order_id) = &filter.order_id {
+        query = query.filter(event::Column::OrderId.eq(order_id.as_str()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(event::Column::CreatedAt.gte(since));
+    }
+    if filter.undelivered {
+        query = query.filter(
+            event::Column::Id.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(event_delivery::Column::EventId)
+                    .from(event_delivery::Entity)
+                    .and_where(
+                        event_delivery::Column::Status.ne(DeliveryStatus::Delivered.as_str()),
+                    )
+                    .to_owned(),
+            ),
+        );
+    }
+    let events = query
+        .order_by_asc(event::Column::Id)
+        .limit(limit)
+        .all(connection)
+        .await
+        .map_err(db("listing events"))?;
+    let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
+    let mut deliveries: HashMap<String, Vec<event_delivery::Model>> = HashMap::new();
+    for delivery in event_delivery::Entity::find()
+        .filter(event_delivery::Column::EventId.is_in(ids))
+        .order_by_asc(event_delivery::Column::Consumer)
+        .all(connection)
+        .await
+        .map_err(db("listing event deliveries"))?
+    {
+        deliveries
+            .entry(delivery.event_id.clone())
+            .or_default()
+            .push(delivery);
+    }
+    Ok(events
+        .into_iter()
+        .map(|event| EventRecord {
+            deliveries: deliveries.remove(&event.id).unwrap_or_default(),
+            event,
+        })
+        .collect())
+}
+
+/// One event with its deliveries and every attempt, oldest first; `None`: no such event.
+pub async fn event_detail<C: ConnectionTrait>(
+    connection: &C,
+    event_id: &str,
+) -> Result<Option<(EventRecord, Vec<webhook_delivery::Model>)>, StoreError> {
+    let Some(event) = event::Entity::find_by_id(event_id.to_owned())
+        .one(connection)
+        .await
+        .map_err(db("reading an event"))?
+    else {
+        return Ok(None);
+    };
+    let deliveries = event_delivery::Entity::find()
+        .filter(event_delivery::Column::EventId.eq(event_id))
+        .order_by_asc(event_delivery::Column::Consumer)
+        .all(connection)
+        .await
+        .map_err(db("reading an event's deliveries"))?;
+    let attempts = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::EventId.eq(event_id))
+        .order_by_asc(webhook_delivery::Column::Id)
+        .all(connection)
+        .await
+        .map_err(db("reading an event's attempts"))?;
+    Ok(Some((EventRecord { event, deliveries }, attempts)))
+}
+
+/// Delivers `events` again to `routes` (each route taking the event's kind): a delivery
+/// that exists is made pending and due now with a fresh retry window and back-off; a
+/// missing one (an endpoint added since) is created. How many deliveries were queued.
+pub async fn replay_events(
+    connection: &DatabaseConnection,
+    events: &[event::Model],
+    routes: &[ConsumerRoute],
+) -> Result<u64, StoreError> {
+    use event_delivery::Column as D;
+    let transaction = connection.begin().await.map_err(db("starting a replay"))?;
+    let at = now();
+    let mut queued = 0;
+    for event in events {
+        let Some(kind) = PayEventKind::from_name(&event.event_type) else {
+            continue;
+        };
+        for route in routes.iter().filter(|route| route.takes(kind)) {
+            let row = event_delivery::ActiveModel {
+                id: NotSet,
+                event_id: Set(event.id.clone()),
+                consumer: Set(route.name.clone()),
+                order_id: Set(event.order_id.clone()),
+                order_seq: Set(event.order_seq),
+                status: Set(DeliveryStatus::Pending.as_str().to_owned()),
+                attempts: Set(0),
+                backoff_from: Set(0),
+                next_attempt_at: Set(at),
+                give_up_at: Set(give_up_at(at, route.retry_for)),
+                lease_owner: Set(None),
+                lease_until: Set(None),
+                last_error: Set(None),
+                created_at: Set(at),
+                delivered_at: Set(None),
+            };
+            event_delivery::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([D::EventId, D::Consumer])
+                        .update_columns([D::Status, D::NextAttemptAt, D::GiveUpAt])
+                        .value(
+                            D::BackoffFrom,
+                            Expr::col((event_delivery::Entity, D::Attempts)),
+                        )
+                        .value(D::DeliveredAt, Expr::value(None::<DateTime<Utc>>))
+                        .to_owned(),
+                )
+                .exec_without_returning(&transaction)
+                .await
+                .map_err(db("queueing a replay"))?;
+            queued += 1;
+        }
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(db("committing a replay"))?;
+    Ok(queued)
+}
+
+/// How many deliveries are pending (due or not), per consumer.
+pub async fn pending_deliveries<C: ConnectionTrait>(
+    connection: &C,
+) -> Result<HashMap<String, u64>, StoreError> {
+    #[derive(FromQueryResult)]
+    struct Count {
+        consumer: String,
+        pending: i64,
+    }
+    let counts = event_delivery::Entity::find()
+        .select_only()
+        .column(event_delivery::Column::Consumer)
+        .column_as(event_delivery::Column::Id.count(), "pending")
+        .filter(event_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+        .group_by(event_delivery::Column::Consumer)
+        .into_model::<Count>()
+        .all(connection)
+        .await
+        .map_err(db("counting pending deliveries"))?;
+    Ok(counts
+        .into_iter()
+        .map(|count| (count.consumer, count.pending.max(0) as u64))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_covering_every_row_in_order() {
+        for n in 0..300usize {
+            let chunks = power_of_two_chunks((0..n).collect::<Vec<_>>());
+            assert!(chunks.iter().all(|c| c.len().is_power_of_two()), "{n}");
+            let flat: Vec<usize> = chunks.into_iter().flatten().collect();
+            assert_eq!(flat, (0..n).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn the_first_retry_comes_within_five_seconds_and_later_ones_back_off_to_an_hour() {
+        for _ in 0..100 {
+            let first = retry_delay(1);
+            assert!(first <= Duration::from_secs(2) && first >= Duration::from_secs(1));
+            let tenth = retry_delay(10);
+            assert!(tenth >= Duration::from_secs(512) && tenth <= Duration::from_secs(1024));
+            assert!(retry_delay(40) <= Duration::from_secs(3600));
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The outbox's dispatcher: hands every committed event to its consumers — the
+//! in-process subscribers ([`crate::PayEvents`]) and the merchant's webhook endpoints —
+//! at least once, in commit order per order, after a crash or restart too.
+//!
+//! The events themselves are written by the store, in the transaction of the transition
+//! they report ([`crate::db::outbox`]), with one delivery row per consumer. Here, one task
+//! per consumer claims that consumer's due deliveries (with a lease, so with several
+//! instances on one database each delivery is attempted by one), attempts them and
+//! records every attempt: a delivered one is done; a failed one comes back after a
+//! back-off with jitter (the first retry within seconds), until its retry window (24 hours
+//! by default) closes and it is dead. One task per consumer means a slow or dead endpoint
+//! holds back only its own deliveries, never another endpoint's, the hooks or a notify.
+//!
+//! Nothing here runs on a request's task: a transition's request may be long gone (its
+//! client hung up) when its event is delivered. A commit in this process wakes the tasks
+//! at once; events written by other instances (and retries coming due) are found by
+//! polling.
+
+mod webhook;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jit_runtime::App;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::db::PayStore;
+use crate::db::outbox::{
+    AttemptResult, ClaimedDelivery, ConsumerRoute, DEFAULT_RETRY_FOR, HOOKS_CONSUMER,
+    claim_deliveries, release_leases, settle_attempts,
+};
+use crate::db::store::now;
+use crate::error::PayError;
+use crate::events::{PayEventKind, PayEvents};
+use crate::meta::service;
+
+pub use crate::db::outbox::{
+    DeliveryStatus, EventFilter, EventRecord, event_detail, list_events, pending_deliveries,
+    replay_events, retry_delay,
+};
+pub use webhook::WebhookEndpoint;
+
+/// How a hooks delivery's claim lasts: the subscribers run in this process; if it dies,
+/// another instance takes the claim after this.
+const HOOKS_LEASE: Duration = Duration::from_secs(60);
+
+/// Webhook deliveries of one consumer in flight at once.
+const WEBHOOK_CONCURRENCY: usize = 16;
+
+/// What [`start_outbox`] needs.
+#[derive(Clone, Debug)]
+pub struct OutboxSettings {
+    /// This instance's name in claims (`lease_owner`). Give each instance sharing a
+    /// database its own, the same across its restarts: a restarted instance then takes
+    /// back its own claims at once instead of waiting for their leases to lapse.
+    pub instance_id: String,
+    /// How often each consumer looks for work written by other instances or come due
+    /// (a commit in this process wakes it at once).
+    pub poll_interval: Duration,
+    /// Deliveries claimed at a time, per consumer.
+    pub batch_size: u64,
+    /// How long a failing hooks delivery is retried.
+    pub hooks_retry_for: Duration,
+    /// The merchant's endpoints.
+    pub webhooks: Vec<WebhookEndpoint>,
+}
+
+impl OutboxSettings {
+    /// The defaults for `instance_id`: a 1 s poll, 64 deliveries a claim, hooks retried
+    /// for 24 hours, no webhooks.
+    pub fn new(instance_id: impl Into<String>) -> Self {
+        OutboxSettings {
+            instance_id: instance_id.into(),
+            poll_interval: Duration::from_secs(1),
+            batch_size: 64,
+            hooks_retry_for: DEFAULT_RETRY_FOR,
+            webhooks: Vec::new(),
+        }
+    }
+
+    /// The consumers new events are routed to: the hooks, then each webhook endpoint.
+    pub fn routes(&self) -> Vec<ConsumerRoute> {
+        std::iter::once(ConsumerRoute::hooks(self.hooks_retry_for))
+            .chain(self.webhooks.iter().map(WebhookEndpoint::route))
+            .collect()
+    }
+}
+
+/// The running dispatcher; [`OutboxHandle::stop`] ends it (dropping it does too, without
+/// waiting).
+#[derive(Debug)]
+pub struct OutboxHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl OutboxHandle {
+    /// Asks every consumer task to stop and waits for the attempts in flight (each
+    /// bounded by its endpoint's timeout) to be recorded.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts delivering `app`'s events: routes new events to the hooks and `settings`'
+/// webhooks, takes back this instance's own claims (left by a previous run that died),
+/// and starts one task per consumer. Call it after hosted code has subscribed to
+/// [`PayEvents`]: events found at start are handed to whoever is subscribed then.
+pub async fn start_outbox(app: &App, settings: OutboxSettings) -> Result<OutboxHandle, PayError> {
+    let store = service::<PayStore>(app, "PayStore")?;
+    let events = service::<PayEvents>(app, "PayEvents")?;
+    store.outbox().set_routes(settings.routes());
+    let released = release_leases(store.connection(), &settings.instance_id).await?;
+    if released > 0 {
+        tracing::info!(instance = %settings.instance_id, released,
+            "took back event deliveries this instance had claimed before it stopped");
+    }
+    let (stop, stopped) = watch::channel(false);
+    let settings = Arc::new(settings);
+    let mut tasks = Vec::with_capacity(1 + settings.webhooks.len());
+    let hooks = Consumer::Hooks(Arc::clone(&events));
+    tasks.push(tokio::spawn(run_consumer(
+        hooks,
+        Arc::clone(&store),
+        Arc::clone(&settings),
+        stopped.clone(),
+    )));
+    let client = webhook::client()?;
+    for endpoint in &settings.webhooks {
+        let consumer = Consumer::Webhook(Arc::new(endpoint.clone()), client.clone());
+        tasks.push(tokio::spawn(run_consumer(
+            consumer,
+            Arc::clone(&store),
+            Arc::clone(&settings),
+            stopped.clone(),
+        )));
+    }
+    Ok(OutboxHandle { stop, tasks })
+}
+
+/// One consumer of events.
+enum Consumer {
+    Hooks(Arc<PayEvents>),
+    Webhook(Arc<WebhookEndpoint>, reqwest::Client),
+}
+
+impl Consumer {
+    fn name(&self) -> &str {
+        match self {
+            Consumer::Hooks(_) => HOOKS_CONSUMER,
+            Consumer::Webhook(endpoint, _) => &endpoint.url,
+        }
+    }
+
+    fn lease(&self) -> Duration {
+        match self {
+            Consumer::Hooks(_) => HOOKS_LEASE,
+            // Past the attempt's own timeout, so a live attempt is never taken over.
+            Consumer::Webhook(endpoint, _) => endpoint.timeout + Duration::from_secs(30),
+        }
+    }
+
+    /// Attempts `claimed`, each one once.
+    async fn deliver(&self, claimed: Vec<ClaimedDelivery>) -> Vec<AttemptResult> {
+        match self {
+            Consumer::Hooks(events) => {
+                let events = Arc::clone(events);
+                // Subscribers are plain functions that may block: off the async workers.
+                let attempted = tokio::task::spawn_blocking(move || {
+                    claimed
+                        .into_iter()
+                        .map(|claimed| {
+                            let started_at = now();
+                            let clock = Instant::now();
+                            let error = events
+                                .emit(&claimed.event)
+                                .err()
+                                .map(|panicked| panicked.to_string());
+                            AttemptResult {
+                                delivery: claimed.delivery,
+                                started_at,
+                                latency_ms: clock.elapsed().as_millis() as i64,
+                                status_code: None,
+                                error,
+                                record: false,
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                attempted.unwrap_or_else(|panic| {
+                    tracing::error!(%panic, "the hooks delivery task failed");
+                    Vec::new()
+                })
+            }
+            Consumer::Webhook(endpoint, client) => {
+                futures::stream::iter(claimed)
+                    .map(|claimed| webhook::send(client, endpoint, claimed))
+                    .buffer_unordered(WEBHOOK_CONCURRENCY)
+                    .collect()
+                    .await
+            }
+        }
+    }
+}
+
+async fn run_consumer(
+    consumer: Consumer,
+    store: Arc<PayStore>,
+    settings: Arc<OutboxSettings>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut written = store.outbox().watch_written();
+    let name = consumer.name().to_owned();
+    let shown = match &consumer {
+        Consumer::Hooks(_) => name.clone(),
+        Consumer::Webhook(endpoint, _) => endpoint.shown_url(),
+    };
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        written.borrow_and_update();
+        let claimed = claim_deliveries(
+            store.connection(),
+            &name,
+            &settings.instance_id,
+            consumer.lease(),
+            settings.batch_size,
+        )
+        .await;
+        let more = match claimed {
+            Ok(claimed) if !claimed.is_empty() => {
+                let full = claimed.len() as u64 >= settings.batch_size;
+                let results = consumer.deliver(claimed).await;
+                let failed = results.iter().filter(|r| r.error.is_some()).count();
+                if failed > 0 {
+                    tracing::warn!(consumer = %shown, failed, "event deliveries failed; retried later");
+                }
+                if let Err(error) =
+                    settle_attempts(store.connection(), &settings.instance_id, results).await
+                {
+                    // The claims lapse and the deliveries are made again: at least once.
+                    tracing::error!(consumer = %shown, %error,
+                        "recording event deliveries failed; they will be made again");
+                }
+                full
+            }
+            Ok(_) => false,
+            Err(error) => {
+                tracing::warn!(consumer = %shown, %error, "claiming event deliveries failed");
+                false
+            }
+        };
+        if more {
+            continue;
+        }
+        tokio::select! {
+            // The handle dropped without `stop` ends the task too.
+            changed = stopped.changed() => if changed.is_err() { break },
+            _ = written.changed() => {}
+            _ = tokio::time::sleep(settings.poll_interval) => {}
+        }
+    }
+}
+
+/// The kinds named by `names` (`order.paid`, ...); the first unknown name is the error.
+pub fn parse_kinds<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<PayEventKind>, String> {
+    names
+        .into_iter()
+        .map(|name| PayEventKind::from_name(name).ok_or_else(|| name.to_owned()))
+        .collect()
+}
