@@ -64,7 +64,7 @@ async fn inspect(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn clear_inspection(State(shared): State<Arc<Shared>>) -> StatusCode {
-    shared.log.clear();
+    shared.clear_inspection();
     StatusCode::NO_CONTENT
 }
 

@@ -230,7 +230,7 @@ pub(crate) async fn handle(
         elapsed_ms: 0.0,
     };
 
-    let reply = respond(&shared, env, endpoint, &peer, decoded, &faults).await;
+    let reply = respond(&shared, env, endpoint, &peer, decoded, &faults, t_ms).await;
     let response = match reply {
         Some(reply) => {
             record.status = Some(reply.status.as_u16());
@@ -253,6 +253,7 @@ async fn respond(
     peer: &Peer,
     decoded: Result<Params, XmlError>,
     faults: &RequestFaults,
+    arrived_ms: f64,
 ) -> Option<Reply> {
     if !faults.latency.is_zero() && !shared.sleep(faults.latency).await {
         return None;
@@ -297,7 +298,7 @@ async fn respond(
     }
     let outcome = match endpoint {
         Endpoint::UnifiedOrder => unified_order(shared, &call, faults.notify_before_reply).await,
-        Endpoint::OrderQuery => order_query(shared, &call),
+        Endpoint::OrderQuery => order_query(shared, &call, arrived_ms),
         Endpoint::CloseOrder => close_order(shared, &call),
         Endpoint::Refund => refund(shared, &call),
         Endpoint::RefundQuery => refund_query(shared, &call),
@@ -600,11 +601,17 @@ fn order_fields(order: &Order) -> Params {
     fields
 }
 
-fn order_query(shared: &Shared, call: &Call) -> Result<Params, Refusal> {
+/// `arrived_ms`: when the call arrived, which the order's query count records.
+fn order_query(shared: &Shared, call: &Call, arrived_ms: f64) -> Result<Params, Refusal> {
     let order_ref = call.order_ref()?;
     let order = shared
         .store
-        .find(call.env, &call.merchant.config.mch_id, &order_ref)
+        .query(
+            call.env,
+            &call.merchant.config.mch_id,
+            &order_ref,
+            arrived_ms,
+        )
         .ok_or(BizError::OrderNotExist)?;
     Ok(order_fields(&order))
 }

@@ -3,6 +3,8 @@
 //! Bounded: each list keeps the newest [`SimConfig::max_log_entries`](crate::SimConfig)
 //! records. Times are given twice: wall-clock (`at`, Beijing time) for people, and
 //! milliseconds since the simulator started (`t_ms`, monotonic) for arithmetic on gaps.
+//! Each order in an [`Inspection`] also says how often, and when, `orderquery` named it
+//! ([`Order::queries`]); clearing the log restarts those counts too.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -116,7 +118,7 @@ pub struct Inspection {
     pub notifies: Vec<NotifyRecord>,
     /// Payer actions, oldest first.
     pub payer_actions: Vec<PayerRecord>,
-    /// The orders held now.
+    /// The orders held now, each with its `orderquery` count ([`Order::queries`]).
     pub orders: Vec<Order>,
     /// Notifies dispatched that may still be delivered (a first delivery, or a retry after
     /// a failed one). Zero means no notify will arrive until the next payment or refund: wait
@@ -146,6 +148,13 @@ impl Inspection {
         self.orders
             .iter()
             .find(|order| order.out_trade_no == out_trade_no)
+    }
+
+    /// How many `orderquery` calls named the order with this out_trade_no (0 for an order
+    /// the simulator does not hold).
+    pub fn query_count(&self, out_trade_no: &str) -> u64 {
+        self.order(out_trade_no)
+            .map_or(0, |order| order.queries.count)
     }
 }
 

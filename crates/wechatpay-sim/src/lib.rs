@@ -29,6 +29,8 @@
 //!   [`add_merchant`](SimHandle::add_merchant), [`shutdown`](SimHandle::shutdown).
 //! - Faults: [`FaultRule`] = [`Fault`] scoped by merchant and [`Endpoint`], for a number of
 //!   uses; set at start ([`SimConfig::faults`]) or at run time ([`FaultControl`]).
+//! - [`Inspection`]: the calls, notifies and payer actions seen, and the orders, each with
+//!   how often and when `orderquery` named it ([`Order::queries`]).
 //! - [`RemoteSim`]: the same payer and fault controls for a simulator in another process.
 //! - HTTP control surface (for the CLI and non-Rust tests): `POST /sim/pay`,
 //!   `POST /sim/fail`, `POST /sim/paying` (JSON [`PayTarget`]), `GET|DELETE /sim/inspect`,
@@ -69,7 +71,9 @@ pub use fault::{ActiveFault, Endpoint, Fault, FaultControl, FaultId, FaultRule, 
 pub use inspect::{Inspection, NotifyRecord, PayerRecord, RequestRecord};
 pub use notify::NOTIFY_RETRY_SCHEDULE;
 pub use remote::{RemoteError, RemoteSim};
-pub use store::{Env, Order, PayError, PayTarget, Refund, TradeState};
+pub use store::{
+    Env, Order, OrderQueries, PayError, PayTarget, RECENT_QUERY_TIMES, Refund, TradeState,
+};
 pub use tls::SimTls;
 
 use inspect::InspectLog;
@@ -170,6 +174,12 @@ impl Shared {
         // the log, never missing from both.
         let pending_notifies = self.notifier.pending();
         self.log.snapshot(self.store.all_orders(), pending_notifies)
+    }
+
+    /// Forgets the inspection log and restarts the orders' query counts (orders stay).
+    pub(crate) fn clear_inspection(&self) {
+        self.log.clear();
+        self.store.forget_queries();
     }
 
     /// The key an order's notifies are signed with: the sandbox key for sandbox orders.
@@ -439,9 +449,9 @@ impl SimHandle {
         self.shared.inspection()
     }
 
-    /// Forgets the inspection log (orders stay).
+    /// Forgets the inspection log and restarts the orders' query counts (orders stay).
     pub fn clear_inspection(&self) {
-        self.shared.log.clear();
+        self.shared.clear_inspection();
     }
 
     /// The order with this out_trade_no, in any merchant or environment.

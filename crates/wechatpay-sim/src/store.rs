@@ -119,8 +119,36 @@ impl Refund {
     }
 }
 
+/// How many `orderquery` times each order keeps in [`OrderQueries::recent_t_ms`].
+pub const RECENT_QUERY_TIMES: usize = 32;
+
+/// The `orderquery` calls that named an order: what tests of reconcilers count (is each
+/// waiting order queried once per round, however many instances reconcile?). WeChat keeps
+/// no such record; the simulator does, for its inspection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OrderQueries {
+    /// `orderquery` calls that passed the protocol checks (a valid signature included) and
+    /// named this order, by out_trade_no or by transaction_id.
+    pub count: u64,
+    /// When the newest of them arrived, oldest first, at most [`RECENT_QUERY_TIMES`]:
+    /// milliseconds since the simulator started, the clock of
+    /// [`RequestRecord::t_ms`](crate::RequestRecord::t_ms) (the call's record has the same
+    /// value).
+    pub recent_t_ms: Vec<f64>,
+}
+
+impl OrderQueries {
+    fn record(&mut self, t_ms: f64) {
+        self.count += 1;
+        if self.recent_t_ms.len() >= RECENT_QUERY_TIMES {
+            self.recent_t_ms.remove(0);
+        }
+        self.recent_t_ms.push(t_ms);
+    }
+}
+
 /// An order as the gateway holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Order {
     /// Live or sandbox.
     pub env: Env,
@@ -169,6 +197,9 @@ pub struct Order {
     pub created_at: DateTime<FixedOffset>,
     /// Refunds, oldest first.
     pub refunds: Vec<Refund>,
+    /// The `orderquery` calls that named it since it was created or the inspection was
+    /// last cleared.
+    pub queries: OrderQueries,
     /// The creating call's parameters other than `nonce_str`, `sign` and `sign_type`:
     /// creating the order again must repeat them exactly.
     #[serde(skip)]
@@ -521,6 +552,7 @@ impl Store {
             paid_at: None,
             created_at: now,
             refunds: Vec::new(),
+            queries: OrderQueries::default(),
             fingerprint: new.fingerprint,
             qr_code: qr_code.clone(),
         };
@@ -554,14 +586,27 @@ impl Store {
         Ok(Created::New(order))
     }
 
-    pub fn find(&self, env: Env, mch_id: &str, order: &OrderRef) -> Option<Order> {
-        let inner = self.inner.lock();
-        let book = inner.books.get(&(env, mch_id.to_string()))?;
+    /// The order an `orderquery` arriving at `t_ms` names, with the query counted on it.
+    pub fn query(&self, env: Env, mch_id: &str, order: &OrderRef, t_ms: f64) -> Option<Order> {
+        let mut inner = self.inner.lock();
+        let book = inner.books.get_mut(&(env, mch_id.to_string()))?;
         let out_trade_no = match order {
             OrderRef::OutTradeNo(out_trade_no) => out_trade_no,
             OrderRef::TransactionId(transaction_id) => book.by_transaction.get(transaction_id)?,
         };
-        book.orders.get(out_trade_no).cloned()
+        let order = book.orders.get_mut(out_trade_no)?;
+        order.queries.record(t_ms);
+        Some(order.clone())
+    }
+
+    /// Restarts every order's query count (the inspection was cleared).
+    pub fn forget_queries(&self) {
+        let mut inner = self.inner.lock();
+        for book in inner.books.values_mut() {
+            for order in book.orders.values_mut() {
+                order.queries = OrderQueries::default();
+            }
+        }
     }
 
     pub fn close(&self, env: Env, mch_id: &str, out_trade_no: &str) -> Result<Order, BizError> {

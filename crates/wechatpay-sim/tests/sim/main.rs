@@ -8,5 +8,6 @@ mod faults;
 mod gateway;
 mod own_client;
 mod pki;
+mod queries;
 mod tls;
 mod wechatpy_conformance;
