@@ -23,7 +23,8 @@ pub fn command_for(program: &Path, args: &[&str], app: &Path) -> Command {
         .env_remove("DATABASE_URL")
         .env_remove("JIT_DATABASE_URL")
         .env_remove("JIT_GATEWAY_BASE_URL")
-        .env_remove("JIT_LISTEN");
+        .env_remove("JIT_LISTEN")
+        .env_remove("JIT_INSTANCE_ID");
     command
 }
 
@@ -86,8 +87,14 @@ impl Served {
     /// Starts `jit serve` on `app` at a free loopback port with `env` added; its stderr
     /// goes to a file in `app`, shown when something goes wrong.
     pub fn start(app: &Path, env: &[(&str, &OsStr)]) -> Self {
+        Self::start_logging_to(app, env, "serve.log")
+    }
+
+    /// Like [`Served::start`], its stderr going to `log_name` in `app` (a restarted
+    /// process keeps the earlier run's log).
+    pub fn start_logging_to(app: &Path, env: &[(&str, &OsStr)], log_name: &str) -> Self {
         let port = free_port();
-        let log = app.join("serve.log");
+        let log = app.join(log_name);
         let child = jit(&["serve"], app)
             .env("JIT_LISTEN", format!("127.0.0.1:{port}"))
             .envs(env.iter().copied())
@@ -130,6 +137,15 @@ impl Served {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Kills the process outright (SIGKILL on Unix: no shutdown, nothing flushed or
+    /// stopped) and waits until it is gone; returns what it logged.
+    pub fn kill(mut self) -> String {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill jit serve");
+        child.wait().expect("reap jit serve");
+        self.logs()
     }
 
     /// Stops the process (SIGTERM on Unix) and waits for it to exit.
