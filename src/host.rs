@@ -272,8 +272,8 @@ impl Host {
     }
 }
 
-/// app.toml's `[server]`, `[database]`, `[gateway]` and `[auth]`, with `{{VAR}}`
-/// placeholders in their strings filled.
+/// app.toml's `[server]`, `[database]`, `[gateway]`, `[auth]`, `[reconciler]`, `[events]`
+/// and `[[webhooks]]`, with `{{VAR}}` placeholders in their strings filled.
 fn raw_tables(settings: &AppSettings, app_toml: &Path) -> Result<RawTables, HostError> {
     let env = EnvSource::new(Default::default(), settings.env.clone());
     let take = |name: &str| -> Result<toml::Table, HostError> {
@@ -291,11 +291,46 @@ fn raw_tables(settings: &AppSettings, app_toml: &Path) -> Result<RawTables, Host
             })),
         }
     };
+    let webhooks = match settings.raw.get("webhooks") {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => {
+            let mut tables = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                let toml::Value::Table(table) = item else {
+                    return Err(HostError::Config(ConfigError::Invalid {
+                        file: app_toml.display().to_string(),
+                        key: format!("webhooks[{index}]"),
+                        message: format!(
+                            "expected a table (write each endpoint as a [[webhooks]] table), found {}",
+                            item.type_str()
+                        ),
+                    }));
+                };
+                let mut table = table.clone();
+                fill_table(&mut table, &env, app_toml)?;
+                tables.push(table);
+            }
+            tables
+        }
+        Some(other) => {
+            return Err(HostError::Config(ConfigError::Invalid {
+                file: app_toml.display().to_string(),
+                key: "webhooks".to_owned(),
+                message: format!(
+                    "expected an array of tables (write each endpoint as a [[webhooks]] table), found {}",
+                    other.type_str()
+                ),
+            }));
+        }
+    };
     Ok(RawTables {
         server: take("server")?,
         database: take("database")?,
         gateway: take("gateway")?,
         auth: take("auth")?,
+        reconciler: take("reconciler")?,
+        events: take("events")?,
+        webhooks,
     })
 }
 

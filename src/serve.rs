@@ -11,6 +11,7 @@ use crate::error::HostError;
 use crate::host::Host;
 use crate::official::Official;
 use crate::server::ServerHandle;
+use jit_pays::WebhookEndpoint;
 use jit_pays::db::redact_url;
 
 use crate::official::config::PaysConfig;
@@ -104,10 +105,40 @@ pub(crate) async fn start(
     };
     let simulator_url = official.as_ref().and_then(Official::simulator_url);
     let simulated = simulator_url.is_some();
-    let background = match &official {
-        Some(official) => official.start_background(&app)?,
-        None => Vec::new(),
+    let instance_id = config.instance_id_for(local_addr.port());
+    let webhooks: Vec<String> = pays
+        .events
+        .webhooks
+        .iter()
+        .map(WebhookEndpoint::shown_url)
+        .collect();
+    let started = match &official {
+        Some(official) => {
+            let outbox = pays.events.outbox_settings(instance_id.clone());
+            official.start_background(&app, outbox).await
+        }
+        None => Ok(Vec::new()),
     };
+    let background = match started {
+        Ok(background) => background,
+        Err(err) => {
+            if let Some(official) = official {
+                official.stop().await;
+            }
+            return Err(err);
+        }
+    };
+    if official.is_some() {
+        info.push(("instance".to_owned(), instance_id.clone()));
+        info.push((
+            "webhooks".to_owned(),
+            if webhooks.is_empty() {
+                "none (add [[webhooks]] tables to app.toml)".to_owned()
+            } else {
+                webhooks.join(", ")
+            },
+        ));
+    }
     // `jit sim pay` in the app folder finds the simulator through this file.
     let simulator_file = match &simulator_url {
         Some(url) => {
@@ -152,6 +183,8 @@ pub(crate) async fn start(
         database = %redact_url(&pays.database_url),
         tokens = config.tokens.len(),
         simulated_payments = simulated,
+        instance = %instance_id,
+        webhooks = %webhooks.join(", "),
         "jit serve: app {}/{} ready",
         settings.org,
         settings.name

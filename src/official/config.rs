@@ -1,6 +1,7 @@
-//! What the official families need to serve, from app.toml's `[database]` and
-//! `[gateway]` tables (the same raw tables [`crate::server::config`] reads `[server]` and
-//! `[auth]` from), overridden by the environment, overridden by the caller.
+//! What the official families need to serve, from app.toml's `[database]`, `[gateway]`
+//! and `[reconciler]` tables, and `[events]` and `[[webhooks]]` through
+//! [`crate::official::events`] (the same raw tables [`crate::server::config`] reads
+//! `[server]` and `[auth]` from), overridden by the environment, overridden by the caller.
 //!
 //! Precedence, highest first: [`Overrides`] (flags, tests) → environment variables →
 //! app.toml → defaults. The database defaults to SQLite beside app.toml; the payment
@@ -9,9 +10,12 @@
 //! omission ([`crate::server::safety`] enforces the choice).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use jit_pays::ReconcilerSettings;
 use jit_pays::db::redact_url;
 
+use super::events::EventsConfig;
 use crate::server::config::{ConfigError, Overrides, RawTables, TableReader, non_empty};
 
 /// The two ways to choose a gateway, as an error message says them.
@@ -46,6 +50,10 @@ pub struct PaysConfig {
     /// `[gateway] simulator_public = true`: the operator means to expose a simulated shop
     /// beyond loopback (a shared demo).
     pub simulator_public: bool,
+    /// `[reconciler]`: when waiting orders are queried at WeChat.
+    pub reconciler: ReconcilerSettings,
+    /// `[events]` and `[[webhooks]]`: who is told of payment events, and how.
+    pub events: EventsConfig,
 }
 
 impl std::fmt::Debug for PaysConfig {
@@ -56,14 +64,26 @@ impl std::fmt::Debug for PaysConfig {
             .field("database_max_connections", &self.database_max_connections)
             .field("gateway", &self.gateway)
             .field("simulator_public", &self.simulator_public)
+            .field("reconciler", &self.reconciler)
+            .field("events", &self.events)
             .finish()
     }
 }
 
 /// The keys each table may hold; anything else is a typo that would otherwise be ignored.
-const KNOWN_KEYS: [(&str, &[&str]); 2] = [
+const KNOWN_KEYS: [(&str, &[&str]); 3] = [
     ("database", &["url", "schema", "max_connections"]),
     ("gateway", &["simulator", "base_url", "simulator_public"]),
+    (
+        "reconciler",
+        &[
+            "first_check_after_secs",
+            "max_backoff_secs",
+            "scan_interval_ms",
+            "batch_size",
+            "claim_lease_secs",
+        ],
+    ),
 ];
 
 impl PaysConfig {
@@ -82,7 +102,8 @@ impl PaysConfig {
         for (section, known) in KNOWN_KEYS {
             let table = match section {
                 "database" => &tables.database,
-                _ => &tables.gateway,
+                "gateway" => &tables.gateway,
+                _ => &tables.reconciler,
             };
             reader.check_keys(table, section, known)?;
         }
@@ -132,14 +153,66 @@ impl PaysConfig {
                 GatewayKey::Env(name) => TableReader::env_invalid(name, message),
             })?;
 
+        let reconciler = resolve_reconciler(&reader, &tables.reconciler)?;
+        let events = EventsConfig::resolve(&reader, &tables.events, &tables.webhooks)?;
+
         Ok(Self {
             database_url,
             database_schema,
             database_max_connections,
             gateway,
             simulator_public,
+            reconciler,
+            events,
         })
     }
+}
+
+/// `[reconciler]`: each key optional, its default [`ReconcilerSettings::default`]'s.
+fn resolve_reconciler(
+    reader: &TableReader,
+    table: &toml::Table,
+) -> Result<ReconcilerSettings, ConfigError> {
+    let defaults = ReconcilerSettings::default();
+    let secs = |key: &str, most: i64, default: Duration| -> Result<Duration, ConfigError> {
+        Ok(reader
+            .integer_in(table, &format!("reconciler.{key}"), 1..=most, "seconds")?
+            .map_or(default, |secs| Duration::from_secs(secs.unsigned_abs())))
+    };
+    const DAY: i64 = 24 * 3600;
+    let first_check_after = secs("first_check_after_secs", DAY, defaults.first_check_after)?;
+    let max_backoff = secs("max_backoff_secs", DAY, defaults.max_backoff)?;
+    if max_backoff < first_check_after {
+        return Err(reader.invalid(
+            "reconciler.max_backoff_secs",
+            format!(
+                "is {} s, less than first_check_after_secs ({} s): the back-off starts at                  first_check_after_secs and doubles up to max_backoff_secs",
+                max_backoff.as_secs(),
+                first_check_after.as_secs()
+            ),
+        ));
+    }
+    let scan_interval = reader
+        .integer_in(
+            table,
+            "reconciler.scan_interval_ms",
+            50..=3_600_000,
+            "milliseconds",
+        )?
+        .map_or(defaults.scan_interval, |ms| {
+            Duration::from_millis(ms.unsigned_abs())
+        });
+    let batch_size = reader
+        .integer_in(table, "reconciler.batch_size", 1..=10_000, "orders")?
+        .map_or(defaults.batch_size, i64::unsigned_abs);
+    let claim_lease = secs("claim_lease_secs", 3600, defaults.claim_lease)?;
+    Ok(ReconcilerSettings {
+        first_check_after,
+        max_backoff,
+        scan_interval,
+        batch_size,
+        claim_lease,
+    })
 }
 
 /// `sqlite://<dir of app.toml>/<app name>.db`.
@@ -490,6 +563,91 @@ mod tests {
                 assert!(err.contains(GATEWAY_CHOICES), "{err}");
             }
         }
+    }
+
+    #[test]
+    fn the_reconciler_table_sets_each_timing() {
+        let config = resolve_alone(&RawTables::default()).unwrap();
+        let defaults = ReconcilerSettings::default();
+        assert_eq!(
+            config.reconciler.first_check_after,
+            defaults.first_check_after
+        );
+        assert_eq!(config.reconciler.max_backoff, defaults.max_backoff);
+        assert_eq!(config.reconciler.scan_interval, defaults.scan_interval);
+        assert_eq!(config.reconciler.batch_size, defaults.batch_size);
+        assert_eq!(config.reconciler.claim_lease, defaults.claim_lease);
+
+        let raw = tables(
+            "[reconciler]\nfirst_check_after_secs = 1\nmax_backoff_secs = 3600\n\
+             scan_interval_ms = 200\nbatch_size = 7\nclaim_lease_secs = 30\n",
+        );
+        let reconciler = resolve_alone(&raw).unwrap().reconciler;
+        assert_eq!(reconciler.first_check_after, Duration::from_secs(1));
+        assert_eq!(reconciler.max_backoff, Duration::from_secs(3600));
+        assert_eq!(reconciler.scan_interval, Duration::from_millis(200));
+        assert_eq!(reconciler.batch_size, 7);
+        assert_eq!(reconciler.claim_lease, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn odd_reconciler_settings_are_refused() {
+        for (raw, expected) in [
+            (
+                "[reconciler]\nfirst_check_afer_secs = 1\n",
+                "app.toml: reconciler.first_check_afer_secs: unknown key; [reconciler] takes \
+                 first_check_after_secs, max_backoff_secs, scan_interval_ms, batch_size, claim_lease_secs",
+            ),
+            (
+                "[reconciler]\nfirst_check_after_secs = 0\n",
+                "app.toml: reconciler.first_check_after_secs: expected an integer from 1 to 86400 (seconds), found 0",
+            ),
+            (
+                "[reconciler]\nmax_backoff_secs = \"15m\"\n",
+                "app.toml: reconciler.max_backoff_secs: expected an integer from 1 to 86400 (seconds), found \"15m\"",
+            ),
+            (
+                "[reconciler]\nfirst_check_after_secs = 1200\n",
+                "app.toml: reconciler.max_backoff_secs: is 900 s, less than first_check_after_secs (1200 s)",
+            ),
+            (
+                "[reconciler]\nscan_interval_ms = 10\n",
+                "app.toml: reconciler.scan_interval_ms: expected an integer from 50 to 3600000 (milliseconds), found 10",
+            ),
+            (
+                "[reconciler]\nbatch_size = -1\n",
+                "app.toml: reconciler.batch_size: expected an integer from 1 to 10000 (orders), found -1",
+            ),
+            (
+                "[reconciler]\nclaim_lease_secs = 3601\n",
+                "app.toml: reconciler.claim_lease_secs: expected an integer from 1 to 3600 (seconds), found 3601",
+            ),
+        ] {
+            let err = resolve_alone(&tables(raw)).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{raw}\n  gave: {err}");
+        }
+    }
+
+    #[test]
+    fn events_and_webhooks_are_part_of_the_settings() {
+        let raw = tables(
+            "[events]\npoll_interval_ms = 100\n\
+             [[webhooks]]\nurl = \"https://erp.example.com/jit\"\n\
+             secret = \"s3cret-s3cret-s3cret-s3cret-s3cret\"\n",
+        );
+        let config = resolve_alone(&raw).unwrap();
+        assert_eq!(config.events.poll_interval, Duration::from_millis(100));
+        assert_eq!(config.events.webhooks.len(), 1);
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("https://erp.example.com/jit"), "{printed}");
+        // A webhook error stops the resolution, naming its key.
+        let raw = tables("[[webhooks]]\nurl = \"https://erp.example.com/jit\"\n");
+        let err = resolve_alone(&raw).unwrap_err().to_string();
+        assert!(
+            err.starts_with("app.toml: webhooks[0].secret: is missing"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! The official element families the stock host carries (pays), and what they need to
 //! serve: the database, the gateway (a real one, or the in-process simulator when app.toml
-//! says `[gateway] simulator = true`) and the reconciler.
+//! says `[gateway] simulator = true`), the reconciler and the outbox's dispatcher (hooks
+//! and webhooks).
 
 pub mod config;
+pub mod events;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use jit_pays::db::{DbConfig, scrub_database_url};
-use jit_pays::{PAY_SVC, PayStore, PaysSettings};
+use jit_pays::{OutboxSettings, PAY_SVC, PayStore, PaysSettings};
 use jit_runtime::{AppBuilder, Definitions};
 use serde_json::{Value, json};
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
@@ -68,29 +70,19 @@ impl Official {
                 (handle.base_url(), Some(handle))
             }
         };
-        let mut db_config = DbConfig {
-            pg_schema: config.database_schema.clone(),
-            ..DbConfig::new(config.database_url.clone())
-        };
-        if let Some(max_connections) = config.database_max_connections {
-            db_config.max_connections = max_connections;
-        }
-        let store = match jit_pays::db::connect(&db_config).await {
+        let store = match open_store(config).await {
             Ok(store) => store,
             Err(err) => {
                 if let Some(simulator) = simulator {
                     simulator.shutdown().await;
                 }
-                // Every level of the chain may show the URL: each is scrubbed.
-                let scrubbed = RewrittenError::of(&err, &|text| {
-                    scrub_database_url(text, &config.database_url)
-                });
-                return Err(HostError::service("database", scrubbed));
+                return Err(err);
             }
         };
         // The host owns its routes: the family is handed the URL WeChat notifies.
         let notify_url = function_url(api_base, PAY_SVC, WECHAT_NOTIFY);
-        let settings = PaysSettings::new(public_base_url, notify_url, gateway_base_url.clone());
+        let mut settings = PaysSettings::new(public_base_url, notify_url, gateway_base_url.clone());
+        settings.reconciler = config.reconciler.clone();
         Ok(Self {
             gateway_base_url,
             simulator,
@@ -166,20 +158,61 @@ impl Official {
         }
     }
 
-    /// Background tasks (the reconciler); each future completes once its task stopped.
-    pub(crate) fn start_background(
+    /// Background tasks: the outbox's dispatcher (with `outbox`'s consumers), then the
+    /// reconciler; each future completes once its task stopped, the reconciler's first
+    /// (its last pass may still write events for the dispatcher).
+    pub(crate) async fn start_background(
         &self,
         app: &jit_runtime::App,
+        outbox: OutboxSettings,
     ) -> Result<Vec<BoxFuture<'static, ()>>, HostError> {
-        let reconciler =
-            jit_pays::start_reconciler(app).map_err(|err| HostError::service("reconciler", err))?;
-        Ok(vec![Box::pin(async move { reconciler.stop().await })])
+        let outbox = jit_pays::start_outbox(app, outbox)
+            .await
+            .map_err(|err| HostError::service("outbox", err))?;
+        let reconciler = match jit_pays::start_reconciler(app) {
+            Ok(reconciler) => reconciler,
+            Err(err) => {
+                outbox.stop().await;
+                return Err(HostError::service("reconciler", err));
+            }
+        };
+        Ok(vec![
+            Box::pin(async move { reconciler.stop().await }),
+            Box::pin(async move { outbox.stop().await }),
+        ])
     }
 
     /// Stops the simulator.
     pub(crate) async fn stop(self) {
         if let Some(simulator) = self.simulator {
             simulator.shutdown().await;
+        }
+    }
+}
+
+/// Opens the database `config` names (connecting, then applying the migrations), as
+/// `jit serve` and `jit events` both do, and routes the events it will write to the
+/// configured consumers from the start. Driver errors are scrubbed of the URL's secrets.
+pub(crate) async fn open_store(config: &PaysConfig) -> Result<PayStore, HostError> {
+    let mut db_config = DbConfig {
+        pg_schema: config.database_schema.clone(),
+        ..DbConfig::new(config.database_url.clone())
+    };
+    if let Some(max_connections) = config.database_max_connections {
+        db_config.max_connections = max_connections;
+    }
+    match jit_pays::db::connect(&db_config).await {
+        Ok(store) => {
+            // Events written before the dispatcher starts (it sets them again) go where
+            // the dispatcher will look for them.
+            store.outbox().set_routes(config.events.routes());
+            Ok(store)
+        }
+        Err(err) => {
+            // Every level of the chain may show the URL: each is scrubbed.
+            let scrubbed =
+                RewrittenError::of(&err, &|text| scrub_database_url(text, &config.database_url));
+            Err(HostError::service("database", scrubbed))
         }
     }
 }

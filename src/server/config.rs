@@ -1,14 +1,16 @@
-//! What `jit serve` listens on and whom it lets in: app.toml's `[server]` and `[auth]`
-//! tables, overridden by the environment, overridden by the caller; and [`RawTables`],
-//! app.toml's tables as read, with the [`TableReader`] every resolver reads them through.
-//! The official families resolve their `[database]` and `[gateway]` from the same tables
-//! (`crate::official::config`).
+//! What `jit serve` listens on, whom it lets in and what it is called: app.toml's
+//! `[server]` and `[auth]` tables, overridden by the environment, overridden by the
+//! caller; and [`RawTables`], app.toml's tables as read, with the [`TableReader`] every
+//! resolver reads them through. The official families resolve their `[database]`,
+//! `[gateway]`, `[reconciler]`, `[events]` and `[[webhooks]]` from the same tables
+//! (`crate::official::config`, `crate::official::events`).
 //!
 //! Precedence, highest first: [`Overrides`] (flags, tests) → environment variables →
 //! app.toml → defaults. The defaults make an app with little configuration a working shop
 //! (limits a public shop can use).
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::Duration;
 
@@ -33,6 +35,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Default time requests in flight get to finish after SIGTERM before their connections
 /// are closed anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest instance id: it is written into every claim (`lease_owner`) and attempt.
+pub const MAX_INSTANCE_ID_CHARS: usize = 128;
 
 /// Values the caller sets explicitly; each wins over the environment and app.toml.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +57,8 @@ pub struct Overrides {
     pub request_timeout: Option<Duration>,
     /// How long shutdown waits for requests in flight.
     pub shutdown_timeout: Option<Duration>,
+    /// This instance's name among the instances sharing a database.
+    pub instance_id: Option<String>,
 }
 
 /// How `jit serve` bounds its connections in time and number.
@@ -97,6 +103,10 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Connection timeouts, cap and shutdown deadline.
     pub connections: ConnectionLimits,
+    /// This instance's name among the instances sharing a database (its claims on
+    /// event deliveries carry it); `None`: `<hostname>:<port>`, made by
+    /// [`ServeConfig::instance_id_for`] once the port is bound.
+    pub instance_id: Option<String>,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -109,6 +119,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("xml_body_limit", &self.xml_body_limit)
             .field("request_timeout", &self.request_timeout)
             .field("connections", &self.connections)
+            .field("instance_id", &self.instance_id)
             .finish()
     }
 }
@@ -128,8 +139,8 @@ pub enum ConfigError {
     },
 }
 
-/// The four raw tables of app.toml this module reads, placeholders already filled.
-#[derive(Debug, Clone, Default)]
+/// The raw tables of app.toml the host reads, placeholders already filled.
+#[derive(Clone, Default)]
 pub struct RawTables {
     /// `[server]`.
     pub server: toml::Table,
@@ -139,6 +150,21 @@ pub struct RawTables {
     pub gateway: toml::Table,
     /// `[auth]`.
     pub auth: toml::Table,
+    /// `[reconciler]`.
+    pub reconciler: toml::Table,
+    /// `[events]`.
+    pub events: toml::Table,
+    /// Each `[[webhooks]]` table, in file order (they hold secrets).
+    pub webhooks: Vec<toml::Table>,
+}
+
+/// Only the table names: the tables hold secrets (webhook secrets, database passwords).
+impl std::fmt::Debug for RawTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawTables")
+            .field("webhooks", &self.webhooks.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +172,16 @@ impl RawTables {
     /// The tables of app.toml text (tests; placeholders are not filled).
     pub(crate) fn parse(source: &str) -> Self {
         let mut table: toml::Table = source.parse().expect("TOML");
+        let webhooks = match table.remove("webhooks") {
+            Some(toml::Value::Array(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    toml::Value::Table(table) => table,
+                    other => panic!("[[webhooks]] holds {other}"),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let mut take = |name: &str| match table.remove(name) {
             Some(toml::Value::Table(table)) => table,
             _ => toml::Table::new(),
@@ -155,6 +191,9 @@ impl RawTables {
             database: take("database"),
             gateway: take("gateway"),
             auth: take("auth"),
+            reconciler: take("reconciler"),
+            events: take("events"),
+            webhooks,
         }
     }
 }
@@ -173,6 +212,7 @@ const KNOWN_KEYS: [(&str, &[&str]); 2] = [
             "idle_timeout_secs",
             "max_connections",
             "shutdown_timeout_secs",
+            "instance_id",
         ],
     ),
     ("auth", &["tokens"]),
@@ -307,6 +347,23 @@ impl ServeConfig {
             },
         };
 
+        let instance_id = match &overrides.instance_id {
+            Some(id) => Some(id.clone()),
+            None => match non_empty(env("JIT_INSTANCE_ID")) {
+                Some(id) => Some(
+                    check_instance_id(&id)
+                        .map_err(|message| env_invalid("JIT_INSTANCE_ID", message))?,
+                ),
+                None => match string_at(&tables.server, "server", "instance_id")? {
+                    Some(id) => Some(
+                        check_instance_id(&id)
+                            .map_err(|message| invalid("server.instance_id", message))?,
+                    ),
+                    None => None,
+                },
+            },
+        };
+
         Ok(Self {
             listen,
             public_base_url,
@@ -315,8 +372,56 @@ impl ServeConfig {
             xml_body_limit,
             request_timeout,
             connections,
+            instance_id,
         })
     }
+
+    /// This instance's id: the configured one, or `<hostname>:<port>` with the port the
+    /// server is bound to, which is the same across restarts of one deployment (a
+    /// restarted instance then takes back its own claims at once) and differs between
+    /// instances on one machine.
+    pub fn instance_id_for(&self, bound_port: u16) -> String {
+        match &self.instance_id {
+            Some(id) => id.clone(),
+            None => default_instance_id(&gethostname::gethostname().to_string_lossy(), bound_port),
+        }
+    }
+}
+
+/// `<hostname>:<port>`, or `localhost:<port>` when the machine has no usable name.
+fn default_instance_id(hostname: &str, port: u16) -> String {
+    let hostname: String = hostname.chars().filter(|c| !c.is_control()).collect();
+    let hostname = hostname.trim();
+    let hostname = if hostname.is_empty() {
+        "localhost"
+    } else {
+        hostname
+    };
+    let id = format!("{hostname}:{port}");
+    if id.chars().count() > MAX_INSTANCE_ID_CHARS {
+        let keep = MAX_INSTANCE_ID_CHARS - format!(":{port}").len();
+        format!("{}:{port}", hostname.chars().take(keep).collect::<String>())
+    } else {
+        id
+    }
+}
+
+/// An instance id is printable text of 1 to [`MAX_INSTANCE_ID_CHARS`] characters, without
+/// spaces at either end (it is matched exactly across restarts).
+fn check_instance_id(id: &str) -> Result<String, String> {
+    if id.is_empty() {
+        return Err("is empty; leave it out for the default `<hostname>:<port>`".to_owned());
+    }
+    if id.trim() != id {
+        return Err("has spaces at an end; an instance id is matched exactly".to_owned());
+    }
+    if id.chars().any(char::is_control) {
+        return Err("holds a control character".to_owned());
+    }
+    if id.chars().count() > MAX_INSTANCE_ID_CHARS {
+        return Err(format!("is longer than {MAX_INSTANCE_ID_CHARS} characters"));
+    }
+    Ok(id.to_owned())
 }
 
 /// Reads typed values out of app.toml's tables; every error names the file and the key.
@@ -362,6 +467,30 @@ impl TableReader {
             Some(other) => Err(self.invalid(
                 &format!("{section}.{key}"),
                 format!("expected a string, found {}", other.type_str()),
+            )),
+        }
+    }
+
+    /// `key` (a full path, `events.poll_interval_ms`) of `table` as an integer within
+    /// `range`, if present; `unit` says what it counts in the error.
+    pub(crate) fn integer_in(
+        &self,
+        table: &toml::Table,
+        key: &str,
+        range: RangeInclusive<i64>,
+        unit: &str,
+    ) -> Result<Option<i64>, ConfigError> {
+        let name = key.rsplit('.').next().unwrap_or(key);
+        match table.get(name) {
+            None => Ok(None),
+            Some(toml::Value::Integer(value)) if range.contains(value) => Ok(Some(*value)),
+            Some(other) => Err(self.invalid(
+                key,
+                format!(
+                    "expected an integer from {} to {} ({unit}), found {other}",
+                    range.start(),
+                    range.end()
+                ),
             )),
         }
     }
@@ -515,6 +644,81 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_instance_id_comes_from_the_caller_the_environment_or_the_file() {
+        let raw = tables("[server]\ninstance_id = \"shop-1\"\n");
+        assert_eq!(
+            resolve_alone(&raw).unwrap().instance_id.as_deref(),
+            Some("shop-1")
+        );
+        let env = |name: &str| (name == "JIT_INSTANCE_ID").then(|| "shop-2".to_owned());
+        let config =
+            ServeConfig::resolve(Path::new("app.toml"), &raw, &env, &Overrides::default()).unwrap();
+        assert_eq!(config.instance_id.as_deref(), Some("shop-2"));
+        assert_eq!(config.instance_id_for(8080), "shop-2");
+        let overrides = Overrides {
+            instance_id: Some("shop-3".to_owned()),
+            ..Overrides::default()
+        };
+        let config = ServeConfig::resolve(Path::new("app.toml"), &raw, &env, &overrides).unwrap();
+        assert_eq!(config.instance_id.as_deref(), Some("shop-3"));
+
+        // None: the host's name and the bound port.
+        let config = resolve_alone(&RawTables::default()).unwrap();
+        assert_eq!(config.instance_id, None);
+        let id = config.instance_id_for(8123);
+        assert!(id.ends_with(":8123") && id.len() > ":8123".len(), "{id}");
+        assert_eq!(default_instance_id("web-7", 80), "web-7:80");
+        assert_eq!(default_instance_id(" \n", 80), "localhost:80");
+        let long = default_instance_id(&"h".repeat(300), 65535);
+        assert_eq!(long.chars().count(), MAX_INSTANCE_ID_CHARS);
+        assert!(long.ends_with(":65535"), "{long}");
+    }
+
+    #[test]
+    fn odd_instance_ids_are_refused() {
+        for (raw, expected) in [
+            (
+                "[server]\ninstance_id = \"\"\n",
+                "app.toml: server.instance_id: is empty",
+            ),
+            (
+                "[server]\ninstance_id = \" shop-1\"\n",
+                "app.toml: server.instance_id: has spaces at an end",
+            ),
+            (
+                "[server]\ninstance_id = \"shop\\n1\"\n",
+                "app.toml: server.instance_id: holds a control character",
+            ),
+            (
+                "[server]\ninstance_id = 1\n",
+                "app.toml: server.instance_id: expected a string, found integer",
+            ),
+        ] {
+            let err = resolve_alone(&tables(raw)).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{raw}: {err}");
+        }
+        let raw = tables(&format!(
+            "[server]\ninstance_id = \"{}\"\n",
+            "x".repeat(129)
+        ));
+        let err = resolve_alone(&raw).unwrap_err().to_string();
+        assert!(err.contains("longer than 128 characters"), "{err}");
+        let env = |name: &str| (name == "JIT_INSTANCE_ID").then(|| "a\tb".to_owned());
+        let err = ServeConfig::resolve(
+            Path::new("app.toml"),
+            &RawTables::default(),
+            &env,
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("environment: JIT_INSTANCE_ID: holds a control character"),
+            "{err}"
+        );
     }
 
     #[test]

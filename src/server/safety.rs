@@ -9,6 +9,9 @@
 //! - With the simulator as the gateway, payments are simulated: the shop listens on
 //!   loopback and its public base URL is a loopback one, unless
 //!   `[gateway] simulator_public = true` says a shared demo is meant.
+//! - With the simulator as the gateway, every webhook endpoint is on this machine:
+//!   simulated payments never reach a real merchant system (which would ship the goods),
+//!   not even in a shared demo.
 //! - With a gateway that is not on this machine, the public base URL (where WeChat sends
 //!   notifies) is set and is not a loopback one.
 //! - An app with `loginRequired` functions has at least one bearer token, and with a real
@@ -72,6 +75,20 @@ pub fn problems(
                     "`{url}` (from app.toml or JIT_PUBLIC_BASE_URL) is not a loopback URL: {demo}"
                 ),
             ));
+        }
+    }
+
+    if pays.gateway == Some(GatewayTarget::Simulator) {
+        for (index, endpoint) in pays.events.webhooks.iter().enumerate() {
+            if !is_loopback_url(&endpoint.url) {
+                problems.push(problem(
+                    &format!("webhooks[{index}].url"),
+                    format!(
+                        "`{}` is not on this machine, and payments are SIMULATED (the gateway                          is the built-in simulator): a simulated payment must never reach a                          real endpoint; point it at 127.0.0.1 or localhost, or choose a real                          gateway",
+                        endpoint.shown_url()
+                    ),
+                ));
+            }
         }
     }
 
@@ -212,6 +229,63 @@ mod tests {
                     file.display()
                 );
             }
+        }
+    }
+
+    /// The problems of app.toml text `source` (an app with no element), on the example
+    /// app's gateway choice unless `source` makes one.
+    fn problems_of(source: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("app.toml"),
+            format!("[app]\norg = \"acme\"\nname = \"shop\"\n{source}"),
+        )
+        .unwrap();
+        let host = crate::Host::bare();
+        let definitions = host.load_definitions(dir.path()).unwrap();
+        let (_, config, pays) = host
+            .resolve_serve_config(dir.path(), &Default::default())
+            .unwrap();
+        problems(Path::new("app.toml"), &config, &pays, &definitions, true)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-hook";
+
+    #[test]
+    fn a_simulated_shop_sends_webhooks_to_this_machine_only() {
+        let hooks = format!(
+            "[[webhooks]]\nurl = \"http://127.0.0.1:9000/hook\"\nsecret = \"{SECRET}\"\n\
+             [[webhooks]]\nurl = \"https://erp.example.com/jit?token=abc123\"\nsecret = \"{SECRET}\"\n"
+        );
+        let simulated = problems_of(&format!("[gateway]\nsimulator = true\n{hooks}"));
+        assert_eq!(simulated.len(), 1, "{simulated:?}");
+        assert!(
+            simulated[0].starts_with(
+                "app.toml: webhooks[1].url: `https://erp.example.com/jit?token=***` is not on \
+                 this machine, and payments are SIMULATED"
+            ),
+            "{simulated:?}"
+        );
+        // Not even a shared demo sends simulated payments out.
+        let demo = problems_of(&format!(
+            "[gateway]\nsimulator = true\nsimulator_public = true\n{hooks}"
+        ));
+        assert_eq!(demo.len(), 1, "{demo:?}");
+        assert!(demo[0].contains("webhooks[1].url"), "{demo:?}");
+        // A real gateway may notify a real endpoint.
+        let real = problems_of(&format!(
+            "[server]\npublic_base_url = \"https://shop.example.com\"\n\
+             [gateway]\nbase_url = \"https://api.mch.weixin.qq.com\"\n{hooks}"
+        ));
+        assert!(real.is_empty(), "{real:?}");
+        for problem in simulated.iter().chain(&demo) {
+            assert!(
+                !problem.contains(SECRET) && !problem.contains("abc123"),
+                "{problem}"
+            );
         }
     }
 
