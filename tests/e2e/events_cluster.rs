@@ -161,7 +161,11 @@ async fn events_three_instances_on_postgres_share_the_work() {
         let repeated: Vec<_> = per_event.iter().filter(|(_, n)| **n > 1).collect();
         assert!(
             repeated.is_empty(),
-            "delivered more than once: {repeated:?}"
+            "{} of {} events delivered more than once to {}, e.g. {:?}",
+            repeated.len(),
+            per_event.len(),
+            receiver.url(),
+            &repeated[..repeated.len().min(3)]
         );
         let received_ids: BTreeSet<String> = per_event.keys().map(|id| (*id).to_owned()).collect();
         assert_eq!(received_ids, event_ids, "{}", receiver.url());
@@ -217,4 +221,42 @@ async fn events_three_instances_on_postgres_share_the_work() {
         server.stop().await;
     }
     simulator.shutdown().await;
+}
+
+/// Three instances started at the same moment on a database they have not set up yet, as
+/// a deployment rolls out: each must come up. Today two of them usually exit with
+/// "applying the pays migrations failed: duplicate key value violates unique constraint
+/// pg_type_typname_nsp_index" (or `pg_namespace_nspname_index`, from creating the schema):
+/// the schema and the migrations are not serialised between instances (an advisory lock
+/// around them in `jit_pays::db::connect` would). Reported; ignored until fixed.
+#[tokio::test]
+#[ignore = "known bug: concurrent first starts race on PostgreSQL migrations"]
+async fn events_three_instances_start_together_on_a_fresh_schema() {
+    let Some(backend) =
+        Backend::postgres("events_three_instances_start_together_on_a_fresh_schema")
+    else {
+        return;
+    };
+    let apps: Vec<tempfile::TempDir> = (1..=INSTANCES)
+        .map(|n| {
+            shop_app(&ShopConfig {
+                backend: &backend,
+                gateway: None,
+                instance_id: &format!("rollout-{n}"),
+                webhooks: &[],
+                extra: "",
+            })
+        })
+        .collect();
+    let http = client();
+    let mut servers: Vec<Served> = apps
+        .iter()
+        .map(|app| Served::start(app.path(), &[]))
+        .collect();
+    for server in &mut servers {
+        server.ready(&http).await;
+    }
+    for server in servers {
+        server.stop().await;
+    }
 }
