@@ -7,6 +7,8 @@ mod cli;
 mod connections;
 mod custom_type;
 mod errors;
+mod events_cli;
+mod events_config;
 mod exact_numbers;
 mod fixture;
 mod hostile;
