@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use jit_pays::PayEventKind;
+use wechatpay_v2::time::{beijing_readable_time, from_beijing_local};
 
 /// jit: runs apps made of JitAi-style elements.
 #[derive(Debug, Parser)]
@@ -37,6 +40,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run the WeChat Pay gateway simulator, or act as a payer through one.
     Sim(SimArgs),
+    /// Payment events: list them, show one with every delivery attempt, deliver again.
+    Events(EventsArgs),
 }
 
 /// `--app DIR`.
@@ -112,4 +117,171 @@ pub struct PayerArgs {
     /// The app whose running shop's simulator to use (when --sim is not given).
     #[command(flatten)]
     pub app: AppArg,
+}
+
+/// `jit events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: EventsAction,
+}
+
+/// The events subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// List events, oldest first: id, type, order, created (Beijing time), and each
+    /// consumer's delivery state.
+    Ls(EventsLsArgs),
+    /// Show one event: its payload, its deliveries and every attempt.
+    Show(EventsShowArgs),
+    /// Queue events for delivery again (a running `jit serve` sends them at its next poll).
+    Replay(EventsReplayArgs),
+}
+
+/// `jit events ls`.
+#[derive(Debug, Args)]
+pub struct EventsLsArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Only events of this type (`order.paid`, ...).
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_event_type)]
+    pub kind: Option<PayEventKind>,
+    /// Only this order's events.
+    #[arg(long = "order", value_name = "ORDER_ID")]
+    pub order_id: Option<String>,
+    /// Only events some consumer has not taken (pending or dead deliveries).
+    #[arg(long)]
+    pub undelivered: bool,
+    /// Only events written at or after TIME: RFC 3339 (`2026-11-30T12:00:00Z`) or
+    /// Beijing time (`2026-11-30 20:00:00`).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
+    /// At most N events.
+    #[arg(long, value_name = "N", default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
+    /// Print a JSON array instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `jit events show ID`.
+#[derive(Debug, Args)]
+pub struct EventsShowArgs {
+    /// The event's id (`jit events ls` lists them).
+    pub id: String,
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `jit events replay (ID | --since TIME)`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["id", "since"])))]
+pub struct EventsReplayArgs {
+    /// The event to deliver again.
+    pub id: Option<String>,
+    /// Every event written at or after TIME: RFC 3339 (`2026-11-30T12:00:00Z`) or
+    /// Beijing time (`2026-11-30 20:00:00`).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only to this consumer: a configured webhook URL, or `hooks`. Without it, to every
+    /// configured consumer that takes the event's type.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+}
+
+/// A TIME argument: RFC 3339 with its offset, or Beijing wall-clock time
+/// `yyyy-MM-dd HH:mm:ss` (the format `jit events` prints).
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+        return Ok(instant.with_timezone(&Utc));
+    }
+    let beijing = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(from_beijing_local)
+        // Exactly the form Beijing time is printed in, nothing chrono merely tolerates.
+        .filter(|instant| beijing_readable_time(*instant) == text);
+    beijing.ok_or_else(|| {
+        "not a time: write RFC 3339 (`2026-11-30T12:00:00Z`) or Beijing time \
+         (`2026-11-30 20:00:00`)"
+            .to_owned()
+    })
+}
+
+/// An event type's name: `order.paid`, ...
+pub fn parse_event_type(text: &str) -> Result<PayEventKind, String> {
+    PayEventKind::from_name(text.trim()).ok_or_else(|| {
+        let known: Vec<&str> = PayEventKind::ALL.iter().map(|kind| kind.name()).collect();
+        format!("not an event type; the types are {}", known.join(", "))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_beijing_wall_clock() {
+        let noon = utc("2026-11-30T12:00:00Z");
+        assert_eq!(parse_time("2026-11-30T12:00:00Z"), Ok(noon));
+        assert_eq!(parse_time("2026-11-30T20:00:00+08:00"), Ok(noon));
+        assert_eq!(parse_time("2026-11-30 20:00:00"), Ok(noon));
+        assert_eq!(parse_time(" 2026-11-30 20:00:00 "), Ok(noon));
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-30",
+            "2026-11-30 20:00",
+            "2026-11-30T20:00:00",
+            "2026-13-01 00:00:00",
+            "2026-2-1 00:00:00",
+            "20261130200000",
+        ] {
+            let err = parse_time(bad).unwrap_err();
+            assert!(
+                err.contains("RFC 3339") && err.contains("Beijing"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn event_types_are_the_wire_names() {
+        assert_eq!(parse_event_type("order.paid"), Ok(PayEventKind::Paid));
+        let err = parse_event_type("paid").unwrap_err();
+        assert!(err.contains("order.paid_after_close"), "{err}");
+    }
+
+    #[test]
+    fn replay_takes_an_id_or_a_time_not_both() {
+        use clap::Parser;
+        let parse =
+            |args: &[&str]| Cli::try_parse_from(["jit", "events", "replay"].iter().chain(args));
+        assert!(parse(&["E1"]).is_ok());
+        assert!(parse(&["--since", "2026-11-30 20:00:00"]).is_ok());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["E1", "--since", "2026-11-30 20:00:00"]).is_err());
+        let err = parse(&["--since", "soon"]).unwrap_err().to_string();
+        assert!(err.contains("--since") && err.contains("RFC 3339"), "{err}");
+        let err = Cli::try_parse_from(["jit", "events", "ls", "--limit", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--limit"), "{err}");
+    }
 }

@@ -167,6 +167,7 @@ impl Host {
             Command::Ls(args) => crate::commands::ls(self, &args.app),
             Command::Show { full_name, app } => crate::commands::show(self, &app.app, &full_name),
             Command::Sim(args) => crate::commands::sim(args).await,
+            Command::Events(args) => crate::commands::events(self, args).await,
             Command::Serve(args) => {
                 let overrides = Overrides {
                     listen: args.listen,

@@ -1,0 +1,451 @@
+//! `jit events ls | show | replay` through the real binary, on the database of a real
+//! `jit serve` (the example shop, the simulator as its gateway) that paid an order and
+//! delivered its `order.paid` event to a webhook receiver on loopback, run by the test.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Output;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use crate::binary::{Served, jit, text};
+use crate::util::{SHOP_TOKEN, client, example_app_with};
+
+/// The endpoint's secret, given to `jit` through a `{{TEST_WEBHOOK_SECRET}}` placeholder.
+const SECRET: &str = "e2e-webhook-secret-0123456789abcdef";
+/// The instance id `jit serve` runs under (JIT_INSTANCE_ID).
+const INSTANCE: &str = "evhost-e2e-1";
+
+/// One request the receiver took.
+#[derive(Clone, Debug)]
+struct Received {
+    event_id: String,
+    event_type: String,
+    signature: String,
+    body: Bytes,
+}
+
+#[derive(Default)]
+struct Recorded {
+    requests: Mutex<Vec<Received>>,
+    /// The status it answers with.
+    status: AtomicU16,
+}
+
+/// A webhook endpoint on loopback that records every request and answers with a status
+/// the test sets.
+struct Receiver {
+    url: String,
+    recorded: Arc<Recorded>,
+}
+
+impl Receiver {
+    async fn start(status: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the receiver");
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let recorded = Arc::new(Recorded::default());
+        recorded.status.store(status, Ordering::SeqCst);
+        let router = axum::Router::new()
+            .route("/hook", axum::routing::post(record))
+            .with_state(Arc::clone(&recorded));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { url, recorded }
+    }
+
+    fn answer(&self, status: u16) {
+        self.recorded.status.store(status, Ordering::SeqCst);
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.recorded.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until it has taken `count` requests; returns them.
+    async fn wait_for(&self, count: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let requests = self.requests();
+            if requests.len() >= count {
+                return requests;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} request(s) received, expected {count}",
+                requests.len()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+async fn record(
+    State(recorded): State<Arc<Recorded>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    recorded.requests.lock().unwrap().push(Received {
+        event_id: header(jit_webhooks::EVENT_ID_HEADER),
+        event_type: header(jit_webhooks::EVENT_TYPE_HEADER),
+        signature: header(jit_webhooks::SIGNATURE_HEADER),
+        body,
+    });
+    StatusCode::from_u16(recorded.status.load(Ordering::SeqCst)).expect("a status")
+}
+
+/// Asserts the request is signed with [`SECRET`] over its exact body, now.
+fn assert_signed(request: &Received) {
+    let now = chrono::Utc::now().timestamp();
+    jit_webhooks::verify(
+        SECRET.as_bytes(),
+        &request.signature,
+        &request.body,
+        now,
+        jit_webhooks::DEFAULT_TOLERANCE_SECS,
+    )
+    .unwrap_or_else(|err| panic!("the signature does not verify: {err}: {request:?}"));
+}
+
+/// The env every `jit` command of these tests runs with: the placeholder's value.
+fn env() -> Vec<(&'static str, &'static OsStr)> {
+    vec![
+        ("TEST_WEBHOOK_SECRET", OsStr::new(SECRET)),
+        ("JIT_INSTANCE_ID", OsStr::new(INSTANCE)),
+    ]
+}
+
+/// `jit <args> --app <app>`, off the async workers (the receiver runs there).
+async fn run(args: &[&str], app: &Path) -> Output {
+    let mut command = jit(args, app);
+    command.envs(env());
+    tokio::task::spawn_blocking(move || command.output().expect("jit runs"))
+        .await
+        .expect("the command's task")
+}
+
+/// Runs `jit <args>`, which must succeed; its stdout.
+async fn ok(args: &[&str], app: &Path) -> String {
+    let output = run(args, app).await;
+    assert!(
+        output.status.success(),
+        "jit {args:?} failed:\n{}",
+        text(&output)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// `jit events ls --json <args>`.
+async fn listed(args: &[&str], app: &Path) -> Vec<Value> {
+    let mut all = vec!["events", "ls", "--json"];
+    all.extend_from_slice(args);
+    let stdout = ok(&all, app).await;
+    serde_json::from_str::<Value>(&stdout)
+        .unwrap_or_else(|err| panic!("ls --json prints JSON ({err}): {stdout}"))
+        .as_array()
+        .expect("an array")
+        .clone()
+}
+
+/// The example shop with `[events]` polling fast and one endpoint at `url` for payments.
+fn shop_with_webhook(url: &str) -> tempfile::TempDir {
+    example_app_with(|text| {
+        format!(
+            "{text}\n[events]\npoll_interval_ms = 100\n\n[[webhooks]]\nurl = \"{url}\"\n\
+             secret = \"{{{{TEST_WEBHOOK_SECRET}}}}\"\nevents = [\"order.paid\"]\ntimeout_ms = 5000\n"
+        )
+    })
+}
+
+/// Creates an order through the shop's API and pays it through its simulator.
+async fn pay_an_order(served: &Served, app: &Path) -> String {
+    let http = client();
+    let call = |function: &str, body: Value| {
+        http.post(format!(
+            "{}/api/demo/shop/pays/services/PaySvc/{function}",
+            served.base
+        ))
+        .bearer_auth(SHOP_TOKEN)
+        .json(&body)
+        .send()
+    };
+    let order: Value = call("create", json!({"subject": "Events", "amount": 12.34}))
+        .await
+        .expect("create answers")
+        .json()
+        .await
+        .expect("JSON");
+    let order_id = order["orderId"].as_str().expect("an order id").to_owned();
+    let answer = call("getPayUrl", json!({"orderId": order_id}))
+        .await
+        .expect("getPayUrl answers");
+    assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(app.join(".jit/simulator.json")).expect("the simulator file"),
+    )
+    .unwrap();
+    let simulator = record["url"].as_str().expect("the simulator's URL");
+    let paid: Value = http
+        .post(format!("{simulator}/sim/pay"))
+        .json(&json!({"out_trade_no": order_id}))
+        .send()
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paid["ok"], true, "{paid}");
+    order_id
+}
+
+/// Polls `jit events ls --json` until `done` holds for its single event.
+async fn wait_for_event(app: &Path, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = listed(&[], app).await;
+        if let [event] = events.as_slice()
+            && done(event)
+        {
+            return event.clone();
+        }
+        assert!(Instant::now() < deadline, "never reached: {events:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The status of `consumer`'s delivery in an event of `ls --json`.
+fn delivery<'a>(event: &'a Value, consumer: &str) -> &'a Value {
+    event["deliveries"]
+        .as_array()
+        .and_then(|deliveries| deliveries.iter().find(|d| d["consumer"] == consumer))
+        .unwrap_or_else(|| panic!("no delivery to {consumer}: {event}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_show_and_replay_the_event_of_a_paid_order() {
+    // The endpoint fails at first: the event waits, undelivered, and is retried.
+    let receiver = Receiver::start(500).await;
+    let app = shop_with_webhook(&receiver.url);
+    let dir = app.path();
+    let mut served = Served::start(dir, &env());
+    served.ready(&client()).await;
+    let order_id = pay_an_order(&served, dir).await;
+
+    let first = receiver.wait_for(1).await;
+    let event_id = first[0].event_id.clone();
+    assert_eq!(first[0].event_type, "order.paid");
+    assert_signed(&first[0]);
+
+    // The failed attempt is recorded: `--undelivered` lists the event, pending.
+    let event = wait_for_event(dir, |event| {
+        delivery(event, &receiver.url)["attempts"].as_i64() >= Some(1)
+            && delivery(event, "hooks")["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(event["id"], event_id.as_str());
+    assert_eq!(event["type"], "order.paid");
+    assert_eq!(event["order_id"], order_id.as_str());
+    let undelivered = listed(&["--undelivered"], dir).await;
+    assert_eq!(undelivered.len(), 1, "{undelivered:?}");
+    let lines = ok(&["events", "ls", "--undelivered"], dir).await;
+    assert!(
+        lines.contains(&format!("{}:pending(", receiver.url)) && lines.contains("hooks:delivered"),
+        "{lines}"
+    );
+
+    // The endpoint recovers; the retry (within seconds) delivers the same event.
+    receiver.answer(200);
+    let event = wait_for_event(dir, |event| {
+        delivery(event, &receiver.url)["status"] == "delivered"
+    })
+    .await;
+    let retried = receiver.requests();
+    assert!(retried.len() >= 2, "{retried:?}");
+    assert!(retried.iter().all(|request| request.event_id == event_id));
+    assert_eq!(retried[0].body, retried[1].body, "the same stored envelope");
+    assert!(listed(&["--undelivered"], dir).await.is_empty());
+
+    // ls: one line, every column; filters.
+    let lines = ok(&["events", "ls"], dir).await;
+    let line = lines.lines().next().expect("a line");
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    for part in [
+        event_id.as_str(),
+        "order.paid",
+        order_id.as_str(),
+        event["created_beijing"].as_str().unwrap(),
+        "hooks:delivered",
+        &format!("{}:delivered", receiver.url),
+    ] {
+        assert!(line.contains(part), "`{part}` missing: {line}");
+    }
+    assert_eq!(listed(&["--type", "order.paid"], dir).await.len(), 1);
+    assert!(listed(&["--type", "order.closed"], dir).await.is_empty());
+    assert_eq!(listed(&["--order", &order_id], dir).await.len(), 1);
+    assert!(
+        listed(&["--order", "D00000000000000000000"], dir)
+            .await
+            .is_empty()
+    );
+    let created = event["created_beijing"].as_str().unwrap().to_owned();
+    assert_eq!(listed(&["--since", &created], dir).await.len(), 1);
+    assert!(
+        listed(&["--since", "2100-01-01T00:00:00Z"], dir)
+            .await
+            .is_empty()
+    );
+
+    // show: the payload and every attempt.
+    let shown: Value =
+        serde_json::from_str(&ok(&["events", "show", &event_id, "--json"], dir).await).unwrap();
+    assert_eq!(shown["payload"]["id"], event_id.as_str());
+    assert_eq!(shown["payload"]["order"]["orderId"], order_id.as_str());
+    assert_eq!(shown["payload"]["order"]["amountFen"], 1234);
+    let attempts = shown["attempts"].as_array().expect("attempts");
+    assert!(attempts.len() >= 2, "{shown}");
+    assert_eq!(attempts[0]["status_code"], 500);
+    assert_eq!(attempts[0]["instance"], INSTANCE);
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("500")),
+        "{shown}"
+    );
+    assert_eq!(attempts.last().unwrap()["status_code"], 200);
+    let page = ok(&["events", "show", &event_id], dir).await;
+    for part in [
+        "payload:",
+        &format!("\"orderId\": \"{order_id}\""),
+        "deliveries:",
+        "attempts:",
+        &format!("#1 {}  HTTP 500", receiver.url),
+        &format!("instance {INSTANCE}"),
+        "(Beijing time)",
+    ] {
+        assert!(page.contains(part), "`{part}` missing:\n{page}");
+    }
+    assert!(!page.contains(SECRET) && !lines.contains(SECRET));
+
+    // replay to the endpoint: it comes again, same id, same body, freshly signed; the
+    // hooks are not replayed.
+    let before = receiver.requests().len();
+    let replayed = ok(
+        &["events", "replay", &event_id, "--endpoint", &receiver.url],
+        dir,
+    )
+    .await;
+    assert!(replayed.contains("queued 1 deliveries"), "{replayed}");
+    let again = receiver.wait_for(before + 1).await;
+    let last = again.last().unwrap();
+    assert_eq!(last.event_id, event_id);
+    assert_eq!(last.body, first[0].body);
+    assert_signed(last);
+    let event = wait_for_event(dir, |event| {
+        delivery(event, &receiver.url)["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(delivery(&event, "hooks")["attempts"], 1, "{event}");
+
+    // replay --since to every consumer: the hooks and the endpoint.
+    let replayed = ok(&["events", "replay", "--since", &created], dir).await;
+    assert!(
+        replayed.contains("queued 2 deliveries of 1 event(s) for hooks, http://127.0.0.1:"),
+        "{replayed}"
+    );
+    let again = receiver.wait_for(before + 2).await;
+    assert_eq!(again.last().unwrap().event_id, event_id);
+
+    served.stop_cleanly().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_ids_times_and_endpoints_are_clear_errors() {
+    let app = shop_with_webhook("http://127.0.0.1:9/hook");
+    let dir = app.path();
+
+    // No server: the CLI opens (and creates) the database as serve would.
+    assert!(listed(&[], dir).await.is_empty());
+    assert!(dir.join("shop.db").exists());
+    assert!(
+        !dir.join(".jit/simulator.json").exists(),
+        "no simulator is started"
+    );
+
+    let unknown = "01a00000-0000-7000-8000-000000000000";
+    for args in [
+        vec!["events", "show", unknown],
+        vec!["events", "replay", unknown],
+    ] {
+        let output = run(&args, dir).await;
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let said = text(&output);
+        assert!(
+            said.contains(&format!("no event `{unknown}`")) && said.contains("jit events ls"),
+            "{said}"
+        );
+    }
+
+    for args in [
+        vec!["events", "ls", "--since", "yesterday"],
+        vec!["events", "replay", "--since", "2026-11-31 00:00:00"],
+    ] {
+        let output = run(&args, dir).await;
+        assert!(!output.status.success());
+        let said = text(&output);
+        assert!(
+            said.contains("--since") && said.contains("RFC 3339"),
+            "{said}"
+        );
+    }
+
+    let output = run(
+        &[
+            "events",
+            "replay",
+            "--since",
+            "2026-01-01T00:00:00Z",
+            "--endpoint",
+            "https://elsewhere.example/hook",
+        ],
+        dir,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let said = text(&output);
+    assert!(
+        said.contains("--endpoint `https://elsewhere.example/hook` is not a configured consumer")
+            && said.contains("hooks, http://127.0.0.1:9/hook"),
+        "{said}"
+    );
+    // `hooks` and the configured URL are consumers (nothing to queue: no event).
+    for endpoint in ["hooks", "http://127.0.0.1:9/hook"] {
+        let said = ok(
+            &[
+                "events",
+                "replay",
+                "--since",
+                "2026-01-01T00:00:00Z",
+                "--endpoint",
+                endpoint,
+            ],
+            dir,
+        )
+        .await;
+        assert!(said.contains("queued 0 deliveries of 0 event(s)"), "{said}");
+    }
+}
