@@ -171,6 +171,26 @@ async fn events_three_instances_on_postgres_share_the_work() {
         assert_eq!(received_ids, event_ids, "{}", receiver.url());
     }
 
+    // One attempt per event and endpoint, each answered 200, made by whichever instance
+    // claimed it.
+    let attempts = db.attempts().await;
+    assert_eq!(
+        attempts.len(),
+        PAID_ORDERS * receivers.len(),
+        "{attempts:?}"
+    );
+    let mut by_instance: BTreeMap<&str, usize> = BTreeMap::new();
+    for attempt in &attempts {
+        assert_eq!(attempt.status_code, Some(200), "{attempt:?}");
+        assert!(webhooks.contains(&attempt.endpoint), "{attempt:?}");
+        *by_instance.entry(attempt.instance.as_str()).or_default() += 1;
+    }
+    assert!(
+        by_instance.keys().all(|id| id.starts_with("cluster-")),
+        "{by_instance:?}"
+    );
+    eprintln!("webhook attempts by instance: {by_instance:?}");
+
     // Thirty more orders left unpaid: the three reconcilers between them query each once,
     // then not again before its next due time.
     let waiting: Vec<String> = join_all((0..WAITING_ORDERS).map(|n| {

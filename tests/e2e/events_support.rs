@@ -264,6 +264,15 @@ pub struct EventRow {
     pub order_id: String,
 }
 
+/// One row of `pays_webhook_delivery`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptRow {
+    pub event_id: String,
+    pub endpoint: String,
+    pub instance: String,
+    pub status_code: Option<i32>,
+}
+
 /// The shop's database, read directly (the tests' own view, beside the CLI's).
 pub struct Db {
     connection: DatabaseConnection,
@@ -323,6 +332,23 @@ impl Db {
                 )
             })
             .collect()
+    }
+
+    /// Every recorded delivery attempt (each webhook attempt; a hooks attempt only when
+    /// it failed), oldest first.
+    pub async fn attempts(&self) -> Vec<AttemptRow> {
+        self.rows(
+            "SELECT event_id, endpoint, instance, status_code FROM pays_webhook_delivery ORDER BY id",
+        )
+        .await
+        .iter()
+        .map(|row| AttemptRow {
+            event_id: row.try_get("", "event_id").expect("event_id"),
+            endpoint: row.try_get("", "endpoint").expect("endpoint"),
+            instance: row.try_get("", "instance").expect("instance"),
+            status_code: row.try_get("", "status_code").expect("status_code"),
+        })
+        .collect()
     }
 
     /// Event deliveries not yet made (pending or dead), any consumer.
