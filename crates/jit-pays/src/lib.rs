@@ -4,7 +4,8 @@
 //! This crate owns the family's element folders (embedded), the order tables and their
 //! state machine (sea-orm, SQLite or PostgreSQL), the WeChat Pay Type's behaviour (create,
 //! getPayUrl, check, cancel, notify), the reconciler and the hooks hosted code subscribes
-//! to. It knows nothing of HTTP serving (the host calls [`PaySvc::wechat_notify`]
+//! to, fed by the event outbox written with every transition ([`outbox`]). It knows
+//! nothing of HTTP serving (the host calls [`PaySvc::wechat_notify`]
 //! or the functionList functions) and nothing of the wire protocol's details (the
 //! `wechatpay-v2` crate signs, parses and calls).
 //!
@@ -42,11 +43,13 @@
 //! let reconciler = jit_pays::start_reconciler(&app)?;
 //!
 //! let events = app.service::<jit_pays::PayEvents>().expect("registered");
-//! events.on_paid(|event| println!("paid: {}", event.order.order_id));
+//! events.on_paid(|event| println!("paid: {} (event {})", event.order.order_id, event.id));
+//! // After subscribing: delivers every event written, now and after a restart.
+//! let outbox = jit_pays::start_outbox(&app, jit_pays::OutboxSettings::new("shop-1")).await?;
 //!
 //! let pay: Arc<dyn Pay> = app.get::<dyn Pay>("pays.myWechatPay").await?;
 //! let order = pay.create("Product Purchase", wechatpay_v2::Fen::from_yuan_str("99.99")?, None).await?;
-//! # let _ = order; reconciler.stop().await; Ok(()) }
+//! # let _ = order; reconciler.stop().await; outbox.stop().await; Ok(()) }
 //! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

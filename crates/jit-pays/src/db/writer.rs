@@ -611,6 +611,8 @@ mod tests {
                 assert_eq!(row.transaction_id, None, "{id}");
                 assert!(store.find_record(id).await.unwrap().is_none(), "{id}");
             }
+            // No transition, so no event: the events were in the rolled-back transaction.
+            assert_eq!(event_count(&store).await, 0);
             // Without the poisoned order the same payments commit, each once.
             let batch = ["A", "B", "A", "C", "MISSING"].map(payment).into();
             let outcomes = commit_batch(store.connection(), store.outbox(), batch)
@@ -634,7 +636,36 @@ mod tests {
                 store.get_order("POISON").await.unwrap().status,
                 PayStatus::Wait
             );
+            // One event per transition, none for the repeat of A; the order's first event.
+            assert_eq!(event_count(&store).await, 3);
+            let events = crate::outbox::list_events(
+                store.connection(),
+                &crate::outbox::EventFilter {
+                    order_id: Some("A".into()),
+                    ..Default::default()
+                },
+                10,
+            )
+            .await
+            .unwrap();
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].event.event_type, "order.paid");
+            assert_eq!(events[0].event.order_seq, 1);
+            assert_eq!(store.get_order("A").await.unwrap().event_seq, 1);
+            // A later batch repeating every payment writes nothing.
+            let batch = ["A", "B", "C"].map(payment).into();
+            commit_batch(store.connection(), store.outbox(), batch)
+                .await
+                .unwrap();
+            assert_eq!(event_count(&store).await, 3);
         }
+    }
+
+    async fn event_count(store: &PayStore) -> usize {
+        crate::outbox::list_events(store.connection(), &Default::default(), 1000)
+            .await
+            .unwrap()
+            .len()
     }
 
     /// Whatever the batch size, SQLite finds a batch's orders by their unique id, not by

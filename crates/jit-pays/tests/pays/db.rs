@@ -321,7 +321,8 @@ async fn filters_pages_and_counts() {
 }
 
 #[tokio::test]
-async fn reconciler_scan_sees_only_due_waiting_orders() {
+async fn reconciler_claims_only_due_waiting_orders_and_each_once_until_its_lease_lapses() {
+    let lease = Duration::from_secs(60);
     for db in support::all().await {
         let store = &db.store;
         let mut due = order("DUE", 1);
@@ -332,22 +333,87 @@ async fn reconciler_scan_sees_only_due_waiting_orders() {
         paid.first_check_at = Utc::now() - chrono::Duration::seconds(5);
         store.insert_order(paid).await.unwrap();
         store.mark_paid("PAIDDUE", None, Utc::now()).await.unwrap();
-        let scan = store.due_for_check(Utc::now(), 10).await.unwrap();
+        let scan = store
+            .claim_due_for_check(Utc::now(), 10, lease)
+            .await
+            .unwrap();
         let ids: Vec<_> = scan.iter().map(|o| o.order_id.as_str()).collect();
         assert_eq!(ids, ["DUE"], "{}", db.label);
+        // Claimed: not due for another scan (another instance) while the lease runs.
+        let again = store
+            .claim_due_for_check(Utc::now(), 10, lease)
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "{}: claimed twice", db.label);
+        // Past the lease (its claimant died), it is due again.
+        let later = Utc::now() + chrono::Duration::seconds(61);
+        let lapsed = store.claim_due_for_check(later, 10, lease).await.unwrap();
+        assert!(
+            lapsed.iter().any(|row| row.order_id == "DUE"),
+            "{}",
+            db.label
+        );
         store
             .postpone_check("DUE", 1, Utc::now() + chrono::Duration::seconds(30))
             .await
             .unwrap();
         assert!(
             store
-                .due_for_check(Utc::now(), 10)
+                .claim_due_for_check(Utc::now(), 10, lease)
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(store.get_order("DUE").await.unwrap().check_attempts, 1);
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Several scanners at once (instances sharing the database) split the due orders: each
+/// is claimed by exactly one.
+#[tokio::test]
+async fn concurrent_reconciler_claims_take_each_due_order_exactly_once() {
+    for db in support::all().await {
+        let store = &db.store;
+        for n in 0..60 {
+            let mut due = order(&format!("CLAIM{n:03}"), 1);
+            due.first_check_at = Utc::now() - chrono::Duration::seconds(5);
+            store.insert_order(due).await.unwrap();
+        }
+        // A second pool on the same data stands for a second process.
+        let other = jit_pays::db::connect(&db.config).await.unwrap();
+        let claims = (0..8).map(|i| {
+            let store = if i % 2 == 0 {
+                store.clone()
+            } else {
+                other.clone()
+            };
+            async move {
+                store
+                    .claim_due_for_check(Utc::now(), 10, Duration::from_secs(60))
+                    .await
+                    .unwrap()
+            }
+        });
+        let claimed: Vec<String> = futures::future::join_all(claims)
+            .await
+            .into_iter()
+            .flatten()
+            .map(|row| row.order_id)
+            .collect();
+        let distinct: std::collections::HashSet<_> = claimed.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            claimed.len(),
+            "{}: an order claimed twice",
+            db.label
+        );
+        assert_eq!(
+            claimed.len(),
+            60,
+            "{}: 8 scans of 10 cover all 60",
+            db.label
+        );
     }
 }
 

@@ -98,7 +98,7 @@ async fn native_flow_create_pay_notify_success_with_one_hook_call() {
         assert!(paid.pay_time.is_some());
         assert!(!paid.paid_after_close);
         assert_eq!(
-            shop.events_for(&order.order_id),
+            shop.events_for(&order.order_id).await,
             [PayEventKind::Paid],
             "{label}"
         );
@@ -241,8 +241,8 @@ async fn mweb_jsapi_and_app_flows() {
         shop.sim.pay(order.order_id.as_str()).unwrap();
         assert_eq!(shop.wait_settled(&order.order_id).await, PayStatus::Success);
         let paid_events = shop
-            .events
-            .lock()
+            .delivered_events()
+            .await
             .iter()
             .filter(|e| e.kind == PayEventKind::Paid)
             .count();
@@ -420,7 +420,7 @@ async fn check_finds_a_payment_whose_notify_was_lost_and_cancel_closes() {
         let record = shop.pay.check_third(&checked).await.unwrap().unwrap();
         assert_eq!(record.trade_state.as_deref(), Some("SUCCESS"));
         assert!(record.last_query.is_some());
-        assert_eq!(shop.events_for(&order.order_id), [PayEventKind::Paid]);
+        assert_eq!(shop.events_for(&order.order_id).await, [PayEventKind::Paid]);
 
         // cancel: closed at WeChat and locally.
         let order = shop.pay.create("To cancel", yuan("6"), None).await.unwrap();
@@ -437,10 +437,16 @@ async fn check_finds_a_payment_whose_notify_was_lost_and_cancel_closes() {
             "closed at WeChat too"
         );
         assert!(shop.sim.pay(order.order_id.as_str()).is_err());
-        assert_eq!(shop.events_for(&order.order_id), [PayEventKind::Closed]);
+        assert_eq!(
+            shop.events_for(&order.order_id).await,
+            [PayEventKind::Closed]
+        );
         // Cancelling again is harmless.
         assert!(shop.pay.cancel(&order.order_id).await.unwrap().closed);
-        assert_eq!(shop.events_for(&order.order_id), [PayEventKind::Closed]);
+        assert_eq!(
+            shop.events_for(&order.order_id).await,
+            [PayEventKind::Closed]
+        );
 
         // cancel of an order never sent to WeChat.
         let order = shop
@@ -471,7 +477,7 @@ async fn check_finds_a_payment_whose_notify_was_lost_and_cancel_closes() {
             shop.pay.get_order(&order.order_id).await.unwrap().status,
             PayStatus::Success
         );
-        assert_eq!(shop.events_for(&order.order_id), [PayEventKind::Paid]);
+        assert_eq!(shop.events_for(&order.order_id).await, [PayEventKind::Paid]);
         // Over JSON the code is stable.
         let err = shop
             .app
@@ -558,7 +564,7 @@ async fn forged_and_mismatched_notifies_change_nothing() {
         }
         let after = shop.pay.get_order(id).await.unwrap();
         assert_eq!(after.status, PayStatus::Wait, "{label}");
-        assert!(shop.events.lock().is_empty());
+        assert!(shop.delivered_events().await.is_empty());
         assert!(
             shop.db.store.find_record(id).await.unwrap().is_none(),
             "{label}: nothing recorded"
@@ -633,7 +639,7 @@ async fn the_same_notify_a_hundred_times_concurrently_is_one_transition() {
         }
         assert_eq!(paid, 1, "{label}");
         assert_eq!(
-            shop.events_for(&order.order_id),
+            shop.events_for(&order.order_id).await,
             [PayEventKind::Paid],
             "{label}"
         );
@@ -679,7 +685,7 @@ async fn a_notify_that_arrives_before_get_pay_url_returns() {
             record.prepay_id.is_some() && record.last_notify.is_some(),
             "{label}"
         );
-        assert_eq!(shop.events_for(&order.order_id), [PayEventKind::Paid]);
+        assert_eq!(shop.events_for(&order.order_id).await, [PayEventKind::Paid]);
     }
 }
 
@@ -708,9 +714,10 @@ async fn a_payment_after_a_local_close_is_recorded_and_flagged() {
         let paid = shop.pay.get_order(&order.order_id).await.unwrap();
         assert!(paid.paid_after_close, "{label}");
         assert!(paid.closed_at.is_some());
+        // Both transitions have their event, in commit order.
         assert_eq!(
-            shop.events_for(&order.order_id),
-            [PayEventKind::PaidAfterClose]
+            shop.events_for(&order.order_id).await,
+            [PayEventKind::TimedOut, PayEventKind::PaidAfterClose]
         );
         let flagged = shop
             .app
@@ -739,7 +746,9 @@ async fn the_reconciler_finds_lost_payments_and_times_out_expired_orders() {
             max_backoff: Duration::from_millis(400),
             scan_interval: Duration::from_millis(100),
             batch_size: 50,
+            ..ReconcilerSettings::default()
         },
+        ..ShopOptions::default()
     };
     for shop in shops(options).await {
         let label = shop.db.label;
@@ -790,8 +799,11 @@ async fn the_reconciler_finds_lost_payments_and_times_out_expired_orders() {
             wechatpay_sim::TradeState::Closed,
             "{label}: closed at WeChat"
         );
-        assert_eq!(shop.events_for(&paid.order_id), [PayEventKind::Paid]);
-        assert_eq!(shop.events_for(&unpaid.order_id), [PayEventKind::TimedOut]);
+        assert_eq!(shop.events_for(&paid.order_id).await, [PayEventKind::Paid]);
+        assert_eq!(
+            shop.events_for(&unpaid.order_id).await,
+            [PayEventKind::TimedOut]
+        );
         let waited = shop.db.store.get_order(&unpaid.order_id).await.unwrap();
         assert!(
             waited.check_attempts >= 1,
@@ -994,7 +1006,7 @@ async fn notify_check_reconcile_and_cancel_racing_announce_once() {
             task.await.unwrap();
         }
         assert_eq!(
-            shop.events_for(&order.order_id),
+            shop.events_for(&order.order_id).await,
             [PayEventKind::Paid],
             "{label}"
         );
@@ -1019,7 +1031,7 @@ async fn notify_check_reconcile_and_cancel_racing_announce_once() {
             assert!(task.await.unwrap().closed);
         }
         assert_eq!(
-            shop.events_for(&order.order_id),
+            shop.events_for(&order.order_id).await,
             [PayEventKind::Closed],
             "{label}"
         );
@@ -1062,8 +1074,8 @@ async fn concurrent_notifies_for_distinct_orders_all_commit() {
         }
         assert_eq!(paid, 120, "{label}");
         let announced = shop
-            .events
-            .lock()
+            .delivered_events()
+            .await
             .iter()
             .filter(|e| e.kind == PayEventKind::Paid)
             .count();

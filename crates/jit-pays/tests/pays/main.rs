@@ -12,6 +12,7 @@ mod flow;
 mod group_commit;
 mod logs;
 mod notify_cache;
+mod outbox;
 mod plugin_routing;
 mod record;
 mod wechatpy;

@@ -161,7 +161,7 @@ async fn a_repeat_of_a_known_payment_needs_no_database_but_a_forged_one_is_still
         assert_eq!(row.status, PayStatus::Success, "{label}");
         assert_eq!(row.transaction_id.as_deref(), Some("T-1"), "{label}");
         assert_eq!(
-            shop.events_for(&paid.order_id),
+            shop.events_for(&paid.order_id).await,
             [PayEventKind::Paid, PayEventKind::PaymentConflict],
             "{label}"
         );
@@ -205,7 +205,7 @@ async fn an_evicted_order_is_read_again_from_the_database() {
         let got = outcome(&shop.svc, &body).await;
         assert!(is_already_paid(&got), "{label}: {got:?}");
         set_tables_away(&shop, false).await;
-        assert_eq!(shop.events_for(&order_id).len(), 1, "{label}");
+        assert_eq!(shop.events_for(&order_id).await.len(), 1, "{label}");
     }
 }
 
@@ -281,7 +281,7 @@ async fn a_process_that_did_not_see_the_payment_still_answers_correctly() {
         }
         set_tables_away(&shop, false).await;
         for order in [&unseen, &seen] {
-            assert_eq!(shop.events_for(&order.order_id).len(), 1, "{label}");
+            assert_eq!(shop.events_for(&order.order_id).await.len(), 1, "{label}");
         }
     }
 }

@@ -130,6 +130,7 @@ async fn pay_svc_and_the_reconciler_work_through_an_element_without_a_typed_pay(
         app.service::<PayEvents>()
             .unwrap()
             .subscribe(move |event| sink.lock().push((event.order.order_id.clone(), event.kind)));
+        let _outbox = support::start_outbox(&app).await;
         // The premise: typed access is refused.
         assert!(matches!(
             app.get::<dyn Pay>("pays.myDiscountPay").await,
@@ -232,6 +233,7 @@ async fn pay_svc_and_the_reconciler_work_through_an_element_without_a_typed_pay(
         assert_eq!(pay.mch_id(), MCH_ID);
         assert_eq!(pay.config()["apiKey"], jit_runtime::MASK);
 
+        support::wait_outbox_idle(&db.store).await;
         assert_eq!(
             *events.lock(),
             [
@@ -331,6 +333,7 @@ async fn every_pay_svc_function_works_through_the_example_plugin() {
         app.service::<PayEvents>()
             .unwrap()
             .subscribe(move |event| sink.lock().push((event.order.order_id.clone(), event.kind)));
+        let _outbox = support::start_outbox(&app).await;
         // The premise: a plugin's element offers no typed pay.
         assert!(matches!(
             app.get::<dyn Pay>("pays.myDiscountPay").await,
@@ -397,6 +400,7 @@ async fn every_pay_svc_function_works_through_the_example_plugin() {
             PayStatus::Wait,
             "{label}"
         );
+        support::wait_outbox_idle(&db.store).await;
         assert_eq!(
             *events.lock(),
             [

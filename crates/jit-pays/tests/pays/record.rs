@@ -133,12 +133,12 @@ async fn a_second_payment_is_kept_as_a_conflict_logged_announced_once_and_acknow
     );
     assert_eq!(shop.db.store.payment_conflicts(id).await.unwrap().len(), 1);
     assert_eq!(
-        shop.events_for(id),
+        shop.events_for(id).await,
         [PayEventKind::Paid, PayEventKind::PaymentConflict]
     );
     let conflict_events: Vec<_> = shop
-        .events
-        .lock()
+        .delivered_events()
+        .await
         .iter()
         .filter(|event| event.kind == PayEventKind::PaymentConflict)
         .map(|event| {
@@ -232,7 +232,7 @@ async fn two_payments_arriving_together_make_one_payment_and_one_conflict() {
                 "{label}"
             );
             // Each caller announces after the commit, on its own task: in either order.
-            let mut events = shop.events_for(id);
+            let mut events = shop.events_for(id).await;
             events.sort_by_key(|kind| *kind == PayEventKind::PaymentConflict);
             assert_eq!(
                 events,

@@ -88,3 +88,45 @@ pub fn capture_logs() -> (CapturedLog, tracing::subscriber::DefaultGuard) {
         .finish();
     (captured, tracing::subscriber::set_default(subscriber))
 }
+
+/// Starts `app`'s outbox for a test: a fast poll, so events are handed over promptly.
+pub async fn start_outbox(app: &jit_runtime::App) -> jit_pays::OutboxHandle {
+    jit_pays::start_outbox(
+        app,
+        jit_pays::OutboxSettings {
+            poll_interval: std::time::Duration::from_millis(20),
+            ..jit_pays::OutboxSettings::new("test")
+        },
+    )
+    .await
+    .expect("outbox")
+}
+
+/// Waits until `store`'s outbox has no delivery pending (or 10 s pass, then panics).
+pub async fn wait_outbox_idle(store: &PayStore) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let pending = jit_pays::outbox::pending_deliveries(store.connection())
+            .await
+            .unwrap();
+        if pending.values().all(|&count| count == 0) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the outbox still has deliveries pending after 10 s: {pending:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A second pool on `db`'s data, as a second process would open it (the first keeps the
+/// data alive).
+pub async fn second_pool(db: &TestDb) -> TestDb {
+    TestDb {
+        label: db.label,
+        store: jit_pays::db::connect(&db.config).await.unwrap(),
+        config: db.config.clone(),
+        _dir: None,
+    }
+}

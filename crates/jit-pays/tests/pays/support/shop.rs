@@ -8,7 +8,9 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use jit_pays::{Pay, PayEvent, PayEvents, PayStatus, PaySvc, PaysSettings, ReconcilerSettings};
+use jit_pays::{
+    OutboxHandle, Pay, PayEvent, PayEvents, PayStatus, PaySvc, PaysSettings, ReconcilerSettings,
+};
 use jit_runtime::App;
 use parking_lot::Mutex;
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
@@ -42,8 +44,10 @@ pub struct Shop {
     pub other: Arc<dyn Pay>,
     /// `pays.services.PaySvc`.
     pub svc: Arc<PaySvc>,
-    /// Every event announced, in order.
-    pub events: Arc<Mutex<Vec<PayEvent>>>,
+    /// Every event the outbox handed to the subscribers, in order
+    /// ([`Shop::delivered_events`] waits for the outbox first).
+    events: Arc<Mutex<Vec<PayEvent>>>,
+    _outbox: OutboxHandle,
     /// The notify endpoint's base URL.
     pub public_base_url: String,
     _dir: tempfile::TempDir,
@@ -64,6 +68,8 @@ pub struct ShopOptions {
     pub order_expiry: Duration,
     /// Reconciler timings.
     pub reconciler: ReconcilerSettings,
+    /// The outbox (the instance id, webhooks; the poll is made fast).
+    pub outbox: jit_pays::OutboxSettings,
 }
 
 impl Default for ShopOptions {
@@ -73,6 +79,10 @@ impl Default for ShopOptions {
             sim: SimConfig::default().with_time_scale(1000.0),
             order_expiry: Duration::from_secs(2 * 3600),
             reconciler: ReconcilerSettings::default(),
+            outbox: jit_pays::OutboxSettings {
+                poll_interval: Duration::from_millis(20),
+                ..jit_pays::OutboxSettings::new("test-shop")
+            },
         }
     }
 }
@@ -155,6 +165,9 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
     app.service::<PayEvents>()
         .expect("events service")
         .subscribe(move |event| sink.lock().push(event.clone()));
+    let outbox = jit_pays::start_outbox(&app, options.outbox)
+        .await
+        .expect("outbox");
     let svc = app
         .get::<PaySvc>("pays.services.PaySvc")
         .await
@@ -181,6 +194,7 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
         other,
         svc,
         events,
+        _outbox: outbox,
         public_base_url,
         _dir: dir,
         server,
@@ -212,10 +226,36 @@ impl Shop {
         panic!("the simulator still holds notifies to deliver after 10 s");
     }
 
-    /// Events announced for `order_id`.
-    pub fn events_for(&self, order_id: &str) -> Vec<jit_pays::PayEventKind> {
-        self.events
-            .lock()
+    /// Waits until the outbox has handed every event written so far to the subscribers
+    /// (or 10 s pass, then panics), and returns them in the order they were handed over.
+    pub async fn delivered_events(&self) -> Vec<PayEvent> {
+        super::wait_outbox_idle(&self.db.store).await;
+        self.events.lock().clone()
+    }
+
+    /// The events handed to the subscribers so far, once the hooks (only) have none
+    /// pending: for tests where a webhook endpoint may stay pending.
+    pub async fn delivered_events_of_hooks(&self) -> Vec<PayEvent> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let pending = jit_pays::outbox::pending_deliveries(self.db.store.connection())
+                .await
+                .unwrap();
+            if pending.get("hooks").copied().unwrap_or(0) == 0 {
+                return self.events.lock().clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hooks still pending"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The kinds of the events handed over for `order_id`, once the outbox is idle.
+    pub async fn events_for(&self, order_id: &str) -> Vec<jit_pays::PayEventKind> {
+        self.delivered_events()
+            .await
             .iter()
             .filter(|e| e.order.order_id == order_id)
             .map(|e| e.kind)
