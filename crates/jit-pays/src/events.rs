@@ -141,6 +141,11 @@ impl PayEvents {
         self.subscribers.write().push(Arc::new(subscriber));
     }
 
+    /// Whether anyone is subscribed.
+    pub fn has_subscribers(&self) -> bool {
+        !self.subscribers.read().is_empty()
+    }
+
     /// Calls `subscriber` only for payments (`Paid` and `PaidAfterClose`).
     pub fn on_paid(&self, subscriber: impl Fn(&PayEvent) + Send + Sync + 'static) {
         self.subscribe(move |event| {

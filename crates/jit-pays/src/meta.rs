@@ -23,14 +23,15 @@ pub const PAYS_META: &str = "pays.Meta";
 pub static ELEMENTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/elements");
 
 /// Adds the family to an app: its elements to the framework layer, its loaders, and the
-/// services its elements use — the order store, the host settings, and a fresh
+/// services its elements use — the order store, the host settings, and the store's
 /// [`PayEvents`] (hosted code subscribes through `app.service::<PayEvents>()`).
 pub fn register(builder: AppBuilder, store: PayStore, settings: PaysSettings) -> AppBuilder {
     store.set_order_cache_capacity(settings.order_cache_capacity);
+    let hooks: Arc<PayEvents> = store.outbox().hooks();
     register_loaders(builder)
         .provide(Arc::new(store))
         .provide(Arc::new(settings))
-        .provide(Arc::new(PayEvents::new()))
+        .provide(hooks)
 }
 
 /// Adds the family's elements and loaders but none of the services they need: enough for

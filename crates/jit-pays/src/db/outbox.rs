@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use super::entity::{event, event_delivery, pay_log, webhook_delivery};
 use super::error::{StoreError, db};
 use super::rows::now;
-use crate::events::{EVENT_VERSION, PayEvent, PayEventKind};
+use crate::events::{EVENT_VERSION, PayEvent, PayEventKind, PayEvents};
 
 /// The consumer name of the in-process subscribers ([`crate::PayEvents`]).
 pub const HOOKS_CONSUMER: &str = "hooks";
@@ -91,11 +91,13 @@ impl ConsumerRoute {
 pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// A store's outbox configuration, shared by its clones: the consumers new events are
-/// routed to, and a signal raised after every commit that wrote events (so a dispatcher
-/// in this process starts at once instead of at its next poll).
+/// routed to, the in-process subscribers (the `hooks` consumer), and a signal raised after
+/// every commit that wrote events (so a dispatcher in this process starts at once instead
+/// of at its next poll).
 #[derive(Debug)]
 pub struct Outbox {
     routes: RwLock<Arc<Vec<ConsumerRoute>>>,
+    hooks: Arc<PayEvents>,
     written: watch::Sender<u64>,
 }
 
@@ -103,6 +105,7 @@ impl Default for Outbox {
     fn default() -> Self {
         Outbox {
             routes: RwLock::new(Arc::new(vec![ConsumerRoute::hooks(DEFAULT_RETRY_FOR)])),
+            hooks: Arc::default(),
             written: watch::Sender::new(0),
         }
     }
@@ -118,6 +121,18 @@ impl Outbox {
     /// The consumers of new events.
     pub fn routes(&self) -> Arc<Vec<ConsumerRoute>> {
         Arc::clone(&self.routes.read())
+    }
+
+    /// The in-process subscribers: the `hooks` consumer. An event is routed to it only
+    /// while someone is subscribed (an app without hooks pays nothing for them), so
+    /// hosted code subscribes before the store takes payments.
+    pub fn hooks(&self) -> Arc<PayEvents> {
+        Arc::clone(&self.hooks)
+    }
+
+    /// Whether new events of `kind` go to `route` now.
+    fn routes_to(&self, route: &ConsumerRoute, kind: PayEventKind) -> bool {
+        route.takes(kind) && (route.name != HOOKS_CONSUMER || self.hooks.has_subscribers())
     }
 
     /// A receiver that changes after every commit that wrote events in this process.
@@ -177,8 +192,8 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
     let routes = outbox.routes();
     let at = now();
     let mut events = Vec::with_capacity(transitions.len());
-    let mut event_rows = Vec::with_capacity(transitions.len());
-    let mut delivery_rows = Vec::with_capacity(transitions.len() * routes.len());
+    let mut event_rows: Vec<Vec<Value>> = Vec::with_capacity(transitions.len());
+    let mut delivery_rows: Vec<Vec<Value>> = Vec::new();
     for transition in transitions {
         let event = PayEvent {
             id: uuid::Uuid::now_v7().to_string(),
@@ -193,54 +208,123 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
             doing: "writing an event",
             source: sea_orm::DbErr::Custom(format!("the event does not serialise: {error}")),
         })?;
-        for route in routes.iter().filter(|route| route.takes(event.kind)) {
-            delivery_rows.push(event_delivery::ActiveModel {
-                id: NotSet,
-                event_id: Set(event.id.clone()),
-                consumer: Set(route.name.clone()),
-                order_id: Set(event.order.order_id.clone()),
-                order_seq: Set(event.order_seq),
-                status: Set(DeliveryStatus::Pending.as_str().to_owned()),
-                attempts: Set(0),
-                backoff_from: Set(0),
-                next_attempt_at: Set(at),
-                give_up_at: Set(give_up_at(at, route.retry_for)),
-                lease_owner: Set(None),
-                lease_until: Set(None),
-                last_error: Set(None),
-                created_at: Set(at),
-                delivered_at: Set(None),
-            });
+        for route in routes
+            .iter()
+            .filter(|route| outbox.routes_to(route, event.kind))
+        {
+            delivery_rows.push(vec![
+                event.id.clone().into(),
+                route.name.clone().into(),
+                event.order.order_id.clone().into(),
+                event.order_seq.into(),
+                DeliveryStatus::Pending.as_str().into(),
+                at.into(),
+                give_up_at(at, route.retry_for).into(),
+                at.into(),
+            ]);
         }
-        event_rows.push(event::ActiveModel {
-            id: Set(event.id.clone()),
-            event_type: Set(event.kind.name().to_owned()),
-            version: Set(EVENT_VERSION as i32),
-            order_id: Set(event.order.order_id.clone()),
-            order_seq: Set(event.order_seq),
-            element: Set(event.order.element.clone()),
-            payload: Set(payload),
-            created_at: Set(at),
-        });
+        event_rows.push(vec![
+            event.id.clone().into(),
+            event.kind.name().into(),
+            (EVENT_VERSION as i32).into(),
+            event.order.order_id.clone().into(),
+            event.order_seq.into(),
+            event.order.element.clone().into(),
+            payload.into(),
+            at.into(),
+        ]);
         events.push(event);
     }
-    for chunk in power_of_two_chunks(event_rows) {
-        event::Entity::insert_many(chunk)
-            .exec_without_returning(connection)
-            .await
-            .map_err(db("writing events"))?;
-    }
-    for chunk in power_of_two_chunks(delivery_rows) {
-        event_delivery::Entity::insert_many(chunk)
-            .exec_without_returning(connection)
+    // Plain multi-row INSERTs: a batch writes one event per payment inside the notify
+    // writer's transaction, where every microsecond is held against SQLite's single
+    // writer; building them through the query builder cost a tree of values per cell.
+    let backend = connection.get_database_backend();
+    connection
+        .execute_raw(multi_row_insert(
+            backend,
+            "pays_event (id, event_type, version, order_id, order_seq, element, payload, created_at)",
+            padded(backend, event_rows),
+            "(id)",
+        ))
+        .await
+        .map_err(db("writing events"))?;
+    if !delivery_rows.is_empty() {
+        connection
+            .execute_raw(multi_row_insert(
+                backend,
+                "pays_event_delivery (event_id, consumer, order_id, order_seq, status, \
+                 next_attempt_at, give_up_at, created_at)",
+                padded(backend, delivery_rows),
+                "(event_id, consumer)",
+            ))
             .await
             .map_err(db("writing event deliveries"))?;
     }
     Ok(events)
 }
 
+/// `INSERT INTO {table_and_columns} VALUES (…), … ON CONFLICT {key} DO NOTHING` for `rows`
+/// (each the same length).
+fn multi_row_insert(
+    backend: DbBackend,
+    table_and_columns: &str,
+    rows: Vec<Vec<Value>>,
+    key: &str,
+) -> Statement {
+    let width = rows.first().map_or(0, Vec::len);
+    let row = format!("({})", vec!["?"; width].join(", "));
+    let sql = format!(
+        "INSERT INTO {table_and_columns} VALUES {} ON CONFLICT {key} DO NOTHING",
+        vec![row.as_str(); rows.len()].join(", ")
+    );
+    statement(backend, &sql, rows.into_iter().flatten().collect())
+}
+
+/// On SQLite, `rows` padded to a power of two by repeating the last one, so a batch's
+/// INSERT is one statement of one of a handful of texts (each prepared once per
+/// connection); the repeats conflict with the row they copy and are skipped (`ON CONFLICT
+/// DO NOTHING`). PostgreSQL takes them as they are.
+fn padded<T: Clone>(backend: DbBackend, mut rows: Vec<T>) -> Vec<T> {
+    if backend == DbBackend::Sqlite
+        && let Some(last) = rows.last().cloned()
+    {
+        rows.resize(rows.len().next_power_of_two(), last);
+    }
+    rows
+}
+
+/// The smallest event id (UUIDv7) that can be written at `at` or later: the 48-bit
+/// millisecond timestamp, the version and variant bits, zeros elsewhere. Ids compare as
+/// their times do, so `id >= first_event_id_at(t)` selects the events written since `t`.
+pub fn first_event_id_at(at: DateTime<Utc>) -> String {
+    let millis = at.timestamp_millis().clamp(0, (1 << 48) - 1) as u128;
+    uuid::Uuid::from_u128((millis << 80) | (0x7 << 76) | (0b10 << 62)).to_string()
+}
+
 fn give_up_at(from: DateTime<Utc>, retry_for: Duration) -> DateTime<Utc> {
     from + chrono::Duration::from_std(retry_for).unwrap_or(chrono::Duration::days(3650))
+}
+
+/// The connection the dispatcher claims and settles on. On SQLite, a small pool of its own
+/// with `synchronous = NORMAL`: a claim or a settlement lost to a power cut can only make
+/// a delivery happen again (at least once holds), so it need not wait for an fsync of
+/// its own — the next durable commit (a notify's, `synchronous = FULL`) flushes it with
+/// the rest of the WAL. Waiting for fsyncs would hold SQLite's single write lock longer,
+/// and notifies wait on that lock. PostgreSQL shares the store's pool.
+pub fn dispatcher_connection(connection: &DatabaseConnection) -> DatabaseConnection {
+    if connection.get_database_backend() != DbBackend::Sqlite {
+        return connection.clone();
+    }
+    let pool = connection.get_sqlite_connection_pool();
+    let options = (*pool.connect_options())
+        .clone()
+        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal);
+    let own = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(2)
+        .min_connections(0)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(options);
+    sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(own)
 }
 
 /// `sql` with `?` placeholders, written for `backend` (`$1`, `$2`, ... on PostgreSQL).
@@ -291,6 +375,21 @@ pub async fn claim_deliveries<C: ConnectionTrait>(
     } else {
         ""
     };
+    // A read first: an UPDATE takes SQLite's write lock even when it changes nothing, and
+    // the notifies' commits wait on that lock. Most wake-ups of a quiet consumer find no
+    // work; they cost a read, which never blocks a writer under WAL.
+    let due = connection
+        .query_one_raw(statement(
+            backend,
+            "SELECT 1 FROM pays_event_delivery WHERE status = 'pending' AND consumer = ? \
+             AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?) LIMIT 1",
+            vec![consumer.into(), at.into(), at.into()],
+        ))
+        .await
+        .map_err(db("looking for due event deliveries"))?;
+    if due.is_none() {
+        return Ok(Vec::new());
+    }
     let sql = format!(
         "UPDATE pays_event_delivery SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 \
          WHERE id IN (SELECT d.id FROM pays_event_delivery d \
@@ -551,7 +650,7 @@ pub async fn list_events<C: ConnectionTrait>(
         query = query.filter(event::Column::OrderId.eq(order_id.as_str()));
     }
     if let Some(since) = filter.since {
-        query = query.filter(event::Column::CreatedAt.gte(since));
+        query = query.filter(event::Column::Id.gte(first_event_id_at(since)));
     }
     if filter.undelivered {
         query = query.filter(
@@ -708,6 +807,15 @@ pub async fn pending_deliveries<C: ConnectionTrait>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_id_sorts_after_the_first_id_of_its_millisecond_and_before_the_next() {
+        let at = now();
+        let id = uuid::Uuid::now_v7().to_string();
+        assert!(id >= first_event_id_at(at), "{id}");
+        let later = at + chrono::Duration::milliseconds(2);
+        assert!(id < first_event_id_at(later), "{id}");
+    }
 
     #[test]
     fn chunks_are_powers_of_two_covering_every_row_in_order() {
