@@ -254,9 +254,10 @@ async fn list_show_and_replay_the_event_of_a_paid_order() {
     // The failed attempt is recorded: `--undelivered` lists the event, pending.
     let event = wait_for_event(dir, |event| {
         delivery(event, &receiver.url)["attempts"].as_i64() >= Some(1)
-            && delivery(event, "hooks")["status"] == "delivered"
     })
     .await;
+    // The stock binary runs no Rust hooks: nothing subscribed, so no hooks delivery.
+    assert_eq!(event["deliveries"].as_array().unwrap().len(), 1, "{event}");
     assert_eq!(event["id"], event_id.as_str());
     assert_eq!(event["type"], "order.paid");
     assert_eq!(event["order_id"], order_id.as_str());
@@ -264,7 +265,7 @@ async fn list_show_and_replay_the_event_of_a_paid_order() {
     assert_eq!(undelivered.len(), 1, "{undelivered:?}");
     let lines = ok(&["events", "ls", "--undelivered"], dir).await;
     assert!(
-        lines.contains(&format!("{}:pending(", receiver.url)) && lines.contains("hooks:delivered"),
+        lines.contains(&format!("{}:pending(", receiver.url)) && !lines.contains("hooks"),
         "{lines}"
     );
 
@@ -289,7 +290,6 @@ async fn list_show_and_replay_the_event_of_a_paid_order() {
         "order.paid",
         order_id.as_str(),
         event["created_beijing"].as_str().unwrap(),
-        "hooks:delivered",
         &format!("{}:delivered", receiver.url),
     ] {
         assert!(line.contains(part), "`{part}` missing: {line}");
@@ -359,7 +359,7 @@ async fn list_show_and_replay_the_event_of_a_paid_order() {
         delivery(event, &receiver.url)["status"] == "delivered"
     })
     .await;
-    assert_eq!(delivery(&event, "hooks")["attempts"], 1, "{event}");
+    assert_eq!(event["deliveries"].as_array().unwrap().len(), 1, "{event}");
 
     // replay --since to every consumer: the hooks and the endpoint.
     let replayed = ok(&["events", "replay", "--since", &created], dir).await;

@@ -64,11 +64,12 @@ async fn events_three_instances_on_postgres_share_the_work() {
         })
         .collect();
     let http = client();
-    // The first instance creates the schema and its tables; the others start on them.
-    let mut servers = vec![Served::start(apps[0].path(), &[])];
-    servers[0].ready(&http).await;
-    servers.extend(apps[1..].iter().map(|app| Served::start(app.path(), &[])));
-    for server in &mut servers[1..] {
+    // All three at once, on a schema none has set up yet.
+    let mut servers: Vec<Served> = apps
+        .iter()
+        .map(|app| Served::start(app.path(), &[]))
+        .collect();
+    for server in &mut servers {
         server.ready(&http).await;
     }
     let apis: Vec<ShopApi> = servers
@@ -244,13 +245,11 @@ async fn events_three_instances_on_postgres_share_the_work() {
 }
 
 /// Three instances started at the same moment on a database they have not set up yet, as
-/// a deployment rolls out: each must come up. Today two of them usually exit with
-/// "applying the pays migrations failed: duplicate key value violates unique constraint
-/// pg_type_typname_nsp_index" (or `pg_namespace_nspname_index`, from creating the schema):
-/// the schema and the migrations are not serialised between instances (an advisory lock
-/// around them in `jit_pays::db::connect` would). Reported; ignored until fixed.
+/// a deployment rolls out: each must come up. Without the advisory lock around creating
+/// the schema and migrating (`jit_pays::db::connect`), two of them exited with "applying
+/// the pays migrations failed: duplicate key value violates unique constraint
+/// pg_type_typname_nsp_index" (or `pg_namespace_nspname_index`, from creating the schema).
 #[tokio::test]
-#[ignore = "known bug: concurrent first starts race on PostgreSQL migrations"]
 async fn events_three_instances_start_together_on_a_fresh_schema() {
     let Some(backend) =
         Backend::postgres("events_three_instances_start_together_on_a_fresh_schema")

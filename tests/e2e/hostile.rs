@@ -93,12 +93,14 @@ async fn hostile_bodies_are_refused_and_change_nothing() {
         shop.pay_svc("query", json!({"orderId": order_id})).await,
         before
     );
+    shop.outbox_idle().await;
     assert_eq!(events.load(Ordering::SeqCst), 0, "no transition at all");
 
     // The server is unharmed: the genuine notify still works.
     let (_, reply) = shop.post_notify(genuine).await;
     assert!(is_success_reply(&reply), "{reply}");
     assert_eq!(shop.status(&order_id).await, "success");
+    shop.outbox_idle().await;
     assert_eq!(events.load(Ordering::SeqCst), 1);
     shop.handle.shutdown().await.unwrap();
 }

@@ -76,6 +76,7 @@ async fn genuine_md5_and_hmac_notifies_are_applied() {
         assert!(is_success_reply(&reply), "hmac={hmac}: {reply}");
         assert_eq!(shop.status(&order_id).await, "success");
     }
+    shop.outbox_idle().await;
     assert_eq!(paid.load(Ordering::SeqCst), 2);
     shop.handle.shutdown().await.unwrap();
 }
@@ -120,6 +121,7 @@ async fn forged_and_tampered_notifies_change_nothing() {
     }
     let after = shop.pay_svc("query", json!({"orderId": order_id})).await;
     assert_eq!(after, before, "nothing changed");
+    shop.outbox_idle().await;
     assert_eq!(paid.load(Ordering::SeqCst), 0);
     shop.handle.shutdown().await.unwrap();
 }
@@ -141,6 +143,7 @@ async fn a_hundred_concurrent_duplicates_make_one_transition() {
     }
     let order: Value = shop.pay_svc("query", json!({"orderId": order_id})).await;
     assert_eq!(order["status"], "success");
+    shop.outbox_idle().await;
     assert_eq!(paid.load(Ordering::SeqCst), 1, "exactly one transition");
     // And later repetitions still change nothing.
     let (_, reply) = shop.post_notify(notify).await;
@@ -149,6 +152,7 @@ async fn a_hundred_concurrent_duplicates_make_one_transition() {
         shop.pay_svc("query", json!({"orderId": order_id})).await,
         order
     );
+    shop.outbox_idle().await;
     assert_eq!(paid.load(Ordering::SeqCst), 1);
     shop.handle.shutdown().await.unwrap();
 }

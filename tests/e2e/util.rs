@@ -194,6 +194,30 @@ impl ShopServer {
         format!("{}/api/demo/shop/{path}", self.handle.base_url())
     }
 
+    /// Waits until the outbox has handed every event written so far to its consumers
+    /// (hooks subscribed in this process included), or panics after 10 s.
+    pub async fn outbox_idle(&self) {
+        let store = self
+            .handle
+            .app()
+            .service::<jit_pays::PayStore>()
+            .expect("the pays family provides its store");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let pending = jit_pays::outbox::pending_deliveries(store.connection())
+                .await
+                .expect("the store answers");
+            if pending.values().all(|&count| count == 0) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "deliveries still pending: {pending:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The notify URL.
     pub fn notify_url(&self) -> String {
         self.api("pays/services/PaySvc/wechatNotify")

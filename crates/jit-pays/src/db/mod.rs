@@ -167,56 +167,94 @@ pub async fn connect(config: &DbConfig) -> Result<PayStore, DbOpenError> {
         }
         DbKind::Postgres => {
             if let Some(schema) = &config.pg_schema {
-                ensure_pg_schema(&config.url, schema, config.connect_timeout)
-                    .await
-                    .map_err(connect_error)?;
                 options.set_schema_search_path(schema.clone());
             }
         }
+    }
+    // On PostgreSQL, instances starting together would race to create the schema and to
+    // migrate (both fail on a duplicate catalog key): one at a time, under a lock.
+    let guard = match kind {
+        DbKind::Postgres => Some(
+            PgSetupLock::take(&config.url, config.connect_timeout)
+                .await
+                .map_err(connect_error)?,
+        ),
+        DbKind::Sqlite => None,
+    };
+    if let (Some(guard), Some(schema)) = (&guard, &config.pg_schema) {
+        guard.ensure_schema(schema).await.map_err(connect_error)?;
     }
     let connection = Database::connect(options).await.map_err(connect_error)?;
     if kind == DbKind::Sqlite {
         check_sqlite_pragmas(&connection, &shown_url, config.busy_timeout).await?;
     }
-    migration::Migrator::up(&connection, None)
-        .await
-        .map_err(|source| DbOpenError::Migrate {
-            url: shown_url.clone(),
-            source,
-        })?;
+    let migrated = migration::Migrator::up(&connection, None).await;
+    if let Some(guard) = guard {
+        guard.release().await;
+    }
+    migrated.map_err(|source| DbOpenError::Migrate {
+        url: shown_url.clone(),
+        source,
+    })?;
     Ok(PayStore::new(connection))
+}
+
+/// A session holding PostgreSQL's advisory lock for setting up the family's tables
+/// (creating the schema, migrating): held from before the schema is created until the
+/// migrations ran, so instances started together set up one after another and the later
+/// ones find everything done. The lock is the session's: if the process dies, the server
+/// releases it.
+struct PgSetupLock {
+    session: DatabaseConnection,
+}
+
+/// The advisory lock's key: any constant the app does not use for its own locks.
+const PG_SETUP_LOCK_KEY: i64 = 0x6a69_7470_6179_73; // "jitpays"
+
+impl PgSetupLock {
+    async fn take(url: &str, connect_timeout: Duration) -> Result<Self, sea_orm::DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(1)
+            .connect_timeout(connect_timeout)
+            .acquire_timeout(connect_timeout)
+            .sqlx_logging(false);
+        let session = Database::connect(options).await?;
+        session
+            .execute_unprepared(&format!("SELECT pg_advisory_lock({PG_SETUP_LOCK_KEY})"))
+            .await?;
+        Ok(PgSetupLock { session })
+    }
+
+    async fn ensure_schema(&self, schema: &str) -> Result<(), sea_orm::DbErr> {
+        if !schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || schema.is_empty()
+        {
+            return Err(sea_orm::DbErr::Custom(format!(
+                "schema name {schema:?} must be ASCII letters, digits and _"
+            )));
+        }
+        self.session
+            .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await
+            .map(|_| ())
+    }
+
+    /// Unlocks and closes the session (closing alone would unlock too; this says it).
+    async fn release(self) {
+        let _ = self
+            .session
+            .execute_unprepared(&format!("SELECT pg_advisory_unlock({PG_SETUP_LOCK_KEY})"))
+            .await;
+        let _ = self.session.close().await;
+    }
 }
 
 /// [`connect`] with the defaults of [`DbConfig::new`].
 pub async fn connect_url(url: &str) -> Result<PayStore, DbOpenError> {
     connect(&DbConfig::new(url)).await
-}
-
-async fn ensure_pg_schema(
-    url: &str,
-    schema: &str,
-    connect_timeout: Duration,
-) -> Result<(), sea_orm::DbErr> {
-    if !schema
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        || schema.is_empty()
-    {
-        return Err(sea_orm::DbErr::Custom(format!(
-            "schema name {schema:?} must be ASCII letters, digits and _"
-        )));
-    }
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .max_connections(1)
-        .connect_timeout(connect_timeout)
-        .acquire_timeout(connect_timeout)
-        .sqlx_logging(false);
-    let bootstrap = Database::connect(options).await?;
-    bootstrap
-        .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-        .await?;
-    bootstrap.close().await
 }
 
 async fn check_sqlite_pragmas(
