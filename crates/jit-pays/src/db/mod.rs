@@ -209,7 +209,7 @@ struct PgSetupLock {
 }
 
 /// The advisory lock's key: any constant the app does not use for its own locks.
-const PG_SETUP_LOCK_KEY: i64 = 0x6a69_7470_6179_73; // "jitpays"
+const PG_SETUP_LOCK_KEY: i64 = 0x006a_6974_7061_7973; // "jitpays"
 
 impl PgSetupLock {
     async fn take(url: &str, connect_timeout: Duration) -> Result<Self, sea_orm::DbErr> {
