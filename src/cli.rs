@@ -160,7 +160,8 @@ pub struct EventsLsArgs {
     pub since: Option<DateTime<Utc>>,
     /// At most N events.
     #[arg(long, value_name = "N", default_value_t = 100,
-        value_parser = clap::value_parser!(u64).range(1..))]
+        // The database takes a signed 64-bit limit.
+        value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
     pub limit: u64,
     /// Print a JSON array instead of lines.
     #[arg(long)]
@@ -283,5 +284,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--limit"), "{err}");
+        let too_many = (i64::MAX as u64 + 1).to_string();
+        assert!(Cli::try_parse_from(["jit", "events", "ls", "--limit", &too_many]).is_err());
     }
 }

@@ -158,7 +158,7 @@ pub struct RawTables {
     pub webhooks: Vec<toml::Table>,
 }
 
-/// Only the table names: the tables hold secrets (webhook secrets, database passwords).
+/// Nothing of the tables' contents: they hold secrets (webhook secrets, database passwords).
 impl std::fmt::Debug for RawTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawTables")

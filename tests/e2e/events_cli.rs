@@ -122,54 +122,91 @@ fn assert_signed(request: &Received) {
     .unwrap_or_else(|err| panic!("the signature does not verify: {err}: {request:?}"));
 }
 
-/// The env every `jit` command of these tests runs with: the placeholder's value.
-fn env() -> Vec<(&'static str, &'static OsStr)> {
-    vec![
-        ("TEST_WEBHOOK_SECRET", OsStr::new(SECRET)),
-        ("JIT_INSTANCE_ID", OsStr::new(INSTANCE)),
-    ]
+/// The example shop with `[events]` polling fast and one endpoint for payments, and the
+/// environment every `jit` command on it runs with (the same for `serve` and `events`).
+struct Shop {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
 }
 
-/// `jit <args> --app <app>`, off the async workers (the receiver runs there).
-async fn run(args: &[&str], app: &Path) -> Output {
-    let mut command = jit(args, app);
-    command.envs(env());
-    tokio::task::spawn_blocking(move || command.output().expect("jit runs"))
-        .await
-        .expect("the command's task")
-}
+impl Shop {
+    /// On SQLite beside app.toml, or on `postgres` (a server URL) in a schema of its own.
+    fn new(webhook_url: &str, postgres: Option<&str>) -> Self {
+        let dir = example_app_with(|text| {
+            format!(
+                "{text}\n[events]\npoll_interval_ms = 100\n\n[[webhooks]]\nurl = \"{webhook_url}\"\n\
+                 secret = \"{{{{TEST_WEBHOOK_SECRET}}}}\"\nevents = [\"order.paid\"]\ntimeout_ms = 5000\n"
+            )
+        });
+        let mut env = vec![
+            ("TEST_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+            ("JIT_INSTANCE_ID".to_owned(), INSTANCE.to_owned()),
+        ];
+        if let Some(url) = postgres {
+            let schema = format!("jit_events_cli_{}", uuid::Uuid::new_v4().simple());
+            env.push(("JIT_DATABASE_URL".to_owned(), url.to_owned()));
+            env.push(("JIT_DATABASE_SCHEMA".to_owned(), schema));
+        }
+        Self { dir, env }
+    }
 
-/// Runs `jit <args>`, which must succeed; its stdout.
-async fn ok(args: &[&str], app: &Path) -> String {
-    let output = run(args, app).await;
-    assert!(
-        output.status.success(),
-        "jit {args:?} failed:\n{}",
-        text(&output)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8")
-}
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
 
-/// `jit events ls --json <args>`.
-async fn listed(args: &[&str], app: &Path) -> Vec<Value> {
-    let mut all = vec!["events", "ls", "--json"];
-    all.extend_from_slice(args);
-    let stdout = ok(&all, app).await;
-    serde_json::from_str::<Value>(&stdout)
-        .unwrap_or_else(|err| panic!("ls --json prints JSON ({err}): {stdout}"))
-        .as_array()
-        .expect("an array")
-        .clone()
-}
+    fn env(&self) -> Vec<(&str, &OsStr)> {
+        self.env
+            .iter()
+            .map(|(name, value)| (name.as_str(), OsStr::new(value)))
+            .collect()
+    }
 
-/// The example shop with `[events]` polling fast and one endpoint at `url` for payments.
-fn shop_with_webhook(url: &str) -> tempfile::TempDir {
-    example_app_with(|text| {
-        format!(
-            "{text}\n[events]\npoll_interval_ms = 100\n\n[[webhooks]]\nurl = \"{url}\"\n\
-             secret = \"{{{{TEST_WEBHOOK_SECRET}}}}\"\nevents = [\"order.paid\"]\ntimeout_ms = 5000\n"
-        )
-    })
+    /// `jit <args> --app <app>`, off the async workers (the receiver runs there).
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut command = jit(args, self.path());
+        command.envs(self.env());
+        tokio::task::spawn_blocking(move || command.output().expect("jit runs"))
+            .await
+            .expect("the command's task")
+    }
+
+    /// Runs `jit <args>`, which must succeed; its stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args).await;
+        assert!(
+            output.status.success(),
+            "jit {args:?} failed:\n{}",
+            text(&output)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8")
+    }
+
+    /// `jit events ls --json <args>`.
+    async fn listed(&self, args: &[&str]) -> Vec<Value> {
+        let mut all = vec!["events", "ls", "--json"];
+        all.extend_from_slice(args);
+        let stdout = self.ok(&all).await;
+        serde_json::from_str::<Value>(&stdout)
+            .unwrap_or_else(|err| panic!("ls --json prints JSON ({err}): {stdout}"))
+            .as_array()
+            .expect("an array")
+            .clone()
+    }
+
+    /// Polls `jit events ls --json` until `done` holds for its single event.
+    async fn wait_for_event(&self, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let events = self.listed(&[]).await;
+            if let [event] = events.as_slice()
+                && done(event)
+            {
+                return event.clone();
+            }
+            assert!(Instant::now() < deadline, "never reached: {events:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Creates an order through the shop's API and pays it through its simulator.
@@ -213,21 +250,6 @@ async fn pay_an_order(served: &Served, app: &Path) -> String {
     order_id
 }
 
-/// Polls `jit events ls --json` until `done` holds for its single event.
-async fn wait_for_event(app: &Path, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let events = listed(&[], app).await;
-        if let [event] = events.as_slice()
-            && done(event)
-        {
-            return event.clone();
-        }
-        assert!(Instant::now() < deadline, "never reached: {events:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The status of `consumer`'s delivery in an event of `ls --json`.
 fn delivery<'a>(event: &'a Value, consumer: &str) -> &'a Value {
     event["deliveries"]
@@ -238,11 +260,25 @@ fn delivery<'a>(event: &'a Value, consumer: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_show_and_replay_the_event_of_a_paid_order() {
+    list_show_and_replay(None).await;
+}
+
+/// The same on PostgreSQL when `JIT_TEST_POSTGRES_URL` names a server (CI sets it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_show_and_replay_the_event_of_a_paid_order_on_postgres() {
+    let Ok(url) = std::env::var("JIT_TEST_POSTGRES_URL") else {
+        eprintln!("JIT_TEST_POSTGRES_URL not set: the PostgreSQL run is CI's (SQLite ran above)");
+        return;
+    };
+    list_show_and_replay(Some(&url)).await;
+}
+
+async fn list_show_and_replay(postgres: Option<&str>) {
     // The endpoint fails at first: the event waits, undelivered, and is retried.
     let receiver = Receiver::start(500).await;
-    let app = shop_with_webhook(&receiver.url);
-    let dir = app.path();
-    let mut served = Served::start(dir, &env());
+    let shop = Shop::new(&receiver.url, postgres);
+    let dir = shop.path();
+    let mut served = Served::start(dir, &shop.env());
     served.ready(&client()).await;
     let order_id = pay_an_order(&served, dir).await;
 
@@ -252,18 +288,17 @@ async fn list_show_and_replay_the_event_of_a_paid_order() {
     assert_signed(&first[0]);
 
     // The failed attempt is recorded: `--undelivered` lists the event, pending.
-    let event = wait_for_event(dir, |event| {
-        delivery(event, &receiver.url)["attempts"].as_i64() >= Some(1)
-    })
-    .await;
+    let event = shop
+        .wait_for_event(|event| delivery(event, &receiver.url)["attempts"].as_i64() >= Some(1))
+        .await;
     // The stock binary runs no Rust hooks: nothing subscribed, so no hooks delivery.
     assert_eq!(event["deliveries"].as_array().unwrap().len(), 1, "{event}");
     assert_eq!(event["id"], event_id.as_str());
     assert_eq!(event["type"], "order.paid");
     assert_eq!(event["order_id"], order_id.as_str());
-    let undelivered = listed(&["--undelivered"], dir).await;
+    let undelivered = shop.listed(&["--undelivered"]).await;
     assert_eq!(undelivered.len(), 1, "{undelivered:?}");
-    let lines = ok(&["events", "ls", "--undelivered"], dir).await;
+    let lines = shop.ok(&["events", "ls", "--undelivered"]).await;
     assert!(
         lines.contains(&format!("{}:pending(", receiver.url)) && !lines.contains("hooks"),
         "{lines}"
@@ -271,18 +306,17 @@ async fn list_show_and_replay_the_event_of_a_paid_order() {
 
     // The endpoint recovers; the retry (within seconds) delivers the same event.
     receiver.answer(200);
-    let event = wait_for_event(dir, |event| {
-        delivery(event, &receiver.url)["status"] == "delivered"
-    })
-    .await;
+    let event = shop
+        .wait_for_event(|event| delivery(event, &receiver.url)["status"] == "delivered")
+        .await;
     let retried = receiver.requests();
     assert!(retried.len() >= 2, "{retried:?}");
     assert!(retried.iter().all(|request| request.event_id == event_id));
     assert_eq!(retried[0].body, retried[1].body, "the same stored envelope");
-    assert!(listed(&["--undelivered"], dir).await.is_empty());
+    assert!(shop.listed(&["--undelivered"]).await.is_empty());
 
     // ls: one line, every column; filters.
-    let lines = ok(&["events", "ls"], dir).await;
+    let lines = shop.ok(&["events", "ls"]).await;
     let line = lines.lines().next().expect("a line");
     assert_eq!(lines.lines().count(), 1, "{lines}");
     for part in [
@@ -294,25 +328,25 @@ async fn list_show_and_replay_the_event_of_a_paid_order() {
     ] {
         assert!(line.contains(part), "`{part}` missing: {line}");
     }
-    assert_eq!(listed(&["--type", "order.paid"], dir).await.len(), 1);
-    assert!(listed(&["--type", "order.closed"], dir).await.is_empty());
-    assert_eq!(listed(&["--order", &order_id], dir).await.len(), 1);
+    assert_eq!(shop.listed(&["--type", "order.paid"]).await.len(), 1);
+    assert!(shop.listed(&["--type", "order.closed"]).await.is_empty());
+    assert_eq!(shop.listed(&["--order", &order_id]).await.len(), 1);
     assert!(
-        listed(&["--order", "D00000000000000000000"], dir)
+        shop.listed(&["--order", "D00000000000000000000"])
             .await
             .is_empty()
     );
     let created = event["created_beijing"].as_str().unwrap().to_owned();
-    assert_eq!(listed(&["--since", &created], dir).await.len(), 1);
+    assert_eq!(shop.listed(&["--since", &created]).await.len(), 1);
     assert!(
-        listed(&["--since", "2100-01-01T00:00:00Z"], dir)
+        shop.listed(&["--since", "2100-01-01T00:00:00Z"])
             .await
             .is_empty()
     );
 
     // show: the payload and every attempt.
     let shown: Value =
-        serde_json::from_str(&ok(&["events", "show", &event_id, "--json"], dir).await).unwrap();
+        serde_json::from_str(&shop.ok(&["events", "show", &event_id, "--json"]).await).unwrap();
     assert_eq!(shown["payload"]["id"], event_id.as_str());
     assert_eq!(shown["payload"]["order"]["orderId"], order_id.as_str());
     assert_eq!(shown["payload"]["order"]["amountFen"], 1234);
@@ -327,7 +361,7 @@ async fn list_show_and_replay_the_event_of_a_paid_order() {
         "{shown}"
     );
     assert_eq!(attempts.last().unwrap()["status_code"], 200);
-    let page = ok(&["events", "show", &event_id], dir).await;
+    let page = shop.ok(&["events", "show", &event_id]).await;
     for part in [
         "payload:",
         &format!("\"orderId\": \"{order_id}\""),
@@ -344,25 +378,22 @@ async fn list_show_and_replay_the_event_of_a_paid_order() {
     // replay to the endpoint: it comes again, same id, same body, freshly signed; the
     // hooks are not replayed.
     let before = receiver.requests().len();
-    let replayed = ok(
-        &["events", "replay", &event_id, "--endpoint", &receiver.url],
-        dir,
-    )
-    .await;
+    let replayed = shop
+        .ok(&["events", "replay", &event_id, "--endpoint", &receiver.url])
+        .await;
     assert!(replayed.contains("queued 1 deliveries"), "{replayed}");
     let again = receiver.wait_for(before + 1).await;
     let last = again.last().unwrap();
     assert_eq!(last.event_id, event_id);
     assert_eq!(last.body, first[0].body);
     assert_signed(last);
-    let event = wait_for_event(dir, |event| {
-        delivery(event, &receiver.url)["status"] == "delivered"
-    })
-    .await;
+    let event = shop
+        .wait_for_event(|event| delivery(event, &receiver.url)["status"] == "delivered")
+        .await;
     assert_eq!(event["deliveries"].as_array().unwrap().len(), 1, "{event}");
 
     // replay --since to every consumer: the hooks and the endpoint.
-    let replayed = ok(&["events", "replay", "--since", &created], dir).await;
+    let replayed = shop.ok(&["events", "replay", "--since", &created]).await;
     assert!(
         replayed.contains("queued 2 deliveries of 1 event(s) for hooks, http://127.0.0.1:"),
         "{replayed}"
@@ -375,11 +406,11 @@ async fn list_show_and_replay_the_event_of_a_paid_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_ids_times_and_endpoints_are_clear_errors() {
-    let app = shop_with_webhook("http://127.0.0.1:9/hook");
-    let dir = app.path();
+    let shop = Shop::new("http://127.0.0.1:9/hook", None);
+    let dir = shop.path();
 
     // No server: the CLI opens (and creates) the database as serve would.
-    assert!(listed(&[], dir).await.is_empty());
+    assert!(shop.listed(&[]).await.is_empty());
     assert!(dir.join("shop.db").exists());
     assert!(
         !dir.join(".jit/simulator.json").exists(),
@@ -391,7 +422,7 @@ async fn wrong_ids_times_and_endpoints_are_clear_errors() {
         vec!["events", "show", unknown],
         vec!["events", "replay", unknown],
     ] {
-        let output = run(&args, dir).await;
+        let output = shop.run(&args).await;
         assert_eq!(output.status.code(), Some(1), "{}", text(&output));
         let said = text(&output);
         assert!(
@@ -404,7 +435,7 @@ async fn wrong_ids_times_and_endpoints_are_clear_errors() {
         vec!["events", "ls", "--since", "yesterday"],
         vec!["events", "replay", "--since", "2026-11-31 00:00:00"],
     ] {
-        let output = run(&args, dir).await;
+        let output = shop.run(&args).await;
         assert!(!output.status.success());
         let said = text(&output);
         assert!(
@@ -413,18 +444,16 @@ async fn wrong_ids_times_and_endpoints_are_clear_errors() {
         );
     }
 
-    let output = run(
-        &[
+    let output = shop
+        .run(&[
             "events",
             "replay",
             "--since",
             "2026-01-01T00:00:00Z",
             "--endpoint",
             "https://elsewhere.example/hook",
-        ],
-        dir,
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(output.status.code(), Some(1));
     let said = text(&output);
     assert!(
@@ -434,18 +463,16 @@ async fn wrong_ids_times_and_endpoints_are_clear_errors() {
     );
     // `hooks` and the configured URL are consumers (nothing to queue: no event).
     for endpoint in ["hooks", "http://127.0.0.1:9/hook"] {
-        let said = ok(
-            &[
+        let said = shop
+            .ok(&[
                 "events",
                 "replay",
                 "--since",
                 "2026-01-01T00:00:00Z",
                 "--endpoint",
                 endpoint,
-            ],
-            dir,
-        )
-        .await;
+            ])
+            .await;
         assert!(said.contains("queued 0 deliveries of 0 event(s)"), "{said}");
     }
 }

@@ -77,3 +77,101 @@ fn a_sound_events_configuration_checks() {
     assert!(passed, "{said}");
     assert!(said.starts_with("ok: app demo/shop"), "{said}");
 }
+
+/// `[reconciler]` reaches the running server: with a first check after 1 s (the default
+/// is a minute) and a 100 ms scan, an order nobody pays is queried at the simulator within
+/// seconds, and again after its 1 s back-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_table_times_jit_serves_queries() {
+    let app = example_app_with(|text| {
+        format!(
+            "{text}\n[reconciler]\nfirst_check_after_secs = 1\nmax_backoff_secs = 1\n\
+             scan_interval_ms = 100\n"
+        )
+    });
+    let mut served = crate::binary::Served::start(app.path(), &[]);
+    let http = crate::util::client();
+    served.ready(&http).await;
+    let call = |function: &str, body: serde_json::Value| {
+        http.post(format!(
+            "{}/api/demo/shop/pays/services/PaySvc/{function}",
+            served.base
+        ))
+        .bearer_auth(crate::util::SHOP_TOKEN)
+        .json(&body)
+        .send()
+    };
+    let order: serde_json::Value = call(
+        "create",
+        serde_json::json!({"subject": "Unpaid", "amount": 1}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let order_id = order["orderId"].as_str().expect("an order id").to_owned();
+    let answer = call("getPayUrl", serde_json::json!({"orderId": order_id}))
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(app.path().join(".jit/simulator.json")).unwrap(),
+    )
+    .unwrap();
+    let inspect = format!("{}/sim/inspect", record["url"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let inspection: serde_json::Value = http
+            .get(&inspect)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let queries = inspection["orders"]
+            .as_array()
+            .and_then(|orders| {
+                orders
+                    .iter()
+                    .find(|o| o["out_trade_no"] == order_id.as_str())
+            })
+            .map_or(0, |order| order["queries"]["count"].as_u64().unwrap_or(0));
+        if queries >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reconciler queried the order {queries} time(s): {inspection}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    served.stop_cleanly().await;
+}
+
+/// The server says which instance it is and where events go, each URL redacted.
+#[tokio::test]
+async fn the_server_names_its_instance_and_its_endpoints() {
+    let app = example_app_with(|text| {
+        format!(
+            "{text}\n[[webhooks]]\nurl = \"http://127.0.0.1:9/hook?token=tok-not-shown\"\n\
+             secret = \"{SECRET}\"\n"
+        )
+    });
+    let overrides = jit::Overrides {
+        instance_id: Some("shop-7".to_owned()),
+        database_url: Some(format!("sqlite://{}", app.path().join("shop.db").display())),
+        ..crate::util::test_overrides()
+    };
+    let handle = jit::Host::new()
+        .serve_in_process(app.path(), overrides)
+        .await
+        .expect("the shop starts");
+    assert_eq!(handle.info("instance"), Some("shop-7"));
+    assert_eq!(
+        handle.info("webhooks"),
+        Some("http://127.0.0.1:9/hook?token=***")
+    );
+    handle.shutdown().await.unwrap();
+}
