@@ -33,7 +33,7 @@ use crate::db::outbox::{
 };
 use crate::db::store::now;
 use crate::error::PayError;
-use crate::events::{PayEventKind, PayEvents};
+use crate::events::PayEvents;
 use crate::meta::service;
 
 pub use crate::db::outbox::{
@@ -274,14 +274,4 @@ async fn run_consumer(
             _ = tokio::time::sleep(settings.poll_interval) => {}
         }
     }
-}
-
-/// The kinds named by `names` (`order.paid`, ...); the first unknown name is the error.
-pub fn parse_kinds<'a>(
-    names: impl IntoIterator<Item = &'a str>,
-) -> Result<Vec<PayEventKind>, String> {
-    names
-        .into_iter()
-        .map(|name| PayEventKind::from_name(name).ok_or_else(|| name.to_owned()))
-        .collect()
 }
