@@ -46,6 +46,10 @@ pub use webhook::WebhookEndpoint;
 /// another instance takes the claim after this.
 const HOOKS_LEASE: Duration = Duration::from_secs(60);
 
+/// How long [`OutboxHandle::stop`] waits for attempts in flight: a shutdown is not held
+/// for a slow endpoint's whole timeout.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
 /// Webhook deliveries of one consumer in flight at once.
 const WEBHOOK_CONCURRENCY: usize = 16;
 
@@ -103,12 +107,17 @@ pub struct OutboxHandle {
 }
 
 impl OutboxHandle {
-    /// Asks every consumer task to stop and waits for the attempts in flight (each
-    /// bounded by its endpoint's timeout) to be recorded.
+    /// Asks every consumer task to stop and waits up to [`STOP_GRACE`] for the attempts
+    /// in flight to be recorded; a task still busy then (an endpoint that does not answer)
+    /// is dropped. Its claims stay until this instance starts again (and takes them back)
+    /// or they lapse for another: the deliveries are made again, at least once holds.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        for mut task in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ mod group_commit;
 mod logs;
 mod notify_cache;
 mod outbox;
+mod outbox_stop;
 mod plugin_routing;
 mod record;
 mod wechatpy;
