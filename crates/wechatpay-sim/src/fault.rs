@@ -40,7 +40,7 @@ pub enum Endpoint {
     /// `/pay/downloadbill`.
     #[serde(rename = "downloadbill")]
     DownloadBill,
-    /// `/sandboxnew/pay/getsignkey`.
+    /// `/xdc/apiv2getsignkey/sign/getsignkey` (formerly `/sandboxnew/pay/getsignkey`).
     #[serde(rename = "getsignkey")]
     GetSignKey,
     /// Payment result notifies sent to the order's `notify_url`.

@@ -373,7 +373,7 @@ fn verify(
             .parse()
             .map_err(|_| ProtocolError::param("sign_type参数错误，仅支持MD5和HMAC-SHA256"))?,
     };
-    // getsignkey is signed with the real key even under /sandboxnew/.
+    // getsignkey is signed with the real key, though a sandbox call.
     let key = if env == Env::Sandbox && endpoint != Endpoint::GetSignKey {
         merchant.sandbox_key.clone()
     } else {

@@ -12,7 +12,7 @@
 //! # async fn demo() {
 //! let sim = wechatpay_sim::Simulator::start_default().await;
 //! // Merchant: DEFAULT_APPID / DEFAULT_MCH_ID / DEFAULT_API_KEY; base URL e.g.
-//! // http://127.0.0.1:40123 (append /pay/unifiedorder, or /sandboxnew/pay/... ).
+//! // http://127.0.0.1:40123 (append /pay/unifiedorder, or /xdc/apiv2sandbox/pay/... ).
 //! let base = sim.base_url();
 //! # let _ = base;
 //! sim.shutdown().await;
@@ -110,7 +110,8 @@ pub enum SimError {
 pub(crate) struct MerchantEntry {
     pub config: MerchantConfig,
     pub key: ApiKey,
-    /// Answered by `/sandboxnew/pay/getsignkey`; signs every other sandbox call.
+    /// Answered by `getsignkey` (see [`SANDBOX_SIGN_KEY_PATHS`]); signs every other sandbox
+    /// call.
     pub sandbox_key: ApiKey,
 }
 
@@ -209,8 +210,11 @@ pub(crate) async fn sleep_unless_stopped(
     }
 }
 
-/// The paths of each endpoint, live and under `/sandboxnew/`.
-const ROUTES: &[(&str, Endpoint)] = &[
+// The path table: every path the gateway serves, and the call it stands for. `routes` is the
+// one place it is put together.
+
+/// The live path of each endpoint.
+const LIVE_ROUTES: &[(&str, Endpoint)] = &[
     ("/pay/unifiedorder", Endpoint::UnifiedOrder),
     ("/pay/orderquery", Endpoint::OrderQuery),
     ("/pay/closeorder", Endpoint::CloseOrder),
@@ -219,25 +223,47 @@ const ROUTES: &[(&str, Endpoint)] = &[
     ("/pay/downloadbill", Endpoint::DownloadBill),
 ];
 
+/// The root of WeChat's V2 sandbox: every live path is also served below it, as a sandbox
+/// call. WeChat moved its sandbox here from [`OLD_SANDBOX_ROOT`] (reported by wechatpy's
+/// users in 2023).
+const SANDBOX_ROOT: &str = "/xdc/apiv2sandbox";
+
+/// Where the sandbox was until WeChat moved it: still served, alike in every way (the same
+/// sandbox key and sandbox orders), for older clients; wechatpy's `sandbox=True` still sends
+/// its calls here.
+const OLD_SANDBOX_ROOT: &str = "/sandboxnew";
+
+/// `getsignkey`, at its current path beside [`SANDBOX_ROOT`] and at its old one below
+/// [`OLD_SANDBOX_ROOT`].
+const SANDBOX_SIGN_KEY_PATHS: [&str; 2] = [
+    "/xdc/apiv2getsignkey/sign/getsignkey",
+    "/sandboxnew/pay/getsignkey",
+];
+
+/// Every path served, with the environment and the endpoint it stands for.
+fn routes() -> Vec<(String, Env, Endpoint)> {
+    let live = LIVE_ROUTES
+        .iter()
+        .map(|&(path, endpoint)| (path.to_owned(), Env::Live, endpoint));
+    let sandbox = [SANDBOX_ROOT, OLD_SANDBOX_ROOT]
+        .into_iter()
+        .flat_map(|root| {
+            LIVE_ROUTES
+                .iter()
+                .copied()
+                // The sandbox takes refunds without the /secapi/ part too.
+                .chain([("/pay/refund", Endpoint::Refund)])
+                .map(move |(path, endpoint)| (format!("{root}{path}"), Env::Sandbox, endpoint))
+        });
+    let sign_key = SANDBOX_SIGN_KEY_PATHS
+        .into_iter()
+        .map(|path| (path.to_owned(), Env::Sandbox, Endpoint::GetSignKey));
+    live.chain(sandbox).chain(sign_key).collect()
+}
+
 fn api_router(shared: Arc<Shared>) -> Router {
     let mut router = Router::new();
-    let sandbox_only = [
-        ("/sandboxnew/pay/getsignkey", Endpoint::GetSignKey),
-        // The sandbox takes refunds without the /secapi/ part too.
-        ("/sandboxnew/pay/refund", Endpoint::Refund),
-    ];
-    let live = ROUTES
-        .iter()
-        .map(|(path, endpoint)| (path.to_string(), Env::Live, *endpoint));
-    let sandbox = ROUTES
-        .iter()
-        .map(|(path, endpoint)| (format!("/sandboxnew{path}"), Env::Sandbox, *endpoint))
-        .chain(
-            sandbox_only
-                .iter()
-                .map(|(path, endpoint)| (path.to_string(), Env::Sandbox, *endpoint)),
-        );
-    for (path, env, endpoint) in live.chain(sandbox) {
+    for (path, env, endpoint) in routes() {
         let route_path = path.clone();
         router = router.route(
             &route_path,
@@ -416,9 +442,10 @@ impl SimHandle {
         format!("{}://{}", self.scheme, self.addr)
     }
 
-    /// `{base_url}/sandboxnew`: the sandbox base URL's stand-in.
+    /// `{base_url}/xdc/apiv2sandbox`: the sandbox base URL's stand-in (WeChat's current
+    /// sandbox root; the old `{base_url}/sandboxnew` is served alike).
     pub fn sandbox_base_url(&self) -> String {
-        format!("{}/sandboxnew", self.base_url())
+        format!("{}{SANDBOX_ROOT}", self.base_url())
     }
 
     /// The key sandbox calls of `mch_id` must be signed with (what `getsignkey` answers).
@@ -507,5 +534,45 @@ impl SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served(path: &str) -> Option<(Env, Endpoint)> {
+        routes()
+            .into_iter()
+            .find(|(served, _, _)| served == path)
+            .map(|(_, env, endpoint)| (env, endpoint))
+    }
+
+    #[test]
+    fn the_sandbox_is_served_at_its_new_and_its_old_root_alike() {
+        for (live, endpoint) in LIVE_ROUTES {
+            assert_eq!(served(live), Some((Env::Live, *endpoint)));
+            for root in ["/xdc/apiv2sandbox", "/sandboxnew"] {
+                assert_eq!(
+                    served(&format!("{root}{live}")),
+                    Some((Env::Sandbox, *endpoint)),
+                    "{root}{live}"
+                );
+            }
+        }
+        for refund in ["/xdc/apiv2sandbox/pay/refund", "/sandboxnew/pay/refund"] {
+            assert_eq!(served(refund), Some((Env::Sandbox, Endpoint::Refund)));
+        }
+        for sign_key in [
+            "/xdc/apiv2getsignkey/sign/getsignkey",
+            "/sandboxnew/pay/getsignkey",
+        ] {
+            assert_eq!(served(sign_key), Some((Env::Sandbox, Endpoint::GetSignKey)));
+        }
+        assert_eq!(
+            served("/pay/getsignkey"),
+            None,
+            "getsignkey is sandbox only"
+        );
     }
 }

@@ -15,13 +15,14 @@ use wechatpay_v2::time;
 
 use crate::ids;
 
-/// Production or sandbox (`/sandboxnew/...`) orders.
+/// Production or sandbox (`/xdc/apiv2sandbox/...`, formerly `/sandboxnew/...`) orders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Env {
     /// Calls under `/pay/...` and `/secapi/...`.
     Live,
-    /// Calls under `/sandboxnew/...`, signed with the sandbox key.
+    /// Calls under `/xdc/apiv2sandbox/...` or the old `/sandboxnew/...`, signed with the
+    /// sandbox key.
     Sandbox,
 }
 

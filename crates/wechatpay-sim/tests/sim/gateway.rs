@@ -461,19 +461,9 @@ async fn refunds_are_bounded_by_the_paid_amount() {
 async fn the_sandbox_uses_its_own_key_and_orders() {
     let sim = Simulator::start_default().await;
     let base = sim.base_url();
-    let key_answer = call(
-        &base,
-        "/sandboxnew/pay/getsignkey",
-        params(&[("mch_id", DEFAULT_MCH_ID), ("nonce_str", "abc")]),
-    )
-    .await;
-    assert_eq!(
-        key_answer.get("return_code"),
-        "SUCCESS",
-        "{}",
-        key_answer.body
-    );
-    let sandbox_key = key_answer.get("sandbox_signkey").to_string();
+    let sandbox = sim.sandbox_base_url();
+    assert_eq!(sandbox, format!("{base}/xdc/apiv2sandbox"));
+    let sandbox_key = sandbox_key_at(&base, "/xdc/apiv2getsignkey/sign/getsignkey").await;
     assert_eq!(sandbox_key.len(), 32);
     assert_eq!(
         sim.sandbox_key(DEFAULT_MCH_ID).unwrap().expose_secret(),
@@ -481,23 +471,22 @@ async fn the_sandbox_uses_its_own_key_and_orders() {
     );
 
     let order = native_order("sb-1", 101, "http://127.0.0.1:9/n");
-    let with_real_key = call(&base, "/sandboxnew/pay/unifiedorder", order.clone()).await;
+    let with_real_key = call(&sandbox, "/pay/unifiedorder", order.clone()).await;
     assert_eq!(
         with_real_key.err_code(),
         "SIGNERROR",
         "sandbox calls need the sandbox key"
     );
     call_with(
-        &base,
-        "/sandboxnew/pay/unifiedorder",
+        &sandbox,
+        "/pay/unifiedorder",
         order,
         &sandbox_key,
         SignType::Md5,
     )
     .await
     .assert_success();
-    let mut query = default_head();
-    query.insert("out_trade_no".into(), "sb-1".into());
+    let query = order_query("sb-1");
     assert_eq!(
         call(&base, "/pay/orderquery", query.clone())
             .await
@@ -506,14 +495,146 @@ async fn the_sandbox_uses_its_own_key_and_orders() {
         "sandbox orders are not live orders"
     );
     call_with(
-        &base,
-        "/sandboxnew/pay/orderquery",
+        &sandbox,
+        "/pay/orderquery",
         query,
         &sandbox_key,
         SignType::Md5,
     )
     .await
     .assert_success();
+    sim.shutdown().await;
+}
+
+/// `getsignkey` at `path`, signed with the real key: the sandbox key it answers.
+async fn sandbox_key_at(base: &str, path: &str) -> String {
+    let answer = call(
+        base,
+        path,
+        params(&[("mch_id", DEFAULT_MCH_ID), ("nonce_str", "abc")]),
+    )
+    .await;
+    assert_eq!(
+        answer.get("return_code"),
+        "SUCCESS",
+        "{path}: {}",
+        answer.body
+    );
+    answer.get("sandbox_signkey").to_string()
+}
+
+fn order_query(out_trade_no: &str) -> wechatpay_v2::Params {
+    let mut query = default_head();
+    query.insert("out_trade_no".into(), out_trade_no.into());
+    query
+}
+
+/// WeChat moved its sandbox from `/sandboxnew/` to `/xdc/apiv2sandbox/`; older clients
+/// (wechatpy among them) still use the old paths. Both are one sandbox: the same key, the
+/// same orders and refunds, whichever path a call comes by.
+#[tokio::test]
+async fn the_old_and_the_new_sandbox_paths_are_one_sandbox() {
+    let sim = Simulator::start_default().await;
+    let base = sim.base_url();
+    let key = sandbox_key_at(&base, "/xdc/apiv2getsignkey/sign/getsignkey").await;
+    assert_eq!(
+        sandbox_key_at(&base, "/sandboxnew/pay/getsignkey").await,
+        key,
+        "the old getsignkey answers the same key"
+    );
+    let sandbox_call = |root: &'static str, path: &'static str, params| {
+        let (base, key) = (base.clone(), key.clone());
+        async move { call_with(&format!("{base}{root}"), path, params, &key, SignType::Md5).await }
+    };
+    let (new, old) = ("/xdc/apiv2sandbox", "/sandboxnew");
+    for (made_at, used_at, out_trade_no) in [(new, old, "sb-new"), (old, new, "sb-old")] {
+        let out_trade_no = out_trade_no.to_owned();
+        let created = sandbox_call(
+            made_at,
+            "/pay/unifiedorder",
+            native_order(&out_trade_no, 200, "http://127.0.0.1:9/n"),
+        )
+        .await;
+        created.assert_success();
+        assert_eq!(
+            call(
+                &format!("{base}{used_at}"),
+                "/pay/orderquery",
+                order_query(&out_trade_no)
+            )
+            .await
+            .err_code(),
+            "SIGNERROR",
+            "{used_at}: the real key signs no sandbox call"
+        );
+        let unpaid = sandbox_call(used_at, "/pay/orderquery", order_query(&out_trade_no)).await;
+        unpaid.assert_success();
+        assert_eq!(unpaid.get("trade_state"), "NOTPAY", "{made_at} → {used_at}");
+        sim.pay(created.get("code_url")).unwrap();
+        let paid = sandbox_call(used_at, "/pay/orderquery", order_query(&out_trade_no)).await;
+        assert_eq!(paid.get("trade_state"), "SUCCESS", "{made_at} → {used_at}");
+
+        let refund_no = format!("{out_trade_no}-r");
+        // Refunds below both roots, with and without the /secapi/ part.
+        let first = sandbox_call(
+            used_at,
+            "/pay/refund",
+            refund_call(&out_trade_no, &refund_no, "200", "50"),
+        )
+        .await;
+        first.assert_success();
+        let retried = sandbox_call(
+            made_at,
+            "/secapi/pay/refund",
+            refund_call(&out_trade_no, &refund_no, "200", "50"),
+        )
+        .await;
+        retried.assert_success();
+        assert_eq!(
+            retried.get("refund_id"),
+            first.get("refund_id"),
+            "a retry at the other root is the same refund"
+        );
+        let mut refund_query = default_head();
+        refund_query.insert("out_refund_no".into(), refund_no.clone());
+        let refunds = sandbox_call(made_at, "/pay/refundquery", refund_query).await;
+        refunds.assert_success();
+        assert_eq!(refunds.get("refund_fee_0"), "50");
+
+        let closing = format!("{out_trade_no}-c");
+        sandbox_call(
+            made_at,
+            "/pay/unifiedorder",
+            native_order(&closing, 1, "http://127.0.0.1:9/n"),
+        )
+        .await
+        .assert_success();
+        let mut close = default_head();
+        close.insert("out_trade_no".into(), closing.clone());
+        sandbox_call(used_at, "/pay/closeorder", close)
+            .await
+            .assert_success();
+        let closed = sandbox_call(made_at, "/pay/orderquery", order_query(&closing)).await;
+        assert_eq!(closed.get("trade_state"), "CLOSED");
+    }
+    let inspection = sim.inspect();
+    for root in [new, old] {
+        assert!(
+            inspection
+                .requests
+                .iter()
+                .any(|request| request.path.starts_with(root) && request.endpoint == "refund"),
+            "refunds were made below {root}"
+        );
+    }
+    assert!(
+        inspection
+            .orders
+            .iter()
+            .all(|order| order.env == wechatpay_sim::Env::Sandbox),
+        "every order is a sandbox order"
+    );
+    sim.shutdown().await;
 }
 
 #[tokio::test]

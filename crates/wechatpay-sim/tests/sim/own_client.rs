@@ -258,6 +258,76 @@ async fn a_refund_is_processing_until_it_succeeds_and_only_then_notified() {
     sim.shutdown().await;
 }
 
+/// The client's sandbox mode goes where WeChat moved the sandbox: every call below
+/// `/xdc/apiv2sandbox/`, the key from `/xdc/apiv2getsignkey/sign/getsignkey`; none to the
+/// old `/sandboxnew/`.
+#[tokio::test]
+async fn the_sandbox_client_uses_the_moved_sandbox_paths() {
+    let sim = Simulator::start(SimConfig::default().with_time_scale(1000.0))
+        .await
+        .unwrap();
+    let client = client_for_sandbox(&sim).await;
+    let notify = "http://127.0.0.1:9/notify";
+    let created = client
+        .unified_order(&native("sbc-1", 300, notify))
+        .await
+        .unwrap();
+    sim.pay(created.code_url.unwrap().as_str()).unwrap();
+    let order = OrderRef::OutTradeNo("sbc-1".into());
+    assert_eq!(
+        client.order_query(&order).await.unwrap().trade_state,
+        TradeState::Success
+    );
+    client
+        .refund(&RefundRequest {
+            order: order.clone(),
+            out_refund_no: "sbc-1-r1".into(),
+            total_fee: Fen::new(300),
+            refund_fee: Fen::new(100),
+            refund_desc: None,
+            notify_url: None,
+        })
+        .await
+        .unwrap();
+    let refunds = client
+        .refund_query(&RefundRef::OutRefundNo("sbc-1-r1".into()))
+        .await
+        .unwrap();
+    assert_eq!(refunds.refunds[0].refund_fee, Fen::new(100));
+    client
+        .unified_order(&native("sbc-2", 1, notify))
+        .await
+        .unwrap();
+    client.close_order("sbc-2").await.unwrap();
+
+    let inspection = sim.inspect();
+    let calls: Vec<(&str, &str)> = inspection
+        .requests
+        .iter()
+        .map(|request| (request.endpoint.as_str(), request.path.as_str()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("getsignkey", "/xdc/apiv2getsignkey/sign/getsignkey"),
+            ("unifiedorder", "/xdc/apiv2sandbox/pay/unifiedorder"),
+            ("orderquery", "/xdc/apiv2sandbox/pay/orderquery"),
+            ("refund", "/xdc/apiv2sandbox/secapi/pay/refund"),
+            ("refundquery", "/xdc/apiv2sandbox/pay/refundquery"),
+            ("unifiedorder", "/xdc/apiv2sandbox/pay/unifiedorder"),
+            ("closeorder", "/xdc/apiv2sandbox/pay/closeorder"),
+        ]
+    );
+    assert!(
+        inspection
+            .orders
+            .iter()
+            .all(|order| order.env == wechatpay_sim::Env::Sandbox),
+        "the client's orders are sandbox orders"
+    );
+    sim.shutdown().await;
+}
+
 async fn client_for_sandbox(sim: &SimHandle) -> Client {
     client_for(sim, |config| {
         config.sandbox = true;

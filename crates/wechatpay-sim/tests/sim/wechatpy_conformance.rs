@@ -106,12 +106,6 @@ result['refund_signed'] = signed(result['refund'], key)
 result['refund_query'] = pay.refund.query(out_refund_no='py-r1')
 result['refund_query_by_order'] = pay.refund.query(out_trade_no='py-native')
 result['bill'] = pay.tools.download_bill(data['today'])
-
-sandbox = client(sandbox=True)
-result['sandbox_create'] = sandbox.order.create('NATIVE', 'sandbox goods', 101, notify,
-                                                client_ip='127.0.0.1', out_trade_no='py-sandbox',
-                                                product_id='p1')
-result['sandbox_signed'] = signed(result['sandbox_create'], sandbox.sandbox_api_key)
 "#;
 
 #[tokio::test]
@@ -162,8 +156,6 @@ async fn wechatpy_runs_every_call_without_error() {
         .expect("a successful bill is text, not XML");
     assert!(bill.contains("`py-native,"), "{bill}");
     assert!(bill.contains("`py-r1,"), "{bill}");
-    assert_eq!(out["sandbox_create"]["result_code"], "SUCCESS");
-    assert_eq!(out["sandbox_signed"], true);
 
     // The notifies, checked by wechatpy's own parsers: the payment notify's signature and
     // the refund notify's decryption.
@@ -206,6 +198,80 @@ result = {'payment': pay.parse_payment_result(data['payment']),
     assert_eq!(refund["total_fee"], 101);
     assert_eq!(refund["refund_status"], "SUCCESS");
     assert_eq!(refund["refund_id"], out["refund"]["refund_id"]);
+    sim.shutdown().await;
+}
+
+/// wechatpy's `sandbox=True`, in 1.8.18 as on its master branch (checked February 2025),
+/// still sends its calls below `/sandboxnew/`, where WeChat's sandbox was before it moved to
+/// `/xdc/apiv2sandbox/`: the simulator serves it there, as one sandbox with the new paths.
+const SANDBOX: &str = r#"
+sandbox = client(sandbox=True)
+notify = data['notify_url']
+result = {'key': sandbox.sandbox_api_key}
+created = sandbox.order.create('NATIVE', 'sandbox goods', 101, notify, client_ip='127.0.0.1',
+                               out_trade_no='py-sandbox', product_id='p1')
+result['created'] = created
+result['created_signed'] = signed(created, sandbox.sandbox_api_key)
+sim('/sim/pay', {'code_url': created['code_url']})
+result['query'] = sandbox.order.query(out_trade_no='py-sandbox')
+result['refund'] = sandbox.refund.apply(total_fee=101, refund_fee=30, out_refund_no='py-sandbox-r1',
+                                        out_trade_no='py-sandbox')
+result['refund_signed'] = signed(result['refund'], sandbox.sandbox_api_key)
+"#;
+
+#[tokio::test]
+async fn wechatpy_sandbox_mode_is_served_at_the_old_sandbox_paths() {
+    let (sim, _receiver, _certs, data) = start().await;
+    let out = python(format!("{PRELUDE}{SANDBOX}"), data).await;
+    assert_eq!(
+        out["key"],
+        sim.sandbox_key(DEFAULT_MCH_ID).unwrap().expose_secret()
+    );
+    assert_eq!(out["created"]["result_code"], "SUCCESS");
+    assert_eq!(out["created_signed"], true);
+    assert_eq!(out["query"]["trade_state"], "SUCCESS");
+    assert_eq!(out["refund"]["refund_fee"], "30");
+    assert_eq!(out["refund_signed"], true);
+    let paths: Vec<String> = sim
+        .inspect()
+        .requests
+        .iter()
+        .map(|request| request.path.clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/sandboxnew/pay/getsignkey",
+            "/sandboxnew/pay/unifiedorder",
+            "/sandboxnew/pay/orderquery",
+            "/sandboxnew/secapi/pay/refund",
+        ]
+    );
+
+    // The order wechatpy made by the old paths, as the workspace's client sees it by the new.
+    let client = wechatpay_v2::Client::new(wechatpay_v2::ClientConfig {
+        base_url: sim.base_url(),
+        app_id: DEFAULT_APPID.into(),
+        mch_id: DEFAULT_MCH_ID.into(),
+        api_key: wechatpay_v2::ApiKey::new(DEFAULT_API_KEY),
+        sandbox: true,
+        ..wechatpay_v2::ClientConfig::default()
+    })
+    .unwrap();
+    let refunds = client
+        .refund_query(&wechatpay_v2::RefundRef::OutRefundNo(
+            "py-sandbox-r1".into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(refunds.refunds[0].refund_fee, wechatpay_v2::Fen::new(30));
+    assert_eq!(
+        sim.inspect()
+            .requests
+            .last()
+            .map(|request| request.path.as_str()),
+        Some("/xdc/apiv2sandbox/pay/refundquery")
+    );
     sim.shutdown().await;
 }
 

@@ -1,10 +1,9 @@
-//! `getsignkey`: the sandbox's signing key, asked for with the real key.
+//! `getsignkey`: the sandbox's signing key, asked for with the real key. It is sent to
+//! [`SANDBOX_SIGN_KEY_PATH`](super::SANDBOX_SIGN_KEY_PATH), in sandbox mode only.
 
+use super::SANDBOX_SIGN_KEY_PATH as PATH;
 use crate::fields::Fields;
 use crate::{ApiKey, Error, Params, SignType, nonce_str, sign};
-
-/// The path, under the API root; always in the sandbox.
-pub(crate) const PATH: &str = "/sandboxnew/pay/getsignkey";
 
 /// The request: `mch_id` and a nonce, signed MD5 with the merchant's real API key.
 pub(crate) fn request(mch_id: &str, api_key: &ApiKey) -> Params {

@@ -78,8 +78,8 @@ pub struct ClientConfig {
     pub api_key: ApiKey,
     /// The algorithm requests are signed with.
     pub sign_type: SignType,
-    /// Use WeChat's sandbox: paths under `/sandboxnew`, requests signed with the sandbox key
-    /// fetched (once) from `/sandboxnew/pay/getsignkey`.
+    /// Use WeChat's sandbox: paths under `/xdc/apiv2sandbox`, requests signed with the
+    /// sandbox key fetched (once) from `/xdc/apiv2getsignkey/sign/getsignkey`.
     pub sandbox: bool,
     /// TCP/TLS connect timeout.
     pub connect_timeout: Duration,
@@ -173,8 +173,8 @@ impl Client {
         &self.inner.config
     }
 
-    /// The sandbox signing key, fetched once from `/sandboxnew/pay/getsignkey` (signed with
-    /// the real key, MD5) and cached for the life of the client and its clones.
+    /// The sandbox signing key, fetched once from `/xdc/apiv2getsignkey/sign/getsignkey`
+    /// (signed with the real key, MD5) and cached for the life of the client and its clones.
     pub async fn sandbox_sign_key(&self) -> Result<ApiKey, Error> {
         self.inner
             .sandbox_key

@@ -7,7 +7,7 @@
 //! `return_code`, the signature (with the key the request was signed with), `appid`/`mch_id`
 //! equal to the client's, `result_code`.
 
-use crate::calls::{Endpoint, sandbox_sign_key};
+use crate::calls::{Endpoint, SANDBOX_SIGN_KEY_PATH, sandbox_sign_key};
 use crate::error::{RetryAdvice, TransportError};
 use crate::fields::{Fields, decode_document};
 use crate::http::{self, BodyError};
@@ -68,12 +68,10 @@ fn transport(url: &str, error: reqwest::Error) -> Error {
 }
 
 impl Client {
-    fn url(&self, path: &str) -> String {
-        if self.inner.config.sandbox {
-            format!("{}/sandboxnew{path}", self.inner.base_url)
-        } else {
-            format!("{}{path}", self.inner.base_url)
-        }
+    /// The URL `endpoint` is sent to: in the sandbox or not, as configured.
+    fn url(&self, endpoint: Endpoint) -> String {
+        let path = endpoint.path_in(self.inner.config.sandbox);
+        format!("{}{path}", self.inner.base_url)
     }
 
     /// The key requests are signed with: the API key, or in sandbox mode the sandbox key.
@@ -89,11 +87,11 @@ impl Client {
     pub(super) async fn fetch_sandbox_key(&self) -> Result<ApiKey, Error> {
         let config = &self.inner.config;
         let body = xml::encode(&sandbox_sign_key::request(&config.mch_id, &config.api_key));
-        let url = format!("{}{}", self.inner.base_url, sandbox_sign_key::PATH);
+        let url = format!("{}{SANDBOX_SIGN_KEY_PATH}", self.inner.base_url);
         let bytes = self
             .with_retries(|| self.post_once(&url, &body, false))
             .await?;
-        let answer = decode_document(&bytes, sandbox_sign_key::PATH)?;
+        let answer = decode_document(&bytes, SANDBOX_SIGN_KEY_PATH)?;
         sandbox_sign_key::read_answer(&answer)
     }
 
@@ -178,7 +176,7 @@ impl Client {
         request.append(&mut params);
         crate::sign_params(&mut request, config.sign_type, &key);
         let body = xml::encode(&request);
-        let url = self.url(endpoint.path);
+        let url = self.url(endpoint);
         // The sandbox takes refunds without the merchant certificate.
         let with_identity = endpoint.needs_merchant_certificate && !config.sandbox;
         self.with_retries(|| async {

@@ -43,8 +43,13 @@ struct Gateway {
 
 type Shared = Arc<Mutex<Gateway>>;
 
+/// The sandbox key's call since WeChat moved the sandbox from `/sandboxnew/` to
+/// `/xdc/apiv2sandbox/` (the old paths get no scripted answer here: a client still using
+/// them fails).
+const SANDBOX_SIGN_KEY: &str = "/xdc/apiv2getsignkey/sign/getsignkey";
+
 fn signing_key_for(path: &str) -> ApiKey {
-    if path.starts_with("/sandboxnew/") && path != "/sandboxnew/pay/getsignkey" {
+    if path.starts_with("/xdc/apiv2sandbox/") {
         ApiKey::new(SANDBOX_KEY)
     } else {
         ApiKey::new(KEY)
@@ -494,17 +499,17 @@ async fn a_response_for_another_merchant_is_refused() {
 async fn sandbox_key_is_fetched_once_and_used_for_signing() {
     let h = Harness::start().await;
     h.script(
-        "/sandboxnew/pay/getsignkey",
+        SANDBOX_SIGN_KEY,
         [Reply::Raw(
             "<xml><return_code>SUCCESS</return_code><return_msg>ok</return_msg><sandbox_signkey>0123456789abcdef0123456789abcdef</sandbox_signkey></xml>",
         )],
     );
     h.script(
-        "/sandboxnew/pay/closeorder",
+        "/xdc/apiv2sandbox/pay/closeorder",
         std::iter::repeat_n(Reply::Signed(vec![("result_code", "SUCCESS")]), 2),
     );
     h.script(
-        "/sandboxnew/secapi/pay/refund",
+        "/xdc/apiv2sandbox/secapi/pay/refund",
         [Reply::Signed(vec![
             ("result_code", "SUCCESS"),
             ("refund_id", "50000000001"),
@@ -542,10 +547,10 @@ async fn sandbox_key_is_fetched_once_and_used_for_signing() {
     assert_eq!(
         paths,
         [
-            "/sandboxnew/pay/getsignkey",
-            "/sandboxnew/pay/closeorder",
-            "/sandboxnew/pay/closeorder",
-            "/sandboxnew/secapi/pay/refund"
+            SANDBOX_SIGN_KEY,
+            "/xdc/apiv2sandbox/pay/closeorder",
+            "/xdc/apiv2sandbox/pay/closeorder",
+            "/xdc/apiv2sandbox/secapi/pay/refund"
         ]
     );
     let getsignkey = decode(received[0].1.as_bytes()).unwrap();
