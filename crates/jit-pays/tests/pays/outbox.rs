@@ -12,7 +12,7 @@ use jit_pays::{
     OutboxSettings, PayEvent, PayEventKind, PayStatus, PayType, Payer, WebhookEndpoint,
 };
 use parking_lot::Mutex;
-use test_support::webhook_receiver::{Answer, WebhookReceiver};
+use test_support::webhook_receiver::{Answer, Received, WebhookReceiver};
 
 use crate::support;
 use crate::support::shop::{self, ShopOptions};
@@ -37,6 +37,20 @@ fn endpoint(receiver: &WebhookReceiver) -> WebhookEndpoint {
         timeout: Duration::from_secs(5),
         retry_for: Duration::from_secs(3600),
     }
+}
+
+/// Waits until `receiver` took `count` events (a 2xx answer) and the outbox recorded every
+/// answer (it does so just after each one), so the store can be read.
+async fn taken_and_recorded(
+    receiver: &WebhookReceiver,
+    shop: &shop::Shop,
+    count: usize,
+) -> Vec<Received> {
+    let taken = receiver
+        .wait_for_delivered(count, Duration::from_secs(10))
+        .await;
+    support::wait_outbox_idle(&shop.db.store).await;
+    taken
 }
 
 fn options_with(webhooks: Vec<WebhookEndpoint>) -> ShopOptions {
@@ -130,11 +144,7 @@ async fn a_failing_endpoint_is_retried_within_seconds_and_every_attempt_recorded
         let shop = shop::start(db, options_with(vec![endpoint(&receiver)])).await;
         pay_an_order(&shop, "Retried").await;
         // 1-2 s, then 2-4 s: both retries well within 10 s.
-        let got = receiver
-            .wait_for_delivered(1, Duration::from_secs(10))
-            .await;
-        // Taken; the third attempt is recorded just after the answer.
-        support::wait_outbox_idle(&shop.db.store).await;
+        let got = taken_and_recorded(&receiver, &shop, 1).await;
         let (record, attempts) = event_detail(shop.db.store.connection(), &got[0].event_id)
             .await
             .unwrap()
@@ -342,11 +352,8 @@ async fn a_replayed_event_is_delivered_again_under_the_same_id() {
         let receiver = WebhookReceiver::start(SECRET).await;
         let shop = shop::start(db, options_with(vec![endpoint(&receiver)])).await;
         pay_an_order(&shop, "Replay").await;
-        let first = receiver
-            .wait_for_delivered(1, Duration::from_secs(10))
-            .await;
-        // The first delivery is settled before it is replayed.
-        support::wait_outbox_idle(&shop.db.store).await;
+        // Recorded as delivered before it is replayed.
+        let first = taken_and_recorded(&receiver, &shop, 1).await;
         let connection = shop.db.store.connection();
         let (record, _) = event_detail(connection, &first[0].event_id)
             .await
