@@ -5,14 +5,10 @@
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Output;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
+use test_support::webhook_receiver::{Answer, Received, WebhookReceiver};
 
 use crate::binary::{Served, jit, text};
 use crate::util::{SHOP_TOKEN, client, example_app_with};
@@ -22,104 +18,14 @@ const SECRET: &str = "e2e-webhook-secret-0123456789abcdef";
 /// The instance id `jit serve` runs under (JIT_INSTANCE_ID).
 const INSTANCE: &str = "evhost-e2e-1";
 
-/// One request the receiver took.
-#[derive(Clone, Debug)]
-struct Received {
-    event_id: String,
-    event_type: String,
-    signature: String,
-    body: Bytes,
-}
+/// How long the receiver is given for each request awaited.
+const DELIVERY_WAIT: Duration = Duration::from_secs(20);
 
-#[derive(Default)]
-struct Recorded {
-    requests: Mutex<Vec<Received>>,
-    /// The status it answers with.
-    status: AtomicU16,
-}
-
-/// A webhook endpoint on loopback that records every request and answers with a status
-/// the test sets.
-struct Receiver {
-    url: String,
-    recorded: Arc<Recorded>,
-}
-
-impl Receiver {
-    async fn start(status: u16) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the receiver");
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let recorded = Arc::new(Recorded::default());
-        recorded.status.store(status, Ordering::SeqCst);
-        let router = axum::Router::new()
-            .route("/hook", axum::routing::post(record))
-            .with_state(Arc::clone(&recorded));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        Self { url, recorded }
-    }
-
-    fn answer(&self, status: u16) {
-        self.recorded.status.store(status, Ordering::SeqCst);
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.recorded.requests.lock().unwrap().clone()
-    }
-
-    /// Waits until it has taken `count` requests; returns them.
-    async fn wait_for(&self, count: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let requests = self.requests();
-            if requests.len() >= count {
-                return requests;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} request(s) received, expected {count}",
-                requests.len()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-async fn record(
-    State(recorded): State<Arc<Recorded>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    recorded.requests.lock().unwrap().push(Received {
-        event_id: header(jit_webhooks::EVENT_ID_HEADER),
-        event_type: header(jit_webhooks::EVENT_TYPE_HEADER),
-        signature: header(jit_webhooks::SIGNATURE_HEADER),
-        body,
-    });
-    StatusCode::from_u16(recorded.status.load(Ordering::SeqCst)).expect("a status")
-}
-
-/// Asserts the request is signed with [`SECRET`] over its exact body, now.
+/// Asserts the request was signed with [`SECRET`] over its exact body, on arrival.
 fn assert_signed(request: &Received) {
-    let now = chrono::Utc::now().timestamp();
-    jit_webhooks::verify(
-        SECRET.as_bytes(),
-        &request.signature,
-        &request.body,
-        now,
-        jit_webhooks::DEFAULT_TOLERANCE_SECS,
-    )
-    .unwrap_or_else(|err| panic!("the signature does not verify: {err}: {request:?}"));
+    if let Err(err) = &request.verified {
+        panic!("the signature does not verify: {err}: {request:?}");
+    }
 }
 
 /// The example shop with `[events]` polling fast and one endpoint for payments, and the
@@ -275,21 +181,23 @@ async fn list_show_and_replay_the_event_of_a_paid_order_on_postgres() {
 
 async fn list_show_and_replay(postgres: Option<&str>) {
     // The endpoint fails at first: the event waits, undelivered, and is retried.
-    let receiver = Receiver::start(500).await;
-    let shop = Shop::new(&receiver.url, postgres);
+    let receiver = WebhookReceiver::start(SECRET).await;
+    receiver.answer_with(Answer::Status(500));
+    let url = receiver.url();
+    let shop = Shop::new(&url, postgres);
     let dir = shop.path();
     let mut served = Served::start(dir, &shop.env());
     served.ready(&client()).await;
     let order_id = pay_an_order(&served, dir).await;
 
-    let first = receiver.wait_for(1).await;
+    let first = receiver.wait_for(1, DELIVERY_WAIT).await;
     let event_id = first[0].event_id.clone();
     assert_eq!(first[0].event_type, "order.paid");
     assert_signed(&first[0]);
 
     // The failed attempt is recorded: `--undelivered` lists the event, pending.
     let event = shop
-        .wait_for_event(|event| delivery(event, &receiver.url)["attempts"].as_i64() >= Some(1))
+        .wait_for_event(|event| delivery(event, &url)["attempts"].as_i64() >= Some(1))
         .await;
     // The stock binary runs no Rust hooks: nothing subscribed, so no hooks delivery.
     assert_eq!(event["deliveries"].as_array().unwrap().len(), 1, "{event}");
@@ -300,16 +208,16 @@ async fn list_show_and_replay(postgres: Option<&str>) {
     assert_eq!(undelivered.len(), 1, "{undelivered:?}");
     let lines = shop.ok(&["events", "ls", "--undelivered"]).await;
     assert!(
-        lines.contains(&format!("{}:pending(", receiver.url)) && !lines.contains("hooks"),
+        lines.contains(&format!("{}:pending(", url)) && !lines.contains("hooks"),
         "{lines}"
     );
 
     // The endpoint recovers; the retry (within seconds) delivers the same event.
-    receiver.answer(200);
+    receiver.answer_with(Answer::Status(200));
     let event = shop
-        .wait_for_event(|event| delivery(event, &receiver.url)["status"] == "delivered")
+        .wait_for_event(|event| delivery(event, &url)["status"] == "delivered")
         .await;
-    let retried = receiver.requests();
+    let retried = receiver.received();
     assert!(retried.len() >= 2, "{retried:?}");
     assert!(retried.iter().all(|request| request.event_id == event_id));
     assert_eq!(retried[0].body, retried[1].body, "the same stored envelope");
@@ -324,7 +232,7 @@ async fn list_show_and_replay(postgres: Option<&str>) {
         "order.paid",
         order_id.as_str(),
         event["created_beijing"].as_str().unwrap(),
-        &format!("{}:delivered", receiver.url),
+        &format!("{}:delivered", url),
     ] {
         assert!(line.contains(part), "`{part}` missing: {line}");
     }
@@ -367,7 +275,7 @@ async fn list_show_and_replay(postgres: Option<&str>) {
         &format!("\"orderId\": \"{order_id}\""),
         "deliveries:",
         "attempts:",
-        &format!("#1 {}  HTTP 500", receiver.url),
+        &format!("#1 {}  HTTP 500", url),
         &format!("instance {INSTANCE}"),
         "(Beijing time)",
     ] {
@@ -377,18 +285,18 @@ async fn list_show_and_replay(postgres: Option<&str>) {
 
     // replay to the endpoint: it comes again, same id, same body, freshly signed; the
     // hooks are not replayed.
-    let before = receiver.requests().len();
+    let before = receiver.received().len();
     let replayed = shop
-        .ok(&["events", "replay", &event_id, "--endpoint", &receiver.url])
+        .ok(&["events", "replay", &event_id, "--endpoint", &url])
         .await;
     assert!(replayed.contains("queued 1 deliveries"), "{replayed}");
-    let again = receiver.wait_for(before + 1).await;
+    let again = receiver.wait_for(before + 1, DELIVERY_WAIT).await;
     let last = again.last().unwrap();
     assert_eq!(last.event_id, event_id);
     assert_eq!(last.body, first[0].body);
     assert_signed(last);
     let event = shop
-        .wait_for_event(|event| delivery(event, &receiver.url)["status"] == "delivered")
+        .wait_for_event(|event| delivery(event, &url)["status"] == "delivered")
         .await;
     assert_eq!(event["deliveries"].as_array().unwrap().len(), 1, "{event}");
 
@@ -398,7 +306,7 @@ async fn list_show_and_replay(postgres: Option<&str>) {
         replayed.contains("queued 2 deliveries of 1 event(s) for hooks, http://127.0.0.1:"),
         "{replayed}"
     );
-    let again = receiver.wait_for(before + 2).await;
+    let again = receiver.wait_for(before + 2, DELIVERY_WAIT).await;
     assert_eq!(again.last().unwrap().event_id, event_id);
 
     served.stop_cleanly().await;

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::future::join_all;
+use test_support::WebhookReceiver;
 use wechatpay_sim::{MerchantConfig, SimConfig, Simulator};
 
 use crate::binary::Served;
@@ -17,7 +18,6 @@ use crate::events_support::{
     transaction_id,
 };
 use crate::util::{SHOP_APPID, SHOP_KEY, SHOP_MCH_ID, client, is_success_reply};
-use crate::webhook_receiver::Receiver;
 
 const INSTANCES: usize = 3;
 const PAID_ORDERS: usize = 100;
@@ -48,10 +48,10 @@ async fn events_three_instances_on_postgres_share_the_work() {
     .expect("the simulator starts");
     let gateway = simulator.base_url();
     let receivers = [
-        Receiver::start(WEBHOOK_SECRET).await,
-        Receiver::start(WEBHOOK_SECRET).await,
+        WebhookReceiver::start(WEBHOOK_SECRET).await,
+        WebhookReceiver::start(WEBHOOK_SECRET).await,
     ];
-    let webhooks: Vec<String> = receivers.iter().map(Receiver::url).collect();
+    let webhooks: Vec<String> = receivers.iter().map(WebhookReceiver::url).collect();
     let apps: Vec<tempfile::TempDir> = (1..=INSTANCES)
         .map(|n| {
             shop_app(&ShopConfig {

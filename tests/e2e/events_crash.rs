@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use test_support::webhook_receiver::{Answer, WebhookReceiver, url_at};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -15,7 +16,6 @@ use crate::events_support::{
     shop_app, transaction_id,
 };
 use crate::util::{client, free_port, is_success_reply};
-use crate::webhook_receiver::{Answer, Receiver, url_at};
 
 /// Consumers look for work every 200 ms (a commit in the process wakes them at once).
 const EVENTS: &str = "[events]\npoll_interval_ms = 200\n";
@@ -120,7 +120,7 @@ async fn between_commit_and_delivery(backend: Backend) {
     assert_eq!(events[0].id, event_id);
 
     server.kill();
-    let receiver = Receiver::start_on(port, WEBHOOK_SECRET).await;
+    let receiver = WebhookReceiver::start_on(port, WEBHOOK_SECRET).await;
     let mut server = Served::start_logging_to(app.path(), &[], "serve-2.log");
     server.ready(&http).await;
     let received = receiver
@@ -137,9 +137,9 @@ async fn between_commit_and_delivery(backend: Backend) {
         "{label}: the signature verifies"
     );
     assert!(
-        delivered.body.contains(&order_id),
+        delivered.body_text().contains(&order_id),
         "{label}: {}",
-        delivered.body
+        delivered.body_text()
     );
 
     // Recorded as delivered, so no longer listed.
@@ -164,7 +164,7 @@ async fn between_commit_and_delivery(backend: Backend) {
 /// event again, under the same `Jit-Event-Id`, with the same body.
 async fn during_a_delivery(backend: Backend) {
     let label = backend.label();
-    let receiver = Receiver::start(WEBHOOK_SECRET).await;
+    let receiver = WebhookReceiver::start(WEBHOOK_SECRET).await;
     receiver.answer_with(Answer::Hold);
     let app = shop_app(&ShopConfig {
         backend: &backend,
@@ -235,7 +235,7 @@ async fn during_a_delivery(backend: Backend) {
 /// is there; WeChat's retry to the restarted server makes exactly one of each, delivered.
 async fn notify_waiting_for_the_lock(backend: Backend) {
     let label = backend.label();
-    let receiver = Receiver::start(WEBHOOK_SECRET).await;
+    let receiver = WebhookReceiver::start(WEBHOOK_SECRET).await;
     let app = shop_app(&ShopConfig {
         backend: &backend,
         gateway: None,
@@ -300,7 +300,7 @@ async fn notify_waiting_for_the_lock(backend: Backend) {
 /// its event, which is delivered; WeChat's retry is a repeat and writes nothing.
 async fn abandoned_notify_commits_with_its_event(backend: Backend) {
     let label = backend.label();
-    let receiver = Receiver::start(WEBHOOK_SECRET).await;
+    let receiver = WebhookReceiver::start(WEBHOOK_SECRET).await;
     let app = shop_app(&ShopConfig {
         backend: &backend,
         gateway: None,

@@ -25,4 +25,3 @@ mod shutdown;
 mod startup_rules;
 mod unbuildable;
 mod util;
-mod webhook_receiver;

@@ -1,8 +1,8 @@
-//! Test-only helpers shared by the crates' interop tests.
+//! Test-only helpers shared by the crates' interop and events tests.
 //!
 //! Owns the interop tests' Python interpreters: one that has the real `wechatpy==1.8.18` from
 //! PyPI, the independent peer the WeChat Pay V2 code is checked against, and one with
-//! `wechatpayv3` for API v3. It knows nothing of this project's crates.
+//! `wechatpayv3` for API v3. Those know nothing of this project's crates.
 //!
 //! [`wechatpy_python`] returns `$WECHATPY_PYTHON` when that is set (CI prepares it), and
 //! otherwise creates `<workspace>/target/wechatpy-venv` on first use with `python3 -m venv`
@@ -17,6 +17,10 @@
 //! It also builds shared libraries for tests that load them ([`build_cdylibs`],
 //! [`compile_cdylib`]): workspace crates by name through cargo, one-file libraries through
 //! rustc.
+//!
+//! And it runs the merchant's side of jit's webhooks for the events tests:
+//! [`WebhookReceiver`], a loopback endpoint that checks signatures with `jit-webhooks` (the
+//! one project crate it uses: the verifier a merchant would use) and records every request.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -27,10 +31,12 @@ use std::sync::OnceLock;
 
 mod cdylib;
 mod venv;
+pub mod webhook_receiver;
 mod wechatpayv3;
 
 pub use cdylib::{build_cdylibs, compile_cdylib, library_file_name};
 use venv::PinnedPeer;
+pub use webhook_receiver::WebhookReceiver;
 pub use wechatpayv3::{
     WECHATPAYV3_VERSION, run_wechatpayv3_python, try_run_wechatpayv3_python, wechatpayv3_python,
 };
