@@ -735,11 +735,11 @@ pub fn parse(text: &str) -> Result<Bill, BillError> {
 
 /// A data or summary line's values, each stripped of its backquote; `labels` names the
 /// fields for errors.
-fn split_values<'a>(
+fn split_values(
     line_number: usize,
-    line: &'a str,
+    line: &str,
     labels: impl Fn(usize) -> &'static str,
-) -> Result<Vec<&'a str>, BillError> {
+) -> Result<Vec<&str>, BillError> {
     line.split(',')
         .enumerate()
         .map(|(index, value)| {
