@@ -1,118 +1,119 @@
-//! The daily bill (`/pay/downloadbill`) in WeChat's text format.
+//! The daily bill (`/pay/downloadbill`) of the simulator's orders and refunds.
 //!
-//! A header line, one line per transaction with every value prefixed by a backquote (so
-//! spreadsheets keep long numbers as text), then a summary header and a summary line.
-//! Amounts in yuan with two decimals; the handling fee at WeChat's standard 0.60% with five
-//! decimals, computed in integers.
+//! This module decides what the simulated day's bill says: one line per payment made that
+//! day, one per refund asked for that day, as WeChat writes them (a refund line carries its
+//! amounts in the refund columns and zero in the order columns; its fee is negative, giving
+//! the fee back). The format itself (columns, backquotes, the summary) belongs to
+//! [`wechatpay_v2::bill`], which writes it here and parses it at the merchant, so the two
+//! agree by construction. The handling fee is WeChat's standard 0.60%, exact in
+//! hundred-thousandths of a yuan.
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
-use wechatpay_v2::Fen;
-use wechatpay_v2::time;
+use wechatpay_v2::bill::{self, BillError, BillRefund, BillRow, FeeRate, ServiceFee};
+use wechatpay_v2::{BillType, Fen, RefundStatus, TradeState, TradeType, time};
 
 use crate::store::{Order, Refund};
 
-/// `bill_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BillType {
-    All,
-    Success,
-    Refund,
+/// The rate every simulated merchant pays.
+const RATE: &str = "0.60%";
+
+/// The handling fee at 0.60%: 0.6% of `fen` fen is `6 * fen` hundred-thousandths of a yuan.
+fn service_fee(amount: Fen) -> ServiceFee {
+    ServiceFee::from_units(amount.get().saturating_mul(6))
 }
 
-const ALL_HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
-const SUCCESS_HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,商品名称,商户数据包,手续费,费率,订单金额,费率备注";
-const REFUND_HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,退款申请时间,退款成功时间,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
-const SUMMARY_HEADER: &str =
-    "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额";
-
-/// The handling fee in units of 0.00001 yuan: 0.6% of `fen` fen is `6 * fen` such units.
-fn fee_units(amount: Fen) -> i64 {
-    amount.get().saturating_mul(6)
+/// A bill line cannot carry a comma or a line break (they would split it); the simulator
+/// writes them as a full-width comma and a space, which is what such a body looks like in
+/// WeChat's bills rather than a broken line.
+fn bill_text(value: &str) -> String {
+    value.replace(',', "，").replace(['\r', '\n'], " ")
 }
 
-fn format_fee(units: i64) -> String {
-    let sign = if units < 0 { "-" } else { "" };
-    let units = units.unsigned_abs();
-    format!("{sign}{}.{:05}", units / 100_000, units % 100_000)
+/// The columns every line of `order` shares.
+fn order_row(order: &Order, at: DateTime<FixedOffset>) -> Result<BillRow, BillError> {
+    let trade_type: TradeType =
+        order
+            .trade_type
+            .parse()
+            .map_err(|error: wechatpay_v2::UnknownValue| BillError::RowMismatch {
+                row: 0,
+                reason: error.to_string(),
+            })?;
+    Ok(BillRow {
+        trade_time: at.to_utc(),
+        appid: order.appid.clone(),
+        mch_id: order.mch_id.clone(),
+        sub_mch_id: "0".into(),
+        device_info: bill_text(order.device_info.as_deref().unwrap_or_default()),
+        transaction_id: order.transaction_id.clone().unwrap_or_default(),
+        out_trade_no: order.out_trade_no.clone(),
+        openid: order.openid.clone().unwrap_or_default(),
+        trade_type,
+        trade_state: TradeState::Success,
+        bank_type: "OTHERS".into(),
+        fee_type: order.fee_type.clone(),
+        settlement_total_fee: order.total_fee,
+        coupon_fee: Fen::ZERO,
+        refund: None,
+        body: bill_text(&order.body),
+        attach: bill_text(order.attach.as_deref().unwrap_or_default()),
+        service_fee: service_fee(order.total_fee),
+        rate: FeeRate::parse(RATE).expect("the simulator's rate is a rate"),
+        total_fee: order.total_fee,
+        rate_note: String::new(),
+    })
 }
 
-fn line(values: &[String]) -> String {
-    values
-        .iter()
-        .map(|value| format!("`{value}"))
-        .collect::<Vec<_>>()
-        .join(",")
+/// A refund's line: the order's columns with zero order amounts, the refund's columns, and
+/// the fee given back.
+fn refund_row(
+    order: &Order,
+    refund: &Refund,
+    bill_type: BillType,
+    now: DateTime<FixedOffset>,
+) -> Result<BillRow, BillError> {
+    let succeeded = refund.has_succeeded(now);
+    // Only the REFUND bill has the request and success time columns.
+    let times = bill_type == BillType::Refund;
+    Ok(BillRow {
+        trade_state: TradeState::Refund,
+        settlement_total_fee: Fen::ZERO,
+        total_fee: Fen::ZERO,
+        service_fee: ServiceFee::from_units(-service_fee(refund.refund_fee).units()),
+        refund: Some(BillRefund {
+            applied_at: times.then(|| refund.created_at.to_utc()),
+            succeeded_at: (times && succeeded).then(|| refund.settles_at.to_utc()),
+            refund_id: refund.refund_id.clone(),
+            out_refund_no: refund.out_refund_no.clone(),
+            settlement_refund_fee: refund.refund_fee,
+            coupon_refund_fee: Fen::ZERO,
+            refund_channel: "ORIGINAL".into(),
+            refund_status: if succeeded {
+                RefundStatus::Success
+            } else {
+                RefundStatus::Processing
+            },
+            refund_fee: refund.refund_fee,
+        }),
+        ..order_row(order, refund.created_at)?
+    })
 }
 
-/// The columns every row starts with.
-fn order_columns(order: &Order, at: String, state: &str) -> Vec<String> {
-    vec![
-        at,
-        order.appid.clone(),
-        order.mch_id.clone(),
-        "0".into(),
-        order.device_info.clone().unwrap_or_default(),
-        order.transaction_id.clone().unwrap_or_default(),
-        order.out_trade_no.clone(),
-        order.openid.clone().unwrap_or_default(),
-        order.trade_type.clone(),
-        state.into(),
-        "OTHERS".into(),
-        order.fee_type.clone(),
-        order.total_fee.to_string(),
-        "0.00".into(),
-    ]
-}
-
-fn refund_columns(refund: &Refund, now: DateTime<FixedOffset>) -> Vec<String> {
-    vec![
-        refund.refund_id.clone(),
-        refund.out_refund_no.clone(),
-        refund.refund_fee.to_string(),
-        "0.00".into(),
-        "ORIGINAL".into(),
-        refund.status_at(now).to_owned(),
-    ]
-}
-
-#[derive(Default)]
-struct Totals {
-    rows: usize,
-    settled: i64,
-    refunded: i64,
-    fee_units: i64,
-}
-
-/// The bill of `date`, or `None` when nothing happened that day ("No Bill Exist").
-pub(crate) fn render(orders: &[Order], date: NaiveDate, bill_type: BillType) -> Option<String> {
+/// The lines of the bill of `date`: the day's payments (ALL, SUCCESS) and refunds (ALL,
+/// REFUND), order by order.
+pub(crate) fn rows(
+    orders: &[Order],
+    date: NaiveDate,
+    bill_type: BillType,
+    now: DateTime<FixedOffset>,
+) -> Result<Vec<BillRow>, BillError> {
     let mut rows = Vec::new();
-    let mut totals = Totals::default();
-    let now = time::beijing_now();
     for order in orders {
         let paid_today = order.paid_at.filter(|at| time::beijing_date(*at) == date);
         if let Some(paid_at) = paid_today
             && bill_type != BillType::Refund
         {
-            let mut row = order_columns(order, time::beijing_readable_time(paid_at), "SUCCESS");
-            if bill_type == BillType::All {
-                row.extend(["0", "0", "0.00", "0.00", "", ""].map(String::from));
-            }
-            let fee = fee_units(order.total_fee);
-            row.extend([
-                order.body.clone(),
-                order.attach.clone().unwrap_or_default(),
-                format_fee(fee),
-                "0.60%".into(),
-                order.total_fee.to_string(),
-            ]);
-            if bill_type == BillType::All {
-                row.push("0.00".into());
-            }
-            row.push(String::new());
-            rows.push(line(&row));
-            totals.rows += 1;
-            totals.settled += order.total_fee.get();
-            totals.fee_units += fee;
+            rows.push(order_row(order, paid_at)?);
         }
         if bill_type == BillType::Success {
             continue;
@@ -122,60 +123,23 @@ pub(crate) fn render(orders: &[Order], date: NaiveDate, bill_type: BillType) -> 
             .iter()
             .filter(|refund| time::beijing_date(refund.created_at) == date)
         {
-            let time = time::beijing_readable_time(refund.created_at);
-            let mut row = order_columns(order, time.clone(), "REFUND");
-            if bill_type == BillType::Refund {
-                let success_time = if refund.has_succeeded(now) {
-                    time::beijing_readable_time(refund.settles_at)
-                } else {
-                    String::new()
-                };
-                row.extend([time.clone(), success_time]);
-            }
-            row.extend(refund_columns(refund, now));
-            let fee = -fee_units(refund.refund_fee);
-            row.extend([
-                order.body.clone(),
-                order.attach.clone().unwrap_or_default(),
-                format_fee(fee),
-                "0.60%".into(),
-                order.total_fee.to_string(),
-                refund.refund_fee.to_string(),
-                String::new(),
-            ]);
-            rows.push(line(&row));
-            totals.rows += 1;
-            totals.refunded += refund.refund_fee.get();
-            totals.fee_units += fee;
+            rows.push(refund_row(order, refund, bill_type, now)?);
         }
     }
+    Ok(rows)
+}
+
+/// The bill of `date`, or `None` when nothing happened that day ("No Bill Exist").
+pub(crate) fn render(
+    orders: &[Order],
+    date: NaiveDate,
+    bill_type: BillType,
+) -> Result<Option<String>, BillError> {
+    let rows = rows(orders, date, bill_type, time::beijing_now())?;
     if rows.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let header = match bill_type {
-        BillType::All => ALL_HEADER,
-        BillType::Success => SUCCESS_HEADER,
-        BillType::Refund => REFUND_HEADER,
-    };
-    let summary = line(&[
-        totals.rows.to_string(),
-        Fen::new(totals.settled).to_string(),
-        Fen::new(totals.refunded).to_string(),
-        "0.00".into(),
-        format_fee(totals.fee_units),
-        Fen::new(totals.settled).to_string(),
-        Fen::new(totals.refunded).to_string(),
-    ]);
-    let mut text = String::new();
-    for part in [header.to_string()]
-        .into_iter()
-        .chain(rows)
-        .chain([SUMMARY_HEADER.to_string(), summary])
-    {
-        text.push_str(&part);
-        text.push_str("\r\n");
-    }
-    Some(text)
+    bill::render(bill_type, &rows).map(Some)
 }
 
 #[cfg(test)]
@@ -184,15 +148,17 @@ mod tests {
 
     #[test]
     fn fees_are_exact() {
-        assert_eq!(format_fee(fee_units(Fen::new(1))), "0.00006");
-        assert_eq!(format_fee(fee_units(Fen::new(9999))), "0.59994");
-        assert_eq!(format_fee(-fee_units(Fen::new(100_000))), "-6.00000");
+        assert_eq!(service_fee(Fen::new(1)).to_string(), "0.00006");
+        assert_eq!(service_fee(Fen::new(9999)).to_string(), "0.59994");
+        assert_eq!(
+            ServiceFee::from_units(-service_fee(Fen::new(100_000)).units()).to_string(),
+            "-6.00000"
+        );
     }
 
     #[test]
-    fn every_row_has_as_many_columns_as_its_header() {
-        assert_eq!(ALL_HEADER.split(',').count(), 27);
-        assert_eq!(SUCCESS_HEADER.split(',').count(), 20);
-        assert_eq!(REFUND_HEADER.split(',').count(), 29);
+    fn texts_that_would_split_a_line_are_rewritten() {
+        assert_eq!(bill_text("a,b\r\nc"), "a，b  c");
+        assert_eq!(bill_text("模拟商品"), "模拟商品");
     }
 }

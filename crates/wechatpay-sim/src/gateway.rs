@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use wechatpay_v2::time;
-use wechatpay_v2::{ApiKey, Fen, Params, SignType, XmlError};
+use wechatpay_v2::{ApiKey, BillType, Fen, Params, SignType, XmlError};
 
 use crate::bill;
 use crate::fault::{Endpoint, RequestFaults};
@@ -152,6 +152,9 @@ pub(crate) struct Reply {
     body: String,
     content_type: &'static str,
     err_code: Option<String>,
+    /// Whether the body goes out GZIP-compressed (a bill asked for with `tar_type=GZIP`);
+    /// the request log keeps the text.
+    gzip: bool,
 }
 
 impl Reply {
@@ -161,6 +164,7 @@ impl Reply {
             body,
             content_type: "text/plain; charset=utf-8",
             err_code: err_code.map(str::to_string),
+            gzip: false,
         }
     }
 
@@ -174,13 +178,28 @@ impl Reply {
     }
 
     fn into_response(self) -> Response {
+        let body = if self.gzip {
+            gzip(self.body.as_bytes())
+        } else {
+            self.body.into_bytes()
+        };
         (
             self.status,
             [(header::CONTENT_TYPE, self.content_type)],
-            self.body,
+            body,
         )
             .into_response()
     }
+}
+
+/// `bytes` GZIP-compressed, as WeChat sends a bill asked for with `tar_type=GZIP`.
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(bytes)
+        .and_then(|()| encoder.finish())
+        .expect("compressing into memory cannot fail")
 }
 
 /// The HTML a failing front end answers instead of XML.
@@ -269,6 +288,7 @@ async fn respond(
             body: http_error_page(status),
             content_type: "text/html",
             err_code: None,
+            gzip: false,
         });
     }
     // Over TLS, a live refund needs the merchant's certificate, as at WeChat: its front end
@@ -280,6 +300,7 @@ async fn respond(
             body: nginx_page("400 No required SSL certificate was sent"),
             content_type: "text/html",
             err_code: None,
+            gzip: false,
         });
     }
     let call = match verify(shared, env, endpoint, decoded) {
@@ -762,28 +783,33 @@ fn download_bill(shared: &Shared, call: &Call) -> Reply {
         return bill_error("invalid bill_date", "20001");
     };
     let bill_type = match call.get("bill_type").unwrap_or("ALL") {
-        "ALL" => bill::BillType::All,
-        "SUCCESS" => bill::BillType::Success,
-        "REFUND" => bill::BillType::Refund,
+        "ALL" => BillType::All,
+        "SUCCESS" => BillType::Success,
+        "REFUND" => BillType::Refund,
         _ => return bill_error("invalid bill_type", "20001"),
     };
-    if call.get("tar_type").is_some() {
-        return bill_error(
-            "invalid tar_type: the simulator serves plain text bills only",
-            "20001",
-        );
-    }
+    let gzip = match call.get("tar_type") {
+        None => false,
+        Some("GZIP") => true,
+        Some(_) => return bill_error("invalid tar_type", "20001"),
+    };
     let orders = shared
         .store
         .orders_touched_on(call.env, &call.merchant.config.mch_id, date);
     match bill::render(&orders, date, bill_type) {
-        Some(text) => Reply {
+        Ok(Some(text)) => Reply {
             status: StatusCode::OK,
             body: text,
-            content_type: "text/plain; charset=utf-8",
+            content_type: if gzip {
+                "application/x-gzip"
+            } else {
+                "text/plain; charset=utf-8"
+            },
             err_code: None,
+            gzip,
         },
-        None => bill_error("No Bill Exist", "20002"),
+        Ok(None) => bill_error("No Bill Exist", "20002"),
+        Err(error) => bill_error(&format!("the bill cannot be written: {error}"), "20007"),
     }
 }
 

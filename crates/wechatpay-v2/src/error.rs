@@ -244,6 +244,9 @@ pub enum Error {
         #[source]
         source: AmountError,
     },
+    /// A daily bill whose text is not a bill [`crate::bill`] can vouch for.
+    #[error("/pay/downloadbill: {0}")]
+    Bill(#[from] crate::bill::BillError),
     /// Client configuration problem (certificate, TLS set-up).
     #[error("client configuration: {0}")]
     Config(String),

@@ -21,7 +21,8 @@
 //!   with a [`TradeKind`]: JSAPI/NATIVE/MWEB/APP), [`Client::order_query`] ([`OrderRef`] →
 //!   [`OrderQueryResponse`] with [`TradeState`]), [`Client::close_order`] (→
 //!   [`CloseOrderResponse`]), [`Client::refund`] (needs [`ClientIdentity`]),
-//!   [`Client::refund_query`], [`Client::download_bill`], [`Client::sandbox_sign_key`],
+//!   [`Client::refund_query`], [`Client::download_bill`] / [`Client::download_bill_gzip`] /
+//!   [`Client::bill`], [`Client::sandbox_sign_key`],
 //!   [`Client::jsapi_pay_params`], [`Client::app_pay_params`]. Every response keeps all
 //!   received fields in `raw` and is read from them with `TryFrom<Params>` ([`calls`]: one
 //!   module per call, request and response together).
@@ -35,6 +36,10 @@
 //!   formats `yyyyMMddHHmmss` (`time_start`/`time_expire`), [`parse_beijing_time`] parses it
 //!   back (refusing what is not a real time, [`TimeError`]), plus dates (`yyyyMMdd`) and
 //!   `yyyy-MM-dd HH:mm:ss`.
+//! - Bills ([`bill`], the one owner of the daily bill's format): [`bill::parse`] → [`Bill`]
+//!   (typed [`BillRow`]s in [`BillLine`]s with their raw text, the [`BillSummary`] checked
+//!   against them, [`ServiceFee`] and [`FeeRate`] exact), [`bill::render`], [`BillError`]
+//!   naming the line and field.
 //! - Helpers: [`nonce_str`], and the deterministic [`jsapi_pay_params`] / [`app_pay_params`]
 //!   ([`pay_params`]).
 //!
@@ -43,6 +48,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bill;
 pub mod calls;
 pub mod checks;
 pub mod client;
@@ -57,6 +63,9 @@ pub mod time;
 pub mod types;
 pub mod xml;
 
+pub use bill::{
+    Bill, BillError, BillLine, BillRefund, BillRow, BillSummary, BillTotals, FeeRate, ServiceFee,
+};
 pub use calls::{
     CloseOrderResponse, OrderQueryResponse, OrderRef, RefundQueryResponse, RefundRecord, RefundRef,
     RefundRequest, RefundResponse, TradeKind, UnifiedOrderRequest, UnifiedOrderResponse,

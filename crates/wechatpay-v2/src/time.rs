@@ -114,6 +114,31 @@ pub fn beijing_readable_time<Tz: TimeZone>(instant: DateTime<Tz>) -> String {
         .to_string()
 }
 
+/// Parses WeChat's `yyyy-MM-dd HH:mm:ss` (Beijing time, the format of bill rows and refund
+/// times) into an instant: exactly that shape, naming a real date and time.
+pub fn parse_beijing_readable_time(text: &str) -> Result<DateTime<Utc>, TimeError> {
+    let refused = || TimeError {
+        text: text.to_owned(),
+        expected: "yyyy-MM-dd HH:mm:ss",
+    };
+    // chrono alone would take a short year or a one-digit month; the field is fixed-width.
+    let shape_ok = text.len() == 19
+        && text.bytes().enumerate().all(|(at, byte)| match at {
+            4 | 7 => byte == b'-',
+            10 => byte == b' ',
+            13 | 16 => byte == b':',
+            _ => byte.is_ascii_digit(),
+        });
+    if !shape_ok {
+        return Err(refused());
+    }
+    let local = NaiveDateTime::parse_from_str(text, READABLE_FORMAT).map_err(|_| refused())?;
+    if local.nanosecond() >= 1_000_000_000 {
+        return Err(refused());
+    }
+    Ok(from_beijing_local(local))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +201,28 @@ mod tests {
         }
         for text in ["20261399", "20260230", "2026011", "+2026011", "99999999"] {
             assert_eq!(parse_date(text).unwrap_err().expected, "yyyyMMdd", "{text}");
+        }
+    }
+
+    #[test]
+    fn readable_times_parse_back() {
+        let instant = utc("2026-01-01T20:30:05Z");
+        assert_eq!(
+            parse_beijing_readable_time(&beijing_readable_time(instant)),
+            Ok(instant)
+        );
+        for text in [
+            "2026-01-02  04:30:05",
+            "2026-1-02 04:30:05",
+            "2026-02-29 00:00:00",
+            "2026-01-01 24:00:00",
+            "2026-01-01 23:59:60",
+            "2026/01/01 00:00:00",
+            "20260101000000",
+            "",
+        ] {
+            let error = parse_beijing_readable_time(text).unwrap_err();
+            assert_eq!(error.expected, "yyyy-MM-dd HH:mm:ss", "{text}");
         }
     }
 

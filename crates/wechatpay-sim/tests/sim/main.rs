@@ -4,6 +4,7 @@
 
 mod common;
 
+mod bills;
 mod faults;
 mod gateway;
 mod own_client;

@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
+use crate::bill::Bill;
+use crate::calls::download_bill::BillEncoding;
 use crate::calls::{
     CloseOrderResponse, OrderQueryResponse, OrderRef, RefundQueryResponse, RefundRef,
     RefundRequest, RefundResponse, UnifiedOrderRequest, UnifiedOrderResponse, close_order,
@@ -218,16 +220,57 @@ impl Client {
         self.call(refund_query::ENDPOINT, params).await?.try_into()
     }
 
-    /// `downloadbill`: the daily bill as text (CSV-like, backquote-prefixed values).
-    /// `bill_date` is `yyyyMMdd`. An XML answer is an error (e.g. no bill that day).
+    /// `downloadbill`: the daily bill as plain text (CSV-like, backquote-prefixed values).
+    /// `bill_date` is `yyyyMMdd`. An XML answer is an error: a day without a bill is
+    /// [`Error::Business`] with code `20002` ("No Bill Exist"), never an empty text.
     pub async fn download_bill(
         &self,
         bill_date: &str,
         bill_type: BillType,
     ) -> Result<String, Error> {
-        let params = download_bill::request(bill_date, bill_type)?;
-        self.send(download_bill::ENDPOINT, params, |bytes, _key| {
-            download_bill::read_answer(bytes)
+        self.download_bill_as(bill_date, bill_type, BillEncoding::Plain)
+            .await
+    }
+
+    /// `downloadbill` with `tar_type=GZIP`: the daily bill compressed on the wire, returned
+    /// decoded. Errors as [`Client::download_bill`].
+    pub async fn download_bill_gzip(
+        &self,
+        bill_date: &str,
+        bill_type: BillType,
+    ) -> Result<String, Error> {
+        self.download_bill_as(bill_date, bill_type, BillEncoding::Gzip)
+            .await
+    }
+
+    /// The daily bill, downloaded as GZIP and parsed ([`crate::bill::parse`]): every line
+    /// typed and the summary checked. A text that is not a bill is [`Error::Bill`] naming the
+    /// line and field; a bill of another type than asked for is [`Error::Malformed`]. A day
+    /// without a bill stays the error [`Client::download_bill`] describes.
+    pub async fn bill(&self, bill_date: &str, bill_type: BillType) -> Result<Bill, Error> {
+        let text = self.download_bill_gzip(bill_date, bill_type).await?;
+        let bill = Bill::parse(&text)?;
+        if bill.bill_type != bill_type {
+            return Err(Error::Malformed {
+                context: download_bill::ENDPOINT.path,
+                reason: format!(
+                    "a {} bill was asked for and a {} bill came",
+                    bill_type, bill.bill_type
+                ),
+            });
+        }
+        Ok(bill)
+    }
+
+    async fn download_bill_as(
+        &self,
+        bill_date: &str,
+        bill_type: BillType,
+        encoding: BillEncoding,
+    ) -> Result<String, Error> {
+        let params = download_bill::request(bill_date, bill_type, encoding)?;
+        self.send(download_bill::ENDPOINT, params, move |bytes, _key| {
+            download_bill::read_answer(bytes, encoding)
         })
         .await
     }

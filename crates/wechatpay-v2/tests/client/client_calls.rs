@@ -28,6 +28,8 @@ enum Reply {
     BadlySigned(Vec<(&'static str, &'static str)>),
     /// A body as is.
     Raw(&'static str),
+    /// Bytes as is (a GZIP bill).
+    Bytes(Vec<u8>),
     /// An HTTP status with no body.
     Status(u16),
     /// Answer after a pause.
@@ -91,6 +93,7 @@ async fn handle(state: axum::extract::State<Shared>, uri: Uri, body: Bytes) -> R
             encode(&doc).into_response()
         }
         Some(Reply::Raw(body)) => body.into_response(),
+        Some(Reply::Bytes(body)) => body.into_response(),
         Some(Reply::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
         Some(Reply::Slow(pause)) => {
             tokio::time::sleep(pause).await;
@@ -667,6 +670,81 @@ async fn download_bill_returns_text_or_a_typed_error() {
             ..
         })
     ));
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).unwrap();
+    encoder.finish().unwrap()
+}
+
+const ONE_PAYMENT_BILL: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,商品名称,商户数据包,手续费,费率,订单金额,费率备注\r\n\
+`2026-01-01 12:00:00,`wx2421b1c4370ec43b,`10000100,`0,`,`4200000001202601011234567890,`o-1,`oUser,`NATIVE,`SUCCESS,`CFT,`CNY,`1.01,`0.00,`goods,`,`0.00606,`0.60%,`1.01,`\r\n\
+总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\r\n\
+`1,`1.01,`0.00,`0.00,`0.00606,`1.01,`0.00\r\n";
+
+/// `Client::bill` asks for the GZIP form, decodes and parses it, and checks its type; the
+/// plain form still works beside it.
+#[tokio::test]
+async fn bill_asks_for_gzip_and_parses_it() {
+    let h = Harness::start().await;
+    let no_bill = "<xml><return_code>FAIL</return_code><return_msg>No Bill Exist</return_msg><error_code>20002</error_code></xml>";
+    let broken = ONE_PAYMENT_BILL.replace("`1.01,`0.00,`goods", "`1.0x,`0.00,`goods");
+    h.script(
+        "/pay/downloadbill",
+        [
+            Reply::Bytes(gzip(ONE_PAYMENT_BILL)),
+            Reply::Bytes(gzip(ONE_PAYMENT_BILL)),
+            Reply::Raw(no_bill),
+            Reply::Bytes(gzip(&broken)),
+            Reply::Raw(ONE_PAYMENT_BILL),
+            Reply::Raw(ONE_PAYMENT_BILL),
+        ],
+    );
+    let client = h.client();
+    let bill = client.bill("20260101", BillType::Success).await.unwrap();
+    assert_eq!(bill.lines.len(), 1);
+    assert_eq!(bill.lines[0].row.total_fee, Fen::new(101));
+    assert_eq!(bill.lines[0].number, 2);
+    let request = decode(h.received()[0].1.as_bytes()).unwrap();
+    assert_eq!(request["tar_type"], "GZIP");
+    assert_eq!(request["bill_type"], "SUCCESS");
+
+    let wrong_type = client.bill("20260101", BillType::All).await.unwrap_err();
+    assert!(
+        wrong_type
+            .to_string()
+            .contains("a ALL bill was asked for and a SUCCESS bill came"),
+        "{wrong_type}"
+    );
+    let no_bill = client.bill("20260102", BillType::All).await;
+    assert!(
+        matches!(&no_bill, Err(Error::Business { code, .. }) if code.as_str() == "20002"),
+        "{no_bill:?}"
+    );
+    let broken = client
+        .bill("20260101", BillType::Success)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&broken, Error::Bill(wechatpay_v2::BillError::Field { line: 2, field, .. }) if field.starts_with("应结订单金额")),
+        "{broken:?}"
+    );
+    // Asked for as GZIP, a plain answer is refused rather than guessed at.
+    assert!(matches!(
+        client
+            .download_bill_gzip("20260101", BillType::Success)
+            .await,
+        Err(Error::Malformed { .. })
+    ));
+    let plain = client
+        .download_bill("20260101", BillType::Success)
+        .await
+        .unwrap();
+    assert_eq!(plain, ONE_PAYMENT_BILL);
+    let plain_request = decode(h.received()[5].1.as_bytes()).unwrap();
+    assert!(!plain_request.contains_key("tar_type"));
 }
 
 #[tokio::test]

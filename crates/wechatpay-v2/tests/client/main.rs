@@ -2,6 +2,7 @@
 //!
 //! One binary per crate links once and runs every test on one thread pool.
 
+mod bills;
 mod client_calls;
 mod hostile_xml;
 mod interop_wechatpy;
