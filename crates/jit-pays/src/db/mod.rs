@@ -129,6 +129,47 @@ impl DbKind {
     }
 }
 
+/// On SQLite, a pool of its own (at most `max_connections`) with the options of
+/// `connection`'s pool, changed by `adjust`; on PostgreSQL, `connection` itself (pages and
+/// durability live in the server). For the store's own tasks that must not share the
+/// request pool: the notify writer, the outbox's dispatcher.
+pub(crate) fn sqlite_side_pool(
+    connection: &DatabaseConnection,
+    max_connections: u32,
+    adjust: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
+) -> DatabaseConnection {
+    if connection.get_database_backend() != DbBackend::Sqlite {
+        return connection.clone();
+    }
+    let pool = connection.get_sqlite_connection_pool();
+    let own = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(adjust((*pool.connect_options()).clone()));
+    sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(own)
+}
+
+/// `sql` with `?` placeholders, written for `backend` (`$1`, `$2`, ... on PostgreSQL).
+pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    let sql = if backend == DbBackend::Postgres {
+        let mut numbered = String::with_capacity(sql.len() + 8);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                numbered.push_str(&format!("${n}"));
+            } else {
+                numbered.push(c);
+            }
+        }
+        numbered
+    } else {
+        sql.to_owned()
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
 /// Opens the database, checks it is fit for the store, applies the migrations.
 ///
 /// SQLite is opened in WAL mode with a busy timeout, both verified by reading the pragmas

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use super::entity::{event, event_delivery, pay_log, webhook_delivery};
 use super::error::{StoreError, db};
 use super::rows::now;
+use super::statement;
 use crate::events::{EVENT_VERSION, PayEvent, PayEventKind, PayEvents};
 
 /// The consumer name of the in-process subscribers ([`crate::PayEvents`]).
@@ -312,39 +313,9 @@ fn give_up_at(from: DateTime<Utc>, retry_for: Duration) -> DateTime<Utc> {
 /// the rest of the WAL. Waiting for fsyncs would hold SQLite's single write lock longer,
 /// and notifies wait on that lock. PostgreSQL shares the store's pool.
 pub fn dispatcher_connection(connection: &DatabaseConnection) -> DatabaseConnection {
-    if connection.get_database_backend() != DbBackend::Sqlite {
-        return connection.clone();
-    }
-    let pool = connection.get_sqlite_connection_pool();
-    let options = (*pool.connect_options())
-        .clone()
-        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal);
-    let own = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(2)
-        .min_connections(0)
-        .acquire_timeout(pool.options().get_acquire_timeout())
-        .connect_lazy_with(options);
-    sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(own)
-}
-
-/// `sql` with `?` placeholders, written for `backend` (`$1`, `$2`, ... on PostgreSQL).
-fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DbBackend::Postgres {
-        let mut numbered = String::with_capacity(sql.len() + 8);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                numbered.push_str(&format!("${n}"));
-            } else {
-                numbered.push(c);
-            }
-        }
-        numbered
-    } else {
-        sql.to_owned()
-    };
-    Statement::from_sql_and_values(backend, sql, values)
+    super::sqlite_side_pool(connection, 2, |options| {
+        options.synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+    })
 }
 
 /// A claimed delivery with its event.

@@ -13,7 +13,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
     EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Set, SqlErr, Statement, TransactionTrait,
+    Set, SqlErr, TransactionTrait,
 };
 
 use super::cache::{DEFAULT_ORDER_CACHE_CAPACITY, OrderCache, OrderFacts};
@@ -408,26 +408,21 @@ impl PayStore {
         let until = (at
             + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5)))
         .trunc_subsecs(6);
-        let (sql, values): (&str, Vec<sea_orm::Value>) = if backend == DbBackend::Postgres {
-            (
-                "UPDATE pays_pay_log SET next_check_at = $1 WHERE id IN (\
-                 SELECT id FROM pays_pay_log WHERE status = 'wait' AND next_check_at <= $2 \
-                 ORDER BY next_check_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 AND status = 'wait' AND next_check_at <= $2 RETURNING *",
-                vec![until.into(), at.into(), (limit as i64).into()],
-            )
+        let skip_locked = if backend == DbBackend::Postgres {
+            " FOR UPDATE SKIP LOCKED"
         } else {
-            (
-                "UPDATE pays_pay_log SET next_check_at = ? WHERE id IN (\
-                 SELECT id FROM pays_pay_log WHERE status = 'wait' AND next_check_at <= ? \
-                 ORDER BY next_check_at LIMIT ?) \
-                 AND status = 'wait' AND next_check_at <= ? RETURNING *",
-                vec![until.into(), at.into(), (limit as i64).into(), at.into()],
-            )
+            ""
         };
+        let sql = format!(
+            "UPDATE pays_pay_log SET next_check_at = ? WHERE id IN (\
+             SELECT id FROM pays_pay_log WHERE status = 'wait' AND next_check_at <= ? \
+             ORDER BY next_check_at LIMIT ?{skip_locked}) \
+             AND status = 'wait' AND next_check_at <= ? RETURNING *"
+        );
+        let values = vec![until.into(), at.into(), (limit as i64).into(), at.into()];
         let rows = self
             .connection
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .query_all_raw(super::statement(backend, &sql, values))
             .await
             .map_err(db("claiming waiting orders"))?;
         let mut due = rows

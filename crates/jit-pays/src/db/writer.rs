@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use parking_lot::Mutex;
 use sea_orm::sea_query::{CaseStatement, Expr, OnConflict, UpdateStatement};
-use sea_orm::sqlx::sqlite::SqlitePoolOptions;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, QueryTrait, SqlxSqliteConnector, Statement, TransactionTrait,
+    FromQueryResult, QueryFilter, QueryTrait, Statement, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -170,16 +169,7 @@ impl NotifyWriter {
 /// B-tree pages back from the file on every batch. PostgreSQL keeps pages in the server
 /// and shares the store's pool.
 fn own_connection(connection: &DatabaseConnection) -> DatabaseConnection {
-    if connection.get_database_backend() != DbBackend::Sqlite {
-        return connection.clone();
-    }
-    let pool = connection.get_sqlite_connection_pool();
-    let own = SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(0)
-        .acquire_timeout(pool.options().get_acquire_timeout())
-        .connect_lazy_with((*pool.connect_options()).clone());
-    SqlxSqliteConnector::from_sqlx_sqlite_pool(own)
+    super::sqlite_side_pool(connection, 1, |options| options)
 }
 
 async fn run(
