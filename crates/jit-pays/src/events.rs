@@ -1,5 +1,7 @@
 //! Payment events: what hosted code and merchant webhooks are told when an order is paid,
-//! closed or timed out, or when WeChat reports a second payment for a paid order.
+//! closed or timed out, when WeChat reports a second payment for a paid order, when a
+//! refund is asked for and settles, and when reconciliation finds the shop's books and
+//! WeChat's bill disagreeing.
 //!
 //! Every transition writes its event in the transition's own transaction (the outbox,
 //! [`crate::outbox`]): no transition without its event, no event without its transition,
@@ -17,7 +19,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use crate::model::PayLog;
+use crate::model::{PayLog, Refund};
 
 /// The version of the event envelope ([`PayEvent`]) this build writes. A change that a
 /// consumer could trip on (a field renamed or removed, a meaning changed) raises it;
@@ -45,20 +47,45 @@ pub enum PayEventKind {
     /// Someone must refund it. One event per conflicting transaction.
     #[serde(rename = "order.payment_conflict")]
     PaymentConflict,
+    /// A refund was asked for (`pays_refund` row written, `processing`); the money is held
+    /// for it. WeChat's answer comes as one of the other `refund.*` events.
+    #[serde(rename = "refund.requested")]
+    RefundRequested,
+    /// `processing|change → success`: the money is back with the buyer.
+    #[serde(rename = "refund.succeeded")]
+    RefundSucceeded,
+    /// `processing → change`: WeChat could not pay it back the original way; settle it on
+    /// WeChat's merchant platform.
+    #[serde(rename = "refund.abnormal")]
+    RefundAbnormal,
+    /// `processing|change → closed`: refused when asked (not enough balance...) or closed
+    /// by WeChat; nothing was refunded and the money it held may be refunded again.
+    #[serde(rename = "refund.failed")]
+    RefundFailed,
+    /// Not a transition: reconciliation found the shop's books and WeChat's bill
+    /// disagreeing about an order or refund, and a live query did not settle it.
+    #[serde(rename = "reconcile.mismatch")]
+    ReconcileMismatch,
 }
 
 impl PayEventKind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [PayEventKind; 5] = [
+    pub const ALL: [PayEventKind; 10] = [
         PayEventKind::Paid,
         PayEventKind::PaidAfterClose,
         PayEventKind::Closed,
         PayEventKind::TimedOut,
         PayEventKind::PaymentConflict,
+        PayEventKind::RefundRequested,
+        PayEventKind::RefundSucceeded,
+        PayEventKind::RefundAbnormal,
+        PayEventKind::RefundFailed,
+        PayEventKind::ReconcileMismatch,
     ];
 
     /// The wire name: `order.paid`, `order.paid_after_close`, `order.closed`,
-    /// `order.timeout`, `order.payment_conflict`.
+    /// `order.timeout`, `order.payment_conflict`, `refund.requested`, `refund.succeeded`,
+    /// `refund.abnormal`, `refund.failed`, `reconcile.mismatch`.
     pub fn name(self) -> &'static str {
         match self {
             PayEventKind::Paid => "order.paid",
@@ -66,6 +93,11 @@ impl PayEventKind {
             PayEventKind::Closed => "order.closed",
             PayEventKind::TimedOut => "order.timeout",
             PayEventKind::PaymentConflict => "order.payment_conflict",
+            PayEventKind::RefundRequested => "refund.requested",
+            PayEventKind::RefundSucceeded => "refund.succeeded",
+            PayEventKind::RefundAbnormal => "refund.abnormal",
+            PayEventKind::RefundFailed => "refund.failed",
+            PayEventKind::ReconcileMismatch => "reconcile.mismatch",
         }
     }
 
@@ -77,6 +109,17 @@ impl PayEventKind {
     /// Whether it reports money received (`order.paid`, `order.paid_after_close`).
     pub fn is_payment(self) -> bool {
         matches!(self, PayEventKind::Paid | PayEventKind::PaidAfterClose)
+    }
+
+    /// Whether it reports a refund's transition (`refund.*`).
+    pub fn is_refund(self) -> bool {
+        matches!(
+            self,
+            PayEventKind::RefundRequested
+                | PayEventKind::RefundSucceeded
+                | PayEventKind::RefundAbnormal
+                | PayEventKind::RefundFailed
+        )
     }
 }
 
@@ -103,8 +146,18 @@ pub struct PayEvent {
     /// The order's event number: 1 for its first event, then 2, ... A consumer that
     /// sees a number it already passed holds a repeat.
     pub order_seq: i32,
-    /// The order as the transition committed it.
-    pub order: PayLog,
+    /// The merchant order number the event is about (the bill's `out_trade_no` for a
+    /// mismatch about an order the shop does not have).
+    #[serde(default)]
+    pub order_id: String,
+    /// The order as the transition committed it (with its refund totals). Present on
+    /// every `order.*` and `refund.*` event; on `reconcile.mismatch`, only when the shop
+    /// has the order (a payment found only in WeChat's bill has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<PayLog>,
+    /// For `refund.*`: the refund as the transition committed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<Refund>,
     /// For [`PayEventKind::PaymentConflict`]: the transaction id of the second payment
     /// (the order's own is `order.transaction_id`). Absent for every other kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,7 +235,7 @@ impl PayEvents {
         for (index, subscriber) in subscribers.into_iter().enumerate() {
             if catch_unwind(AssertUnwindSafe(|| subscriber(event))).is_err() {
                 tracing::error!(
-                    order_id = %event.order.order_id,
+                    order_id = %event.order_id,
                     event_id = %event.id,
                     kind = %event.kind,
                     subscriber = index,

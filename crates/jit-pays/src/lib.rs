@@ -43,7 +43,7 @@
 //! let reconciler = jit_pays::start_reconciler(&app)?;
 //!
 //! let events = app.service::<jit_pays::PayEvents>().expect("registered");
-//! events.on_paid(|event| println!("paid: {} (event {})", event.order.order_id, event.id));
+//! events.on_paid(|event| println!("paid: {} (event {})", event.order_id, event.id));
 //! // After subscribing: delivers every event written, now and after a restart.
 //! let outbox = jit_pays::start_outbox(&app, jit_pays::OutboxSettings::new("shop-1")).await?;
 //!
@@ -72,14 +72,14 @@ mod transitions;
 pub mod wechat_pay_type;
 
 pub use db::PayStore;
-pub use db::entity::PayStatus;
+pub use db::entity::{OrderRefundStatus, PayStatus, RefundStatus};
 pub use element_pay::{ElementPay, pay_of_element};
 pub use error::PayError;
 pub use events::{EVENT_VERSION, PayEvent, PayEventKind, PayEvents};
 pub use meta::{ELEMENTS, PAYS_META, register, register_loaders};
 pub use model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
-    WechatRecord,
+    Refund, WechatRecord,
 };
 pub use models::{PAY_LOG_MODEL, PayLogModel, PayLogQuery};
 pub use outbox::{OutboxHandle, OutboxSettings, WebhookEndpoint, start_outbox};

@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use wechatpay_v2::Fen;
 
-use crate::db::entity::{PayStatus, pay_log, wechat_record};
+use crate::db::entity::{
+    OrderRefundStatus, PayStatus, RefundStatus, pay_log, refund, wechat_record,
+};
 
 /// An order as hosted code and clients see it (a `PayLogModel` row).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,16 @@ pub struct PayLog {
     pub closed_at: Option<DateTime<Utc>>,
     /// Unpaid after this instant it times out.
     pub expires_at: DateTime<Utc>,
+    /// The money refunded so far, in fen (the order's `success` refunds).
+    #[serde(default)]
+    pub refunded_fen: Fen,
+    /// `none`, `partial` or `full`, from `refundedFen`; `status` stays `success`.
+    #[serde(default = "no_refund")]
+    pub refund_status: OrderRefundStatus,
+}
+
+fn no_refund() -> OrderRefundStatus {
+    OrderRefundStatus::None
 }
 
 impl From<pay_log::Model> for PayLog {
@@ -60,6 +72,62 @@ impl From<pay_log::Model> for PayLog {
             pay_time: row.paid_at,
             closed_at: row.closed_at,
             expires_at: row.expires_at,
+            refunded_fen: Fen::new(row.refunded_fen),
+            refund_status: OrderRefundStatus::of(row.amount_fen, row.refunded_fen),
+        }
+    }
+}
+
+/// A refund as hosted code and clients see it (a `pays_refund` row).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refund {
+    /// The merchant's refund number (WeChat's `out_refund_no`).
+    pub refund_id: String,
+    /// The refunded order.
+    pub order_id: String,
+    /// fullName of the pay element that owns the order.
+    pub element: String,
+    /// Amount (serialised as integer fen).
+    #[serde(rename = "amountFen")]
+    pub amount: Fen,
+    /// The amount in yuan, exact decimal text, for display.
+    pub amount_yuan: String,
+    /// The reason shown to the buyer.
+    pub reason: Option<String>,
+    /// State.
+    pub status: RefundStatus,
+    /// WeChat's refund id, once WeChat accepted the request.
+    pub wechat_refund_id: Option<String>,
+    /// Where the money went.
+    pub account: Option<String>,
+    /// Why it is `closed` or `change`.
+    pub failure: Option<String>,
+    /// Asked for.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Succeeded.
+    pub succeeded_at: Option<DateTime<Utc>>,
+}
+
+impl From<refund::Model> for Refund {
+    fn from(row: refund::Model) -> Self {
+        let amount = Fen::new(row.amount_fen);
+        Refund {
+            refund_id: row.refund_id,
+            order_id: row.order_id,
+            element: row.element,
+            amount,
+            amount_yuan: amount.to_string(),
+            reason: row.reason,
+            status: row.status,
+            wechat_refund_id: row.wechat_refund_id,
+            account: row.account,
+            failure: row.failure,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            succeeded_at: row.succeeded_at,
         }
     }
 }

@@ -12,6 +12,10 @@
 //! transaction; `pays_event_delivery` one row per event and consumer (the hooks, each
 //! webhook endpoint), the unit of work an instance claims; `pays_webhook_delivery` every
 //! attempt to deliver one.
+//!
+//! `pays_refund` holds one row per refund asked for (WeChat's `out_refund_no` is its
+//! `refund_id`); its `status` moves only forward, by conditional UPDATEs in
+//! [`super::refunds`], each together with the order's refund totals and an event.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -124,6 +128,13 @@ pub mod pay_log {
         /// How many events the order has had: every transition's UPDATE adds one, and the
         /// event it writes carries the new value as its `order_seq`.
         pub event_seq: i32,
+        /// The money refunded: the sum of the order's `success` refunds.
+        pub refunded_fen: i64,
+        /// The money refunds hold: the sum of the order's refunds that are not `closed`
+        /// (`processing`, `success`, `change`). A new refund fits while this plus its
+        /// amount stays within `amount_fen`; the conditional UPDATE that says so is what
+        /// keeps concurrent refunds, on any instance, from refunding more than was paid.
+        pub refund_reserved_fen: i64,
     }
 
     /// No relations are navigated through the ORM.
@@ -328,6 +339,151 @@ pub mod webhook_delivery {
         pub instance: String,
         /// When it started.
         pub attempted_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `processing` / `success` / `change` / `closed`: a refund's state, WeChat's PROCESSING,
+/// SUCCESS, CHANGE and REFUNDCLOSE.
+///
+/// `processing → success | change | closed`, and `change → success | closed` (a refund
+/// that could not reach the buyer's card is settled by hand at WeChat's merchant
+/// platform). `success` and `closed` are final.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "lowercase")]
+pub enum RefundStatus {
+    /// Asked for; WeChat has not reported an outcome yet (or has not answered the request).
+    #[sea_orm(string_value = "processing")]
+    Processing,
+    /// The money is back with the buyer.
+    #[sea_orm(string_value = "success")]
+    Success,
+    /// WeChat could not pay it back the original way (a cancelled card...): the merchant
+    /// must settle it on WeChat's merchant platform. The money is still held.
+    #[sea_orm(string_value = "change")]
+    Change,
+    /// Closed without refunding: refused when asked (not enough balance...) or closed by
+    /// WeChat. The money it held may be refunded again under a new refund id.
+    #[sea_orm(string_value = "closed")]
+    Closed,
+}
+
+impl RefundStatus {
+    /// The value stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Processing => "processing",
+            RefundStatus::Success => "success",
+            RefundStatus::Change => "change",
+            RefundStatus::Closed => "closed",
+        }
+    }
+
+    /// The states a refund may be in just before moving to `self`.
+    pub fn reachable_from(self) -> &'static [RefundStatus] {
+        match self {
+            RefundStatus::Processing => &[],
+            RefundStatus::Success | RefundStatus::Closed => {
+                &[RefundStatus::Processing, RefundStatus::Change]
+            }
+            RefundStatus::Change => &[RefundStatus::Processing],
+        }
+    }
+
+    /// WeChat's status (`refund_status`) as one of these.
+    pub fn of_wechat(status: wechatpay_v2::RefundStatus) -> Self {
+        use wechatpay_v2::RefundStatus as Wechat;
+        match status {
+            Wechat::Processing => RefundStatus::Processing,
+            Wechat::Success => RefundStatus::Success,
+            Wechat::Change => RefundStatus::Change,
+            Wechat::RefundClose => RefundStatus::Closed,
+        }
+    }
+}
+
+impl std::fmt::Display for RefundStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An order's refund state beside its [`PayStatus`] (which does not change when money
+/// goes back): derived from `refunded_fen`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderRefundStatus {
+    /// Nothing refunded.
+    None,
+    /// Part of the amount refunded.
+    Partial,
+    /// All of it refunded.
+    Full,
+}
+
+impl OrderRefundStatus {
+    /// The refund state of an order of `amount_fen` of which `refunded_fen` went back.
+    pub fn of(amount_fen: i64, refunded_fen: i64) -> Self {
+        if refunded_fen <= 0 {
+            OrderRefundStatus::None
+        } else if refunded_fen < amount_fen {
+            OrderRefundStatus::Partial
+        } else {
+            OrderRefundStatus::Full
+        }
+    }
+}
+
+/// The refund table.
+pub mod refund {
+    use super::RefundStatus;
+    use sea_orm::entity::prelude::*;
+
+    /// One refund of an order.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pays_refund")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The merchant's refund number (WeChat's `out_refund_no`), unique.
+        #[sea_orm(unique)]
+        pub refund_id: String,
+        /// The refunded order.
+        pub order_id: String,
+        /// fullName of the pay element that owns the order.
+        pub element: String,
+        /// The amount, in fen.
+        pub amount_fen: i64,
+        /// The reason shown to the buyer (`refund_desc`).
+        pub reason: Option<String>,
+        /// State.
+        pub status: RefundStatus,
+        /// WeChat's refund id, once WeChat accepted the request. `None` while the outcome
+        /// of the request is unknown (it timed out, the process stopped mid-call).
+        pub wechat_refund_id: Option<String>,
+        /// Where the money went (WeChat's `refund_recv_accout`).
+        pub account: Option<String>,
+        /// Why it is `closed` or `change`, as WeChat said.
+        pub failure: Option<String>,
+        /// Asked for.
+        pub created_at: DateTimeUtc,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+        /// When it succeeded (WeChat's success_time when known).
+        pub succeeded_at: Option<DateTimeUtc>,
+        /// How many times the reconciler has asked WeChat about it.
+        pub check_attempts: i32,
+        /// The reconciler does not look at it before this instant.
+        pub next_check_at: DateTimeUtc,
     }
 
     /// No relations are navigated through the ORM.

@@ -17,6 +17,12 @@ pub enum StoreError {
         /// The order id.
         order_id: String,
     },
+    /// No such refund.
+    #[error("refund {refund_id} does not exist")]
+    UnknownRefund {
+        /// The merchant's refund number.
+        refund_id: String,
+    },
     /// The database refused or failed.
     #[error("database error while {doing}: {source}")]
     Db {

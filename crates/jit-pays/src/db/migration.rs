@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreatePayTables),
             Box::new(CreatePaymentConflicts),
             Box::new(CreateOutbox),
+            Box::new(CreateRefunds),
         ]
     }
 
@@ -41,6 +42,28 @@ enum PaysPayLog {
     CheckAttempts,
     NextCheckAt,
     EventSeq,
+    RefundedFen,
+    RefundReservedFen,
+}
+
+#[derive(DeriveIden)]
+enum PaysRefund {
+    Table,
+    Id,
+    RefundId,
+    OrderId,
+    Element,
+    AmountFen,
+    Reason,
+    Status,
+    WechatRefundId,
+    Account,
+    Failure,
+    CreatedAt,
+    UpdatedAt,
+    SucceededAt,
+    CheckAttempts,
+    NextCheckAt,
 }
 
 #[derive(DeriveIden)]
@@ -683,5 +706,124 @@ impl MigrationTrait for CreateOutbox {
                     .to_owned(),
             )
             .await
+    }
+}
+
+/// Refunds: `pays_refund` (one row per refund asked for) and the order's refund totals,
+/// `pays_pay_log.refunded_fen` and `refund_reserved_fen`.
+struct CreateRefunds;
+
+impl MigrationName for CreateRefunds {
+    fn name(&self) -> &str {
+        "m20261203_000001_create_refunds"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for CreateRefunds {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite adds one column per ALTER TABLE.
+        for column in [PaysPayLog::RefundedFen, PaysPayLog::RefundReservedFen] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(PaysPayLog::Table)
+                        .add_column(ColumnDef::new(column).big_integer().not_null().default(0))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .create_table(
+                Table::create()
+                    .table(PaysRefund::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(PaysRefund::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysRefund::RefundId)
+                            .string_len(64)
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(PaysRefund::OrderId)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(PaysRefund::Element).text().not_null())
+                    .col(
+                        ColumnDef::new(PaysRefund::AmountFen)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(PaysRefund::Reason).text().null())
+                    .col(ColumnDef::new(PaysRefund::Status).string_len(16).not_null())
+                    .col(
+                        ColumnDef::new(PaysRefund::WechatRefundId)
+                            .string_len(64)
+                            .null(),
+                    )
+                    .col(ColumnDef::new(PaysRefund::Account).text().null())
+                    .col(ColumnDef::new(PaysRefund::Failure).text().null())
+                    .col(timestamp(PaysRefund::CreatedAt))
+                    .col(timestamp(PaysRefund::UpdatedAt))
+                    .col(nullable_timestamp(PaysRefund::SucceededAt))
+                    .col(
+                        ColumnDef::new(PaysRefund::CheckAttempts)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(timestamp(PaysRefund::NextCheckAt))
+                    .to_owned(),
+            )
+            .await?;
+        // listRefunds, and the order's refunds in reconciliation.
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_refund_order")
+                    .table(PaysRefund::Table)
+                    .col(PaysRefund::OrderId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        // The reconciler's claim: unsettled refunds that are due.
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_refund_due")
+                    .table(PaysRefund::Table)
+                    .col(PaysRefund::Status)
+                    .col(PaysRefund::NextCheckAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(PaysRefund::Table).to_owned())
+            .await?;
+        for column in [PaysPayLog::RefundReservedFen, PaysPayLog::RefundedFen] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(PaysPayLog::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

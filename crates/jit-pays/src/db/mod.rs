@@ -7,6 +7,7 @@ mod error;
 pub mod migration;
 pub mod outbox;
 mod redact;
+pub mod refunds;
 mod rows;
 pub mod store;
 mod writer;

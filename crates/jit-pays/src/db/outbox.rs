@@ -27,7 +27,7 @@ use sea_orm::{
 };
 use tokio::sync::watch;
 
-use super::entity::{event, event_delivery, pay_log, webhook_delivery};
+use super::entity::{event, event_delivery, pay_log, refund, webhook_delivery};
 use super::error::{StoreError, db};
 use super::rows::now;
 use super::statement;
@@ -152,8 +152,16 @@ impl Outbox {
 #[derive(Clone, Debug)]
 pub(crate) struct NewEvent {
     pub kind: PayEventKind,
-    /// The order as the transition left it (its `event_seq` already counts this event).
-    pub order: pay_log::Model,
+    /// The order the event is about.
+    pub order_id: String,
+    /// The order's event number (the order's `event_seq`, already counting this event).
+    pub order_seq: i32,
+    /// The pay element that owns the order.
+    pub element: String,
+    /// The order as the transition left it.
+    pub order: Option<pay_log::Model>,
+    /// For a refund's transition: the refund as it left it.
+    pub refund: Option<refund::Model>,
     pub conflicting_transaction_id: Option<String>,
 }
 
@@ -161,8 +169,24 @@ impl NewEvent {
     pub(crate) fn transition(kind: PayEventKind, order: pay_log::Model) -> Self {
         NewEvent {
             kind,
-            order,
+            order_id: order.order_id.clone(),
+            order_seq: order.event_seq,
+            element: order.element.clone(),
+            order: Some(order),
+            refund: None,
             conflicting_transaction_id: None,
+        }
+    }
+
+    /// A refund's transition, which counts in its order's events.
+    pub(crate) fn refund_transition(
+        kind: PayEventKind,
+        order: pay_log::Model,
+        refund: refund::Model,
+    ) -> Self {
+        NewEvent {
+            refund: Some(refund),
+            ..NewEvent::transition(kind, order)
         }
     }
 }
@@ -196,13 +220,16 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
     let mut event_rows: Vec<Vec<Value>> = Vec::with_capacity(transitions.len());
     let mut delivery_rows: Vec<Vec<Value>> = Vec::new();
     for transition in transitions {
+        let element = transition.element;
         let event = PayEvent {
             id: uuid::Uuid::now_v7().to_string(),
             kind: transition.kind,
             version: EVENT_VERSION,
             created_at: at,
-            order_seq: transition.order.event_seq,
-            order: transition.order.into(),
+            order_seq: transition.order_seq,
+            order_id: transition.order_id,
+            order: transition.order.map(Into::into),
+            refund: transition.refund.map(Into::into),
             conflicting_transaction_id: transition.conflicting_transaction_id,
         };
         let payload = serde_json::to_string(&event).map_err(|error| StoreError::Db {
@@ -216,7 +243,7 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
             delivery_rows.push(vec![
                 event.id.clone().into(),
                 route.name.clone().into(),
-                event.order.order_id.clone().into(),
+                event.order_id.clone().into(),
                 event.order_seq.into(),
                 DeliveryStatus::Pending.as_str().into(),
                 at.into(),
@@ -228,9 +255,9 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
             event.id.clone().into(),
             event.kind.name().into(),
             (EVENT_VERSION as i32).into(),
-            event.order.order_id.clone().into(),
+            event.order_id.clone().into(),
             event.order_seq.into(),
-            event.order.element.clone().into(),
+            element.into(),
             payload.into(),
             at.into(),
         ]);
@@ -406,13 +433,18 @@ pub async fn claim_deliveries<C: ConnectionTrait>(
     let mut claimed = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         let payload = payloads.remove(&delivery.event_id).unwrap_or_default();
-        let event: PayEvent = serde_json::from_str(&payload).map_err(|error| StoreError::Db {
-            doing: "reading a claimed event",
-            source: sea_orm::DbErr::Custom(format!(
-                "event {} has an unreadable payload: {error}",
-                delivery.event_id
-            )),
-        })?;
+        let mut event: PayEvent =
+            serde_json::from_str(&payload).map_err(|error| StoreError::Db {
+                doing: "reading a claimed event",
+                source: sea_orm::DbErr::Custom(format!(
+                    "event {} has an unreadable payload: {error}",
+                    delivery.event_id
+                )),
+            })?;
+        // Envelopes written before `orderId` was a field of its own.
+        if event.order_id.is_empty() {
+            event.order_id.clone_from(&delivery.order_id);
+        }
         claimed.push(ClaimedDelivery {
             delivery,
             payload,

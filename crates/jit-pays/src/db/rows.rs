@@ -101,7 +101,7 @@ pub(crate) async fn get_order_on<C: ConnectionTrait>(
 /// Runs a conditional UPDATE of the pay log and returns the row it changed, if any
 /// (`RETURNING *`: SQLite ≥ 3.35 and PostgreSQL). At most one row: every such UPDATE
 /// names one `order_id`, which is unique.
-async fn update_returning<C: ConnectionTrait>(
+pub(crate) async fn update_returning<C: ConnectionTrait>(
     connection: &C,
     update: UpdateMany<pay_log::Entity>,
 ) -> Result<Option<pay_log::Model>, DbErr> {

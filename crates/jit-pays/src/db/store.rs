@@ -99,10 +99,10 @@ pub struct PrepayRecord {
 /// store's inserts, reads and payments; [`PayStore::order_facts`] answers from it.
 #[derive(Clone, Debug)]
 pub struct PayStore {
-    connection: DatabaseConnection,
+    pub(super) connection: DatabaseConnection,
     notify_writer: Arc<NotifyWriter>,
     orders: Arc<OrderCache>,
-    outbox: Arc<Outbox>,
+    pub(super) outbox: Arc<Outbox>,
 }
 
 impl PayStore {
@@ -186,6 +186,8 @@ impl PayStore {
             check_attempts: 0,
             next_check_at: order.first_check_at.trunc_subsecs(6),
             event_seq: 0,
+            refunded_fen: 0,
+            refund_reserved_fen: 0,
         };
         let mut row: pay_log::ActiveModel = model.clone().into();
         row.id = NotSet;

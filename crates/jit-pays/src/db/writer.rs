@@ -337,9 +337,8 @@ fn events_of(
                 PaidOutcome::PaidAfterClose { .. } => PayEventKind::PaidAfterClose,
                 PaidOutcome::Conflict { first_seen: true } => {
                     return Some(NewEvent {
-                        kind: PayEventKind::PaymentConflict,
-                        order,
                         conflicting_transaction_id: payment.state.transaction_id.clone(),
+                        ..NewEvent::transition(PayEventKind::PaymentConflict, order)
                     });
                 }
                 PaidOutcome::AlreadyPaid | PaidOutcome::Conflict { first_seen: false } => {

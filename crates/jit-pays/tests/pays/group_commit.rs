@@ -139,8 +139,12 @@ async fn concurrent_notifies_across_batches_make_one_transition_and_one_hook_cal
             .iter()
             .filter(|event| event.kind.is_payment())
         {
-            assert_eq!(event.order.status, PayStatus::Success, "{label}");
-            assert!(event.order.pay_time.is_some(), "{label}");
+            assert_eq!(
+                event.order.as_ref().unwrap().status,
+                PayStatus::Success,
+                "{label}"
+            );
+            assert!(event.order.as_ref().unwrap().pay_time.is_some(), "{label}");
         }
     }
 }

@@ -129,7 +129,7 @@ async fn pay_svc_and_the_reconciler_work_through_an_element_without_a_typed_pay(
         let sink = events.clone();
         app.service::<PayEvents>()
             .unwrap()
-            .subscribe(move |event| sink.lock().push((event.order.order_id.clone(), event.kind)));
+            .subscribe(move |event| sink.lock().push((event.order_id.clone(), event.kind)));
         let _outbox = support::start_outbox(&app).await;
         // The premise: typed access is refused.
         assert!(matches!(
@@ -332,7 +332,7 @@ async fn every_pay_svc_function_works_through_the_example_plugin() {
         let sink = events.clone();
         app.service::<PayEvents>()
             .unwrap()
-            .subscribe(move |event| sink.lock().push((event.order.order_id.clone(), event.kind)));
+            .subscribe(move |event| sink.lock().push((event.order_id.clone(), event.kind)));
         let _outbox = support::start_outbox(&app).await;
         // The premise: a plugin's element offers no typed pay.
         assert!(matches!(

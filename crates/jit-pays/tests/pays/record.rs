@@ -144,7 +144,7 @@ async fn a_second_payment_is_kept_as_a_conflict_logged_announced_once_and_acknow
         .map(|event| {
             (
                 event.conflicting_transaction_id.clone(),
-                event.order.transaction_id.clone(),
+                event.order.as_ref().unwrap().transaction_id.clone(),
             )
         })
         .collect();

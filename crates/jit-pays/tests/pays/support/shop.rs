@@ -257,7 +257,7 @@ impl Shop {
         self.delivered_events()
             .await
             .iter()
-            .filter(|e| e.order.order_id == order_id)
+            .filter(|e| e.order_id == order_id)
             .map(|e| e.kind)
             .collect()
     }
