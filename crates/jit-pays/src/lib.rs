@@ -79,7 +79,7 @@ pub use events::{EVENT_VERSION, PayEvent, PayEventKind, PayEvents};
 pub use meta::{ELEMENTS, PAYS_META, register, register_loaders};
 pub use model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
-    Refund, WechatRecord,
+    Refund, RefundArgs, WechatRecord,
 };
 pub use models::{PAY_LOG_MODEL, PayLogModel, PayLogQuery};
 pub use outbox::{OutboxHandle, OutboxSettings, WebhookEndpoint, start_outbox};

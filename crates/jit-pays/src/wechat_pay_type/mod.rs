@@ -3,7 +3,8 @@
 //! An instance is configuration only (appId, mchId, apiKey); this module turns it into a
 //! [`WechatPay`], which implements [`Pay`] over the order store and the V2 client. The
 //! merchant settings are read in `config`; the Type's functions are `impl WechatPay`
-//! blocks by concern: `orders` (create, check, cancel), `pay_url` (getPayUrl) and `notify`.
+//! blocks by concern: `orders` (create, check, cancel), `pay_url` (getPayUrl), `notify`
+//! and `refunds` (refund, queryRefund, listRefunds, refund notifies).
 
 use std::sync::Arc;
 
@@ -16,7 +17,8 @@ use crate::db::cache::OrderFacts;
 use crate::db::store::PayStore;
 use crate::error::PayError;
 use crate::model::{
-    CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, WechatRecord,
+    CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs,
+    WechatRecord,
 };
 use crate::pay::{Pay, PayElement};
 use crate::settings::PaysSettings;
@@ -25,6 +27,7 @@ mod config;
 mod notify;
 mod orders;
 mod pay_url;
+mod refunds;
 
 pub(crate) use notify::{read_notify, unknown_order};
 
@@ -195,6 +198,22 @@ impl Pay for WechatPay {
 
     async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
         crate::reconciler::reconcile_order(self, &self.store, order_id).await
+    }
+
+    async fn refund(&self, request: RefundArgs) -> Result<Refund, PayError> {
+        self.refund_order(request).await
+    }
+
+    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
+        self.query_refund_at_wechat(refund_id).await
+    }
+
+    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
+        self.refunds_of(order_id).await
+    }
+
+    async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
+        self.handle_refund_notify(body).await
     }
 }
 
