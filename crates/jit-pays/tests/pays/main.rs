@@ -16,4 +16,5 @@ mod outbox;
 mod outbox_stop;
 mod plugin_routing;
 mod record;
+mod refunds;
 mod wechatpy;
