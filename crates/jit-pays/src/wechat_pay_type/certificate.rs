@@ -21,11 +21,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use jit_runtime::{LoadError, LoadErrorKind, LoadErrors, Secret, log_safe};
+use jit_runtime::{LoadError, LoadErrors, Secret, log_safe};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use wechatpay_v2::ClientIdentity;
 
+use super::config::config_problem;
 use super::{SettingSource, WechatPay};
 use crate::error::PayError;
 
@@ -109,11 +110,7 @@ impl MerchantCertificate {
 
 /// A problem with `file`'s setting.
 fn problem(file: &CertificateFile, message: String) -> LoadError {
-    problem_at(&file.source, message)
-}
-
-fn problem_at(source: &SettingSource, message: String) -> LoadError {
-    LoadError::new(LoadErrorKind::Config, source.file.clone(), message).at(source.json_path.clone())
+    config_problem(&file.source, message)
 }
 
 /// The bytes of `file`, or why they cannot be had.

@@ -306,7 +306,8 @@ struct CertificateSetting<'a> {
     usable: Option<(&'a str, &'a ElementDef)>,
 }
 
-fn config_problem(source: &SettingSource, message: String) -> LoadError {
+/// A problem with the setting at `source`.
+pub(super) fn config_problem(source: &SettingSource, message: String) -> LoadError {
     LoadError::new(LoadErrorKind::Config, source.file.clone(), message).at(source.json_path.clone())
 }
 
