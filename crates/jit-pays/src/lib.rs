@@ -88,9 +88,9 @@ pub use reconciler::{ReconcileReport, ReconcilerHandle, reconcile_due, start_rec
 pub use services::{OrderSummary, PAY_SVC, PaySvc};
 pub use settings::{PaysSettings, ReconcilerSettings};
 pub use wechat_pay_type::{
-    SettingSource, WECHAT_PAY_TYPE, WechatPay, WechatPayConfig, WechatPayLoader,
-    check_merchant_settings, is_pay_instance, merchant_settings, pay_instances,
-    shown_merchant_settings,
+    CertificateFile, MerchantCertificate, SettingSource, WECHAT_PAY_TYPE, WechatPay,
+    WechatPayConfig, WechatPayLoader, check_merchant_settings, is_pay_instance, merchant_settings,
+    pay_instances, shown_merchant_settings,
 };
 
 // The modules under the names they had before each took its element's place.

@@ -23,6 +23,7 @@ use crate::model::{
 use crate::pay::{Pay, PayElement};
 use crate::settings::PaysSettings;
 
+mod certificate;
 mod config;
 mod notify;
 mod orders;
@@ -30,6 +31,8 @@ mod pay_url;
 mod refunds;
 
 pub(crate) use notify::{read_notify, unknown_order};
+
+pub use certificate::{CertificateFile, MerchantCertificate};
 
 pub use config::{
     SettingSource, WechatPayConfig, check_merchant_settings, is_pay_instance, merchant_settings,
@@ -78,6 +81,8 @@ impl WechatPay {
         store: Arc<PayStore>,
         settings: Arc<PaysSettings>,
     ) -> Result<Self, ElementError> {
+        // Read and checked once, here; refunds present it (`certificate` module).
+        let identity = config.load_certificate().map_err(config::invalid_setting)?;
         let client = Client::new(ClientConfig {
             base_url: settings.gateway_base_url.clone(),
             app_id: config.app_id.clone(),
@@ -88,6 +93,7 @@ impl WechatPay {
                 max_attempts: settings.gateway_attempts.max(1),
                 ..RetryPolicy::default()
             },
+            identity,
             ..ClientConfig::default()
         })
         .map_err(|e| ElementError::with_source(format!("{full_name}: WeChat Pay client"), e))?;

@@ -5,6 +5,7 @@
 mod support;
 
 mod arguments;
+mod certificate;
 mod config;
 mod db;
 mod extend;
