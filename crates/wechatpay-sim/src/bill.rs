@@ -6,11 +6,15 @@
 //! the fee back). The format itself (columns, backquotes, the summary) belongs to
 //! [`wechatpay_v2::bill`], which writes it here and parses it at the merchant, so the two
 //! agree by construction. The handling fee is WeChat's standard 0.60%, exact in
-//! hundred-thousandths of a yuan.
+//! hundred-thousandths of a yuan. A refund line's status is the refund's at the time of
+//! the download (SUCCESS, CHANGE, REFUNDCLOSE or PROCESSING). [`BillAlteration`]s make a
+//! bill disagree with the orders on purpose, for reconciliation tests.
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use wechatpay_v2::bill::{self, BillError, BillRefund, BillRow, FeeRate, ServiceFee};
-use wechatpay_v2::{BillType, Fen, RefundStatus, TradeState, TradeType, time};
+use wechatpay_v2::{BillType, Fen, TradeState, TradeType, time};
 
 use crate::store::{Order, Refund};
 
@@ -72,7 +76,6 @@ fn refund_row(
     bill_type: BillType,
     now: DateTime<FixedOffset>,
 ) -> Result<BillRow, BillError> {
-    let succeeded = refund.has_succeeded(now);
     // Only the REFUND bill has the request and success time columns.
     let times = bill_type == BillType::Refund;
     Ok(BillRow {
@@ -82,30 +85,128 @@ fn refund_row(
         service_fee: ServiceFee::from_units(-service_fee(refund.refund_fee).units()),
         refund: Some(BillRefund {
             applied_at: times.then(|| refund.created_at.to_utc()),
-            succeeded_at: (times && succeeded).then(|| refund.settles_at.to_utc()),
+            succeeded_at: refund
+                .success_time(now)
+                .filter(|_| times)
+                .map(|at| at.to_utc()),
             refund_id: refund.refund_id.clone(),
             out_refund_no: refund.out_refund_no.clone(),
             settlement_refund_fee: refund.refund_fee,
             coupon_refund_fee: Fen::ZERO,
             refund_channel: "ORIGINAL".into(),
-            refund_status: if succeeded {
-                RefundStatus::Success
-            } else {
-                RefundStatus::Processing
-            },
+            refund_status: refund.status_at(now),
             refund_fee: refund.refund_fee,
         }),
         ..order_row(order, refund.created_at)?
     })
 }
 
+/// A deliberate disagreement between the bills and the simulator's own orders, for tests
+/// of a merchant's reconciliation: the payment line of the order `out_trade_no` is left
+/// out of the ALL and SUCCESS bills (`omit`), or states another amount (`total_fee`, with
+/// the fee and the totals line following it). Exactly one of the two. The order itself,
+/// as `orderquery` and `refundquery` report it, does not change, as a live query at
+/// WeChat would contradict a wrong bill; refund lines are not altered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillAlteration {
+    /// The order whose payment line is altered.
+    pub out_trade_no: String,
+    /// Leave the payment line out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub omit: bool,
+    /// State this amount instead of the order's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_fee: Option<Fen>,
+}
+
+impl BillAlteration {
+    /// The order's payment is missing from the bills.
+    pub fn omit(out_trade_no: impl Into<String>) -> Self {
+        BillAlteration {
+            out_trade_no: out_trade_no.into(),
+            omit: true,
+            total_fee: None,
+        }
+    }
+
+    /// The bills state `total_fee` for the order's payment.
+    pub fn total_fee(out_trade_no: impl Into<String>, total_fee: Fen) -> Self {
+        BillAlteration {
+            out_trade_no: out_trade_no.into(),
+            omit: false,
+            total_fee: Some(total_fee),
+        }
+    }
+}
+
+/// Why a [`BillAlteration`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidBillAlteration {
+    /// Neither or both of `omit` and `total_fee`.
+    #[error("a bill alteration of `{0}` sets exactly one of omit and total_fee")]
+    OneChange(String),
+    /// A zero or negative amount.
+    #[error("a bill alteration of `{0}` needs a positive total_fee")]
+    Amount(String),
+}
+
+/// Puts `alteration` in force, replacing an earlier one of the same order.
+pub(crate) fn alter(
+    alterations: &Mutex<Vec<BillAlteration>>,
+    alteration: BillAlteration,
+) -> Result<(), InvalidBillAlteration> {
+    match alteration.total_fee {
+        Some(_) if alteration.omit => {
+            return Err(InvalidBillAlteration::OneChange(alteration.out_trade_no));
+        }
+        None if !alteration.omit => {
+            return Err(InvalidBillAlteration::OneChange(alteration.out_trade_no));
+        }
+        Some(fee) if fee <= Fen::ZERO => {
+            return Err(InvalidBillAlteration::Amount(alteration.out_trade_no));
+        }
+        _ => {}
+    }
+    let mut alterations = alterations.lock();
+    alterations.retain(|earlier| earlier.out_trade_no != alteration.out_trade_no);
+    alterations.push(alteration);
+    Ok(())
+}
+
+/// The payment line of `order`, as altered (`None`: left out).
+fn payment_row(
+    order: &Order,
+    paid_at: DateTime<FixedOffset>,
+    alterations: &[BillAlteration],
+) -> Result<Option<BillRow>, BillError> {
+    let mut row = order_row(order, paid_at)?;
+    match alterations
+        .iter()
+        .find(|alteration| alteration.out_trade_no == order.out_trade_no)
+    {
+        Some(alteration) if alteration.omit => return Ok(None),
+        Some(BillAlteration {
+            total_fee: Some(total_fee),
+            ..
+        }) => {
+            row.total_fee = *total_fee;
+            row.settlement_total_fee = *total_fee;
+            row.service_fee = service_fee(*total_fee);
+        }
+        _ => {}
+    }
+    Ok(Some(row))
+}
+
 /// The lines of the bill of `date`: the day's payments (ALL, SUCCESS) and refunds (ALL,
-/// REFUND), order by order.
+/// REFUND), order by order, with `alterations` applied.
 pub(crate) fn rows(
     orders: &[Order],
     date: NaiveDate,
     bill_type: BillType,
     now: DateTime<FixedOffset>,
+    alterations: &[BillAlteration],
 ) -> Result<Vec<BillRow>, BillError> {
     let mut rows = Vec::new();
     for order in orders {
@@ -113,7 +214,7 @@ pub(crate) fn rows(
         if let Some(paid_at) = paid_today
             && bill_type != BillType::Refund
         {
-            rows.push(order_row(order, paid_at)?);
+            rows.extend(payment_row(order, paid_at, alterations)?);
         }
         if bill_type == BillType::Success {
             continue;
@@ -134,8 +235,9 @@ pub(crate) fn render(
     orders: &[Order],
     date: NaiveDate,
     bill_type: BillType,
+    alterations: &[BillAlteration],
 ) -> Result<Option<String>, BillError> {
-    let rows = rows(orders, date, bill_type, time::beijing_now())?;
+    let rows = rows(orders, date, bill_type, time::beijing_now(), alterations)?;
     if rows.is_empty() {
         return Ok(None);
     }
