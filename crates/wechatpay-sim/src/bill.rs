@@ -258,6 +258,120 @@ mod tests {
         );
     }
 
+    /// An order of 1000 fen paid a day before `now`, refunded 300, 200 and 100 at `now`
+    /// (the 100 closed).
+    fn paid_yesterday_refunded_today(now: DateTime<FixedOffset>) -> Order {
+        use crate::store::{NewOrder, OrderRef, PayTarget, RefundPlan, RefundRequest, Store};
+        use crate::{DEFAULT_APPID, DEFAULT_MCH_ID};
+        let store = Store::new(10, []);
+        let _ = store.create(NewOrder {
+            env: crate::Env::Live,
+            appid: DEFAULT_APPID.into(),
+            mch_id: DEFAULT_MCH_ID.into(),
+            out_trade_no: "o1".into(),
+            body: "b".into(),
+            attach: None,
+            device_info: None,
+            total_fee: Fen::new(1000),
+            fee_type: "CNY".into(),
+            trade_type: "NATIVE".into(),
+            openid: None,
+            notify_url: "http://127.0.0.1:1/n".into(),
+            sign_type: None,
+            time_expire: None,
+            fingerprint: Vec::new(),
+        });
+        store.pay(&PayTarget::out_trade_no("o1")).unwrap();
+        store
+            .plan_refund(RefundPlan::refund(
+                "r3",
+                wechatpay_v2::RefundStatus::RefundClose,
+            ))
+            .unwrap();
+        for (no, fee) in [("r1", 300), ("r2", 200), ("r3", 100)] {
+            store
+                .refund(
+                    crate::Env::Live,
+                    DEFAULT_MCH_ID,
+                    &OrderRef::OutTradeNo("o1".into()),
+                    RefundRequest {
+                        out_refund_no: no.into(),
+                        total_fee: Fen::new(1000),
+                        refund_fee: Fen::new(fee),
+                        notify_url: None,
+                        refund_desc: None,
+                        processing: std::time::Duration::ZERO,
+                    },
+                )
+                .unwrap();
+        }
+        let mut order = store.all_orders().remove(0);
+        order.paid_at = Some(now - chrono::Duration::days(1));
+        for refund in &mut order.refunds {
+            refund.created_at = now;
+            refund.settles_at = Some(now);
+        }
+        order
+    }
+
+    #[test]
+    fn a_refund_of_an_order_paid_on_an_earlier_day_is_billed_on_its_own_day() {
+        use wechatpay_v2::{Bill, RefundStatus};
+        let now = time::beijing_now();
+        let today = time::beijing_date(now);
+        let yesterday = today.pred_opt().unwrap();
+        let orders = [paid_yesterday_refunded_today(now)];
+
+        let paid_day = render(&orders, yesterday, BillType::All, &[])
+            .unwrap()
+            .unwrap();
+        let paid_day = Bill::parse(&paid_day).unwrap();
+        assert_eq!(paid_day.lines.len(), 1);
+        assert!(paid_day.lines[0].row.refund.is_none());
+        assert_eq!(paid_day.summary.totals.total_fee, Fen::new(1000));
+        assert_eq!(
+            render(&orders, yesterday, BillType::Refund, &[]).unwrap(),
+            None,
+            "no refund that day"
+        );
+
+        assert_eq!(
+            render(&orders, today, BillType::Success, &[]).unwrap(),
+            None,
+            "no payment today"
+        );
+        for bill_type in [BillType::All, BillType::Refund] {
+            let text = render(&orders, today, bill_type, &[]).unwrap().unwrap();
+            let bill = Bill::parse(&text).unwrap();
+            let refunds: Vec<(&str, Fen, RefundStatus)> = bill
+                .rows()
+                .map(|row| {
+                    let refund = row.refund.as_ref().expect("only refund lines");
+                    (
+                        refund.out_refund_no.as_str(),
+                        refund.refund_fee,
+                        refund.refund_status,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                refunds,
+                [
+                    ("r1", Fen::new(300), RefundStatus::Success),
+                    ("r2", Fen::new(200), RefundStatus::Success),
+                    ("r3", Fen::new(100), RefundStatus::RefundClose),
+                ],
+                "{bill_type:?}"
+            );
+            let totals = &bill.summary.totals;
+            assert_eq!(totals.count, 3);
+            assert_eq!(totals.total_fee, Fen::ZERO);
+            assert_eq!(totals.refund_fee, Fen::new(600));
+            assert_eq!(totals.settlement_refund_fee, Fen::new(600));
+            assert_eq!(totals.service_fee, ServiceFee::from_units(-6 * 600));
+        }
+    }
+
     #[test]
     fn texts_that_would_split_a_line_are_rewritten() {
         assert_eq!(bill_text("a,b\r\nc"), "a，b  c");
