@@ -97,8 +97,8 @@ pub struct Refund {
     pub created_at: DateTime<FixedOffset>,
     /// When it leaves `PROCESSING`, as WeChat's refunds do after a while (see
     /// [`SimConfig::refund_processing_ms`](crate::SimConfig::refund_processing_ms)); `None`
-    /// while it is held in `PROCESSING` until [`SimHandle::settle_refund`]
-    /// (crate::SimHandle::settle_refund) settles it.
+    /// while it is held in `PROCESSING` until
+    /// [`SimHandle::settle_refund`](crate::SimHandle::settle_refund) settles it.
     pub settles_at: Option<DateTime<FixedOffset>>,
     /// What it becomes at `settles_at`: `SUCCESS`, or `CHANGE` / `REFUNDCLOSE` when a
     /// [`RefundPlan`] or a settlement said so.
