@@ -60,6 +60,7 @@ fn failure_of(status: RefundStatus) -> Option<String> {
 impl WechatPay {
     /// `refund`: checks, holds the money, asks WeChat.
     pub(super) async fn refund_order(&self, request: RefundArgs) -> Result<Refund, PayError> {
+        self.require_merchant_certificate()?;
         if let Some(id) = &request.refund_id {
             validate_refund_id(id)?;
         }

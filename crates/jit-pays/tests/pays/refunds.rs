@@ -138,7 +138,10 @@ async fn full_and_partial_refunds_add_up_to_at_most_what_was_paid() {
         let refunds = shop.pay.list_refunds(&order.order_id).await.unwrap();
         assert_eq!(refunds.len(), 4, "{label}");
         assert_eq!(
-            shop.sim.order(&order.order_id).unwrap().refunded(),
+            shop.sim
+                .order(&order.order_id)
+                .unwrap()
+                .refunded(chrono::Utc::now().fixed_offset()),
             yuan("1.00"),
             "{label}: WeChat refunded what the shop recorded"
         );
@@ -445,7 +448,7 @@ fn refund_notify(
     for (name, value) in [
         ("transaction_id", transaction_id.to_owned()),
         ("out_trade_no", refund.order_id.clone()),
-        ("refund_id", "50000000000000000000000000001".to_owned()),
+        ("refund_id", refund.wechat_refund_id.clone().unwrap()),
         ("out_refund_no", refund.refund_id.clone()),
         ("total_fee", "1000".to_owned()),
         ("refund_fee", refund.amount.get().to_string()),
@@ -592,6 +595,11 @@ async fn the_reconciler_settles_refunds_whose_answer_was_lost_or_never_came() {
         )
         .await;
         let order = paid_order(&shop, "10.00").await;
+        // No refund notify comes: only the reconciler's queries can settle these refunds.
+        shop.sim
+            .faults()
+            .add(FaultRule::new(Fault::DropNotify).on(Endpoint::RefundNotify))
+            .unwrap();
 
         // WeChat takes the refund but every answer is lost: the outcome is unknown.
         let lost = shop
@@ -631,14 +639,43 @@ async fn the_reconciler_settles_refunds_whose_answer_was_lost_or_never_came() {
         assert_eq!(never_sent.status, RefundStatus::Processing, "{label}");
         assert_eq!(shop.sim.order(&order.order_id).unwrap().refunds.len(), 1);
 
-        let report = reconcile_due(&shop.app).await.unwrap();
-        assert_eq!(report.refunds_examined, 2, "{label}: {report:?}");
+        // The first pass finds the lost answer's refund settled at WeChat, and WeChat never
+        // having heard of the other: that one is asked for again (the same request). The
+        // next pass finds it settled.
+        let first = reconcile_due(&shop.app).await.unwrap();
+        assert_eq!(first.refunds_examined, 2, "{label}: {first:?}");
+        assert_eq!(first.refunds_settled, 1, "{label}: {first:?}");
+        assert_eq!(
+            shop.db
+                .store
+                .find_refund(&answered_lost.refund_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            RefundStatus::Success,
+            "{label}"
+        );
+        let resent = shop
+            .db
+            .store
+            .find_refund(&never_sent.refund_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(resent.wechat_refund_id.is_some(), "{label}: {resent:?}");
+        let second = reconcile_due(&shop.app).await.unwrap();
+        assert_eq!(second.refunds_settled, 1, "{label}: {second:?}");
         for id in [&answered_lost.refund_id, &never_sent.refund_id] {
             wait_refund(&shop, id, RefundStatus::Success).await;
         }
         let at_wechat = shop.sim.order(&order.order_id).unwrap();
         assert_eq!(at_wechat.refunds.len(), 2, "{label}: each asked once");
-        assert_eq!(at_wechat.refunded(), yuan("3.00"), "{label}");
+        assert_eq!(
+            at_wechat.refunded(chrono::Utc::now().fixed_offset()),
+            yuan("3.00"),
+            "{label}"
+        );
         let stored = shop.db.store.get_order(&order.order_id).await.unwrap();
         assert_eq!(stored.refunded_fen, 300, "{label}");
         // Settled refunds are not claimed again.
