@@ -22,6 +22,7 @@ mod notify;
 mod plugin;
 mod plugin_check;
 mod readme_flow;
+mod refunds;
 mod shutdown;
 mod startup_rules;
 mod unbuildable;

@@ -19,7 +19,7 @@ use crate::args::{
     to_json,
 };
 use crate::db::PayStore;
-use crate::db::entity::PayStatus;
+use crate::db::entity::{OrderRefundStatus, PayStatus};
 use crate::element_pay::pay_of_element;
 use crate::error::PayError;
 use crate::model::{
@@ -33,7 +33,8 @@ use crate::wechat_pay_type::{
 /// The fullName of the element.
 pub const PAY_SVC: &str = "pays.services.PaySvc";
 
-/// `query`'s answer: `{orderId, status, amount, payTime}` (+ `amountFen`, `paidAfterClose`).
+/// `query`'s answer: `{orderId, status, amount, payTime}` (+ `amountFen`, `paidAfterClose`,
+/// `refundedFen`, `refundStatus`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSummary {
@@ -49,6 +50,10 @@ pub struct OrderSummary {
     pub pay_time: Option<DateTime<Utc>>,
     /// Paid after it had been closed locally.
     pub paid_after_close: bool,
+    /// The money refunded so far, in fen.
+    pub refunded_fen: Fen,
+    /// `none`, `partial` or `full`.
+    pub refund_status: OrderRefundStatus,
 }
 
 impl From<PayLog> for OrderSummary {
@@ -60,6 +65,8 @@ impl From<PayLog> for OrderSummary {
             amount_fen: log.amount,
             pay_time: log.pay_time,
             paid_after_close: log.paid_after_close,
+            refunded_fen: log.refunded_fen,
+            refund_status: log.refund_status,
         }
     }
 }
