@@ -1,5 +1,5 @@
 //! The README's quick start as a test: create an order over HTTP, get its payUrl, pay it
-//! through the simulator, see it `success`.
+//! through the simulator, see it `success`, refund part of it.
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,31 @@ async fn create_pay_and_see_success() {
         assert!(Instant::now() < deadline, "still not paid: {order}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Refund it, in part, as the README's next step does.
+    let refund = shop
+        .pay_svc(
+            "refund",
+            json!({"orderId": order_id, "amount": 19.99, "reason": "Out of stock"}),
+        )
+        .await;
+    assert_eq!(refund["amountFen"], 1999, "{refund}");
+    let refund_id = refund["refundId"].as_str().expect("a refundId").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let refunds = shop
+            .pay_svc("listRefunds", json!({"orderId": order_id}))
+            .await;
+        if refunds[0]["status"] == "success" {
+            assert_eq!(refunds[0]["refundId"], refund_id.as_str());
+            break;
+        }
+        assert!(Instant::now() < deadline, "still not refunded: {refunds}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let order = shop.pay_svc("query", json!({"orderId": order_id})).await;
+    assert_eq!(order["refundedFen"], 1999, "{order}");
+    assert_eq!(order["refundStatus"], "partial", "{order}");
 
     // The health check sees the database and the simulator.
     let response = shop
