@@ -226,6 +226,20 @@ async fn pay_svc_and_the_reconciler_work_through_an_element_without_a_typed_pay(
             "{label}"
         );
 
+        // Refunds go through the element's own functions too.
+        let refund = svc_call("refund", json!({"orderId": lost_id, "amount": 0.1}))
+            .await
+            .unwrap();
+        assert_eq!(refund["amountFen"], 10, "{label}: {refund}");
+        let refunds = svc_call("listRefunds", json!({"orderId": lost_id}))
+            .await
+            .unwrap();
+        assert_eq!(refunds[0]["refundId"], refund["refundId"], "{label}");
+        let queried = svc_call("queryRefund", json!({"refundId": refund["refundId"]}))
+            .await
+            .unwrap();
+        assert_eq!(queried["status"], "success", "{label}: {queried}");
+
         // Errors keep their codes: an unknown order through the element's own check.
         let pay = svc.pay_named("pays.myDiscountPay").await.unwrap();
         let missing = pay.check("NOSUCHORDER").await.unwrap_err();
@@ -238,12 +252,23 @@ async fn pay_svc_and_the_reconciler_work_through_an_element_without_a_typed_pay(
             *events.lock(),
             [
                 (order_id.clone(), PayEventKind::Paid),
-                (lost_id.clone(), PayEventKind::Paid)
+                (lost_id.clone(), PayEventKind::Paid),
+                (lost_id.clone(), PayEventKind::RefundRequested),
+                // WeChat's notifies go nowhere here: queryRefund found it refunded.
+                (lost_id.clone(), PayEventKind::RefundSucceeded),
             ],
             "{label}"
         );
         let calls = calls.lock();
-        for function in ["create", "getPayUrl", "notify", "check"] {
+        for function in [
+            "create",
+            "getPayUrl",
+            "notify",
+            "check",
+            "refund",
+            "listRefunds",
+            "queryRefund",
+        ] {
             assert!(
                 calls.get(function).copied().unwrap_or(0) > 0,
                 "{label}: `{function}` went through Element::call: {calls:?}"
