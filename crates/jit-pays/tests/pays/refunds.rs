@@ -726,3 +726,51 @@ async fn query_refund_reads_processing_then_success() {
         assert_eq!(err.code(), "REFUND_NOT_FOUND", "{label}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_wechat_cannot_pay_back_stays_held_as_change() {
+    for db in support::all().await {
+        let label = db.label;
+        let shop = shop::start(db, ShopOptions::default()).await;
+        let order = paid_order(&shop, "6.00").await;
+        shop.sim
+            .plan_refund(wechatpay_sim::RefundPlan::next_refund_of(
+                &order.order_id,
+                wechatpay_sim::RefundStatus::Change,
+            ))
+            .unwrap();
+        let refund = shop
+            .pay
+            .refund(refund_of(&order.order_id, Some("6.00")))
+            .await
+            .unwrap();
+        let change = wait_refund(&shop, &refund.refund_id, RefundStatus::Change).await;
+        assert!(
+            change.failure.as_deref().unwrap().contains("CHANGE"),
+            "{label}: {change:?}"
+        );
+        // Not refunded, and still held: nothing more can be refunded meanwhile.
+        let stored = shop.db.store.get_order(&order.order_id).await.unwrap();
+        assert_eq!(stored.refunded_fen, 0, "{label}");
+        assert_eq!(stored.refund_reserved_fen, 600, "{label}");
+        let err = shop
+            .pay
+            .refund(refund_of(&order.order_id, Some("0.01")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PayError::Invalid { .. }), "{label}: {err}");
+        // A query repeating CHANGE changes nothing.
+        let queried = shop.pay.query_refund(&refund.refund_id).await.unwrap();
+        assert_eq!(queried.status, RefundStatus::Change, "{label}");
+        let kinds = shop.events_for(&order.order_id).await;
+        assert_eq!(
+            kinds,
+            [
+                PayEventKind::Paid,
+                PayEventKind::RefundRequested,
+                PayEventKind::RefundAbnormal
+            ],
+            "{label}"
+        );
+    }
+}
