@@ -151,6 +151,41 @@ pub(crate) fn sqlite_side_pool(
     sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(own)
 }
 
+/// The reconciler's claim, for orders and refunds alike: up to `limit` rows of `table`
+/// matching `unsettled` whose `next_check_at` has come (the longest due first), their
+/// `next_check_at` pushed to `at + lease` in the same statement, so another instance's
+/// pass does not take them until the claimant reschedules them or the lease lapses. On
+/// PostgreSQL the candidates are picked `FOR UPDATE SKIP LOCKED`; SQLite serialises
+/// writers anyway. `RETURNING *` does not keep the subquery's order.
+pub(crate) async fn claim_due_rows(
+    connection: &DatabaseConnection,
+    table: &str,
+    unsettled: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    limit: u64,
+    lease: Duration,
+) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+    use chrono::SubsecRound;
+    let backend = connection.get_database_backend();
+    let until = (at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5)))
+        .trunc_subsecs(6);
+    let skip_locked = if backend == DbBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE {table} SET next_check_at = ? WHERE id IN (\
+         SELECT id FROM {table} WHERE {unsettled} AND next_check_at <= ? \
+         ORDER BY next_check_at LIMIT ?{skip_locked}) \
+         AND {unsettled} AND next_check_at <= ? RETURNING *"
+    );
+    let values = vec![until.into(), at.into(), (limit as i64).into(), at.into()];
+    connection
+        .query_all_raw(statement(backend, &sql, values))
+        .await
+}
+
 /// `sql` with `?` placeholders, written for `backend` (`$1`, `$2`, ... on PostgreSQL).
 pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     let sql = if backend == DbBackend::Postgres {

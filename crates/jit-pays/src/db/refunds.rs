@@ -16,8 +16,8 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait,
 };
 
 use super::entity::{PayStatus, RefundStatus, pay_log, refund};
@@ -215,21 +215,8 @@ impl PayStore {
                 });
             }
         };
-        write_events_on(
-            &transaction,
-            &self.outbox,
-            vec![NewEvent::refund_transition(
-                PayEventKind::RefundRequested,
-                order.clone(),
-                refund.clone(),
-            )],
-        )
-        .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(db("committing a refund"))?;
-        self.outbox.announce_written();
+        self.commit_with_event(transaction, PayEventKind::RefundRequested, &order, &refund)
+            .await?;
         Ok(Reserved::New {
             refund,
             order: Box::new(order),
@@ -345,11 +332,28 @@ impl PayStore {
             .ok_or_else(|| StoreError::UnknownOrder {
                 order_id: refund.order_id.clone(),
             })?;
+        self.commit_with_event(transaction, event_kind(to), &order, &refund)
+            .await?;
+        Ok(Settled::Moved {
+            refund,
+            order: Box::new(order),
+        })
+    }
+
+    /// Writes the event of a refund's transition in its transaction, commits, and tells
+    /// the outbox's dispatcher.
+    async fn commit_with_event(
+        &self,
+        transaction: DatabaseTransaction,
+        kind: PayEventKind,
+        order: &pay_log::Model,
+        refund: &refund::Model,
+    ) -> Result<(), StoreError> {
         write_events_on(
             &transaction,
             &self.outbox,
             vec![NewEvent::refund_transition(
-                event_kind(to),
+                kind,
                 order.clone(),
                 refund.clone(),
             )],
@@ -360,10 +364,7 @@ impl PayStore {
             .await
             .map_err(db("committing a refund's transition"))?;
         self.outbox.announce_written();
-        Ok(Settled::Moved {
-            refund,
-            order: Box::new(order),
-        })
+        Ok(())
     }
 
     /// One refund by the merchant's refund number.
@@ -390,28 +391,16 @@ impl PayStore {
         limit: u64,
         lease: std::time::Duration,
     ) -> Result<Vec<refund::Model>, StoreError> {
-        let backend = self.connection.get_database_backend();
-        let until = (at
-            + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5)))
-        .trunc_subsecs(6);
-        let skip_locked = if backend == DbBackend::Postgres {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let unsettled = "status IN ('processing', 'change')";
-        let sql = format!(
-            "UPDATE pays_refund SET next_check_at = ? WHERE id IN (\
-             SELECT id FROM pays_refund WHERE {unsettled} AND next_check_at <= ? \
-             ORDER BY next_check_at LIMIT ?{skip_locked}) \
-             AND {unsettled} AND next_check_at <= ? RETURNING *"
-        );
-        let values = vec![until.into(), at.into(), (limit as i64).into(), at.into()];
-        let rows = self
-            .connection
-            .query_all_raw(super::statement(backend, &sql, values))
-            .await
-            .map_err(db("claiming unsettled refunds"))?;
+        let rows = super::claim_due_rows(
+            &self.connection,
+            "pays_refund",
+            "status IN ('processing', 'change')",
+            at,
+            limit,
+            lease,
+        )
+        .await
+        .map_err(db("claiming unsettled refunds"))?;
         let mut due = rows
             .iter()
             .map(|row| refund::Model::from_query_result(row, ""))

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
-    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Set, SqlErr, TransactionTrait,
+    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, SqlErr,
+    TransactionTrait,
 };
 
 use super::cache::{DEFAULT_ORDER_CACHE_CAPACITY, OrderCache, OrderFacts};
@@ -406,27 +406,16 @@ impl PayStore {
         limit: u64,
         lease: std::time::Duration,
     ) -> Result<Vec<pay_log::Model>, StoreError> {
-        let backend = self.connection.get_database_backend();
-        let until = (at
-            + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5)))
-        .trunc_subsecs(6);
-        let skip_locked = if backend == DbBackend::Postgres {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "UPDATE pays_pay_log SET next_check_at = ? WHERE id IN (\
-             SELECT id FROM pays_pay_log WHERE status = 'wait' AND next_check_at <= ? \
-             ORDER BY next_check_at LIMIT ?{skip_locked}) \
-             AND status = 'wait' AND next_check_at <= ? RETURNING *"
-        );
-        let values = vec![until.into(), at.into(), (limit as i64).into(), at.into()];
-        let rows = self
-            .connection
-            .query_all_raw(super::statement(backend, &sql, values))
-            .await
-            .map_err(db("claiming waiting orders"))?;
+        let rows = super::claim_due_rows(
+            &self.connection,
+            "pays_pay_log",
+            "status = 'wait'",
+            at,
+            limit,
+            lease,
+        )
+        .await
+        .map_err(db("claiming waiting orders"))?;
         let mut due = rows
             .iter()
             .map(|row| pay_log::Model::from_query_result(row, ""))

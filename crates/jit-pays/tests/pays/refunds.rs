@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::support;
 use crate::support::shop::{self, API_KEY, APP_ID, MCH_ID, REFUND_NOTIFY_PATH, Shop, ShopOptions};
 use jit_pays::{
-    NotifyOutcome, OrderRefundStatus, PayError, PayEventKind, PayLog, PayStatus, PayType, Payer,
+    NotifyOutcome, OrderRefundStatus, PayError, PayEventKind, PayLog, PayStatus,
     ReconcilerSettings, Refund, RefundArgs, RefundStatus, reconcile_due,
 };
 use wechatpay_sim::{Endpoint, Fault, FaultRule};
@@ -21,18 +21,7 @@ fn yuan(text: &str) -> Fen {
 
 /// An order of `amount` yuan, paid at the simulator and recorded by its notify.
 async fn paid_order(shop: &Shop, amount: &str) -> PayLog {
-    let order = shop
-        .pay
-        .create("退款测试", yuan(amount), None)
-        .await
-        .unwrap();
-    shop.pay
-        .get_pay_url(&order.order_id, PayType::Native, &Payer::default())
-        .await
-        .unwrap();
-    shop.sim.pay(order.order_id.as_str()).unwrap();
-    assert_eq!(shop.wait_settled(&order.order_id).await, PayStatus::Success);
-    shop.pay.get_order(&order.order_id).await.unwrap()
+    shop.paid_order(amount).await
 }
 
 fn refund_of(order_id: &str, amount: Option<&str>) -> RefundArgs {

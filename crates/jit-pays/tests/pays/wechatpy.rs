@@ -133,18 +133,8 @@ async fn refund_notifies_encrypted_by_python_are_applied_and_wrong_keys_refused(
                 .on(wechatpay_sim::Endpoint::RefundNotify),
         )
         .unwrap();
-    let order = shop
-        .pay
-        .create("wechatpy 退款", Fen::from_yuan_str("20").unwrap(), None)
-        .await
-        .unwrap();
-    shop.pay
-        .get_pay_url(&order.order_id, PayType::Native, &Payer::default())
-        .await
-        .unwrap();
-    shop.sim.pay(order.order_id.as_str()).unwrap();
-    assert_eq!(shop.wait_settled(&order.order_id).await, PayStatus::Success);
-    let paid = shop.pay.get_order(&order.order_id).await.unwrap();
+    let paid = shop.paid_order("20").await;
+    let order = paid.clone();
     let refund = shop
         .pay
         .refund(jit_pays::RefundArgs {

@@ -211,6 +211,24 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
 }
 
 impl Shop {
+    /// An order of `amount` yuan with `pays.myWechatPay`, placed at the simulator (NATIVE),
+    /// paid there, and recorded by its notify.
+    pub async fn paid_order(&self, amount: &str) -> jit_pays::PayLog {
+        let amount = wechatpay_v2::Fen::from_yuan_str(amount).expect("an amount");
+        let order = self.pay.create("已支付订单", amount, None).await.unwrap();
+        self.pay
+            .get_pay_url(
+                &order.order_id,
+                jit_pays::PayType::Native,
+                &jit_pays::Payer::default(),
+            )
+            .await
+            .unwrap();
+        self.sim.pay(order.order_id.as_str()).unwrap();
+        assert_eq!(self.wait_settled(&order.order_id).await, PayStatus::Success);
+        self.pay.get_order(&order.order_id).await.unwrap()
+    }
+
     /// Waits until the order leaves `wait` (or 10 s pass) and returns its state.
     pub async fn wait_settled(&self, order_id: &str) -> PayStatus {
         for _ in 0..200 {
