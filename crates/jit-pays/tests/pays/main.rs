@@ -5,6 +5,7 @@
 mod support;
 
 mod arguments;
+mod bills;
 mod config;
 mod db;
 mod extend;
