@@ -15,8 +15,13 @@ use wechatpay_v2::{Client, ClientConfig, Fen, TradeKind, UnifiedOrderRequest};
 use crate::binary::{Served, jit, text};
 use crate::util::{SHOP_APPID, SHOP_KEY, SHOP_MCH_ID, SHOP_TOKEN, client, example_app};
 
-async fn run(app: &Path, args: &[&str]) -> Output {
+/// The environment every `jit` of a test runs with: none on SQLite; the server and a
+/// schema of its own on PostgreSQL.
+type Env = Vec<(String, String)>;
+
+async fn run(app: &Path, env: &Env, args: &[&str]) -> Output {
     let mut command = jit(args, app);
+    command.envs(env.iter().map(|(name, value)| (name, value)));
     tokio::task::spawn_blocking(move || command.output().expect("jit runs"))
         .await
         .expect("the command's task")
@@ -94,8 +99,8 @@ async fn query(served: &Served, order_id: &str) -> (String, Value) {
     (answer["status"].as_str().unwrap_or("").to_owned(), answer)
 }
 
-async fn reconcile_json(app: &Path, date: &str) -> (Option<i32>, Value) {
-    let output = run(app, &["reconcile", "--date", date, "--json"]).await;
+async fn reconcile_json(app: &Path, env: &Env, date: &str) -> (Option<i32>, Value) {
+    let output = run(app, env, &["reconcile", "--date", date, "--json"]).await;
     let json = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|err| panic!("reconcile --json prints JSON ({err}): {}", text(&output)));
     (output.status.code(), json)
@@ -103,9 +108,36 @@ async fn reconcile_json(app: &Path, date: &str) -> (Option<i32>, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_and_reconcile_a_day_clean_then_with_mismatches() {
+    download_and_reconcile(None).await;
+}
+
+/// The same on PostgreSQL when `JIT_TEST_POSTGRES_URL` names a server (CI sets it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_and_reconcile_a_day_clean_then_with_mismatches_on_postgres() {
+    let Ok(url) = std::env::var("JIT_TEST_POSTGRES_URL") else {
+        eprintln!("JIT_TEST_POSTGRES_URL not set: the PostgreSQL run is CI's (SQLite ran above)");
+        return;
+    };
+    download_and_reconcile(Some(&url)).await;
+}
+
+async fn download_and_reconcile(postgres: Option<&str>) {
     let dir = example_app();
     let app = dir.path();
-    let mut served = Served::start(app, &[]);
+    let mut env: Env = Vec::new();
+    let mut db_config = jit_pays::db::DbConfig::sqlite_beside(app, "shop");
+    if let Some(url) = postgres {
+        let schema = format!("jit_bills_cli_{}", uuid::Uuid::new_v4().simple());
+        env.push(("JIT_DATABASE_URL".to_owned(), url.to_owned()));
+        env.push(("JIT_DATABASE_SCHEMA".to_owned(), schema.clone()));
+        db_config = jit_pays::db::DbConfig::new(url);
+        db_config.pg_schema = Some(schema);
+    }
+    let served_env: Vec<(&str, &std::ffi::OsStr)> = env
+        .iter()
+        .map(|(name, value)| (name.as_str(), std::ffi::OsStr::new(value)))
+        .collect();
+    let mut served = Served::start(app, &served_env);
     served.ready(&client()).await;
     let date = wechatpay_v2::time::beijing_date(Utc::now())
         .format("%Y-%m-%d")
@@ -114,7 +146,7 @@ async fn download_and_reconcile_a_day_clean_then_with_mismatches() {
     let first = pay_an_order(&served, app, 12.34).await;
     let second = pay_an_order(&served, app, 0.5).await;
 
-    let output = run(app, &["bills", "download", "--date", &date]).await;
+    let output = run(app, &env, &["bills", "download", "--date", &date]).await;
     assert!(output.status.success(), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -122,7 +154,7 @@ async fn download_and_reconcile_a_day_clean_then_with_mismatches() {
         "{stdout}"
     );
 
-    let (code, report) = reconcile_json(app, &date).await;
+    let (code, report) = reconcile_json(app, &env, &date).await;
     assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["clean"], true);
     let day = &report["days"][0];
@@ -162,7 +194,7 @@ async fn download_and_reconcile_a_day_clean_then_with_mismatches() {
         .unwrap();
     assert!(paid.status().is_success());
     // An amount changed in the shop's books.
-    let store = jit_pays::db::connect(&jit_pays::db::DbConfig::sqlite_beside(app, "shop"))
+    let store = jit_pays::db::connect(&db_config)
         .await
         .expect("the shop's database");
     use sea_orm::ConnectionTrait;
@@ -174,9 +206,9 @@ async fn download_and_reconcile_a_day_clean_then_with_mismatches() {
         .await
         .unwrap();
 
-    let output = run(app, &["bills", "download", "--date", &date]).await;
+    let output = run(app, &env, &["bills", "download", "--date", &date]).await;
     assert!(output.status.success(), "{}", text(&output));
-    let (code, report) = reconcile_json(app, &date).await;
+    let (code, report) = reconcile_json(app, &env, &date).await;
     assert_eq!(code, Some(3), "mismatches remain: {report:#}");
     assert_eq!(report["clean"], false);
     let day = &report["days"][0];
@@ -200,7 +232,7 @@ async fn download_and_reconcile_a_day_clean_then_with_mismatches() {
     assert_eq!(day["eventsRaised"], 2);
 
     // The table, and a second run: the same mismatches, no new event.
-    let output = run(app, &["reconcile", "--date", &date]).await;
+    let output = run(app, &env, &["reconcile", "--date", &date]).await;
     assert_eq!(output.status.code(), Some(3), "{}", text(&output));
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -214,6 +246,7 @@ async fn download_and_reconcile_a_day_clean_then_with_mismatches() {
 
     let output = run(
         app,
+        &env,
         &["events", "ls", "--json", "--type", "reconcile.mismatch"],
     )
     .await;
@@ -231,7 +264,7 @@ async fn download_and_reconcile_a_day_clean_then_with_mismatches() {
     assert_eq!(orders, expected, "{events:#}");
 
     // A date with a typo is refused, naming the argument.
-    let output = run(app, &["reconcile", "--date", "2026-02-30"]).await;
+    let output = run(app, &env, &["reconcile", "--date", "2026-02-30"]).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output).contains("--date"), "{}", text(&output));
     served.stop().await;

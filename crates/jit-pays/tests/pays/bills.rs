@@ -464,41 +464,72 @@ async fn reconcile_reports_every_kind_and_raises_each_mismatch_once() {
 
 #[tokio::test]
 async fn the_daily_download_is_claimed_by_one_instance() {
-    let db = support::sqlite().await;
-    let shop = shop::start(db, ShopOptions::default()).await;
-    let yesterday = today() - chrono::Duration::days(1);
-    let first = BillSchedule::new(BillSchedule::DEFAULT_DOWNLOAD_AT, "instance-a");
-    let second = BillSchedule::new(BillSchedule::DEFAULT_DOWNLOAD_AT, "instance-b");
-    // Noon Beijing: past 10:00, so yesterday is due.
-    let noon = wechatpay_v2::time::from_beijing_local(today().and_hms_opt(12, 0, 0).unwrap());
-    assert_eq!(first.due_date(noon), yesterday);
-    let early = noon - chrono::Duration::hours(3);
-    assert_eq!(first.due_date(early), yesterday - chrono::Duration::days(1));
+    for db in support::all().await {
+        let label = db.label;
+        let shop = shop::start(db, ShopOptions::default()).await;
+        let yesterday = today() - chrono::Duration::days(1);
+        let first = BillSchedule::new(BillSchedule::DEFAULT_DOWNLOAD_AT, "instance-a");
+        let second = BillSchedule::new(BillSchedule::DEFAULT_DOWNLOAD_AT, "instance-b");
+        // Noon Beijing: past 10:00, so yesterday is due.
+        let noon = wechatpay_v2::time::from_beijing_local(today().and_hms_opt(12, 0, 0).unwrap());
+        assert_eq!(first.due_date(noon), yesterday);
+        let early = noon - chrono::Duration::hours(3);
+        assert_eq!(first.due_date(early), yesterday - chrono::Duration::days(1));
 
-    // Another instance holds the day for one merchant: this one leaves it.
-    let merchants = bill_merchants(&shop.app, Some(MY_PAY)).unwrap();
-    let mine = merchants[0].day(BillType::All, yesterday);
-    assert!(
-        shop.db
+        // Another instance holds the day for one merchant: this one leaves it.
+        let merchants = bill_merchants(&shop.app, Some(MY_PAY)).unwrap();
+        let mine = merchants[0].day(BillType::All, yesterday);
+        assert!(
+            shop.db
+                .store
+                .claim_bill_day(&mine, MY_PAY, "instance-b", noon, Duration::from_secs(600))
+                .await
+                .unwrap()
+        );
+        let done = run_due(&shop.app, &first, noon).await.unwrap();
+        assert_eq!(done.len(), 1, "{label}: only the other merchant's day");
+        assert_eq!(done[0].downloaded.mch_id, OTHER_MCH_ID);
+        assert!(done[0].downloaded.no_bill);
+        assert_eq!(done[0].reconciled.len(), 1);
+        assert!(done[0].reconciled[0].is_clean());
+        // Stored days are not downloaded again, by anyone.
+        assert!(run_due(&shop.app, &second, noon).await.unwrap().is_empty());
+        // A claim that lapsed (its instance died) is taken over.
+        let later = noon + chrono::Duration::minutes(11);
+        let done = run_due(&shop.app, &first, later).await.unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].downloaded.mch_id, MCH_ID);
+        let day = shop.db.store.bill_day(&mine).await.unwrap().unwrap();
+        assert_eq!((day.status.as_str(), day.no_bill), ("stored", true));
+        assert!(run_due(&shop.app, &first, later).await.unwrap().is_empty());
+
+        // A failed download holds the day for `retry_after`, then any instance retries.
+        let tomorrow_noon = noon + chrono::Duration::days(1);
+        assert_eq!(first.due_date(tomorrow_noon), today());
+        let failing = shop
+            .sim
+            .faults()
+            .add(FaultRule::new(Fault::HttpStatus { status: 503 }).on(Endpoint::DownloadBill))
+            .unwrap();
+        assert!(
+            run_due(&shop.app, &first, tomorrow_noon)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let held = shop
+            .db
             .store
-            .claim_bill_day(&mine, MY_PAY, "instance-b", noon, Duration::from_secs(600))
+            .bill_day(&merchants[0].day(BillType::All, today()))
             .await
             .unwrap()
-    );
-    let done = run_due(&shop.app, &first, noon).await.unwrap();
-    assert_eq!(done.len(), 1, "only the other merchant's day");
-    assert_eq!(done[0].downloaded.mch_id, OTHER_MCH_ID);
-    assert!(done[0].downloaded.no_bill);
-    assert_eq!(done[0].reconciled.len(), 1);
-    assert!(done[0].reconciled[0].is_clean());
-    // Stored days are not downloaded again, by anyone.
-    assert!(run_due(&shop.app, &second, noon).await.unwrap().is_empty());
-    // A claim that lapsed (its instance died) is taken over.
-    let later = noon + chrono::Duration::minutes(11);
-    let done = run_due(&shop.app, &first, later).await.unwrap();
-    assert_eq!(done.len(), 1);
-    assert_eq!(done[0].downloaded.mch_id, MCH_ID);
-    let day = shop.db.store.bill_day(&mine).await.unwrap().unwrap();
-    assert_eq!((day.status.as_str(), day.no_bill), ("stored", true));
-    assert!(run_due(&shop.app, &first, later).await.unwrap().is_empty());
+            .expect("the claim stays");
+        assert_eq!(held.status, "claimed", "{label}");
+        shop.sim.faults().remove(failing);
+        let soon = tomorrow_noon + chrono::Duration::minutes(5);
+        assert!(run_due(&shop.app, &second, soon).await.unwrap().is_empty());
+        let after = tomorrow_noon + chrono::Duration::minutes(11);
+        let done = run_due(&shop.app, &second, after).await.unwrap();
+        assert_eq!(done.len(), 2, "{label}: both merchants' days, retried");
+    }
 }
