@@ -108,13 +108,36 @@ pub enum SimAction {
     Pay(PayerArgs),
     /// Make an order's payment fail.
     Fail(PayerArgs),
+    /// Decide how the next refund of an order ends: CHANGE, REFUNDCLOSE, SUCCESS, or
+    /// PROCESSING (held until `jit sim refund-settle`).
+    RefundPlan(RefundControlArgs),
+    /// Settle a refund still PROCESSING as SUCCESS, CHANGE or REFUNDCLOSE (sends its notify).
+    RefundSettle(RefundControlArgs),
 }
 
-/// `jit sim pay|fail ORDER_ID`.
+/// `jit sim refund-plan ORDER_ID STATUS`, `jit sim refund-settle REFUND_ID STATUS`.
 #[derive(Debug, Args)]
-pub struct PayerArgs {
-    /// The merchant's order id (out_trade_no).
-    pub order_id: String,
+pub struct RefundControlArgs {
+    /// The order id (out_trade_no) for refund-plan, the refund id (out_refund_no) for
+    /// refund-settle.
+    pub id: String,
+    /// How the refund ends: SUCCESS, CHANGE, REFUNDCLOSE (or PROCESSING, refund-plan only).
+    #[arg(value_parser = parse_refund_status)]
+    pub status: wechatpay_v2::RefundStatus,
+    /// The simulator: as for `jit sim pay`.
+    #[command(flatten)]
+    pub target: SimTarget,
+}
+
+fn parse_refund_status(text: &str) -> Result<wechatpay_v2::RefundStatus, String> {
+    text.to_ascii_uppercase()
+        .parse()
+        .map_err(|_| "expected SUCCESS, CHANGE, REFUNDCLOSE or PROCESSING".to_string())
+}
+
+/// Which simulator a `jit sim` action goes to.
+#[derive(Debug, Args)]
+pub struct SimTarget {
     /// The simulator's base URL. Without it, the simulator of the shop `jit serve` runs
     /// for the app in --app (recorded in its `.jit/simulator.json`); a standalone
     /// `jit sim` prints its URL.
@@ -123,6 +146,16 @@ pub struct PayerArgs {
     /// The app whose running shop's simulator to use (when --sim is not given).
     #[command(flatten)]
     pub app: AppArg,
+}
+
+/// `jit sim pay|fail ORDER_ID`.
+#[derive(Debug, Args)]
+pub struct PayerArgs {
+    /// The merchant's order id (out_trade_no).
+    pub order_id: String,
+    /// The simulator.
+    #[command(flatten)]
+    pub target: SimTarget,
 }
 
 /// `jit events`.

@@ -1,12 +1,13 @@
-//! `jit sim`: run the WeChat Pay gateway simulator, or pay / fail an order through one.
+//! `jit sim`: run the WeChat Pay gateway simulator, or pay / fail an order or decide a
+//! refund's outcome through one.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use wechatpay_sim::{MerchantConfig, SimConfig, Simulator};
+use wechatpay_sim::{MerchantConfig, RefundPlan, RemoteError, RemoteSim, SimConfig, Simulator};
 
-use crate::cli::{PayerArgs, SimAction, SimArgs, SimRunArgs};
+use crate::cli::{PayerArgs, RefundControlArgs, SimAction, SimArgs, SimRunArgs, SimTarget};
 use crate::error::HostError;
 use crate::server::shutdown::ShutdownSignal;
 use crate::simulator_file::SimulatorFile;
@@ -18,6 +19,8 @@ pub(crate) async fn sim(args: SimArgs) -> Result<ExitCode, HostError> {
     match args.action {
         Some(SimAction::Pay(payer)) => payer_action(&payer, "pay").await,
         Some(SimAction::Fail(payer)) => payer_action(&payer, "fail").await,
+        Some(SimAction::RefundPlan(args)) => refund_plan(&args).await,
+        Some(SimAction::RefundSettle(args)) => refund_settle(&args).await,
         None => run(args.run).await,
     }
 }
@@ -71,18 +74,65 @@ async fn run(args: SimRunArgs) -> Result<ExitCode, HostError> {
 
 /// The simulator a payer action goes to: `--sim`, else the one the app's running shop
 /// recorded.
-fn simulator_base_url(args: &PayerArgs) -> Result<String, HostError> {
-    match &args.sim {
+fn simulator_base_url(target: &SimTarget) -> Result<String, HostError> {
+    match &target.sim {
         Some(url) if !url.trim().is_empty() => Ok(url.trim().to_owned()),
-        _ => SimulatorFile::read(&args.app.app)
+        _ => SimulatorFile::read(&target.app.app)
             .map(|record| record.url)
             .map_err(HostError::command),
     }
 }
 
+/// A refused or failed refund control, with the simulator's reason.
+fn refund_control_error(what: &str, error: RemoteError) -> HostError {
+    match error {
+        RemoteError::Refused {
+            message, status, ..
+        } => HostError::command(format!(
+            "the simulator refused to {what}: {message} (HTTP {status})"
+        )),
+        transport @ RemoteError::Transport { .. } => HostError::command_caused(
+            format!(
+                "cannot {what} (is `jit serve` or `jit sim` still running? --sim sets its URL)"
+            ),
+            transport,
+        ),
+    }
+}
+
+/// `POST {sim}/sim/refund-plans`: the next refund of the order ends as told.
+async fn refund_plan(args: &RefundControlArgs) -> Result<ExitCode, HostError> {
+    let remote = RemoteSim::new(simulator_base_url(&args.target)?);
+    let what = format!("plan the next refund of order {}", args.id);
+    remote
+        .plan_refund(&RefundPlan::next_refund_of(&args.id, args.status))
+        .await
+        .map_err(|error| refund_control_error(&what, error))?;
+    println!(
+        "the next refund of order {} will end as {}",
+        args.id, args.status
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `POST {sim}/sim/refunds/settle`: a refund still PROCESSING settles now.
+async fn refund_settle(args: &RefundControlArgs) -> Result<ExitCode, HostError> {
+    let remote = RemoteSim::new(simulator_base_url(&args.target)?);
+    let what = format!("settle refund {}", args.id);
+    remote
+        .settle_refund(&args.id, args.status)
+        .await
+        .map_err(|error| refund_control_error(&what, error))?;
+    println!(
+        "refund {} settled as {}; its refund notify (if it asked for one) follows",
+        args.id, args.status
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `POST {sim}/sim/pay` or `/sim/fail` with the order's out_trade_no; prints the order.
 async fn payer_action(args: &PayerArgs, action: &str) -> Result<ExitCode, HostError> {
-    let base_url = simulator_base_url(args)?;
+    let base_url = simulator_base_url(&args.target)?;
     let url = format!("{}/sim/{action}", base_url.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))

@@ -23,6 +23,9 @@ use crate::server::state::HealthProbe;
 /// The function of [`PAY_SVC`] WeChat's payment notifies are posted to.
 const WECHAT_NOTIFY: &str = "wechatNotify";
 
+/// The function of [`PAY_SVC`] WeChat's refund notifies are posted to.
+const WECHAT_REFUND_NOTIFY: &str = "wechatRefundNotify";
+
 /// Adds the official families' definitions and loaders, no service: what `jit check` needs
 /// to tell which instances this host can build, without a database.
 pub(crate) fn loaders(builder: AppBuilder) -> AppBuilder {
@@ -82,7 +85,8 @@ impl Official {
         };
         // The host owns its routes: the family is handed the URL WeChat notifies.
         let notify_url = function_url(api_base, PAY_SVC, WECHAT_NOTIFY);
-        let mut settings = PaysSettings::new(public_base_url, notify_url, gateway_base_url.clone());
+        let mut settings = PaysSettings::new(public_base_url, notify_url, gateway_base_url.clone())
+            .with_refund_notify_url(function_url(api_base, PAY_SVC, WECHAT_REFUND_NOTIFY));
         settings.reconciler = config.reconciler.clone();
         Ok(Self {
             gateway_base_url,

@@ -223,3 +223,124 @@ fn errors_print_their_causes_on_caused_by_lines() {
     );
     assert!(causes.len() >= 2, "the cause chain was cut:\n{stderr}");
 }
+
+/// `jit sim refund-plan` holds the next refund of an order in PROCESSING, and
+/// `jit sim refund-settle` ends it as CHANGE: the merchant's refund query sees both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_refund_commands_decide_how_a_refund_ends() {
+    use wechatpay_v2::{
+        ApiKey, Client, ClientConfig, Fen, RefundRef, RefundStatus, SignType, TradeKind,
+        UnifiedOrderRequest,
+    };
+
+    let sim = wechatpay_sim::Simulator::start_default().await;
+    let url = sim.base_url();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            jit(&args)
+        })
+    };
+    let args = |words: &[&str]| {
+        let mut all: Vec<String> = words.iter().map(|word| word.to_string()).collect();
+        all.extend(["--sim".to_string(), url.clone()]);
+        all
+    };
+    let client = Client::new(ClientConfig {
+        base_url: url.clone(),
+        app_id: wechatpay_sim::DEFAULT_APPID.into(),
+        mch_id: wechatpay_sim::DEFAULT_MCH_ID.into(),
+        api_key: ApiKey::new(wechatpay_sim::DEFAULT_API_KEY),
+        sign_type: SignType::Md5,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    client
+        .unified_order(&UnifiedOrderRequest::new(
+            TradeKind::Native {
+                product_id: "p1".into(),
+            },
+            "goods",
+            "D1",
+            Fen::new(300),
+            "127.0.0.1",
+            "http://127.0.0.1:9/n",
+        ))
+        .await
+        .unwrap();
+    sim.pay("D1").unwrap();
+
+    let planned = run(args(&["sim", "refund-plan", "D1", "processing"]))
+        .await
+        .unwrap();
+    assert!(planned.status.success(), "{}", text(&planned.stderr));
+    assert!(text(&planned.stdout).contains("PROCESSING"));
+    // The workspace client asks for a merchant certificate for refunds; the simulator over
+    // plain HTTP takes a signed refund without one.
+    let mut refund = wechatpay_v2::Params::new();
+    for (name, value) in [
+        ("appid", wechatpay_sim::DEFAULT_APPID),
+        ("mch_id", wechatpay_sim::DEFAULT_MCH_ID),
+        ("nonce_str", "n1"),
+        ("out_trade_no", "D1"),
+        ("out_refund_no", "D1-R1"),
+        ("total_fee", "300"),
+        ("refund_fee", "300"),
+    ] {
+        refund.insert(name.into(), value.into());
+    }
+    wechatpay_v2::sign_params(
+        &mut refund,
+        SignType::Md5,
+        &ApiKey::new(wechatpay_sim::DEFAULT_API_KEY),
+    );
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/secapi/pay/refund"))
+        .body(wechatpay_v2::xml::encode(&refund))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        answer.contains("<result_code>SUCCESS</result_code>"),
+        "{answer}"
+    );
+    let refund_ref = RefundRef::OutRefundNo("D1-R1".into());
+    let query = || client.refund_query(&refund_ref);
+    assert_eq!(
+        query().await.unwrap().refunds[0].refund_status,
+        RefundStatus::Processing
+    );
+
+    let settled = run(args(&["sim", "refund-settle", "D1-R1", "CHANGE"]))
+        .await
+        .unwrap();
+    assert!(settled.status.success(), "{}", text(&settled.stderr));
+    assert_eq!(
+        query().await.unwrap().refunds[0].refund_status,
+        RefundStatus::Change
+    );
+
+    // Refusals name the refund or the value.
+    let again = run(args(&["sim", "refund-settle", "D1-R1", "SUCCESS"]))
+        .await
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("refund `D1-R1` has already settled as CHANGE"),
+        "{}",
+        text(&again.stderr)
+    );
+    let bogus = run(args(&["sim", "refund-plan", "D1", "REFUNDED"]))
+        .await
+        .unwrap();
+    assert!(!bogus.status.success());
+    assert!(
+        text(&bogus.stderr).contains("expected SUCCESS, CHANGE, REFUNDCLOSE or PROCESSING"),
+        "{}",
+        text(&bogus.stderr)
+    );
+    sim.shutdown().await;
+}

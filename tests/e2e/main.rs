@@ -17,6 +17,7 @@ mod exact_numbers;
 mod fixture;
 mod hostile;
 mod logs;
+mod merchant_certificate;
 mod merchant_settings;
 mod notify;
 mod plugin;

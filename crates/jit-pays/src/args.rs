@@ -6,7 +6,7 @@ use jit_runtime::{CallError, CallErrorKind};
 use serde_json::{Map, Value};
 use wechatpay_v2::Fen;
 
-use crate::model::{PayType, Payer};
+use crate::model::{PayType, Payer, RefundArgs};
 
 /// Reads a required string argument.
 pub(crate) fn arg_str<'a>(
@@ -41,6 +41,20 @@ pub(crate) fn arg_amount(args: &Map<String, Value>) -> Result<Fen, CallError> {
     Fen::from_yuan_json(value)
         .and_then(Fen::ensure_total_fee)
         .map_err(|e| CallError::bad_arguments(format!("argument `amount` (yuan): {e}")))
+}
+
+/// Reads `refund`'s arguments: `orderId`, and the optional `amount` (yuan, as
+/// [`arg_amount`]), `reason` and `refundId`.
+pub(crate) fn arg_refund(args: &Map<String, Value>) -> Result<RefundArgs, CallError> {
+    Ok(RefundArgs {
+        order_id: arg_str(args, "orderId")?.to_owned(),
+        amount: match args.get("amount") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(arg_amount(args)?),
+        },
+        reason: arg_opt_str(args, "reason")?.map(str::to_owned),
+        refund_id: arg_opt_str(args, "refundId")?.map(str::to_owned),
+    })
 }
 
 /// Reads `payType` (default NATIVE).

@@ -22,7 +22,7 @@ use crate::error::PayError;
 use crate::meta::service;
 use crate::model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
-    WechatRecord,
+    Refund, RefundArgs, WechatRecord,
 };
 use crate::pay::Pay;
 use crate::services::PAY_SVC;
@@ -111,6 +111,33 @@ impl ElementPay {
                 e,
             )
         })
+    }
+
+    /// Hands a notify body (`what`: "payment notify", "refund notify") to the element's
+    /// `function` and replies with the outcome it reports.
+    async fn notify_through(&self, function: &'static str, what: &str, body: &[u8]) -> NotifyReply {
+        let Ok(xml) = std::str::from_utf8(body) else {
+            // Refused like any other notify: the entry point logs the reason.
+            return NotifyReply::refused(format!("{what} body is not UTF-8"));
+        };
+        /// The element's answer: what happened. Its `reply` is not read: the XML WeChat
+        /// hears is derived from the outcome, so it cannot contradict it.
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            outcome: NotifyOutcome,
+        }
+        match self
+            .call::<Answer>(function, args([("xml", json!(xml))]))
+            .await
+        {
+            Ok(answer) => NotifyReply::new(answer.outcome),
+            Err(error) => {
+                let reason = error.to_string();
+                tracing::error!(element = %self.full_name, reason = %log_safe(&reason),
+                    "{what} could not be handed to the element; WeChat will retry");
+                NotifyReply::failed(reason)
+            }
+        }
     }
 
     fn call_error(&self, function: &'static str, source: CallError) -> PayError {
@@ -234,34 +261,41 @@ impl Pay for ElementPay {
     }
 
     async fn notify(&self, body: &[u8]) -> NotifyReply {
-        let Ok(xml) = std::str::from_utf8(body) else {
-            // Refused like any other notify: the entry point logs the reason.
-            return NotifyReply::refused("notify body is not UTF-8");
-        };
-        /// The element's answer: what happened. Its `reply` is not read: the XML WeChat
-        /// hears is derived from the outcome, so it cannot contradict it.
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            outcome: NotifyOutcome,
-        }
-        match self
-            .call::<Answer>("notify", args([("xml", json!(xml))]))
-            .await
-        {
-            Ok(answer) => NotifyReply::new(answer.outcome),
-            Err(error) => {
-                let reason = error.to_string();
-                tracing::error!(element = %self.full_name, reason = %log_safe(&reason),
-                    "payment notify could not be handed to the element; WeChat will retry");
-                NotifyReply::failed(reason)
-            }
-        }
+        self.notify_through("notify", "payment notify", body).await
     }
 
     async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
         // `reconcile` is no function of the Type: it is composed of the element's own
         // getOrder, check and cancelThird, and the local `wait → timeout`.
         crate::reconciler::reconcile_order(self, &self.store, order_id).await
+    }
+
+    async fn refund(&self, request: RefundArgs) -> Result<Refund, PayError> {
+        self.call(
+            "refund",
+            args([
+                ("orderId", json!(request.order_id)),
+                ("amount", request.amount.map_or(Value::Null, yuan_number)),
+                ("reason", json!(request.reason)),
+                ("refundId", json!(request.refund_id)),
+            ]),
+        )
+        .await
+    }
+
+    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
+        self.call("queryRefund", args([("refundId", json!(refund_id))]))
+            .await
+    }
+
+    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
+        self.call("listRefunds", args([("orderId", json!(order_id))]))
+            .await
+    }
+
+    async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
+        self.notify_through("refundNotify", "refund notify", body)
+            .await
     }
 }
 

@@ -53,6 +53,28 @@ pub enum PayError {
         /// `close` or `timeout`.
         status: PayStatus,
     },
+    /// Only a paid order can be refunded; nothing was written.
+    #[error("order {order_id} is {status}: only a paid order can be refunded")]
+    OrderNotPaid {
+        /// The order id.
+        order_id: String,
+        /// Its state.
+        status: PayStatus,
+    },
+    /// No such refund.
+    #[error("refund {refund_id} does not exist")]
+    UnknownRefund {
+        /// The merchant's refund number.
+        refund_id: String,
+    },
+    /// The refund id names another refund (another order or amount); nothing was written.
+    #[error("refund id {refund_id} is already used by {existing}")]
+    RefundIdUsed {
+        /// The merchant's refund number.
+        refund_id: String,
+        /// What it is used by.
+        existing: String,
+    },
     /// A prepay order of another trade type exists for this order.
     #[error(
         "order {order_id} already has a {existing} prepay order; WeChat refuses another \
@@ -119,6 +141,7 @@ impl From<StoreError> for PayError {
         match error {
             StoreError::DuplicateOrder { order_id } => PayError::DuplicateOrder { order_id },
             StoreError::UnknownOrder { order_id } => PayError::UnknownOrder { order_id },
+            StoreError::UnknownRefund { refund_id } => PayError::UnknownRefund { refund_id },
             other => PayError::Store(other),
         }
     }
@@ -149,8 +172,12 @@ impl PayError {
     pub fn kind(&self) -> CallErrorKind {
         match self {
             PayError::Invalid { .. } => CallErrorKind::BadArguments,
-            PayError::UnknownOrder { .. } => CallErrorKind::NotFound,
+            PayError::UnknownOrder { .. } | PayError::UnknownRefund { .. } => {
+                CallErrorKind::NotFound
+            }
             PayError::DuplicateOrder { .. }
+            | PayError::OrderNotPaid { .. }
+            | PayError::RefundIdUsed { .. }
             | PayError::WrongElement { .. }
             | PayError::OrderPaid { .. }
             | PayError::OrderClosed { .. }
@@ -168,6 +195,9 @@ impl PayError {
             PayError::UnknownOrder { .. } => Some("ORDER_NOT_FOUND"),
             PayError::OrderPaid { .. } => Some("ORDER_PAID"),
             PayError::OrderClosed { .. } => Some("ORDER_CLOSED"),
+            PayError::OrderNotPaid { .. } => Some("ORDER_NOT_PAID"),
+            PayError::UnknownRefund { .. } => Some("REFUND_NOT_FOUND"),
+            PayError::RefundIdUsed { .. } => Some("REFUND_ID_USED"),
             _ => None,
         }
     }

@@ -85,7 +85,7 @@ pub use events::{EVENT_VERSION, PayEvent, PayEventKind, PayEvents};
 pub use meta::{ELEMENTS, PAYS_META, register, register_loaders};
 pub use model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
-    Refund, WechatRecord,
+    Refund, RefundArgs, WechatRecord,
 };
 pub use models::{PAY_LOG_MODEL, PayLogModel, PayLogQuery};
 pub use outbox::{OutboxHandle, OutboxSettings, WebhookEndpoint, start_outbox};
@@ -94,9 +94,9 @@ pub use reconciler::{ReconcileReport, ReconcilerHandle, reconcile_due, start_rec
 pub use services::{OrderSummary, PAY_SVC, PaySvc};
 pub use settings::{PaysSettings, ReconcilerSettings};
 pub use wechat_pay_type::{
-    SettingSource, WECHAT_PAY_TYPE, WechatPay, WechatPayConfig, WechatPayLoader,
-    check_merchant_settings, is_pay_instance, merchant_settings, pay_instances,
-    shown_merchant_settings,
+    CertificateFile, MerchantCertificate, SettingSource, WECHAT_PAY_TYPE, WechatPay,
+    WechatPayConfig, WechatPayLoader, check_merchant_settings, is_pay_instance, merchant_settings,
+    pay_instances, shown_merchant_settings,
 };
 
 // The modules under the names they had before each took its element's place.

@@ -259,6 +259,20 @@ pub struct PayUrl {
     pub form: String,
 }
 
+/// What `refund` is asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefundArgs {
+    /// The paid order.
+    pub order_id: String,
+    /// How much; `None` refunds all that is left.
+    pub amount: Option<Fen>,
+    /// The reason shown to the buyer.
+    pub reason: Option<String>,
+    /// The merchant's refund number; a retry with the same one is the same refund.
+    /// `None` generates one.
+    pub refund_id: Option<String>,
+}
+
 /// What cancel did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -317,6 +331,14 @@ pub enum NotifyOutcome {
         /// The transaction id of this second payment.
         transaction_id: String,
     },
+    /// A verified refund notify, applied (or found already applied): the refund is now
+    /// `status`.
+    Refund {
+        /// The merchant's refund number.
+        refund_id: String,
+        /// Its state after the notify.
+        status: RefundStatus,
+    },
     /// Refused: nothing changed.
     Rejected {
         /// Why, without secrets.
@@ -338,7 +360,8 @@ impl NotifyOutcome {
             | NotifyOutcome::PaidAfterClose { .. }
             | NotifyOutcome::AlreadyPaid { .. }
             | NotifyOutcome::NotPaid { .. }
-            | NotifyOutcome::PaymentConflict { .. } => true,
+            | NotifyOutcome::PaymentConflict { .. }
+            | NotifyOutcome::Refund { .. } => true,
             NotifyOutcome::Rejected { .. } | NotifyOutcome::Failed { .. } => false,
         }
     }

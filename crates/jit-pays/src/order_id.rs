@@ -11,6 +11,12 @@ use crate::error::PayError;
 /// WeChat's limit on `out_trade_no`.
 pub const MAX_ORDER_ID_LEN: usize = 32;
 
+/// The longest refund number WeChat accepts (`out_refund_no`).
+pub const MAX_REFUND_ID_LEN: usize = 64;
+
+/// The longest refund reason WeChat accepts (`refund_desc`, 80 characters).
+pub const MAX_REFUND_REASON_CHARS: usize = 80;
+
 /// WeChat's limit on `body`, in bytes.
 pub const MAX_SUBJECT_BYTES: usize = 128;
 
@@ -33,29 +39,47 @@ pub fn generate_order_id() -> String {
     format!("D{}{:06}", beijing_time(Utc::now()), next_sequence())
 }
 
-/// Checks a caller-supplied order id: 1..=32 characters of `[0-9A-Za-z_\-|*]`.
+/// A fresh refund number: `"R"` + yyyyMMddHHmmss (Beijing) + 6 digits, from the same
+/// sequence as order numbers.
+pub fn generate_refund_id() -> String {
+    format!("R{}{:06}", beijing_time(Utc::now()), next_sequence())
+}
+
+/// Checks a caller's order number: 1 to 32 of `[0-9A-Za-z_\-|*]`, as WeChat's
+/// `out_trade_no` allows.
 pub fn validate_order_id(order_id: &str) -> Result<(), PayError> {
-    if order_id.is_empty() {
+    validate_merchant_no("orderId", order_id, MAX_ORDER_ID_LEN)
+}
+
+/// Checks a caller's refund number: 1 to 64 of `[0-9A-Za-z_\-|*]`, as WeChat's
+/// `out_refund_no` allows.
+pub fn validate_refund_id(refund_id: &str) -> Result<(), PayError> {
+    validate_merchant_no("refundId", refund_id, MAX_REFUND_ID_LEN)
+}
+
+/// The one rule for the merchant's numbers WeChat keeps (order and refund numbers).
+fn validate_merchant_no(field: &'static str, value: &str, max_len: usize) -> Result<(), PayError> {
+    if value.is_empty() {
         return Err(PayError::Invalid {
-            field: "orderId",
+            field,
             message: "must not be empty".into(),
         });
     }
-    if order_id.len() > MAX_ORDER_ID_LEN {
+    if value.len() > max_len {
         return Err(PayError::Invalid {
-            field: "orderId",
+            field,
             message: format!(
-                "is {} characters long; WeChat accepts at most {MAX_ORDER_ID_LEN}",
-                order_id.chars().count()
+                "is {} characters long; WeChat accepts at most {max_len}",
+                value.chars().count()
             ),
         });
     }
-    if let Some(bad) = order_id
+    if let Some(bad) = value
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '|' | '*')))
     {
         return Err(PayError::Invalid {
-            field: "orderId",
+            field,
             message: format!("contains {bad:?}; only digits, letters and _ - | * are allowed"),
         });
     }

@@ -10,12 +10,14 @@ use serde_json::{Map, Value, json};
 use wechatpay_v2::{Fen, UnverifiedNotify};
 
 use crate::args::{
-    arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, no_such_function, to_json,
+    arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_refund, arg_str, no_such_function,
+    to_json,
 };
 use crate::db::cache::OrderFacts;
 use crate::error::PayError;
 use crate::model::{
-    CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, WechatRecord,
+    CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs,
+    WechatRecord,
 };
 
 /// A payment element: what `app.get::<dyn Pay>("pays.myWechatPay")` hands out.
@@ -109,6 +111,23 @@ pub trait Pay: Send + Sync + 'static {
     /// The reconciler's step for one waiting order: query it, and when it is past its
     /// expiry and still unpaid, close it at WeChat and locally as `timeout`.
     async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError>;
+
+    /// Refunds a paid order, all that is left or `amount`, and asks WeChat. The money is
+    /// held for the refund before WeChat is asked, so refunds never add up to more than
+    /// was paid. The answer is the refund: `processing` until WeChat reports the outcome
+    /// (by notify, or the reconciler's query). A refused request closes the refund and is
+    /// an error. The same `refund_id` again is the same refund (a retry), not a second one.
+    async fn refund(&self, request: RefundArgs) -> Result<Refund, PayError>;
+
+    /// Asks WeChat about a refund and applies what it says; returns the refund as it is now.
+    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError>;
+
+    /// An order's refunds as stored, oldest first.
+    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError>;
+
+    /// Handles a refund notify body (its `req_info` decrypted with this merchant's key);
+    /// like [`Pay::notify`], never fails: a refusal is a FAIL reply with nothing changed.
+    async fn refund_notify(&self, body: &[u8]) -> NotifyReply;
 }
 
 /// The `Arc<dyn Pay>` an element provides, if it is a pay element.
@@ -206,6 +225,13 @@ pub async fn call_pay(
         "cancelThird" => to_json(&pay.cancel_third(arg_str(args, "orderId")?).await?),
         "notify" => {
             let reply = pay.notify(arg_str(args, "xml")?.as_bytes()).await;
+            Ok(json!({ "outcome": to_json(reply.outcome())?, "reply": reply.xml() }))
+        }
+        "refund" => to_json(&pay.refund(arg_refund(args)?).await?),
+        "queryRefund" => to_json(&pay.query_refund(arg_str(args, "refundId")?).await?),
+        "listRefunds" => to_json(&pay.list_refunds(arg_str(args, "orderId")?).await?),
+        "refundNotify" => {
+            let reply = pay.refund_notify(arg_str(args, "xml")?.as_bytes()).await;
             Ok(json!({ "outcome": to_json(reply.outcome())?, "reply": reply.xml() }))
         }
         "getProperties" => Ok(json!({

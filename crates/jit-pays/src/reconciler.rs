@@ -1,5 +1,7 @@
-//! The reconciler: a background task that queries orders whose notify has not come, and
-//! times out orders past their expiry (closing them at WeChat first).
+//! The reconciler: a background task that queries orders whose notify has not come, times
+//! out orders past their expiry (closing them at WeChat first), and settles refunds whose
+//! outcome WeChat has not reported (querying them, and re-sending a request WeChat never
+//! got: the same `out_refund_no`, the same body).
 
 use std::time::Duration;
 
@@ -8,11 +10,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::db::PayStore;
-use crate::db::entity::PayStatus;
+use crate::db::entity::{PayStatus, RefundStatus};
 use crate::db::store::now;
 use crate::error::PayError;
 use crate::meta::service;
-use crate::model::{CloseAtWechat, PayLog};
+use crate::model::{CloseAtWechat, PayLog, Refund, RefundArgs};
 use crate::pay::Pay;
 use crate::settings::PaysSettings;
 use crate::transitions;
@@ -32,6 +34,14 @@ pub struct ReconcileReport {
     pub waiting: usize,
     /// Failed (rescheduled; logged).
     pub failed: usize,
+    /// Unsettled refunds looked at.
+    pub refunds_examined: usize,
+    /// Refunds found settled (success, change or closed).
+    pub refunds_settled: usize,
+    /// Refunds still processing (rescheduled).
+    pub refunds_waiting: usize,
+    /// Refunds whose look failed (rescheduled; logged).
+    pub refunds_failed: usize,
 }
 
 /// One pass over the orders due now: claims them (so another instance's pass does not
@@ -95,7 +105,81 @@ pub async fn reconcile_due(app: &App) -> Result<ReconcileReport, PayError> {
             store.postpone_check(&row.order_id, attempts, next).await?;
         }
     }
+    reconcile_due_refunds(app, &store, &settings, &mut report).await?;
     Ok(report)
+}
+
+/// The refunds part of a pass: claims the unsettled refunds that are due, looks at each
+/// through its element ([`reconcile_refund`]) and reschedules those still unsettled.
+async fn reconcile_due_refunds(
+    app: &App,
+    store: &PayStore,
+    settings: &PaysSettings,
+    report: &mut ReconcileReport,
+) -> Result<(), PayError> {
+    let due = store
+        .claim_due_refunds(
+            now(),
+            settings.reconciler.batch_size,
+            settings.reconciler.claim_lease,
+        )
+        .await?;
+    for row in due {
+        report.refunds_examined += 1;
+        let attempts = row.check_attempts.saturating_add(1);
+        let outcome = match crate::element_pay::pay_of_element(app, &row.element).await {
+            Ok(pay) => reconcile_refund(pay.as_ref(), &row.refund_id).await,
+            Err(error) => Err(error),
+        };
+        let pause = match outcome {
+            Ok(refund) => match refund.status {
+                RefundStatus::Success | RefundStatus::Closed => {
+                    report.refunds_settled += 1;
+                    None
+                }
+                // Settled by hand at WeChat, if ever: looked at again, but rarely.
+                RefundStatus::Change => {
+                    report.refunds_settled += 1;
+                    Some(settings.reconciler.max_backoff)
+                }
+                RefundStatus::Processing => {
+                    report.refunds_waiting += 1;
+                    Some(settings.reconciler.backoff(attempts))
+                }
+            },
+            Err(error) => {
+                report.refunds_failed += 1;
+                tracing::warn!(refund_id = %log_safe(&row.refund_id),
+                    error = %log_safe(&error.to_string()), "reconciling a refund failed");
+                Some(settings.reconciler.backoff(attempts))
+            }
+        };
+        if let Some(pause) = pause {
+            let pause = chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::minutes(15));
+            store
+                .postpone_refund_check(&row.refund_id, attempts, now() + pause)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The reconciler's step for one unsettled refund of `pay`: query it at WeChat; when
+/// WeChat has never heard of it (the request's answer was lost before the request
+/// arrived), ask again with the same refund — `pay`'s own `refund` under the same id,
+/// which re-sends the identical request.
+pub(crate) async fn reconcile_refund(pay: &dyn Pay, refund_id: &str) -> Result<Refund, PayError> {
+    let refund = pay.query_refund(refund_id).await?;
+    if refund.status != RefundStatus::Processing || refund.wechat_refund_id.is_some() {
+        return Ok(refund);
+    }
+    pay.refund(RefundArgs {
+        order_id: refund.order_id.clone(),
+        amount: Some(refund.amount),
+        reason: refund.reason.clone(),
+        refund_id: Some(refund.refund_id.clone()),
+    })
+    .await
 }
 
 /// The reconciler's step for one order of `pay`, the same for every pay element: a

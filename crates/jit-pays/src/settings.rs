@@ -12,6 +12,11 @@ pub struct PaysSettings {
     /// The URL WeChat sends payment notifies to: where the host serves
     /// `pays.services.PaySvc`'s `wechatNotify`. The host owns its routes and builds it.
     pub notify_url: String,
+    /// The URL WeChat sends refund notifies to, sent with every refund request: where the
+    /// host serves `pays.services.PaySvc`'s `wechatRefundNotify`. `None` sends none, and
+    /// WeChat uses the one set on its merchant platform (or sends no notify; the
+    /// reconciler's queries then settle the refund).
+    pub refund_notify_url: Option<String>,
     /// The WeChat Pay API root: `https://api.mch.weixin.qq.com` or a simulator's URL.
     pub gateway_base_url: String,
     /// An unpaid order times out this long after creation (WeChat's prepay id lives 2 h).
@@ -39,6 +44,7 @@ impl PaysSettings {
         PaysSettings {
             public_base_url: public_base_url.into(),
             notify_url: notify_url.into(),
+            refund_notify_url: None,
             gateway_base_url: gateway_base_url.into(),
             order_expiry: Duration::from_secs(2 * 3600),
             gateway_timeout: Duration::from_secs(10),
@@ -46,6 +52,12 @@ impl PaysSettings {
             reconciler: ReconcilerSettings::default(),
             order_cache_capacity: crate::db::cache::DEFAULT_ORDER_CACHE_CAPACITY,
         }
+    }
+
+    /// The same settings with refund notifies sent to `url`.
+    pub fn with_refund_notify_url(mut self, url: impl Into<String>) -> Self {
+        self.refund_notify_url = Some(url.into());
+        self
     }
 }
 

@@ -6,11 +6,15 @@
 //! the fee back). The format itself (columns, backquotes, the summary) belongs to
 //! [`wechatpay_v2::bill`], which writes it here and parses it at the merchant, so the two
 //! agree by construction. The handling fee is WeChat's standard 0.60%, exact in
-//! hundred-thousandths of a yuan.
+//! hundred-thousandths of a yuan. A refund line's status is the refund's at the time of
+//! the download (SUCCESS, CHANGE, REFUNDCLOSE or PROCESSING). [`BillAlteration`]s make a
+//! bill disagree with the orders on purpose, for reconciliation tests.
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use wechatpay_v2::bill::{self, BillError, BillRefund, BillRow, FeeRate, ServiceFee};
-use wechatpay_v2::{BillType, Fen, RefundStatus, TradeState, TradeType, time};
+use wechatpay_v2::{BillType, Fen, TradeState, TradeType, time};
 
 use crate::store::{Order, Refund};
 
@@ -72,7 +76,6 @@ fn refund_row(
     bill_type: BillType,
     now: DateTime<FixedOffset>,
 ) -> Result<BillRow, BillError> {
-    let succeeded = refund.has_succeeded(now);
     // Only the REFUND bill has the request and success time columns.
     let times = bill_type == BillType::Refund;
     Ok(BillRow {
@@ -82,30 +85,128 @@ fn refund_row(
         service_fee: ServiceFee::from_units(-service_fee(refund.refund_fee).units()),
         refund: Some(BillRefund {
             applied_at: times.then(|| refund.created_at.to_utc()),
-            succeeded_at: (times && succeeded).then(|| refund.settles_at.to_utc()),
+            succeeded_at: refund
+                .success_time(now)
+                .filter(|_| times)
+                .map(|at| at.to_utc()),
             refund_id: refund.refund_id.clone(),
             out_refund_no: refund.out_refund_no.clone(),
             settlement_refund_fee: refund.refund_fee,
             coupon_refund_fee: Fen::ZERO,
             refund_channel: "ORIGINAL".into(),
-            refund_status: if succeeded {
-                RefundStatus::Success
-            } else {
-                RefundStatus::Processing
-            },
+            refund_status: refund.status_at(now),
             refund_fee: refund.refund_fee,
         }),
         ..order_row(order, refund.created_at)?
     })
 }
 
+/// A deliberate disagreement between the bills and the simulator's own orders, for tests
+/// of a merchant's reconciliation: the payment line of the order `out_trade_no` is left
+/// out of the ALL and SUCCESS bills (`omit`), or states another amount (`total_fee`, with
+/// the fee and the totals line following it). Exactly one of the two. The order itself,
+/// as `orderquery` and `refundquery` report it, does not change, as a live query at
+/// WeChat would contradict a wrong bill; refund lines are not altered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillAlteration {
+    /// The order whose payment line is altered.
+    pub out_trade_no: String,
+    /// Leave the payment line out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub omit: bool,
+    /// State this amount instead of the order's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_fee: Option<Fen>,
+}
+
+impl BillAlteration {
+    /// The order's payment is missing from the bills.
+    pub fn omit(out_trade_no: impl Into<String>) -> Self {
+        BillAlteration {
+            out_trade_no: out_trade_no.into(),
+            omit: true,
+            total_fee: None,
+        }
+    }
+
+    /// The bills state `total_fee` for the order's payment.
+    pub fn total_fee(out_trade_no: impl Into<String>, total_fee: Fen) -> Self {
+        BillAlteration {
+            out_trade_no: out_trade_no.into(),
+            omit: false,
+            total_fee: Some(total_fee),
+        }
+    }
+}
+
+/// Why a [`BillAlteration`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidBillAlteration {
+    /// Neither or both of `omit` and `total_fee`.
+    #[error("a bill alteration of `{0}` sets exactly one of omit and total_fee")]
+    OneChange(String),
+    /// A zero or negative amount.
+    #[error("a bill alteration of `{0}` needs a positive total_fee")]
+    Amount(String),
+}
+
+/// Puts `alteration` in force, replacing an earlier one of the same order.
+pub(crate) fn alter(
+    alterations: &Mutex<Vec<BillAlteration>>,
+    alteration: BillAlteration,
+) -> Result<(), InvalidBillAlteration> {
+    match alteration.total_fee {
+        Some(_) if alteration.omit => {
+            return Err(InvalidBillAlteration::OneChange(alteration.out_trade_no));
+        }
+        None if !alteration.omit => {
+            return Err(InvalidBillAlteration::OneChange(alteration.out_trade_no));
+        }
+        Some(fee) if fee <= Fen::ZERO => {
+            return Err(InvalidBillAlteration::Amount(alteration.out_trade_no));
+        }
+        _ => {}
+    }
+    let mut alterations = alterations.lock();
+    alterations.retain(|earlier| earlier.out_trade_no != alteration.out_trade_no);
+    alterations.push(alteration);
+    Ok(())
+}
+
+/// The payment line of `order`, as altered (`None`: left out).
+fn payment_row(
+    order: &Order,
+    paid_at: DateTime<FixedOffset>,
+    alterations: &[BillAlteration],
+) -> Result<Option<BillRow>, BillError> {
+    let mut row = order_row(order, paid_at)?;
+    match alterations
+        .iter()
+        .find(|alteration| alteration.out_trade_no == order.out_trade_no)
+    {
+        Some(alteration) if alteration.omit => return Ok(None),
+        Some(BillAlteration {
+            total_fee: Some(total_fee),
+            ..
+        }) => {
+            row.total_fee = *total_fee;
+            row.settlement_total_fee = *total_fee;
+            row.service_fee = service_fee(*total_fee);
+        }
+        _ => {}
+    }
+    Ok(Some(row))
+}
+
 /// The lines of the bill of `date`: the day's payments (ALL, SUCCESS) and refunds (ALL,
-/// REFUND), order by order.
+/// REFUND), order by order, with `alterations` applied.
 pub(crate) fn rows(
     orders: &[Order],
     date: NaiveDate,
     bill_type: BillType,
     now: DateTime<FixedOffset>,
+    alterations: &[BillAlteration],
 ) -> Result<Vec<BillRow>, BillError> {
     let mut rows = Vec::new();
     for order in orders {
@@ -113,7 +214,7 @@ pub(crate) fn rows(
         if let Some(paid_at) = paid_today
             && bill_type != BillType::Refund
         {
-            rows.push(order_row(order, paid_at)?);
+            rows.extend(payment_row(order, paid_at, alterations)?);
         }
         if bill_type == BillType::Success {
             continue;
@@ -134,8 +235,9 @@ pub(crate) fn render(
     orders: &[Order],
     date: NaiveDate,
     bill_type: BillType,
+    alterations: &[BillAlteration],
 ) -> Result<Option<String>, BillError> {
-    let rows = rows(orders, date, bill_type, time::beijing_now())?;
+    let rows = rows(orders, date, bill_type, time::beijing_now(), alterations)?;
     if rows.is_empty() {
         return Ok(None);
     }
@@ -154,6 +256,120 @@ mod tests {
             ServiceFee::from_units(-service_fee(Fen::new(100_000)).units()).to_string(),
             "-6.00000"
         );
+    }
+
+    /// An order of 1000 fen paid a day before `now`, refunded 300, 200 and 100 at `now`
+    /// (the 100 closed).
+    fn paid_yesterday_refunded_today(now: DateTime<FixedOffset>) -> Order {
+        use crate::store::{NewOrder, OrderRef, PayTarget, RefundPlan, RefundRequest, Store};
+        use crate::{DEFAULT_APPID, DEFAULT_MCH_ID};
+        let store = Store::new(10, []);
+        let _ = store.create(NewOrder {
+            env: crate::Env::Live,
+            appid: DEFAULT_APPID.into(),
+            mch_id: DEFAULT_MCH_ID.into(),
+            out_trade_no: "o1".into(),
+            body: "b".into(),
+            attach: None,
+            device_info: None,
+            total_fee: Fen::new(1000),
+            fee_type: "CNY".into(),
+            trade_type: "NATIVE".into(),
+            openid: None,
+            notify_url: "http://127.0.0.1:1/n".into(),
+            sign_type: None,
+            time_expire: None,
+            fingerprint: Vec::new(),
+        });
+        store.pay(&PayTarget::out_trade_no("o1")).unwrap();
+        store
+            .plan_refund(RefundPlan::refund(
+                "r3",
+                wechatpay_v2::RefundStatus::RefundClose,
+            ))
+            .unwrap();
+        for (no, fee) in [("r1", 300), ("r2", 200), ("r3", 100)] {
+            store
+                .refund(
+                    crate::Env::Live,
+                    DEFAULT_MCH_ID,
+                    &OrderRef::OutTradeNo("o1".into()),
+                    RefundRequest {
+                        out_refund_no: no.into(),
+                        total_fee: Fen::new(1000),
+                        refund_fee: Fen::new(fee),
+                        notify_url: None,
+                        refund_desc: None,
+                        processing: std::time::Duration::ZERO,
+                    },
+                )
+                .unwrap();
+        }
+        let mut order = store.all_orders().remove(0);
+        order.paid_at = Some(now - chrono::Duration::days(1));
+        for refund in &mut order.refunds {
+            refund.created_at = now;
+            refund.settles_at = Some(now);
+        }
+        order
+    }
+
+    #[test]
+    fn a_refund_of_an_order_paid_on_an_earlier_day_is_billed_on_its_own_day() {
+        use wechatpay_v2::{Bill, RefundStatus};
+        let now = time::beijing_now();
+        let today = time::beijing_date(now);
+        let yesterday = today.pred_opt().unwrap();
+        let orders = [paid_yesterday_refunded_today(now)];
+
+        let paid_day = render(&orders, yesterday, BillType::All, &[])
+            .unwrap()
+            .unwrap();
+        let paid_day = Bill::parse(&paid_day).unwrap();
+        assert_eq!(paid_day.lines.len(), 1);
+        assert!(paid_day.lines[0].row.refund.is_none());
+        assert_eq!(paid_day.summary.totals.total_fee, Fen::new(1000));
+        assert_eq!(
+            render(&orders, yesterday, BillType::Refund, &[]).unwrap(),
+            None,
+            "no refund that day"
+        );
+
+        assert_eq!(
+            render(&orders, today, BillType::Success, &[]).unwrap(),
+            None,
+            "no payment today"
+        );
+        for bill_type in [BillType::All, BillType::Refund] {
+            let text = render(&orders, today, bill_type, &[]).unwrap().unwrap();
+            let bill = Bill::parse(&text).unwrap();
+            let refunds: Vec<(&str, Fen, RefundStatus)> = bill
+                .rows()
+                .map(|row| {
+                    let refund = row.refund.as_ref().expect("only refund lines");
+                    (
+                        refund.out_refund_no.as_str(),
+                        refund.refund_fee,
+                        refund.refund_status,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                refunds,
+                [
+                    ("r1", Fen::new(300), RefundStatus::Success),
+                    ("r2", Fen::new(200), RefundStatus::Success),
+                    ("r3", Fen::new(100), RefundStatus::RefundClose),
+                ],
+                "{bill_type:?}"
+            );
+            let totals = &bill.summary.totals;
+            assert_eq!(totals.count, 3);
+            assert_eq!(totals.total_fee, Fen::ZERO);
+            assert_eq!(totals.refund_fee, Fen::new(600));
+            assert_eq!(totals.settlement_refund_fee, Fen::new(600));
+            assert_eq!(totals.service_fee, ServiceFee::from_units(-6 * 600));
+        }
     }
 
     #[test]

@@ -669,14 +669,8 @@ fn refund(shared: &Arc<Shared>, call: &Call) -> Result<Params, Refusal> {
             processing: shared.refund_processing,
         },
     )?;
-    if outcome.is_new
-        && let Some(url) = &outcome.refund.notify_url
-    {
-        // WeChat notifies a refund's result when it has one: once it has succeeded.
-        let job = notify::refund_notify(&outcome.order, &outcome.refund, url, &call.key);
-        shared
-            .notifier
-            .dispatch_after(job, shared.refund_processing);
+    if outcome.is_new {
+        shared.follow_refund(call.env, &outcome.order, &outcome.refund);
     }
     let order = &outcome.order;
     let refund = &outcome.refund;
@@ -750,16 +744,16 @@ fn refund_query(shared: &Shared, call: &Call) -> Result<Params, Refusal> {
             format!("settlement_refund_fee_{n}"),
             &refund.refund_fee.to_fen_string(),
         );
-        put(format!("refund_status_{n}"), refund.status_at(now));
+        put(format!("refund_status_{n}"), refund.status_at(now).as_str());
         put(
             format!("refund_account_{n}"),
             "REFUND_SOURCE_UNSETTLED_FUNDS",
         );
         put(format!("refund_recv_accout_{n}"), "支付用户的零钱");
-        if refund.has_succeeded(now) {
+        if let Some(success_time) = refund.success_time(now) {
             put(
                 format!("refund_success_time_{n}"),
-                &time::beijing_readable_time(refund.settles_at),
+                &time::beijing_readable_time(success_time),
             );
         }
     }
@@ -796,7 +790,8 @@ fn download_bill(shared: &Shared, call: &Call) -> Reply {
     let orders = shared
         .store
         .orders_touched_on(call.env, &call.merchant.config.mch_id, date);
-    match bill::render(&orders, date, bill_type) {
+    let alterations = shared.bill_alterations.lock().clone();
+    match bill::render(&orders, date, bill_type, &alterations) {
         Ok(Some(text)) => Reply {
             status: StatusCode::OK,
             body: text,

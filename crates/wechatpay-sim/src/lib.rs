@@ -27,6 +27,11 @@
 //!   [`fail_payment`](SimHandle::fail_payment), [`start_paying`](SimHandle::start_paying),
 //!   [`inspect`](SimHandle::inspect), [`faults`](SimHandle::faults),
 //!   [`add_merchant`](SimHandle::add_merchant), [`shutdown`](SimHandle::shutdown).
+//! - Refund outcomes: [`plan_refund`](SimHandle::plan_refund) ([`RefundPlan`]: a refund
+//!   ends as `CHANGE` / `REFUNDCLOSE`, or stays `PROCESSING` until
+//!   [`settle_refund`](SimHandle::settle_refund)).
+//! - Bills that disagree on purpose: [`record_outside_payment`](SimHandle::record_outside_payment)
+//!   ([`OutsidePayment`]), [`alter_bill`](SimHandle::alter_bill) ([`BillAlteration`]).
 //! - Faults: [`FaultRule`] = [`Fault`] scoped by merchant and [`Endpoint`], for a number of
 //!   uses; set at start ([`SimConfig::faults`]) or at run time ([`FaultControl`]).
 //! - [`Inspection`]: the calls, notifies and payer actions seen, and the orders, each with
@@ -34,7 +39,11 @@
 //! - [`RemoteSim`]: the same payer and fault controls for a simulator in another process.
 //! - HTTP control surface (for the CLI and non-Rust tests): `POST /sim/pay`,
 //!   `POST /sim/fail`, `POST /sim/paying` (JSON [`PayTarget`]), `GET|DELETE /sim/inspect`,
-//!   `GET|POST|DELETE /sim/faults`, `DELETE /sim/faults/{id}`, `GET /sim/health`.
+//!   `GET|POST|DELETE /sim/faults`, `DELETE /sim/faults/{id}`,
+//!   `GET|POST|DELETE /sim/refund-plans` (JSON [`RefundPlan`]), `POST /sim/refunds/settle`
+//!   (`{"out_refund_no", "status"}`), `POST /sim/outside-payments` (JSON
+//!   [`OutsidePayment`]), `GET|POST|DELETE /sim/bill-alterations` (JSON
+//!   [`BillAlteration`]), `GET /sim/health`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -62,8 +71,9 @@ use axum::routing::post;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use wechatpay_v2::ApiKey;
+use wechatpay_v2::{ApiKey, Fen};
 
+pub use bill::{BillAlteration, InvalidBillAlteration};
 pub use config::{
     ConfigError, DEFAULT_API_KEY, DEFAULT_APPID, DEFAULT_MCH_ID, MerchantConfig, SimConfig,
 };
@@ -72,9 +82,11 @@ pub use inspect::{Inspection, NotifyRecord, PayerRecord, RequestRecord};
 pub use notify::NOTIFY_RETRY_SCHEDULE;
 pub use remote::{RemoteError, RemoteSim};
 pub use store::{
-    Env, Order, OrderQueries, PayError, PayTarget, RECENT_QUERY_TIMES, Refund, TradeState,
+    Env, Order, OrderQueries, OutsidePayment, OutsidePaymentError, PayError, PayTarget,
+    RECENT_QUERY_TIMES, Refund, RefundControlError, RefundPlan, TradeState,
 };
 pub use tls::SimTls;
+pub use wechatpay_v2::RefundStatus;
 
 use inspect::InspectLog;
 use notify::Notifier;
@@ -138,6 +150,8 @@ pub(crate) struct Shared {
     pub refund_processing: Duration,
     /// Background work (notifies) is spawned here, so payer calls work from any thread.
     pub runtime: tokio::runtime::Handle,
+    /// Deliberate differences between the bills and the orders (see [`BillAlteration`]).
+    pub bill_alterations: parking_lot::Mutex<Vec<BillAlteration>>,
 }
 
 impl Shared {
@@ -154,6 +168,96 @@ impl Shared {
         let notifier = Arc::clone(&self.notifier);
         let _guard = self.runtime.enter();
         notifier.dispatch(job);
+        Ok(order)
+    }
+
+    /// Acts on a new refund: its notify now when it settled at once, at its settlement
+    /// time otherwise (settling it then, unless a settlement came first), never while it
+    /// is held.
+    pub(crate) fn follow_refund(self: &Arc<Self>, env: Env, order: &Order, refund: &Refund) {
+        if refund.announced {
+            self.notify_refund(order, refund);
+            return;
+        }
+        let Some(scheduled) = refund.settles_at else {
+            return;
+        };
+        let delay = (scheduled - refund.created_at).to_std().unwrap_or_default();
+        let shared = Arc::clone(self);
+        let mch_id = order.mch_id.clone();
+        let out_refund_no = refund.out_refund_no.clone();
+        let settle = move || {
+            let settled = shared
+                .store
+                .settle_due(env, &mch_id, &out_refund_no, scheduled)?;
+            let url = settled.refund.notify_url.as_deref()?;
+            let key = shared.order_key(&settled.order);
+            Some(notify::refund_notify(
+                &settled.order,
+                &settled.refund,
+                url,
+                &key,
+            ))
+        };
+        let _guard = self.runtime.enter();
+        if refund.notify_url.is_some() {
+            self.notifier.dispatch_after(delay, settle);
+        } else {
+            // Nothing to tell, but a closed refund still returns its money when it closes.
+            let shutdown = self.shutdown.clone();
+            tokio::spawn(async move {
+                if sleep_unless_stopped(&shutdown, delay).await {
+                    settle();
+                }
+            });
+        }
+    }
+
+    /// Sends a settled refund's notify, if the merchant asked for one.
+    fn notify_refund(&self, order: &Order, refund: &Refund) {
+        if let Some(url) = &refund.notify_url {
+            let job = notify::refund_notify(order, refund, url, &self.order_key(order));
+            let _guard = self.runtime.enter();
+            self.notifier.dispatch(job);
+        }
+    }
+
+    /// Settles a refund still `PROCESSING` and sends its notify.
+    pub(crate) fn settle_refund(
+        &self,
+        out_refund_no: &str,
+        status: RefundStatus,
+    ) -> Result<Refund, RefundControlError> {
+        let settled = self.store.settle_refund(out_refund_no, status)?;
+        self.notify_refund(&settled.order, &settled.refund);
+        Ok(settled.refund)
+    }
+
+    /// Records a payment WeChat has and the merchant never asked for.
+    pub(crate) fn record_outside_payment(
+        &self,
+        payment: &OutsidePayment,
+    ) -> Result<Order, OutsidePaymentError> {
+        if payment.total_fee <= Fen::ZERO {
+            return Err(OutsidePaymentError::Amount);
+        }
+        let merchant = match &payment.mch_id {
+            Some(mch_id) => self
+                .merchant(mch_id)
+                .ok_or_else(|| OutsidePaymentError::UnknownMerchant(mch_id.clone()))?,
+            None => {
+                let merchants = self.merchants.read();
+                let mut all = merchants.values();
+                match (all.next(), all.next()) {
+                    (Some(only), None) => Arc::clone(only),
+                    _ => return Err(OutsidePaymentError::WhichMerchant),
+                }
+            }
+        };
+        let order = self
+            .store
+            .record_outside_payment(&merchant.config, payment)?;
+        self.log.record_payer("outside", &order);
         Ok(order)
     }
 
@@ -344,6 +448,7 @@ impl Simulator {
             hang: Duration::from_millis(config.hang_ms),
             refund_processing: config.refund_processing(),
             runtime: tokio::runtime::Handle::current(),
+            bill_alterations: parking_lot::Mutex::new(Vec::new()),
         });
         let router = api_router(Arc::clone(&shared))
             .merge(control::router(Arc::clone(&shared)))
@@ -469,6 +574,60 @@ impl SimHandle {
     /// The payer is entering a password: the order becomes USERPAYING until paid or failed.
     pub fn start_paying(&self, target: impl Into<PayTarget>) -> Result<Order, PayError> {
         self.shared.start_paying(&target.into())
+    }
+
+    /// Decides how a refund not yet asked for ends (see [`RefundPlan`]): `CHANGE` or
+    /// `REFUNDCLOSE` instead of `SUCCESS` after the usual processing time, or `PROCESSING`
+    /// until [`SimHandle::settle_refund`]. A plan is used by one refund.
+    pub fn plan_refund(&self, plan: RefundPlan) -> Result<(), RefundControlError> {
+        self.shared.store.plan_refund(plan)
+    }
+
+    /// The refund plans not used yet, oldest first.
+    pub fn refund_plans(&self) -> Vec<RefundPlan> {
+        self.shared.store.refund_plans()
+    }
+
+    /// Forgets the refund plans not used yet.
+    pub fn clear_refund_plans(&self) {
+        self.shared.store.clear_refund_plans();
+    }
+
+    /// Settles the refund `out_refund_no`, still `PROCESSING`, as `status` (`SUCCESS`,
+    /// `CHANGE` or `REFUNDCLOSE`) now, and sends its refund notify (in the background) if
+    /// the refund call named a notify_url. A closed refund no longer counts against its
+    /// order's refundable amount, and its money returns to the merchant's refund balance.
+    pub fn settle_refund(
+        &self,
+        out_refund_no: &str,
+        status: RefundStatus,
+    ) -> Result<Refund, RefundControlError> {
+        self.shared.settle_refund(out_refund_no, status)
+    }
+
+    /// Records a live order paid at WeChat that the merchant never created (no notify):
+    /// the bill then lists a payment the merchant's books lack.
+    pub fn record_outside_payment(
+        &self,
+        payment: &OutsidePayment,
+    ) -> Result<Order, OutsidePaymentError> {
+        self.shared.record_outside_payment(payment)
+    }
+
+    /// Makes the bills disagree with the orders on purpose (see [`BillAlteration`]),
+    /// replacing an earlier alteration of the same order.
+    pub fn alter_bill(&self, alteration: BillAlteration) -> Result<(), InvalidBillAlteration> {
+        bill::alter(&self.shared.bill_alterations, alteration)
+    }
+
+    /// The bill alterations in force.
+    pub fn bill_alterations(&self) -> Vec<BillAlteration> {
+        self.shared.bill_alterations.lock().clone()
+    }
+
+    /// Lifts every bill alteration.
+    pub fn clear_bill_alterations(&self) {
+        self.shared.bill_alterations.lock().clear();
     }
 
     /// What the simulator received and sent, and its orders.

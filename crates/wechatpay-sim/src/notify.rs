@@ -18,7 +18,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use wechatpay_v2::time;
-use wechatpay_v2::{ApiKey, Params, SignType};
+use wechatpay_v2::{ApiKey, Params, RefundStatus, SignType};
 
 use crate::fault::{Endpoint, FaultControl, NotifyFaults};
 use crate::inspect::{InspectLog, NotifyRecord};
@@ -142,14 +142,16 @@ pub(crate) fn refund_notify(order: &Order, refund: &Refund, url: &str, key: &Api
     put("refund_id", &refund.refund_id);
     put("refund_recv_accout", "支付用户的零钱");
     put("refund_request_source", "API");
-    // Sent when the refund has succeeded (see `Notifier::dispatch_after`).
-    put("refund_status", "SUCCESS");
+    // Sent once the refund has settled: SUCCESS, CHANGE or REFUNDCLOSE.
+    put("refund_status", refund.ends_as.as_str());
     put("settlement_refund_fee", &refund.refund_fee.to_fen_string());
     put("settlement_total_fee", &order.total_fee.to_fen_string());
-    put(
-        "success_time",
-        &time::beijing_readable_time(refund.settles_at),
-    );
+    // Only a refund that reached the payer has a success time.
+    if refund.ends_as == RefundStatus::Success
+        && let Some(settled_at) = refund.settles_at
+    {
+        put("success_time", &time::beijing_readable_time(settled_at));
+    }
     put("total_fee", &order.total_fee.to_fen_string());
     put(
         "transaction_id",
@@ -281,15 +283,20 @@ impl Notifier {
         });
     }
 
-    /// [`Notifier::dispatch`] once `delay` has passed (unless the simulator stops first).
-    pub fn dispatch_after(self: &Arc<Self>, job: NotifyJob, delay: Duration) {
-        if delay.is_zero() {
-            return self.dispatch(job);
-        }
+    /// [`Notifier::dispatch`]es what `make` gives once `delay` has passed (unless the
+    /// simulator stops first): made then, so it says what is true then, and nothing when
+    /// `make` finds nothing left to tell. Counted as pending meanwhile.
+    pub fn dispatch_after(
+        self: &Arc<Self>,
+        delay: Duration,
+        make: impl FnOnce() -> Option<NotifyJob> + Send + 'static,
+    ) {
         let pending = Pending::new(&self.pending);
         let notifier = Arc::clone(self);
         tokio::spawn(async move {
-            if notifier.sleep(delay).await {
+            if notifier.sleep(delay).await
+                && let Some(job) = make()
+            {
                 notifier.dispatch(job);
             }
             // Counted by `dispatch` from here on.

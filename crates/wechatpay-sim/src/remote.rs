@@ -5,8 +5,9 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::bill::BillAlteration;
 use crate::fault::{ActiveFault, FaultId, FaultRule};
-use crate::store::PayTarget;
+use crate::store::{OutsidePayment, PayTarget, RefundPlan};
 
 /// Why a remote control call failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,5 +110,49 @@ impl RemoteSim {
     pub async fn inspect(&self) -> Result<Value, RemoteError> {
         let url = format!("{}/sim/inspect", self.base_url);
         self.send(self.http.get(&url), url.clone()).await
+    }
+
+    /// Decides how a refund not yet asked for ends (see [`RefundPlan`]).
+    pub async fn plan_refund(&self, plan: &RefundPlan) -> Result<(), RemoteError> {
+        let url = format!("{}/sim/refund-plans", self.base_url);
+        let _: Value = self
+            .send(self.http.post(&url).json(plan), url.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Settles a refund still PROCESSING as `status` (JSON of the refund after it).
+    pub async fn settle_refund(
+        &self,
+        out_refund_no: &str,
+        status: wechatpay_v2::RefundStatus,
+    ) -> Result<Value, RemoteError> {
+        let url = format!("{}/sim/refunds/settle", self.base_url);
+        let body = serde_json::json!({ "out_refund_no": out_refund_no, "status": status });
+        let answer: Value = self
+            .send(self.http.post(&url).json(&body), url.clone())
+            .await?;
+        Ok(answer["refund"].clone())
+    }
+
+    /// Records a payment the merchant never created (JSON of the paid order).
+    pub async fn record_outside_payment(
+        &self,
+        payment: &OutsidePayment,
+    ) -> Result<Value, RemoteError> {
+        let url = format!("{}/sim/outside-payments", self.base_url);
+        let answer: Value = self
+            .send(self.http.post(&url).json(payment), url.clone())
+            .await?;
+        Ok(answer["order"].clone())
+    }
+
+    /// Makes the bills disagree with the orders (see [`BillAlteration`]).
+    pub async fn alter_bill(&self, alteration: &BillAlteration) -> Result<(), RemoteError> {
+        let url = format!("{}/sim/bill-alterations", self.base_url);
+        let _: Value = self
+            .send(self.http.post(&url).json(alteration), url.clone())
+            .await?;
+        Ok(())
     }
 }

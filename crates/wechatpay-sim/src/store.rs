@@ -10,8 +10,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use indexmap::IndexMap;
 use parking_lot::Mutex;
 use serde::Serialize;
-use wechatpay_v2::Fen;
 use wechatpay_v2::time;
+use wechatpay_v2::{Fen, RefundStatus};
 
 use crate::ids;
 
@@ -95,29 +95,166 @@ pub struct Refund {
     pub refund_fee: Fen,
     /// When it was requested.
     pub created_at: DateTime<FixedOffset>,
-    /// When it succeeds: until then it is `PROCESSING`, as WeChat's refunds are for a while
-    /// (see [`SimConfig::refund_processing_ms`](crate::SimConfig::refund_processing_ms)).
-    pub settles_at: DateTime<FixedOffset>,
+    /// When it leaves `PROCESSING`, as WeChat's refunds do after a while (see
+    /// [`SimConfig::refund_processing_ms`](crate::SimConfig::refund_processing_ms)); `None`
+    /// while it is held in `PROCESSING` until
+    /// [`SimHandle::settle_refund`](crate::SimHandle::settle_refund) settles it.
+    pub settles_at: Option<DateTime<FixedOffset>>,
+    /// What it becomes at `settles_at`: `SUCCESS`, or `CHANGE` / `REFUNDCLOSE` when a
+    /// [`RefundPlan`] or a settlement said so.
+    pub ends_as: RefundStatus,
     /// Where the refund notify goes, if anywhere.
     pub notify_url: Option<String>,
     /// The merchant's reason.
     pub refund_desc: Option<String>,
+    /// Its settlement has been acted on (notify sent, a closed refund's money returned to
+    /// the merchant's balance): exactly once, by the timer or by a settlement.
+    #[serde(skip)]
+    pub(crate) announced: bool,
 }
 
 impl Refund {
-    /// Whether the refund has succeeded by `now`.
-    pub fn has_succeeded(&self, now: DateTime<FixedOffset>) -> bool {
-        now >= self.settles_at
+    /// When it settled, if it has by `now`.
+    pub fn settled_at(&self, now: DateTime<FixedOffset>) -> Option<DateTime<FixedOffset>> {
+        self.settles_at.filter(|at| now >= *at)
     }
 
-    /// `refund_status` at `now`.
-    pub fn status_at(&self, now: DateTime<FixedOffset>) -> &'static str {
-        if self.has_succeeded(now) {
-            "SUCCESS"
-        } else {
-            "PROCESSING"
+    /// `refund_status` at `now`: `PROCESSING` until it settles, then what it ends as.
+    pub fn status_at(&self, now: DateTime<FixedOffset>) -> RefundStatus {
+        match self.settled_at(now) {
+            Some(_) => self.ends_as,
+            None => RefundStatus::Processing,
         }
     }
+
+    /// The refund's success time (`refund_success_time`, the bill's success time column,
+    /// the notify's `success_time`): only a refund that succeeded has one.
+    pub fn success_time(&self, now: DateTime<FixedOffset>) -> Option<DateTime<FixedOffset>> {
+        self.settled_at(now)
+            .filter(|_| self.ends_as == RefundStatus::Success)
+    }
+
+    /// Whether its money still counts as refunded at `now`: everything but a closed refund,
+    /// whose money WeChat lets the merchant refund again under a new out_refund_no.
+    pub fn counts_at(&self, now: DateTime<FixedOffset>) -> bool {
+        self.status_at(now) != RefundStatus::RefundClose
+    }
+}
+
+/// What a refund not yet asked for will do, instead of succeeding after
+/// [`SimConfig::refund_processing_ms`](crate::SimConfig::refund_processing_ms): name it by
+/// `out_refund_no`, or take the next new refund of the order `out_trade_no`. Used once.
+///
+/// `status` is the refund's end: `CHANGE` or `REFUNDCLOSE` (or `SUCCESS`) after the usual
+/// processing time, or `PROCESSING` to hold it there until
+/// [`SimHandle::settle_refund`](crate::SimHandle::settle_refund).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundPlan {
+    /// The refund's number, as the merchant will send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_refund_no: Option<String>,
+    /// Or: the next refund of this order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_trade_no: Option<String>,
+    /// How it ends (`PROCESSING`: held until settled).
+    pub status: RefundStatus,
+}
+
+impl RefundPlan {
+    /// The refund numbered `out_refund_no` ends as `status`.
+    pub fn refund(out_refund_no: impl Into<String>, status: RefundStatus) -> Self {
+        RefundPlan {
+            out_refund_no: Some(out_refund_no.into()),
+            out_trade_no: None,
+            status,
+        }
+    }
+
+    /// The next new refund of the order `out_trade_no` ends as `status`.
+    pub fn next_refund_of(out_trade_no: impl Into<String>, status: RefundStatus) -> Self {
+        RefundPlan {
+            out_refund_no: None,
+            out_trade_no: Some(out_trade_no.into()),
+            status,
+        }
+    }
+
+    fn matches(&self, out_refund_no: &str, out_trade_no: &str) -> bool {
+        self.out_refund_no.as_deref() == Some(out_refund_no)
+            || self.out_trade_no.as_deref() == Some(out_trade_no)
+    }
+}
+
+/// A payment WeChat has and the merchant never asked for: a live NATIVE order, paid now,
+/// without a notify (nobody gave a notify_url). For reconciliation tests: the bill lists it,
+/// the merchant's books do not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutsidePayment {
+    /// The order number it carries.
+    pub out_trade_no: String,
+    /// The amount paid.
+    pub total_fee: Fen,
+    /// The merchant; may be left out when only one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mch_id: Option<String>,
+}
+
+impl OutsidePayment {
+    /// A payment of `total_fee` to the only merchant.
+    pub fn new(out_trade_no: impl Into<String>, total_fee: Fen) -> Self {
+        OutsidePayment {
+            out_trade_no: out_trade_no.into(),
+            total_fee,
+            mch_id: None,
+        }
+    }
+}
+
+/// Why an [`OutsidePayment`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutsidePaymentError {
+    /// The amount is zero or negative.
+    #[error("total_fee must be positive")]
+    Amount,
+    /// No merchant with this mch_id.
+    #[error("no merchant `{0}`")]
+    UnknownMerchant(String),
+    /// Several merchants are configured and none was named.
+    #[error("several merchants are configured: give mch_id")]
+    WhichMerchant,
+    /// The merchant already has an order with this number.
+    #[error("out_trade_no `{0}` is already an order of this merchant")]
+    Exists(String),
+}
+
+/// Why a refund control ([`RefundPlan`], a settlement) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefundControlError {
+    /// A plan must name exactly one of out_refund_no and out_trade_no.
+    #[error("name the refund by out_refund_no or its order by out_trade_no (exactly one)")]
+    NoTarget,
+    /// A plan named a refund that was already asked for.
+    #[error("refund `{0}` was already asked for: settle it instead")]
+    AlreadyRequested(String),
+    /// No refund with this number.
+    #[error("no refund `{0}`")]
+    NotFound(String),
+    /// Several merchants (or live and sandbox) have a refund with this number.
+    #[error("out_refund_no `{0}` is used by several merchants")]
+    Ambiguous(String),
+    /// A settlement must say how the refund ends.
+    #[error("a refund settles as SUCCESS, CHANGE or REFUNDCLOSE, not PROCESSING")]
+    NotFinal,
+    /// The refund has already settled.
+    #[error("refund `{out_refund_no}` has already settled as {status}")]
+    AlreadySettled {
+        /// The refund.
+        out_refund_no: String,
+        /// How it ended.
+        status: RefundStatus,
+    },
 }
 
 /// How many `orderquery` times each order keeps in [`OrderQueries::recent_t_ms`].
@@ -210,11 +347,15 @@ pub struct Order {
 }
 
 impl Order {
-    /// The total refunded so far.
-    pub fn refunded(&self) -> Fen {
-        self.refunds.iter().fold(Fen::ZERO, |sum, refund| {
-            sum.checked_add(refund.refund_fee).unwrap_or(Fen::MAX)
-        })
+    /// The total refunded at `now`: every refund but the closed ones (see
+    /// [`Refund::counts_at`]).
+    pub fn refunded(&self, now: DateTime<FixedOffset>) -> Fen {
+        self.refunds
+            .iter()
+            .filter(|refund| refund.counts_at(now))
+            .fold(Fen::ZERO, |sum, refund| {
+                sum.checked_add(refund.refund_fee).unwrap_or(Fen::MAX)
+            })
     }
 }
 
@@ -461,6 +602,12 @@ pub(crate) struct RefundOutcome {
     pub is_new: bool,
 }
 
+/// A refund that has just settled: the order and the refund, to notify.
+pub(crate) struct Settled {
+    pub order: Order,
+    pub refund: Refund,
+}
+
 /// The order store.
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -468,6 +615,9 @@ pub(crate) struct Store {
     max_orders_per_merchant: usize,
     /// Refund balance left per merchant (both environments draw from it).
     refund_balances: Mutex<HashMap<String, Fen>>,
+    /// What refunds not yet asked for will do, oldest first. Locked after `inner` when both
+    /// are (as `refund_balances`).
+    refund_plans: Mutex<Vec<RefundPlan>>,
 }
 
 impl Store {
@@ -479,6 +629,7 @@ impl Store {
             inner: Mutex::new(Inner::default()),
             max_orders_per_merchant,
             refund_balances: Mutex::new(refund_balances.into_iter().collect()),
+            refund_plans: Mutex::new(Vec::new()),
         }
     }
 
@@ -717,6 +868,41 @@ impl Store {
         })
     }
 
+    /// Creates and pays, in one step, a live order the merchant never created.
+    pub fn record_outside_payment(
+        &self,
+        merchant: &crate::MerchantConfig,
+        payment: &OutsidePayment,
+    ) -> Result<Order, OutsidePaymentError> {
+        let exists = || OutsidePaymentError::Exists(payment.out_trade_no.clone());
+        let created = self.create(NewOrder {
+            env: Env::Live,
+            appid: merchant.appid.clone(),
+            mch_id: merchant.mch_id.clone(),
+            out_trade_no: payment.out_trade_no.clone(),
+            body: "outside payment".into(),
+            attach: None,
+            device_info: None,
+            total_fee: payment.total_fee,
+            fee_type: "CNY".into(),
+            trade_type: "NATIVE".into(),
+            openid: None,
+            notify_url: String::new(),
+            sign_type: None,
+            time_expire: None,
+            fingerprint: Vec::new(),
+        });
+        let Ok(Created::New(_)) = created else {
+            return Err(exists());
+        };
+        self.pay(&PayTarget {
+            mch_id: Some(merchant.mch_id.clone()),
+            ..PayTarget::out_trade_no(payment.out_trade_no.clone())
+        })
+        // Only a sandbox order of the same number can get in the way.
+        .map_err(|_| exists())
+    }
+
     /// The payer's bank refuses: NOTPAY or USERPAYING becomes PAYERROR.
     pub fn fail_payment(&self, target: &PayTarget) -> Result<Order, PayError> {
         self.set_unpaid_state(target, TradeState::PayError)
@@ -800,8 +986,9 @@ impl Store {
         if request.refund_fee > order.total_fee {
             return Err(BizError::ParamError("退款金额大于支付金额"));
         }
+        let now = time::beijing_now();
         let refunded_after = order
-            .refunded()
+            .refunded(now)
             .checked_add(request.refund_fee)
             .unwrap_or(Fen::MAX);
         if refunded_after > order.total_fee {
@@ -819,20 +1006,37 @@ impl Store {
                 *balance = left;
             }
         }
-        let now = time::beijing_now();
-        let refund = Refund {
+        let plan = {
+            let mut plans = self.refund_plans.lock();
+            plans
+                .iter()
+                .position(|plan| plan.matches(&request.out_refund_no, &out_trade_no))
+                .map(|at| plans.remove(at))
+        };
+        // The configuration bounds `processing`, so the sum cannot overflow.
+        let after_processing = chrono::Duration::from_std(request.processing)
+            .ok()
+            .and_then(|processing| now.checked_add_signed(processing))
+            .unwrap_or(now);
+        let (settles_at, ends_as) = match plan.map(|plan| plan.status) {
+            Some(RefundStatus::Processing) => (None, RefundStatus::Success),
+            Some(status) => (Some(after_processing), status),
+            None => (Some(after_processing), RefundStatus::Success),
+        };
+        let mut refund = Refund {
             out_refund_no: request.out_refund_no.clone(),
             refund_id: ids::refund_id(now),
             refund_fee: request.refund_fee,
             created_at: now,
-            // The configuration bounds `processing`, so the sum cannot overflow.
-            settles_at: chrono::Duration::from_std(request.processing)
-                .ok()
-                .and_then(|processing| now.checked_add_signed(processing))
-                .unwrap_or(now),
+            settles_at,
+            ends_as,
             notify_url: request.notify_url,
             refund_desc: request.refund_desc,
+            announced: false,
         };
+        if refund.settled_at(now).is_some() {
+            self.announce(mch_id, &mut refund);
+        }
         order.refunds.push(refund.clone());
         order.state = TradeState::Refund;
         let order = order.clone();
@@ -844,6 +1048,122 @@ impl Store {
             order,
             refund,
             is_new: true,
+        })
+    }
+
+    /// Marks a settled refund as acted on; a closed refund's money goes back to the
+    /// merchant's refund balance.
+    fn announce(&self, mch_id: &str, refund: &mut Refund) {
+        refund.announced = true;
+        if refund.ends_as == RefundStatus::RefundClose
+            && let Some(balance) = self.refund_balances.lock().get_mut(mch_id)
+        {
+            *balance = balance.checked_add(refund.refund_fee).unwrap_or(Fen::MAX);
+        }
+    }
+
+    /// Keeps `plan` for the refund it names.
+    pub fn plan_refund(&self, plan: RefundPlan) -> Result<(), RefundControlError> {
+        if plan.out_refund_no.is_some() == plan.out_trade_no.is_some() {
+            return Err(RefundControlError::NoTarget);
+        }
+        let inner = self.inner.lock();
+        if let Some(out_refund_no) = &plan.out_refund_no
+            && inner
+                .books
+                .values()
+                .any(|book| book.by_refund.contains_key(out_refund_no))
+        {
+            return Err(RefundControlError::AlreadyRequested(out_refund_no.clone()));
+        }
+        self.refund_plans.lock().push(plan);
+        Ok(())
+    }
+
+    /// The plans not yet used, oldest first.
+    pub fn refund_plans(&self) -> Vec<RefundPlan> {
+        self.refund_plans.lock().clone()
+    }
+
+    /// Forgets every plan not yet used.
+    pub fn clear_refund_plans(&self) {
+        self.refund_plans.lock().clear();
+    }
+
+    /// Settles a refund still `PROCESSING` now, as `status`.
+    pub fn settle_refund(
+        &self,
+        out_refund_no: &str,
+        status: RefundStatus,
+    ) -> Result<Settled, RefundControlError> {
+        if status == RefundStatus::Processing {
+            return Err(RefundControlError::NotFinal);
+        }
+        let mut inner = self.inner.lock();
+        let mut owners = inner
+            .books
+            .iter()
+            .filter_map(|(key, book)| Some((key.clone(), book.by_refund.get(out_refund_no)?)));
+        let Some(((env, mch_id), out_trade_no)) = owners.next() else {
+            return Err(RefundControlError::NotFound(out_refund_no.to_string()));
+        };
+        if owners.next().is_some() {
+            return Err(RefundControlError::Ambiguous(out_refund_no.to_string()));
+        }
+        let out_trade_no = out_trade_no.clone();
+        let now = time::beijing_now();
+        let order = inner
+            .books
+            .get_mut(&(env, mch_id.clone()))
+            .and_then(|book| book.orders.get_mut(&out_trade_no))
+            .ok_or_else(|| RefundControlError::NotFound(out_refund_no.to_string()))?;
+        let refund = order
+            .refunds
+            .iter_mut()
+            // `by_refund` also holds refund ids: only the number names a refund here.
+            .find(|refund| refund.out_refund_no == out_refund_no)
+            .ok_or_else(|| RefundControlError::NotFound(out_refund_no.to_string()))?;
+        if refund.announced || refund.settled_at(now).is_some() {
+            return Err(RefundControlError::AlreadySettled {
+                out_refund_no: out_refund_no.to_string(),
+                status: refund.status_at(now),
+            });
+        }
+        refund.settles_at = Some(now);
+        refund.ends_as = status;
+        self.announce(&mch_id, refund);
+        let refund = refund.clone();
+        Ok(Settled {
+            order: order.clone(),
+            refund,
+        })
+    }
+
+    /// The refund `out_refund_no` has reached the settlement time `scheduled` it was given:
+    /// it, once, unless a settlement came first.
+    pub fn settle_due(
+        &self,
+        env: Env,
+        mch_id: &str,
+        out_refund_no: &str,
+        scheduled: DateTime<FixedOffset>,
+    ) -> Option<Settled> {
+        let mut inner = self.inner.lock();
+        let book = inner.books.get_mut(&(env, mch_id.to_string()))?;
+        let out_trade_no = book.by_refund.get(out_refund_no)?.clone();
+        let order = book.orders.get_mut(&out_trade_no)?;
+        let refund = order
+            .refunds
+            .iter_mut()
+            .find(|refund| refund.out_refund_no == out_refund_no)?;
+        if refund.announced || refund.settles_at != Some(scheduled) {
+            return None;
+        }
+        self.announce(mch_id, refund);
+        let refund = refund.clone();
+        Some(Settled {
+            order: order.clone(),
+            refund,
         })
     }
 
@@ -1062,6 +1382,141 @@ mod tests {
         store
             .refund(Env::Live, "m1", &by_no, refund_request("r1", 50))
             .unwrap();
+    }
+
+    #[test]
+    fn a_planned_refund_ends_as_planned_and_a_closed_one_frees_its_amount() {
+        let store = Store::new(10, [("m1".to_string(), Fen::new(100))]);
+        let _ = store.create(new_order("o1", 100));
+        store.pay(&PayTarget::out_trade_no("o1")).unwrap();
+        let by_no = OrderRef::OutTradeNo("o1".into());
+        store
+            .plan_refund(RefundPlan::refund("r1", RefundStatus::RefundClose))
+            .unwrap();
+        let closed = store
+            .refund(Env::Live, "m1", &by_no, refund_request("r1", 100))
+            .unwrap();
+        let now = time::beijing_now();
+        assert_eq!(closed.refund.status_at(now), RefundStatus::RefundClose);
+        assert_eq!(closed.refund.success_time(now), None);
+        assert_eq!(closed.order.refunded(now), Fen::ZERO);
+        assert!(store.refund_plans().is_empty(), "a plan is used once");
+        // The money is refundable again, and back in the balance.
+        let again = store
+            .refund(Env::Live, "m1", &by_no, refund_request("r2", 100))
+            .unwrap();
+        let now = time::beijing_now();
+        assert_eq!(again.refund.status_at(now), RefundStatus::Success);
+        assert_eq!(again.order.refunded(now), Fen::new(100));
+        assert_eq!(
+            store
+                .plan_refund(RefundPlan::refund("r2", RefundStatus::Change))
+                .err(),
+            Some(RefundControlError::AlreadyRequested("r2".into()))
+        );
+        assert_eq!(
+            store
+                .plan_refund(RefundPlan {
+                    out_refund_no: None,
+                    out_trade_no: None,
+                    status: RefundStatus::Change,
+                })
+                .err(),
+            Some(RefundControlError::NoTarget)
+        );
+    }
+
+    #[test]
+    fn a_held_refund_processes_until_settled_once() {
+        let store = Store::new(10, []);
+        let _ = store.create(new_order("o1", 100));
+        store.pay(&PayTarget::out_trade_no("o1")).unwrap();
+        let by_no = OrderRef::OutTradeNo("o1".into());
+        store
+            .plan_refund(RefundPlan::next_refund_of("o1", RefundStatus::Processing))
+            .unwrap();
+        let held = store
+            .refund(Env::Live, "m1", &by_no, refund_request("r1", 30))
+            .unwrap();
+        assert_eq!(held.refund.settles_at, None);
+        assert_eq!(
+            held.refund.status_at(time::beijing_now()),
+            RefundStatus::Processing
+        );
+        assert_eq!(
+            store.settle_refund("r1", RefundStatus::Processing).err(),
+            Some(RefundControlError::NotFinal)
+        );
+        let settled = store.settle_refund("r1", RefundStatus::Change).unwrap();
+        assert_eq!(
+            settled.refund.status_at(time::beijing_now()),
+            RefundStatus::Change
+        );
+        assert!(settled.refund.announced);
+        assert!(matches!(
+            store.settle_refund("r1", RefundStatus::Success),
+            Err(RefundControlError::AlreadySettled {
+                status: RefundStatus::Change,
+                ..
+            })
+        ));
+        assert_eq!(
+            store.settle_refund("nope", RefundStatus::Success).err(),
+            Some(RefundControlError::NotFound("nope".into()))
+        );
+        // A CHANGE refund still counts: its money left the merchant.
+        assert_eq!(settled.order.refunded(time::beijing_now()), Fen::new(30));
+        // The next refund of the order is not held: the plan was used.
+        let next = store
+            .refund(Env::Live, "m1", &by_no, refund_request("r2", 30))
+            .unwrap();
+        assert!(next.refund.announced);
+    }
+
+    #[test]
+    fn a_timed_refund_settles_once_unless_settled_first() {
+        let store = Store::new(10, [("m1".to_string(), Fen::new(100))]);
+        let _ = store.create(new_order("o1", 100));
+        store.pay(&PayTarget::out_trade_no("o1")).unwrap();
+        let by_no = OrderRef::OutTradeNo("o1".into());
+        let timed = |no: &str| RefundRequest {
+            processing: std::time::Duration::from_secs(3600),
+            ..refund_request(no, 50)
+        };
+        // Closed at once: its 50 go back to the balance of 100.
+        store
+            .plan_refund(RefundPlan::refund("r1", RefundStatus::RefundClose))
+            .unwrap();
+        store
+            .refund(Env::Live, "m1", &by_no, refund_request("r1", 50))
+            .unwrap();
+        let second = store.refund(Env::Live, "m1", &by_no, timed("r2")).unwrap();
+        let scheduled = second.refund.settles_at.unwrap();
+        let settled = store.settle_due(Env::Live, "m1", "r2", scheduled).unwrap();
+        assert!(settled.refund.announced);
+        assert!(store.settle_due(Env::Live, "m1", "r2", scheduled).is_none());
+        let third = store.refund(Env::Live, "m1", &by_no, timed("r3")).unwrap();
+        store.settle_refund("r3", RefundStatus::Success).unwrap();
+        assert!(
+            store
+                .settle_due(Env::Live, "m1", "r3", third.refund.settles_at.unwrap())
+                .is_none(),
+            "the timer of a refund settled by hand does nothing"
+        );
+        // 50 + 50 of 100 went out: the balance is empty.
+        let _ = store.create(new_order("o2", 100));
+        store.pay(&PayTarget::out_trade_no("o2")).unwrap();
+        assert_eq!(
+            store
+                .refund(
+                    Env::Live,
+                    "m1",
+                    &OrderRef::OutTradeNo("o2".into()),
+                    refund_request("r4", 1)
+                )
+                .err(),
+            Some(BizError::NotEnough)
+        );
     }
 
     #[test]

@@ -118,9 +118,10 @@ impl BillMerchant {
         }
     }
 
-    /// The merchant's V2 client at the app's gateway.
+    /// The merchant's V2 client at the app's gateway, without the merchant certificate:
+    /// bills and queries need none.
     pub fn client(&self, settings: &PaysSettings) -> Result<Client, BillsError> {
-        gateway_client(&self.element, &self.config, settings).map_err(|error| {
+        gateway_client(&self.element, &self.config, settings, None).map_err(|error| {
             BillsError::Pay(PayError::unavailable_because(
                 format!("`{}`: the WeChat Pay client", self.element),
                 error,

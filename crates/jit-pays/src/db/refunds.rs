@@ -69,7 +69,7 @@ pub enum Reserved {
         /// The refund row.
         refund: refund::Model,
         /// The order after the reservation.
-        order: pay_log::Model,
+        order: Box<pay_log::Model>,
     },
     /// A refund with this id exists already (a retry, or a reuse the caller must refuse);
     /// nothing was written.
@@ -99,7 +99,7 @@ pub enum Settled {
         /// The refund after the transition.
         refund: refund::Model,
         /// Its order after the transition.
-        order: pay_log::Model,
+        order: Box<pay_log::Model>,
     },
     /// The refund was already where it is (a repeated notify, a query after the notify,
     /// a late report of an earlier state); nothing changed.
@@ -230,7 +230,10 @@ impl PayStore {
             .await
             .map_err(db("committing a refund"))?;
         self.outbox.announce_written();
-        Ok(Reserved::New { refund, order })
+        Ok(Reserved::New {
+            refund,
+            order: Box::new(order),
+        })
     }
 
     /// Records WeChat's refund id once WeChat accepted the request; the status does not
@@ -357,7 +360,10 @@ impl PayStore {
             .await
             .map_err(db("committing a refund's transition"))?;
         self.outbox.announce_written();
-        Ok(Settled::Moved { refund, order })
+        Ok(Settled::Moved {
+            refund,
+            order: Box::new(order),
+        })
     }
 
     /// One refund by the merchant's refund number.

@@ -15,13 +15,16 @@ use serde_json::{Map, Value};
 use wechatpay_v2::Fen;
 
 use crate::args::{
-    arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_str, no_such_function, to_json,
+    arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_refund, arg_str, no_such_function,
+    to_json,
 };
 use crate::db::PayStore;
 use crate::db::entity::PayStatus;
 use crate::element_pay::pay_of_element;
 use crate::error::PayError;
-use crate::model::{NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer};
+use crate::model::{
+    NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs,
+};
 use crate::pay::Pay;
 use crate::wechat_pay_type::{
     WECHAT_PAY_TYPE, is_pay_instance, pay_instances, read_notify, unknown_order,
@@ -249,6 +252,128 @@ impl PaySvc {
         }
     }
 
+    /// refund through the element that owns the order.
+    pub async fn refund(&self, request: RefundArgs) -> Result<Refund, PayError> {
+        self.pay_for_order(&request.order_id)
+            .await?
+            .refund(request)
+            .await
+    }
+
+    /// queryRefund through the element that owns the refund's order.
+    pub async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
+        let refund =
+            self.store
+                .find_refund(refund_id)
+                .await?
+                .ok_or_else(|| PayError::UnknownRefund {
+                    refund_id: refund_id.to_owned(),
+                })?;
+        self.pay_of_element(&refund.element)
+            .await
+            .map_err(|e| PayError::unavailable_because(format!("refund {refund_id}"), e))?
+            .query_refund(refund_id)
+            .await
+    }
+
+    /// listRefunds through the element that owns the order.
+    pub async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
+        self.pay_for_order(order_id)
+            .await?
+            .list_refunds(order_id)
+            .await
+    }
+
+    /// Handles a refund notify POSTed to the shared URL by `peer`. Refund notifies carry
+    /// no signature and name their refund only inside `req_info`, encrypted with the
+    /// merchant's key: the outer `mch_id` and `appid` pick the merchants that may have
+    /// sent it, the one whose key decrypts it reveals the refund, and the element that
+    /// owns the refund handles it (decrypting again, and checking it against the refund).
+    /// Refusals are logged as [`PaySvc::wechat_notify_from`] logs them.
+    pub async fn wechat_refund_notify_from(
+        &self,
+        body: &[u8],
+        peer: Option<IpAddr>,
+    ) -> NotifyReply {
+        let reply = self.route_refund_notify(body).await;
+        if let NotifyOutcome::Rejected { reason } = reply.outcome() {
+            self.log_refusal(peer, reason);
+        }
+        reply
+    }
+
+    async fn route_refund_notify(&self, body: &[u8]) -> NotifyReply {
+        let outer = match wechatpay_v2::xml::decode(body) {
+            Ok(outer) => outer,
+            Err(error) => {
+                return NotifyReply::refused(format!("unreadable refund notify: {error}"));
+            }
+        };
+        let (Some(mch_id), Some(appid), Some(req_info)) = (
+            outer.get("mch_id"),
+            outer.get("appid"),
+            outer.get("req_info"),
+        ) else {
+            return NotifyReply::refused("refund notify without mch_id, appid or req_info");
+        };
+        let app = match self.app() {
+            Ok(app) => app,
+            Err(error) => return NotifyReply::failed(error.to_string()),
+        };
+        let names: Vec<String> = pay_instances(app.definitions())
+            .map(|chain| chain.element().full_name.to_string())
+            .collect();
+        let mut merchants = 0;
+        for name in names {
+            let pay = match pay_of_element(&app, &name).await {
+                Ok(pay) => pay,
+                Err(error) => {
+                    tracing::error!(element = %name, error = %log_safe(&error.to_string()),
+                        "pay element unavailable while routing a refund notify");
+                    continue;
+                }
+            };
+            if pay.mch_id() != mch_id || pay.app_id() != appid {
+                continue;
+            }
+            merchants += 1;
+            let key = wechatpay_v2::ApiKey::new(pay.api_key().expose().clone());
+            let Ok(info) = wechatpay_v2::decrypt_req_info(req_info, &key) else {
+                continue;
+            };
+            let Some(refund_id) = info.get("out_refund_no") else {
+                return NotifyReply::refused("refund notify without out_refund_no");
+            };
+            return match self.store.find_refund(refund_id).await {
+                Ok(Some(refund)) => match self.pay_of_element(&refund.element).await {
+                    Ok(owner) => owner.refund_notify(body).await,
+                    Err(error) => {
+                        tracing::error!(refund_id = %log_safe(refund_id),
+                            error = %log_safe(&error.to_string()),
+                            "refund notify could not be routed; WeChat will retry");
+                        NotifyReply::failed("temporarily unable to handle the notify")
+                    }
+                },
+                Ok(None) => {
+                    NotifyReply::refused(format!("refund notify for unknown refund {refund_id}"))
+                }
+                Err(error) => {
+                    tracing::error!(refund_id = %log_safe(refund_id),
+                        error = %log_safe(&error.to_string()),
+                        "refund notify could not be routed; WeChat will retry");
+                    NotifyReply::failed("temporarily unable to handle the notify")
+                }
+            };
+        }
+        NotifyReply::refused(if merchants == 0 {
+            format!(
+                "refund notify for merchant {mch_id} / appid {appid}, which this app does not have"
+            )
+        } else {
+            format!("refund notify req_info does not decrypt with merchant {mch_id}'s key")
+        })
+    }
+
     async fn route_notify(&self, body: &[u8]) -> NotifyReply {
         // Parsed once and the order looked up once: the owning element gets both. An order
         // this process has seen needs no read: its owner and amount never change.
@@ -307,6 +432,15 @@ impl Element for PaySvc {
                 let date = crate::bills::parse_bill_date(arg_str(&args, "date")?)?;
                 let element = arg_opt_str(&args, "element")?;
                 to_json(&self.reconcile(date, element).await?)
+            }
+            "refund" => to_json(&self.refund(arg_refund(&args)?).await?),
+            "queryRefund" => to_json(&self.query_refund(arg_str(&args, "refundId")?).await?),
+            "listRefunds" => to_json(&self.list_refunds(arg_str(&args, "orderId")?).await?),
+            "wechatRefundNotify" => {
+                let reply = self
+                    .wechat_refund_notify_from(arg_str(&args, "xml")?.as_bytes(), cx.peer)
+                    .await;
+                Ok(Value::String(reply.xml()))
             }
             "wechatNotify" => {
                 let reply = self

@@ -3,7 +3,8 @@
 //! An instance is configuration only (appId, mchId, apiKey); this module turns it into a
 //! [`WechatPay`], which implements [`Pay`] over the order store and the V2 client. The
 //! merchant settings are read in `config`; the Type's functions are `impl WechatPay`
-//! blocks by concern: `orders` (create, check, cancel), `pay_url` (getPayUrl) and `notify`.
+//! blocks by concern: `orders` (create, check, cancel), `pay_url` (getPayUrl), `notify`
+//! and `refunds` (refund, queryRefund, listRefunds, refund notifies).
 
 use std::sync::Arc;
 
@@ -16,17 +17,22 @@ use crate::db::cache::OrderFacts;
 use crate::db::store::PayStore;
 use crate::error::PayError;
 use crate::model::{
-    CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, WechatRecord,
+    CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs,
+    WechatRecord,
 };
 use crate::pay::{Pay, PayElement};
 use crate::settings::PaysSettings;
 
+mod certificate;
 mod config;
 mod notify;
 mod orders;
 mod pay_url;
+mod refunds;
 
 pub(crate) use notify::{read_notify, unknown_order};
+
+pub use certificate::{CertificateFile, MerchantCertificate};
 
 pub use config::{
     SettingSource, WechatPayConfig, check_merchant_settings, is_pay_instance, merchant_settings,
@@ -66,11 +72,13 @@ pub(crate) fn masked_config(config: &WechatPayConfig) -> Value {
 }
 
 /// The V2 client of the merchant `config` at the host's gateway: the one every instance
-/// signs its calls with, and the one its bills are downloaded with.
+/// signs its calls with (presenting `identity`, the merchant certificate, on refunds), and
+/// the one its bills are downloaded with (no certificate needed).
 pub(crate) fn gateway_client(
     full_name: &str,
     config: &WechatPayConfig,
     settings: &PaysSettings,
+    identity: Option<wechatpay_v2::ClientIdentity>,
 ) -> Result<Client, ElementError> {
     Client::new(ClientConfig {
         base_url: settings.gateway_base_url.clone(),
@@ -82,6 +90,7 @@ pub(crate) fn gateway_client(
             max_attempts: settings.gateway_attempts.max(1),
             ..RetryPolicy::default()
         },
+        identity,
         ..ClientConfig::default()
     })
     .map_err(|e| ElementError::with_source(format!("{full_name}: WeChat Pay client"), e))
@@ -97,7 +106,9 @@ impl WechatPay {
         store: Arc<PayStore>,
         settings: Arc<PaysSettings>,
     ) -> Result<Self, ElementError> {
-        let client = gateway_client(&full_name, &config, &settings)?;
+        // Read and checked once, here; refunds present it (`certificate` module).
+        let identity = config.load_certificate().map_err(config::invalid_setting)?;
+        let client = gateway_client(&full_name, &config, &settings, identity)?;
         Ok(WechatPay {
             full_name,
             config,
@@ -205,6 +216,22 @@ impl Pay for WechatPay {
 
     async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
         crate::reconciler::reconcile_order(self, &self.store, order_id).await
+    }
+
+    async fn refund(&self, request: RefundArgs) -> Result<Refund, PayError> {
+        self.refund_order(request).await
+    }
+
+    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
+        self.query_refund_at_wechat(refund_id).await
+    }
+
+    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
+        self.refunds_of(order_id).await
+    }
+
+    async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
+        self.handle_refund_notify(body).await
     }
 }
 

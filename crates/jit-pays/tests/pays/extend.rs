@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use jit_pays::{
     CancelResult, CloseAtWechat, NotifyReply, Pay, PayElement, PayError, PayLog, PayType, PayUrl,
-    Payer, PaysSettings, WechatRecord, pay_of,
+    Payer, PaysSettings, Refund, WechatRecord, pay_of,
 };
 use jit_runtime::{CallContext, Element, ElementError, LoadContext, Loader, Secret, async_trait};
 use serde_json::{Value, json};
@@ -80,6 +80,18 @@ impl Pay for Discounted {
     }
     async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
         self.parent.reconcile(order_id).await
+    }
+    async fn refund(&self, request: jit_pays::RefundArgs) -> Result<Refund, PayError> {
+        self.parent.refund(request).await
+    }
+    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
+        self.parent.query_refund(refund_id).await
+    }
+    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
+        self.parent.list_refunds(order_id).await
+    }
+    async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
+        self.parent.refund_notify(body).await
     }
 }
 

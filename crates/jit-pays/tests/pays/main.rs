@@ -6,6 +6,7 @@ mod support;
 
 mod arguments;
 mod bills;
+mod certificate;
 mod config;
 mod db;
 mod extend;
@@ -17,4 +18,5 @@ mod outbox;
 mod outbox_stop;
 mod plugin_routing;
 mod record;
+mod refunds;
 mod wechatpy;

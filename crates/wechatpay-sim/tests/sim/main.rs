@@ -10,5 +10,6 @@ mod gateway;
 mod own_client;
 mod pki;
 mod queries;
+mod refunds;
 mod tls;
 mod wechatpy_conformance;

@@ -379,3 +379,177 @@ async fn each_error_arrives_in_wechatpy_as_its_code() {
     assert_eq!(out["after_faults"], "SUCCESS");
     sim.shutdown().await;
 }
+
+/// A refund the simulator is told to end as CHANGE, one held in PROCESSING and then closed,
+/// and the day's bills, all read by wechatpy: its refund query, its refund notify
+/// decryption and its bill download agree with the simulator and with this crate's parsers.
+const REFUND_OUTCOMES: &str = r#"
+pay = client()
+notify = data['notify_url']
+result = {}
+order = pay.order.create('NATIVE', 'simulated goods', 500, notify, client_ip='127.0.0.1',
+                         out_trade_no='py-out', product_id='p1')
+sim('/sim/pay', {'code_url': order['code_url']})
+sim('/sim/refund-plans', {'out_refund_no': 'py-out-change', 'status': 'CHANGE'})
+sim('/sim/refund-plans', {'out_trade_no': 'py-out', 'status': 'PROCESSING'})
+# The first refund takes the plan naming it, the second the plan naming its order.
+pay.refund.apply(total_fee=500, refund_fee=120, out_refund_no='py-out-change',
+                 out_trade_no='py-out', notify_url=notify)
+pay.refund.apply(total_fee=500, refund_fee=380, out_refund_no='py-out-held',
+                 out_trade_no='py-out', notify_url=notify)
+result['change'] = pay.refund.query(out_refund_no='py-out-change')
+result['held'] = pay.refund.query(out_refund_no='py-out-held')
+result['settled'] = sim('/sim/refunds/settle', {'out_refund_no': 'py-out-held', 'status': 'REFUNDCLOSE'})
+result['closed'] = pay.refund.query(out_refund_no='py-out-held')
+# The closed refund's 380 can be refunded again, under a new number.
+result['again'] = pay.refund.apply(total_fee=500, refund_fee=380, out_refund_no='py-out-again',
+                                   out_trade_no='py-out', notify_url=notify)
+result['all_refunds'] = pay.refund.query(out_trade_no='py-out')
+result['bill_all'] = pay.tools.download_bill(data['today'], 'ALL')
+result['bill_refund'] = pay.tools.download_bill(data['today'], 'REFUND')
+"#;
+
+#[tokio::test]
+async fn wechatpy_reads_change_and_closed_refunds_their_notifies_and_the_bills() {
+    use wechatpay_v2::{ApiKey, Bill, BillType, Fen, RefundStatus};
+
+    let (sim, receiver, _certs, data) = start().await;
+    let out = python(format!("{PRELUDE}{REFUND_OUTCOMES}"), data).await;
+
+    let change = &out["change"];
+    assert_eq!(change["refund_status_0"], "CHANGE");
+    assert_eq!(change["refund_fee_0"], "120");
+    assert_eq!(change.get("refund_success_time_0"), None, "{change}");
+    assert_eq!(out["held"]["refund_status_0"], "PROCESSING");
+    assert_eq!(out["settled"]["refund"]["ends_as"], "REFUNDCLOSE");
+    assert_eq!(out["closed"]["refund_status_0"], "REFUNDCLOSE");
+    assert_eq!(out["again"]["refund_fee"], "380");
+    let all_refunds = &out["all_refunds"];
+    assert_eq!(all_refunds["refund_count"], "3");
+    let statuses: Vec<&str> = (0..3)
+        .map(|n| all_refunds[format!("refund_status_{n}")].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["CHANGE", "REFUNDCLOSE", "SUCCESS"]);
+
+    // One notify per settled refund (payment + CHANGE + REFUNDCLOSE + SUCCESS), each
+    // decrypted by wechatpy and by this crate's parser, which must agree.
+    let received = receiver.wait_for(4, Duration::from_secs(10)).await;
+    let refund_bodies: Vec<String> = received
+        .iter()
+        .filter(|r| r.body.contains("req_info"))
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(refund_bodies.len(), 3, "no notify while a refund is held");
+    let parsed = python(
+        r#"
+from wechatpy.pay import WeChatPay
+pay = WeChatPay(appid=data['appid'], api_key=data['key'], mch_id=data['mch_id'])
+result = [pay.parse_refund_notify_result(body) for body in data['bodies']]
+"#
+        .to_string(),
+        json!({
+            "appid": DEFAULT_APPID,
+            "mch_id": DEFAULT_MCH_ID,
+            "key": DEFAULT_API_KEY,
+            "bodies": refund_bodies,
+        }),
+    )
+    .await;
+    let mut seen = Vec::new();
+    for (body, theirs) in refund_bodies.iter().zip(parsed.as_array().unwrap()) {
+        let ours =
+            wechatpay_v2::parse_refund_notify(body.as_bytes(), &ApiKey::new(DEFAULT_API_KEY))
+                .unwrap();
+        assert_eq!(theirs["out_refund_no"], ours.out_refund_no.as_str());
+        assert_eq!(theirs["refund_id"], ours.refund_id.as_str());
+        assert_eq!(theirs["out_trade_no"], "py-out");
+        assert_eq!(theirs["transaction_id"], ours.transaction_id.as_str());
+        assert_eq!(theirs["refund_status"], ours.refund_status.as_str());
+        assert_eq!(theirs["refund_fee"], ours.refund_fee.get());
+        assert_eq!(theirs["total_fee"], 500);
+        assert_eq!(
+            theirs["refund_recv_accout"],
+            ours.refund_recv_account.as_deref().unwrap()
+        );
+        assert_eq!(
+            theirs.get("success_time").and_then(Value::as_str),
+            ours.success_time.as_deref()
+        );
+        // Only a successful refund has a success time.
+        assert_eq!(
+            ours.success_time.is_some(),
+            ours.refund_status == RefundStatus::Success
+        );
+        seen.push((ours.out_refund_no, ours.refund_status));
+    }
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            ("py-out-again".to_string(), RefundStatus::Success),
+            ("py-out-change".to_string(), RefundStatus::Change),
+            ("py-out-held".to_string(), RefundStatus::RefundClose),
+        ]
+    );
+
+    // wechatpy's bill text, parsed by this crate, is the simulator's order and refunds.
+    let order = sim.order("py-out").unwrap();
+    let all = Bill::parse(out["bill_all"].as_str().unwrap()).unwrap();
+    assert_eq!(all.bill_type, BillType::All);
+    assert_eq!(all.lines.len(), 4);
+    let payment = all.rows().find(|row| row.refund.is_none()).unwrap();
+    assert_eq!(payment.out_trade_no, "py-out");
+    assert_eq!(Some(&payment.transaction_id), order.transaction_id.as_ref());
+    assert_eq!(payment.total_fee, order.total_fee);
+    let refunds = Bill::parse(out["bill_refund"].as_str().unwrap()).unwrap();
+    let mut lines: Vec<(String, RefundStatus, Fen, bool)> = refunds
+        .rows()
+        .map(|row| {
+            let refund = row.refund.as_ref().unwrap();
+            (
+                refund.out_refund_no.clone(),
+                refund.refund_status,
+                refund.refund_fee,
+                refund.succeeded_at.is_some(),
+            )
+        })
+        .collect();
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        lines,
+        [
+            (
+                "py-out-again".to_string(),
+                RefundStatus::Success,
+                Fen::new(380),
+                true
+            ),
+            (
+                "py-out-change".to_string(),
+                RefundStatus::Change,
+                Fen::new(120),
+                false
+            ),
+            (
+                "py-out-held".to_string(),
+                RefundStatus::RefundClose,
+                Fen::new(380),
+                false
+            ),
+        ]
+    );
+    for row in refunds.rows() {
+        let refund = row.refund.as_ref().unwrap();
+        let stored = order
+            .refunds
+            .iter()
+            .find(|stored| stored.out_refund_no == refund.out_refund_no)
+            .unwrap();
+        assert_eq!(refund.refund_id, stored.refund_id);
+    }
+    // The totals line sums every refund line, closed ones included: they were asked for
+    // that day.
+    assert_eq!(refunds.summary.totals.count, 3);
+    assert_eq!(refunds.summary.totals.refund_fee, Fen::new(880));
+    sim.shutdown().await;
+}

@@ -177,8 +177,16 @@ impl Client {
         crate::sign_params(&mut request, config.sign_type, &key);
         let body = xml::encode(&request);
         let url = self.url(endpoint);
-        // The sandbox takes refunds without the merchant certificate.
-        let with_identity = endpoint.needs_merchant_certificate && !config.sandbox;
+        // The sandbox takes refunds without the merchant certificate; and over plain HTTP
+        // (a simulator on loopback: WeChat itself is HTTPS only) there is no TLS to present
+        // one in. Over HTTPS a call that needs it is refused without it.
+        let with_identity = endpoint.needs_merchant_certificate
+            && !config.sandbox
+            && self
+                .inner
+                .base_url
+                .get(..8)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
         self.with_retries(|| async {
             let bytes = self.post_once(&url, &body, with_identity).await?;
             read(bytes, &key)

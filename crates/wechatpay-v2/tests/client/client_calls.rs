@@ -585,11 +585,33 @@ async fn refund_needs_the_certificate_and_a_sane_amount() {
         })
     ));
     request.refund_fee = Fen::new(100);
-    assert!(matches!(
-        client.refund(&request).await,
-        Err(Error::Config(_))
-    ));
     assert!(h.received().is_empty());
+    // Over HTTPS the call is refused before anything is sent when no certificate is set...
+    let over_tls = Client::new(ClientConfig {
+        base_url: "https://127.0.0.1:9".into(),
+        ..h.config()
+    })
+    .unwrap();
+    assert!(matches!(
+        over_tls.refund(&request).await,
+        Err(Error::Config(message)) if message.contains("merchant certificate")
+    ));
+    // ...while over plain HTTP (a simulator: there is no TLS to present one in) it goes.
+    h.script(
+        "/secapi/pay/refund",
+        [Reply::Signed(vec![
+            ("result_code", "SUCCESS"),
+            ("refund_id", "50000001"),
+            ("out_refund_no", "R1"),
+            ("out_trade_no", "T1"),
+            ("transaction_id", "4200000001"),
+            ("refund_fee", "100"),
+            ("total_fee", "100"),
+        ])],
+    );
+    let accepted = client.refund(&request).await.unwrap();
+    assert_eq!(accepted.refund_id, "50000001");
+    assert_eq!(h.received().len(), 1);
 
     let unusable = Client::new(ClientConfig {
         identity: Some(ClientIdentity::from_pem(b"not a cert", b"not a key")),

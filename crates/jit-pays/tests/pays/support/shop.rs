@@ -91,6 +91,13 @@ async fn notify_endpoint(State(svc): State<Arc<PaySvc>>, body: Bytes) -> String 
     svc.wechat_notify(&body).await.xml()
 }
 
+async fn refund_notify_endpoint(State(svc): State<Arc<PaySvc>>, body: Bytes) -> String {
+    svc.wechat_refund_notify_from(&body, None).await.xml()
+}
+
+/// Where the shop serves refund notifies, under its base URL.
+pub const REFUND_NOTIFY_PATH: &str = "/api/demo/shop/pays/services/PaySvc/wechatRefundNotify";
+
 fn write(path: &std::path::Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
@@ -151,7 +158,8 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
         public_base_url.clone(),
         format!("{public_base_url}/api/demo/shop/pays/services/PaySvc/wechatNotify"),
         sim.base_url(),
-    );
+    )
+    .with_refund_notify_url(format!("{public_base_url}{REFUND_NOTIFY_PATH}"));
     settings.order_expiry = options.order_expiry;
     settings.reconciler = options.reconciler;
     settings.gateway_timeout = Duration::from_secs(5);
@@ -177,6 +185,7 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
             "/api/demo/shop/pays/services/PaySvc/wechatNotify",
             post(notify_endpoint),
         )
+        .route(REFUND_NOTIFY_PATH, post(refund_notify_endpoint))
         .with_state(svc.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
