@@ -7,11 +7,13 @@
 //! 2. the bill: the merchant's stored ALL bill of the day (downloaded first if the day was
 //!    never downloaded);
 //! 3. a live query for each disagreement: `orderquery` through the element's own `check`
-//!    (which records a payment the shop missed) or `checkThird`, and `refundquery` with the
-//!    merchant's client.
+//!    (which records a payment the shop missed) or `checkThird`; `refundquery` with the
+//!    merchant's client, and — when WeChat's live state is not the shop's — the element's
+//!    own `queryRefund`, which applies it.
 //!
 //! A disagreement the live query settles (a lost notify: the bill says paid, the shop said
-//! waiting, `check` finds the payment and records it) is reported as fixed by query; every
+//! waiting, `check` finds the payment and records it; a refund whose state the shop now
+//! holds as WeChat reports it live) is reported as fixed by query; every
 //! other one remains a [`Mismatch`] and raises one `reconcile.mismatch` event — once per
 //! (date, element, kind, order, refund), however often the day is reconciled.
 //!
@@ -422,10 +424,23 @@ impl Run<'_> {
             mismatch.local = local_side(refund.amount_fen, refund.status.as_str());
             mismatch.bill = bill;
             // The bill is a snapshot taken when it was made: a refund it shows processing
-            // may have settled since. The live state agreeing with the shop settles it.
+            // may have settled since, or the shop may have missed the outcome. The live
+            // state settles it when the shop holds it, or comes to hold it through the
+            // element's own `queryRefund` (which applies what WeChat says).
             let (live, said) = self.refund_at_wechat(&refund.refund_id).await;
-            mismatch.query = Some(said);
-            if live == Some(refund.status) {
+            let mut held = refund.status;
+            let mut query = said;
+            if live.is_some() && live != Some(held) {
+                match self.pay.query_refund(&refund.refund_id).await {
+                    Ok(now) => {
+                        held = now.status;
+                        query.push_str(&format!("; queryRefund: the shop's refund is {held}"));
+                    }
+                    Err(error) => query.push_str(&format!("; queryRefund failed: {error}")),
+                }
+            }
+            mismatch.query = Some(query);
+            if live.is_some() && live == Some(held) {
                 self.report.fixed_by_query.push(mismatch);
             } else {
                 self.report.mismatches.push(mismatch);

@@ -18,10 +18,10 @@ use jit_pays::bills::{
 use jit_pays::db::bills::BillDayKey;
 use jit_pays::db::entity::event;
 use jit_pays::db::refunds::{NewRefund, Reserved};
-use jit_pays::{PayEventKind, PayStatus, PaySvc, PayType, Payer};
+use jit_pays::{PayEventKind, PayStatus, PaySvc, PayType, Payer, RefundArgs, RefundStatus};
 use parking_lot::Mutex;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
-use wechatpay_sim::{Endpoint, Fault, FaultRule};
+use wechatpay_sim::{BillAlteration, Endpoint, Fault, FaultRule};
 use wechatpay_v2::{BillType, Client, ClientConfig, Fen, TradeKind, UnifiedOrderRequest};
 
 use crate::support::shop::{self, API_KEY, APP_ID, MCH_ID, OTHER_MCH_ID, Shop, ShopOptions};
@@ -531,5 +531,107 @@ async fn the_daily_download_is_claimed_by_one_instance() {
         let after = tomorrow_noon + chrono::Duration::minutes(11);
         let done = run_due(&shop.app, &second, after).await.unwrap();
         assert_eq!(done.len(), 2, "{label}: both merchants' days, retried");
+    }
+}
+
+#[tokio::test]
+async fn refunds_and_bills_that_disagree_with_wechat_reconcile_through_live_queries() {
+    for db in support::all().await {
+        let label = db.label;
+        let shop = shop::start(db, ShopOptions::default()).await;
+        let store = shop.db.store.clone();
+
+        // A partial refund WeChat made, whose outcome the shop missed: it still holds it
+        // processing (as if neither notify nor query had come).
+        let refunded = paid_order(&shop, &shop.pay, 1000).await;
+        shop.pay
+            .refund(RefundArgs {
+                order_id: refunded.clone(),
+                amount: Some(Fen::new(300)),
+                reason: None,
+                refund_id: Some("R-BILL-1".into()),
+            })
+            .await
+            .unwrap();
+        let mut settled = false;
+        for _ in 0..200 {
+            if shop.pay.query_refund("R-BILL-1").await.unwrap().status == RefundStatus::Success {
+                settled = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(settled, "{label}: the simulator settles the refund");
+        // Its notify (which would settle it again) has come and gone.
+        shop.wait_no_pending_notifies().await;
+        set_sql(
+            &shop.db,
+            "UPDATE pays_refund SET status = 'processing', succeeded_at = NULL WHERE refund_id = ?",
+            "R-BILL-1",
+        )
+        .await;
+        set_sql(
+            &shop.db,
+            "UPDATE pays_pay_log SET refunded_fen = 0 WHERE order_id = ?",
+            &refunded,
+        )
+        .await;
+        // Bills that disagree with WeChat's own orders.
+        let omitted = paid_order(&shop, &shop.pay, 200).await;
+        shop.sim.alter_bill(BillAlteration::omit(&omitted)).unwrap();
+        let misstated = paid_order(&shop, &shop.pay, 300).await;
+        shop.sim
+            .alter_bill(BillAlteration::total_fee(&misstated, Fen::new(30)))
+            .unwrap();
+
+        let days = reconcile_days(&shop.app, today(), Some(MY_PAY))
+            .await
+            .unwrap();
+        let day = &days[0];
+        let kinds: Vec<(MismatchKind, &str)> = day
+            .mismatches
+            .iter()
+            .map(|m| (m.kind, m.order_id.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (MismatchKind::AmountMismatch, misstated.as_str()),
+                (MismatchKind::MissingInBill, omitted.as_str()),
+            ],
+            "{label}: {day:#?}"
+        );
+        // WeChat's live answer contradicts the bill: the query says so.
+        for mismatch in &day.mismatches {
+            assert!(
+                mismatch
+                    .query
+                    .as_deref()
+                    .unwrap()
+                    .contains("trade_state SUCCESS"),
+                "{label}: {mismatch:?}"
+            );
+        }
+        assert_eq!(
+            day.mismatches[0].bill.as_ref().unwrap().amount_fen,
+            Fen::new(30)
+        );
+        // The refund: the bill says SUCCESS, the shop said processing; refundquery says
+        // SUCCESS and queryRefund applied it.
+        assert_eq!(day.fixed_by_query.len(), 1, "{label}: {day:#?}");
+        let fixed = &day.fixed_by_query[0];
+        assert_eq!(
+            (fixed.kind, fixed.refund_id.as_deref()),
+            (MismatchKind::StatusMismatch, Some("R-BILL-1"))
+        );
+        assert_eq!(fixed.local.as_ref().unwrap().status, "processing");
+        assert_eq!(fixed.bill.as_ref().unwrap().status, "SUCCESS");
+        let refund = store.find_refund("R-BILL-1").await.unwrap().unwrap();
+        assert_eq!(refund.status, RefundStatus::Success, "{label}");
+        assert_eq!(store.get_order(&refunded).await.unwrap().refunded_fen, 300);
+        // The refunded order's payment line and its refund line both agree now.
+        assert_eq!(day.matched, 1, "{label}: {day:#?}");
+        assert_eq!(day.local_refunds, 1);
+        assert_eq!(day.events_raised, 2);
     }
 }
