@@ -269,3 +269,19 @@ async fn download_and_reconcile(postgres: Option<&str>) {
     assert!(text(&output).contains("--date"), "{}", text(&output));
     served.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_odd_bills_setting_fails_jit_check_and_the_start() {
+    let dir =
+        crate::util::example_app_with(|text| format!("{text}\n[bills]\ndownload_at = \"25:00\"\n"));
+    let app = dir.path();
+    let output = run(app, &Vec::new(), &["check"]).await;
+    assert!(!output.status.success());
+    let said = text(&output);
+    assert!(
+        said.contains("bills.download_at") && said.contains("HH:MM"),
+        "{said}"
+    );
+    let said = crate::binary::refused_to_start(app, &[]);
+    assert!(said.contains("bills.download_at"), "{said}");
+}
