@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use jit_pays::PayEventKind;
+use wechatpay_v2::BillType;
 use wechatpay_v2::time::{beijing_readable_time, from_beijing_local};
 
 /// jit: runs apps made of JitAi-style elements.
@@ -42,6 +43,11 @@ pub enum Command {
     Sim(SimArgs),
     /// Payment events: list them, show one with every delivery attempt, deliver again.
     Events(EventsArgs),
+    /// WeChat's daily bills: download a day's bill into the database.
+    Bills(BillsArgs),
+    /// Reconcile a Beijing day's orders and refunds against WeChat's bill; exits 3 when
+    /// mismatches remain.
+    Reconcile(ReconcileArgs),
 }
 
 /// `--app DIR`.
@@ -233,6 +239,75 @@ pub struct EventsReplayArgs {
     pub app: AppArg,
 }
 
+/// `jit bills`.
+#[derive(Debug, Args)]
+pub struct BillsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: BillsAction,
+}
+
+/// The bills subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BillsAction {
+    /// Download a day's bill of every WeChat Pay instance (or one) from the app's gateway
+    /// and store it, replacing what that day had. With the simulator as the gateway, the
+    /// shop's `jit serve` must be running (its simulator holds the orders).
+    Download(BillsDownloadArgs),
+}
+
+/// `jit bills download --date YYYY-MM-DD`.
+#[derive(Debug, Args)]
+pub struct BillsDownloadArgs {
+    /// The Beijing date of the bill.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_bill_date)]
+    pub date: NaiveDate,
+    /// Which bill: ALL (payments and refunds), SUCCESS or REFUND.
+    #[arg(long = "type", value_name = "TYPE", default_value = "ALL", value_parser = parse_bill_type)]
+    pub bill_type: BillType,
+    /// Only this WeChat Pay instance (its fullName); default every instance.
+    #[arg(long, value_name = "FULLNAME")]
+    pub element: Option<String>,
+    /// Print JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+}
+
+/// `jit reconcile --date YYYY-MM-DD`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The Beijing date to reconcile (its ALL bill is downloaded first if it never was).
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_bill_date)]
+    pub date: NaiveDate,
+    /// Only this WeChat Pay instance (its fullName); default every instance.
+    #[arg(long, value_name = "FULLNAME")]
+    pub element: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+}
+
+/// A bill date: `YYYY-MM-DD`, Beijing.
+pub fn parse_bill_date(text: &str) -> Result<NaiveDate, String> {
+    jit_pays::bills::parse_bill_date(text).map_err(|err| err.to_string())
+}
+
+/// A bill type the parser reads: ALL, SUCCESS or REFUND (any case).
+pub fn parse_bill_type(text: &str) -> Result<BillType, String> {
+    match text.trim().to_ascii_uppercase().as_str() {
+        "ALL" => Ok(BillType::All),
+        "SUCCESS" => Ok(BillType::Success),
+        "REFUND" => Ok(BillType::Refund),
+        _ => Err("not a bill type; the types are ALL, SUCCESS and REFUND".to_owned()),
+    }
+}
+
 /// A TIME argument: RFC 3339 with its offset, or Beijing wall-clock time
 /// `yyyy-MM-dd HH:mm:ss` (the format `jit events` prints).
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
@@ -293,6 +368,31 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn bill_arguments_are_a_date_and_a_known_type() {
+        use clap::Parser;
+        let cli =
+            Cli::try_parse_from(["jit", "bills", "download", "--date", "2026-11-30"]).unwrap();
+        let Command::Bills(BillsArgs {
+            action: BillsAction::Download(args),
+        }) = cli.command
+        else {
+            panic!("bills download")
+        };
+        assert_eq!(args.date, NaiveDate::from_ymd_opt(2026, 11, 30).unwrap());
+        assert_eq!(args.bill_type, BillType::All);
+        assert_eq!(parse_bill_type("refund"), Ok(BillType::Refund));
+        assert!(parse_bill_type("RECHARGE_REFUND").is_err());
+        for bad in ["2026-11-31", "20261130", "2026-1-30", "yesterday"] {
+            let err = parse_bill_date(bad).unwrap_err();
+            assert!(err.contains("YYYY-MM-DD"), "{bad}: {err}");
+        }
+        assert!(
+            Cli::try_parse_from(["jit", "reconcile"]).is_err(),
+            "--date is required"
+        );
     }
 
     #[test]

@@ -168,6 +168,8 @@ impl Host {
             Command::Show { full_name, app } => crate::commands::show(self, &app.app, &full_name),
             Command::Sim(args) => crate::commands::sim(args).await,
             Command::Events(args) => crate::commands::events(self, args).await,
+            Command::Bills(args) => crate::commands::bills(self, args).await,
+            Command::Reconcile(args) => crate::commands::reconcile(self, args).await,
             Command::Serve(args) => {
                 let overrides = Overrides {
                     listen: args.listen,
@@ -273,7 +275,7 @@ impl Host {
     }
 }
 
-/// app.toml's `[server]`, `[database]`, `[gateway]`, `[auth]`, `[reconciler]`, `[events]`
+/// app.toml's `[server]`, `[database]`, `[gateway]`, `[auth]`, `[reconciler]`, `[events]`, `[bills]`
 /// and `[[webhooks]]`, with `{{VAR}}` placeholders in their strings filled.
 fn raw_tables(settings: &AppSettings, app_toml: &Path) -> Result<RawTables, HostError> {
     let env = EnvSource::new(Default::default(), settings.env.clone());
@@ -331,6 +333,7 @@ fn raw_tables(settings: &AppSettings, app_toml: &Path) -> Result<RawTables, Host
         auth: take("auth")?,
         reconciler: take("reconciler")?,
         events: take("events")?,
+        bills: take("bills")?,
         webhooks,
     })
 }

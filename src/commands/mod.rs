@@ -1,9 +1,12 @@
-//! The subcommands that need no server: `check`, `ls`, `show`, `sim` and `events`.
+//! The subcommands that need no server: `check`, `ls`, `show`, `sim`, `events`, `bills`
+//! and `reconcile`.
 
+mod bills;
 mod definitions;
 mod events;
 mod sim;
 
+pub(crate) use bills::{bills, reconcile};
 pub(crate) use definitions::{check, ls, show};
 pub(crate) use events::events;
 pub(crate) use sim::sim;

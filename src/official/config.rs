@@ -1,5 +1,5 @@
-//! What the official families need to serve, from app.toml's `[database]`, `[gateway]`
-//! and `[reconciler]` tables, and `[events]` and `[[webhooks]]` through
+//! What the official families need to serve, from app.toml's `[database]`, `[gateway]`,
+//! `[reconciler]` and `[bills]` tables, and `[events]` and `[[webhooks]]` through
 //! [`crate::official::events`] (the same raw tables [`crate::server::config`] reads
 //! `[server]` and `[auth]` from), overridden by the environment, overridden by the caller.
 //!
@@ -54,6 +54,32 @@ pub struct PaysConfig {
     pub reconciler: ReconcilerSettings,
     /// `[events]` and `[[webhooks]]`: who is told of payment events, and how.
     pub events: EventsConfig,
+    /// `[bills]`: the daily bill download and reconciliation.
+    pub bills: BillsConfig,
+}
+
+/// `[bills]`: when `jit serve` downloads the day before's bills and reconciles them.
+///
+/// ```toml
+/// [bills]
+/// download_at = "10:00"   # Beijing time, HH:MM; the default (WeChat's bills are ready)
+/// enabled = true          # false: no scheduled download (`jit bills download` still works)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillsConfig {
+    /// Whether `jit serve` schedules the daily download.
+    pub enabled: bool,
+    /// Beijing time of day after which the day before is downloaded.
+    pub download_at: chrono::NaiveTime,
+}
+
+impl Default for BillsConfig {
+    fn default() -> Self {
+        BillsConfig {
+            enabled: true,
+            download_at: jit_pays::BillSchedule::DEFAULT_DOWNLOAD_AT,
+        }
+    }
 }
 
 impl std::fmt::Debug for PaysConfig {
@@ -66,12 +92,14 @@ impl std::fmt::Debug for PaysConfig {
             .field("simulator_public", &self.simulator_public)
             .field("reconciler", &self.reconciler)
             .field("events", &self.events)
+            .field("bills", &self.bills)
             .finish()
     }
 }
 
 /// The keys each table may hold; anything else is a typo that would otherwise be ignored.
-const KNOWN_KEYS: [(&str, &[&str]); 3] = [
+const KNOWN_KEYS: [(&str, &[&str]); 4] = [
+    ("bills", &["download_at", "enabled"]),
     ("database", &["url", "schema", "max_connections"]),
     ("gateway", &["simulator", "base_url", "simulator_public"]),
     (
@@ -103,6 +131,7 @@ impl PaysConfig {
             let table = match section {
                 "database" => &tables.database,
                 "gateway" => &tables.gateway,
+                "bills" => &tables.bills,
                 _ => &tables.reconciler,
             };
             reader.check_keys(table, section, known)?;
@@ -155,6 +184,7 @@ impl PaysConfig {
 
         let reconciler = resolve_reconciler(&reader, &tables.reconciler)?;
         let events = EventsConfig::resolve(&reader, &tables.events, &tables.webhooks)?;
+        let bills = resolve_bills(&reader, &tables.bills)?;
 
         Ok(Self {
             database_url,
@@ -164,8 +194,52 @@ impl PaysConfig {
             simulator_public,
             reconciler,
             events,
+            bills,
         })
     }
+}
+
+/// `[bills]`: each key optional ([`BillsConfig::default`]); an odd value is an error.
+fn resolve_bills(reader: &TableReader, table: &toml::Table) -> Result<BillsConfig, ConfigError> {
+    let defaults = BillsConfig::default();
+    let enabled = match table.get("enabled") {
+        None => defaults.enabled,
+        Some(toml::Value::Boolean(value)) => *value,
+        Some(other) => {
+            return Err(reader.invalid(
+                "bills.enabled",
+                format!("expected true or false, found {other}"),
+            ));
+        }
+    };
+    let download_at = match table.get("download_at") {
+        None => defaults.download_at,
+        Some(toml::Value::String(text)) => parse_clock_time(text).ok_or_else(|| {
+            reader.invalid(
+                "bills.download_at",
+                format!("{text:?} is not a time of day: write HH:MM, Beijing time (\"10:00\")"),
+            )
+        })?,
+        Some(other) => {
+            return Err(reader.invalid(
+                "bills.download_at",
+                format!(
+                    "expected a string HH:MM (Beijing time), found {}",
+                    other.type_str()
+                ),
+            ));
+        }
+    };
+    Ok(BillsConfig {
+        enabled,
+        download_at,
+    })
+}
+
+/// `HH:MM`, exactly: two digits each, 00:00 to 23:59.
+fn parse_clock_time(text: &str) -> Option<chrono::NaiveTime> {
+    let time = chrono::NaiveTime::parse_from_str(text, "%H:%M").ok()?;
+    (time.format("%H:%M").to_string() == text).then_some(time)
 }
 
 /// `[reconciler]`: each key optional, its default [`ReconcilerSettings::default`]'s.
@@ -363,6 +437,33 @@ mod tests {
             &|_| None,
             &Overrides::default(),
         )
+    }
+
+    #[test]
+    fn bills_download_at_ten_by_default_and_odd_values_are_refused() {
+        let config = resolve_alone(&RawTables::default()).unwrap();
+        assert_eq!(config.bills, BillsConfig::default());
+        assert_eq!(config.bills.download_at.to_string(), "10:00:00");
+        let config = resolve_alone(&tables(
+            "[bills]\ndownload_at = \"09:30\"\nenabled = false\n",
+        ))
+        .unwrap();
+        assert_eq!(config.bills.download_at.to_string(), "09:30:00");
+        assert!(!config.bills.enabled);
+        for bad in [
+            "download_at = \"9:30\"",
+            "download_at = \"24:00\"",
+            "download_at = \"10:00:00\"",
+            "download_at = \"ten\"",
+            "download_at = 10",
+            "enabled = \"yes\"",
+            "download = \"10:00\"",
+        ] {
+            let err = resolve_alone(&tables(&format!("[bills]\n{bad}\n")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("bills"), "{bad}: {err}");
+        }
     }
 
     #[test]

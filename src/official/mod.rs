@@ -1,7 +1,7 @@
 //! The official element families the stock host carries (pays), and what they need to
 //! serve: the database, the gateway (a real one, or the in-process simulator when app.toml
-//! says `[gateway] simulator = true`), the reconciler and the outbox's dispatcher (hooks
-//! and webhooks).
+//! says `[gateway] simulator = true`), the reconciler, the daily bill download (`[bills]`)
+//! and the outbox's dispatcher (hooks and webhooks).
 
 pub mod config;
 pub mod events;
@@ -15,7 +15,7 @@ use jit_runtime::{AppBuilder, Definitions};
 use serde_json::{Value, json};
 use wechatpay_sim::{MerchantConfig, SimConfig, SimHandle, Simulator};
 
-use self::config::{GATEWAY_CHOICES, GatewayTarget, PaysConfig};
+use self::config::{BillsConfig, GATEWAY_CHOICES, GatewayTarget, PaysConfig};
 use crate::error::{HostError, RewrittenError};
 use crate::server::routes::function_url;
 use crate::server::state::HealthProbe;
@@ -38,6 +38,7 @@ pub(crate) struct Official {
     simulator: Option<SimHandle>,
     store: PayStore,
     settings: PaysSettings,
+    bills: BillsConfig,
 }
 
 impl Official {
@@ -92,6 +93,7 @@ impl Official {
             simulator,
             store,
             settings,
+            bills: config.bills.clone(),
         })
     }
 
@@ -163,13 +165,15 @@ impl Official {
     }
 
     /// Background tasks: the outbox's dispatcher (with `outbox`'s consumers), then the
-    /// reconciler; each future completes once its task stopped, the reconciler's first
-    /// (its last pass may still write events for the dispatcher).
+    /// reconciler and the daily bill download (unless `[bills] enabled = false`); each
+    /// future completes once its task stopped, the bill download's and the reconciler's
+    /// first (their last pass may still write events for the dispatcher).
     pub(crate) async fn start_background(
         &self,
         app: &jit_runtime::App,
         outbox: OutboxSettings,
     ) -> Result<Vec<BoxFuture<'static, ()>>, HostError> {
+        let instance_id = outbox.instance_id.clone();
         let outbox = jit_pays::start_outbox(app, outbox)
             .await
             .map_err(|err| HostError::service("outbox", err))?;
@@ -180,10 +184,15 @@ impl Official {
                 return Err(HostError::service("reconciler", err));
             }
         };
-        Ok(vec![
-            Box::pin(async move { reconciler.stop().await }),
-            Box::pin(async move { outbox.stop().await }),
-        ])
+        let mut stops: Vec<BoxFuture<'static, ()>> = Vec::new();
+        if self.bills.enabled {
+            let schedule = jit_pays::BillSchedule::new(self.bills.download_at, instance_id);
+            let bills = jit_pays::start_bill_schedule(app, schedule);
+            stops.push(Box::pin(async move { bills.stop().await }));
+        }
+        stops.push(Box::pin(async move { reconciler.stop().await }));
+        stops.push(Box::pin(async move { outbox.stop().await }));
+        Ok(stops)
     }
 
     /// Stops the simulator.

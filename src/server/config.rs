@@ -154,6 +154,8 @@ pub struct RawTables {
     pub reconciler: toml::Table,
     /// `[events]`.
     pub events: toml::Table,
+    /// `[bills]`.
+    pub bills: toml::Table,
     /// Each `[[webhooks]]` table, in file order (they hold secrets).
     pub webhooks: Vec<toml::Table>,
 }
@@ -193,6 +195,7 @@ impl RawTables {
             auth: take("auth"),
             reconciler: take("reconciler"),
             events: take("events"),
+            bills: take("bills"),
             webhooks,
         }
     }

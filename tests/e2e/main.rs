@@ -2,6 +2,7 @@
 //!
 //! One test binary (`mod` per area) sharing the harness in `util`.
 
+mod bills_cli;
 mod binary;
 mod cli;
 mod connections;

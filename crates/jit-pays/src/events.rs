@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+use crate::bills::Mismatch;
 use crate::model::{PayLog, Refund};
 
 /// The version of the event envelope ([`PayEvent`]) this build writes. A change that a
@@ -162,6 +163,10 @@ pub struct PayEvent {
     /// (the order's own is `order.transaction_id`). Absent for every other kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflicting_transaction_id: Option<String>,
+    /// For [`PayEventKind::ReconcileMismatch`]: what disagrees, between what the shop, the
+    /// bill and a live query said. Absent for every other kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mismatch: Option<Mismatch>,
 }
 
 type Subscriber = Arc<dyn Fn(&PayEvent) + Send + Sync>;

@@ -22,7 +22,8 @@
 //!
 //! Beside them: the [`Pay`] trait and its element ([`pay`]), a `Pay` over an element's
 //! functions ([`element_pay`]), the values ([`model`]), the order tables ([`db`]), the
-//! [`reconciler`], the hooks ([`events`]) and the errors ([`error`]).
+//! [`reconciler`], WeChat's daily bills and reconciliation against them ([`bills`]), the
+//! hooks ([`events`]) and the errors ([`error`]).
 //!
 //! # Wiring it into a host
 //!
@@ -55,6 +56,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+pub mod bills;
 pub mod db;
 pub mod element_pay;
 pub mod error;
@@ -71,6 +73,10 @@ pub mod settings;
 mod transitions;
 pub mod wechat_pay_type;
 
+pub use bills::{
+    BillSchedule, BillsError, DownloadedDay, Mismatch, MismatchKind, ReconcileDay, download_bills,
+    reconcile_days, start_bill_schedule,
+};
 pub use db::PayStore;
 pub use db::entity::{OrderRefundStatus, PayStatus, RefundStatus};
 pub use element_pay::{ElementPay, pay_of_element};

@@ -492,3 +492,146 @@ pub mod refund {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The bill days: one row per (merchant, bill type, Beijing date) downloaded or being
+/// downloaded, so a day is known downloaded even when WeChat had no bill for it.
+pub mod bill_day {
+    use sea_orm::entity::prelude::*;
+
+    /// One day's bill of one merchant and type.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pays_bill_day")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The merchant (a bill is the merchant's, whichever instance downloaded it).
+        pub mch_id: String,
+        /// `ALL`, `SUCCESS` or `REFUND`.
+        pub bill_type: String,
+        /// The Beijing date, `yyyy-MM-dd`.
+        pub bill_date: String,
+        /// fullName of the pay element that downloaded it.
+        pub element: String,
+        /// `claimed` (a scheduled download is under way) or `stored`.
+        pub status: String,
+        /// WeChat answered "No Bill Exist": nothing happened that day.
+        pub no_bill: bool,
+        /// How many data lines were stored.
+        pub line_count: i32,
+        /// The summary line, raw (`None` for a day without a bill).
+        pub summary: Option<String>,
+        /// The instance holding the claim of a scheduled download.
+        pub lease_owner: Option<String>,
+        /// That claim lapses at this instant (the instance died).
+        pub lease_until: Option<DateTimeUtc>,
+        /// When the lines were stored.
+        pub downloaded_at: Option<DateTimeUtc>,
+        /// Row creation.
+        pub created_at: DateTimeUtc,
+        /// Last change.
+        pub updated_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The lines of WeChat's daily bills, as downloaded: the fields reconciliation compares
+/// and the raw line.
+pub mod bill_line {
+    use sea_orm::entity::prelude::*;
+
+    /// One data line of a bill.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pays_bill_line")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The merchant.
+        pub mch_id: String,
+        /// `ALL`, `SUCCESS` or `REFUND`.
+        pub bill_type: String,
+        /// The Beijing date, `yyyy-MM-dd`.
+        pub bill_date: String,
+        /// fullName of the pay element that downloaded it.
+        pub element: String,
+        /// The line number in the bill (the header is line 1).
+        pub line_number: i32,
+        /// `交易时间`.
+        pub trade_time: DateTimeUtc,
+        /// `公众账号ID`.
+        pub appid: String,
+        /// `商户订单号`.
+        pub out_trade_no: String,
+        /// `微信订单号`.
+        pub transaction_id: String,
+        /// `交易状态`: `SUCCESS` (a payment) or `REFUND` (a refund line).
+        pub trade_state: String,
+        /// `订单金额` in fen (zero on refund lines).
+        pub total_fee: i64,
+        /// `应结订单金额` in fen.
+        pub settlement_total_fee: i64,
+        /// `商户退款单号` (refund lines).
+        pub out_refund_no: Option<String>,
+        /// `微信退款单号` (refund lines).
+        pub refund_id: Option<String>,
+        /// `申请退款金额` in fen (refund lines).
+        pub refund_fee: Option<i64>,
+        /// `退款金额` in fen (refund lines).
+        pub settlement_refund_fee: Option<i64>,
+        /// `退款状态` (refund lines): `SUCCESS`, `PROCESSING`, ...
+        pub refund_status: Option<String>,
+        /// `手续费` in units of 0.00001 yuan (negative on refund lines).
+        pub service_fee: i64,
+        /// The line as WeChat wrote it.
+        pub raw: String,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The mismatches reconciliation has raised an event for: one row per (date, element,
+/// kind, order, refund), so running a day again does not raise the same one twice.
+pub mod reconcile_mismatch {
+    use sea_orm::entity::prelude::*;
+
+    /// One mismatch, as first reported.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pays_reconcile_mismatch")]
+    pub struct Model {
+        /// Surrogate key.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The Beijing date reconciled, `yyyy-MM-dd`.
+        pub bill_date: String,
+        /// The pay element reconciled.
+        pub element: String,
+        /// `missing_locally`, `missing_in_bill`, `amount_mismatch`, `status_mismatch`.
+        pub kind: String,
+        /// The order (the bill's `out_trade_no` when the shop does not have it).
+        pub order_id: String,
+        /// The refund, or empty for a mismatch about the payment.
+        pub refund_id: String,
+        /// The event raised for it.
+        pub event_id: String,
+        /// The mismatch as reported (JSON).
+        pub detail: String,
+        /// When it was first found.
+        pub created_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

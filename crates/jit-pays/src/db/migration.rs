@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreatePaymentConflicts),
             Box::new(CreateOutbox),
             Box::new(CreateRefunds),
+            Box::new(CreateBills),
         ]
     }
 
@@ -822,6 +823,245 @@ impl MigrationTrait for CreateRefunds {
                         .drop_column(column)
                         .to_owned(),
                 )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum PaysBillDay {
+    Table,
+    Id,
+    MchId,
+    BillType,
+    BillDate,
+    Element,
+    Status,
+    NoBill,
+    LineCount,
+    Summary,
+    LeaseOwner,
+    LeaseUntil,
+    DownloadedAt,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum PaysBillLine {
+    Table,
+    Id,
+    MchId,
+    BillType,
+    BillDate,
+    Element,
+    LineNumber,
+    TradeTime,
+    Appid,
+    OutTradeNo,
+    TransactionId,
+    TradeState,
+    TotalFee,
+    SettlementTotalFee,
+    OutRefundNo,
+    RefundId,
+    RefundFee,
+    SettlementRefundFee,
+    RefundStatus,
+    ServiceFee,
+    Raw,
+}
+
+#[derive(DeriveIden)]
+enum PaysReconcileMismatch {
+    Table,
+    Id,
+    BillDate,
+    Element,
+    Kind,
+    OrderId,
+    RefundId,
+    EventId,
+    Detail,
+    CreatedAt,
+}
+
+/// Bills and reconciliation: `pays_bill_day` (one row per merchant, bill type and date
+/// downloaded, also the scheduled download's claim), `pays_bill_line` (the bill's data
+/// lines) and `pays_reconcile_mismatch` (the mismatches an event was raised for).
+struct CreateBills;
+
+impl MigrationName for CreateBills {
+    fn name(&self) -> &str {
+        "m20261204_000001_create_bills"
+    }
+}
+
+fn big_id<T: IntoIden>(column: T) -> ColumnDef {
+    ColumnDef::new(column)
+        .big_integer()
+        .not_null()
+        .auto_increment()
+        .primary_key()
+        .to_owned()
+}
+
+fn text<T: IntoIden>(column: T, length: Option<u32>) -> ColumnDef {
+    let mut def = ColumnDef::new(column);
+    match length {
+        Some(length) => def.string_len(length),
+        None => def.text(),
+    };
+    def.not_null().to_owned()
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for CreateBills {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use PaysBillDay as D;
+        manager
+            .create_table(
+                Table::create()
+                    .table(D::Table)
+                    .if_not_exists()
+                    .col(big_id(D::Id))
+                    .col(text(D::MchId, Some(64)))
+                    .col(text(D::BillType, Some(16)))
+                    .col(text(D::BillDate, Some(10)))
+                    .col(text(D::Element, None))
+                    .col(text(D::Status, Some(16)))
+                    .col(
+                        ColumnDef::new(D::NoBill)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .col(ColumnDef::new(D::LineCount).integer().not_null().default(0))
+                    .col(ColumnDef::new(D::Summary).text().null())
+                    .col(ColumnDef::new(D::LeaseOwner).text().null())
+                    .col(nullable_timestamp(D::LeaseUntil))
+                    .col(nullable_timestamp(D::DownloadedAt))
+                    .col(timestamp(D::CreatedAt))
+                    .col(timestamp(D::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_bill_day_uniq")
+                    .table(D::Table)
+                    .col(D::MchId)
+                    .col(D::BillType)
+                    .col(D::BillDate)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        use PaysBillLine as L;
+        manager
+            .create_table(
+                Table::create()
+                    .table(L::Table)
+                    .if_not_exists()
+                    .col(big_id(L::Id))
+                    .col(text(L::MchId, Some(64)))
+                    .col(text(L::BillType, Some(16)))
+                    .col(text(L::BillDate, Some(10)))
+                    .col(text(L::Element, None))
+                    .col(ColumnDef::new(L::LineNumber).integer().not_null())
+                    .col(timestamp(L::TradeTime))
+                    .col(text(L::Appid, Some(64)))
+                    .col(text(L::OutTradeNo, Some(64)))
+                    .col(text(L::TransactionId, Some(64)))
+                    .col(text(L::TradeState, Some(32)))
+                    .col(ColumnDef::new(L::TotalFee).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(L::SettlementTotalFee)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(L::OutRefundNo).string_len(64).null())
+                    .col(ColumnDef::new(L::RefundId).string_len(64).null())
+                    .col(ColumnDef::new(L::RefundFee).big_integer().null())
+                    .col(ColumnDef::new(L::SettlementRefundFee).big_integer().null())
+                    .col(ColumnDef::new(L::RefundStatus).string_len(32).null())
+                    .col(ColumnDef::new(L::ServiceFee).big_integer().not_null())
+                    .col(text(L::Raw, None))
+                    .to_owned(),
+            )
+            .await?;
+        // A day's lines are replaced and read together; a line is unique in its bill.
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_bill_line_day_uniq")
+                    .table(L::Table)
+                    .col(L::MchId)
+                    .col(L::BillType)
+                    .col(L::BillDate)
+                    .col(L::LineNumber)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_bill_line_out_trade_no")
+                    .table(L::Table)
+                    .col(L::OutTradeNo)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        use PaysReconcileMismatch as M;
+        manager
+            .create_table(
+                Table::create()
+                    .table(M::Table)
+                    .if_not_exists()
+                    .col(big_id(M::Id))
+                    .col(text(M::BillDate, Some(10)))
+                    .col(text(M::Element, None))
+                    .col(text(M::Kind, Some(32)))
+                    .col(text(M::OrderId, Some(64)))
+                    .col(text(M::RefundId, Some(64)))
+                    .col(text(M::EventId, Some(36)))
+                    .col(text(M::Detail, None))
+                    .col(timestamp(M::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_reconcile_mismatch_uniq")
+                    .table(M::Table)
+                    .col(M::BillDate)
+                    .col(M::Element)
+                    .col(M::Kind)
+                    .col(M::OrderId)
+                    .col(M::RefundId)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            PaysReconcileMismatch::Table.into_iden(),
+            PaysBillLine::Table.into_iden(),
+            PaysBillDay::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
                 .await?;
         }
         Ok(())

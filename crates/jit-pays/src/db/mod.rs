@@ -1,6 +1,7 @@
 //! The family's database: connecting (SQLite or PostgreSQL), migrating, and the
 //! order store whose every state change is one conditional UPDATE.
 
+pub mod bills;
 pub mod cache;
 pub mod entity;
 mod error;

@@ -31,6 +31,7 @@ use super::entity::{event, event_delivery, pay_log, refund, webhook_delivery};
 use super::error::{StoreError, db};
 use super::rows::now;
 use super::statement;
+use crate::bills::Mismatch;
 use crate::events::{EVENT_VERSION, PayEvent, PayEventKind, PayEvents};
 
 /// The consumer name of the in-process subscribers ([`crate::PayEvents`]).
@@ -163,6 +164,8 @@ pub(crate) struct NewEvent {
     /// For a refund's transition: the refund as it left it.
     pub refund: Option<refund::Model>,
     pub conflicting_transaction_id: Option<String>,
+    /// For `reconcile.mismatch`: what disagrees.
+    pub mismatch: Option<Mismatch>,
 }
 
 impl NewEvent {
@@ -175,6 +178,29 @@ impl NewEvent {
             order: Some(order),
             refund: None,
             conflicting_transaction_id: None,
+            mismatch: None,
+        }
+    }
+
+    /// A `reconcile.mismatch` about `order_id` as event `order_seq` of that key: with the
+    /// order when the shop has it (its `event_seq` already counting this event), without
+    /// when only the bill has it.
+    pub(crate) fn mismatch(
+        order_id: String,
+        order_seq: i32,
+        element: String,
+        order: Option<pay_log::Model>,
+        mismatch: Mismatch,
+    ) -> Self {
+        NewEvent {
+            kind: PayEventKind::ReconcileMismatch,
+            order_id,
+            order_seq,
+            element,
+            order,
+            refund: None,
+            conflicting_transaction_id: None,
+            mismatch: Some(mismatch),
         }
     }
 
@@ -231,6 +257,7 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
             order: transition.order.map(Into::into),
             refund: transition.refund.map(Into::into),
             conflicting_transaction_id: transition.conflicting_transaction_id,
+            mismatch: transition.mismatch,
         };
         let payload = serde_json::to_string(&event).map_err(|error| StoreError::Db {
             doing: "writing an event",

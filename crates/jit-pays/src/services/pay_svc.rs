@@ -215,6 +215,16 @@ impl PaySvc {
             .into())
     }
 
+    /// Reconciles the Beijing day `date` of every WeChat Pay instance (or only `element`)
+    /// against WeChat's ALL bill ([`crate::bills::reconcile`]).
+    pub async fn reconcile(
+        &self,
+        date: chrono::NaiveDate,
+        element: Option<&str>,
+    ) -> Result<Vec<crate::bills::ReconcileDay>, crate::bills::BillsError> {
+        crate::bills::reconcile_days(&self.app()?, date, element).await
+    }
+
     /// Handles a notify POSTed to the shared URL, its sender unknown: as
     /// [`PaySvc::wechat_notify_from`] with no peer address.
     pub async fn wechat_notify(&self, body: &[u8]) -> NotifyReply {
@@ -425,6 +435,11 @@ impl Element for PaySvc {
             }
             "query" => to_json(&self.query(arg_str(&args, "orderId")?).await?),
             "check" => to_json(&self.check(arg_str(&args, "orderId")?).await?),
+            "reconcile" => {
+                let date = crate::bills::parse_bill_date(arg_str(&args, "date")?)?;
+                let element = arg_opt_str(&args, "element")?;
+                to_json(&self.reconcile(date, element).await?)
+            }
             "refund" => to_json(&self.refund(arg_refund(&args)?).await?),
             "queryRefund" => to_json(&self.query_refund(arg_str(&args, "refundId")?).await?),
             "listRefunds" => to_json(&self.list_refunds(arg_str(&args, "orderId")?).await?),

@@ -71,6 +71,31 @@ pub(crate) fn masked_config(config: &WechatPayConfig) -> Value {
     Value::Object(masked)
 }
 
+/// The V2 client of the merchant `config` at the host's gateway: the one every instance
+/// signs its calls with (presenting `identity`, the merchant certificate, on refunds), and
+/// the one its bills are downloaded with (no certificate needed).
+pub(crate) fn gateway_client(
+    full_name: &str,
+    config: &WechatPayConfig,
+    settings: &PaysSettings,
+    identity: Option<wechatpay_v2::ClientIdentity>,
+) -> Result<Client, ElementError> {
+    Client::new(ClientConfig {
+        base_url: settings.gateway_base_url.clone(),
+        app_id: config.app_id.clone(),
+        mch_id: config.mch_id.clone(),
+        api_key: config.api_key.clone(),
+        request_timeout: settings.gateway_timeout,
+        retry: RetryPolicy {
+            max_attempts: settings.gateway_attempts.max(1),
+            ..RetryPolicy::default()
+        },
+        identity,
+        ..ClientConfig::default()
+    })
+    .map_err(|e| ElementError::with_source(format!("{full_name}: WeChat Pay client"), e))
+}
+
 impl WechatPay {
     /// Builds the pay of `full_name` from its resolved config and the family's services.
     pub fn new(
@@ -83,20 +108,7 @@ impl WechatPay {
     ) -> Result<Self, ElementError> {
         // Read and checked once, here; refunds present it (`certificate` module).
         let identity = config.load_certificate().map_err(config::invalid_setting)?;
-        let client = Client::new(ClientConfig {
-            base_url: settings.gateway_base_url.clone(),
-            app_id: config.app_id.clone(),
-            mch_id: config.mch_id.clone(),
-            api_key: config.api_key.clone(),
-            request_timeout: settings.gateway_timeout,
-            retry: RetryPolicy {
-                max_attempts: settings.gateway_attempts.max(1),
-                ..RetryPolicy::default()
-            },
-            identity,
-            ..ClientConfig::default()
-        })
-        .map_err(|e| ElementError::with_source(format!("{full_name}: WeChat Pay client"), e))?;
+        let client = gateway_client(&full_name, &config, &settings, identity)?;
         Ok(WechatPay {
             full_name,
             config,

@@ -5,6 +5,7 @@
 mod support;
 
 mod arguments;
+mod bills;
 mod certificate;
 mod config;
 mod db;
