@@ -763,3 +763,63 @@ async fn a_refund_wechat_cannot_pay_back_stays_held_as_change() {
         );
     }
 }
+
+/// A refund notify, its repeats and a query racing to settle one refund: exactly one of
+/// them moves it, on any database, and exactly one event is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_reports_settle_a_refund_once() {
+    for db in support::all().await {
+        let label = db.label;
+        let shop = shop::start(db, ShopOptions::default()).await;
+        shop.sim
+            .faults()
+            .add(FaultRule::new(Fault::DropNotify).on(Endpoint::RefundNotify))
+            .unwrap();
+        let order = paid_order(&shop, "3.00").await;
+        let refund = shop
+            .pay
+            .refund(refund_of(&order.order_id, None))
+            .await
+            .unwrap();
+        let transaction_id = order.transaction_id.clone().unwrap();
+        let genuine = refund_notify(&refund, &transaction_id, API_KEY, &[("total_fee", "300")]);
+        let mut racers = Vec::new();
+        for n in 0..12 {
+            let svc = shop.svc.clone();
+            let pay = shop.pay.clone();
+            let body = genuine.clone();
+            let refund_id = refund.refund_id.clone();
+            racers.push(tokio::spawn(async move {
+                if n % 3 == 0 {
+                    pay.query_refund(&refund_id)
+                        .await
+                        .map(|refund| refund.status)
+                } else {
+                    match svc
+                        .wechat_refund_notify_from(body.as_bytes(), None)
+                        .await
+                        .into_outcome()
+                    {
+                        NotifyOutcome::Refund { status, .. } => Ok(status),
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }));
+        }
+        for racer in futures::future::join_all(racers).await {
+            assert_eq!(racer.unwrap().unwrap(), RefundStatus::Success, "{label}");
+        }
+        let stored = shop.db.store.get_order(&order.order_id).await.unwrap();
+        assert_eq!(stored.refunded_fen, 300, "{label}: counted once");
+        let kinds = shop.events_for(&order.order_id).await;
+        assert_eq!(
+            kinds,
+            [
+                PayEventKind::Paid,
+                PayEventKind::RefundRequested,
+                PayEventKind::RefundSucceeded
+            ],
+            "{label}"
+        );
+    }
+}
