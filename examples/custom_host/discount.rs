@@ -4,11 +4,8 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use jit_pays::{
-    CancelResult, CloseAtWechat, NotifyReply, Pay, PayElement, PayError, PayLog, PayType, PayUrl,
-    Payer, Refund, WechatRecord, pay_of,
-};
-use jit_runtime::{Element, ElementError, LoadContext, Loader, Secret};
+use jit_pays::{CancelResult, Pay, PayElement, PayError, PayExtension, PayLog, pay_of};
+use jit_runtime::{Element, ElementError, LoadContext, Loader};
 use serde_json::Value;
 use wechatpay_v2::Fen;
 
@@ -74,22 +71,12 @@ impl DiscountPay {
     }
 }
 
+/// Only what changes: `create` and `cancel`. Every other function is the official
+/// Type's, through `PayExtension`'s defaults.
 #[jit_runtime::async_trait]
-impl Pay for DiscountPay {
-    fn full_name(&self) -> &str {
-        self.parent.full_name()
-    }
-    fn config(&self) -> Value {
-        self.parent.config()
-    }
-    fn app_id(&self) -> &str {
-        self.parent.app_id()
-    }
-    fn mch_id(&self) -> &str {
-        self.parent.mch_id()
-    }
-    fn api_key(&self) -> Secret<String> {
-        self.parent.api_key()
+impl PayExtension for DiscountPay {
+    fn parent(&self) -> &Arc<dyn Pay> {
+        &self.parent
     }
 
     /// Override: the order is stored (and charged) at the discounted amount.
@@ -119,48 +106,5 @@ impl Pay for DiscountPay {
             });
         }
         self.parent.cancel(order_id).await
-    }
-
-    // Everything else: the official behaviour.
-    async fn get_pay_url(
-        &self,
-        order_id: &str,
-        pay_type: PayType,
-        payer: &Payer,
-    ) -> Result<PayUrl, PayError> {
-        self.parent.get_pay_url(order_id, pay_type, payer).await
-    }
-    async fn get_order(&self, order_id: &str) -> Result<PayLog, PayError> {
-        self.parent.get_order(order_id).await
-    }
-    fn get_notify_url(&self) -> String {
-        self.parent.get_notify_url()
-    }
-    async fn check(&self, order_id: &str) -> Result<PayLog, PayError> {
-        self.parent.check(order_id).await
-    }
-    async fn check_third(&self, pay_log: &PayLog) -> Result<Option<WechatRecord>, PayError> {
-        self.parent.check_third(pay_log).await
-    }
-    async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
-        self.parent.cancel_third(order_id).await
-    }
-    async fn notify(&self, body: &[u8]) -> NotifyReply {
-        self.parent.notify(body).await
-    }
-    async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
-        self.parent.reconcile(order_id).await
-    }
-    async fn refund(&self, request: jit_pays::RefundArgs) -> Result<Refund, PayError> {
-        self.parent.refund(request).await
-    }
-    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
-        self.parent.query_refund(refund_id).await
-    }
-    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
-        self.parent.list_refunds(order_id).await
-    }
-    async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
-        self.parent.refund_notify(body).await
     }
 }

@@ -89,7 +89,7 @@ pub use model::{
 };
 pub use models::{PAY_LOG_MODEL, PayLogModel, PayLogQuery};
 pub use outbox::{OutboxHandle, OutboxSettings, WebhookEndpoint, start_outbox};
-pub use pay::{Pay, PayElement, call_pay, pay_of};
+pub use pay::{Pay, PayElement, PayExtension, call_pay, pay_of};
 pub use reconciler::{ReconcileReport, ReconcilerHandle, reconcile_due, start_reconciler};
 pub use services::{OrderSummary, PAY_SVC, PaySvc};
 pub use settings::{PaysSettings, ReconcilerSettings};

@@ -130,6 +130,219 @@ pub trait Pay: Send + Sync + 'static {
     async fn refund_notify(&self, body: &[u8]) -> NotifyReply;
 }
 
+/// A Type that extends a pay Type by changing some of its behaviour: implement
+/// [`PayExtension::parent`] and only the methods that change; every other method goes to
+/// the parent, and the blanket implementation makes the extension a [`Pay`].
+///
+/// ```ignore
+/// struct Discounted { parent: Arc<dyn Pay> }
+///
+/// #[async_trait]
+/// impl PayExtension for Discounted {
+///     fn parent(&self) -> &Arc<dyn Pay> { &self.parent }
+///     async fn create(&self, subject: &str, amount: Fen, order_id: Option<String>)
+///         -> Result<PayLog, PayError> {
+///         self.parent.create(subject, Fen::new(amount.get() * 9 / 10), order_id).await
+///     }
+/// }
+/// ```
+///
+/// A method added to [`Pay`] later is added here with a default that delegates, so an
+/// extension keeps compiling and keeps its parent's behaviour for it.
+#[async_trait]
+pub trait PayExtension: Send + Sync + 'static {
+    /// The pay element this one extends (from [`pay_of`] on
+    /// `LoadContext::load_with_parent`).
+    fn parent(&self) -> &Arc<dyn Pay>;
+
+    /// See [`Pay::full_name`].
+    fn full_name(&self) -> &str {
+        self.parent().full_name()
+    }
+    /// See [`Pay::config`].
+    fn config(&self) -> Value {
+        self.parent().config()
+    }
+    /// See [`Pay::app_id`].
+    fn app_id(&self) -> &str {
+        self.parent().app_id()
+    }
+    /// See [`Pay::mch_id`].
+    fn mch_id(&self) -> &str {
+        self.parent().mch_id()
+    }
+    /// See [`Pay::api_key`].
+    fn api_key(&self) -> Secret<String> {
+        self.parent().api_key()
+    }
+    /// See [`Pay::create`].
+    async fn create(
+        &self,
+        subject: &str,
+        amount: Fen,
+        order_id: Option<String>,
+    ) -> Result<PayLog, PayError> {
+        self.parent().create(subject, amount, order_id).await
+    }
+    /// See [`Pay::generate_order_id`].
+    fn generate_order_id(&self) -> String {
+        self.parent().generate_order_id()
+    }
+    /// See [`Pay::get_pay_url`].
+    async fn get_pay_url(
+        &self,
+        order_id: &str,
+        pay_type: PayType,
+        payer: &Payer,
+    ) -> Result<PayUrl, PayError> {
+        self.parent().get_pay_url(order_id, pay_type, payer).await
+    }
+    /// See [`Pay::get_order`].
+    async fn get_order(&self, order_id: &str) -> Result<PayLog, PayError> {
+        self.parent().get_order(order_id).await
+    }
+    /// See [`Pay::get_notify_url`].
+    fn get_notify_url(&self) -> String {
+        self.parent().get_notify_url()
+    }
+    /// See [`Pay::check`].
+    async fn check(&self, order_id: &str) -> Result<PayLog, PayError> {
+        self.parent().check(order_id).await
+    }
+    /// See [`Pay::check_third`].
+    async fn check_third(&self, pay_log: &PayLog) -> Result<Option<WechatRecord>, PayError> {
+        self.parent().check_third(pay_log).await
+    }
+    /// See [`Pay::cancel`].
+    async fn cancel(&self, order_id: &str) -> Result<CancelResult, PayError> {
+        self.parent().cancel(order_id).await
+    }
+    /// See [`Pay::cancel_third`].
+    async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
+        self.parent().cancel_third(order_id).await
+    }
+    /// See [`Pay::notify`].
+    async fn notify(&self, body: &[u8]) -> NotifyReply {
+        self.parent().notify(body).await
+    }
+    /// See [`Pay::notify_for_order`]. The default hands the notify to this extension's own
+    /// [`PayExtension::notify`], so an extension overriding `notify` keeps its override
+    /// for notifies routed by `PaySvc`.
+    async fn notify_for_order(
+        &self,
+        notify: UnverifiedNotify,
+        order: Arc<OrderFacts>,
+        body: &[u8],
+    ) -> NotifyReply {
+        let _ = (notify, order);
+        PayExtension::notify(self, body).await
+    }
+    /// See [`Pay::reconcile`].
+    async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
+        self.parent().reconcile(order_id).await
+    }
+    /// See [`Pay::refund`].
+    async fn refund(&self, request: RefundArgs) -> Result<Refund, PayError> {
+        self.parent().refund(request).await
+    }
+    /// See [`Pay::query_refund`].
+    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
+        self.parent().query_refund(refund_id).await
+    }
+    /// See [`Pay::list_refunds`].
+    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
+        self.parent().list_refunds(order_id).await
+    }
+    /// See [`Pay::refund_notify`].
+    async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
+        self.parent().refund_notify(body).await
+    }
+}
+
+/// Every [`PayExtension`] is a [`Pay`]: each method is the extension's (its override, or
+/// its default delegating to the parent).
+#[async_trait]
+impl<T: PayExtension> Pay for T {
+    fn full_name(&self) -> &str {
+        PayExtension::full_name(self)
+    }
+    fn config(&self) -> Value {
+        PayExtension::config(self)
+    }
+    fn app_id(&self) -> &str {
+        PayExtension::app_id(self)
+    }
+    fn mch_id(&self) -> &str {
+        PayExtension::mch_id(self)
+    }
+    fn api_key(&self) -> Secret<String> {
+        PayExtension::api_key(self)
+    }
+    async fn create(
+        &self,
+        subject: &str,
+        amount: Fen,
+        order_id: Option<String>,
+    ) -> Result<PayLog, PayError> {
+        PayExtension::create(self, subject, amount, order_id).await
+    }
+    fn generate_order_id(&self) -> String {
+        PayExtension::generate_order_id(self)
+    }
+    async fn get_pay_url(
+        &self,
+        order_id: &str,
+        pay_type: PayType,
+        payer: &Payer,
+    ) -> Result<PayUrl, PayError> {
+        PayExtension::get_pay_url(self, order_id, pay_type, payer).await
+    }
+    async fn get_order(&self, order_id: &str) -> Result<PayLog, PayError> {
+        PayExtension::get_order(self, order_id).await
+    }
+    fn get_notify_url(&self) -> String {
+        PayExtension::get_notify_url(self)
+    }
+    async fn check(&self, order_id: &str) -> Result<PayLog, PayError> {
+        PayExtension::check(self, order_id).await
+    }
+    async fn check_third(&self, pay_log: &PayLog) -> Result<Option<WechatRecord>, PayError> {
+        PayExtension::check_third(self, pay_log).await
+    }
+    async fn cancel(&self, order_id: &str) -> Result<CancelResult, PayError> {
+        PayExtension::cancel(self, order_id).await
+    }
+    async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
+        PayExtension::cancel_third(self, order_id).await
+    }
+    async fn notify(&self, body: &[u8]) -> NotifyReply {
+        PayExtension::notify(self, body).await
+    }
+    async fn notify_for_order(
+        &self,
+        notify: UnverifiedNotify,
+        order: Arc<OrderFacts>,
+        body: &[u8],
+    ) -> NotifyReply {
+        PayExtension::notify_for_order(self, notify, order, body).await
+    }
+    async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
+        PayExtension::reconcile(self, order_id).await
+    }
+    async fn refund(&self, request: RefundArgs) -> Result<Refund, PayError> {
+        PayExtension::refund(self, request).await
+    }
+    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
+        PayExtension::query_refund(self, refund_id).await
+    }
+    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
+        PayExtension::list_refunds(self, order_id).await
+    }
+    async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
+        PayExtension::refund_notify(self, body).await
+    }
+}
+
 /// The `Arc<dyn Pay>` an element provides, if it is a pay element.
 pub fn pay_of(element: Arc<dyn Element>) -> Option<Arc<dyn Pay>> {
     element

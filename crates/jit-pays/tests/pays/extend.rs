@@ -5,10 +5,9 @@ use crate::support;
 use std::sync::Arc;
 
 use jit_pays::{
-    CancelResult, CloseAtWechat, NotifyReply, Pay, PayElement, PayError, PayLog, PayType, PayUrl,
-    Payer, PaysSettings, Refund, WechatRecord, pay_of,
+    CancelResult, Pay, PayElement, PayError, PayExtension, PayLog, PaysSettings, pay_of,
 };
-use jit_runtime::{CallContext, Element, ElementError, LoadContext, Loader, Secret, async_trait};
+use jit_runtime::{CallContext, Element, ElementError, LoadContext, Loader, async_trait};
 use serde_json::{Value, json};
 use wechatpay_v2::Fen;
 
@@ -16,22 +15,11 @@ struct Discounted {
     parent: Arc<dyn Pay>,
 }
 
+/// Only `create` and `cancel` change; the rest is the parent's (PayExtension's defaults).
 #[async_trait]
-impl Pay for Discounted {
-    fn full_name(&self) -> &str {
-        self.parent.full_name()
-    }
-    fn config(&self) -> Value {
-        self.parent.config()
-    }
-    fn app_id(&self) -> &str {
-        self.parent.app_id()
-    }
-    fn mch_id(&self) -> &str {
-        self.parent.mch_id()
-    }
-    fn api_key(&self) -> Secret<String> {
-        self.parent.api_key()
+impl PayExtension for Discounted {
+    fn parent(&self) -> &Arc<dyn Pay> {
+        &self.parent
     }
     async fn create(
         &self,
@@ -43,26 +31,6 @@ impl Pay for Discounted {
         let discounted = Fen::new(amount.get() - amount.get() / 10);
         self.parent.create(subject, discounted, order_id).await
     }
-    async fn get_pay_url(
-        &self,
-        order_id: &str,
-        pay_type: PayType,
-        payer: &Payer,
-    ) -> Result<PayUrl, PayError> {
-        self.parent.get_pay_url(order_id, pay_type, payer).await
-    }
-    async fn get_order(&self, order_id: &str) -> Result<PayLog, PayError> {
-        self.parent.get_order(order_id).await
-    }
-    fn get_notify_url(&self) -> String {
-        self.parent.get_notify_url()
-    }
-    async fn check(&self, order_id: &str) -> Result<PayLog, PayError> {
-        self.parent.check(order_id).await
-    }
-    async fn check_third(&self, pay_log: &PayLog) -> Result<Option<WechatRecord>, PayError> {
-        self.parent.check_third(pay_log).await
-    }
     async fn cancel(&self, order_id: &str) -> Result<CancelResult, PayError> {
         if order_id.starts_with("KEEP") {
             return Err(PayError::Invalid {
@@ -71,27 +39,6 @@ impl Pay for Discounted {
             });
         }
         self.parent.cancel(order_id).await
-    }
-    async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
-        self.parent.cancel_third(order_id).await
-    }
-    async fn notify(&self, body: &[u8]) -> NotifyReply {
-        self.parent.notify(body).await
-    }
-    async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
-        self.parent.reconcile(order_id).await
-    }
-    async fn refund(&self, request: jit_pays::RefundArgs) -> Result<Refund, PayError> {
-        self.parent.refund(request).await
-    }
-    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
-        self.parent.query_refund(refund_id).await
-    }
-    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
-        self.parent.list_refunds(order_id).await
-    }
-    async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
-        self.parent.refund_notify(body).await
     }
 }
 
@@ -192,6 +139,18 @@ async fn an_extending_type_overrides_some_methods_and_delegates_the_rest() {
         .await
         .unwrap_err();
     assert_eq!(cancelled.code(), "BAD_ARGUMENTS");
+    // What it does not override is the parent's: the stored order, the refund rules.
+    assert_eq!(pay.get_order("KEEP1").await.unwrap().amount.get(), 900);
+    assert_eq!(pay.get_notify_url(), "http://127.0.0.1:1/notify");
+    let unpaid = pay
+        .refund(jit_pays::RefundArgs {
+            order_id: "KEEP1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unpaid.code(), "ORDER_NOT_PAID");
+    assert!(pay.list_refunds("KEEP1").await.unwrap().is_empty());
 }
 
 /// A pay element offering no typed `Pay` whose `notify` function answers a refusal paired
