@@ -123,9 +123,9 @@ fn is_served(definitions: &Definitions, chain: &Chain) -> bool {
 /// (no `/`, no `{}` template braces, no query or fragment marks, nothing invisible).
 fn routable(name: &str) -> bool {
     !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| matches!(c, '/' | '{' | '}' | '?' | '#' | '%') || c.is_whitespace() || c.is_control())
+        && !name.chars().any(|c| {
+            matches!(c, '/' | '{' | '}' | '?' | '#' | '%') || c.is_whitespace() || c.is_control()
+        })
 }
 
 /// The app's API, as the router serves it.
@@ -149,7 +149,10 @@ impl<'d> ApiDescription<'d> {
         let base = api_base("", &settings.org, &settings.name);
         let mut operations = Vec::new();
         let mut unreachable = Vec::new();
-        for chain in definitions.iter().filter(|chain| is_served(definitions, chain)) {
+        for chain in definitions
+            .iter()
+            .filter(|chain| is_served(definitions, chain))
+        {
             let element = chain.element();
             for function in chain.functions() {
                 if !routable(&function.name) {
@@ -622,7 +625,10 @@ impl ApiDescription<'_> {
         let title = format!("{} API", self.title());
         let mut elements: Vec<&ElementDef> = Vec::new();
         for operation in &self.operations {
-            if !elements.iter().any(|e| e.full_name == operation.element.full_name) {
+            if !elements
+                .iter()
+                .any(|e| e.full_name == operation.element.full_name)
+            {
                 elements.push(operation.element);
             }
         }
@@ -777,8 +783,10 @@ pub(crate) async fn document(
     if let Err(error) = super::dispatch::hosted_app(&state, &org, &app) {
         return error.into_response();
     }
-    let description =
-        ApiDescription::of(state.app.definitions(), state.config.public_base_url.as_deref());
+    let description = ApiDescription::of(
+        state.app.definitions(),
+        state.config.public_base_url.as_deref(),
+    );
     Json(description.to_openapi()).into_response()
 }
 
@@ -790,8 +798,10 @@ pub(crate) async fn docs_page(
     if let Err(error) = super::dispatch::hosted_app(&state, &org, &app) {
         return error.into_response();
     }
-    let description =
-        ApiDescription::of(state.app.definitions(), state.config.public_base_url.as_deref());
+    let description = ApiDescription::of(
+        state.app.definitions(),
+        state.config.public_base_url.as_deref(),
+    );
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let page = description.to_html(&nonce).into_string();
     let mut response = (StatusCode::OK, page).into_response();
@@ -811,7 +821,10 @@ pub(crate) async fn docs_page(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 

@@ -145,6 +145,9 @@ mod tests {
             openapi_url(&base),
             OPENAPI_ROUTE.replace("/api/{org}/{app}", &base)
         );
-        assert_eq!(docs_url(&base), DOCS_ROUTE.replace("/api/{org}/{app}", &base));
+        assert_eq!(
+            docs_url(&base),
+            DOCS_ROUTE.replace("/api/{org}/{app}", &base)
+        );
     }
 }

@@ -15,7 +15,8 @@ use crate::util::{
 async fn get_document(client: &reqwest::Client, url: &str) -> Value {
     let response = client.get(url).send().await.expect("the server answers");
     assert_eq!(
-        response.headers()["content-type"], "application/json",
+        response.headers()["content-type"],
+        "application/json",
         "{url}"
     );
     let (status, document) = json_reply(response).await;
@@ -67,7 +68,8 @@ async fn the_shop_document_lists_every_function_and_validates() {
     for chain in definitions.iter() {
         let element = chain.element();
         let prefix = format!("/api/demo/shop/{}/", element.full_name.to_path());
-        let instance = !element.is_meta() && !definitions.is_used_as_type(element.full_name.as_str());
+        let instance =
+            !element.is_meta() && !definitions.is_used_as_type(element.full_name.as_str());
         if !instance {
             assert!(
                 !paths.keys().any(|path| path.starts_with(&prefix)),
@@ -138,9 +140,12 @@ async fn the_shop_document_lists_every_function_and_validates() {
 
     // Amounts say yuan; the notify is XML and open.
     let create = &paths["/api/demo/shop/pays/services/PaySvc/create"]["post"];
-    let amount = &create["requestBody"]["content"]["application/json"]["schema"]["properties"]
-        ["amount"];
-    assert!(amount["description"].as_str().unwrap().contains("yuan"), "{amount}");
+    let amount =
+        &create["requestBody"]["content"]["application/json"]["schema"]["properties"]["amount"];
+    assert!(
+        amount["description"].as_str().unwrap().contains("yuan"),
+        "{amount}"
+    );
 
     // The error codes: every category's, and the pays family's own, from where each is
     // defined.
@@ -170,7 +175,10 @@ async fn the_shop_document_lists_every_function_and_validates() {
     let (status, body) = {
         let response = shop
             .client
-            .post(format!("{}/api/demo/shop/pays/services/PaySvc/create", shop.handle.base_url()))
+            .post(format!(
+                "{}/api/demo/shop/pays/services/PaySvc/create",
+                shop.handle.base_url()
+            ))
             .bearer_auth(SHOP_TOKEN)
             .json(&json!({"subject": "OpenAPI", "amount": "0.01"}))
             .send()
@@ -191,13 +199,21 @@ async fn the_shop_document_lists_every_function_and_validates() {
     // Only the app this server hosts is described.
     let response = shop
         .client
-        .get(format!("{}/api/demo/other/openapi.json", shop.handle.base_url()))
+        .get(format!(
+            "{}/api/demo/other/openapi.json",
+            shop.handle.base_url()
+        ))
         .send()
         .await
         .expect("the shop answers");
     let (status, body) = json_reply(response).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("demo/shop"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("demo/shop")
+    );
 }
 
 /// An app with an element named `docs` and a function named `openapi.json`: their URLs
@@ -260,7 +276,10 @@ async fn the_docs_page_renders_the_same_functions_offline_and_escaped() {
     );
     // A host without the pays family lists none of its codes.
     let codes = document["components"]["schemas"]["ErrorCode"]["examples"].to_string();
-    assert!(codes.contains("BAD_ARGUMENTS") && !codes.contains("ORDER_PAID"), "{codes}");
+    assert!(
+        codes.contains("BAD_ARGUMENTS") && !codes.contains("ORDER_PAID"),
+        "{codes}"
+    );
 
     let response = server
         .client
@@ -280,15 +299,24 @@ async fn the_docs_page_renders_the_same_functions_offline_and_escaped() {
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
         .expect("a nonce in the policy");
-    assert!(page.contains(&format!("<style nonce=\"{nonce}\">")), "{page}");
-    assert!(!page.contains("<script"), "no script, and e.json text is escaped");
+    assert!(
+        page.contains(&format!("<style nonce=\"{nonce}\">")),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<script"),
+        "no script, and e.json text is escaped"
+    );
     assert!(page.contains("&lt;script&gt;alert('x')&lt;/script&gt; &amp; co"));
     assert!(page.contains("Ping &lt;b&gt;bold&lt;/b&gt;"));
     assert!(!page.contains(" src="), "nothing loaded");
     assert!(!page.contains("href=\"http"), "no link off the server");
     // Every listed function is on the page, with its security and arguments.
     for path in paths.keys().filter(|path| path.starts_with("/api/")) {
-        assert!(page.contains(&format!("<code>{path}</code>")), "{path} is not on the page");
+        assert!(
+            page.contains(&format!("<code>{path}</code>")),
+            "{path} is not on the page"
+        );
     }
     assert!(page.contains("Text to echo"));
     assert!(page.contains("string YYYY-MM-DD"));
@@ -305,7 +333,12 @@ async fn the_docs_page_renders_the_same_functions_offline_and_escaped() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     // The function route stays POST only; the description is GET only.
-    let response = server.client.post(server.api("openapi.json")).send().await.unwrap();
+    let response = server
+        .client
+        .post(server.api("openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -332,7 +365,10 @@ async fn jit_openapi_prints_the_served_document() {
         .expect("jit runs");
     assert!(output.status.success(), "{}", text(&output));
     let printed: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
-    assert_eq!(printed["servers"], json!([{"url": "https://shop.example.com"}]));
+    assert_eq!(
+        printed["servers"],
+        json!([{"url": "https://shop.example.com"}])
+    );
     assert_valid(&printed);
 
     // A broken app is an error naming the file, not a document.
@@ -340,5 +376,9 @@ async fn jit_openapi_prints_the_served_document() {
     let output = jit(&["openapi"], app.path()).output().expect("jit runs");
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());
-    assert!(text(&output).contains("myWechatPay/e.json"), "{}", text(&output));
+    assert!(
+        text(&output).contains("myWechatPay/e.json"),
+        "{}",
+        text(&output)
+    );
 }

@@ -417,14 +417,34 @@ mod tests {
     fn the_listed_specific_codes_are_the_ones_failures_carry() {
         let status = || PayStatus::Close;
         let failures = [
-            PayError::UnknownOrder { order_id: "T1".into() },
-            PayError::OrderPaid { order_id: "T1".into() },
-            PayError::OrderClosed { order_id: "T1".into(), status: status() },
-            PayError::OrderNotPaid { order_id: "T1".into(), status: status() },
-            PayError::UnknownRefund { refund_id: "R1".into() },
-            PayError::RefundIdUsed { refund_id: "R1".into(), existing: "order T2".into() },
-            PayError::DuplicateOrder { order_id: "T1".into() },
-            PayError::Invalid { field: "amount", message: "negative".into() },
+            PayError::UnknownOrder {
+                order_id: "T1".into(),
+            },
+            PayError::OrderPaid {
+                order_id: "T1".into(),
+            },
+            PayError::OrderClosed {
+                order_id: "T1".into(),
+                status: status(),
+            },
+            PayError::OrderNotPaid {
+                order_id: "T1".into(),
+                status: status(),
+            },
+            PayError::UnknownRefund {
+                refund_id: "R1".into(),
+            },
+            PayError::RefundIdUsed {
+                refund_id: "R1".into(),
+                existing: "order T2".into(),
+            },
+            PayError::DuplicateOrder {
+                order_id: "T1".into(),
+            },
+            PayError::Invalid {
+                field: "amount",
+                message: "negative".into(),
+            },
         ];
         let mut carried = Vec::new();
         for failure in &failures {
