@@ -48,6 +48,9 @@ pub enum Command {
     /// Reconcile a Beijing day's orders and refunds against WeChat's bill; exits 3 when
     /// mismatches remain.
     Reconcile(ReconcileArgs),
+    /// Print the app's OpenAPI 3.1 document (what `jit serve` answers at
+    /// /api/{org}/{app}/openapi.json).
+    Openapi(AppArg),
 }
 
 /// `--app DIR`.

@@ -170,6 +170,7 @@ impl Host {
             Command::Events(args) => crate::commands::events(self, args).await,
             Command::Bills(args) => crate::commands::bills(self, args).await,
             Command::Reconcile(args) => crate::commands::reconcile(self, args).await,
+            Command::Openapi(args) => crate::commands::openapi(self, &args.app),
             Command::Serve(args) => {
                 let overrides = Overrides {
                     listen: args.listen,

@@ -200,6 +200,11 @@ pub(crate) async fn start(
             println!();
         }
         println!("  element functions: POST {api_base}/{{element path}}/{{function}}");
+        println!(
+            "  API docs: {}   (OpenAPI: {})",
+            crate::server::routes::docs_url(&api_base),
+            crate::server::routes::openapi_url(&api_base)
+        );
         println!("  database: {}", redact_url(&pays.database_url));
         for (name, value) in info.iter().filter(|(name, _)| name != "simulator") {
             println!("  {name}: {value}");

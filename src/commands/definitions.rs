@@ -146,7 +146,9 @@ pub(crate) fn show(host: &Host, app_dir: &Path, full_name: &str) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-fn is_instance(definitions: &Definitions, chain: &Chain) -> bool {
+/// Whether an element is an instance: not a Meta, and no element's type. `jit check`
+/// counts these; the API description lists their functions (`server::openapi`).
+pub(crate) fn is_instance(definitions: &Definitions, chain: &Chain) -> bool {
     let def = chain.element();
     !def.is_meta() && !definitions.is_used_as_type(def.full_name.as_str())
 }

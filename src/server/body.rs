@@ -18,6 +18,25 @@ pub(crate) enum BodyFormat {
     Xml,
 }
 
+impl BodyFormat {
+    /// How `function` takes its request: `"bodyFormat": "xml"` in its declaration, JSON
+    /// otherwise.
+    pub(crate) fn of(function: &jit_runtime::FunctionDecl) -> Self {
+        match function.extra.get("bodyFormat").and_then(Value::as_str) {
+            Some("xml") => BodyFormat::Xml,
+            _ => BodyFormat::Json,
+        }
+    }
+
+    /// For [`BodyFormat::Xml`]: the argument that receives the raw body (the first one).
+    pub(crate) fn body_argument(self, function: &jit_runtime::FunctionDecl) -> Option<&str> {
+        match self {
+            BodyFormat::Xml => function.args.first().map(|arg| arg.name.as_str()),
+            BodyFormat::Json => None,
+        }
+    }
+}
+
 /// Reads at most `limit` bytes of body; more is a 413 naming the limit.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|err| {

@@ -24,14 +24,8 @@ pub(crate) struct Route {
     pub(crate) body_argument: Option<String>,
 }
 
-/// Maps `org`, `app` and `element/path/function` to a declared function, or the 404
-/// that says which part is unknown.
-pub(crate) fn resolve_route(
-    state: &ServerState,
-    org: &str,
-    app: &str,
-    path: &str,
-) -> Result<Route, ApiError> {
+/// `Ok` when `org/app` is the app this server hosts, else the 404 that names the one it does.
+pub(crate) fn hosted_app(state: &ServerState, org: &str, app: &str) -> Result<(), ApiError> {
     if org != state.org || app != state.app_name {
         return Err(ApiError::not_found(
             "NOT_FOUND",
@@ -41,6 +35,18 @@ pub(crate) fn resolve_route(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Maps `org`, `app` and `element/path/function` to a declared function, or the 404
+/// that says which part is unknown.
+pub(crate) fn resolve_route(
+    state: &ServerState,
+    org: &str,
+    app: &str,
+    path: &str,
+) -> Result<Route, ApiError> {
+    hosted_app(state, org, app)?;
     let path = path.trim_end_matches('/');
     let Some((element_path, function)) = path.rsplit_once('/') else {
         return Err(ApiError::not_found(
@@ -71,14 +77,8 @@ pub(crate) fn resolve_route(
         ));
     };
     let declaration = jit_runtime::declared_function(chain, function)?;
-    let format = match declaration.extra.get("bodyFormat").and_then(Value::as_str) {
-        Some("xml") => BodyFormat::Xml,
-        _ => BodyFormat::Json,
-    };
-    let body_argument = match format {
-        BodyFormat::Xml => declaration.args.first().map(|arg| arg.name.clone()),
-        BodyFormat::Json => None,
-    };
+    let format = BodyFormat::of(declaration);
+    let body_argument = format.body_argument(declaration).map(str::to_owned);
     Ok(Route {
         full_name,
         function: function.to_owned(),

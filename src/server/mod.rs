@@ -11,6 +11,7 @@ pub mod config;
 pub(crate) mod dispatch;
 pub mod error;
 pub(crate) mod listener;
+pub(crate) mod openapi;
 pub mod request_id;
 pub(crate) mod routes;
 pub mod safety;
@@ -45,7 +46,9 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
     let timeout = state.config.request_timeout;
     Router::new()
         .route(routes::FUNCTION_ROUTE, post(routes::call_function))
-        .route("/healthz", get(routes::healthz))
+        .route(routes::OPENAPI_ROUTE, get(openapi::document))
+        .route(routes::DOCS_ROUTE, get(openapi::docs_page))
+        .route(routes::HEALTH_ROUTE, get(routes::healthz))
         .fallback(routes::not_found)
         .with_state(state)
         .layer(

@@ -1,8 +1,11 @@
-//! The HTTP surface: element functions under `/api/{org}/{app}/…` and `/healthz`.
+//! The HTTP surface: element functions under `/api/{org}/{app}/…`, the app's API
+//! description beside them, and `/healthz`.
 //!
-//! This module owns the route of element functions: [`FUNCTION_ROUTE`] is what the router
-//! matches, [`api_base`] and [`function_url`] build the URLs that reach it (the banner's
-//! API base, the notify URL handed to the pays family). Nothing else writes `/api/`.
+//! This module owns the routes: [`FUNCTION_ROUTE`] is what the router matches for element
+//! functions, [`api_base`] and [`function_url`] build the URLs that reach it (the banner's
+//! API base, the notify URL handed to the pays family); [`OPENAPI_ROUTE`] and
+//! [`DOCS_ROUTE`] (with [`openapi_url`], [`docs_url`]) are the API description's. Nothing
+//! else writes `/api/`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +26,17 @@ use super::state::ServerState;
 /// then `/function`.
 pub(crate) const FUNCTION_ROUTE: &str = "/api/{org}/{app}/{*path}";
 
+/// The app's OpenAPI document (`server::openapi`), beside its functions. A function's path
+/// has at least two segments after the app (`{element path}/{function}`), so this
+/// one-segment path never shadows a function, whatever the element names.
+pub(crate) const OPENAPI_ROUTE: &str = "/api/{org}/{app}/openapi.json";
+
+/// The app's API docs page (`server::openapi`); one segment, like [`OPENAPI_ROUTE`].
+pub(crate) const DOCS_ROUTE: &str = "/api/{org}/{app}/docs";
+
+/// The health check.
+pub(crate) const HEALTH_ROUTE: &str = "/healthz";
+
 /// Where the functions of app `org/app` are served: `{public_base_url}/api/{org}/{app}`.
 pub fn api_base(public_base_url: &str, org: &str, app: &str) -> String {
     format!("{}/api/{org}/{app}", public_base_url.trim_end_matches('/'))
@@ -32,6 +46,16 @@ pub fn api_base(public_base_url: &str, org: &str, app: &str) -> String {
 /// `{api_base}/{full name with / for .}/{function}`.
 pub fn function_url(api_base: &str, full_name: &str, function: &str) -> String {
     format!("{api_base}/{}/{function}", full_name.replace('.', "/"))
+}
+
+/// The URL of the app's OpenAPI document under an [`api_base`].
+pub fn openapi_url(api_base: &str) -> String {
+    format!("{api_base}/openapi.json")
+}
+
+/// The URL of the app's API docs page under an [`api_base`].
+pub fn docs_url(api_base: &str) -> String {
+    format!("{api_base}/docs")
 }
 
 /// `POST /api/{org}/{app}/{*path}`: calls `function` of element `fullName` where `path` is
@@ -115,7 +139,15 @@ mod tests {
             function_url(&base, "pays.services.PaySvc", "wechatNotify"),
             "https://shop.example.com/api/demo/shop/pays/services/PaySvc/wechatNotify"
         );
-        // The router's pattern is the same shape.
+        // The router's patterns are the same shape.
         assert!(FUNCTION_ROUTE.starts_with("/api/{org}/{app}/"));
+        assert_eq!(
+            openapi_url(&base),
+            OPENAPI_ROUTE.replace("/api/{org}/{app}", &base)
+        );
+        assert_eq!(
+            docs_url(&base),
+            DOCS_ROUTE.replace("/api/{org}/{app}", &base)
+        );
     }
 }

@@ -20,6 +20,7 @@ mod logs;
 mod merchant_certificate;
 mod merchant_settings;
 mod notify;
+mod openapi;
 mod plugin;
 mod plugin_check;
 mod readme_flow;

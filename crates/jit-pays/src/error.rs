@@ -136,6 +136,60 @@ pub enum PayError {
     },
 }
 
+/// A code of the family's own: what a caller reads in `error.code` instead of its
+/// category's code ([`CallErrorKind::code`]), with that category and when it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecificCode {
+    /// The stable code.
+    pub code: &'static str,
+    /// Its category (an HTTP host answers with the category's status).
+    pub kind: CallErrorKind,
+    /// When it is answered.
+    pub meaning: &'static str,
+}
+
+const ORDER_NOT_FOUND: SpecificCode = SpecificCode {
+    code: "ORDER_NOT_FOUND",
+    kind: CallErrorKind::NotFound,
+    meaning: "no order has this id",
+};
+const ORDER_PAID: SpecificCode = SpecificCode {
+    code: "ORDER_PAID",
+    kind: CallErrorKind::Conflict,
+    meaning: "the order is paid: it cannot be paid again or cancelled",
+};
+const ORDER_CLOSED: SpecificCode = SpecificCode {
+    code: "ORDER_CLOSED",
+    kind: CallErrorKind::Conflict,
+    meaning: "the order is closed or timed out: it can no longer be paid",
+};
+const ORDER_NOT_PAID: SpecificCode = SpecificCode {
+    code: "ORDER_NOT_PAID",
+    kind: CallErrorKind::Conflict,
+    meaning: "only a paid order can be refunded; nothing was written",
+};
+const REFUND_NOT_FOUND: SpecificCode = SpecificCode {
+    code: "REFUND_NOT_FOUND",
+    kind: CallErrorKind::NotFound,
+    meaning: "no refund has this id",
+};
+const REFUND_ID_USED: SpecificCode = SpecificCode {
+    code: "REFUND_ID_USED",
+    kind: CallErrorKind::Conflict,
+    meaning: "the refund id names another refund (another order or amount); nothing was written",
+};
+
+/// Every code of the family's own, for API descriptions (`jit openapi`). The family's
+/// other failures carry their category's code.
+pub const SPECIFIC_CODES: [SpecificCode; 6] = [
+    ORDER_NOT_FOUND,
+    ORDER_PAID,
+    ORDER_CLOSED,
+    ORDER_NOT_PAID,
+    REFUND_NOT_FOUND,
+    REFUND_ID_USED,
+];
+
 impl From<StoreError> for PayError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -189,17 +243,18 @@ impl PayError {
     }
 
     /// The family's own code for this failure, where the category alone would not tell the
-    /// caller what to do (`ORDER_NOT_FOUND`, `ORDER_PAID`, `ORDER_CLOSED`).
+    /// caller what to do (one of [`SPECIFIC_CODES`]).
     fn specific_code(&self) -> Option<&'static str> {
-        match self {
-            PayError::UnknownOrder { .. } => Some("ORDER_NOT_FOUND"),
-            PayError::OrderPaid { .. } => Some("ORDER_PAID"),
-            PayError::OrderClosed { .. } => Some("ORDER_CLOSED"),
-            PayError::OrderNotPaid { .. } => Some("ORDER_NOT_PAID"),
-            PayError::UnknownRefund { .. } => Some("REFUND_NOT_FOUND"),
-            PayError::RefundIdUsed { .. } => Some("REFUND_ID_USED"),
-            _ => None,
-        }
+        let code = match self {
+            PayError::UnknownOrder { .. } => ORDER_NOT_FOUND,
+            PayError::OrderPaid { .. } => ORDER_PAID,
+            PayError::OrderClosed { .. } => ORDER_CLOSED,
+            PayError::OrderNotPaid { .. } => ORDER_NOT_PAID,
+            PayError::UnknownRefund { .. } => REFUND_NOT_FOUND,
+            PayError::RefundIdUsed { .. } => REFUND_ID_USED,
+            _ => return None,
+        };
+        Some(code.code)
     }
 
     /// The stable code a client sees: the specific code, else the category's.
@@ -354,6 +409,56 @@ mod tests {
             assert_eq!(error.code(), code, "{error}");
             assert_eq!(call_error(error), (kind, code.to_owned()));
         }
+    }
+
+    /// Every specific code a failure carries is listed, with the failure's category, and
+    /// every listed code is carried by some failure.
+    #[test]
+    fn the_listed_specific_codes_are_the_ones_failures_carry() {
+        let status = || PayStatus::Close;
+        let failures = [
+            PayError::UnknownOrder {
+                order_id: "T1".into(),
+            },
+            PayError::OrderPaid {
+                order_id: "T1".into(),
+            },
+            PayError::OrderClosed {
+                order_id: "T1".into(),
+                status: status(),
+            },
+            PayError::OrderNotPaid {
+                order_id: "T1".into(),
+                status: status(),
+            },
+            PayError::UnknownRefund {
+                refund_id: "R1".into(),
+            },
+            PayError::RefundIdUsed {
+                refund_id: "R1".into(),
+                existing: "order T2".into(),
+            },
+            PayError::DuplicateOrder {
+                order_id: "T1".into(),
+            },
+            PayError::Invalid {
+                field: "amount",
+                message: "negative".into(),
+            },
+        ];
+        let mut carried = Vec::new();
+        for failure in &failures {
+            if let Some(code) = failure.specific_code() {
+                let listed = SPECIFIC_CODES
+                    .iter()
+                    .find(|listed| listed.code == code)
+                    .unwrap_or_else(|| panic!("{code} is not in SPECIFIC_CODES"));
+                assert_eq!(listed.kind, failure.kind(), "{code}");
+                carried.push(code);
+            }
+        }
+        let listed: Vec<&str> = SPECIFIC_CODES.iter().map(|listed| listed.code).collect();
+        assert_eq!(carried, listed);
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! [`wechatpayv3_python`] does the same for the API v3 peer, `wechatpayv3==2.0.4`, in its own
 //! venv (`target/wechatpayv3-venv`, `$WECHATPAYV3_PYTHON` when set).
 //!
+//! [`openapi_31_problems`] checks an OpenAPI 3.1 document with the real
+//! `openapi-spec-validator==0.9.0` from PyPI, in its own venv
+//! (`target/openapi-spec-validator-venv`, `$OPENAPI_SPEC_VALIDATOR_PYTHON` when set).
+//!
 //! It also builds shared libraries for tests that load them ([`build_cdylibs`],
 //! [`compile_cdylib`]): workspace crates by name through cargo, one-file libraries through
 //! rustc.
@@ -30,11 +34,13 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 mod cdylib;
+mod openapi;
 mod venv;
 pub mod webhook_receiver;
 mod wechatpayv3;
 
 pub use cdylib::{build_cdylibs, compile_cdylib, library_file_name};
+pub use openapi::{OPENAPI_SPEC_VALIDATOR_VERSION, openapi_31_problems, openapi_validator_python};
 use venv::PinnedPeer;
 pub use webhook_receiver::WebhookReceiver;
 pub use wechatpayv3::{
