@@ -133,6 +133,38 @@ async fn a_native_order_is_scanned_from_the_screen_and_turns_paid_without_a_relo
         "the QR code is hidden once paid"
     );
 
+    // Demo mode from the browser: the page's link leads to the simulator's payer page,
+    // whose "Pay" button pays the order.
+    let order = call(
+        &http,
+        &served.base,
+        "pays/services/PaySvc/create",
+        json!({"subject": "Oolong tea", "amount": 12}),
+    )
+    .await;
+    let order_id = order["orderId"].as_str().expect("an order id").to_owned();
+    let checkout = format!("{}/pay/demo/shop/{order_id}", served.base);
+    browser.goto(&checkout).await;
+    browser.wait_for("#qr svg").await;
+    let link = browser
+        .client()
+        .execute(
+            "return document.getElementById('simulator-pay').href;",
+            vec![],
+        )
+        .await
+        .expect("the simulator link");
+    let link = link.as_str().expect("a URL").to_owned();
+    assert!(link.ends_with(&format!("/sim/pay/{order_id}")), "{link}");
+    browser.goto(&link).await;
+    browser.wait_for_text("Oolong tea").await;
+    browser.click("button[data-out-trade-no]").await;
+    browser
+        .wait_for_text("Paid. The shop is being notified.")
+        .await;
+    browser.goto(&checkout).await;
+    browser.wait_for_text("Paid").await;
+
     browser.close().await;
     served.stop().await;
 }
