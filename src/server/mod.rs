@@ -49,6 +49,8 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route(routes::OPENAPI_ROUTE, get(openapi::document))
         .route(routes::DOCS_ROUTE, get(openapi::docs_page))
         .route(routes::HEALTH_ROUTE, get(routes::healthz))
+        // The payer's checkout page (no token: see src/web/checkout.rs).
+        .merge(crate::web::checkout::routes())
         .fallback(routes::not_found)
         .with_state(state)
         .layer(

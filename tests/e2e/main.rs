@@ -4,6 +4,8 @@
 
 mod bills_cli;
 mod binary;
+mod checkout;
+mod checkout_browser;
 mod cli;
 mod connections;
 mod custom_type;

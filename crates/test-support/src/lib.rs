@@ -25,6 +25,8 @@
 //! And it runs the merchant's side of jit's webhooks for the events tests:
 //! [`WebhookReceiver`], a loopback endpoint that checks signatures with `jit-webhooks` (the
 //! one project crate it uses: the verifier a merchant would use) and records every request.
+//!
+//! And the browser tests' headless Chromium: [`Browser`] (module [`browser`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -33,12 +35,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+pub mod browser;
 mod cdylib;
 mod openapi;
 mod venv;
 pub mod webhook_receiver;
 mod wechatpayv3;
 
+pub use browser::Browser;
 pub use cdylib::{build_cdylibs, compile_cdylib, library_file_name};
 pub use openapi::{OPENAPI_SPEC_VALIDATOR_VERSION, openapi_31_problems, openapi_validator_python};
 use venv::PinnedPeer;
