@@ -21,6 +21,8 @@
 //! And it runs the merchant's side of jit's webhooks for the events tests:
 //! [`WebhookReceiver`], a loopback endpoint that checks signatures with `jit-webhooks` (the
 //! one project crate it uses: the verifier a merchant would use) and records every request.
+//!
+//! And the browser tests' headless Chromium: [`Browser`] (module [`browser`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -29,11 +31,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+pub mod browser;
 mod cdylib;
 mod venv;
 pub mod webhook_receiver;
 mod wechatpayv3;
 
+pub use browser::Browser;
 pub use cdylib::{build_cdylibs, compile_cdylib, library_file_name};
 use venv::PinnedPeer;
 pub use webhook_receiver::WebhookReceiver;
