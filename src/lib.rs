@@ -46,6 +46,7 @@ mod official;
 mod serve;
 pub mod server;
 mod simulator_file;
+mod web;
 
 pub use error::HostError;
 pub use host::Host;

@@ -43,9 +43,12 @@ use self::state::ServerState;
 /// only on the simulator's own loopback listener, never on the shop's.
 pub(crate) fn router(state: Arc<ServerState>) -> Router {
     let timeout = state.config.request_timeout;
+    // The merchant's console: /admin/{org}/{app}/ (src/web/console).
+    let console = crate::web::console::router(Arc::clone(&state));
     Router::new()
         .route(routes::FUNCTION_ROUTE, post(routes::call_function))
         .route("/healthz", get(routes::healthz))
+        .merge(console)
         .fallback(routes::not_found)
         .with_state(state)
         .layer(
