@@ -6,6 +6,7 @@ mod bills_cli;
 mod binary;
 mod cli;
 mod connections;
+mod console;
 mod custom_type;
 mod errors;
 mod events_cli;
