@@ -48,6 +48,8 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route(routes::FUNCTION_ROUTE, post(routes::call_function))
         .route("/healthz", get(routes::healthz))
+        // The payer's checkout page (no token: see src/web/checkout.rs).
+        .merge(crate::web::checkout::routes())
         .merge(console)
         .fallback(routes::not_found)
         .with_state(state)

@@ -4,6 +4,7 @@
 
 mod bills_cli;
 mod binary;
+mod checkout;
 mod cli;
 mod connections;
 mod console;

@@ -1,11 +1,12 @@
 //! The `/sim/...` control surface: the payer's side, faults, refund outcomes, bill
 //! alterations and inspection over HTTP (JSON), for the command line and for tests written
-//! in other languages.
+//! in other languages; and the payer's page ([`PAYER_PAGE_ROUTE`]), a small HTML page with
+//! a "Pay" button for demos in a browser.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -22,6 +23,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/sim/health", get(|| async { "ok" }))
         .route("/sim/pay", post(pay))
+        .route(PAYER_PAGE_ROUTE, get(payer_page))
         .route("/sim/fail", post(fail))
         .route("/sim/paying", post(paying))
         .route("/sim/inspect", get(inspect).delete(clear_inspection))
@@ -45,6 +47,106 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .delete(clear_bill_alterations),
         )
         .with_state(shared)
+}
+
+/// The payer's page of an order: what it is, and a "Pay" button that posts to `/sim/pay`.
+pub const PAYER_PAGE_ROUTE: &str = "/sim/pay/{out_trade_no}";
+
+/// The payer's page of order `out_trade_no` on the simulator at `base_url`
+/// (`{base_url}/sim/pay/{out_trade_no}`; `|`, the one character of an order number that is
+/// not URL-safe, escaped).
+pub fn payer_page_url(base_url: &str, out_trade_no: &str) -> String {
+    format!(
+        "{}/sim/pay/{}",
+        base_url.trim_end_matches('/'),
+        out_trade_no.replace('%', "%25").replace('|', "%7C")
+    )
+}
+
+/// The page's script: each button posts its order to `/sim/pay` and shows the answer.
+const PAYER_PAGE_SCRIPT: &str = r#"document.querySelectorAll('button[data-out-trade-no]').forEach(function (button) {
+  button.addEventListener('click', function () {
+    var result = document.getElementById('result-' + button.getAttribute('data-index'));
+    button.disabled = true;
+    fetch('/sim/pay', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ out_trade_no: button.getAttribute('data-out-trade-no'), mch_id: button.getAttribute('data-mch-id') })
+    }).then(function (response) { return response.json(); }).then(function (answer) {
+      result.textContent = answer.ok ? 'Paid. The shop is being notified.' : answer.error;
+      if (!answer.ok) { button.disabled = false; }
+    }).catch(function (error) { result.textContent = String(error); button.disabled = false; });
+  });
+});"#;
+
+/// `GET /sim/pay/{out_trade_no}`: every merchant's order with that number, each with a
+/// "Pay" button while it can be paid.
+async fn payer_page(
+    State(shared): State<Arc<Shared>>,
+    Path(out_trade_no): Path<String>,
+) -> Response {
+    let orders: Vec<Order> = shared
+        .store
+        .all_orders()
+        .into_iter()
+        .filter(|order| order.out_trade_no == out_trade_no)
+        .collect();
+    let nonce = format!("{:032x}", rand::random::<u128>());
+    let status = if orders.is_empty() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    let page = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "WeChat Pay simulator: pay " (out_trade_no) }
+                style nonce=(nonce) {
+                    "body{font-family:system-ui,sans-serif;max-width:30rem;margin:2rem auto;padding:0 1rem}"
+                    "section{border:1px solid #d0d4da;border-radius:.5rem;padding:1rem;margin:1rem 0}"
+                    "button{font-size:1.1rem;padding:.5rem 1.5rem;background:#07c160;color:#fff;border:0;border-radius:.4rem}"
+                    "button:disabled{background:#9bd8b5}"
+                }
+            }
+            body {
+                h1 { "WeChat Pay simulator" }
+                p { "No money moves: this pays the simulated order as a payer would." }
+                @if orders.is_empty() {
+                    p #none { "The simulator has no order " code { (out_trade_no) } ". Ask the shop for its payment code first." }
+                }
+                @for (index, order) in orders.iter().enumerate() {
+                    section {
+                        h2 { (order.body) }
+                        p { "¥" (order.total_fee) " · order " code { (order.out_trade_no) } " · merchant " (order.mch_id) " · " (order.trade_type) }
+                        p { "State: " strong #{"state-" (index)} { (order.state.as_str()) } " (" (order.state.description()) ")" }
+                        @if matches!(order.state, crate::store::TradeState::NotPay | crate::store::TradeState::UserPaying | crate::store::TradeState::PayError) {
+                            button type="button" data-index=(index) data-out-trade-no=(order.out_trade_no) data-mch-id=(order.mch_id) { "Pay" }
+                        }
+                        p #{"result-" (index)} role="status" {}
+                    }
+                }
+                script nonce=(nonce) { (maud::PreEscaped(PAYER_PAGE_SCRIPT)) }
+            }
+        }
+    };
+    let mut response = (status, page.into_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    let policy = format!(
+        "default-src 'self'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; base-uri 'none'; frame-ancestors 'none'"
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_str(&policy).expect("ASCII"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn payer_reply(result: Result<Order, PayError>) -> Response {

@@ -37,7 +37,7 @@
 //! - [`Inspection`]: the calls, notifies and payer actions seen, and the orders, each with
 //!   how often and when `orderquery` named it ([`Order::queries`]).
 //! - [`RemoteSim`]: the same payer and fault controls for a simulator in another process.
-//! - HTTP control surface (for the CLI and non-Rust tests): `POST /sim/pay`,
+//! - HTTP control surface (for the CLI and non-Rust tests): `POST /sim/pay`, `GET /sim/pay/{out_trade_no}` (the payer's HTML page),
 //!   `POST /sim/fail`, `POST /sim/paying` (JSON [`PayTarget`]), `GET|DELETE /sim/inspect`,
 //!   `GET|POST|DELETE /sim/faults`, `DELETE /sim/faults/{id}`,
 //!   `GET|POST|DELETE /sim/refund-plans` (JSON [`RefundPlan`]), `POST /sim/refunds/settle`
@@ -77,6 +77,7 @@ pub use bill::{BillAlteration, InvalidBillAlteration};
 pub use config::{
     ConfigError, DEFAULT_API_KEY, DEFAULT_APPID, DEFAULT_MCH_ID, MerchantConfig, SimConfig,
 };
+pub use control::{PAYER_PAGE_ROUTE, payer_page_url};
 pub use fault::{ActiveFault, Endpoint, Fault, FaultControl, FaultId, FaultRule, InvalidFault};
 pub use inspect::{Inspection, NotifyRecord, PayerRecord, RequestRecord};
 pub use notify::NOTIFY_RETRY_SCHEDULE;
