@@ -8,6 +8,7 @@ mod checkout;
 mod cli;
 mod connections;
 mod console;
+mod console_browser;
 mod custom_type;
 mod errors;
 mod events_cli;
