@@ -164,9 +164,9 @@ fn peer_of(request_extensions: &axum::http::Extensions) -> Option<IpAddr> {
 
 impl Console {
     /// The place of `org/app`, or the 404 page when this server hosts another app.
-    fn place(&self, org: &str, app: &str) -> Result<Place, Response> {
+    fn place(&self, org: &str, app: &str) -> Result<Place, Box<Response>> {
         if org != self.server.org || app != self.server.app_name {
-            return Err(views::message_page(
+            return Err(Box::new(views::message_page(
                 StatusCode::NOT_FOUND,
                 "Not found",
                 &format!(
@@ -174,7 +174,7 @@ impl Console {
                     self.server.org, self.server.app_name
                 ),
                 None,
-            ));
+            )));
         }
         Ok(Place {
             base: console_base(org, app),
@@ -199,14 +199,14 @@ impl Console {
     }
 
     /// The pays family's store, or the page saying this host has none.
-    fn store(&self) -> Result<Arc<PayStore>, Response> {
+    fn store(&self) -> Result<Arc<PayStore>, Box<Response>> {
         self.server.app.service::<PayStore>().ok_or_else(|| {
-            views::message_page(
+            Box::new(views::message_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "No payment family",
                 "This host runs no pays family: there are no orders to show.",
                 None,
-            )
+            ))
         })
     }
 
@@ -228,11 +228,11 @@ fn page_session(
     console: &Console,
     place: &Place,
     headers: &HeaderMap,
-) -> Result<Session, Response> {
+) -> Result<Session, Box<Response>> {
     console
         .session(headers)
         .map(|(_, session)| session)
-        .ok_or_else(|| Redirect::to(&format!("{}login", place.base)).into_response())
+        .ok_or_else(|| Box::new(Redirect::to(&format!("{}login", place.base)).into_response()))
 }
 
 /// An action's guard: the session (401 without one) whose CSRF token the form carries
@@ -241,22 +241,22 @@ fn action_session(
     console: &Console,
     headers: &HeaderMap,
     csrf: &str,
-) -> Result<(String, Session), Response> {
+) -> Result<(String, Session), Box<Response>> {
     let Some((id, session)) = console.session(headers) else {
-        return Err(views::message_page(
+        return Err(Box::new(views::message_page(
             StatusCode::UNAUTHORIZED,
             "Not logged in",
             "This action needs a console session: log in first.",
             None,
-        ));
+        )));
     };
     if !session.csrf_matches(csrf) {
-        return Err(views::message_page(
+        return Err(Box::new(views::message_page(
             StatusCode::FORBIDDEN,
             "Refused",
             "The form's CSRF token is not this session's. Reload the page and try again.",
             None,
-        ));
+        )));
     }
     Ok((id, session))
 }
@@ -267,7 +267,7 @@ async fn to_base(
 ) -> Response {
     match console.place(&org, &app) {
         Ok(place) => Redirect::to(&place.base).into_response(),
-        Err(page) => page,
+        Err(page) => *page,
     }
 }
 
@@ -277,7 +277,7 @@ async fn login_page(
 ) -> Response {
     match console.place(&org, &app) {
         Ok(place) => views::login_page(&place, StatusCode::OK, None),
-        Err(page) => page,
+        Err(page) => *page,
     }
 }
 
@@ -294,7 +294,7 @@ async fn login(
 ) -> Response {
     let place = match console.place(&org, &app) {
         Ok(place) => place,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let peer = peer_of(request.extensions());
     if let Some(wait) = console.attempts.blocked_for(peer) {
@@ -364,11 +364,11 @@ async fn logout(
     let form: CsrfForm = form_of(request).await;
     let place = match console.place(&org, &app) {
         Ok(place) => place,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let (id, _) = match action_session(&console, &headers, &form.csrf) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     console.sessions.end(&id);
     let mut response = Redirect::to(&format!("{}login", place.base)).into_response();
@@ -402,15 +402,15 @@ async fn dashboard(
 ) -> Response {
     let place = match console.place(&org, &app) {
         Ok(place) => place,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let session = match page_session(&console, &place, &headers) {
         Ok(session) => session,
-        Err(redirect) => return redirect,
+        Err(redirect) => return *redirect,
     };
     let store = match console.store() {
         Ok(store) => store,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let now = Utc::now();
     let today = wechatpay_v2::time::beijing_date(now);
@@ -568,15 +568,15 @@ async fn search(
 ) -> Response {
     let place = match console.place(&org, &app) {
         Ok(place) => place,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let session = match page_session(&console, &place, &headers) {
         Ok(session) => session,
-        Err(redirect) => return redirect,
+        Err(redirect) => return *redirect,
     };
     let store = match console.store() {
         Ok(store) => store,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let query = query.map(|Query(query)| query).unwrap_or_default();
     let (filter, page) = match query.filter() {
@@ -634,15 +634,15 @@ async fn order_page(
 ) -> Response {
     let place = match console.place(&org, &app) {
         Ok(place) => place,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let session = match page_session(&console, &place, &headers) {
         Ok(session) => session,
-        Err(redirect) => return redirect,
+        Err(redirect) => return *redirect,
     };
     let store = match console.store() {
         Ok(store) => store,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let done = query
         .ok()
@@ -698,11 +698,11 @@ async fn confirm_page(
 ) -> Response {
     let place = match console.place(&org, &app) {
         Ok(place) => place,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let session = match page_session(&console, &place, &headers) {
         Ok(session) => session,
-        Err(redirect) => return redirect,
+        Err(redirect) => return *redirect,
     };
     let Some(action) = Action::parse(&action) else {
         return views::message_page(
@@ -714,7 +714,7 @@ async fn confirm_page(
     };
     let store = match console.store() {
         Ok(store) => store,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     match store.find_order(&order_id).await {
         Ok(Some(order)) => views::confirm_page(&place, &session, &order, action),
@@ -747,7 +747,7 @@ async fn run_action(
 ) -> Response {
     let place = match console.place(&org, &app) {
         Ok(place) => place,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let peer = peer_of(request.extensions());
     let request_id = request
@@ -758,7 +758,7 @@ async fn run_action(
     let form: ActionForm = form_of(request).await;
     let (_, session) = match action_session(&console, &headers, &form.csrf) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Some(action) = Action::parse(&action) else {
         return views::message_page(
@@ -770,7 +770,7 @@ async fn run_action(
     };
     let store = match console.store() {
         Ok(store) => store,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let order = match store.find_order(&order_id).await {
         Ok(Some(order)) => order,

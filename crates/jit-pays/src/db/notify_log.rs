@@ -307,7 +307,7 @@ async fn run(
 ) {
     let mut entries = Vec::with_capacity(WRITE_BATCH);
     while queue.recv_many(&mut entries, WRITE_BATCH).await > 0 {
-        let mut batch: Vec<NotifyLogEntry> = entries.drain(..).collect();
+        let mut batch = std::mem::take(&mut entries);
         for entry in &mut batch {
             complete(&connection, entry).await;
         }
