@@ -374,15 +374,14 @@ fn order_page(
         }
         script nonce=(nonce.as_str()) { (PreEscaped(CHECKOUT_SCRIPT)) }
     };
-    let response = HtmlPage {
+    HtmlPage {
         status: StatusCode::OK,
         title: format!("Pay: {}", order.subject),
         nonce,
         style: CHECKOUT_STYLE,
-        body: html! { (body) },
+        body,
     }
-    .into_response();
-    response
+    .into_response()
 }
 
 /// The part of a waiting order's page that lets the payer pay, and its countdown.

@@ -250,14 +250,20 @@ async fn the_status_route_answers_paid_as_soon_as_the_payment_is_committed() {
     );
 
     pay_in_simulator(&shop, &order_id).await;
+    let paid = Instant::now();
     let (answered, answer) = tokio::time::timeout(Duration::from_secs(10), poll)
         .await
         .expect("answered after the payment")
         .unwrap();
     assert_eq!(answer, json!({"status": "paid"}));
     wait_for_status(&shop, &order_id, "success").await;
-    // Within a second of the commit (the query above saw it after the answer came).
-    assert!(answered.elapsed() < Duration::from_secs(5));
+    // The notify is sent, verified and committed, and the commit wakes the waiting request:
+    // well within a second on an idle machine, never the 10 s of an unwoken long poll.
+    let took = answered.duration_since(paid);
+    assert!(
+        took < Duration::from_secs(3),
+        "answered {took:?} after the payment"
+    );
 
     // A final status answers at once, whatever the page thinks.
     let started = Instant::now();

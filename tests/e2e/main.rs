@@ -5,6 +5,7 @@
 mod bills_cli;
 mod binary;
 mod checkout;
+mod checkout_browser;
 mod cli;
 mod connections;
 mod console;

@@ -156,6 +156,14 @@ impl Browser {
         element.text().await.ok()
     }
 
+    /// Whether an element matching the CSS `selector` exists and is displayed.
+    pub async fn is_visible(&self, selector: &str) -> bool {
+        match self.client().find(Locator::Css(selector)).await {
+            Ok(element) => element.is_displayed().await.unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
     /// Waits up to `timeout` for the page's visible text to contain `needle`; panics with the
     /// page's text when it does not. Returns how long it took.
     pub async fn wait_for_text_within(&self, needle: &str, timeout: Duration) -> Duration {
@@ -338,6 +346,8 @@ mod tests {
             Some("hello from loopback")
         );
         assert_eq!(browser.text_of("#absent").await, None);
+        assert!(browser.is_visible("#greeting").await);
+        assert!(!browser.is_visible("#absent").await);
 
         browser.fill("#name", "the harness").await;
         browser.click("#go").await;
