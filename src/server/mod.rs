@@ -44,6 +44,8 @@ use self::state::ServerState;
 /// only on the simulator's own loopback listener, never on the shop's.
 pub(crate) fn router(state: Arc<ServerState>) -> Router {
     let timeout = state.config.request_timeout;
+    // The merchant's console: /admin/{org}/{app}/ (src/web/console).
+    let console = crate::web::console::router(Arc::clone(&state));
     Router::new()
         .route(routes::FUNCTION_ROUTE, post(routes::call_function))
         .route(routes::OPENAPI_ROUTE, get(openapi::document))
@@ -51,6 +53,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route(routes::HEALTH_ROUTE, get(routes::healthz))
         // The payer's checkout page (no token: see src/web/checkout.rs).
         .merge(crate::web::checkout::routes())
+        .merge(console)
         .fallback(routes::not_found)
         .with_state(state)
         .layer(

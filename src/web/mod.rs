@@ -5,9 +5,10 @@
 //! strict Content-Security-Policy. Pages work offline: no CDN, no external font or script.
 //! Inline `<script>` and `<style>` elements carry the response's [`Nonce`], the only inline
 //! code the policy lets run; everything else comes from this origin (`default-src 'self'`).
-//! The pages themselves live in submodules ([`checkout`]).
+//! The pages themselves live in submodules ([`checkout`], [`console`]).
 
 pub(crate) mod checkout;
+pub(crate) mod console;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -8,6 +8,8 @@ mod checkout;
 mod checkout_browser;
 mod cli;
 mod connections;
+mod console;
+mod console_browser;
 mod custom_type;
 mod errors;
 mod events_cli;

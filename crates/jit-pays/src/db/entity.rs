@@ -635,3 +635,46 @@ pub mod reconcile_mismatch {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Every notify received: `pays_notify_log` ([`crate::db::notify_log`]).
+pub mod notify_log {
+    use sea_orm::entity::prelude::*;
+
+    /// One notify as it arrived and what became of it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pays_notify_log")]
+    pub struct Model {
+        /// Surrogate key (arrival order).
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// When it was handled.
+        pub received_at: DateTimeUtc,
+        /// `payment` or `refund`.
+        pub kind: String,
+        /// The order it names (unverified when refused), if it names one.
+        pub order_id: Option<String>,
+        /// The refund it names (refund notifies), if known.
+        pub refund_id: Option<String>,
+        /// What became of it: `paid`, `paid_after_close`, `already_paid`, `not_paid`,
+        /// `conflict`, `refund`, `refused` or `failed`.
+        pub outcome: String,
+        /// Whether its signature (or, for a refund, its encryption) was verified.
+        pub verified: bool,
+        /// For a refusal: a short stable code of why (`bad_signature`, `unknown_order`…).
+        pub reason_kind: Option<String>,
+        /// For a refusal or failure: why, in words.
+        pub reason: Option<String>,
+        /// The sender's address, when the host knew it.
+        pub peer: Option<String>,
+        /// The body's length in bytes, as received.
+        pub body_len: i64,
+        /// The body, truncated to [`crate::db::notify_log::MAX_BODY_CHARS`] characters.
+        pub body: String,
+    }
+
+    /// No relations are navigated through the ORM.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOutbox),
             Box::new(CreateRefunds),
             Box::new(CreateBills),
+            Box::new(CreateNotifyLog),
         ]
     }
 
@@ -1065,5 +1066,87 @@ impl MigrationTrait for CreateBills {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum PaysNotifyLog {
+    Table,
+    Id,
+    ReceivedAt,
+    Kind,
+    OrderId,
+    RefundId,
+    Outcome,
+    Verified,
+    ReasonKind,
+    Reason,
+    Peer,
+    BodyLen,
+    Body,
+}
+
+/// `pays_notify_log`: every notify received (payment or refund), verified or refused and
+/// why, with its body truncated ([`super::notify_log`]).
+struct CreateNotifyLog;
+
+impl MigrationName for CreateNotifyLog {
+    fn name(&self) -> &str {
+        "m20261205_000001_create_notify_log"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for CreateNotifyLog {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use PaysNotifyLog as N;
+        manager
+            .create_table(
+                Table::create()
+                    .table(N::Table)
+                    .if_not_exists()
+                    .col(big_id(N::Id))
+                    .col(timestamp(N::ReceivedAt))
+                    .col(text(N::Kind, Some(16)))
+                    .col(ColumnDef::new(N::OrderId).string_len(64).null())
+                    .col(ColumnDef::new(N::RefundId).string_len(64).null())
+                    .col(text(N::Outcome, Some(32)))
+                    .col(ColumnDef::new(N::Verified).boolean().not_null())
+                    .col(ColumnDef::new(N::ReasonKind).string_len(32).null())
+                    .col(ColumnDef::new(N::Reason).text().null())
+                    .col(ColumnDef::new(N::Peer).string_len(64).null())
+                    .col(ColumnDef::new(N::BodyLen).big_integer().not_null())
+                    .col(text(N::Body, None))
+                    .to_owned(),
+            )
+            .await?;
+        // The order page reads an order's notifies; the dashboard counts by time.
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_notify_log_order")
+                    .table(N::Table)
+                    .col(N::OrderId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("pays_notify_log_received")
+                    .table(N::Table)
+                    .col(N::ReceivedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(PaysNotifyLog::Table).to_owned())
+            .await
     }
 }

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod entity;
 mod error;
 pub mod migration;
+pub mod notify_log;
 pub mod outbox;
 mod redact;
 pub mod refunds;

@@ -9,7 +9,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use std::sync::Arc;
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, OnConflict};
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
     FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, SqlErr,
@@ -19,6 +19,7 @@ use sea_orm::{
 use super::cache::{DEFAULT_ORDER_CACHE_CAPACITY, OrderCache, OrderFacts};
 use super::entity::{PayStatus, pay_log, payment_conflict, wechat_record};
 use super::error::db;
+use super::notify_log::NotifyLog;
 use super::outbox::{NewEvent, Outbox, write_events_on};
 use super::rows::{mark_paid_on, next_event_seq, save_third_party_on};
 use super::writer::{NotifiedPayment, NotifyWriter, NotifyWriterStats};
@@ -64,6 +65,19 @@ pub struct OrderFilter {
     pub created_from: Option<DateTime<Utc>>,
     /// Created strictly before.
     pub created_to: Option<DateTime<Utc>>,
+    /// Only orders whose id starts with this text (taken literally: `%` and `_` too).
+    pub order_id_prefix: Option<String>,
+    /// Amount at least this many fen.
+    pub amount_min_fen: Option<i64>,
+    /// Amount at most this many fen.
+    pub amount_max_fen: Option<i64>,
+    /// Only orders whose expiry is strictly before this instant (with `status: wait`:
+    /// the orders stuck past their expiry).
+    pub expires_before: Option<DateTime<Utc>>,
+    /// Paid at or after.
+    pub paid_from: Option<DateTime<Utc>>,
+    /// Paid strictly before.
+    pub paid_to: Option<DateTime<Utc>>,
 }
 
 /// What unifiedorder returned, for the record table.
@@ -103,6 +117,7 @@ pub struct PayStore {
     notify_writer: Arc<NotifyWriter>,
     orders: Arc<OrderCache>,
     pub(super) outbox: Arc<Outbox>,
+    pub(super) notify_log: Arc<NotifyLog>,
 }
 
 impl PayStore {
@@ -111,6 +126,7 @@ impl PayStore {
         let outbox = Arc::new(Outbox::default());
         PayStore {
             notify_writer: Arc::new(NotifyWriter::new(connection.clone(), Arc::clone(&outbox))),
+            notify_log: Arc::new(NotifyLog::new(connection.clone())),
             connection,
             orders: Arc::new(OrderCache::new(DEFAULT_ORDER_CACHE_CAPACITY)),
             outbox,
@@ -258,6 +274,23 @@ impl PayStore {
             .count(&self.connection)
             .await
             .map_err(db("counting orders"))
+    }
+
+    /// The sum of the amounts of the orders matching `filter`, in fen (0 for none).
+    pub async fn sum_amount_fen(&self, filter: &OrderFilter) -> Result<i64, StoreError> {
+        // CAST: PostgreSQL's SUM of a BIGINT is a NUMERIC.
+        let sum: Option<i64> = pay_log::Entity::find()
+            .select_only()
+            .column_as(
+                Expr::cust("CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT)"),
+                "total",
+            )
+            .filter(filter_condition(filter))
+            .into_tuple()
+            .one(&self.connection)
+            .await
+            .map_err(db("summing order amounts"))?;
+        Ok(sum.unwrap_or(0))
     }
 
     /// Remembers the trade type of the latest prepay order (not a state change).
@@ -549,6 +582,34 @@ fn filter_condition(filter: &OrderFilter) -> Condition {
     }
     if let Some(to) = filter.created_to {
         condition = condition.add(pay_log::Column::CreatedAt.lt(to));
+    }
+    if let Some(prefix) = &filter.order_id_prefix {
+        // LIKE with the prefix's own wildcards escaped: a prefix is text, not a pattern.
+        let mut pattern = String::with_capacity(prefix.len() + 1);
+        for c in prefix.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        condition = condition
+            .add(Expr::col(pay_log::Column::OrderId).like(LikeExpr::new(pattern).escape('\\')));
+    }
+    if let Some(min) = filter.amount_min_fen {
+        condition = condition.add(pay_log::Column::AmountFen.gte(min));
+    }
+    if let Some(max) = filter.amount_max_fen {
+        condition = condition.add(pay_log::Column::AmountFen.lte(max));
+    }
+    if let Some(before) = filter.expires_before {
+        condition = condition.add(pay_log::Column::ExpiresAt.lt(before));
+    }
+    if let Some(from) = filter.paid_from {
+        condition = condition.add(pay_log::Column::PaidAt.gte(from));
+    }
+    if let Some(to) = filter.paid_to {
+        condition = condition.add(pay_log::Column::PaidAt.lt(to));
     }
     condition
 }

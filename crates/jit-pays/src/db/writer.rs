@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::entity::{PayStatus, pay_log, wechat_record};
 use super::error::{StoreError, db};
+use super::notify_log::{NotifyLogEntry, insert_on as insert_notify_log_on};
 use super::outbox::{NewEvent, Outbox, write_events_on};
 use super::rows::{
     PaidOutcome, PaymentRecorded, ThirdPartyState, conflicting_payment, guarded_trade_state,
@@ -300,6 +301,19 @@ pub(crate) async fn commit_batch(
         }
     }
     let events = events_of(&payments, &outcomes);
+    // Every payment of the batch that was decided is logged with it (console: the order's
+    // notifies); one INSERT for the batch.
+    let logged: Vec<NotifyLogEntry> = payments
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(payment, outcome)| {
+            let recorded = outcome.as_ref().ok()?;
+            Some(NotifyLogEntry::of_payment(
+                &payment.state,
+                &recorded.outcome,
+            ))
+        })
+        .collect();
     // A conflicting payment's notify is not the order's: the record keeps the first.
     let records = payments
         .into_iter()
@@ -312,6 +326,7 @@ pub(crate) async fn commit_batch(
         .map(|(payment, _)| payment.state);
     save_notified_states_on(&transaction, records).await?;
     write_events_on(&transaction, outbox, events).await?;
+    insert_notify_log_on(&transaction, logged).await?;
     transaction
         .commit()
         .await

@@ -20,6 +20,7 @@ use crate::args::{
 };
 use crate::db::PayStore;
 use crate::db::entity::{OrderRefundStatus, PayStatus};
+use crate::db::notify_log::{NotifyKind, NotifyLogEntry, logged_with_payment};
 use crate::element_pay::pay_of_element;
 use crate::error::PayError;
 use crate::model::{
@@ -243,6 +244,14 @@ impl PaySvc {
         if let NotifyOutcome::Rejected { reason } = reply.outcome() {
             self.log_refusal(peer, reason);
         }
+        if !logged_with_payment(reply.outcome()) {
+            self.store.notify_log().note(NotifyLogEntry::of_reply(
+                NotifyKind::Payment,
+                body,
+                reply.outcome(),
+                peer,
+            ));
+        }
         reply
     }
 
@@ -306,6 +315,12 @@ impl PaySvc {
         if let NotifyOutcome::Rejected { reason } = reply.outcome() {
             self.log_refusal(peer, reason);
         }
+        self.store.notify_log().note(NotifyLogEntry::of_reply(
+            NotifyKind::Refund,
+            body,
+            reply.outcome(),
+            peer,
+        ));
         reply
     }
 

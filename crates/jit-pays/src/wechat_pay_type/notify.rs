@@ -9,6 +9,7 @@ use wechatpay_v2::{TradeState, UnverifiedNotify};
 use super::WechatPay;
 use super::orders::paid_at;
 use crate::db::cache::OrderFacts;
+use crate::db::notify_log::{NotifyKind, NotifyLogEntry};
 use crate::db::store::{PaidOutcome, ThirdPartyState};
 use crate::model::{NotifyOutcome, NotifyReply};
 
@@ -128,7 +129,15 @@ impl WechatPay {
         // merchant and the amount, exactly as a first notify. A payment under another
         // transaction id is no repeat: the database decides it, and keeps it as a conflict.
         if row.paid_transaction_id.is_some() && row.paid_transaction_id == notify.transaction_id {
-            return NotifyReply::new(NotifyOutcome::AlreadyPaid { order_id });
+            let outcome = NotifyOutcome::AlreadyPaid { order_id };
+            // Logged off the request path: a repeat writes nothing on its way.
+            self.store.notify_log().note(NotifyLogEntry::of_reply(
+                NotifyKind::Payment,
+                body,
+                &outcome,
+                None,
+            ));
+            return NotifyReply::new(outcome);
         }
         let paid_at = paid_at(notify.time_end.as_deref());
         let recorded = self

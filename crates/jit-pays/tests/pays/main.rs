@@ -14,6 +14,7 @@ mod flow;
 mod group_commit;
 mod logs;
 mod notify_cache;
+mod notify_log;
 mod outbox;
 mod outbox_stop;
 mod plugin_routing;
