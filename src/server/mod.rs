@@ -11,6 +11,7 @@ pub mod config;
 pub(crate) mod dispatch;
 pub mod error;
 pub(crate) mod listener;
+pub(crate) mod metrics;
 pub mod request_id;
 pub(crate) mod routes;
 pub mod safety;
@@ -43,14 +44,17 @@ use self::state::ServerState;
 /// only on the simulator's own loopback listener, never on the shop's.
 pub(crate) fn router(state: Arc<ServerState>) -> Router {
     let timeout = state.config.request_timeout;
+    let tracked = middleware::from_fn_with_state(Arc::clone(&state), metrics::track);
     Router::new()
         .route(routes::FUNCTION_ROUTE, post(routes::call_function))
         .route("/healthz", get(routes::healthz))
+        .merge(metrics::routes())
         .fallback(routes::not_found)
         .with_state(state)
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn(request_id::assign))
+                .layer(tracked)
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(|request: &Request| {
