@@ -19,6 +19,7 @@ mod hostile;
 mod logs;
 mod merchant_certificate;
 mod merchant_settings;
+mod metrics;
 mod notify;
 mod plugin;
 mod plugin_check;

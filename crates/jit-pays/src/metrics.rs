@@ -201,6 +201,9 @@ pub fn describe() {
     for result in ["ok", "failed"] {
         counter!(RECONCILER_ROUNDS, "result" => result).absolute(0);
     }
+    for outcome in RECONCILER_OUTCOMES {
+        counter!(RECONCILER_ITEMS, "outcome" => outcome).absolute(0);
+    }
     for consumer in ["hooks", "webhook"] {
         for result in ["delivered", "failed"] {
             counter!(EVENT_DELIVERIES, "consumer" => consumer, "result" => result).absolute(0);
@@ -313,6 +316,18 @@ pub(crate) fn order_cache(hit: bool) {
     counter!(ORDER_CACHE_LOOKUPS, "result" => if hit { "hit" } else { "miss" }).increment(1);
 }
 
+/// Every `outcome` label of [`RECONCILER_ITEMS`], in [`ReconcileReport`]'s order.
+const RECONCILER_OUTCOMES: [&str; 8] = [
+    "order_paid",
+    "order_closed",
+    "order_timed_out",
+    "order_waiting",
+    "order_failed",
+    "refund_settled",
+    "refund_waiting",
+    "refund_failed",
+];
+
 /// A reconciler pass: its report (or failure) and its duration.
 pub(crate) fn reconciler_round(report: Option<&ReconcileReport>, took: Duration) {
     let result = if report.is_some() { "ok" } else { "failed" };
@@ -320,16 +335,17 @@ pub(crate) fn reconciler_round(report: Option<&ReconcileReport>, took: Duration)
     histogram!(RECONCILER_ROUND_SECONDS).record(took.as_secs_f64());
     gauge!(RECONCILER_LAST_ROUND).set(now().timestamp_millis() as f64 / 1000.0);
     if let Some(report) = report {
-        for (outcome, count) in [
-            ("order_paid", report.paid),
-            ("order_closed", report.closed),
-            ("order_timed_out", report.timed_out),
-            ("order_waiting", report.waiting),
-            ("order_failed", report.failed),
-            ("refund_settled", report.refunds_settled),
-            ("refund_waiting", report.refunds_waiting),
-            ("refund_failed", report.refunds_failed),
-        ] {
+        let counts = [
+            report.paid,
+            report.closed,
+            report.timed_out,
+            report.waiting,
+            report.failed,
+            report.refunds_settled,
+            report.refunds_waiting,
+            report.refunds_failed,
+        ];
+        for (outcome, count) in RECONCILER_OUTCOMES.into_iter().zip(counts) {
             if count > 0 {
                 counter!(RECONCILER_ITEMS, "outcome" => outcome).increment(count as u64);
             }
