@@ -14,7 +14,7 @@
 //! per [`STORE_GAUGES_INTERVAL`]. docs/operations.md explains every metric.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -173,12 +173,19 @@ pub(crate) async fn track(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let route = request
+    let matched = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let function = if route == FUNCTION_ROUTE {
+        .map_or("unmatched", MatchedPath::as_str);
+    let route = if matched == FUNCTION_ROUTE {
+        // The notify path's route, written once.
+        static FUNCTION_ROUTE_LABEL: LazyLock<String> =
+            LazyLock::new(|| route_label(FUNCTION_ROUTE));
+        FUNCTION_ROUTE_LABEL.clone()
+    } else {
+        route_label(matched)
+    };
+    let function = if matched == FUNCTION_ROUTE {
         declared_function(&state, request.uri().path())
     } else {
         String::new()
@@ -193,6 +200,42 @@ pub(crate) async fn track(
         "status" => status)
     .increment(1);
     response
+}
+
+/// A route template as a label, its parameters written `:name` and `*name` instead of
+/// `{name}` and `{*name}` (`/api/:org/:app/*path`): braces inside label values trip some
+/// text-format parsers, and the template is just as recognisable.
+fn route_label(template: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| {
+            match segment
+                .strip_prefix('{')
+                .and_then(|name| name.strip_suffix('}'))
+            {
+                Some(name) if name.starts_with('*') => name.to_owned(),
+                Some(name) => format!(":{name}"),
+                None => segment.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_keep_the_template_without_braces() {
+        assert_eq!(route_label(FUNCTION_ROUTE), "/api/:org/:app/*path");
+        assert_eq!(route_label("/healthz"), "/healthz");
+        assert_eq!(route_label("unmatched"), "unmatched");
+        assert_eq!(
+            route_label("/pay/{org}/{app}/{orderId}"),
+            "/pay/:org/:app/:orderId"
+        );
+    }
 }
 
 /// `element.function` when `path` names a function the app declares, else `unknown`: a
