@@ -222,22 +222,6 @@ fn route_label(template: &str) -> String {
         .join("/")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn route_labels_keep_the_template_without_braces() {
-        assert_eq!(route_label(FUNCTION_ROUTE), "/api/:org/:app/*path");
-        assert_eq!(route_label("/healthz"), "/healthz");
-        assert_eq!(route_label("unmatched"), "unmatched");
-        assert_eq!(
-            route_label("/pay/{org}/{app}/{orderId}"),
-            "/pay/:org/:app/:orderId"
-        );
-    }
-}
-
 /// `element.function` when `path` names a function the app declares, else `unknown`: a
 /// label takes only values from the app's own tree.
 fn declared_function(state: &ServerState, path: &str) -> String {
@@ -298,5 +282,21 @@ pub(crate) async fn bind_open(
             .await
             .map(Some)
             .map_err(|source| crate::error::HostError::Bind { address, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_keep_the_template_without_braces() {
+        assert_eq!(route_label(FUNCTION_ROUTE), "/api/:org/:app/*path");
+        assert_eq!(route_label("/healthz"), "/healthz");
+        assert_eq!(route_label("unmatched"), "unmatched");
+        assert_eq!(
+            route_label("/pay/{org}/{app}/{orderId}"),
+            "/pay/:org/:app/:orderId"
+        );
     }
 }
