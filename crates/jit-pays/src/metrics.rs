@@ -178,10 +178,11 @@ pub fn describe() {
         "Event deliveries pending, by consumer (computed at scrape)."
     );
 
-    for outcome in NOTIFY_OUTCOMES {
-        for kind in ["payment", "refund"] {
-            counter!(NOTIFIES, "kind" => kind, "outcome" => outcome).absolute(0);
-        }
+    for outcome in PAYMENT_NOTIFY_OUTCOMES {
+        counter!(NOTIFIES, "kind" => "payment", "outcome" => outcome).absolute(0);
+    }
+    for outcome in REFUND_NOTIFY_OUTCOMES {
+        counter!(NOTIFIES, "kind" => "refund", "outcome" => outcome).absolute(0);
     }
     for reason in RefusalReason::ALL {
         for kind in ["payment", "refund"] {
@@ -214,17 +215,19 @@ pub fn describe() {
     }
 }
 
-/// Every `outcome` label of [`NOTIFIES`].
-const NOTIFY_OUTCOMES: [&str; 8] = [
+/// The `outcome` labels of [`NOTIFIES`] a payment notify can have.
+const PAYMENT_NOTIFY_OUTCOMES: [&str; 7] = [
     "paid",
     "paid_after_close",
     "already_paid",
     "not_paid",
     "payment_conflict",
-    "refund",
     "rejected",
     "failed",
 ];
+
+/// The `outcome` labels of [`NOTIFIES`] a refund notify can have.
+const REFUND_NOTIFY_OUTCOMES: [&str; 3] = ["refund", "rejected", "failed"];
 
 /// Which notify URL a notify came to: a payment's or a refund's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
