@@ -33,6 +33,8 @@ pub(crate) async fn start(
     shutdown: ShutdownSignal,
     interactive: bool,
 ) -> Result<ServerHandle, HostError> {
+    // Before anything records: everything from here on is counted.
+    crate::server::metrics::install();
     let definitions = host.load_definitions(app_dir)?;
     // Before anything listens: a configuration that would expose the shop does not start.
     let problems = crate::server::safety::problems(
@@ -53,6 +55,11 @@ pub(crate) async fn start(
             source,
         })?;
     let local_addr = listener.local_addr()?;
+    let metrics_listener = crate::server::metrics::bind_open(config.metrics.listen).await?;
+    let metrics_addr = match &metrics_listener {
+        Some(bound) => Some(bound.local_addr()?),
+        None => None,
+    };
     let public_base_url = config
         .public_base_url
         .clone()
@@ -209,16 +216,37 @@ pub(crate) async fn start(
         for (name, value) in info.iter().filter(|(name, _)| name != "simulator") {
             println!("  {name}: {value}");
         }
+        match metrics_addr {
+            Some(address) => println!(
+                "  metrics: GET http://{local_addr}/metrics (bearer token), GET http://{address}/metrics"
+            ),
+            None => println!("  metrics: GET http://{local_addr}/metrics (bearer token)"),
+        }
         println!("  health: GET http://{local_addr}/healthz   (Ctrl-C stops)");
     }
     info.push(("api".to_owned(), api_base));
+    if let Some(address) = metrics_addr {
+        info.push(("metrics".to_owned(), format!("http://{address}/metrics")));
+    }
 
     let server_shutdown = shutdown.clone();
     let exiting = app.clone();
     let limits = config.connections;
+    // `[server] metrics_listen`: `/metrics` alone, no token, stopped with the server.
+    let metrics_task = metrics_listener.map(|bound| {
+        tokio::spawn(crate::server::metrics::serve_open(
+            bound,
+            app.clone(),
+            limits,
+            shutdown.clone(),
+        ))
+    });
     let task = tokio::spawn(async move {
         let served =
             crate::server::listener::serve(listener, router, limits, server_shutdown).await;
+        if let Some(metrics_task) = metrics_task {
+            let _ = metrics_task.await;
+        }
         // Requests are done (or cut at the deadline): the elements' onAppExit hooks run
         // while what they may use (database, gateway) is still there, then the background
         // work stops.

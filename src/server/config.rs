@@ -107,7 +107,27 @@ pub struct ServeConfig {
     /// event deliveries carry it); `None`: `<hostname>:<port>`, made by
     /// [`ServeConfig::instance_id_for`] once the port is bound.
     pub instance_id: Option<String>,
+    /// `GET /metrics` on the main listener: who may scrape it.
+    pub metrics: MetricsAccess,
 }
+
+/// Who may read `GET /metrics`, and where: `[server] metrics_token`, `metrics_listen`
+/// and `metrics_listen_public`.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsAccess {
+    /// The dedicated scrape token (`[server] metrics_token`); any API token
+    /// ([`ServeConfig::tokens`]) is accepted too. With neither, `/metrics` on the main
+    /// listener answers 401.
+    pub token: TokenSet,
+    /// A second listener serving `/metrics` alone, without a token.
+    pub listen: Option<SocketAddr>,
+    /// `metrics_listen` may be an address that is not loopback (the operator says the
+    /// network in front of it is private).
+    pub listen_public: bool,
+}
+
+/// The shortest `[server] metrics_token`: a scrape token is a secret like any other.
+pub const MIN_METRICS_TOKEN_CHARS: usize = 16;
 
 impl std::fmt::Debug for ServeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,6 +140,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("request_timeout", &self.request_timeout)
             .field("connections", &self.connections)
             .field("instance_id", &self.instance_id)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -216,6 +237,9 @@ const KNOWN_KEYS: [(&str, &[&str]); 2] = [
             "max_connections",
             "shutdown_timeout_secs",
             "instance_id",
+            "metrics_token",
+            "metrics_listen",
+            "metrics_listen_public",
         ],
     ),
     ("auth", &["tokens"]),
@@ -367,6 +391,8 @@ impl ServeConfig {
             },
         };
 
+        let metrics = resolve_metrics(&reader, &tables.server, listen)?;
+
         Ok(Self {
             listen,
             public_base_url,
@@ -376,6 +402,7 @@ impl ServeConfig {
             request_timeout,
             connections,
             instance_id,
+            metrics,
         })
     }
 
@@ -389,6 +416,79 @@ impl ServeConfig {
             None => default_instance_id(&gethostname::gethostname().to_string_lossy(), bound_port),
         }
     }
+}
+
+/// `[server] metrics_token`, `metrics_listen` and `metrics_listen_public`, checked: a token
+/// that is empty, padded or short, a `metrics_listen` that is not an address, is the main
+/// listener's, or is not loopback without `metrics_listen_public = true`, is an error.
+fn resolve_metrics(
+    reader: &TableReader,
+    server: &toml::Table,
+    listen: SocketAddr,
+) -> Result<MetricsAccess, ConfigError> {
+    let token = match reader.string_at(server, "server", "metrics_token")? {
+        None => TokenSet::default(),
+        Some(token) => {
+            let problem = if token.trim().is_empty() {
+                Some("is empty; leave it out to scrape /metrics with an [auth] token".to_owned())
+            } else if token.trim() != token {
+                Some("has spaces at an end".to_owned())
+            } else if token.chars().count() < MIN_METRICS_TOKEN_CHARS {
+                Some(format!(
+                    "is shorter than {MIN_METRICS_TOKEN_CHARS} characters; generate one \
+                     (e.g. `openssl rand -hex 32`) and pass it as {{{{JIT_METRICS_TOKEN}}}}"
+                ))
+            } else {
+                None
+            };
+            // The value is a secret: the message never quotes it.
+            if let Some(problem) = problem {
+                return Err(reader.invalid("server.metrics_token", problem));
+            }
+            TokenSet::new([token])
+        }
+    };
+    let listen_public = match server.get("metrics_listen_public") {
+        None => false,
+        Some(toml::Value::Boolean(public)) => *public,
+        Some(other) => {
+            return Err(reader.invalid(
+                "server.metrics_listen_public",
+                format!("expected true or false, found {}", other.type_str()),
+            ));
+        }
+    };
+    let metrics_listen = match reader.string_at(server, "server", "metrics_listen")? {
+        None => None,
+        Some(text) => {
+            let address: SocketAddr = text.parse().map_err(|err| {
+                reader.invalid("server.metrics_listen", format!("`{text}`: {err}"))
+            })?;
+            if address.port() != 0 && address.port() == listen.port() && address.ip() == listen.ip()
+            {
+                return Err(reader.invalid(
+                    "server.metrics_listen",
+                    format!("`{address}` is the main listener's address; choose another port"),
+                ));
+            }
+            if !address.ip().is_loopback() && !listen_public {
+                return Err(reader.invalid(
+                    "server.metrics_listen",
+                    format!(
+                        "`{address}` is not a loopback address, and /metrics there needs no \
+                         token; listen on 127.0.0.1, or set `metrics_listen_public = true` \
+                         when only your monitoring network reaches it"
+                    ),
+                ));
+            }
+            Some(address)
+        }
+    };
+    Ok(MetricsAccess {
+        token,
+        listen: metrics_listen,
+        listen_public,
+    })
 }
 
 /// `<hostname>:<port>`, or `localhost:<port>` when the machine has no usable name.
@@ -722,6 +822,75 @@ mod tests {
             err.starts_with("environment: JIT_INSTANCE_ID: holds a control character"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn metrics_settings_are_checked() {
+        let token = "0123456789abcdef-scrape";
+        let raw = tables(&format!(
+            "[server]\nlisten = \"127.0.0.1:8080\"\nmetrics_token = \"{token}\"\nmetrics_listen = \"127.0.0.1:9090\"\n"
+        ));
+        let config = resolve_alone(&raw).unwrap();
+        assert!(config.metrics.token.accepts(token));
+        assert!(!config.metrics.token.accepts("0123456789abcdef"));
+        assert_eq!(
+            config.metrics.listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        assert!(!format!("{config:?}").contains(token));
+        let config = resolve_alone(&RawTables::default()).unwrap();
+        assert!(config.metrics.token.is_empty());
+        assert_eq!(config.metrics.listen, None);
+
+        for (source, expected) in [
+            (
+                "metrics_token = \"\"",
+                "app.toml: server.metrics_token: is empty",
+            ),
+            (
+                "metrics_token = \"short-secret\"",
+                "app.toml: server.metrics_token: is shorter than 16",
+            ),
+            (
+                "metrics_token = \" 0123456789abcdef-scrape\"",
+                "app.toml: server.metrics_token: has spaces",
+            ),
+            (
+                "metrics_token = 12",
+                "app.toml: server.metrics_token: expected a string",
+            ),
+            (
+                "metrics_listen = \"nowhere\"",
+                "app.toml: server.metrics_listen: `nowhere`",
+            ),
+            (
+                "metrics_listen = \"0.0.0.0:9090\"",
+                "app.toml: server.metrics_listen: `0.0.0.0:9090` is not a loopback address",
+            ),
+            (
+                "metrics_listen = \"127.0.0.1:8080\"",
+                "app.toml: server.metrics_listen: `127.0.0.1:8080` is the main listener's",
+            ),
+            (
+                "metrics_listen_public = \"yes\"",
+                "app.toml: server.metrics_listen_public: expected true or false",
+            ),
+        ] {
+            let raw = tables(&format!(
+                "[server]\nlisten = \"127.0.0.1:8080\"\n{source}\n"
+            ));
+            let err = resolve_alone(&raw).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{source}: {err}");
+            assert!(
+                !err.contains("short-secret") && !err.contains("abcdef-scrape"),
+                "{err}"
+            );
+        }
+        // Said explicitly, a non-loopback address is taken.
+        let raw =
+            tables("[server]\nmetrics_listen = \"0.0.0.0:9090\"\nmetrics_listen_public = true\n");
+        let config = resolve_alone(&raw).unwrap();
+        assert!(config.metrics.listen_public);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub(crate) mod dispatch;
 pub mod error;
 pub(crate) mod listener;
+pub(crate) mod metrics;
 pub(crate) mod openapi;
 pub mod request_id;
 pub(crate) mod routes;
@@ -46,6 +47,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
     let timeout = state.config.request_timeout;
     // The merchant's console: /admin/{org}/{app}/ (src/web/console).
     let console = crate::web::console::router(Arc::clone(&state));
+    let tracked = middleware::from_fn_with_state(Arc::clone(&state), metrics::track);
     Router::new()
         .route(routes::FUNCTION_ROUTE, post(routes::call_function))
         .route(routes::OPENAPI_ROUTE, get(openapi::document))
@@ -54,11 +56,13 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         // The payer's checkout page (no token: see src/web/checkout.rs).
         .merge(crate::web::checkout::routes())
         .merge(console)
+        .merge(metrics::routes())
         .fallback(routes::not_found)
         .with_state(state)
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn(request_id::assign))
+                .layer(tracked)
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(|request: &Request| {

@@ -12,6 +12,8 @@
 //! - With the simulator as the gateway, every webhook endpoint is on this machine:
 //!   simulated payments never reach a real merchant system (which would ship the goods),
 //!   not even in a shared demo.
+//! - With the simulator as the gateway, `[server] metrics_listen` (the token-less metrics
+//!   listener) is a loopback address, even with `metrics_listen_public = true`.
 //! - With a gateway that is not on this machine, the public base URL (where WeChat sends
 //!   notifies) is set and is not a loopback one.
 //! - An app with `loginRequired` functions has at least one bearer token, and with a real
@@ -76,6 +78,23 @@ pub fn problems(
                 ),
             ));
         }
+    }
+
+    // Metrics of a simulated shop stay on this machine, even in a shared demo: the
+    // second listener has no token.
+    if pays.gateway == Some(GatewayTarget::Simulator)
+        && let Some(address) = config.metrics.listen
+        && !address.ip().is_loopback()
+    {
+        problems.push(problem(
+            "server.metrics_listen",
+            format!(
+                "`{address}` is not a loopback address, and payments are SIMULATED (the \
+                 gateway is the built-in simulator): its metrics listener stays on this \
+                 machine; listen on 127.0.0.1, or scrape /metrics on the main listener with \
+                 a token"
+            ),
+        ));
     }
 
     if pays.gateway == Some(GatewayTarget::Simulator) {
@@ -287,6 +306,29 @@ mod tests {
                 "{problem}"
             );
         }
+    }
+
+    #[test]
+    fn a_simulated_shop_keeps_its_metrics_listener_on_this_machine() {
+        let public = "[server]\nmetrics_listen = \"0.0.0.0:9090\"\nmetrics_listen_public = true\n";
+        let simulated = problems_of(&format!("{public}[gateway]\nsimulator = true\n"));
+        assert_eq!(simulated.len(), 1, "{simulated:?}");
+        assert!(
+            simulated[0].starts_with(
+                "app.toml: server.metrics_listen: `0.0.0.0:9090` is not a loopback address, \
+                 and payments are SIMULATED"
+            ),
+            "{simulated:?}"
+        );
+        let loopback = problems_of(
+            "[server]\nmetrics_listen = \"127.0.0.1:9090\"\n[gateway]\nsimulator = true\n",
+        );
+        assert!(loopback.is_empty(), "{loopback:?}");
+        let real = problems_of(&format!(
+            "{public}public_base_url = \"https://shop.example.com\"\n\
+             [gateway]\nbase_url = \"https://api.mch.weixin.qq.com\"\n"
+        ));
+        assert!(real.is_empty(), "{real:?}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod hostile;
 mod logs;
 mod merchant_certificate;
 mod merchant_settings;
+mod metrics;
 mod notify;
 mod openapi;
 mod plugin;

@@ -22,7 +22,7 @@ use crate::error::PayError;
 use crate::meta::service;
 use crate::model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
-    Refund, RefundArgs, WechatRecord,
+    Refund, RefundArgs, RefusalReason, WechatRecord,
 };
 use crate::pay::Pay;
 use crate::services::PAY_SVC;
@@ -118,7 +118,10 @@ impl ElementPay {
     async fn notify_through(&self, function: &'static str, what: &str, body: &[u8]) -> NotifyReply {
         let Ok(xml) = std::str::from_utf8(body) else {
             // Refused like any other notify: the entry point logs the reason.
-            return NotifyReply::refused(format!("{what} body is not UTF-8"));
+            return NotifyReply::refused(
+                RefusalReason::Malformed,
+                format!("{what} body is not UTF-8"),
+            );
         };
         /// The element's answer: what happened. Its `reply` is not read: the XML WeChat
         /// hears is derived from the outcome, so it cannot contradict it.

@@ -62,6 +62,7 @@ pub mod element_pay;
 pub mod error;
 pub mod events;
 pub mod meta;
+pub mod metrics;
 pub mod model;
 pub mod models;
 pub mod order_id;
@@ -85,7 +86,7 @@ pub use events::{EVENT_VERSION, PayEvent, PayEventKind, PayEvents};
 pub use meta::{ELEMENTS, PAYS_META, register, register_loaders};
 pub use model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
-    Refund, RefundArgs, WechatRecord,
+    Refund, RefundArgs, RefusalReason, WechatRecord,
 };
 pub use models::{PAY_LOG_MODEL, PayLogModel, PayLogQuery};
 pub use outbox::{OutboxHandle, OutboxSettings, WebhookEndpoint, start_outbox};

@@ -343,12 +343,70 @@ pub enum NotifyOutcome {
     Rejected {
         /// Why, without secrets.
         reason: String,
+        /// Which kind of refusal, for counting ([`crate::metrics`]): a small fixed set,
+        /// where `reason` is free text. An element answering without one (a plugin) is
+        /// counted as [`RefusalReason::Other`].
+        #[serde(default)]
+        kind: RefusalReason,
     },
     /// Verified, but the state could not be committed (database down): WeChat must retry.
     Failed {
         /// Why.
         reason: String,
     },
+}
+
+/// Why a notify was refused, as a small fixed set: what the refusal counter
+/// (`jit_pays_notify_refusals_total`) is labelled with. The free-text reason goes to the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// The body is no notify: not XML, not UTF-8, or a field it needs is missing.
+    Malformed,
+    /// It names an order (or refund) this database does not hold.
+    UnknownOrder,
+    /// Not authentic: the signature does not verify (a refund notify: its `req_info`
+    /// does not decrypt with the merchant's key).
+    BadSignature,
+    /// It names an appid / mch_id that is not the merchant's.
+    WrongMerchant,
+    /// A signed payment notify whose `total_fee` is not the order's amount.
+    AmountMismatch,
+    /// It reached an element that does not own its order.
+    Misrouted,
+    /// A decrypted refund notify that contradicts the stored refund or its order.
+    RefundMismatch,
+    /// Anything else (an element that did not say which kind).
+    #[default]
+    Other,
+}
+
+impl RefusalReason {
+    /// Every kind, in the order the docs list them.
+    pub const ALL: [RefusalReason; 8] = [
+        RefusalReason::Malformed,
+        RefusalReason::UnknownOrder,
+        RefusalReason::BadSignature,
+        RefusalReason::WrongMerchant,
+        RefusalReason::AmountMismatch,
+        RefusalReason::Misrouted,
+        RefusalReason::RefundMismatch,
+        RefusalReason::Other,
+    ];
+
+    /// The label value (`bad_signature`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::Malformed => "malformed",
+            RefusalReason::UnknownOrder => "unknown_order",
+            RefusalReason::BadSignature => "bad_signature",
+            RefusalReason::WrongMerchant => "wrong_merchant",
+            RefusalReason::AmountMismatch => "amount_mismatch",
+            RefusalReason::Misrouted => "misrouted",
+            RefusalReason::RefundMismatch => "refund_mismatch",
+            RefusalReason::Other => "other",
+        }
+    }
 }
 
 impl NotifyOutcome {
@@ -392,10 +450,12 @@ impl NotifyReply {
         NotifyReply { outcome }
     }
 
-    /// A refusal: nothing changed, and WeChat hears the same `FAIL` whatever `reason` is.
-    pub fn refused(reason: impl Into<String>) -> Self {
+    /// A refusal of kind `kind`: nothing changed, and WeChat hears the same `FAIL`
+    /// whatever `reason` is.
+    pub fn refused(kind: RefusalReason, reason: impl Into<String>) -> Self {
         Self::new(NotifyOutcome::Rejected {
             reason: reason.into(),
+            kind,
         })
     }
 
@@ -465,6 +525,7 @@ mod tests {
             },
             NotifyOutcome::Rejected {
                 reason: "bad signature".into(),
+                kind: RefusalReason::BadSignature,
             },
             NotifyOutcome::Failed {
                 reason: "database error while committing: disk full at /var/db".into(),
@@ -491,9 +552,10 @@ mod tests {
     #[test]
     fn a_refused_outcome_never_carries_success_xml() {
         for reply in [
-            NotifyReply::refused("forged"),
+            NotifyReply::refused(RefusalReason::BadSignature, "forged"),
             NotifyReply::new(NotifyOutcome::Rejected {
                 reason: "SUCCESS".into(),
+                kind: RefusalReason::Other,
             }),
         ] {
             assert!(!reply.acknowledged());

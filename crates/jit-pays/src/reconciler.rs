@@ -243,7 +243,10 @@ pub fn start_reconciler(app: &App) -> Result<ReconcilerHandle, PayError> {
                 _ = tokio::time::sleep(interval) => {}
             }
             let Some(app) = weak.upgrade() else { break };
-            if let Err(error) = reconcile_due(&app).await {
+            let started = std::time::Instant::now();
+            let pass = reconcile_due(&app).await;
+            crate::metrics::reconciler_round(pass.as_ref().ok(), started.elapsed());
+            if let Err(error) = pass {
                 tracing::warn!(error = %log_safe(&error.to_string()), "reconciler pass failed");
             }
         }

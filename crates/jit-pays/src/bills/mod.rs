@@ -162,7 +162,9 @@ pub async fn download_day(
     key: &BillDayKey,
 ) -> Result<DownloadedDay, BillsError> {
     let date = wechatpay_v2::time::format_date(key.date);
-    let bill = match client.bill(&date, key.bill_type).await {
+    let bill = match crate::metrics::gateway_call("downloadbill", client.bill(&date, key.bill_type))
+        .await
+    {
         Ok(bill) => Some(bill),
         Err(GatewayError::Business { code, .. }) if code.as_str() == NO_BILL_EXIST => None,
         Err(source) => {

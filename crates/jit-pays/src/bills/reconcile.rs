@@ -491,10 +491,12 @@ impl Run<'_> {
     /// What WeChat says of a refund now (refundquery by `out_refund_no`): its state, and
     /// the answer in words.
     async fn refund_at_wechat(&self, out_refund_no: &str) -> (Option<RefundStatus>, String) {
-        let answer = self
-            .client
-            .refund_query(&RefundRef::OutRefundNo(out_refund_no.to_owned()))
-            .await;
+        let answer = crate::metrics::gateway_call(
+            "refundquery",
+            self.client
+                .refund_query(&RefundRef::OutRefundNo(out_refund_no.to_owned())),
+        )
+        .await;
         match answer {
             Ok(answer) => match answer
                 .refunds

@@ -433,7 +433,7 @@ impl PayStore {
             )],
         )
         .await?;
-        let event = events.into_iter().next();
+        let event = events.first().cloned();
         if let Some(event) = &event {
             reconcile_mismatch::Entity::update_many()
                 .col_expr(C::EventId, Expr::value(event.id.as_str()))
@@ -450,7 +450,7 @@ impl PayStore {
             .commit()
             .await
             .map_err(db("committing a mismatch"))?;
-        self.outbox.announce_written();
+        self.outbox.announce_written(&events);
         Ok(event)
     }
 }

@@ -100,11 +100,16 @@ impl NotifyLogEntry {
                 (Some(order_id.clone()), None, None)
             }
             NotifyOutcome::Refund { refund_id, .. } => (None, Some(refund_id.clone()), None),
-            NotifyOutcome::Rejected { reason } | NotifyOutcome::Failed { reason } => {
+            NotifyOutcome::Rejected { reason, .. } | NotifyOutcome::Failed { reason } => {
                 (None, None, Some(reason.as_str()))
             }
         };
-        let refused = matches!(outcome, NotifyOutcome::Rejected { .. });
+        // The refusal's kind as the code that refused it said (the same label as the
+        // refusal metrics), never read back from the message.
+        let refusal = match outcome {
+            NotifyOutcome::Rejected { kind, .. } => Some(kind.as_str()),
+            _ => None,
+        };
         NotifyLogEntry {
             kind,
             order_id,
@@ -114,7 +119,7 @@ impl NotifyLogEntry {
                 outcome,
                 NotifyOutcome::Rejected { .. } | NotifyOutcome::Failed { .. }
             ),
-            reason_kind: refused.then(|| refusal_kind(reason.unwrap_or_default())),
+            reason_kind: refusal,
             reason: reason.map(|reason| truncated(reason, MAX_REASON_CHARS)),
             peer: peer.map(|peer| peer.to_string()),
             body_len: body.len() as i64,
@@ -188,36 +193,6 @@ fn outcome_name(outcome: &NotifyOutcome) -> &'static str {
         NotifyOutcome::Refund { .. } => "refund",
         NotifyOutcome::Rejected { .. } => "refused",
         NotifyOutcome::Failed { .. } => "failed",
-    }
-}
-
-/// A short stable code for a refusal's reason, for counting refusals by kind. It reads
-/// the reasons the family writes (wechat_pay_type/notify.rs and refunds.rs, PaySvc's
-/// routing); a reason it does not know is `other`.
-pub fn refusal_kind(reason: &str) -> &'static str {
-    let has = |needle: &str| reason.contains(needle);
-    if has("unreadable") || has("without ") || has("not UTF-8") {
-        "unreadable"
-    } else if has("for unknown order") || has("of a missing order") {
-        "unknown_order"
-    } else if has("for unknown refund") {
-        "unknown_refund"
-    } else if has("signature") {
-        "bad_signature"
-    } else if has("does not decrypt") || has("refund notify refused") {
-        "bad_encryption"
-    } else if has("not this merchant's") || has("which this app does not have") {
-        "wrong_merchant"
-    } else if has("does not match") {
-        "amount_mismatch"
-    } else if has("names another") || has("of another element") {
-        "misrouted"
-    } else if has("refused:") {
-        "invalid"
-    } else if has("refund notify for refund") {
-        "refund_mismatch"
-    } else {
-        "other"
     }
 }
 
@@ -422,45 +397,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refusal_reasons_have_kinds() {
-        for (reason, kind) in [
-            ("unreadable notify: not XML", "unreadable"),
-            ("notify without out_trade_no", "unreadable"),
-            ("notify for unknown order D1", "unknown_order"),
-            (
-                "notify for order D1 refused: invalid signature of payment notify: mismatch",
-                "bad_signature",
-            ),
-            (
-                "notify for order D1 names appid a / mch_id m, not this merchant's",
-                "wrong_merchant",
-            ),
-            (
-                "notify for order D1: total_fee 2 does not match the order's 1",
-                "amount_mismatch",
-            ),
-            (
-                "notify for order D1 of another element (pays.b)",
-                "misrouted",
-            ),
-            ("refund notify for unknown refund R1", "unknown_refund"),
-            (
-                "refund notify req_info does not decrypt with merchant 1's key",
-                "bad_encryption",
-            ),
-            ("something new", "other"),
-        ] {
-            assert_eq!(refusal_kind(reason), kind, "{reason}");
-        }
-    }
-
-    #[test]
     fn bodies_and_reasons_are_truncated_on_a_character_boundary() {
         let body = "é".repeat(MAX_BODY_CHARS + 10);
         let entry = NotifyLogEntry::of_reply(
             NotifyKind::Payment,
             body.as_bytes(),
             &NotifyOutcome::Rejected {
+                kind: crate::model::RefusalReason::Other,
                 reason: "x".repeat(2000),
             },
             None,

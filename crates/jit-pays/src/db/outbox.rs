@@ -142,8 +142,10 @@ impl Outbox {
         self.written.subscribe()
     }
 
-    /// Raises the signal of [`Outbox::watch_written`]; called after a commit.
-    pub(crate) fn announce_written(&self) {
+    /// Raises the signal of [`Outbox::watch_written`] and counts `events`; called after
+    /// the commit that wrote them.
+    pub(crate) fn announce_written(&self, events: &[PayEvent]) {
+        crate::metrics::transitions(events);
         self.written
             .send_modify(|count| *count = count.wrapping_add(1));
     }

@@ -349,7 +349,7 @@ impl PayStore {
         order: &pay_log::Model,
         refund: &refund::Model,
     ) -> Result<(), StoreError> {
-        write_events_on(
+        let events = write_events_on(
             &transaction,
             &self.outbox,
             vec![NewEvent::refund_transition(
@@ -363,7 +363,7 @@ impl PayStore {
             .commit()
             .await
             .map_err(db("committing a refund's transition"))?;
-        self.outbox.announce_written();
+        self.outbox.announce_written(&events);
         Ok(())
     }
 

@@ -149,8 +149,10 @@ impl PayStore {
     /// `None`: no such order.
     pub async fn order_facts(&self, order_id: &str) -> Result<Option<Arc<OrderFacts>>, StoreError> {
         if let Some(known) = self.orders.get(order_id) {
+            crate::metrics::order_cache(true);
             return Ok(Some(known));
         }
+        crate::metrics::order_cache(false);
         Ok(self
             .find_order(order_id)
             .await?
@@ -345,7 +347,7 @@ impl PayStore {
             let current = self.get_order(order_id).await?;
             return Ok(CloseOutcome::AlreadyFinal(current.status));
         };
-        write_events_on(
+        let events = write_events_on(
             &transaction,
             &self.outbox,
             vec![NewEvent::transition(kind, order)],
@@ -355,7 +357,7 @@ impl PayStore {
             .commit()
             .await
             .map_err(db("committing an order's close"))?;
-        self.outbox.announce_written();
+        self.outbox.announce_written(&events);
         Ok(CloseOutcome::Closed)
     }
 
@@ -381,8 +383,9 @@ impl PayStore {
             PaidOutcome::AlreadyPaid | PaidOutcome::Conflict { .. } => None,
         };
         let event = kind.zip(recorded.order.clone());
+        let mut events = Vec::new();
         if let Some((kind, order)) = &event {
-            write_events_on(
+            events = write_events_on(
                 &transaction,
                 &self.outbox,
                 vec![NewEvent::transition(*kind, order.clone())],
@@ -394,7 +397,7 @@ impl PayStore {
             .await
             .map_err(db("committing a payment"))?;
         if event.is_some() {
-            self.outbox.announce_written();
+            self.outbox.announce_written(&events);
         }
         self.remember_payment(&recorded);
         Ok(recorded)

@@ -187,7 +187,10 @@ async fn run(
         let (payments, answers): (Vec<_>, Vec<_>) =
             jobs.drain(..).map(|job| (job.payment, job.answer)).unzip();
         let size = payments.len();
-        match commit_batch(&connection, &outbox, payments).await {
+        let started = Instant::now();
+        let committed = commit_batch(&connection, &outbox, payments).await;
+        crate::metrics::writer_commit(size, started.elapsed(), committed.is_ok());
+        match committed {
             Ok(outcomes) => {
                 // Counted before anyone is answered, so a caller sees its own commit.
                 counters.commits.fetch_add(1, Ordering::SeqCst);
@@ -325,13 +328,13 @@ pub(crate) async fn commit_batch(
         })
         .map(|(payment, _)| payment.state);
     save_notified_states_on(&transaction, records).await?;
-    write_events_on(&transaction, outbox, events).await?;
+    let events = write_events_on(&transaction, outbox, events).await?;
     insert_notify_log_on(&transaction, logged).await?;
     transaction
         .commit()
         .await
         .map_err(db("committing a batch of payments"))?;
-    outbox.announce_written();
+    outbox.announce_written(&events);
     Ok(outcomes)
 }
 

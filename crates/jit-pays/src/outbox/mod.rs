@@ -254,6 +254,7 @@ async fn run_consumer(
             Ok(claimed) if !claimed.is_empty() => {
                 let full = claimed.len() as u64 >= settings.batch_size;
                 let results = consumer.deliver(claimed).await;
+                crate::metrics::deliveries(&name, &results);
                 let failed = results.iter().filter(|r| r.error.is_some()).count();
                 if failed > 0 {
                     tracing::warn!(consumer = %shown, failed, "event deliveries failed; retried later");

@@ -24,7 +24,7 @@ use crate::db::notify_log::{NotifyKind, NotifyLogEntry, logged_with_payment};
 use crate::element_pay::pay_of_element;
 use crate::error::PayError;
 use crate::model::{
-    NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs,
+    NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs, RefusalReason,
 };
 use crate::pay::Pay;
 use crate::wechat_pay_type::{
@@ -241,7 +241,8 @@ impl PaySvc {
     /// peer address (senders without one share a budget).
     pub async fn wechat_notify_from(&self, body: &[u8], peer: Option<IpAddr>) -> NotifyReply {
         let reply = self.route_notify(body).await;
-        if let NotifyOutcome::Rejected { reason } = reply.outcome() {
+        crate::metrics::notify(crate::metrics::NotifyKind::Payment, &reply);
+        if let NotifyOutcome::Rejected { reason, .. } = reply.outcome() {
             self.log_refusal(peer, reason);
         }
         if !logged_with_payment(reply.outcome()) {
@@ -312,7 +313,8 @@ impl PaySvc {
         peer: Option<IpAddr>,
     ) -> NotifyReply {
         let reply = self.route_refund_notify(body).await;
-        if let NotifyOutcome::Rejected { reason } = reply.outcome() {
+        crate::metrics::notify(crate::metrics::NotifyKind::Refund, &reply);
+        if let NotifyOutcome::Rejected { reason, .. } = reply.outcome() {
             self.log_refusal(peer, reason);
         }
         self.store.notify_log().note(NotifyLogEntry::of_reply(
@@ -328,7 +330,10 @@ impl PaySvc {
         let outer = match wechatpay_v2::xml::decode(body) {
             Ok(outer) => outer,
             Err(error) => {
-                return NotifyReply::refused(format!("unreadable refund notify: {error}"));
+                return NotifyReply::refused(
+                    RefusalReason::Malformed,
+                    format!("unreadable refund notify: {error}"),
+                );
             }
         };
         let (Some(mch_id), Some(appid), Some(req_info)) = (
@@ -336,7 +341,10 @@ impl PaySvc {
             outer.get("appid"),
             outer.get("req_info"),
         ) else {
-            return NotifyReply::refused("refund notify without mch_id, appid or req_info");
+            return NotifyReply::refused(
+                RefusalReason::Malformed,
+                "refund notify without mch_id, appid or req_info",
+            );
         };
         let app = match self.app() {
             Ok(app) => app,
@@ -364,7 +372,10 @@ impl PaySvc {
                 continue;
             };
             let Some(refund_id) = info.get("out_refund_no") else {
-                return NotifyReply::refused("refund notify without out_refund_no");
+                return NotifyReply::refused(
+                    RefusalReason::Malformed,
+                    "refund notify without out_refund_no",
+                );
             };
             return match self.store.find_refund(refund_id).await {
                 Ok(Some(refund)) => match self.pay_of_element(&refund.element).await {
@@ -376,9 +387,10 @@ impl PaySvc {
                         NotifyReply::failed("temporarily unable to handle the notify")
                     }
                 },
-                Ok(None) => {
-                    NotifyReply::refused(format!("refund notify for unknown refund {refund_id}"))
-                }
+                Ok(None) => NotifyReply::refused(
+                    RefusalReason::UnknownOrder,
+                    format!("refund notify for unknown refund {refund_id}"),
+                ),
                 Err(error) => {
                     tracing::error!(refund_id = %log_safe(refund_id),
                         error = %log_safe(&error.to_string()),
@@ -387,13 +399,19 @@ impl PaySvc {
                 }
             };
         }
-        NotifyReply::refused(if merchants == 0 {
-            format!(
-                "refund notify for merchant {mch_id} / appid {appid}, which this app does not have"
+        if merchants == 0 {
+            NotifyReply::refused(
+                RefusalReason::WrongMerchant,
+                format!(
+                    "refund notify for merchant {mch_id} / appid {appid}, which this app does not have"
+                ),
             )
         } else {
-            format!("refund notify req_info does not decrypt with merchant {mch_id}'s key")
-        })
+            NotifyReply::refused(
+                RefusalReason::BadSignature,
+                format!("refund notify req_info does not decrypt with merchant {mch_id}'s key"),
+            )
+        }
     }
 
     async fn route_notify(&self, body: &[u8]) -> NotifyReply {

@@ -11,25 +11,34 @@ use super::orders::paid_at;
 use crate::db::cache::OrderFacts;
 use crate::db::notify_log::{NotifyKind, NotifyLogEntry};
 use crate::db::store::{PaidOutcome, ThirdPartyState};
-use crate::model::{NotifyOutcome, NotifyReply};
+use crate::model::{NotifyOutcome, NotifyReply, RefusalReason};
 
 /// Reads a notify body far enough to route it: the notify, not yet verified, and the
 /// order it names. A body that is no notify, or names no order, is refused. The one
 /// reading for `PaySvc`'s shared URL and for a pay element's own `notify`.
 pub(crate) fn read_notify(body: &[u8]) -> Result<(UnverifiedNotify, String), NotifyReply> {
-    let unverified = UnverifiedNotify::parse(body)
-        .map_err(|error| NotifyReply::refused(format!("unreadable notify: {error}")))?;
+    let unverified = UnverifiedNotify::parse(body).map_err(|error| {
+        NotifyReply::refused(
+            RefusalReason::Malformed,
+            format!("unreadable notify: {error}"),
+        )
+    })?;
     let order_id = unverified
         .unverified_params()
         .get("out_trade_no")
         .cloned()
-        .ok_or_else(|| NotifyReply::refused("notify without out_trade_no"))?;
+        .ok_or_else(|| {
+            NotifyReply::refused(RefusalReason::Malformed, "notify without out_trade_no")
+        })?;
     Ok((unverified, order_id))
 }
 
 /// The refusal of a notify naming an order this database does not hold.
 pub(crate) fn unknown_order(order_id: &str) -> NotifyReply {
-    NotifyReply::refused(format!("notify for unknown order {order_id}"))
+    NotifyReply::refused(
+        RefusalReason::UnknownOrder,
+        format!("notify for unknown order {order_id}"),
+    )
 }
 
 impl WechatPay {
@@ -62,29 +71,37 @@ impl WechatPay {
             .get("out_trade_no")
             .is_none_or(|named| *named != order_id)
         {
-            return NotifyReply::refused(format!(
-                "notify routed to order {order_id} names another"
-            ));
+            return NotifyReply::refused(
+                RefusalReason::Misrouted,
+                format!("notify routed to order {order_id} names another"),
+            );
         }
         if row.element != self.full_name {
-            return NotifyReply::refused(format!(
-                "notify for order {order_id} of another element ({})",
-                row.element
-            ));
+            return NotifyReply::refused(
+                RefusalReason::Misrouted,
+                format!(
+                    "notify for order {order_id} of another element ({})",
+                    row.element
+                ),
+            );
         }
         let notify = match unverified.verify(&self.config.api_key) {
             Ok(notify) => notify,
             Err(error) => {
-                return NotifyReply::refused(format!(
-                    "notify for order {order_id} refused: {error}"
-                ));
+                return NotifyReply::refused(
+                    RefusalReason::BadSignature,
+                    format!("notify for order {order_id} refused: {error}"),
+                );
             }
         };
         if notify.appid != self.config.app_id || notify.mch_id != self.config.mch_id {
-            return NotifyReply::refused(format!(
-                "notify for order {order_id} names appid {} / mch_id {}, not this merchant's",
-                notify.appid, notify.mch_id
-            ));
+            return NotifyReply::refused(
+                RefusalReason::WrongMerchant,
+                format!(
+                    "notify for order {order_id} names appid {} / mch_id {}, not this merchant's",
+                    notify.appid, notify.mch_id
+                ),
+            );
         }
         if !notify.is_paid() {
             if let Err(error) = self
@@ -114,11 +131,14 @@ impl WechatPay {
                 notified_fen = notify.total_fee.get(),
                 "signed notify with another amount: order left unchanged"
             );
-            return NotifyReply::refused(format!(
-                "notify for order {order_id}: total_fee {} does not match the order's {}",
-                notify.total_fee.get(),
-                row.amount_fen
-            ));
+            return NotifyReply::refused(
+                RefusalReason::AmountMismatch,
+                format!(
+                    "notify for order {order_id}: total_fee {} does not match the order's {}",
+                    notify.total_fee.get(),
+                    row.amount_fen
+                ),
+            );
         }
         // WeChat repeats notifies until answered: a repeat of the recorded payment is
         // answered without writing anything — and, when this process has committed or read

@@ -176,7 +176,7 @@ impl WechatPay {
     /// `cancelThird`: closes the order at WeChat only.
     pub(super) async fn close_at_wechat(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
         self.owned_order(order_id).await?;
-        match self.client.close_order(order_id).await {
+        match crate::metrics::gateway_call("closeorder", self.client.close_order(order_id)).await {
             Ok(_) => Ok(CloseAtWechat::Closed),
             Err(WxError::Business {
                 code: ErrCode::OrderClosed,
@@ -274,10 +274,12 @@ impl WechatPay {
         &self,
         row: &pay_log::Model,
     ) -> Result<Option<OrderQueryResponse>, PayError> {
-        let answer = self
-            .client
-            .order_query(&OrderRef::OutTradeNo(row.order_id.clone()))
-            .await;
+        let answer = crate::metrics::gateway_call(
+            "orderquery",
+            self.client
+                .order_query(&OrderRef::OutTradeNo(row.order_id.clone())),
+        )
+        .await;
         let answer = match answer {
             Ok(answer) => answer,
             Err(WxError::Business {

@@ -108,35 +108,38 @@ impl WechatPay {
         // and WeChat answers with the same prepay order instead of OUT_TRADE_NO_USED.
         request.time_start = Some(beijing_time(row.created_at));
         request.time_expire = Some(beijing_time(row.expires_at));
-        let answer = match self.client.unified_order(&request).await {
-            Ok(answer) => answer,
-            Err(WxError::Business {
-                code: ErrCode::OrderPaid,
-                ..
-            }) => {
-                self.check_order(order_id).await?;
-                return Err(PayError::OrderPaid {
-                    order_id: order_id.to_owned(),
-                });
-            }
-            Err(WxError::Business {
-                code: ErrCode::OrderClosed,
-                ..
-            }) => {
-                self.check_order(order_id).await?;
-                return Err(PayError::OrderClosed {
-                    order_id: order_id.to_owned(),
-                    status: PayStatus::Close,
-                });
-            }
-            Err(source) => {
-                return Err(PayError::Gateway {
-                    doing: "unifiedorder",
-                    order_id: order_id.to_owned(),
-                    source,
-                });
-            }
-        };
+        let answer =
+            match crate::metrics::gateway_call("unifiedorder", self.client.unified_order(&request))
+                .await
+            {
+                Ok(answer) => answer,
+                Err(WxError::Business {
+                    code: ErrCode::OrderPaid,
+                    ..
+                }) => {
+                    self.check_order(order_id).await?;
+                    return Err(PayError::OrderPaid {
+                        order_id: order_id.to_owned(),
+                    });
+                }
+                Err(WxError::Business {
+                    code: ErrCode::OrderClosed,
+                    ..
+                }) => {
+                    self.check_order(order_id).await?;
+                    return Err(PayError::OrderClosed {
+                        order_id: order_id.to_owned(),
+                        status: PayStatus::Close,
+                    });
+                }
+                Err(source) => {
+                    return Err(PayError::Gateway {
+                        doing: "unifiedorder",
+                        order_id: order_id.to_owned(),
+                        source,
+                    });
+                }
+            };
         let prepay_expires_at = (now() + PREPAY_LIFETIME).min(row.expires_at);
         self.store
             .save_prepay(PrepayRecord {

@@ -18,7 +18,8 @@ use crate::db::entity::{RefundStatus, refund};
 use crate::db::refunds::{NewRefund, RefundFacts, RefundRefusal, Reserved, Settled};
 use crate::db::store::now;
 use crate::error::PayError;
-use crate::model::{NotifyOutcome, NotifyReply, Refund, RefundArgs};
+use crate::metrics::RefundRequestOutcome;
+use crate::model::{NotifyOutcome, NotifyReply, Refund, RefundArgs, RefusalReason};
 use crate::order_id::{
     MAX_REFUND_REASON_CHARS, generate_refund_id, validate_payer_text, validate_refund_id,
 };
@@ -213,7 +214,7 @@ impl WechatPay {
             refund_desc: refund.reason.clone(),
             notify_url: self.settings.refund_notify_url.clone(),
         };
-        match self.client.refund(&request).await {
+        match crate::metrics::gateway_call("refund", self.client.refund(&request)).await {
             Ok(answer) => {
                 if answer.out_refund_no != refund.refund_id
                     || answer.out_trade_no != refund.order_id
@@ -221,6 +222,7 @@ impl WechatPay {
                 {
                     // Signed by WeChat, yet not this refund: keep it `processing` and let
                     // the query settle it, rather than record what does not match.
+                    crate::metrics::refund_request(RefundRequestOutcome::Mismatch);
                     return Err(PayError::Mismatch {
                         doing: "refund",
                         order_id: refund.order_id.clone(),
@@ -234,12 +236,14 @@ impl WechatPay {
                         ),
                     });
                 }
+                crate::metrics::refund_request(RefundRequestOutcome::Accepted);
                 self.store
                     .record_refund_accepted(&refund.refund_id, &answer.refund_id)
                     .await?;
                 Ok(self.stored_refund(&refund.refund_id).await?.into())
             }
             Err(error) if refused_for_good(&error) => {
+                crate::metrics::refund_request(RefundRequestOutcome::Refused);
                 let failure = error.to_string();
                 tracing::warn!(element = %self.full_name, refund_id = %log_safe(&refund.refund_id),
                     error = %log_safe(&failure), "WeChat refused a refund; it is closed");
@@ -263,6 +267,7 @@ impl WechatPay {
                 // The request may have reached WeChat: only a query can tell. The refund
                 // stays `processing` and the reconciler asks (re-sending the same request
                 // if WeChat never got it).
+                crate::metrics::refund_request(RefundRequestOutcome::Unknown);
                 tracing::warn!(element = %self.full_name, refund_id = %log_safe(&refund.refund_id),
                     error = %log_safe(&error.to_string()),
                     "refund request without a usable answer; the reconciler will query it");
@@ -297,10 +302,12 @@ impl WechatPay {
     /// `queryRefund`: asks WeChat (refundquery by `out_refund_no`) and applies the answer.
     pub(super) async fn query_refund_at_wechat(&self, refund_id: &str) -> Result<Refund, PayError> {
         let refund = self.owned_refund(refund_id).await?;
-        let answer = match self
-            .client
-            .refund_query(&RefundRef::OutRefundNo(refund.refund_id.clone()))
-            .await
+        let answer = match crate::metrics::gateway_call(
+            "refundquery",
+            self.client
+                .refund_query(&RefundRef::OutRefundNo(refund.refund_id.clone())),
+        )
+        .await
         {
             Ok(answer) => answer,
             // WeChat never got the request (its answer was lost before it arrived): the
@@ -412,31 +419,41 @@ impl WechatPay {
     pub(super) async fn handle_refund_notify(&self, body: &[u8]) -> NotifyReply {
         let notify = match wechatpay_v2::parse_refund_notify(body, &self.config.api_key) {
             Ok(notify) => notify,
-            Err(error) => return NotifyReply::refused(format!("refund notify refused: {error}")),
+            Err(error) => {
+                return NotifyReply::refused(
+                    RefusalReason::BadSignature,
+                    format!("refund notify refused: {error}"),
+                );
+            }
         };
         let refund_id = notify.out_refund_no.clone();
         if notify.appid != self.config.app_id || notify.mch_id != self.config.mch_id {
-            return NotifyReply::refused(format!(
-                "refund notify for refund {refund_id} names appid {} / mch_id {}, not this \
+            return NotifyReply::refused(
+                RefusalReason::WrongMerchant,
+                format!(
+                    "refund notify for refund {refund_id} names appid {} / mch_id {}, not this \
                  merchant's",
-                notify.appid, notify.mch_id
-            ));
+                    notify.appid, notify.mch_id
+                ),
+            );
         }
         let refund = match self.store.find_refund(&refund_id).await {
             Ok(Some(refund)) => refund,
             Ok(None) => {
-                return NotifyReply::refused(format!(
-                    "refund notify for unknown refund {refund_id}"
-                ));
+                return NotifyReply::refused(
+                    RefusalReason::UnknownOrder,
+                    format!("refund notify for unknown refund {refund_id}"),
+                );
             }
             Err(error) => return self.refund_notify_failed(&refund_id, &error),
         };
         let order = match self.store.find_order(&refund.order_id).await {
             Ok(Some(order)) => order,
             Ok(None) => {
-                return NotifyReply::refused(format!(
-                    "refund notify for refund {refund_id} of a missing order"
-                ));
+                return NotifyReply::refused(
+                    RefusalReason::UnknownOrder,
+                    format!("refund notify for refund {refund_id} of a missing order"),
+                );
             }
             Err(error) => return self.refund_notify_failed(&refund_id, &error),
         };
@@ -484,9 +501,10 @@ impl WechatPay {
             tracing::error!(element = %self.full_name, refund_id = %log_safe(&refund_id),
                 contradiction = %log_safe(&contradiction),
                 "decrypted refund notify contradicts the refund: left unchanged");
-            return NotifyReply::refused(format!(
-                "refund notify for refund {refund_id}: {contradiction}"
-            ));
+            return NotifyReply::refused(
+                RefusalReason::RefundMismatch,
+                format!("refund notify for refund {refund_id}: {contradiction}"),
+            );
         }
         let status = RefundStatus::of_wechat(notify.refund_status);
         let applied = self

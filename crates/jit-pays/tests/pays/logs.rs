@@ -72,7 +72,7 @@ async fn unverified_notify_fields_reach_the_log_escaped() {
         .svc
         .wechat_notify_from(unknown.as_bytes(), Some(peer))
         .await;
-    let NotifyOutcome::Rejected { reason } = reply.outcome() else {
+    let NotifyOutcome::Rejected { reason, .. } = reply.outcome() else {
         panic!("{:?}", reply.outcome())
     };
     assert!(

@@ -117,7 +117,7 @@ async fn every_notify_is_logged_with_its_outcome_and_reason() {
         let count_of = |kind: &str| counts.iter().find(|(k, _)| k == kind).map(|(_, n)| *n);
         assert_eq!(count_of("bad_signature"), Some(1), "{label}: {counts:?}");
         assert_eq!(count_of("unknown_order"), Some(1), "{label}: {counts:?}");
-        assert_eq!(count_of("unreadable"), Some(1), "{label}: {counts:?}");
+        assert_eq!(count_of("malformed"), Some(1), "{label}: {counts:?}");
         assert_eq!(store.notify_log().stats().dropped, 0, "{label}");
         assert!(
             store
