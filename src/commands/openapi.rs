@@ -2,6 +2,7 @@
 //! app.toml alone (no database, no network): the document `jit serve` answers at
 //! `/api/{org}/{app}/openapi.json`.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -19,6 +20,13 @@ pub(crate) fn openapi(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError
     let document = ApiDescription::of(&definitions, config.public_base_url.as_deref()).to_openapi();
     let text = serde_json::to_string_pretty(&document)
         .map_err(|err| HostError::command_caused("cannot print the OpenAPI document", err))?;
-    println!("{text}");
-    Ok(ExitCode::SUCCESS)
+    // A reader that stops early (`jit openapi | head`) is not an error of ours.
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(HostError::command_caused(
+            "cannot print the OpenAPI document",
+            err,
+        )),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
