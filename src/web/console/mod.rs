@@ -223,6 +223,22 @@ impl Console {
     }
 }
 
+impl Console {
+    /// What every page of a logged-in merchant starts with: the app's place (404 for
+    /// another app), the session (else the redirect to the login page) and the store.
+    fn open_page(
+        &self,
+        org: &str,
+        app: &str,
+        headers: &HeaderMap,
+    ) -> Result<(Place, Session, Arc<PayStore>), Box<Response>> {
+        let place = self.place(org, app)?;
+        let session = page_session(self, &place, headers)?;
+        let store = self.store()?;
+        Ok((place, session, store))
+    }
+}
+
 /// A page's guard: the session, or the redirect to the login page.
 fn page_session(
     console: &Console,
@@ -400,16 +416,8 @@ async fn dashboard(
     Path((org, app)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let place = match console.place(&org, &app) {
-        Ok(place) => place,
-        Err(page) => return *page,
-    };
-    let session = match page_session(&console, &place, &headers) {
-        Ok(session) => session,
-        Err(redirect) => return *redirect,
-    };
-    let store = match console.store() {
-        Ok(store) => store,
+    let (place, session, store) = match console.open_page(&org, &app, &headers) {
+        Ok(opened) => opened,
         Err(page) => return *page,
     };
     let now = Utc::now();
@@ -566,16 +574,8 @@ async fn search(
     headers: HeaderMap,
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Response {
-    let place = match console.place(&org, &app) {
-        Ok(place) => place,
-        Err(page) => return *page,
-    };
-    let session = match page_session(&console, &place, &headers) {
-        Ok(session) => session,
-        Err(redirect) => return *redirect,
-    };
-    let store = match console.store() {
-        Ok(store) => store,
+    let (place, session, store) = match console.open_page(&org, &app, &headers) {
+        Ok(opened) => opened,
         Err(page) => return *page,
     };
     let query = query.map(|Query(query)| query).unwrap_or_default();
@@ -632,16 +632,8 @@ async fn order_page(
     headers: HeaderMap,
     query: Result<Query<OrderQuery>, QueryRejection>,
 ) -> Response {
-    let place = match console.place(&org, &app) {
-        Ok(place) => place,
-        Err(page) => return *page,
-    };
-    let session = match page_session(&console, &place, &headers) {
-        Ok(session) => session,
-        Err(redirect) => return *redirect,
-    };
-    let store = match console.store() {
-        Ok(store) => store,
+    let (place, session, store) = match console.open_page(&org, &app, &headers) {
+        Ok(opened) => opened,
         Err(page) => return *page,
     };
     let done = query
