@@ -76,6 +76,17 @@ pub(crate) fn resolve_route(
             format!("no element `{full_name}`{hint}"),
         ));
     };
+    // A Type or a Meta declares functions for its instances; it builds nothing that could
+    // answer them (the same rule `jit check` counts instances by, and OpenAPI lists by).
+    if !crate::commands::is_instance(state.app.definitions(), chain) {
+        return Err(ApiError::not_found(
+            "NOT_FOUND",
+            format!(
+                "`{full_name}` is a Type, not an element that serves calls: call one of its \
+                 instances"
+            ),
+        ));
+    }
     let declaration = jit_runtime::declared_function(chain, function)?;
     let format = BodyFormat::of(declaration);
     let body_argument = format.body_argument(declaration).map(str::to_owned);

@@ -451,3 +451,50 @@ async fn error_bodies_never_show_files_databases_or_internal_urls() {
     );
     server.handle.shutdown().await.unwrap();
 }
+
+/// A Type (or a Meta) declares functions for its instances and serves none itself: a call
+/// to one is a 404 that says so, not an internal error from building it.
+#[tokio::test]
+async fn a_type_serves_no_calls() {
+    let shop = crate::util::ShopServer::start().await;
+    for path in [
+        "pays/WechatPayType/getNotifyUrl",
+        "pays/WechatPayType/create",
+        "pays/Meta/create",
+    ] {
+        let response = shop
+            .client
+            .post(shop.api(path))
+            .bearer_auth(crate::util::SHOP_TOKEN)
+            .json(&json!({"subject": "x", "amount": 1}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = crate::util::json_reply(response).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(error_code(&body), "NOT_FOUND", "{path}: {body}");
+    }
+    let (status, body) = crate::util::json_reply(
+        shop.client
+            .post(shop.api("pays/WechatPayType/getNotifyUrl"))
+            .bearer_auth(crate::util::SHOP_TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is a Type"),
+        "{status}: {body}"
+    );
+    // Its instances still answer.
+    let url = shop
+        .pay_svc("create", json!({"subject": "x", "amount": 1}))
+        .await;
+    assert!(url["orderId"].is_string(), "{url}");
+    shop.handle.shutdown().await.unwrap();
+}
