@@ -50,8 +50,8 @@ impl Official {
         api_base: &str,
     ) -> Result<Self, HostError> {
         // What `jit check` reports stops the start: no payer meets a merchant that WeChat
-        // would refuse on every call.
-        jit_pays::check_merchant_settings(definitions)?;
+        // would refuse on every call. Resolved (and certificate files read) once, here.
+        let merchant_settings = jit_pays::merchant_settings(definitions)?;
         let (gateway_base_url, simulator) = match &config.gateway {
             // The start-up rules refuse this before anything starts; never a default.
             None => {
@@ -62,7 +62,7 @@ impl Official {
             }
             Some(GatewayTarget::Remote(url)) => (url.clone(), None),
             Some(GatewayTarget::Simulator) => {
-                let merchants = merchants_of(definitions)?;
+                let merchants = merchants_of(merchant_settings);
                 let sim_config = SimConfig::default()
                     .with_merchants(merchants)
                     // Notify retries a hundred times faster than WeChat's: a demo shop
@@ -234,9 +234,9 @@ pub(crate) async fn open_store(config: &PaysConfig) -> Result<PayStore, HostErro
 /// the settings each element signs with (`jit_pays::merchant_settings`, the family's one
 /// resolver), so the simulator accepts what the shop sends. Instances of one merchant
 /// (same mchId, one key) with other appIds add those appIds to it.
-fn merchants_of(definitions: &Definitions) -> Result<Vec<MerchantConfig>, HostError> {
+fn merchants_of(settings: Vec<(String, jit_pays::WechatPayConfig)>) -> Vec<MerchantConfig> {
     let mut merchants: Vec<MerchantConfig> = Vec::new();
-    for (_, config) in jit_pays::merchant_settings(definitions)? {
+    for (_, config) in settings {
         if let Some(known) = merchants
             .iter_mut()
             .find(|known| known.mch_id == config.mch_id)
@@ -252,5 +252,5 @@ fn merchants_of(definitions: &Definitions) -> Result<Vec<MerchantConfig>, HostEr
             config.api_key.expose_secret(),
         ));
     }
-    Ok(merchants)
+    merchants
 }

@@ -70,7 +70,9 @@ pub use calls::{
     CloseOrderResponse, OrderQueryResponse, OrderRef, RefundQueryResponse, RefundRecord, RefundRef,
     RefundRequest, RefundResponse, TradeKind, UnifiedOrderRequest, UnifiedOrderResponse,
 };
-pub use client::{Client, ClientConfig, ClientIdentity, PRODUCTION_BASE_URL, RetryPolicy};
+pub use client::{
+    Client, ClientConfig, ClientIdentity, PRODUCTION_BASE_URL, RetryPolicy, base_url_uses_tls,
+};
 pub use notify::{
     NOTIFY_SUCCESS_REPLY, PaymentNotify, RefundNotify, UnverifiedNotify, decrypt_req_info,
     encrypt_req_info, fail_reply, parse_payment_notify, parse_refund_notify, success_reply,

@@ -696,27 +696,39 @@ async fn confirm_page(
         Ok(session) => session,
         Err(redirect) => return *redirect,
     };
-    let Some(action) = Action::parse(&action) else {
-        return views::message_page(
+    match action_and_order(&console, &place, &session, &action, &order_id).await {
+        Ok((action, order)) => views::confirm_page(&place, &session, &order, action),
+        Err(page) => *page,
+    }
+}
+
+/// The action a URL names and the order it is for, or the page that says which of them
+/// (or the store) is missing.
+async fn action_and_order(
+    console: &Console,
+    place: &Place,
+    session: &Session,
+    action: &str,
+    order_id: &str,
+) -> Result<(Action, jit_pays::db::entity::pay_log::Model), Box<Response>> {
+    let Some(action) = Action::parse(action) else {
+        return Err(Box::new(views::message_page(
             StatusCode::NOT_FOUND,
             "No such action",
             "The actions are check, cancel and refund.",
-            Some((&place, &session)),
-        );
+            Some((place, session)),
+        )));
     };
-    let store = match console.store() {
-        Ok(store) => store,
-        Err(page) => return *page,
-    };
-    match store.find_order(&order_id).await {
-        Ok(Some(order)) => views::confirm_page(&place, &session, &order, action),
-        Ok(None) => views::message_page(
+    let store = console.store()?;
+    match store.find_order(order_id).await {
+        Ok(Some(order)) => Ok((action, order)),
+        Ok(None) => Err(Box::new(views::message_page(
             StatusCode::NOT_FOUND,
             "No such order",
             &format!("There is no order {order_id}."),
-            Some((&place, &session)),
-        ),
-        Err(error) => store_failed(&error),
+            Some((place, session)),
+        ))),
+        Err(error) => Err(Box::new(store_failed(&error))),
     }
 }
 
@@ -752,30 +764,11 @@ async fn run_action(
         Ok(found) => found,
         Err(refused) => return *refused,
     };
-    let Some(action) = Action::parse(&action) else {
-        return views::message_page(
-            StatusCode::NOT_FOUND,
-            "No such action",
-            "The actions are check, cancel and refund.",
-            Some((&place, &session)),
-        );
-    };
-    let store = match console.store() {
-        Ok(store) => store,
-        Err(page) => return *page,
-    };
-    let order = match store.find_order(&order_id).await {
-        Ok(Some(order)) => order,
-        Ok(None) => {
-            return views::message_page(
-                StatusCode::NOT_FOUND,
-                "No such order",
-                &format!("There is no order {order_id}."),
-                Some((&place, &session)),
-            );
-        }
-        Err(error) => return store_failed(&error),
-    };
+    let (action, order) =
+        match action_and_order(&console, &place, &session, &action, &order_id).await {
+            Ok(found) => found,
+            Err(page) => return *page,
+        };
     // Exactly the calls the HTTP API makes; the console is one more caller.
     let (element, function, mut args) = match action {
         Action::Check => (PAY_SVC, "check", json!({ "orderId": order_id })),

@@ -376,14 +376,6 @@ fn check_pair(
     }
 }
 
-/// Whether a gateway at `base_url` can ask for the merchant certificate: only over TLS. The
-/// in-process simulator serves plain HTTP, where a refund needs none.
-fn gateway_uses_tls(base_url: &str) -> bool {
-    base_url
-        .get(..8)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
-}
-
 impl WechatPay {
     /// Whether this instance has a merchant certificate configured (`certP12Path`, or
     /// `certPath` and `keyPath`); when it has, the client presents it on `/secapi/` calls.
@@ -396,7 +388,9 @@ impl WechatPay {
     /// asks for none; otherwise [`PayError::Unavailable`] naming the instance and the
     /// settings to add (an operator's problem: a caller is told no more than that).
     pub fn require_merchant_certificate(&self) -> Result<(), PayError> {
-        if self.has_merchant_certificate() || !gateway_uses_tls(&self.settings.gateway_base_url) {
+        if self.has_merchant_certificate()
+            || !wechatpay_v2::base_url_uses_tls(&self.settings.gateway_base_url)
+        {
             return Ok(());
         }
         Err(PayError::unavailable(format!(
@@ -421,14 +415,6 @@ pub(super) fn resolve_path(path: &str, app_folder: Option<&Path>) -> Option<Path
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_an_https_gateway_asks_for_the_certificate() {
-        assert!(gateway_uses_tls("https://api.mch.weixin.qq.com"));
-        assert!(gateway_uses_tls("HTTPS://api.mch.weixin.qq.com"));
-        assert!(!gateway_uses_tls("http://127.0.0.1:9000"));
-        assert!(!gateway_uses_tls("http"));
-    }
 
     #[test]
     fn a_relative_path_is_the_app_folders() {

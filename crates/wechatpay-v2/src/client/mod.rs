@@ -46,6 +46,16 @@ use transport::HttpClients;
 /// The production API.
 pub const PRODUCTION_BASE_URL: &str = "https://api.mch.weixin.qq.com";
 
+/// Whether a gateway at `base_url` is reached over TLS, and so can ask for the merchant
+/// certificate on `/secapi/` calls. Over plain HTTP (a simulator on loopback: WeChat itself
+/// is HTTPS only) there is no TLS to present one in. The one rule for the client's
+/// transport and for callers deciding whether a certificate is required.
+pub fn base_url_uses_tls(base_url: &str) -> bool {
+    base_url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
 /// How failed calls are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -303,5 +313,18 @@ impl Client {
             &crate::time::unix_seconds_now(),
             &nonce_str(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_https_gateway_asks_for_the_certificate() {
+        assert!(base_url_uses_tls("https://api.mch.weixin.qq.com"));
+        assert!(base_url_uses_tls("HTTPS://api.mch.weixin.qq.com"));
+        assert!(!base_url_uses_tls("http://127.0.0.1:9000"));
+        assert!(!base_url_uses_tls("http"));
     }
 }

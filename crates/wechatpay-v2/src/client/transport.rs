@@ -182,11 +182,7 @@ impl Client {
         // one in. Over HTTPS a call that needs it is refused without it.
         let with_identity = endpoint.needs_merchant_certificate
             && !config.sandbox
-            && self
-                .inner
-                .base_url
-                .get(..8)
-                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+            && super::base_url_uses_tls(&self.inner.base_url);
         self.with_retries(|| async {
             let bytes = self.post_once(&url, &body, with_identity).await?;
             read(bytes, &key)
