@@ -29,7 +29,7 @@ const WECHAT_REFUND_NOTIFY: &str = "wechatRefundNotify";
 /// Adds the official families' definitions and loaders, no service: what `jit check` needs
 /// to tell which instances this host can build, without a database.
 pub(crate) fn loaders(builder: AppBuilder) -> AppBuilder {
-    jit_pays::register_loaders(builder)
+    jit_services::register(jit_pays::register_loaders(builder))
 }
 
 /// What the official families hold while the server runs.
@@ -99,7 +99,8 @@ impl Official {
 
     /// Registers the official families' layers, loaders and services.
     pub(crate) fn register(&self, builder: AppBuilder) -> AppBuilder {
-        jit_pays::register(builder, self.store.clone(), self.settings.clone())
+        let builder = jit_pays::register(builder, self.store.clone(), self.settings.clone());
+        jit_services::register(builder)
     }
 
     /// `/healthz` probes: the database answers. The driver's error goes to the log only:
