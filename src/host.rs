@@ -9,7 +9,7 @@ use clap::Parser;
 use jit_runtime::include_dir::Dir;
 use jit_runtime::{
     AppBuilder, AppSettings, BackendLoadTime, Definitions, Element, ElementError, EnvSource,
-    LoadContext, LoadErrors, Loader,
+    LoadContext, LoadError, LoadErrorKind, LoadErrors, Loader,
 };
 
 use crate::cli::{Cli, Command};
@@ -32,6 +32,18 @@ impl Loader for SharedLoader {
 
 type Customizer = Arc<dyn Fn(AppBuilder) -> AppBuilder + Send + Sync>;
 
+/// User code `jit serve` hands the built app to ([`Host::on_ready`]).
+pub(crate) type ReadyHook =
+    Arc<dyn Fn(jit_runtime::App) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// A Rust service registered with [`Host::service`]: its element and the functions its
+/// code implements, when it lists them.
+#[derive(Clone)]
+struct RegisteredService {
+    full_name: String,
+    functions: Option<Vec<String>>,
+}
+
 /// The set of element families and loaders a host binary carries.
 ///
 /// `Host::new()` is the stock `jit`: every official family (pays) and native plugins.
@@ -43,6 +55,8 @@ pub struct Host {
     framework: Vec<&'static Dir<'static>>,
     loaders: Vec<(String, Arc<dyn Loader>)>,
     customizers: Vec<Customizer>,
+    services: Vec<RegisteredService>,
+    ready_hooks: Vec<ReadyHook>,
 }
 
 impl std::fmt::Debug for Host {
@@ -58,6 +72,15 @@ impl std::fmt::Debug for Host {
                     .map(|(name, _)| name)
                     .collect::<Vec<_>>(),
             )
+            .field(
+                "services",
+                &self
+                    .services
+                    .iter()
+                    .map(|service| &service.full_name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("ready_hooks", &self.ready_hooks.len())
             .finish()
     }
 }
@@ -76,6 +99,8 @@ impl Host {
             framework: Vec::new(),
             loaders: Vec::new(),
             customizers: Vec::new(),
+            services: Vec::new(),
+            ready_hooks: Vec::new(),
         }
     }
 
@@ -101,6 +126,114 @@ impl Host {
         self.loaders
             .push((type_full_name.to_owned(), Arc::new(loader)));
         self
+    }
+
+    /// Gives the service element `full_name` (an element of the app, typically
+    /// `"type": "services.NormalType"` with a `functionList`) its code in Rust: a
+    /// [`jit_services::ServiceFunctions`] (one async closure per function) or any
+    /// [`jit_services::Service`]. Each function gets the running app (to `get_element` and
+    /// `call` other elements) and the caller's context.
+    ///
+    /// `jit check` and `jit serve` refuse an app without an element `full_name`, and, when
+    /// the code lists its functions, any function declared and not implemented or
+    /// implemented and not declared.
+    pub fn service(mut self, full_name: &str, service: impl jit_services::Service) -> Self {
+        let loader = jit_services::ServiceLoader::new(service);
+        self.services.push(RegisteredService {
+            full_name: full_name.to_owned(),
+            functions: loader.service().functions(),
+        });
+        self.loader(full_name, loader)
+    }
+
+    /// Runs `hook` with the app once `jit serve` (or [`Host::serve_in_process`]) has built
+    /// it and its background work started, before the first request is answered: the place
+    /// for user code that needs the `App` (subscribing to events, a job of its own that calls
+    /// elements). The future runs as its own task until it ends or the server stops; it is
+    /// cancelled after the last request and before the elements' `onAppExit`. Keep what you
+    /// hold of the app weak ([`jit_runtime::App::downgrade`]) if you keep it beyond the
+    /// future.
+    pub fn on_ready<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(jit_runtime::App) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.ready_hooks
+            .push(Arc::new(move |app| Box::pin(hook(app))));
+        self
+    }
+
+    /// The hooks given to [`Host::on_ready`].
+    pub(crate) fn ready_hooks(&self) -> &[ReadyHook] {
+        &self.ready_hooks
+    }
+
+    /// What this host's own registrations say is wrong with an app: a Rust service
+    /// ([`Host::service`]) for an element the app does not have, or whose functions and the
+    /// element's `functionList` disagree. `jit check` prints these; `jit serve` refuses to
+    /// start on them.
+    pub(crate) fn registration_problems(&self, definitions: &Definitions) -> Vec<LoadError> {
+        let mut problems = Vec::new();
+        for service in &self.services {
+            let Some(chain) = definitions.chain(&service.full_name) else {
+                let hint = definitions
+                    .suggest(&service.full_name)
+                    .map(|name| format!(" (did you mean `{name}`?)"))
+                    .unwrap_or_default();
+                problems.push(LoadError::new(
+                    LoadErrorKind::CodeMismatch,
+                    definitions.settings().dir.join("app.toml"),
+                    format!(
+                        "this host registers a Rust service for `{}`, but the app has no such \
+                                 element{hint}: add its folder with an e.json (`\"type\": \"{}\"` and a \
+                                 functionList)",
+                        service.full_name,
+                        jit_services::NORMAL_TYPE
+                    ),
+                ));
+                continue;
+            };
+            let Some(implemented) = &service.functions else {
+                continue;
+            };
+            let source = &chain.element().source;
+            for declared in chain.functions() {
+                if !implemented.iter().any(|name| *name == declared.name) {
+                    problems.push(
+                        LoadError::new(
+                            LoadErrorKind::CodeMismatch,
+                            source,
+                            format!(
+                                "`{}` declares function `{}`, which its Rust service does not \
+                                 implement (it implements: {}); every call would fail",
+                                service.full_name,
+                                declared.name,
+                                implemented.join(", ")
+                            ),
+                        )
+                        .at("functionList"),
+                    );
+                }
+            }
+            for function in implemented {
+                if chain.function(function).is_none() {
+                    problems.push(
+                        LoadError::new(
+                            LoadErrorKind::CodeMismatch,
+                            source,
+                            format!(
+                                "the Rust service of `{}` implements `{function}`, which its \
+                                 functionList does not declare, so nothing can call it: declare \
+                                 it (with its args) or remove it from the code",
+                                service.full_name
+                            ),
+                        )
+                        .at("functionList"),
+                    );
+                }
+            }
+        }
+        problems
     }
 
     /// Adjusts every app builder this host makes (e.g. to `provide` a service your

@@ -76,6 +76,10 @@ pub(crate) async fn start(
     )
     .definitions(definitions)
     .check()?;
+    let registered = host.registration_problems(&definitions);
+    if !registered.is_empty() {
+        return Err(LoadErrors(registered).into());
+    }
     let api_base = crate::server::routes::api_base(&public_base_url, &settings.org, &settings.name);
     let official = if host.has_official_families() {
         Some(Official::prepare(&definitions, &pays, &public_base_url, &api_base).await?)
@@ -241,9 +245,19 @@ pub(crate) async fn start(
             shutdown.clone(),
         ))
     });
+    // User code that asked for the app (`Host::on_ready`), before the first request.
+    let ready_tasks: Vec<tokio::task::JoinHandle<()>> = host
+        .ready_hooks()
+        .iter()
+        .map(|hook| tokio::spawn(hook(app.clone())))
+        .collect();
     let task = tokio::spawn(async move {
         let served =
             crate::server::listener::serve(listener, router, limits, server_shutdown).await;
+        for ready in ready_tasks {
+            ready.abort();
+            let _ = ready.await;
+        }
         if let Some(metrics_task) = metrics_task {
             let _ = metrics_task.await;
         }

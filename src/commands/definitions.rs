@@ -43,6 +43,12 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
                 host.definitions_builder(app_dir),
                 plugins.iter().map(|(spec, _)| spec),
             );
+            // What this host's own registrations (Rust services) say about the app.
+            problems.extend(
+                host.registration_problems(&definitions)
+                    .iter()
+                    .map(ToString::to_string),
+            );
             match builder.definitions(definitions).check() {
                 Ok(definitions) => Some(definitions),
                 Err(errors) => {

@@ -10,20 +10,13 @@ use serde_json::{Value, json};
 #[path = "../../examples/custom_host/discount.rs"]
 pub(crate) mod discount;
 
-use crate::util::{SHOP_TOKEN, client, error_code, json_reply, test_overrides};
+#[path = "../../examples/custom_host/checkout.rs"]
+pub(crate) mod checkout;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
+#[path = "../../examples/custom_host/shop.rs"]
+pub(crate) mod shop;
+
+use crate::util::{SHOP_TOKEN, client, copy_dir, error_code, json_reply, test_overrides};
 
 #[tokio::test]
 async fn the_custom_type_discounts_refuses_early_cancels_and_delegates_the_rest() {
@@ -32,7 +25,7 @@ async fn the_custom_type_discounts_refuses_early_cancels_and_delegates_the_rest(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/custom_host/app"),
         dir.path(),
     );
-    let host = jit::Host::new().loader(discount::MY_WECHAT_PAY_TYPE, discount::DiscountPayLoader);
+    let host = shop::host();
     let overrides = jit::Overrides {
         database_url: Some(format!("sqlite://{}", dir.path().join("shop.db").display())),
         ..test_overrides()

@@ -9,24 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::binary::{jit, refused_to_start, text, use_simulator};
-use crate::custom_type::discount;
-use crate::util::copy_example_app;
+use crate::custom_type::shop;
+use crate::util::{copy_dir, copy_example_app};
 
 fn custom_host_app() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/custom_host/app")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create a folder");
-    for entry in std::fs::read_dir(from).expect("read a folder") {
-        let path = entry.expect("a folder entry").path();
-        let target = to.join(path.file_name().expect("a file name"));
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).expect("copy a file");
-        }
-    }
 }
 
 /// The problem line of `report` about the e.json at `e_json`, starting with `prefix` after
@@ -71,14 +58,12 @@ fn the_stock_binary_refuses_a_type_whose_rust_code_it_lacks() {
 
     // A host that registers the Type's loader (examples/custom_host's main, here in this
     // process rather than a second cargo build of the example) takes the same app.
-    let code = jit::Host::new()
-        .loader(discount::MY_WECHAT_PAY_TYPE, discount::DiscountPayLoader)
-        .run_cli_from([
-            OsStr::new("jit"),
-            OsStr::new("check"),
-            OsStr::new("--app"),
-            copy.path().as_os_str(),
-        ]);
+    let code = shop::host().run_cli_from([
+        OsStr::new("jit"),
+        OsStr::new("check"),
+        OsStr::new("--app"),
+        copy.path().as_os_str(),
+    ]);
     assert_eq!(code, ExitCode::SUCCESS, "the custom host refused the app");
 }
 

@@ -336,6 +336,15 @@ pub fn copy_example_app(target: &Path) {
     }
 }
 
+/// Copies the folder `from` (files and sub-folders) into `to`, creating it.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for file in walk(from) {
+        let destination = to.join(file.strip_prefix(from).expect("below the folder"));
+        std::fs::create_dir_all(destination.parent().expect("a parent")).expect("create dirs");
+        std::fs::copy(&file, destination).expect("copy a file");
+    }
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).expect("read dir") {

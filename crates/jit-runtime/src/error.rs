@@ -36,6 +36,9 @@ pub enum LoadErrorKind {
     /// `backendBundleEntry`) and no loader is registered for its own fullName, so only a
     /// parent's behaviour could run (checked by `check` and `build`).
     CodeNotInHost,
+    /// Code a host registers for an element does not match the app: no element of that
+    /// fullName, or functions implemented and declared disagree (checked by the host).
+    CodeMismatch,
     /// A `{{VAR}}` placeholder names a variable that is not set.
     MissingVariable,
     /// The config file is missing (when `frontBundleEntry` names it) or not valid JSON.
