@@ -198,7 +198,7 @@ impl Host {
             };
             let source = &chain.element().source;
             for declared in chain.functions() {
-                if !implemented.iter().any(|name| *name == declared.name) {
+                if !implemented.contains(&declared.name) {
                     problems.push(
                         LoadError::new(
                             LoadErrorKind::CodeMismatch,
