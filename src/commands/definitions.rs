@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use jit_runtime::{Chain, Definitions};
+use jit_runtime::Definitions;
 
 use crate::error::HostError;
 use crate::host::{Host, display_dir};
@@ -78,7 +78,7 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
         Some(definitions) if problems.is_empty() => {
             let instances = definitions
                 .iter()
-                .filter(|chain| is_instance(&definitions, chain))
+                .filter(|chain| definitions.is_instance(chain))
                 .count();
             let layers: Vec<&str> = definitions
                 .layers()
@@ -146,13 +146,6 @@ pub(crate) fn show(host: &Host, app_dir: &Path, full_name: &str) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether an element is an instance: not a Meta, and no element's type. `jit check`
-/// counts these; the API description lists their functions (`server::openapi`).
-pub(crate) fn is_instance(definitions: &Definitions, chain: &Chain) -> bool {
-    let def = chain.element();
-    !def.is_meta() && !definitions.is_used_as_type(def.full_name.as_str())
-}
-
 /// One line per folder and element, indented by depth:
 ///
 /// ```text
@@ -168,7 +161,7 @@ pub(crate) fn render_tree(definitions: &Definitions) -> String {
     }
     let mut rows: Vec<Row> = Vec::new();
     let mut open: Vec<String> = Vec::new();
-    for chain in definitions.iter() {
+    for chain in definitions.listed() {
         let def = chain.element();
         let segments: Vec<&str> = def.full_name.as_str().split('.').collect();
         let (leaf, parents) = segments.split_last().expect("a fullName has a segment");
@@ -183,7 +176,10 @@ pub(crate) fn render_tree(definitions: &Definitions) -> String {
             // A folder that is itself an element prints as that element below; otherwise
             // as a plain folder row.
             let prefix = parents[..=depth].join(".");
-            if definitions.get(&prefix).is_none() {
+            if !definitions
+                .chain(&prefix)
+                .is_some_and(|chain| definitions.is_listed(chain))
+            {
                 rows.push(Row {
                     label: format!("{}{segment}", "  ".repeat(depth)),
                     chain: String::new(),
@@ -196,13 +192,7 @@ pub(crate) fn render_tree(definitions: &Definitions) -> String {
         if let Some(overridden) = &def.overrides {
             layer.push_str(&format!(", overrides {}", overridden.layer));
         }
-        let kind = if def.is_meta() {
-            "Meta"
-        } else if definitions.is_used_as_type(def.full_name.as_str()) {
-            "Type"
-        } else {
-            "instance"
-        };
+        let kind = definitions.kind(chain).label();
         rows.push(Row {
             label: format!("{}{leaf}", "  ".repeat(parents.len())),
             chain: chain.to_string(),
