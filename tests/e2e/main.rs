@@ -21,6 +21,7 @@ mod exact_numbers;
 mod fixture;
 mod hostile;
 mod logs;
+mod ls_find;
 mod merchant_certificate;
 mod merchant_settings;
 mod metrics;
