@@ -31,6 +31,7 @@ mod plugin;
 mod plugin_check;
 mod readme_flow;
 mod refunds;
+mod row_hooks;
 mod shutdown;
 mod startup_rules;
 mod unbuildable;
