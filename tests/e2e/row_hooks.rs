@@ -165,3 +165,138 @@ async fn a_rust_host_s_row_hooks_see_orders_made_over_http() {
     assert_eq!(calls.0.lock().unwrap().len(), 4);
     handle.shutdown().await.unwrap();
 }
+
+/// `test-probe-plugin`, built once per run of this test binary.
+fn probe_plugin() -> &'static std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut built =
+            test_support::build_cdylibs(&["test-probe-plugin"], !cfg!(debug_assertions));
+        built.remove("test_probe_plugin").expect("built above")
+    })
+}
+
+/// The hook calls the probe plugin logged so far, one JSON object each.
+fn logged_hooks(log: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+/// Waits until the probe logged `count` calls about `order_id` (15 s at most).
+async fn wait_logged(log: &std::path::Path, order_id: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let of: Vec<Value> = logged_hooks(log)
+            .into_iter()
+            .filter(|line| line["orderId"] == order_id)
+            .collect();
+        if of.len() >= count {
+            return of;
+        }
+        assert!(Instant::now() < deadline, "{of:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_native_plugin_shadowing_the_model_gets_the_row_hooks_in_jit_serve() {
+    let library = tokio::task::spawn_blocking(probe_plugin)
+        .await
+        .expect("building the probe plugin");
+    let dir = example_app();
+    crate::binary::use_simulator(dir.path());
+    // The app's own pays.models.PayLogModel: the official definition, its code the probe.
+    let file_name = test_support::library_file_name("test_probe_plugin");
+    let folder = dir.path().join("elements/pays/models/PayLogModel");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(library, folder.join(&file_name)).unwrap();
+    let mut e_json: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("crates/jit-pays/elements/pays/models/PayLogModel/e.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    e_json["backendBundleEntry"] = json!(file_name);
+    std::fs::write(folder.join("e.json"), e_json.to_string()).unwrap();
+    let log = dir.path().join("hooks.log");
+
+    let http = client();
+    let mut served =
+        crate::binary::Served::start(dir.path(), &[("JIT_TEST_PLUGIN_HOOK_LOG", log.as_os_str())]);
+    served.ready(&http).await;
+    let base = served.base.clone();
+    let call = |path: &str, arguments: Value| {
+        let request = http
+            .post(format!("{base}/api/demo/shop/{path}"))
+            .bearer_auth(SHOP_TOKEN)
+            .json(&arguments);
+        async move { json_reply(request.send().await.unwrap()).await }
+    };
+
+    // Created, then cancelled: onCreate and onUpdate of the plugin, after each commit.
+    let (status, order) = call(
+        "pays/myWechatPay/create",
+        json!({"subject": "Plugin hooked", "amount": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{order}\n{}", served.logs());
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    let (status, cancelled) = call("pays/myWechatPay/cancel", json!({"orderId": order_id})).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    let logged = wait_logged(&log, &order_id, 2).await;
+    let calls: Vec<(&str, &str, &str, &str)> = logged
+        .iter()
+        .map(|line| {
+            (
+                line["hook"].as_str().unwrap(),
+                line["element"].as_str().unwrap(),
+                line["eventType"].as_str().unwrap(),
+                line["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (
+                "onCreate",
+                "pays.models.PayLogModel",
+                "order.created",
+                "wait"
+            ),
+            (
+                "onUpdate",
+                "pays.models.PayLogModel",
+                "order.closed",
+                "close"
+            ),
+        ]
+    );
+
+    // A hook that fails: onException with the failure, then the same event again.
+    let (status, order) = call(
+        "pays/myWechatPay/create",
+        json!({"subject": "hook refuses", "amount": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{order}");
+    let refused_id = order["orderId"].as_str().unwrap().to_owned();
+    let logged = wait_logged(&log, &refused_id, 3).await;
+    assert_eq!(logged[0]["hook"], "onCreate");
+    assert_eq!(logged[1]["hook"], "onException", "{logged:#?}");
+    assert_eq!(logged[1]["failedHook"], "onCreate");
+    assert_eq!(logged[1]["error"]["code"], "HOOK_REFUSED", "{logged:#?}");
+    assert_eq!(logged[2]["hook"], "onCreate", "retried");
+    assert_eq!(logged[2]["eventId"], logged[0]["eventId"], "the same event");
+
+    // The model's functions still answer through the plugin's element.
+    let (status, got) = call("pays/models/PayLogModel/get", json!({"orderId": order_id})).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["status"], "close", "{got}");
+    served.stop().await;
+}
