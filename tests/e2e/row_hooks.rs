@@ -12,9 +12,12 @@ use serde_json::{Value, json};
 
 use crate::util::{SHOP_TOKEN, client, example_app, json_reply, test_overrides};
 
-/// Every hook call: (hook, order id, event type, order status).
+/// One hook call: (hook, order id, event type, order status).
+type Call = (String, String, String, PayStatus);
+
+/// Every hook call.
 #[derive(Clone, Default)]
-struct Calls(Arc<Mutex<Vec<(String, String, String, PayStatus)>>>);
+struct Calls(Arc<Mutex<Vec<Call>>>);
 
 impl Calls {
     fn push(&self, hook: &str, row: &PayLog, event: &RowEvent) {
