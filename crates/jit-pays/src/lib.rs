@@ -17,7 +17,7 @@
 //! |---|---|
 //! | `pays.Meta` | [`meta`]: the element folders, [`register`], the shared services |
 //! | `pays.WechatPayType` | [`wechat_pay_type`]: merchant settings, orders, getPayUrl, notify |
-//! | `pays.models.PayLogModel` | [`models::pay_log_model`] |
+//! | `pays.models.PayLogModel` | [`models::pay_log_model`]; its row hooks: [`models::row_hooks`] |
 //! | `pays.services.PaySvc` | [`services::pay_svc`] |
 //!
 //! Beside them: the [`Pay`] trait and its element ([`pay`]), a `Pay` over an element's

@@ -2,8 +2,8 @@
 //! `onDelete` and `onException`, called with the order row after its change is committed.
 //!
 //! This module owns which hook an event calls ([`RowHook::of`]), where the hooks are
-//! looked for ([`RowHooks::find`]), how one committed event is handed to them
-//! ([`RowHooks::deliver`], run by the outbox's `hooks` consumer), and the typed Rust way
+//! looked for (`RowHooks::find`), how one committed event is handed to them
+//! (`RowHooks::deliver`, run by the outbox's `hooks` consumer), and the typed Rust way
 //! to write them ([`PayLogHooks`] and [`pay_log_hooks_loader`]).
 //!
 //! # Where hooks live
@@ -147,13 +147,12 @@ impl RowHooks {
                 targets.push(PAY_LOG_MODEL.to_owned());
             }
         }
-        let below = Selector::parse(&format!(".{PAY_LOG_MODEL}"))
+        let instances_below = Selector::parse(&format!(".{PAY_LOG_MODEL}[kind=instance]"))
             .expect("a fullName is a valid type selector");
         targets.extend(
             app.definitions()
-                .select(&below)
+                .select(&instances_below)
                 .into_iter()
-                .filter(|chain| app.definitions().is_instance(chain))
                 .map(|chain| chain.element().full_name.to_string()),
         );
         Ok((!targets.is_empty()).then(|| RowHooks {
