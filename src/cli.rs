@@ -28,7 +28,7 @@ pub enum Command {
     /// Validate an app: print every problem as `file: json.path: message`.
     Check(AppArg),
     /// Print the element tree with each element's type chain and layer.
-    Ls(AppArg),
+    Ls(LsArgs),
     /// Print one element's resolved definition as JSON, secrets masked.
     Show {
         /// The element's fullName, e.g. `pays.myWechatPay`.
@@ -59,6 +59,18 @@ pub struct AppArg {
     /// The app directory (holding app.toml).
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub app: PathBuf,
+}
+
+/// `jit ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Only the elements this selector matches, e.g. `.pays.WechatPayType`, `pays.*`,
+    /// `[mchId=10000100]`, `pays.services > *` (docs/hosted-code.md, "Finding elements").
+    #[arg(long, value_name = "SELECTOR")]
+    pub find: Option<String>,
 }
 
 /// `jit serve`.

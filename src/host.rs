@@ -297,7 +297,7 @@ impl Host {
     async fn run_command(&self, command: Command) -> Result<ExitCode, HostError> {
         match command {
             Command::Check(args) => crate::commands::check(self, &args.app),
-            Command::Ls(args) => crate::commands::ls(self, &args.app),
+            Command::Ls(args) => crate::commands::ls(self, &args),
             Command::Show { full_name, app } => crate::commands::show(self, &app.app, &full_name),
             Command::Sim(args) => crate::commands::sim(args).await,
             Command::Events(args) => crate::commands::events(self, args).await,

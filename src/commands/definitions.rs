@@ -4,8 +4,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use jit_runtime::{Chain, Definitions};
+use jit_runtime::{Chain, Definitions, Selector};
 
+use crate::cli::LsArgs;
 use crate::error::HostError;
 use crate::host::{Host, display_dir};
 
@@ -84,7 +85,7 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
         Some(definitions) if problems.is_empty() => {
             let instances = definitions
                 .iter()
-                .filter(|chain| is_instance(&definitions, chain))
+                .filter(|chain| definitions.is_instance(chain))
                 .count();
             let layers: Vec<&str> = definitions
                 .layers()
@@ -116,10 +117,23 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
     }
 }
 
-/// `jit ls`: the element tree, each element with its chain and layer.
-pub(crate) fn ls(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> {
-    let definitions = host.load_definitions(app_dir)?;
-    print!("{}", render_tree(&definitions));
+/// `jit ls`: the element tree, each element with its chain and layer; with `--find`, only
+/// the elements the selector matches (and the folders above them).
+pub(crate) fn ls(host: &Host, args: &LsArgs) -> Result<ExitCode, HostError> {
+    let definitions = host.load_definitions(&args.app.app)?;
+    let shown: Vec<&Chain> = match &args.find {
+        None => definitions.listed().collect(),
+        Some(text) => {
+            let selector = Selector::parse(text)
+                .map_err(|err| HostError::command(format!("--find {text:?}: {err}")))?;
+            let found = definitions.select(&selector);
+            if found.is_empty() {
+                eprintln!("no element matches {text:?}");
+            }
+            found
+        }
+    };
+    print!("{}", render_tree(&definitions, &shown));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -152,21 +166,15 @@ pub(crate) fn show(host: &Host, app_dir: &Path, full_name: &str) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether an element is an instance: not a Meta, and no element's type. `jit check`
-/// counts these; the API description lists their functions (`server::openapi`).
-pub(crate) fn is_instance(definitions: &Definitions, chain: &Chain) -> bool {
-    let def = chain.element();
-    !def.is_meta() && !definitions.is_used_as_type(def.full_name.as_str())
-}
-
-/// One line per folder and element, indented by depth:
+/// One line per folder and element of `shown` (listed chains, sorted by fullName), indented
+/// by depth; an element above a shown one that is not shown itself prints as a folder:
 ///
 /// ```text
 /// pays
 ///   Meta              pays.Meta                                          [framework]
 ///   myWechatPay       pays.myWechatPay → pays.WechatPayType → pays.Meta  [shop]
 /// ```
-pub(crate) fn render_tree(definitions: &Definitions) -> String {
+pub(crate) fn render_tree(definitions: &Definitions, shown: &[&Chain]) -> String {
     struct Row {
         label: String,
         chain: String,
@@ -174,7 +182,11 @@ pub(crate) fn render_tree(definitions: &Definitions) -> String {
     }
     let mut rows: Vec<Row> = Vec::new();
     let mut open: Vec<String> = Vec::new();
-    for chain in definitions.iter() {
+    let shown_names: std::collections::HashSet<&str> = shown
+        .iter()
+        .map(|chain| chain.element().full_name.as_str())
+        .collect();
+    for chain in shown {
         let def = chain.element();
         let segments: Vec<&str> = def.full_name.as_str().split('.').collect();
         let (leaf, parents) = segments.split_last().expect("a fullName has a segment");
@@ -189,7 +201,7 @@ pub(crate) fn render_tree(definitions: &Definitions) -> String {
             // A folder that is itself an element prints as that element below; otherwise
             // as a plain folder row.
             let prefix = parents[..=depth].join(".");
-            if definitions.get(&prefix).is_none() {
+            if !shown_names.contains(prefix.as_str()) {
                 rows.push(Row {
                     label: format!("{}{segment}", "  ".repeat(depth)),
                     chain: String::new(),
@@ -202,13 +214,7 @@ pub(crate) fn render_tree(definitions: &Definitions) -> String {
         if let Some(overridden) = &def.overrides {
             layer.push_str(&format!(", overrides {}", overridden.layer));
         }
-        let kind = if def.is_meta() {
-            "Meta"
-        } else if definitions.is_used_as_type(def.full_name.as_str()) {
-            "Type"
-        } else {
-            "instance"
-        };
+        let kind = definitions.kind(chain).label();
         rows.push(Row {
             label: format!("{}{leaf}", "  ".repeat(parents.len())),
             chain: chain.to_string(),

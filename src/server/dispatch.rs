@@ -78,7 +78,7 @@ pub(crate) fn resolve_route(
     };
     // A Type or a Meta declares functions for its instances; it builds nothing that could
     // answer them (the same rule `jit check` counts instances by, and OpenAPI lists by).
-    if !crate::commands::is_instance(state.app.definitions(), chain) {
+    if !state.app.definitions().is_instance(chain) {
         return Err(ApiError::not_found(
             "NOT_FOUND",
             format!(

@@ -113,10 +113,11 @@ pub(crate) fn error_codes(definitions: &Definitions) -> Vec<ErrorCode> {
     codes
 }
 
-/// Whether an element's functions are served: it is an instance (the same rule `jit check`
-/// counts instances by). Calling a Meta or a Type builds no usable element.
+/// Whether an element's functions are served: it is an instance
+/// ([`Definitions::is_instance`], the rule `jit check` counts instances by). Calling a Meta
+/// or a Type builds no usable element.
 fn is_served(definitions: &Definitions, chain: &Chain) -> bool {
-    crate::commands::is_instance(definitions, chain)
+    definitions.is_instance(chain)
 }
 
 /// Whether a function name can be reached at a URL path and written as an OpenAPI path

@@ -30,6 +30,13 @@ pub const EVENT_VERSION: u32 = 1;
 /// What happened to an order. Its wire name (`order.paid`, ...) is [`PayEventKind::name`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PayEventKind {
+    /// A new order was committed. Not in [`PayEventKind::ALL`]: written only while
+    /// `pays.models.PayLogModel` row hooks are present (its `onCreate`,
+    /// [`crate::models::row_hooks`]) and handed only to them, never to a webhook or a
+    /// [`PayEvents`] subscriber. Its `order_seq` is 0, so the order's other events keep
+    /// their numbers.
+    #[serde(rename = "order.created")]
+    OrderCreated,
     /// `wait → success`.
     #[serde(rename = "order.paid")]
     Paid,
@@ -70,7 +77,8 @@ pub enum PayEventKind {
 }
 
 impl PayEventKind {
-    /// Every kind, in the order the docs list them.
+    /// Every kind webhooks and subscribers get, in the order the docs list them (all but
+    /// [`PayEventKind::OrderCreated`], the row hooks' own).
     pub const ALL: [PayEventKind; 10] = [
         PayEventKind::Paid,
         PayEventKind::PaidAfterClose,
@@ -89,6 +97,7 @@ impl PayEventKind {
     /// `refund.abnormal`, `refund.failed`, `reconcile.mismatch`.
     pub fn name(self) -> &'static str {
         match self {
+            PayEventKind::OrderCreated => "order.created",
             PayEventKind::Paid => "order.paid",
             PayEventKind::PaidAfterClose => "order.paid_after_close",
             PayEventKind::Closed => "order.closed",
@@ -102,7 +111,12 @@ impl PayEventKind {
         }
     }
 
-    /// The kind of a wire name.
+    /// Whether only the row hooks take it ([`PayEventKind::OrderCreated`]).
+    pub fn is_row_hook_only(self) -> bool {
+        self == PayEventKind::OrderCreated
+    }
+
+    /// The kind of a wire name, among [`PayEventKind::ALL`] (what webhooks can ask for).
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.name() == name)
     }
@@ -235,6 +249,9 @@ impl PayEvents {
     /// stop the others; the result says whether every subscriber returned (the outbox
     /// then counts the event delivered) or which one panicked first.
     pub fn emit(&self, event: &PayEvent) -> Result<(), SubscriberPanicked> {
+        if event.kind.is_row_hook_only() {
+            return Ok(());
+        }
         let subscribers: Vec<Subscriber> = self.subscribers.read().clone();
         let mut outcome = Ok(());
         for (index, subscriber) in subscribers.into_iter().enumerate() {

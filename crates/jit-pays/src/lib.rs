@@ -17,7 +17,7 @@
 //! |---|---|
 //! | `pays.Meta` | [`meta`]: the element folders, [`register`], the shared services |
 //! | `pays.WechatPayType` | [`wechat_pay_type`]: merchant settings, orders, getPayUrl, notify |
-//! | `pays.models.PayLogModel` | [`models::pay_log_model`] |
+//! | `pays.models.PayLogModel` | [`models::pay_log_model`]; its row hooks: [`models::row_hooks`] |
 //! | `pays.services.PaySvc` | [`services::pay_svc`] |
 //!
 //! Beside them: the [`Pay`] trait and its element ([`pay`]), a `Pay` over an element's
@@ -88,7 +88,10 @@ pub use model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
     Refund, RefundArgs, RefusalReason, WechatRecord,
 };
-pub use models::{PAY_LOG_MODEL, PayLogModel, PayLogQuery};
+pub use models::{
+    PAY_LOG_MODEL, PayLogHooks, PayLogModel, PayLogQuery, RowEvent, RowHookFailure,
+    pay_log_hooks_loader,
+};
 pub use outbox::{OutboxHandle, OutboxSettings, WebhookEndpoint, start_outbox};
 pub use pay::{Pay, PayElement, PayExtension, call_pay, pay_of};
 pub use reconciler::{ReconcileReport, ReconcilerHandle, reconcile_due, start_reconciler};

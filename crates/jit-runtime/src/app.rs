@@ -26,6 +26,7 @@ use crate::error::{
 };
 use crate::loader::{Loaders, PlanStep, construct, plan_for};
 use crate::name::FullName;
+use crate::selector::{Selector, SelectorError};
 use crate::settings::AppSettings;
 use crate::wait_graph::{WaitGraph, record_wait};
 
@@ -294,10 +295,18 @@ impl App {
         }
     }
 
-    /// Every visible element whose chain contains `type_name` (other than itself), sorted
-    /// by fullName.
-    pub fn find_elements(&self, type_name: &str) -> Vec<&Arc<ElementDef>> {
-        self.0.defs.find_elements(type_name)
+    /// JitAi's `findElements`: every element the app lists that the selector `selector`
+    /// matches, sorted by fullName ([`crate::selector`] describes the language:
+    /// `.pays.WechatPayType` for every element of that Type, `pays.*`, `[mchId=1000]`, ...).
+    pub fn find_elements(&self, selector: &str) -> Result<Vec<Arc<ElementDef>>, SelectorError> {
+        let selector = Selector::parse(selector)?;
+        Ok(self
+            .0
+            .defs
+            .select(&selector)
+            .into_iter()
+            .map(|chain| chain.element().clone())
+            .collect())
     }
 
     /// A service given to [`AppBuilder::provide`].

@@ -151,12 +151,6 @@ impl AppBuilder {
     }
 }
 
-/// An instance sits at least two steps below its Meta (instance → Type → Meta) and is no
-/// element's type; Types and Metas without instances need no loader.
-fn is_instance(defs: &Definitions, chain: &Chain) -> bool {
-    chain.len() >= 3 && !defs.is_used_as_type(chain.element().full_name.as_str())
-}
-
 /// Where a host finds out how to build an element that this one cannot.
 const EXTENDING_GUIDE: &str = "docs/extending.md";
 
@@ -168,8 +162,8 @@ fn unbuildable(defs: &Definitions, has_loader: impl Fn(&str) -> bool) -> Vec<Loa
         let def = chain.element();
         let callable = !chain.functions().is_empty();
         let ships_code = def.dir.is_some() && def.backend_bundle_entry.is_some();
-        let is_type = def.is_meta() || defs.is_used_as_type(def.full_name.as_str());
-        if (is_instance(defs, chain) || callable) && !chain.names().any(&has_loader) {
+        let is_type = !defs.is_instance(chain);
+        if (defs.is_instance(chain) || callable) && !chain.names().any(&has_loader) {
             errors.push(no_loader(chain, callable));
         } else if ships_code && is_type && !has_loader(def.full_name.as_str()) {
             errors.push(code_not_in_host(chain));

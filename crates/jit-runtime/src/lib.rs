@@ -50,9 +50,8 @@
 //! its Type, ..., then its Meta). Registering a loader again for a fullName stacks it on
 //! the earlier one, which [`LoadContext::load_with_parent`] reaches first, before the
 //! loaders of the parent Types. `check` and `build` refuse an app with an element this host
-//! cannot build: an instance (an element at least two steps below its Meta, instance →
-//! Type → Meta, that no element uses as its `type`) or an element whose chain declares
-//! functions, with no loader anywhere on its chain; and a Meta or Type of the app (on disk)
+//! cannot build: an instance ([`Definitions::kind`] owns the rule) or an element whose
+//! chain declares functions, with no loader anywhere on its chain; and a Meta or Type of the app (on disk)
 //! whose own e.json names a `backendBundleEntry` (its code ships with it) with no loader
 //! registered for its own fullName, which a parent's loader would build with the parent's
 //! behaviour alone. An instance's `backendBundleEntry` (JitAi's default is `"."`) names no
@@ -83,7 +82,9 @@
 //!   without building anything (counting loaders announced with
 //!   [`AppBuilder::expect_loader`]); [`AppBuilder::build`] also builds `afterAppInit`
 //!   elements.
-//! - ls: [`Definitions::iter`] yields each visible element's [`Chain`] sorted by fullName;
+//! - ls: [`Definitions::listed`] yields each element the app lists (visible, and not
+//!   `private` to a lower layer) as its [`Chain`], sorted by fullName; [`Definitions::kind`]
+//!   says Meta, Type or instance; [`Definitions::select`] filters by a [`Selector`];
 //!   `chain.to_string()` is `a → b → c`, `chain.element().layer` its layer,
 //!   [`Definitions::layers`] the layer order.
 //! - show: [`Chain::to_json_masked`] is the resolved definition as JSON (own keys, chain,
@@ -93,8 +94,11 @@
 //!
 //! - [`ElementDef::overrides`] (the lower-layer definition a shadowing one replaces);
 //!   [`LoadErrorKind`] on every [`LoadError`]; [`Definitions`] accessors (`get`, `chain`,
-//!   `iter`, `iter_all`, `layers`, `layer_index`, `find_elements`, `suggest`,
-//!   `is_used_as_type`, `fill_placeholders`); [`App::chain`];
+//!   `iter`, `iter_all`, `listed`, `is_listed`, `layers`, `layer_index`, `select`, `kind`,
+//!   `is_instance`, `suggest`, `is_used_as_type`, `fill_placeholders`); [`App::chain`];
+//! - [`Selector`] (JitAi's `findElements` selectors, [`selector`] has the grammar):
+//!   [`Definitions::select`] and [`App::find_elements`]; [`ElementKind`] (Meta, Type,
+//!   instance), the one rule for "is this an instance".
 //!   [`App::build_elements`] for `beforeHandleRequest`.
 //! - [`LoadContext::loader_def`], [`LoadContext::chain_index`], [`LoadContext::service`].
 //! - [`Chain`] helpers: `setting_str`, `secret`, `secret_str`, `settings_masked`,
@@ -129,6 +133,7 @@ mod loader;
 mod log_safe;
 mod name;
 mod secret;
+pub mod selector;
 mod settings;
 mod wait_graph;
 
@@ -139,7 +144,7 @@ pub use arguments::{
 pub use builder::AppBuilder;
 pub use call_context::CallContext;
 pub use chain::Chain;
-pub use definitions::{Definitions, FRAMEWORK_LAYER, FRAMEWORK_PREFIX, Layer};
+pub use definitions::{Definitions, ElementKind, FRAMEWORK_LAYER, FRAMEWORK_PREFIX, Layer};
 pub use element::Element;
 pub use element_def::{
     AccessModifier, ArgDecl, BackendLoadTime, DataType, ElementDef, FunctionDecl,
@@ -154,6 +159,7 @@ pub use log_safe::{
 };
 pub use name::{FullName, NameError, is_valid_segment};
 pub use secret::{MASK, Secret, mask_json};
+pub use selector::{Selector, SelectorError};
 pub use settings::{AppSettings, EnvSource, fill_placeholders};
 
 /// Re-exported so element families need not depend on these directly.

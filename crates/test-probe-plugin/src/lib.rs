@@ -4,6 +4,11 @@
 //! - `forward(function, args)` calls the parent's `function` with `args` and returns what the
 //!   parent returned (or its error);
 //! - `panic()` panics, to prove the panic is caught inside the library;
+//! - the row hooks `onCreate`, `onUpdate`, `onDelete`, `onException` (when
+//!   [`HOOK_LOG_VARIABLE`] is set): each call appends one JSON line to that file (the
+//!   hook, the element, the order's id and status, the event's type and id, the error of
+//!   `onException`); `onCreate` of an order whose subject is [`FAILING_SUBJECT`] fails
+//!   with `HOOK_REFUSED`;
 //! - anything else goes to the parent unchanged.
 //!
 //! It also has an initialiser (see [`INIT_MARKER_VARIABLE`]), which the system's dynamic
@@ -44,12 +49,55 @@ impl Plugin for ProbePlugin {
                 )
             }
             "panic" => panic!("probe plugin panicking on request"),
+            "onCreate" | "onUpdate" | "onDelete" | "onException"
+                if std::env::var_os(HOOK_LOG_VARIABLE).is_some() =>
+            {
+                row_hook(function, &args, parent)
+            }
             other => parent.call(other, args),
         }
     }
 }
 
 jit_plugin_api::export_plugin!(ProbePlugin);
+
+/// The environment variable naming the file row hook calls are logged to.
+pub const HOOK_LOG_VARIABLE: &str = "JIT_TEST_PLUGIN_HOOK_LOG";
+
+/// The order subject whose `onCreate` fails.
+pub const FAILING_SUBJECT: &str = "hook refuses";
+
+/// Logs a row hook call (see the crate docs); fails `onCreate` of a [`FAILING_SUBJECT`]
+/// order.
+fn row_hook(hook: &str, args: &Value, parent: &Parent) -> Result<Value, PluginError> {
+    let element = parent.element()?;
+    let row = args.get("row").cloned().unwrap_or(Value::Null);
+    let line = json!({
+        "hook": hook,
+        "element": element.full_name,
+        "orderId": row.get("orderId"),
+        "status": row.get("status"),
+        "eventType": args.get("eventType"),
+        "eventId": args.get("eventId"),
+        "failedHook": args.get("hook"),
+        "error": args.get("error"),
+    });
+    let path = std::env::var_os(HOOK_LOG_VARIABLE).unwrap_or_default();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|error| PluginError::internal(format!("hook log: {error}")))?;
+    std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+        .map_err(|error| PluginError::internal(format!("hook log: {error}")))?;
+    if hook == "onCreate" && row.get("subject").and_then(Value::as_str) == Some(FAILING_SUBJECT) {
+        return Err(PluginError::new(
+            "HOOK_REFUSED",
+            "the probe refuses this order",
+        ));
+    }
+    Ok(Value::Null)
+}
 
 /// The environment variable naming the file [`mark_loaded`] writes.
 pub const INIT_MARKER_VARIABLE: &str = "JIT_TEST_PLUGIN_INIT_MARKER";

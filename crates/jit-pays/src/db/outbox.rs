@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -81,8 +82,11 @@ impl ConsumerRoute {
         }
     }
 
-    /// Whether it takes events of `kind`.
+    /// Whether it takes events of `kind` (a row-hook-only kind goes to the hooks alone).
     pub fn takes(&self, kind: PayEventKind) -> bool {
+        if kind.is_row_hook_only() {
+            return self.name == HOOKS_CONSUMER;
+        }
         self.kinds
             .as_ref()
             .is_none_or(|kinds| kinds.contains(&kind))
@@ -100,6 +104,9 @@ pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(24 * 3600);
 pub struct Outbox {
     routes: RwLock<Arc<Vec<ConsumerRoute>>>,
     hooks: Arc<PayEvents>,
+    /// Whether `pays.models.PayLogModel` row hooks are present (set when the outbox
+    /// starts): they take every order change, `order.created` included.
+    row_hooks: AtomicBool,
     written: watch::Sender<u64>,
 }
 
@@ -108,6 +115,7 @@ impl Default for Outbox {
         Outbox {
             routes: RwLock::new(Arc::new(vec![ConsumerRoute::hooks(DEFAULT_RETRY_FOR)])),
             hooks: Arc::default(),
+            row_hooks: AtomicBool::new(false),
             written: watch::Sender::new(0),
         }
     }
@@ -132,9 +140,27 @@ impl Outbox {
         Arc::clone(&self.hooks)
     }
 
-    /// Whether new events of `kind` go to `route` now.
+    /// Says whether row hooks are present ([`crate::models::row_hooks`]); the outbox's
+    /// dispatcher sets it when it starts.
+    pub fn set_row_hooks(&self, present: bool) {
+        self.row_hooks.store(present, Ordering::Release);
+    }
+
+    /// Whether row hooks are present: then a new order writes `order.created`.
+    pub fn has_row_hooks(&self) -> bool {
+        self.row_hooks.load(Ordering::Acquire)
+    }
+
+    /// Whether new events of `kind` go to `route` now: the hooks take events only while
+    /// someone listens (subscribers, or row hooks; `order.created` only row hooks).
     fn routes_to(&self, route: &ConsumerRoute, kind: PayEventKind) -> bool {
-        route.takes(kind) && (route.name != HOOKS_CONSUMER || self.hooks.has_subscribers())
+        if !route.takes(kind) {
+            return false;
+        }
+        if route.name != HOOKS_CONSUMER {
+            return true;
+        }
+        self.has_row_hooks() || (!kind.is_row_hook_only() && self.hooks.has_subscribers())
     }
 
     /// A receiver that changes after every commit that wrote events in this process.

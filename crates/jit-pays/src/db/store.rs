@@ -183,7 +183,8 @@ impl PayStore {
     }
 
     /// Inserts a new `wait` order. A taken order id is [`StoreError::DuplicateOrder`] and
-    /// writes nothing.
+    /// writes nothing. While row hooks are present ([`Outbox::has_row_hooks`]), the
+    /// order's `order.created` event is written in the same transaction.
     pub async fn insert_order(&self, order: NewOrder) -> Result<pay_log::Model, StoreError> {
         let at = now();
         let mut model = pay_log::Model {
@@ -209,24 +210,53 @@ impl PayStore {
         };
         let mut row: pay_log::ActiveModel = model.clone().into();
         row.id = NotSet;
+        let duplicate_or_failed = |err: sea_orm::DbErr, order_id: &str| match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::DuplicateOrder {
+                order_id: order_id.to_owned(),
+            },
+            _ => StoreError::Db {
+                doing: "inserting an order",
+                source: err,
+            },
+        };
+        if self.outbox.has_row_hooks() {
+            // Row hooks listen: the insert and its `order.created` event commit together.
+            let transaction = self
+                .connection
+                .begin()
+                .await
+                .map_err(db("starting to insert an order"))?;
+            let inserted = pay_log::Entity::insert(row)
+                .exec(&transaction)
+                .await
+                .map_err(|err| duplicate_or_failed(err, &model.order_id))?;
+            model.id = inserted.last_insert_id;
+            let events = write_events_on(
+                &transaction,
+                &self.outbox,
+                vec![NewEvent::transition(
+                    PayEventKind::OrderCreated,
+                    model.clone(),
+                )],
+            )
+            .await?;
+            transaction
+                .commit()
+                .await
+                .map_err(db("committing an order"))?;
+            self.outbox.announce_written(&events);
+            self.orders.remember_row(&model);
+            return Ok(model);
+        }
         // Insert only (the id comes back as last_insert_rowid or `RETURNING id`): no
         // read-back, which on SQLite would be one more statement per order.
-        match pay_log::Entity::insert(row).exec(&self.connection).await {
-            Ok(inserted) => {
-                model.id = inserted.last_insert_id;
-                self.orders.remember_row(&model);
-                Ok(model)
-            }
-            Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                Err(StoreError::DuplicateOrder {
-                    order_id: model.order_id,
-                })
-            }
-            Err(source) => Err(StoreError::Db {
-                doing: "inserting an order",
-                source,
-            }),
-        }
+        let inserted = pay_log::Entity::insert(row)
+            .exec(&self.connection)
+            .await
+            .map_err(|err| duplicate_or_failed(err, &model.order_id))?;
+        model.id = inserted.last_insert_id;
+        self.orders.remember_row(&model);
+        Ok(model)
     }
 
     /// One order by id.

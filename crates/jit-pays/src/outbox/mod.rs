@@ -33,8 +33,9 @@ use crate::db::outbox::{
 };
 use crate::db::store::now;
 use crate::error::PayError;
-use crate::events::PayEvents;
+use crate::events::{PayEvent, PayEvents};
 use crate::meta::service;
+use crate::models::row_hooks::RowHooks;
 
 pub use crate::db::outbox::{
     DeliveryStatus, EventFilter, EventRecord, event_detail, list_events, pending_deliveries,
@@ -129,6 +130,14 @@ impl OutboxHandle {
 pub async fn start_outbox(app: &App, settings: OutboxSettings) -> Result<OutboxHandle, PayError> {
     let store = service::<PayStore>(app, "PayStore")?;
     let events = service::<PayEvents>(app, "PayEvents")?;
+    let row_hooks = RowHooks::find(app)
+        .await
+        .map_err(|error| PayError::unavailable(error.to_string()))?
+        .map(Arc::new);
+    if let Some(found) = &row_hooks {
+        tracing::info!(elements = ?found.targets(), "pays.models.PayLogModel row hooks are present");
+    }
+    store.outbox().set_row_hooks(row_hooks.is_some());
     store.outbox().set_routes(settings.routes());
     let released = release_leases(store.connection(), &settings.instance_id).await?;
     if released > 0 {
@@ -138,7 +147,7 @@ pub async fn start_outbox(app: &App, settings: OutboxSettings) -> Result<OutboxH
     let (stop, stopped) = watch::channel(false);
     let settings = Arc::new(settings);
     let mut tasks = Vec::with_capacity(1 + settings.webhooks.len());
-    let hooks = Consumer::Hooks(Arc::clone(&events));
+    let hooks = Consumer::Hooks(Arc::clone(&events), row_hooks);
     tasks.push(tokio::spawn(run_consumer(
         hooks,
         Arc::clone(&store),
@@ -160,21 +169,22 @@ pub async fn start_outbox(app: &App, settings: OutboxSettings) -> Result<OutboxH
 
 /// One consumer of events.
 enum Consumer {
-    Hooks(Arc<PayEvents>),
+    /// The subscribers, then the row hooks (when present), for each event.
+    Hooks(Arc<PayEvents>, Option<Arc<RowHooks>>),
     Webhook(Arc<WebhookEndpoint>, reqwest::Client),
 }
 
 impl Consumer {
     fn name(&self) -> &str {
         match self {
-            Consumer::Hooks(_) => HOOKS_CONSUMER,
+            Consumer::Hooks(..) => HOOKS_CONSUMER,
             Consumer::Webhook(endpoint, _) => &endpoint.url,
         }
     }
 
     fn lease(&self) -> Duration {
         match self {
-            Consumer::Hooks(_) => HOOKS_LEASE,
+            Consumer::Hooks(..) => HOOKS_LEASE,
             // Past the attempt's own timeout, so a live attempt is never taken over.
             Consumer::Webhook(endpoint, _) => endpoint.timeout + Duration::from_secs(30),
         }
@@ -183,8 +193,12 @@ impl Consumer {
     /// Attempts `claimed`, each one once.
     async fn deliver(&self, claimed: Vec<ClaimedDelivery>) -> Vec<AttemptResult> {
         match self {
-            Consumer::Hooks(events) => {
+            Consumer::Hooks(events, row_hooks) => {
                 let events = Arc::clone(events);
+                let events_of: Vec<PayEvent> = match row_hooks {
+                    Some(_) => claimed.iter().map(|c| c.event.clone()).collect(),
+                    None => Vec::new(),
+                };
                 // Subscribers are plain functions that may block: off the async workers.
                 let attempted = tokio::task::spawn_blocking(move || {
                     claimed
@@ -208,10 +222,25 @@ impl Consumer {
                         .collect::<Vec<_>>()
                 })
                 .await;
-                attempted.unwrap_or_else(|panic| {
+                let mut attempted = attempted.unwrap_or_else(|panic| {
                     tracing::error!(%panic, "the hooks delivery task failed");
                     Vec::new()
-                })
+                });
+                // The row hooks are async element calls: on this task, one event after
+                // another (a claim holds at most one event per order, oldest first).
+                if let Some(row_hooks) = row_hooks {
+                    for (result, claimed) in attempted.iter_mut().zip(&events_of) {
+                        let clock = Instant::now();
+                        if let Err(failed) = row_hooks.deliver(claimed).await {
+                            result.error = Some(match result.error.take() {
+                                Some(earlier) => format!("{earlier}; {failed}"),
+                                None => failed,
+                            });
+                        }
+                        result.latency_ms += clock.elapsed().as_millis() as i64;
+                    }
+                }
+                attempted
             }
             Consumer::Webhook(endpoint, client) => {
                 futures::stream::iter(claimed)
@@ -234,7 +263,7 @@ async fn run_consumer(
     let connection = crate::db::outbox::dispatcher_connection(store.connection());
     let name = consumer.name().to_owned();
     let shown = match &consumer {
-        Consumer::Hooks(_) => name.clone(),
+        Consumer::Hooks(..) => name.clone(),
         Consumer::Webhook(endpoint, _) => endpoint.shown_url(),
     };
     loop {

@@ -483,9 +483,9 @@ impl WechatPayConfig {
     }
 }
 
-/// The WeChat Pay instances of an app: every visible element whose chain contains
-/// `pays.WechatPayType` and that no element uses as its `type`, by fullName. These are the
-/// elements `PaySvc` routes to and whose merchant settings must hold.
+/// The WeChat Pay instances of an app: every visible instance ([`Definitions::is_instance`],
+/// the runtime's one rule) whose chain contains `pays.WechatPayType`, by fullName. These are
+/// the elements `PaySvc` routes to and whose merchant settings must hold.
 pub fn pay_instances(definitions: &Definitions) -> impl Iterator<Item = &Chain> {
     definitions
         .iter()
@@ -494,8 +494,7 @@ pub fn pay_instances(definitions: &Definitions) -> impl Iterator<Item = &Chain> 
 
 /// Whether `chain` is a WeChat Pay instance of the app ([`pay_instances`]).
 pub fn is_pay_instance(definitions: &Definitions, chain: &Chain) -> bool {
-    let name = chain.element().full_name.as_str();
-    name != WECHAT_PAY_TYPE && chain.contains(WECHAT_PAY_TYPE) && !definitions.is_used_as_type(name)
+    chain.contains(WECHAT_PAY_TYPE) && definitions.is_instance(chain)
 }
 
 /// Every WeChat Pay instance's merchant settings, by fullName; or every problem of every

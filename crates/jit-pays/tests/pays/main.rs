@@ -20,4 +20,5 @@ mod outbox_stop;
 mod plugin_routing;
 mod record;
 mod refunds;
+mod row_hooks;
 mod wechatpy;

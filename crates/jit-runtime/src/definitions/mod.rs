@@ -20,13 +20,49 @@ use std::sync::Arc;
 use include_dir::Dir;
 
 use crate::chain::Chain;
-use crate::element_def::ElementDef;
+use crate::element_def::{AccessModifier, ElementDef};
 use crate::error::{LoadError, LoadErrors, PlaceholderError};
 use crate::name::FullName;
+use crate::selector::Selector;
 use crate::settings::{AppSettings, EnvSource};
 use layers::{AppLayer, Placement};
 use parse::{ParseOutcome, parse_found};
 use walk::{LayerSource, read_disk_layer, walk_embedded};
+
+/// How JitAi ends the name of every Type (`services.NormalType`, `pays.WechatPayType`).
+const TYPE_NAME_SUFFIX: &str = "Type";
+
+/// What an element is on its chain (see [`Definitions::kind`] for the rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ElementKind {
+    /// The root of a family: it names no `type`.
+    Meta,
+    /// An element other elements are (or are meant to be) of: it declares functions and
+    /// settings for its instances and serves no calls itself.
+    Type,
+    /// An element that is built and serves calls.
+    Instance,
+}
+
+impl ElementKind {
+    /// `meta`, `type` or `instance`: the `kind` selector attribute's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ElementKind::Meta => "meta",
+            ElementKind::Type => "type",
+            ElementKind::Instance => "instance",
+        }
+    }
+
+    /// `Meta`, `Type` or `instance`: how `jit ls` labels it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ElementKind::Meta => "Meta",
+            ElementKind::Type => "Type",
+            ElementKind::Instance => "instance",
+        }
+    }
+}
 
 /// The layer name of the embedded framework layer.
 pub const FRAMEWORK_LAYER: &str = "framework";
@@ -141,14 +177,66 @@ impl Definitions {
         self.used_as_type.contains(full_name)
     }
 
-    /// Every visible element whose chain contains `type_name`, other than `type_name`
-    /// itself, sorted by fullName.
-    pub fn find_elements(&self, type_name: &str) -> Vec<&Arc<ElementDef>> {
-        self.iter()
-            .filter(|chain| {
-                chain.element().full_name.as_str() != type_name && chain.contains(type_name)
-            })
-            .map(Chain::element)
+    /// What the element of `chain` is: the one rule for "is this an instance" (`jit ls`
+    /// labels, `jit check` counts, which elements the builder must be able to build, which
+    /// elements HTTP serves and OpenAPI lists).
+    ///
+    /// - **Meta**: it names no `type`.
+    /// - **Type**: some element names it as its `type`. While nothing does yet (a Type
+    ///   shipped or declared before any instance exists): its name ends in `Type`, as JitAi
+    ///   names every Type (`services.NormalType`, `pays.WechatPayType`, an app's
+    ///   `shop.DiscountPayType`); or its type is a Meta and it declares no function of its
+    ///   own, so there is nothing it could serve (`models.Base`).
+    /// - **Instance**: anything else: an element of a Type (`pays.myWechatPay`), or an
+    ///   element of a Meta that declares functions of its own (`pays.services.PaySvc`,
+    ///   `pays.models.PayLogModel`).
+    pub fn kind(&self, chain: &Chain) -> ElementKind {
+        let def = chain.element();
+        let type_in_waiting = || {
+            def.full_name.last_segment().ends_with(TYPE_NAME_SUFFIX)
+                || (chain.len() == 2 && def.function_list.is_empty())
+        };
+        if def.is_meta() {
+            ElementKind::Meta
+        } else if self.is_used_as_type(def.full_name.as_str()) || type_in_waiting() {
+            ElementKind::Type
+        } else {
+            ElementKind::Instance
+        }
+    }
+
+    /// Whether the element of `chain` is an instance ([`Definitions::kind`]).
+    pub fn is_instance(&self, chain: &Chain) -> bool {
+        self.kind(chain) == ElementKind::Instance
+    }
+
+    /// Whether the app's own layer sees the element of `chain` when it lists or selects
+    /// elements: every visible element but the `private` ones of a lower layer (the
+    /// framework's or an extended app's), which are private to that layer. Such an element
+    /// still takes part in the chains of its own layer's elements.
+    pub fn is_listed(&self, chain: &Chain) -> bool {
+        let def = chain.element();
+        let own_layer = self.layers.len().saturating_sub(1);
+        def.access_modifier != AccessModifier::Private
+            || self.layer_index(def.full_name.as_str()) == Some(own_layer)
+    }
+
+    /// The chains of every element the app's own layer lists ([`Definitions::is_listed`]),
+    /// sorted by fullName: what `jit ls` shows.
+    pub fn listed(&self) -> impl Iterator<Item = &Chain> {
+        self.iter().filter(|chain| self.is_listed(chain))
+    }
+
+    /// The chain of the listed element named `full_name`.
+    pub(crate) fn listed_chain(&self, full_name: &str) -> Option<&Chain> {
+        self.chain(full_name).filter(|chain| self.is_listed(chain))
+    }
+
+    /// Every listed element ([`Definitions::listed`]) that `selector` matches, sorted by
+    /// fullName (see [`crate::selector`] for the language).
+    pub fn select(&self, selector: &Selector) -> Vec<&Chain> {
+        self.listed()
+            .filter(|chain| selector.matches(self, chain))
             .collect()
     }
 

@@ -378,7 +378,8 @@ async fn find_elements_and_services() {
         .await
         .expect("build");
     let names: Vec<_> = app
-        .find_elements("pays.TestPayType")
+        .find_elements(".pays.TestPayType")
+        .expect("a valid selector")
         .iter()
         .map(|d| d.full_name.to_string())
         .collect();

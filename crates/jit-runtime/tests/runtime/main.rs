@@ -6,3 +6,4 @@ mod common;
 
 mod elements;
 mod loading;
+mod selector;

@@ -47,7 +47,8 @@ pub struct Shop {
     /// Every event the outbox handed to the subscribers, in order
     /// ([`Shop::delivered_events`] waits for the outbox first).
     events: Arc<Mutex<Vec<PayEvent>>>,
-    _outbox: OutboxHandle,
+    /// The running outbox (a test may stop it and start another).
+    pub outbox: Option<OutboxHandle>,
     /// The notify endpoint's base URL.
     pub public_base_url: String,
     _dir: tempfile::TempDir,
@@ -70,6 +71,10 @@ pub struct ShopOptions {
     pub reconciler: ReconcilerSettings,
     /// The outbox (the instance id, webhooks; the poll is made fast).
     pub outbox: jit_pays::OutboxSettings,
+    /// More element files of the app (path below the app dir, content).
+    pub files: Vec<(String, String)>,
+    /// Applied to the app's builder after the family is registered (more loaders).
+    pub builder: Option<Box<dyn FnOnce(jit_runtime::AppBuilder) -> jit_runtime::AppBuilder + Send>>,
 }
 
 impl Default for ShopOptions {
@@ -83,6 +88,8 @@ impl Default for ShopOptions {
                 poll_interval: Duration::from_millis(20),
                 ..jit_pays::OutboxSettings::new("test-shop")
             },
+            files: Vec::new(),
+            builder: None,
         }
     }
 }
@@ -154,6 +161,9 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
     let public_base_url = format!("http://{}", listener.local_addr().unwrap());
     let dir = tempfile::tempdir().unwrap();
     write_app(dir.path());
+    for (path, content) in &options.files {
+        write(&dir.path().join(path), content);
+    }
     let mut settings = PaysSettings::new(
         public_base_url.clone(),
         format!("{public_base_url}/api/demo/shop/pays/services/PaySvc/wechatNotify"),
@@ -164,10 +174,11 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
     settings.reconciler = options.reconciler;
     settings.gateway_timeout = Duration::from_secs(5);
     let builder = jit_runtime::AppBuilder::new(dir.path());
-    let app = jit_pays::register(builder, db.store.clone(), settings)
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("app: {e}"));
+    let mut builder = jit_pays::register(builder, db.store.clone(), settings);
+    if let Some(edit) = options.builder {
+        builder = edit(builder);
+    }
+    let app = builder.build().await.unwrap_or_else(|e| panic!("app: {e}"));
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     app.service::<PayEvents>()
@@ -203,7 +214,7 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
         other,
         svc,
         events,
-        _outbox: outbox,
+        outbox: Some(outbox),
         public_base_url,
         _dir: dir,
         server,
