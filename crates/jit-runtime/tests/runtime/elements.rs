@@ -481,6 +481,13 @@ async fn an_element_declaring_functions_needs_a_loader_even_when_it_is_no_instan
             "{error}"
         );
         assert!(error.message.contains("docs/extending.md"), "{error}");
+        assert!(
+            error.message.contains(
+                "give `shop.ordersSvc` code of its own: a native plugin library in its folder \
+                 named by its backendBundleEntry (`jit new service shop.ordersSvc` writes one"
+            ),
+            "{error}"
+        );
     }
     // A Meta with functions of its own is callable too.
     let tree = Tree::new(&[
