@@ -373,3 +373,34 @@ async fn calls_from_plugins_follow_the_http_rules_and_old_plugins_still_load() {
     );
     served.stop_cleanly().await;
 }
+
+#[test]
+fn check_says_what_a_service_element_without_code_lacks() {
+    let app = tempfile::tempdir().expect("temp dir");
+    copy_example_app(app.path());
+    let folder = app.path().join("elements/shop/services/GreetSvc");
+    std::fs::create_dir_all(&folder).expect("create the element's folder");
+    let e_json = json!({
+        "type": "services.NormalType",
+        "functionList": [{"name": "hello", "args": []}]
+    });
+    std::fs::write(folder.join("e.json"), e_json.to_string()).expect("write e.json");
+
+    let output = jit_command(&["check"], app.path())
+        .output()
+        .expect("jit check runs");
+    let report = text(&output);
+    assert!(!output.status.success(), "jit check accepted it:\n{report}");
+    let line = report
+        .lines()
+        .find(|line| line.starts_with(&folder.join("e.json").display().to_string()))
+        .unwrap_or_else(|| panic!("nothing about GreetSvc:\n{report}"));
+    for part in [
+        "no loader is registered for any element of its chain shop.services.GreetSvc → \
+         services.NormalType → services.Meta",
+        "give `shop.services.GreetSvc` code of its own: a native plugin library in its folder \
+         named by its backendBundleEntry (`jit new service shop.services.GreetSvc` writes one",
+    ] {
+        assert!(line.contains(part), "`{part}` not in: {line}");
+    }
+}
