@@ -43,9 +43,9 @@ enum ApiSource {
 }
 
 impl ApiSource {
-    /// From the command line: `--jit-git`, else `--jit-source`, else the tree this binary was
-    /// built from if it still exists.
-    fn choose(args: &NewServiceArgs) -> Result<Self, HostError> {
+    /// From the command line: `--jit-git`, else `--jit-source`, else `built_from` (the tree
+    /// this binary was built from) if it still exists.
+    fn choose(args: &NewServiceArgs, built_from: &Path) -> Result<Self, HostError> {
         if let Some(url) = &args.jit_git {
             return Ok(Self::Git {
                 url: url.clone(),
@@ -54,7 +54,7 @@ impl ApiSource {
         }
         let (tree, given) = match &args.jit_source {
             Some(tree) => (tree.clone(), true),
-            None => (PathBuf::from(BUILT_FROM), false),
+            None => (built_from.to_path_buf(), false),
         };
         if tree.join("crates/jit-plugin-api/Cargo.toml").is_file() {
             return Ok(Self::Path(tree.canonicalize()?));
@@ -137,7 +137,7 @@ fn new_service(host: &Host, args: &NewServiceArgs) -> Result<ExitCode, HostError
             existing.source.display()
         )));
     }
-    let api = ApiSource::choose(args)?;
+    let api = ApiSource::choose(args, Path::new(BUILT_FROM))?;
     let plan = plan_service(app_dir, full_name, args.crate_dir.as_deref(), &api);
     let existing: Vec<String> = plan
         .files
@@ -344,6 +344,54 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    fn args(jit_source: Option<&Path>, jit_git: Option<&str>) -> NewServiceArgs {
+        NewServiceArgs {
+            full_name: "shop.services.CheckoutSvc".into(),
+            app: crate::cli::AppArg { app: ".".into() },
+            crate_dir: None,
+            jit_source: jit_source.map(Path::to_path_buf),
+            jit_git: jit_git.map(str::to_owned),
+            jit_rev: None,
+        }
+    }
+
+    #[test]
+    fn the_api_comes_from_the_source_tree_or_git_and_a_missing_tree_is_named() {
+        let tree = Path::new(BUILT_FROM);
+        let nowhere = Path::new("/nonexistent/jit");
+        assert_eq!(
+            ApiSource::choose(&args(None, None), tree).expect("the build tree"),
+            ApiSource::Path(tree.canonicalize().expect("canonical"))
+        );
+        assert_eq!(
+            ApiSource::choose(&args(Some(tree), None), nowhere).expect("--jit-source"),
+            ApiSource::Path(tree.canonicalize().expect("canonical"))
+        );
+        assert_eq!(
+            ApiSource::choose(&args(None, Some("https://example.com/jit")), nowhere)
+                .expect("--jit-git"),
+            ApiSource::Git {
+                url: "https://example.com/jit".into(),
+                rev: None
+            }
+        );
+        let gone = ApiSource::choose(&args(None, None), nowhere)
+            .expect_err("no tree")
+            .to_string();
+        assert!(
+            gone.contains("(/nonexistent/jit) is not there any more: give --jit-source PATH"),
+            "{gone}"
+        );
+        let wrong = ApiSource::choose(&args(Some(nowhere), None), tree)
+            .expect_err("not a tree")
+            .to_string();
+        assert_eq!(
+            wrong,
+            "--jit-source /nonexistent/jit: no jit source tree there (it has no \
+             crates/jit-plugin-api/Cargo.toml)"
+        );
     }
 
     #[test]
