@@ -18,7 +18,8 @@
 //!   simply runs to completion.
 //!
 //! Each call in flight inside a plugin holds one blocking-pool thread (tokio's default cap
-//! is 512), plus one more per nested plugin Type on the chain.
+//! is 512), plus one more per nested plugin Type on the chain and per plugin element a
+//! plugin's call to the app enters.
 //!
 //! # Calls from a plugin to the app
 //!
@@ -42,10 +43,10 @@ use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use jit_plugin_api::{ArgInfo, FunctionInfo};
 use jit_plugin_api::{
-    ByteView, ElementInfo, HostApi, OutputSink, PluginError, PluginErrorKind, STATUS_PANIC,
-    collect_output, decode_reply, encode_reply, panic_message, write_output,
+    ArgInfo, ByteView, ElementInfo, FunctionInfo, HostApi, OutputSink, PluginError,
+    PluginErrorKind, STATUS_PANIC, collect_output, decode_reply, encode_reply, panic_message,
+    write_output,
 };
 use jit_runtime::{
     AccessModifier, App, CallContext, CallError, CallErrorKind, Chain, Element, ElementDef,
@@ -70,8 +71,9 @@ tokio::task_local! {
     static APP_CALLS: Arc<[String]>;
 }
 
-/// Builds the elements of a plugin Type: the parent Type's loader builds the element first
-/// ([`LoadContext::load_with_parent`]), then the plugin wraps it.
+/// Builds the elements of a plugin Type (or service element): the parent Type's loader
+/// builds the element first ([`LoadContext::load_with_parent`]), then the plugin wraps it;
+/// with no loader above this one, the element is the plugin alone.
 #[derive(Debug, Clone)]
 pub struct PluginLoader {
     plugin: Arc<LoadedPlugin>,
