@@ -51,6 +51,48 @@ pub enum Command {
     /// Print the app's OpenAPI 3.1 document (what `jit serve` answers at
     /// /api/{org}/{app}/openapi.json).
     Openapi(AppArg),
+    /// Create something new in an app from a template.
+    New(NewArgs),
+}
+
+/// `jit new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// What to create.
+    #[command(subcommand)]
+    pub what: NewCommand,
+}
+
+/// What `jit new` creates.
+#[derive(Debug, Subcommand)]
+pub enum NewCommand {
+    /// A service element whose code is a native plugin: its folder and e.json
+    /// (a services.NormalType instance), and a plugin crate that builds its library.
+    Service(NewServiceArgs),
+}
+
+/// `jit new service FULLNAME`.
+#[derive(Debug, Args)]
+pub struct NewServiceArgs {
+    /// The element's fullName, e.g. `shop.services.CheckoutSvc` (its folder is
+    /// elements/shop/services/CheckoutSvc/).
+    pub full_name: String,
+    /// The app.
+    #[command(flatten)]
+    pub app: AppArg,
+    /// Where to write the plugin crate [default: <app>/plugins/<crate name>].
+    #[arg(long, value_name = "DIR")]
+    pub crate_dir: Option<PathBuf>,
+    /// The jit source tree the crate depends on by path (its crates/jit-plugin-api); by
+    /// default the tree this `jit` was built from, when it is still there.
+    #[arg(long, value_name = "PATH", conflicts_with = "jit_git")]
+    pub jit_source: Option<PathBuf>,
+    /// Depend on jit-plugin-api by git instead: the jit repository's URL.
+    #[arg(long, value_name = "URL")]
+    pub jit_git: Option<String>,
+    /// With --jit-git: the revision (commit or tag) this `jit` was built from.
+    #[arg(long, value_name = "REV", requires = "jit_git")]
+    pub jit_rev: Option<String>,
 }
 
 /// `--app DIR`.

@@ -304,6 +304,7 @@ impl Host {
             Command::Bills(args) => crate::commands::bills(self, args).await,
             Command::Reconcile(args) => crate::commands::reconcile(self, args).await,
             Command::Openapi(args) => crate::commands::openapi(self, &args.app),
+            Command::New(args) => crate::commands::new(self, args),
             Command::Serve(args) => {
                 let overrides = Overrides {
                     listen: args.listen,

@@ -33,6 +33,7 @@ mod readme_flow;
 mod refunds;
 mod row_hooks;
 mod rust_service;
+mod service_plugin;
 mod shutdown;
 mod startup_rules;
 mod unbuildable;

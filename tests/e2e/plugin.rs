@@ -355,7 +355,7 @@ fn a_header_with_a_wrong_abi_version_is_refused() {
         file_name: library_file_name("test_bad_plugin"),
         library: Some(libraries().wrong_abi.clone()),
         content: "",
-        reason: "refused: header field `abi_version` is 999, expected 1",
+        reason: "refused: header field `abi_version` is 999, expected 1 or 2",
     });
 }
 

@@ -19,7 +19,27 @@ pub const MAGIC: [u8; 8] = *b"JITPLUG\0";
 /// The version of this ABI. Bumped whenever anything in [`PluginHeader`] after the
 /// [`HeaderPrefix`], in [`PluginEntryPoints`], in [`HostApi`] or in the meaning of a status
 /// code changes.
-pub const ABI_VERSION: u32 = 1;
+///
+/// - 1: the plugin may call its parent and read its element (`call_parent`,
+///   `element_info`).
+/// - 2: [`HostApi`] gains `get_element` and `call` (any element of the app), appended after
+///   the version-1 callbacks; nothing else changed.
+pub const ABI_VERSION: u32 = 2;
+
+/// The oldest ABI version a host built with this crate still loads. [`HostApi`] only ever
+/// grows at its end, so the table a host lends serves plugins of every version from this
+/// one to [`ABI_VERSION`]: an older plugin reads only the callbacks it knows.
+pub const OLDEST_ABI_VERSION: u32 = 1;
+
+/// The `header_size` a plugin of ABI `version` writes, for the versions a host built with
+/// this crate loads ([`OLDEST_ABI_VERSION`]..=[`ABI_VERSION`]); `None` for any other.
+/// Versions 1 and 2 differ only in [`HostApi`], so their headers are the same size.
+pub const fn header_size_of_abi(version: u32) -> Option<usize> {
+    match version {
+        1 | 2 => Some(size_of::<PluginHeader>()),
+        _ => None,
+    }
+}
 
 /// The version of this crate, written into every plugin header.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -275,6 +295,28 @@ pub struct HostApi {
     ) -> u32,
     /// Writes an [`ElementInfo`](crate::ElementInfo) as JSON. Returns a status code. Never unwinds.
     pub element_info: unsafe extern "C" fn(ctx: *const c_void, out: *const OutputSink) -> u32,
+
+    // ABI version 2. A plugin of version 1 never reads past this point. Later versions
+    // append their callbacks after these.
+    /// Looks up the element `full_name` (UTF-8) of the app, as the caller may see it; writes
+    /// its [`ElementInfo`](crate::ElementInfo) as JSON, or a `NOT_FOUND`
+    /// [`PluginError`](crate::PluginError). Returns a status code. Never unwinds.
+    pub get_element: unsafe extern "C" fn(
+        ctx: *const c_void,
+        full_name: ByteView,
+        out: *const OutputSink,
+    ) -> u32,
+    /// Calls `function` on the element `full_name` of the app with `args_json` (a JSON
+    /// object), under the checks and access rules of an HTTP call and with the identity of
+    /// the call being served; writes the JSON result or a [`PluginError`](crate::PluginError).
+    /// Returns a status code. Never unwinds.
+    pub call: unsafe extern "C" fn(
+        ctx: *const c_void,
+        full_name: ByteView,
+        function: ByteView,
+        args_json: ByteView,
+        out: *const OutputSink,
+    ) -> u32,
 }
 
 #[cfg(test)]
@@ -310,6 +352,26 @@ mod tests {
         assert_eq!(size_of::<HeaderPrefix>(), 16);
         assert_eq!(std::mem::offset_of!(PluginHeader, prefix), 0);
         assert_eq!(size_of::<HeaderString>(), 128);
+    }
+
+    #[test]
+    fn the_host_table_only_grows_at_its_end() {
+        // Where an ABI-1 plugin reads its two callbacks must never move.
+        let pointer = size_of::<*const c_void>();
+        assert_eq!(std::mem::offset_of!(HostApi, ctx), 0);
+        assert_eq!(std::mem::offset_of!(HostApi, call_parent), pointer);
+        assert_eq!(std::mem::offset_of!(HostApi, element_info), 2 * pointer);
+        assert_eq!(std::mem::offset_of!(HostApi, get_element), 3 * pointer);
+        assert_eq!(std::mem::offset_of!(HostApi, call), 4 * pointer);
+    }
+
+    #[test]
+    fn every_loadable_version_has_a_header_size() {
+        for version in OLDEST_ABI_VERSION..=ABI_VERSION {
+            assert_eq!(header_size_of_abi(version), Some(size_of::<PluginHeader>()));
+        }
+        assert_eq!(header_size_of_abi(0), None);
+        assert_eq!(header_size_of_abi(ABI_VERSION + 1), None);
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl PluginErrorKind {
 ///
 /// `kind` is optional on the wire, so plugins and hosts built before it existed still
 /// understand each other, and a `kind` this side does not know is read as absent. An error
-/// the parent returned through [`Parent::call`](crate::Parent::call) carries the parent's own code and category,
+/// the parent returned through [`Host::call`](crate::Host::call) carries the parent's own code and category,
 /// so `?` propagates it unchanged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PluginError {

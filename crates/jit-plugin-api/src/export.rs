@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::abi::{ByteView, HostApi, OutputSink, STATUS_PANIC, write_output};
 use crate::error::PluginError;
 use crate::messages::PluginDescription;
-use crate::plugin::{Parent, Plugin};
+use crate::plugin::{Host, Plugin};
 use crate::reply::{panic_message, write_reply};
 
 /// Body of the exported `describe` entry point.
@@ -66,8 +66,8 @@ pub unsafe fn call(
                 format!("arguments of `{function}` are not valid JSON: {error}"),
             )
         })?;
-        let parent = Parent::new(host);
-        plugin().call(function, args, &parent)
+        let host = Host::new(host);
+        plugin().call(function, args, &host)
     }));
     // SAFETY: `out` is null or a live sink, as this entry point's caller guarantees.
     unsafe { finish(out, outcome) }
@@ -110,7 +110,7 @@ unsafe fn finish(
 ///         &self,
 ///         function: &str,
 ///         _args: serde_json::Value,
-///         _parent: &jit_plugin_api::Parent,
+///         _host: &jit_plugin_api::Host,
 ///     ) -> Result<serde_json::Value, jit_plugin_api::PluginError> {
 ///         Err(jit_plugin_api::PluginError::unknown_function(function))
 ///     }

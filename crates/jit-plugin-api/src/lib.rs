@@ -10,18 +10,30 @@
 //! # Writing a plugin
 //!
 //! ```
-//! use jit_plugin_api::{Parent, Plugin, PluginError};
+//! use jit_plugin_api::{Host, Plugin, PluginError};
 //! use serde_json::Value;
 //!
 //! struct Passthrough;
 //!
 //! impl Plugin for Passthrough {
-//!     fn call(&self, function: &str, args: Value, parent: &Parent) -> Result<Value, PluginError> {
-//!         parent.call(function, args)
+//!     fn call(&self, function: &str, args: Value, host: &Host) -> Result<Value, PluginError> {
+//!         host.call_parent(function, args)
 //!     }
 //! }
 //!
 //! jit_plugin_api::export_plugin!(Passthrough);
+//! ```
+//!
+//! A plugin reaches the rest of the app through [`Host::app`]:
+//!
+//! ```
+//! # use jit_plugin_api::{Host, PluginError};
+//! # use serde_json::{Value, json};
+//! fn pay(host: &Host, amount: Value) -> Result<Value, PluginError> {
+//!     let pay = host.app().get_element("pays.myWechatPay")?;
+//!     let order = pay.call("create", json!({"subject": "Cart", "amount": amount}))?;
+//!     pay.call("getPayUrl", json!({"orderId": order["orderId"]}))
+//! }
 //! ```
 //!
 //! # What the host sees
@@ -52,12 +64,13 @@ mod reply;
 
 pub use abi::{
     ABI_VERSION, API_VERSION, ByteView, HEADER_STRING_CAPACITY, HEADER_SYMBOL, HeaderPrefix,
-    HeaderString, HostApi, MAGIC, OutputSink, PluginEntryPoints, PluginHeader, RUSTC_VERSION,
-    STATUS_ERROR, STATUS_OK, STATUS_PANIC, TARGET_TRIPLE, collect_output, write_output,
+    HeaderString, HostApi, MAGIC, OLDEST_ABI_VERSION, OutputSink, PluginEntryPoints, PluginHeader,
+    RUSTC_VERSION, STATUS_ERROR, STATUS_OK, STATUS_PANIC, TARGET_TRIPLE, collect_output,
+    header_size_of_abi, write_output,
 };
 pub use error::{PluginError, PluginErrorKind};
-pub use messages::{ElementInfo, PluginDescription};
-pub use plugin::{Parent, Plugin};
+pub use messages::{ArgInfo, ElementInfo, FunctionInfo, PluginDescription};
+pub use plugin::{App, ElementRef, Host, Parent, Plugin};
 pub use reply::{decode_reply, encode_reply, panic_message};
 
 /// The glue [`export_plugin!`] expands to. Not part of the stable API.

@@ -28,4 +28,56 @@ pub struct ElementInfo {
     /// such as `discountPercent` set on the plugin's Type applies to every instance unless an
     /// instance sets its own). Values the chain marks secret are masked.
     pub settings: serde_json::Map<String, Value>,
+    /// The functions callable on it, nearest declaration on the chain winning, its own
+    /// first. Absent from hosts of ABI version 1, which read as empty.
+    #[serde(default)]
+    pub functions: Vec<FunctionInfo>,
+}
+
+impl ElementInfo {
+    /// The declaration of `name` among [`functions`](Self::functions).
+    pub fn function(&self, name: &str) -> Option<&FunctionInfo> {
+        self.functions.iter().find(|function| function.name == name)
+    }
+}
+
+/// One declared function of an element, in e.json's `functionList` shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionInfo {
+    /// The function's name, as used in calls.
+    pub name: String,
+    /// Its `title`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Its arguments, in declaration order.
+    #[serde(default)]
+    pub args: Vec<ArgInfo>,
+    /// Its `returnType` as written, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_type: Option<String>,
+    /// Whether a call needs a logged-in caller (`loginRequired`, true when unset).
+    #[serde(default = "default_true")]
+    pub login_required: bool,
+}
+
+/// One argument of a [`FunctionInfo`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgInfo {
+    /// The argument's name, its key in the arguments object.
+    pub name: String,
+    /// Its `title`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Its JitAi `dataType` (`Stext`, `Numeric`, `JSON`, ...).
+    #[serde(default)]
+    pub data_type: String,
+    /// Whether it must be given (`required`, true when unset).
+    #[serde(default = "default_true")]
+    pub required: bool,
+}
+
+fn default_true() -> bool {
+    true
 }

@@ -1,5 +1,6 @@
-//! What a plugin author implements and calls: the [`Plugin`] trait, and [`Parent`], the
-//! host as seen from inside a call.
+//! What a plugin author implements and calls: the [`Plugin`] trait, and [`Host`], the host
+//! as seen from inside a call (the parent Type, the element the call is for, and the app's
+//! other elements).
 
 use std::fmt;
 
@@ -10,50 +11,56 @@ use crate::error::PluginError;
 use crate::messages::ElementInfo;
 use crate::reply::decode_reply;
 
-/// A Type implemented by a native plugin.
+/// A Type (or a service element) implemented by a native plugin.
 ///
-/// One value serves every instance of the Type, from many threads at once; which instance a
-/// call is for is told by [`Parent::element`].
+/// One value serves every element the library implements, from many threads at once; which
+/// element a call is for is told by [`Host::element`].
 pub trait Plugin: Send + Sync + 'static {
     /// Handles `function` with its JSON `args` (an object keyed by argument name). Use
-    /// `parent` to delegate to the Type this one extends.
-    fn call(&self, function: &str, args: Value, parent: &Parent) -> Result<Value, PluginError>;
+    /// `host` to delegate to the Type this one extends ([`Host::call`]) or to call other
+    /// elements of the app ([`Host::app`]).
+    fn call(&self, function: &str, args: Value, host: &Host) -> Result<Value, PluginError>;
 
     /// The functions [`call`](Self::call) handles itself. The host sends every other function
     /// straight to the parent without entering the plugin. `None` (the default): every call
-    /// enters the plugin.
+    /// enters the plugin. An element with no parent Type (a service element) sends every
+    /// call to the plugin whatever this says.
     fn overrides(&self) -> Option<&'static [&'static str]> {
         None
     }
 }
 
-/// The host as seen from inside [`Plugin::call`]: the parent Type's implementation and the
-/// element the call is for. Only reachable by reference during a call, and neither `Send` nor
-/// `Sync`, because the callbacks behind it are valid only there.
-pub struct Parent {
+/// The host as seen from inside [`Plugin::call`]: the parent Type's implementation, the
+/// element the call is for, and the app. Only reachable by reference during a call, and
+/// neither `Send` nor `Sync`, because the callbacks behind it are valid only there.
+pub struct Host {
     host: *const HostApi,
 }
 
-impl Parent {
-    /// The parent behind the host table of the call being served.
-    pub(crate) fn new(host: *const HostApi) -> Parent {
-        Parent { host }
+/// The name plugins written before [`Host`] had its app calls use; the same type.
+pub type Parent = Host;
+
+impl Host {
+    /// The host behind the table of the call being served.
+    pub(crate) fn new(host: *const HostApi) -> Host {
+        Host { host }
+    }
+
+    fn table(&self) -> &HostApi {
+        // SAFETY: `host` was valid when the host entered `call`, and `Host` is only
+        // reachable by reference during that call.
+        unsafe { &*self.host }
     }
 
     /// Calls the parent Type's implementation of `function` with `args` (a JSON object).
-    /// A parent's error comes back as the parent reported it.
+    /// A parent's error comes back as the parent reported it. An element without a parent
+    /// Type (a service element) answers `FUNCTION_NOT_FOUND`.
     pub fn call(&self, function: &str, args: Value) -> Result<Value, PluginError> {
-        let args_json = serde_json::to_vec(&args).map_err(|error| {
-            PluginError::new(
-                PluginError::PROTOCOL,
-                format!("args not serialisable: {error}"),
-            )
-        })?;
-        // SAFETY: `host` was valid when the host entered `call`, and `Parent` is only
-        // reachable by reference during that call.
-        let host = unsafe { &*self.host };
+        let args_json = to_json_bytes(&args)?;
+        let host = self.table();
         let (status, bytes) = collect_output(|out| {
-            // SAFETY: the views borrow locals that outlive the callback; `out` is live.
+            // SAFETY: the views borrow locals that outlive the callback; `out` is live;
+            // `ctx` is the host's own pointer, handed back during its call.
             unsafe {
                 (host.call_parent)(
                     host.ctx,
@@ -66,26 +73,120 @@ impl Parent {
         decode_reply(status, &bytes)
     }
 
-    /// The element this call is for: fullName, type chain and merged settings.
+    /// The same as [`call`](Self::call), named for what it does.
+    pub fn call_parent(&self, function: &str, args: Value) -> Result<Value, PluginError> {
+        self.call(function, args)
+    }
+
+    /// The element this call is for: fullName, type chain, merged settings and functions.
     pub fn element(&self) -> Result<ElementInfo, PluginError> {
-        // SAFETY: `host` was valid when the host entered `call`, and `Parent` is only
-        // reachable by reference during that call.
-        let host = unsafe { &*self.host };
+        let host = self.table();
         // SAFETY: `out` is the sink `collect_output` lends for this closure; `ctx` is the
         // host's own pointer, handed back unchanged while its call is still running.
         let (status, bytes) = collect_output(|out| unsafe { (host.element_info)(host.ctx, out) });
-        let value = decode_reply(status, &bytes)?;
-        serde_json::from_value(value).map_err(|error| {
-            PluginError::new(
-                PluginError::PROTOCOL,
-                format!("element info from the host is malformed: {error}"),
-            )
-        })
+        element_info(decode_reply(status, &bytes)?)
+    }
+
+    /// The app the element belongs to: its other elements, reached as an HTTP caller would
+    /// reach them (declared functions only, arguments checked, `loginRequired` honoured with
+    /// the identity of the call being served).
+    pub fn app(&self) -> App<'_> {
+        App { host: self }
     }
 }
 
-impl fmt::Debug for Parent {
+impl fmt::Debug for Host {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("Parent { .. }")
+        formatter.write_str("Host { .. }")
     }
+}
+
+/// The app, as a plugin reaches it during a call ([`Host::app`]).
+#[derive(Debug, Clone, Copy)]
+pub struct App<'h> {
+    host: &'h Host,
+}
+
+impl<'h> App<'h> {
+    /// The element `full_name` (for example `pays.myWechatPay`), or `NOT_FOUND` when the app
+    /// has no such element or it is private to a layer the calling element is not in.
+    pub fn get_element(&self, full_name: &str) -> Result<ElementRef<'h>, PluginError> {
+        let host = self.host.table();
+        let (status, bytes) = collect_output(|out| {
+            // SAFETY: the view borrows a local that outlives the callback; `out` is live;
+            // `ctx` is the host's own pointer, handed back during its call.
+            unsafe { (host.get_element)(host.ctx, ByteView::of(full_name.as_bytes()), out) }
+        });
+        let info = element_info(decode_reply(status, &bytes)?)?;
+        Ok(ElementRef {
+            host: self.host,
+            info,
+        })
+    }
+
+    /// Calls `function` on the element `full_name` with `args` (a JSON object), as an HTTP
+    /// call would be: the function must be declared, the arguments match its declaration
+    /// (else `BAD_ARGUMENTS`), a `loginRequired` function needs the call being served to
+    /// have a logged-in caller (else `UNAUTHORIZED`), and a Type or Meta serves no calls
+    /// (`NOT_FOUND`). The element's own errors come back with their code and category.
+    pub fn call(&self, full_name: &str, function: &str, args: Value) -> Result<Value, PluginError> {
+        let args_json = to_json_bytes(&args)?;
+        let host = self.host.table();
+        let (status, bytes) = collect_output(|out| {
+            // SAFETY: the views borrow locals that outlive the callback; `out` is live;
+            // `ctx` is the host's own pointer, handed back during its call.
+            unsafe {
+                (host.call)(
+                    host.ctx,
+                    ByteView::of(full_name.as_bytes()),
+                    ByteView::of(function.as_bytes()),
+                    ByteView::of(&args_json),
+                    out,
+                )
+            }
+        });
+        decode_reply(status, &bytes)
+    }
+}
+
+/// An element of the app found by [`App::get_element`]: what it declares, and calls to it.
+#[derive(Debug, Clone)]
+pub struct ElementRef<'h> {
+    host: &'h Host,
+    info: ElementInfo,
+}
+
+impl ElementRef<'_> {
+    /// Its fullName, chain, masked settings and declared functions.
+    pub fn info(&self) -> &ElementInfo {
+        &self.info
+    }
+
+    /// Its fullName.
+    pub fn full_name(&self) -> &str {
+        &self.info.full_name
+    }
+
+    /// Calls `function` on it with `args`, as [`App::call`] does.
+    pub fn call(&self, function: &str, args: Value) -> Result<Value, PluginError> {
+        self.host.app().call(&self.info.full_name, function, args)
+    }
+}
+
+fn to_json_bytes(args: &Value) -> Result<Vec<u8>, PluginError> {
+    serde_json::to_vec(args).map_err(|error| {
+        PluginError::new(
+            PluginError::PROTOCOL,
+            format!("args not serialisable: {error}"),
+        )
+    })
+}
+
+fn element_info(value: Value) -> Result<ElementInfo, PluginError> {
+    serde_json::from_value(value).map_err(|error| {
+        PluginError::new(
+            PluginError::PROTOCOL,
+            format!("element info from the host is malformed: {error}"),
+        )
+    })
 }

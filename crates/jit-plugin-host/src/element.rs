@@ -18,26 +18,62 @@
 //!   simply runs to completion.
 //!
 //! Each call in flight inside a plugin holds one blocking-pool thread (tokio's default cap
-//! is 512), plus one more per nested plugin Type on the chain.
+//! is 512), plus one more per nested plugin Type on the chain and per plugin element a
+//! plugin's call to the app enters.
+//!
+//! # Calls from a plugin to the app
+//!
+//! The `get_element` and `call` callbacks (ABI version 2) reach any element of the app the
+//! calling element may see, through [`App::call`]: the same declaration, `loginRequired` and
+//! argument checks as an HTTP call, with the [`CallContext`] of the call being served (the
+//! plugin acts for its caller). The target may itself be a plugin element (another, or the
+//! same): its call enters its plugin on another blocking-pool thread while this one waits in
+//! `Handle::block_on`, so plugins may call each other freely. What cannot be allowed is a
+//! cycle without end, which would take a thread per level until the pool is exhausted: the
+//! enclosing app calls travel with the call (a task-local, [`APP_CALLS`]) and a call nested
+//! [`MAX_NESTED_APP_CALLS`] deep is refused with the path it took.
+//!
+//! # Elements without a parent
+//!
+//! A service element (a `services.NormalType` instance whose own `backendBundleEntry` names
+//! the library) has no loader above its plugin: it is built with no parent, every call enters
+//! the plugin, and the plugin's parent calls answer `FUNCTION_NOT_FOUND`.
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use jit_plugin_api::{
-    ByteView, ElementInfo, HostApi, OutputSink, PluginError, PluginErrorKind, STATUS_PANIC,
-    collect_output, decode_reply, encode_reply, panic_message, write_output,
+    ArgInfo, ByteView, ElementInfo, FunctionInfo, HostApi, OutputSink, PluginError,
+    PluginErrorKind, STATUS_PANIC, collect_output, decode_reply, encode_reply, panic_message,
+    write_output,
 };
 use jit_runtime::{
-    CallContext, CallError, CallErrorKind, Element, ElementDef, ElementError, LoadContext, Loader,
+    AccessModifier, App, CallContext, CallError, CallErrorKind, Chain, Element, ElementDef,
+    ElementError, LoadContext, Loader, WeakApp,
 };
 use serde_json::{Map, Value};
 use tokio::runtime::Handle;
 
 use crate::library::LoadedPlugin;
 
-/// Builds the elements of a plugin Type: the parent Type's loader builds the element first
-/// ([`LoadContext::load_with_parent`]), then the plugin wraps it.
+/// How deep calls from plugins to the app may nest (a plugin calling an element whose plugin
+/// calls another, ...). Deeper is taken for a call cycle and refused.
+pub const MAX_NESTED_APP_CALLS: usize = 16;
+
+/// The code of the error a call nested deeper than [`MAX_NESTED_APP_CALLS`] gets.
+pub const CALL_DEPTH_EXCEEDED: &str = "CALL_DEPTH_EXCEEDED";
+
+tokio::task_local! {
+    /// The app calls made by plugins that enclose the running code, outermost first
+    /// (`element.function`). Set around each call a plugin makes, read by a plugin element
+    /// that the call enters.
+    static APP_CALLS: Arc<[String]>;
+}
+
+/// Builds the elements of a plugin Type (or service element): the parent Type's loader
+/// builds the element first ([`LoadContext::load_with_parent`]), then the plugin wraps it;
+/// with no loader above this one, the element is the plugin alone.
 #[derive(Debug, Clone)]
 pub struct PluginLoader {
     plugin: Arc<LoadedPlugin>,
@@ -59,24 +95,24 @@ impl PluginLoader {
 impl Loader for PluginLoader {
     async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
         let plugin_type = cx.loader_def().full_name.to_string();
-        let parent = cx.load_with_parent().await.map_err(|error| {
-            ElementError::with_source(
-                format!(
-                    "native plugin `{}` implementing `{plugin_type}` needs its parent Type's element",
-                    self.plugin.path().display()
-                ),
-                error,
-            )
-        })?;
-        let chain = cx.chain();
-        let info = ElementInfo {
-            full_name: cx.def().full_name.to_string(),
-            chain: chain.names().map(str::to_owned).collect(),
-            settings: chain.settings_masked(),
+        // No loader above this one (a service element): the plugin is the whole element.
+        let parent = match cx.load_with_parent().await {
+            Ok(parent) => Some(parent),
+            Err(ElementError::NoParentLoader(name)) if name == plugin_type => None,
+            Err(error) => {
+                return Err(ElementError::with_source(
+                    format!(
+                        "native plugin `{}` implementing `{plugin_type}` needs its parent Type's element",
+                        self.plugin.path().display()
+                    ),
+                    error,
+                ));
+            }
         };
-        let info_json = serde_json::to_vec(&info)
+        let chain = cx.chain();
+        let info_json = serde_json::to_vec(&info_of(chain))
             .map_err(|error| ElementError::with_source("element info not serialisable", error))?;
-        if let Some(overrides) = self.plugin.overrides() {
+        if let Some(overrides) = self.plugin.overrides().filter(|_| parent.is_some()) {
             for function in overrides
                 .iter()
                 .filter(|name| chain.function(name).is_none())
@@ -107,6 +143,7 @@ impl Loader for PluginLoader {
                 parent,
                 parent_defs,
                 info_json: info_json.into(),
+                app: cx.app().downgrade(),
             }),
         }))
     }
@@ -124,9 +161,12 @@ pub struct PluginElement {
 
 struct Shared {
     plugin: Arc<LoadedPlugin>,
-    parent: Arc<dyn Element>,
+    /// `None` for an element with no loader above its plugin (a service element).
+    parent: Option<Arc<dyn Element>>,
     parent_defs: Vec<Arc<ElementDef>>,
     info_json: Arc<[u8]>,
+    /// Weak: the app holds this element in its cache.
+    app: WeakApp,
 }
 
 impl PluginElement {
@@ -135,9 +175,39 @@ impl PluginElement {
         &self.shared.plugin
     }
 
-    /// The parent Type's element it delegates to.
-    pub fn parent(&self) -> &Arc<dyn Element> {
-        &self.shared.parent
+    /// The parent Type's element it delegates to; `None` for an element with no loader
+    /// above its plugin (a service element), whose every call enters the plugin.
+    pub fn parent(&self) -> Option<&Arc<dyn Element>> {
+        self.shared.parent.as_ref()
+    }
+}
+
+/// What the plugin is told about an element: [`ElementInfo`] from its chain, secrets masked.
+fn info_of(chain: &Chain) -> ElementInfo {
+    ElementInfo {
+        full_name: chain.element().full_name.to_string(),
+        chain: chain.names().map(str::to_owned).collect(),
+        settings: chain.settings_masked(),
+        functions: chain
+            .functions()
+            .into_iter()
+            .map(|function| FunctionInfo {
+                name: function.name.clone(),
+                title: function.title.clone(),
+                args: function
+                    .args
+                    .iter()
+                    .map(|arg| ArgInfo {
+                        name: arg.name.clone(),
+                        title: arg.title.clone(),
+                        data_type: arg.data_type.as_str().to_owned(),
+                        required: arg.required,
+                    })
+                    .collect(),
+                return_type: function.return_type.clone(),
+                login_required: function.login_required,
+            })
+            .collect(),
     }
 }
 
@@ -154,8 +224,10 @@ impl Element for PluginElement {
         cx: &CallContext,
     ) -> Result<Value, CallError> {
         let shared = &self.shared;
-        if !shared.plugin.handles(function) {
-            return shared.parent.call(function, args, cx).await;
+        if let Some(parent) = &shared.parent
+            && !shared.plugin.handles(function)
+        {
+            return parent.call(function, args, cx).await;
         }
         let args_json = serde_json::to_vec(&Value::Object(args))
             .map_err(|error| CallError::internal(format!("arguments not serialisable: {error}")))?;
@@ -171,6 +243,9 @@ impl Element for PluginElement {
             shared: shared.clone(),
             element: self.def.full_name.to_string(),
             cx: cx.clone(),
+            enclosing: APP_CALLS
+                .try_with(Arc::clone)
+                .unwrap_or_else(|_| Arc::from([])),
         };
         let function_name = function.to_owned();
         let (status, bytes) =
@@ -196,14 +271,19 @@ struct HostCall {
     shared: Arc<Shared>,
     element: String,
     cx: CallContext,
+    /// The app calls by plugins this call is nested in ([`APP_CALLS`] when it began).
+    enclosing: Arc<[String]>,
 }
 
 impl HostCall {
     fn enter_plugin(&self, function: &str, args_json: &[u8]) -> (u32, Vec<u8>) {
+        // The newest table: a plugin of an older ABI version reads only its prefix.
         let host = HostApi {
             ctx: (self as *const HostCall).cast(),
             call_parent,
             element_info,
+            get_element,
+            call: call_element,
         };
         let entry_points = self.shared.plugin.entry_points();
         collect_output(|out| {
@@ -223,19 +303,106 @@ impl HostCall {
     }
 
     fn call_parent(&self, function: &str, args_json: &[u8]) -> Result<Value, PluginError> {
-        // Read like a request body: no number changes on the way to the parent.
-        let args = jit_runtime::parse_arguments(args_json).map_err(|error| {
-            let message = format!("arguments for the parent's `{function}`: {}", error.message);
-            if error.code() == jit_runtime::INVALID_JSON {
-                PluginError::new(PluginError::PROTOCOL, message)
-            } else {
-                PluginError::bad_arguments(message)
-            }
-        })?;
+        let Some(parent) = &self.shared.parent else {
+            return Err(PluginError::of_kind(
+                PluginErrorKind::FunctionNotFound,
+                PluginErrorKind::FunctionNotFound.code(),
+                format!(
+                    "`{}` has no parent Type implementing `{function}`",
+                    self.element
+                ),
+            ));
+        };
+        let args = read_arguments(args_json, &format!("the parent's `{function}`"))?;
         self.check_parent_args(function, &args)?;
-        self.handle
-            .block_on(self.shared.parent.call(function, args, &self.cx))
-            .map_err(plugin_error_from_call)
+        // A parent that is itself a plugin element is still inside the same app calls.
+        let call = APP_CALLS.scope(
+            self.enclosing.clone(),
+            parent.call(function, args, &self.cx),
+        );
+        self.handle.block_on(call).map_err(plugin_error_from_call)
+    }
+
+    fn app(&self) -> Result<App, PluginError> {
+        self.shared.app.upgrade().ok_or_else(|| {
+            PluginError::internal(format!("the app of `{}` has been shut down", self.element))
+        })
+    }
+
+    /// The chain of `full_name` if the calling element may see it: it exists, and it is not
+    /// `private` to another layer than the caller's. Both misses are the same `NOT_FOUND`, so
+    /// a private element's existence does not show.
+    fn visible_chain<'a>(&self, app: &'a App, full_name: &str) -> Result<&'a Chain, PluginError> {
+        let definitions = app.definitions();
+        let visible = app.chain(full_name).filter(|chain| {
+            chain.element().access_modifier != AccessModifier::Private
+                || definitions.layer_index(full_name) == definitions.layer_index(&self.element)
+        });
+        visible.ok_or_else(|| {
+            PluginError::of_kind(
+                PluginErrorKind::NotFound,
+                PluginErrorKind::NotFound.code(),
+                format!("no element `{full_name}`"),
+            )
+        })
+    }
+
+    fn get_element(&self, full_name: &str) -> Result<Value, PluginError> {
+        let app = self.app()?;
+        let chain = self.visible_chain(&app, full_name)?;
+        serde_json::to_value(info_of(chain))
+            .map_err(|error| PluginError::internal(format!("element info: {error}")))
+    }
+
+    /// `function` of `full_name` as an HTTP call would reach it, for the caller of the call
+    /// being served.
+    fn call_element(
+        &self,
+        full_name: &str,
+        function: &str,
+        args_json: &[u8],
+    ) -> Result<Value, PluginError> {
+        let target = format!("{full_name}.{function}");
+        if self.enclosing.len() >= MAX_NESTED_APP_CALLS {
+            let path: Vec<&str> = self
+                .enclosing
+                .iter()
+                .map(String::as_str)
+                .chain([target.as_str()])
+                .collect();
+            return Err(PluginError::of_kind(
+                PluginErrorKind::Internal,
+                CALL_DEPTH_EXCEEDED,
+                format!(
+                    "`{target}` not called: calls between plugins nest deeper than \
+                     {MAX_NESTED_APP_CALLS} ({}); is there a call cycle?",
+                    path.join(" → ")
+                ),
+            ));
+        }
+        let app = self.app()?;
+        let chain = self.visible_chain(&app, full_name)?;
+        // A Type or a Meta declares functions for its instances and serves none, as HTTP
+        // dispatch refuses it. The same rule as the binary's `commands::is_instance`, to be
+        // replaced by the runtime's single owner of it once there is one.
+        let def = chain.element();
+        if def.is_meta() || app.definitions().is_used_as_type(full_name) {
+            return Err(PluginError::of_kind(
+                PluginErrorKind::NotFound,
+                PluginErrorKind::NotFound.code(),
+                format!(
+                    "`{full_name}` is a Type, not an element that serves calls: call one of its \
+                     instances"
+                ),
+            ));
+        }
+        let args = read_arguments(args_json, &format!("`{target}`"))?;
+        let calls: Arc<[String]> = self.enclosing.iter().cloned().chain([target]).collect();
+        let call = APP_CALLS.scope(
+            calls,
+            app.call(full_name, function, Value::Object(args), &self.cx),
+        );
+        self.handle.block_on(call).map_err(plugin_error_from_call)
     }
 
     /// The parent's contract is that its `call` sees arguments already checked against its
@@ -266,6 +433,18 @@ impl HostCall {
             )))
         }
     }
+}
+
+/// Reads arguments a plugin passes like a request body: no number changes on the way.
+fn read_arguments(args_json: &[u8], callee: &str) -> Result<Map<String, Value>, PluginError> {
+    jit_runtime::parse_arguments(args_json).map_err(|error| {
+        let message = format!("arguments for {callee}: {}", error.message);
+        if error.code() == jit_runtime::INVALID_JSON {
+            PluginError::new(PluginError::PROTOCOL, message)
+        } else {
+            PluginError::bad_arguments(message)
+        }
+    })
 }
 
 /// Writes `result` for the plugin and returns its status.
@@ -335,6 +514,69 @@ unsafe extern "C" fn element_info(ctx: *const c_void, out: *const OutputSink) ->
         let call = unsafe { &*ctx.cast::<HostCall>() };
         serde_json::from_slice::<Value>(&call.shared.info_json)
             .map_err(|error| PluginError::new(PluginError::PROTOCOL, error.to_string()))
+    }));
+    // SAFETY: `out` is the sink the plugin passed for this callback, which the ABI requires
+    // to be null or live until the callback returns: what `answer` needs.
+    unsafe { answer(out, result) }
+}
+
+/// Reads a name the plugin lends as UTF-8 text.
+///
+/// # Safety
+/// `view` must be a view the plugin lends for the callback in progress (valid until it
+/// returns); the text is not kept beyond it.
+unsafe fn lent_text<'a>(view: ByteView, what: &str) -> Result<&'a str, PluginError> {
+    // SAFETY: the caller guarantees the view is valid for the callback in progress.
+    let bytes = unsafe { view.as_slice() };
+    std::str::from_utf8(bytes).map_err(|error| {
+        PluginError::new(
+            PluginError::PROTOCOL,
+            format!("{what} is not UTF-8: {error}"),
+        )
+    })
+}
+
+unsafe extern "C" fn get_element(
+    ctx: *const c_void,
+    full_name: ByteView,
+    out: *const OutputSink,
+) -> u32 {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `ctx` is the `&HostCall` that `enter_plugin` lent in the `HostApi` of the
+        // plugin call now in progress on this thread (see `call_parent`): alive, only shared.
+        let call = unsafe { &*ctx.cast::<HostCall>() };
+        // SAFETY: the ABI requires the plugin to lend the name until this callback returns.
+        let full_name = unsafe { lent_text(full_name, "element name") }?;
+        call.get_element(full_name)
+    }));
+    // SAFETY: `out` is the sink the plugin passed for this callback, which the ABI requires
+    // to be null or live until the callback returns: what `answer` needs.
+    unsafe { answer(out, result) }
+}
+
+unsafe extern "C" fn call_element(
+    ctx: *const c_void,
+    full_name: ByteView,
+    function: ByteView,
+    args_json: ByteView,
+    out: *const OutputSink,
+) -> u32 {
+    // No panic may unwind into the plugin's frames: other elements' code runs in here.
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `ctx` is the `&HostCall` that `enter_plugin` lent in the `HostApi` of the
+        // plugin call now in progress on this thread (see `call_parent`): alive, only shared.
+        let call = unsafe { &*ctx.cast::<HostCall>() };
+        // SAFETY: the ABI requires the plugin to lend the views until this callback returns;
+        // the texts are only borrowed for the call below, and the arguments parsed into
+        // owned values before it returns.
+        let (full_name, function, args_json) = unsafe {
+            (
+                lent_text(full_name, "element name")?,
+                lent_text(function, "function name")?,
+                args_json.as_slice(),
+            )
+        };
+        call.call_element(full_name, function, args_json)
     }));
     // SAFETY: `out` is the sink the plugin passed for this callback, which the ABI requires
     // to be null or live until the callback returns: what `answer` needs.

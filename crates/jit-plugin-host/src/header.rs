@@ -2,7 +2,8 @@
 //! read from a loaded library or from the library file.
 
 use jit_plugin_api::{
-    ABI_VERSION, API_VERSION, HeaderPrefix, MAGIC, PluginHeader, RUSTC_VERSION, TARGET_TRIPLE,
+    ABI_VERSION, API_VERSION, HeaderPrefix, MAGIC, OLDEST_ABI_VERSION, PluginHeader, RUSTC_VERSION,
+    TARGET_TRIPLE, header_size_of_abi,
 };
 
 /// One header field that differs from what the host expects.
@@ -27,6 +28,18 @@ impl std::fmt::Display for HeaderMismatch {
     }
 }
 
+/// The ABI versions this host loads, for messages: `1 or 2`, or `1, 2 or 3`.
+fn supported_versions() -> String {
+    let versions: Vec<String> = (OLDEST_ABI_VERSION..=ABI_VERSION)
+        .map(|version| version.to_string())
+        .collect();
+    match versions.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 fn quoted(text: &str) -> String {
     format!("`{text}`")
 }
@@ -41,14 +54,15 @@ pub(crate) fn check_prefix(prefix: &HeaderPrefix) -> Result<(), HeaderMismatch> 
             found: quoted(&prefix.magic.escape_ascii().to_string()),
         });
     }
-    if prefix.abi_version != ABI_VERSION {
+    // Every version from the oldest still served: the host's callback table only grows at
+    // its end, so one table serves them all.
+    let Some(size) = header_size_of_abi(prefix.abi_version) else {
         return Err(HeaderMismatch {
             field: "abi_version",
-            expected: ABI_VERSION.to_string(),
+            expected: supported_versions(),
             found: prefix.abi_version.to_string(),
         });
-    }
-    let size = size_of::<PluginHeader>();
+    };
     if prefix.header_size as usize != size {
         return Err(HeaderMismatch {
             field: "header_size",
@@ -159,7 +173,7 @@ mod tests {
         header.prefix.abi_version = 999;
         assert_eq!(
             refusal(&header).to_string(),
-            format!("header field `abi_version` is 999, expected {ABI_VERSION}")
+            "header field `abi_version` is 999, expected 1 or 2"
         );
 
         let mut header = good();
@@ -196,11 +210,25 @@ mod tests {
     }
 
     #[test]
+    fn every_version_from_the_oldest_served_is_accepted() {
+        for version in OLDEST_ABI_VERSION..=ABI_VERSION {
+            let mut header = good();
+            header.prefix.abi_version = version;
+            assert_eq!(check_prefix(&header.prefix), Ok(()), "ABI {version}");
+        }
+        let mut header = good();
+        header.prefix.abi_version = 0;
+        assert_eq!(refusal(&header).field, "abi_version");
+        header.prefix.abi_version = ABI_VERSION + 1;
+        assert_eq!(refusal(&header).field, "abi_version");
+    }
+
+    #[test]
     fn the_prefix_is_checked_before_anything_after_it() {
         // A wrong ABI version and a wrong compiler: the ABI version is reported, because with
         // another ABI the strings may not even be where this host looks for them.
         let mut header = good();
-        header.prefix.abi_version = 2;
+        header.prefix.abi_version = ABI_VERSION + 1;
         header.rustc_version = HeaderString::new("rustc 0.0.0");
         assert_eq!(refusal(&header).field, "abi_version");
     }

@@ -51,7 +51,7 @@ use std::sync::Arc;
 
 use jit_runtime::{AppBuilder, Definitions, ElementDef, LoadError, LoadErrorKind, LoadErrors};
 
-pub use element::{PluginElement, PluginLoader};
+pub use element::{CALL_DEPTH_EXCEEDED, MAX_NESTED_APP_CALLS, PluginElement, PluginLoader};
 pub use file::{InspectedPlugin, inspect_plugin};
 pub use header::HeaderMismatch;
 pub use library::{LoadedPlugin, OpenError, open_plugin};

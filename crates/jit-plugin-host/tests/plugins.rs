@@ -491,7 +491,7 @@ fn a_library_reached_through_a_link_must_stay_in_its_element_folder() {
 }
 
 #[tokio::test]
-async fn a_plugin_type_without_a_parent_loader_fails_with_a_clear_error() {
+async fn a_plugin_type_without_a_parent_loader_says_what_it_cannot_delegate() {
     let app = shop();
     // No fixture loader for pays.WechatPayType this time, so no plain instance of it either.
     std::fs::remove_dir_all(app.path().join("elements/pays/plainPay")).expect("remove plainPay");
@@ -511,8 +511,8 @@ async fn a_plugin_type_without_a_parent_loader_fails_with_a_clear_error() {
         app.path().join("elements/pays/WechatPayType/e.json")
     );
 
-    // A parent Type with nothing to serve passes the build; the plugin's element then
-    // cannot be built, and says why when it is first needed.
+    // A parent Type with nothing to serve passes the build; the plugin's element is then
+    // built with no parent (as a service element is), and a delegation says what is missing.
     app.element(
         "pays/WechatPayType",
         json!({"title": "Declarations only", "type": "pays.Meta"}),
@@ -522,6 +522,7 @@ async fn a_plugin_type_without_a_parent_loader_fails_with_a_clear_error() {
         json!({
             "type": "pays.WechatPayType",
             "backendBundleEntry": library_file_name("example_discount_plugin"),
+            "discountPercent": 10,
             "functionList": [{"name": "create", "args": [
                 {"name": "subject", "dataType": "Stext"},
                 {"name": "amount", "dataType": "Any"}
@@ -540,12 +541,11 @@ async fn a_plugin_type_without_a_parent_loader_fails_with_a_clear_error() {
             &caller(),
         )
         .await
-        .expect_err("no parent to build");
-    assert!(
-        error.message.contains("needs its parent Type's element")
-            && error.message.contains("pays.DiscountWechatPayType"),
-        "{}",
-        error.message
+        .expect_err("no parent to delegate to");
+    assert_eq!(error.kind, CallErrorKind::FunctionNotFound);
+    assert_eq!(
+        error.message,
+        "`pays.myDiscountPay` has no parent Type implementing `create`"
     );
 }
 
@@ -569,7 +569,7 @@ fn refusals_name_the_element_the_file_and_the_reason() {
     app.install("pays/WrongAbiType", &plugins.bad_abi, &bad_abi_file);
     expect.push((
         bad_abi,
-        "header field `abi_version` is 999, expected 1".to_owned(),
+        "header field `abi_version` is 999, expected 1 or 2".to_owned(),
     ));
 
     // 2. A file that is not a library.
@@ -643,7 +643,7 @@ fn refusals_name_the_element_the_file_and_the_reason() {
     match &wrong_abi.problem {
         PluginProblem::Open(jit_plugin_host::OpenError::Refused { mismatch, .. }) => {
             assert_eq!(mismatch.field, "abi_version");
-            assert_eq!(mismatch.expected, "1");
+            assert_eq!(mismatch.expected, "1 or 2");
             assert_eq!(mismatch.found, "999");
         }
         other => panic!("expected a header refusal, got {other:?}"),

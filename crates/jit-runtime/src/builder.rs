@@ -154,6 +154,9 @@ impl AppBuilder {
 /// Where a host finds out how to build an element that this one cannot.
 const EXTENDING_GUIDE: &str = "docs/extending.md";
 
+/// Where an app finds out how to give an element code as a native plugin.
+const PLUGINS_GUIDE: &str = "docs/plugins.md";
+
 /// Every element of `defs` this host cannot build, given which fullNames have a loader
 /// (the rules are listed on [`AppBuilder::build`]). One owner for `check` and `build`.
 fn unbuildable(defs: &Definitions, has_loader: impl Fn(&str) -> bool) -> Vec<LoadError> {
@@ -178,13 +181,25 @@ fn no_loader(chain: &Chain, callable: bool) -> LoadError {
     } else {
         "it cannot be built"
     };
+    let def = chain.element();
+    // An element in an app's folder can bring its own code; say how.
+    let own_code = if def.dir.is_some() {
+        format!(
+            "; give `{name}` code of its own: a native plugin library in its folder named by \
+             its backendBundleEntry (`jit new service {name}` writes one to start from, see \
+             {PLUGINS_GUIDE})",
+            name = def.full_name
+        )
+    } else {
+        String::new()
+    };
     LoadError::new(
         LoadErrorKind::NoLoader,
-        &chain.element().source,
+        &def.source,
         format!(
             "no loader is registered for any element of its chain {chain} in this host, so \
              {consequence}; a Type written in Rust needs the host binary that registers its \
-             loader (see {EXTENDING_GUIDE})"
+             loader (see {EXTENDING_GUIDE}){own_code}"
         ),
     )
 }

@@ -9,6 +9,11 @@
 //!   hook, the element, the order's id and status, the event's type and id, the error of
 //!   `onException`); `onCreate` of an order whose subject is [`FAILING_SUBJECT`] fails
 //!   with `HOOK_REFUSED`;
+//! - `lookup(name)` returns what the app says of element `name` (`get_element`);
+//! - `callElement(element, function, args)` calls `function` of another element of the app
+//!   (through the handle `get_element` gives) and returns its result (or its error);
+//! - `bounce(to)` calls `bounce` of element `to` with this element as `to`: two elements
+//!   bouncing to each other (or one to itself) are a call cycle;
 //! - anything else goes to the parent unchanged.
 //!
 //! It also has an initialiser (see [`INIT_MARKER_VARIABLE`]), which the system's dynamic
@@ -54,9 +59,32 @@ impl Plugin for ProbePlugin {
             {
                 row_hook(function, &args, parent)
             }
+            "lookup" => {
+                let name = string_arg(&args, function, "name")?;
+                let found = parent.app().get_element(name)?;
+                serde_json::to_value(found.info())
+                    .map_err(|error| PluginError::new(PluginError::PROTOCOL, error.to_string()))
+            }
+            "callElement" => {
+                let element = string_arg(&args, function, "element")?;
+                let target = string_arg(&args, function, "function")?;
+                let call_args = args.get("args").cloned().unwrap_or_else(|| json!({}));
+                parent.app().get_element(element)?.call(target, call_args)
+            }
+            "bounce" => {
+                let to = string_arg(&args, function, "to")?;
+                let me = parent.element()?.full_name;
+                parent.app().call(to, "bounce", json!({ "to": me }))
+            }
             other => parent.call(other, args),
         }
     }
+}
+
+fn string_arg<'a>(args: &'a Value, function: &str, name: &str) -> Result<&'a str, PluginError> {
+    args.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| PluginError::bad_arguments(format!("{function}: `{name}` must be a string")))
 }
 
 jit_plugin_api::export_plugin!(ProbePlugin);

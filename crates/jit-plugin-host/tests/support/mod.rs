@@ -17,6 +17,8 @@ pub struct BuiltPlugins {
     pub discount: PathBuf,
     pub probe: PathBuf,
     pub bad_abi: PathBuf,
+    /// `test-abi1-plugin`: built as ABI version 1 plugins were.
+    pub abi1: PathBuf,
 }
 
 /// Builds the three plugin crates once per test binary (a no-op when they are up to date)
@@ -30,6 +32,7 @@ pub fn built_plugins() -> &'static BuiltPlugins {
                 "example-discount-plugin",
                 "test-probe-plugin",
                 "test-bad-plugin",
+                "test-abi1-plugin",
             ],
             !cfg!(debug_assertions),
         );
@@ -42,6 +45,7 @@ pub fn built_plugins() -> &'static BuiltPlugins {
             discount: take("example_discount_plugin"),
             probe: take("test_probe_plugin"),
             bad_abi: take("test_bad_plugin"),
+            abi1: take("test_abi1_plugin"),
         }
     })
 }
@@ -285,7 +289,14 @@ pub fn shop() -> TempApp {
                     {"name": "function", "dataType": "Stext"},
                     {"name": "args", "dataType": "JSON", "required": false}
                 ]},
-                {"name": "panic", "args": []}
+                {"name": "panic", "args": []},
+                {"name": "lookup", "args": [{"name": "name", "dataType": "Stext"}]},
+                {"name": "callElement", "args": [
+                    {"name": "element", "dataType": "Stext"},
+                    {"name": "function", "dataType": "Stext"},
+                    {"name": "args", "dataType": "JSON", "required": false}
+                ]},
+                {"name": "bounce", "args": [{"name": "to", "dataType": "Stext"}]}
             ]
         }),
     );

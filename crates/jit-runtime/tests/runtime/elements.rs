@@ -417,7 +417,9 @@ async fn an_instance_without_a_loader_fails_build_but_not_load_definitions() {
         error.message,
         "no loader is registered for any element of its chain shop.users → models.Base → \
          models.Meta in this host, so it cannot be built; a Type written in Rust needs the host \
-         binary that registers its loader (see docs/extending.md)"
+         binary that registers its loader (see docs/extending.md); give `shop.users` code of its \
+         own: a native plugin library in its folder named by its backendBundleEntry (`jit new \
+         service shop.users` writes one to start from, see docs/plugins.md)"
     );
     // A Meta loader covers every element of its family.
     tree.builder("app")
@@ -482,6 +484,13 @@ async fn an_element_declaring_functions_needs_a_loader_even_when_it_is_no_instan
             "{error}"
         );
         assert!(error.message.contains("docs/extending.md"), "{error}");
+        assert!(
+            error.message.contains(
+                "give `shop.ordersSvc` code of its own: a native plugin library in its folder \
+                 named by its backendBundleEntry (`jit new service shop.ordersSvc` writes one"
+            ),
+            "{error}"
+        );
     }
     // A Meta with functions of its own is callable too.
     let tree = Tree::new(&[
