@@ -134,6 +134,8 @@ pub(crate) async fn invoke(
         // Tokens are shared secrets, not identities: an authorized caller is "bearer".
         principal: route.login_required.then(|| "bearer".to_owned()),
         peer,
+        // A new request: its own `cacheLevel: 1` elements.
+        ..Default::default()
     };
     let call = state.app.call(
         &route.full_name,

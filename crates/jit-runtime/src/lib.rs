@@ -125,6 +125,7 @@ mod definitions;
 mod element;
 mod element_def;
 mod error;
+mod generations;
 mod loader;
 mod log_safe;
 mod name;
@@ -132,22 +133,23 @@ mod secret;
 mod settings;
 mod wait_graph;
 
-pub use app::{App, WeakApp};
+pub use app::{App, LiveApp, WeakApp};
 pub use arguments::{
     INVALID_JSON, argument_problems, check_call, declared_function, parse_arguments,
 };
 pub use builder::AppBuilder;
-pub use call_context::CallContext;
+pub use call_context::{CallContext, RequestElements};
 pub use chain::Chain;
 pub use definitions::{Definitions, FRAMEWORK_LAYER, FRAMEWORK_PREFIX, Layer};
 pub use element::Element;
 pub use element_def::{
-    AccessModifier, ArgDecl, BackendLoadTime, DataType, ElementDef, FunctionDecl,
+    AccessModifier, ArgDecl, BackendLoadTime, CacheLevel, DataType, ElementDef, FunctionDecl,
 };
 pub use error::{
     CallError, CallErrorKind, ElementError, GetError, LoadError, LoadErrorKind, LoadErrors,
     PlaceholderError,
 };
+pub use generations::{GenerationChanges, NextGeneration, ReplaceError};
 pub use loader::{LoadContext, Loader};
 pub use log_safe::{
     LOG_TEXT_LIMIT, LogAdmission, LogSafe, RefusalLogLimiter, is_format_char, log_safe,

@@ -5,4 +5,5 @@
 mod common;
 
 mod elements;
+mod generations;
 mod loading;
