@@ -43,6 +43,7 @@ mod error;
 mod host;
 pub mod logging;
 mod official;
+mod reload;
 mod serve;
 pub mod server;
 mod simulator_file;

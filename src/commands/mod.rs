@@ -8,7 +8,7 @@ mod openapi;
 mod sim;
 
 pub(crate) use bills::{bills, reconcile};
-pub(crate) use definitions::{check, is_instance, ls, show};
+pub(crate) use definitions::{check, check_app, is_instance, ls, show};
 pub(crate) use events::events;
 pub(crate) use openapi::openapi;
 pub(crate) use sim::sim;

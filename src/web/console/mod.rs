@@ -800,7 +800,7 @@ async fn run_action(
     );
     match console
         .server
-        .app
+        .app()
         .call(element, function, args, &context)
         .await
     {
