@@ -52,5 +52,6 @@ mod web;
 pub use error::HostError;
 pub use host::Host;
 pub use official::config::{GatewayTarget, PaysConfig};
+pub use reload::ReloadOutcome;
 pub use server::ServerHandle;
 pub use server::config::{ConnectionLimits, Overrides, ServeConfig};

@@ -30,6 +30,7 @@ mod plugin;
 mod plugin_check;
 mod readme_flow;
 mod refunds;
+mod reload;
 mod shutdown;
 mod startup_rules;
 mod unbuildable;
