@@ -42,6 +42,10 @@ use crate::server::shutdown::ShutdownSignal;
 /// The metric counting reloads, labelled by [`ReloadOutcome::label`].
 pub(crate) const RELOADS: &str = "jit_reloads_total";
 
+/// Every [`ReloadOutcome::label`], so the counter's series exist from the start.
+pub(crate) const OUTCOME_LABELS: [&str; 4] =
+    ["applied", "unchanged", "refused", "restart_required"];
+
 /// How often the watcher looks at the tree.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 

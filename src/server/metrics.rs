@@ -104,6 +104,9 @@ pub(crate) fn install() -> &'static Exporter {
             crate::reload::RELOADS,
             "Reloads of the app by `jit serve`, by outcome: applied, unchanged, refused, restart_required."
         );
+        for outcome in crate::reload::OUTCOME_LABELS {
+            counter!(crate::reload::RELOADS, "outcome" => outcome).absolute(0);
+        }
         jit_pays::metrics::describe();
         let upkeep = handle.clone();
         // A plain thread: it outlives any one tokio runtime (tests start several).
