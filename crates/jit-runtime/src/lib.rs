@@ -66,6 +66,21 @@
 //! inside of gets [`GetError::BuildCycle`] instead of waiting forever, also when the
 //! builds of the cycle were started by different tasks.
 //!
+//! # Generations and cache levels
+//!
+//! An [`App`] is one *generation* of the app, pinned: a host pins one per request (through
+//! [`LiveApp::current`]) and the request finishes on it. [`AppBuilder::build_next`] builds
+//! the next generation beside the running one, keeping the built instance of every element
+//! whose chain of definitions and loader plan did not change ([`GenerationChanges`]);
+//! [`NextGeneration::make_current`] swaps it in atomically, and the old generation is
+//! retired (its elements no later generation kept get `on_app_exit`) once nothing holds it
+//! or after a grace period. A [`WeakApp`] always upgrades to the current generation.
+//!
+//! `cacheLevel` ([`CacheLevel`], nearest on the chain): `0` (default) builds an element
+//! once per generation; `1` builds it afresh per request, from the cached definition, and
+//! shares it between the calls of that request through the [`CallContext`]
+//! ([`App::get_element_in`]). Any other value is a load error at `cacheLevel`.
+//!
 //! # Arguments
 //!
 //! [`App::call`] checks a call against the nearest declaration on the chain

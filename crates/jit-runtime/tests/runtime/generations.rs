@@ -396,7 +396,9 @@ async fn an_odd_cache_level_is_a_load_error_naming_the_file_and_path() {
     for odd in ["2", "\"1\"", "-1", "1.5", "true"] {
         let element = format!(r#"{{"type": "c.Type", "cacheLevel": {odd}}}"#);
         let fx = Fixture::new(&[("app/elements/c/a/e.json", element.as_str())]);
-        let errors = fx.builder().load_definitions().err().expect("refused");
+        let Err(errors) = fx.builder().load_definitions() else {
+            panic!("{odd}: refused")
+        };
         let error = errors.iter().next().expect("one error");
         assert_eq!(error.kind, LoadErrorKind::Parse, "{odd}");
         assert_eq!(error.json_path.as_deref(), Some("cacheLevel"), "{odd}");
