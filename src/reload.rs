@@ -270,8 +270,10 @@ impl Reloader {
             return refused(errors.iter().map(ToString::to_string).collect());
         }
         // Definitions that are the same in every way (an [env] change reaches them through
-        // their config files) leave nothing to serve anew.
-        if next.changes.is_empty() {
+        // their config files) and the same [env] (which `App::fill_placeholders` serves)
+        // leave nothing to serve anew.
+        if next.changes.is_empty() && next.app.settings().env == self.live.current().settings().env
+        {
             next.abandon().await;
             return ReloadOutcome::Unchanged;
         }
@@ -509,6 +511,21 @@ pub(crate) fn signal_server(app_dir: &Path) -> Result<String, HostError> {
             shown.display()
         ))
     })?;
+    // A record a crashed server left may name a pid the system has given to another
+    // program since: SIGHUP would stop it. Where the system shows command lines, the
+    // process must be a `serve`.
+    if let Ok(command_line) = std::fs::read(format!("/proc/{}/cmdline", record.pid))
+        && !command_line
+            .split(|byte| *byte == 0)
+            .any(|arg| arg == b"serve")
+    {
+        return Err(HostError::command(format!(
+            "no `jit serve` is running for the app: {} names pid {}, which is another \
+             program now (the server stopped without removing the file); delete the file",
+            shown.display(),
+            record.pid
+        )));
+    }
     let pid = i32::try_from(record.pid)
         .ok()
         .filter(|pid| *pid > 0)
@@ -601,5 +618,29 @@ mod tests {
         let error = signal_server(dir.path()).unwrap_err().to_string();
         assert!(error.contains("no `jit serve` is running"), "{error}");
         assert!(error.contains("serve.json"), "{error}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn jit_reload_never_signals_a_process_that_is_not_a_server() {
+        // A stale record naming a live process that is no `jit serve`.
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let _written = ServeRecord {
+            pid: other.id(),
+            url: "http://127.0.0.1:1".to_owned(),
+        }
+        .write(dir.path())
+        .unwrap();
+        let refused = signal_server(dir.path());
+        let alive = other.try_wait().unwrap().is_none();
+        other.kill().unwrap();
+        other.wait().unwrap();
+        let error = refused.unwrap_err().to_string();
+        assert!(error.contains("another program now"), "{error}");
+        assert!(alive, "the other program was not signalled");
     }
 }
