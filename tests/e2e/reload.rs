@@ -141,7 +141,35 @@ async fn dropped_in_folders_go_live_and_broken_ones_are_refused_without_a_restar
     write(dir, "elements/pays/secondPay/e.json", SECOND_PAY);
     let counted = until_counted(&http, &served, &counted, "applied").await;
     // The simulator learned the merchant: the pay URL comes from a signed unifiedorder.
-    create_and_pay_url(&http, &base, "pays/secondPay").await;
+    let order_id = create_and_pay_url(&http, &base, "pays/secondPay").await;
+    // Paid, its notify lands: PaySvc, kept from the first generation, routes it to the new
+    // element through the generation current now (and answers for it).
+    let paid = jit(&["sim", "pay", &order_id], dir)
+        .output()
+        .expect("jit sim pay runs");
+    assert!(paid.status.success(), "{}", text(&paid));
+    let started = Instant::now();
+    loop {
+        let (status, order) = call(
+            &http,
+            &base,
+            "pays/services/PaySvc/query",
+            json!({"orderId": order_id}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{order}");
+        // The notify is signed with the new merchant's key: only the new element
+        // verifies it.
+        if order["status"] == "success" {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the notify never landed: {order}\n{}",
+            served.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let logs = served.logs();
     assert!(logs.contains("reload: the new app is live"), "{logs}");
     assert!(logs.contains("pays.secondPay"), "{logs}");
