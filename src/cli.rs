@@ -37,8 +37,12 @@ pub enum Command {
         #[command(flatten)]
         app: AppArg,
     },
-    /// Serve the app's element functions over HTTP.
+    /// Serve the app's element functions over HTTP (reloading it when its elements/ tree,
+    /// app.toml's [env], SIGHUP or `jit reload` say so).
     Serve(ServeArgs),
+    /// Ask the `jit serve` running for the app to reload it (the server checks the new
+    /// tree as `jit check` does, and keeps the running app when it has problems).
+    Reload(AppArg),
     /// Run the WeChat Pay gateway simulator, or act as a payer through one.
     Sim(SimArgs),
     /// Payment events: list them, show one with every delivery attempt, deliver again.
@@ -124,6 +128,10 @@ pub struct ServeArgs {
     /// Listen address (overrides JIT_LISTEN and app.toml).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Do not watch elements/ and app.toml for changes (SIGHUP and `jit reload` still
+    /// reload).
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 /// `jit sim`.

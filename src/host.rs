@@ -8,8 +8,8 @@ use std::sync::Arc;
 use clap::Parser;
 use jit_runtime::include_dir::Dir;
 use jit_runtime::{
-    AppBuilder, AppSettings, BackendLoadTime, Definitions, Element, ElementError, EnvSource,
-    LoadContext, LoadError, LoadErrorKind, LoadErrors, Loader,
+    AppBuilder, AppSettings, BackendLoadTime, Definitions, EnvSource, LoadError, LoadErrorKind,
+    LoadErrors, Loader,
 };
 
 use crate::cli::{Cli, Command};
@@ -19,22 +19,11 @@ use crate::server::ServerHandle;
 use crate::server::config::{ConfigError, Overrides, RawTables, ServeConfig};
 use crate::server::shutdown::ShutdownSignal;
 
-/// Lets one registered loader be handed to several app builders (every `serve_in_process`
-/// call builds a new app).
-struct SharedLoader(Arc<dyn Loader>);
-
-#[jit_runtime::async_trait]
-impl Loader for SharedLoader {
-    async fn load(&self, cx: LoadContext) -> Result<Arc<dyn Element>, ElementError> {
-        self.0.load(cx).await
-    }
-}
-
 type Customizer = Arc<dyn Fn(AppBuilder) -> AppBuilder + Send + Sync>;
 
 /// User code `jit serve` hands the built app to ([`Host::on_ready`]).
 pub(crate) type ReadyHook =
-    Arc<dyn Fn(jit_runtime::App) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+    Arc<dyn Fn(jit_runtime::LiveApp) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// A Rust service registered with [`Host::service`]: its element and the functions its
 /// code implements, when it lists them.
@@ -147,15 +136,16 @@ impl Host {
     }
 
     /// Runs `hook` with the app once `jit serve` (or [`Host::serve_in_process`]) has built
-    /// it and its background work started, before the first request is answered: the place
-    /// for user code that needs the `App` (subscribing to events, a job of its own that calls
-    /// elements). The future runs as its own task until it ends or the server stops; it is
-    /// cancelled after the last request and before the elements' `onAppExit`. Keep what you
-    /// hold of the app weak ([`jit_runtime::App::downgrade`]) if you keep it beyond the
-    /// future.
+    /// it and its background work started: the place for user code that needs the app
+    /// (subscribing to events, a job of its own that calls elements). It gets the app
+    /// across reloads ([`jit_runtime::LiveApp`]): take [`jit_runtime::LiveApp::current`]
+    /// for each piece of work, so the work sees the generation being served then and does
+    /// not hold an old one alive. The future runs as its own task until it ends or the
+    /// server stops; it is cancelled after the last request and before the elements'
+    /// `onAppExit`.
     pub fn on_ready<F, Fut>(mut self, hook: F) -> Self
     where
-        F: Fn(jit_runtime::App) -> Fut + Send + Sync + 'static,
+        F: Fn(jit_runtime::LiveApp) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         self.ready_hooks
@@ -305,12 +295,18 @@ impl Host {
             Command::Reconcile(args) => crate::commands::reconcile(self, args).await,
             Command::Openapi(args) => crate::commands::openapi(self, &args.app),
             Command::New(args) => crate::commands::new(self, args),
+            Command::Reload(args) => {
+                println!("{}", crate::reload::signal_server(&args.app)?);
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Serve(args) => {
                 let overrides = Overrides {
                     listen: args.listen,
                     ..Overrides::default()
                 };
-                let handle = self.start(&args.app.app, overrides, true).await?;
+                let handle = self
+                    .start(&args.app.app, overrides, true, !args.no_watch)
+                    .await?;
                 handle.wait().await?;
                 Ok(ExitCode::SUCCESS)
             }
@@ -338,7 +334,7 @@ impl Host {
         app_dir: impl AsRef<Path>,
         overrides: Overrides,
     ) -> Result<ServerHandle, HostError> {
-        self.start(app_dir.as_ref(), overrides, false).await
+        self.start(app_dir.as_ref(), overrides, false, false).await
     }
 
     /// app.toml's settings, the server configuration `jit serve` would use and the
@@ -358,18 +354,22 @@ impl Host {
         Ok((settings, config, pays))
     }
 
+    /// `interactive`: the `jit serve` command (OS signals, SIGHUP reloads, the banner,
+    /// `.jit/serve.json`); `watch`: reload on changes in `elements/` and app.toml.
     async fn start(
         &self,
         app_dir: &Path,
         overrides: Overrides,
         interactive: bool,
+        watch: bool,
     ) -> Result<ServerHandle, HostError> {
         let (settings, config, pays) = self.resolve_serve_config(app_dir, &overrides)?;
         let shutdown = ShutdownSignal::new();
         if interactive {
             shutdown.trigger_on_os_signals();
         }
-        crate::serve::start(self, app_dir, settings, config, pays, shutdown, interactive).await
+        let mode = crate::serve::Mode { interactive, watch };
+        crate::serve::start(self, app_dir, settings, config, pays, shutdown, mode).await
     }
 
     /// The one place a host's builder is layered: the official families (through
@@ -387,8 +387,10 @@ impl Host {
         for dir in &self.framework {
             builder = builder.framework_layer(dir);
         }
+        // The same loader values for every builder (every `serve_in_process` call and
+        // every reload builds one): a reload keeps the elements they built.
         for (name, loader) in &self.loaders {
-            builder = builder.loader(name, SharedLoader(loader.clone()));
+            builder = builder.shared_loader(name, loader.clone());
         }
         for customize in &self.customizers {
             builder = customize(builder);
@@ -480,7 +482,12 @@ fn fill_table(table: &mut toml::Table, env: &EnvSource, file: &Path) -> Result<(
     Ok(())
 }
 
-fn fill_value(value: &mut toml::Value, env: &EnvSource, file: &Path) -> Result<(), HostError> {
+/// Fills the `{{VAR}}` placeholders in every string of `value` (app.toml's tables).
+pub(crate) fn fill_value(
+    value: &mut toml::Value,
+    env: &EnvSource,
+    file: &Path,
+) -> Result<(), HostError> {
     match value {
         toml::Value::String(text) => *text = env.fill(text, file)?,
         toml::Value::Array(items) => {

@@ -1,5 +1,6 @@
 //! Starting `jit serve`: check the start-up rules, bind, set up what the official families
-//! need, build the app, serve until shutdown, then stop background work.
+//! need, build the app, start the reloader (`crate::reload`), serve until shutdown, then
+//! stop background work.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +25,15 @@ use crate::simulator_file::SimulatorFile;
 pub(crate) const SIMULATED_PAYMENTS: &str =
     "SIMULATED PAYMENTS: the gateway is the built-in simulator; no money moves";
 
+/// How `jit serve` runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mode {
+    /// The `jit serve` command: the banner, SIGHUP reloads, `.jit/serve.json`.
+    pub(crate) interactive: bool,
+    /// Reload on changes in `elements/` and app.toml.
+    pub(crate) watch: bool,
+}
+
 pub(crate) async fn start(
     host: &Host,
     app_dir: &Path,
@@ -31,8 +41,11 @@ pub(crate) async fn start(
     config: ServeConfig,
     pays: PaysConfig,
     shutdown: ShutdownSignal,
-    interactive: bool,
+    mode: Mode,
 ) -> Result<ServerHandle, HostError> {
+    let interactive = mode.interactive;
+    // What a reload may not change, as applied now.
+    let fixed_sections = crate::reload::fixed_sections(&settings, app_dir)?;
     // Before anything records: everything from here on is counted.
     crate::server::metrics::install();
     let definitions = host.load_definitions(app_dir)?;
@@ -81,8 +94,11 @@ pub(crate) async fn start(
         return Err(LoadErrors(registered).into());
     }
     let api_base = crate::server::routes::api_base(&public_base_url, &settings.org, &settings.name);
+    // Shared with the reloader (new merchants, the families' services); stopped last.
     let official = if host.has_official_families() {
-        Some(Official::prepare(&definitions, &pays, &public_base_url, &api_base).await?)
+        Some(Arc::new(
+            Official::prepare(&definitions, &pays, &public_base_url, &api_base).await?,
+        ))
     } else {
         None
     };
@@ -95,9 +111,7 @@ pub(crate) async fn start(
     let app = match Host::build_app(builder).await {
         Ok(app) => app,
         Err(err) => {
-            if let Some(official) = official {
-                official.stop().await;
-            }
+            stop_official(official).await;
             return Err(err);
         }
     };
@@ -114,7 +128,9 @@ pub(crate) async fn start(
             Vec::new(),
         ),
     };
-    let simulator_url = official.as_ref().and_then(Official::simulator_url);
+    let simulator_url = official
+        .as_ref()
+        .and_then(|official| official.simulator_url());
     let simulated = simulator_url.is_some();
     let instance_id = config.instance_id_for(local_addr.port());
     let webhooks: Vec<String> = pays
@@ -133,9 +149,7 @@ pub(crate) async fn start(
     let background = match started {
         Ok(background) => background,
         Err(err) => {
-            if let Some(official) = official {
-                official.stop().await;
-            }
+            stop_official(official).await;
             return Err(err);
         }
     };
@@ -173,10 +187,51 @@ pub(crate) async fn start(
         None => None,
     };
 
+    // From here on the server holds the app across generations; `app` (the first
+    // generation, pinned) is dropped below, so a reload can retire it.
+    let live = app.live();
+    let reloader = crate::reload::Reloader {
+        host: host.clone(),
+        app_dir: app_dir.to_path_buf(),
+        live: live.clone(),
+        official: official.clone(),
+        // A request that started on a replaced generation ends within the request timeout.
+        grace: config.request_timeout + std::time::Duration::from_secs(1),
+        fixed_sections,
+    };
+    let (reload, reloader_task) = reloader.start(
+        shutdown.clone(),
+        mode.interactive && mode.watch,
+        mode.interactive,
+    );
+    let serve_record = if interactive {
+        let record = crate::reload::ServeRecord {
+            pid: std::process::id(),
+            url: format!("http://{local_addr}"),
+        };
+        match record.write(app_dir) {
+            Ok(written) => Some(written),
+            Err(err) => {
+                tracing::warn!(
+                    file = %app_dir.join(crate::reload::SERVE_FILE).display(),
+                    error = %err,
+                    "cannot record this server for `jit reload`; send it SIGHUP to reload"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if interactive && !mode.watch {
+        tracing::info!(
+            "not watching elements/ and app.toml (--no-watch); SIGHUP or `jit reload` reloads"
+        );
+    }
     let state = Arc::new(ServerState {
         org: settings.org.clone(),
         app_name: settings.name.clone(),
-        app: app.clone(),
+        app: live.clone(),
         config: config.clone(),
         gateway_description,
         simulated_payments: simulated,
@@ -234,13 +289,14 @@ pub(crate) async fn start(
     }
 
     let server_shutdown = shutdown.clone();
-    let exiting = app.clone();
+    let exiting = live.clone();
+    drop(app);
     let limits = config.connections;
     // `[server] metrics_listen`: `/metrics` alone, no token, stopped with the server.
     let metrics_task = metrics_listener.map(|bound| {
         tokio::spawn(crate::server::metrics::serve_open(
             bound,
-            app.clone(),
+            live.clone(),
             limits,
             shutdown.clone(),
         ))
@@ -249,7 +305,7 @@ pub(crate) async fn start(
     let ready_tasks: Vec<tokio::task::JoinHandle<()>> = host
         .ready_hooks()
         .iter()
-        .map(|hook| tokio::spawn(hook(app.clone())))
+        .map(|hook| tokio::spawn(hook(live.clone())))
         .collect();
     let task = tokio::spawn(async move {
         let served =
@@ -261,6 +317,11 @@ pub(crate) async fn start(
         if let Some(metrics_task) = metrics_task {
             let _ = metrics_task.await;
         }
+        // No reload starts any more (the reloader ends on the same signal).
+        let _ = reloader_task.await;
+        if let Some(written) = serve_record {
+            written.remove();
+        }
         // Requests are done (or cut at the deadline): the elements' onAppExit hooks run
         // while what they may use (database, gateway) is still there, then the background
         // work stops.
@@ -271,11 +332,21 @@ pub(crate) async fn start(
         if let Some(written) = simulator_file {
             written.remove();
         }
-        if let Some(official) = official {
-            official.stop().await;
-        }
+        stop_official(official).await;
         tracing::info!("jit serve: stopped");
         served
     });
-    Ok(ServerHandle::new(local_addr, shutdown, task, info, app))
+    Ok(ServerHandle::new(
+        local_addr, shutdown, task, info, live, reload,
+    ))
+}
+
+/// Stops the official families' services (the simulator) once nothing else holds them.
+async fn stop_official(official: Option<Arc<Official>>) {
+    let Some(official) = official else { return };
+    match Arc::try_unwrap(official) {
+        Ok(official) => official.stop().await,
+        // Only the reloader shares it, and it has ended: not reached, but never a panic.
+        Err(_) => tracing::warn!("the official families are still in use; not stopped"),
+    }
 }

@@ -22,7 +22,11 @@ fn main() -> std::process::ExitCode {
     shop::host()
         .on_ready(|app| async move {
             // The app as user code gets it: any element, typed or by call.
-            match app.get::<dyn jit_pays::Pay>("pays.myDiscountPay").await {
+            match app
+                .current()
+                .get::<dyn jit_pays::Pay>("pays.myDiscountPay")
+                .await
+            {
                 Ok(pay) => tracing::info!(mch_id = %pay.mch_id(), "the discount shop is ready"),
                 Err(error) => tracing::error!(%error, "the discount shop's pay element"),
             }

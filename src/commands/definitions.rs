@@ -16,6 +16,47 @@ use crate::host::{Host, display_dir};
 /// server configuration in app.toml (its placeholders included) and the start-up rules of
 /// `jit serve` (`server::safety`) are all checked.
 pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> {
+    let (problems, definitions) = check_app(host, app_dir);
+    match definitions {
+        Some(definitions) if problems.is_empty() => {
+            let instances = definitions
+                .iter()
+                .filter(|chain| definitions.is_instance(chain))
+                .count();
+            let layers: Vec<&str> = definitions
+                .layers()
+                .iter()
+                .map(|layer| layer.name.as_str())
+                .collect();
+            let settings = definitions.settings();
+            println!(
+                "ok: app {}/{} at {}: {} elements ({} instances) in {} layers ({})",
+                settings.org,
+                settings.name,
+                display_dir(app_dir).display(),
+                definitions.len(),
+                instances,
+                layers.len(),
+                layers.join(" < "),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            let mut stdout = std::io::stdout().lock();
+            for problem in &problems {
+                writeln!(stdout, "{problem}")?;
+            }
+            stdout.flush()?;
+            eprintln!("error: {} problem(s) found", problems.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Every check `jit check` runs (the list is on [`check`]), each problem as `jit check`
+/// prints it (`file: JSON path: message`), and the definitions when they loaded. The one
+/// owner of those checks: `jit serve`'s reload runs exactly these on the new tree.
+pub(crate) fn check_app(host: &Host, app_dir: &Path) -> (Vec<String>, Option<Definitions>) {
     let mut problems: Vec<String> = Vec::new();
     let definitions = match host.load_definitions(app_dir) {
         Ok(definitions) => {
@@ -81,40 +122,7 @@ pub(crate) fn check(host: &Host, app_dir: &Path) -> Result<ExitCode, HostError> 
         Err(HostError::Load(_)) => {}
         Err(err) => problems.push(err.to_string()),
     }
-    match definitions {
-        Some(definitions) if problems.is_empty() => {
-            let instances = definitions
-                .iter()
-                .filter(|chain| definitions.is_instance(chain))
-                .count();
-            let layers: Vec<&str> = definitions
-                .layers()
-                .iter()
-                .map(|layer| layer.name.as_str())
-                .collect();
-            let settings = definitions.settings();
-            println!(
-                "ok: app {}/{} at {}: {} elements ({} instances) in {} layers ({})",
-                settings.org,
-                settings.name,
-                display_dir(app_dir).display(),
-                definitions.len(),
-                instances,
-                layers.len(),
-                layers.join(" < "),
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        _ => {
-            let mut stdout = std::io::stdout().lock();
-            for problem in &problems {
-                writeln!(stdout, "{problem}")?;
-            }
-            stdout.flush()?;
-            eprintln!("error: {} problem(s) found", problems.len());
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    (problems, definitions)
 }
 
 /// `jit ls`: the element tree, each element with its chain and layer; with `--find`, only

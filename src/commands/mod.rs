@@ -9,7 +9,7 @@ mod openapi;
 mod sim;
 
 pub(crate) use bills::{bills, reconcile};
-pub(crate) use definitions::{check, ls, show};
+pub(crate) use definitions::{check, check_app, ls, show};
 pub(crate) use events::events;
 pub(crate) use new::new;
 pub(crate) use openapi::openapi;

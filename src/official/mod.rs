@@ -196,6 +196,42 @@ impl Official {
         Ok(stops)
     }
 
+    /// Makes the in-process simulator (when it is the gateway) accept every merchant of
+    /// `definitions`, resolved and validated as at start (`jit_pays::merchant_settings`):
+    /// what a reload does before the new generation is served. Returns what it learned,
+    /// or every problem (a merchant's settings, or a known merchant with another key).
+    pub(crate) fn learn_merchants(
+        &self,
+        definitions: &Definitions,
+    ) -> Result<Vec<String>, Vec<String>> {
+        let settings = jit_pays::merchant_settings(definitions)
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let Some(simulator) = &self.simulator else {
+            return Ok(Vec::new());
+        };
+        let mut learned = Vec::new();
+        let mut problems = Vec::new();
+        for merchant in merchants_of(settings) {
+            let mch_id = merchant.mch_id.clone();
+            match simulator.learn_merchant(merchant) {
+                Ok(wechatpay_sim::LearnedMerchant::Added) => {
+                    learned.push(format!("simulator: merchant {mch_id} added"));
+                }
+                Ok(wechatpay_sim::LearnedMerchant::AppIdsAdded(appids)) => learned.push(format!(
+                    "simulator: merchant {mch_id} gained app ids {}",
+                    appids.join(", ")
+                )),
+                Ok(wechatpay_sim::LearnedMerchant::Known) => {}
+                Err(err) => problems.push(format!("simulator: {err}")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(learned)
+        } else {
+            Err(problems)
+        }
+    }
+
     /// Stops the simulator.
     pub(crate) async fn stop(self) {
         if let Some(simulator) = self.simulator {

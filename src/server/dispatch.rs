@@ -14,8 +14,10 @@ use super::body::{BodyFormat, json_arguments, read_body, xml_response};
 use super::error::ApiError;
 use super::state::ServerState;
 
-/// A request path resolved to a declared function.
+/// A request path resolved to a declared function, in the app generation the request
+/// pinned when it started: the call runs on the generation its route was resolved in.
 pub(crate) struct Route {
+    pub(crate) app: jit_runtime::App,
     pub(crate) full_name: String,
     pub(crate) function: String,
     pub(crate) login_required: bool,
@@ -64,9 +66,9 @@ pub(crate) fn resolve_route(
         ));
     }
     let full_name = element_path.replace('/', ".");
-    let Some(chain) = state.app.chain(&full_name) else {
-        let hint = state
-            .app
+    let app = state.app();
+    let Some(chain) = app.chain(&full_name) else {
+        let hint = app
             .definitions()
             .suggest(&full_name)
             .map(|name| format!(" (did you mean `{name}`?)"))
@@ -78,7 +80,7 @@ pub(crate) fn resolve_route(
     };
     // A Type or a Meta declares functions for its instances; it builds nothing that could
     // answer them (the same rule `jit check` counts instances by, and OpenAPI lists by).
-    if !state.app.definitions().is_instance(chain) {
+    if !app.definitions().is_instance(chain) {
         return Err(ApiError::not_found(
             "NOT_FOUND",
             format!(
@@ -91,6 +93,7 @@ pub(crate) fn resolve_route(
     let format = BodyFormat::of(declaration);
     let body_argument = format.body_argument(declaration).map(str::to_owned);
     Ok(Route {
+        app: app.clone(),
         full_name,
         function: function.to_owned(),
         login_required: declaration.login_required,
@@ -134,8 +137,10 @@ pub(crate) async fn invoke(
         // Tokens are shared secrets, not identities: an authorized caller is "bearer".
         principal: route.login_required.then(|| "bearer".to_owned()),
         peer,
+        // A new request: its own `cacheLevel: 1` elements.
+        ..Default::default()
     };
-    let call = state.app.call(
+    let call = route.app.call(
         &route.full_name,
         &route.function,
         Value::Object(arguments),

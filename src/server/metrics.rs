@@ -100,6 +100,13 @@ pub(crate) fn install() -> &'static Exporter {
             Unit::Seconds,
             "Time to answer an HTTP request, by route template, element function and method."
         );
+        describe_counter!(
+            crate::reload::RELOADS,
+            "Reloads of the app by `jit serve`, by outcome: applied, unchanged, refused, restart_required."
+        );
+        for outcome in crate::reload::OUTCOME_LABELS {
+            counter!(crate::reload::RELOADS, "outcome" => outcome).absolute(0);
+        }
         jit_pays::metrics::describe();
         let upkeep = handle.clone();
         // A plain thread: it outlives any one tokio runtime (tests start several).
@@ -127,7 +134,7 @@ async fn scrape_with_token(State(state): State<Arc<ServerState>>, headers: Heade
     if let Err(refused) = authorize(&state, &headers) {
         return refused.into_response();
     }
-    scrape(&state.app).await
+    scrape(&state.app()).await
 }
 
 /// Any `[auth]` token or the `[server] metrics_token`; nothing configured opens nothing.
@@ -256,19 +263,22 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 /// until `shutdown` fires.
 pub(crate) async fn serve_open(
     listener: tokio::net::TcpListener,
-    app: jit_runtime::App,
+    app: jit_runtime::LiveApp,
     limits: ConnectionLimits,
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
-    let router = Router::new()
-        .route(
-            METRICS_ROUTE,
-            get(|State(app): State<jit_runtime::App>| async move { scrape(&app).await }),
-        )
-        .fallback(|| async {
-            ApiError::not_found("NOT_FOUND", "this listener serves GET /metrics only")
-        })
-        .with_state(app);
+    let router =
+        Router::new()
+            .route(
+                METRICS_ROUTE,
+                get(|State(app): State<jit_runtime::LiveApp>| async move {
+                    scrape(&app.current()).await
+                }),
+            )
+            .fallback(|| async {
+                ApiError::not_found("NOT_FOUND", "this listener serves GET /metrics only")
+            })
+            .with_state(app);
     super::listener::serve(listener, router, limits, shutdown).await
 }
 

@@ -110,7 +110,8 @@ pub struct ServerHandle {
     shutdown: ShutdownSignal,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     extra_info: Vec<(String, String)>,
-    app: jit_runtime::App,
+    app: jit_runtime::LiveApp,
+    reload: crate::reload::ReloadHandle,
 }
 
 impl ServerHandle {
@@ -119,10 +120,12 @@ impl ServerHandle {
         shutdown: ShutdownSignal,
         task: tokio::task::JoinHandle<std::io::Result<()>>,
         extra_info: Vec<(String, String)>,
-        app: jit_runtime::App,
+        app: jit_runtime::LiveApp,
+        reload: crate::reload::ReloadHandle,
     ) -> Self {
         Self {
             app,
+            reload,
             local_addr,
             base_url: format!("http://{local_addr}"),
             shutdown,
@@ -131,9 +134,16 @@ impl ServerHandle {
         }
     }
 
-    /// The app being served, for hosted code and tests (services, hooks, elements).
-    pub fn app(&self) -> &jit_runtime::App {
-        &self.app
+    /// The app generation being served now, for hosted code and tests (services, hooks,
+    /// elements). After a reload, call it again for the new generation.
+    pub fn app(&self) -> jit_runtime::App {
+        self.app.current()
+    }
+
+    /// Reloads the app now, as a change on disk, SIGHUP or `jit reload` do, and returns
+    /// what came of it (see `docs/operations.md`, "Reload").
+    pub async fn reload(&self) -> crate::reload::ReloadOutcome {
+        self.reload.reload_now().await
     }
 
     /// The bound address.

@@ -784,10 +784,9 @@ pub(crate) async fn document(
     if let Err(error) = super::dispatch::hosted_app(&state, &org, &app) {
         return error.into_response();
     }
-    let description = ApiDescription::of(
-        state.app.definitions(),
-        state.config.public_base_url.as_deref(),
-    );
+    let app = state.app();
+    let description =
+        ApiDescription::of(app.definitions(), state.config.public_base_url.as_deref());
     Json(description.to_openapi()).into_response()
 }
 
@@ -799,10 +798,9 @@ pub(crate) async fn docs_page(
     if let Err(error) = super::dispatch::hosted_app(&state, &org, &app) {
         return error.into_response();
     }
-    let description = ApiDescription::of(
-        state.app.definitions(),
-        state.config.public_base_url.as_deref(),
-    );
+    let app = state.app();
+    let description =
+        ApiDescription::of(app.definitions(), state.config.public_base_url.as_deref());
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let page = description.to_html(&nonce).into_string();
     let mut response = (StatusCode::OK, page).into_response();

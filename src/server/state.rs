@@ -20,7 +20,9 @@ pub type HealthProbe =
 
 /// Shared by all handlers.
 pub(crate) struct ServerState {
-    pub(crate) app: jit_runtime::App,
+    /// The app across reloads: a request pins the generation current when it starts
+    /// ([`ServerState::app`]) and finishes on it.
+    pub(crate) app: jit_runtime::LiveApp,
     pub(crate) org: String,
     pub(crate) app_name: String,
     pub(crate) config: ServeConfig,
@@ -131,6 +133,11 @@ impl Internals {
 }
 
 impl ServerState {
+    /// The app generation being served now, pinned for the caller (one request).
+    pub(crate) fn app(&self) -> jit_runtime::App {
+        self.app.current()
+    }
+
     /// `/healthz`: every probe plus the gateway in use.
     pub(crate) async fn health(&self) -> Value {
         let mut healthy = true;

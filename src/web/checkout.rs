@@ -255,7 +255,7 @@ async fn waiting_view(
         },
     };
     let pay: Arc<dyn Pay> = state
-        .app
+        .app()
         .get::<dyn Pay>(&order.element)
         .await
         .map_err(|error| ViewError::Unavailable(error.to_string()))?;

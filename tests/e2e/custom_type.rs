@@ -161,7 +161,8 @@ async fn an_app_shadowing_the_official_type_builds_its_instances_with_its_versio
         ..test_overrides()
     };
     let handle = host.serve_in_process(dir.path(), overrides).await.unwrap();
-    let chain = handle.app().chain("pays.myWechatPay").unwrap();
+    let app = handle.app();
+    let chain = app.chain("pays.myWechatPay").unwrap();
     assert_eq!(
         chain.defs()[1].layer,
         "shop",

@@ -31,6 +31,7 @@ mod plugin;
 mod plugin_check;
 mod readme_flow;
 mod refunds;
+mod reload;
 mod row_hooks;
 mod rust_service;
 mod service_plugin;

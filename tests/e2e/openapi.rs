@@ -62,7 +62,8 @@ async fn the_shop_document_lists_every_function_and_validates() {
     broken["paths"]["/api/demo/shop/pays/services/PaySvc/create"]["post"]["responses"] = json!({});
     assert!(!openapi_31_problems(&broken).is_empty());
 
-    let definitions = shop.handle.app().definitions();
+    let app = shop.handle.app();
+    let definitions = app.definitions();
     let paths = document["paths"].as_object().expect("paths");
     let mut listed = 0;
     for chain in definitions.iter() {

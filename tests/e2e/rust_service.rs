@@ -40,6 +40,7 @@ async fn a_rust_service_calls_the_pay_element_with_the_callers_context() {
         async move {
             // User code holding the app calls an element as hosted code does.
             let id = app
+                .current()
                 .call(
                     "pays.myDiscountPay",
                     "generateOrderId",

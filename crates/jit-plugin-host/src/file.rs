@@ -76,7 +76,9 @@ pub fn inspect_plugin(path: &Path) -> Result<InspectedPlugin, OpenError> {
     inspect_bytes(path, &data)
 }
 
-fn inspect_bytes(path: PathBuf, data: &[u8]) -> Result<InspectedPlugin, OpenError> {
+/// [`inspect_plugin`] over bytes already read from `path` (what is checked is what is
+/// loaded).
+pub(crate) fn inspect_bytes(path: PathBuf, data: &[u8]) -> Result<InspectedPlugin, OpenError> {
     let file = object::File::parse(data).map_err(|error| OpenError::NotALibrary {
         path: path.clone(),
         reason: format!("it is not an ELF, Mach-O or PE file ({error})"),

@@ -40,6 +40,7 @@
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod copies;
 mod element;
 mod file;
 mod header;
@@ -51,6 +52,7 @@ use std::sync::Arc;
 
 use jit_runtime::{AppBuilder, Definitions, ElementDef, LoadError, LoadErrorKind, LoadErrors};
 
+pub use copies::copies_dir;
 pub use element::{CALL_DEPTH_EXCEEDED, MAX_NESTED_APP_CALLS, PluginElement, PluginLoader};
 pub use file::{InspectedPlugin, inspect_plugin};
 pub use header::HeaderMismatch;
@@ -255,13 +257,14 @@ fn locate(def: &ElementDef, entry: &str) -> Result<PathBuf, PluginProblem> {
     Ok(resolved)
 }
 
-/// Finds every plugin Type of the app and opens its library ([`open_plugin`]): the header is
-/// validated, from the file and then in the loaded library, before anything in the library
-/// is called. Reports every problem at once.
+/// Finds every plugin Type of the app and opens its library ([`open_plugin`], from a copy
+/// in the app's [`copies_dir`]): the header is validated, from the file and then in the
+/// loaded library, before anything in the library is called. Reports every problem at once.
 pub fn load_plugins(
     definitions: &Definitions,
 ) -> Result<Vec<(PluginSpec, Arc<LoadedPlugin>)>, PluginLoadErrors> {
-    let loaded = each_plugin(definitions, open_plugin)?;
+    let copies = copies_dir(&definitions.settings().dir);
+    let loaded = each_plugin(definitions, |path| open_plugin(path, &copies))?;
     for (spec, plugin) in &loaded {
         tracing::info!(
             element = %spec.type_name,
@@ -333,7 +336,7 @@ pub fn add_plugin_loaders(
     plugins
         .into_iter()
         .fold(builder, |builder, (spec, plugin)| {
-            builder.loader(&spec.type_name, PluginLoader::new(plugin))
+            builder.shared_loader(&spec.type_name, library::shared_loader(&plugin))
         })
 }
 

@@ -1,5 +1,6 @@
 //! Loading a plugin library: its header checked in the file, then in the loaded library,
-//! then its description. Libraries are never unloaded.
+//! then its description. Libraries are loaded from content-addressed copies
+//! ([`crate::copies`]) and never unloaded.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,8 @@ use jit_plugin_api::{
 };
 use parking_lot::Mutex;
 
-use crate::file::{InspectedPlugin, canonical_file, inspect_plugin};
+use crate::copies::LibraryContent;
+use crate::file::{InspectedPlugin, canonical_file, inspect_bytes};
 use crate::header::{BuildFacts, HeaderMismatch, check_build, check_prefix};
 
 /// Why a file could not be used as a plugin. Every variant names the file.
@@ -57,6 +59,16 @@ pub enum OpenError {
         /// The field, the expected and the found value.
         mismatch: HeaderMismatch,
     },
+    /// The copy the library is loaded from could not be written.
+    #[error("plugin `{}` cannot be copied to `{}` to be loaded: {reason}", path.display(), copy.display())]
+    Copy {
+        /// The library.
+        path: PathBuf,
+        /// The copy it was to be loaded from.
+        copy: PathBuf,
+        /// What the file system said.
+        reason: String,
+    },
     /// The plugin's `describe` entry point failed.
     #[error("plugin `{}` could not describe itself: {error}", path.display())]
     Describe {
@@ -72,6 +84,8 @@ pub enum OpenError {
 pub struct LoadedPlugin {
     /// Which library it is and what its header says it is.
     identity: InspectedPlugin,
+    /// The content-addressed copy the dynamic loader mapped.
+    copy: PathBuf,
     entry_points: PluginEntryPoints,
     overrides: Option<Vec<String>>,
 }
@@ -85,6 +99,11 @@ impl LoadedPlugin {
     /// The plugin package's name, from its header.
     pub fn name(&self) -> &str {
         self.identity.name()
+    }
+
+    /// The copy of the library that was loaded (`<app>/.jit/plugins/<sha256>-<file name>`).
+    pub fn loaded_from(&self) -> &Path {
+        &self.copy
     }
 
     /// The plugin package's version, from its header.
@@ -109,49 +128,73 @@ impl LoadedPlugin {
     }
 }
 
-/// Libraries opened so far, by canonical path. Entries are never removed: a plugin's code
-/// must stay mapped as long as any element built from it may run, which is the whole process.
-fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<LoadedPlugin>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Arc<LoadedPlugin>>>> = OnceLock::new();
+/// Libraries opened so far, by canonical path and content. Entries are never removed: a
+/// plugin's code must stay mapped as long as any element built from it may run, which is
+/// the whole process.
+type Registry = HashMap<(PathBuf, String), Arc<LoadedPlugin>>;
+
+fn registry() -> &'static Mutex<Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
     REGISTRY.get_or_init(Default::default)
 }
 
 /// Opens the plugin library at `path`, validates its header and asks it which functions it
-/// overrides. Opening the same file again returns the plugin opened the first time.
+/// overrides. The library is read once and loaded from a copy named after its content in
+/// `copies` ([`crate::copies`]): opening a file whose content did not change returns the
+/// plugin opened before; a changed file is a new plugin, loaded beside the old one.
 ///
-/// The header is read from the file first ([`inspect_plugin`]): a library refused there is
-/// never loaded, so none of its code runs. An accepted library is then loaded with the
-/// system's dynamic loader, which runs the library's initialisers (ELF `.init_array`,
-/// Mach-O initialisers, `DllMain`) while mapping it; a Rust `cdylib` has none unless it uses
-/// a constructor crate. The header of the loaded library is checked again (it is what the
-/// host calls through) before any function of the library is called.
-pub fn open_plugin(path: &Path) -> Result<Arc<LoadedPlugin>, OpenError> {
+/// The header is read from the bytes first ([`crate::inspect_plugin`]'s checks): a library
+/// refused there is never loaded, so none of its code runs. An accepted library is then
+/// loaded with the system's dynamic loader, which runs the library's initialisers (ELF
+/// `.init_array`, Mach-O initialisers, `DllMain`) while mapping it; a Rust `cdylib` has
+/// none unless it uses a constructor crate. The header of the loaded library is checked
+/// again (it is what the host calls through) before any function of the library is called.
+pub fn open_plugin(path: &Path, copies: &Path) -> Result<Arc<LoadedPlugin>, OpenError> {
     let canonical = canonical_file(path)?;
+    let content = LibraryContent::read(&canonical)?;
+    let key = (canonical.clone(), content.sha256.clone());
     // Held across the open so two elements naming one library never load it twice at once.
     let mut opened = registry().lock();
-    if let Some(plugin) = opened.get(&canonical) {
+    if let Some(plugin) = opened.get(&key) {
         return Ok(plugin.clone());
     }
-    inspect_plugin(&canonical)?;
+    inspect_bytes(canonical.clone(), &content.bytes)?;
+    let copy = content.copy_into(&canonical, copies)?;
     // SAFETY: loading a library runs its initialisers; see this function's documentation.
-    // The library is leaked below, so nothing obtained from it can outlive it.
-    let library = unsafe { libloading::Library::new(&canonical) }.map_err(|error| {
-        OpenError::NotALibrary {
+    // The library is leaked below, so nothing obtained from it can outlive it. The copy
+    // holds the bytes whose header was just checked; nothing of this host writes it again.
+    let library =
+        unsafe { libloading::Library::new(&copy) }.map_err(|error| OpenError::NotALibrary {
             path: canonical.clone(),
             reason: error.to_string(),
-        }
-    })?;
+        })?;
     // Never unloaded, whether accepted or refused: unloading runs the library's finalisers,
     // and an accepted plugin's code must stay mapped while elements built from it live.
     let library: &'static libloading::Library = Box::leak(Box::new(library));
-    let plugin = Arc::new(read_plugin(library, &canonical)?);
-    opened.insert(canonical, plugin.clone());
+    let plugin = Arc::new(read_plugin(library, &canonical, copy)?);
+    opened.insert(key, plugin.clone());
     Ok(plugin)
+}
+
+/// The loader of `plugin`'s Type, one value per loaded plugin: an app built again with the
+/// same library gets the same loader, so its elements are kept across a reload
+/// (`jit_runtime::AppBuilder::build_next`).
+pub(crate) fn shared_loader(plugin: &Arc<LoadedPlugin>) -> Arc<dyn jit_runtime::Loader> {
+    static LOADERS: OnceLock<Mutex<HashMap<usize, Arc<dyn jit_runtime::Loader>>>> = OnceLock::new();
+    // Loaded plugins are never dropped (the registry keeps them), so the address is theirs.
+    let key = Arc::as_ptr(plugin) as usize;
+    LOADERS
+        .get_or_init(Default::default)
+        .lock()
+        .entry(key)
+        .or_insert_with(|| Arc::new(crate::PluginLoader::new(plugin.clone())))
+        .clone()
 }
 
 fn read_plugin(
     library: &'static libloading::Library,
     path: &Path,
+    copy: PathBuf,
 ) -> Result<LoadedPlugin, OpenError> {
     // SAFETY: the symbol is a data symbol; we take its address and never call through it.
     let symbol = unsafe { library.get::<*const HeaderPrefix>(HEADER_SYMBOL) }.map_err(|error| {
@@ -211,6 +254,7 @@ fn read_plugin(
             name: header.plugin_name.display_text(),
             version: header.plugin_version.display_text(),
         },
+        copy,
         entry_points,
         overrides: description.overrides,
     })

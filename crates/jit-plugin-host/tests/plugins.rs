@@ -324,7 +324,8 @@ fn the_same_library_is_opened_once_and_declares_its_overrides() {
         Some(&["create".to_owned(), "cancel".to_owned()][..])
     );
     assert!(discount.handles("create") && !discount.handles("check"));
-    let again = jit_plugin_host::open_plugin(discount.path()).expect("reopen");
+    let copies = jit_plugin_host::copies_dir(&app.definitions().settings().dir);
+    let again = jit_plugin_host::open_plugin(discount.path(), &copies).expect("reopen");
     assert!(Arc::ptr_eq(&again, &discount), "a library is opened once");
 
     let probe = plugin_of("pays.ProbeType");
@@ -393,7 +394,8 @@ fn header_fields_are_read_from_the_file() {
             other => panic!("{name}: expected a header refusal, got {other}"),
         }
         // Loading refuses the same, before the library is mapped.
-        let loaded = jit_plugin_host::open_plugin(&file).expect_err("refused");
+        let loaded = jit_plugin_host::open_plugin(&file, &jit_plugin_host::copies_dir(app.path()))
+            .expect_err("refused");
         assert_eq!(loaded.to_string(), error.to_string());
     }
 }
@@ -753,4 +755,88 @@ async fn a_plugin_can_shadow_the_type_it_extends() {
         .await
         .expect("check on the shadowed Type's element");
     assert_eq!(stored["amount"], json!(8.0));
+}
+
+#[tokio::test]
+async fn libraries_are_loaded_from_copies_and_a_reload_keeps_unchanged_ones() {
+    let app = shop();
+    let first = build(&app).await;
+    first
+        .call(
+            "pays.myDiscountPay",
+            "create",
+            json!({"subject": "Coffee", "amount": 10, "orderId": "R1"}),
+            &caller(),
+        )
+        .await
+        .expect("create");
+    first.get_element("pays.myProbe").await.expect("probe");
+    let loaded = jit_plugin_host::load_plugins(&app.definitions()).expect("load");
+    let discount = &loaded
+        .iter()
+        .find(|(spec, _)| spec.type_name == "pays.DiscountWechatPayType")
+        .expect("discount")
+        .1;
+    // The copy: in the app's .jit/plugins, named after its content, read-only, the same bytes.
+    let copy = discount.loaded_from();
+    let copies = jit_plugin_host::copies_dir(app.path());
+    assert!(copy.starts_with(&copies), "{}", copy.display());
+    let original_bytes = std::fs::read(discount.path()).expect("original");
+    assert_eq!(std::fs::read(copy).expect("copy"), original_bytes);
+    assert!(std::fs::metadata(copy).unwrap().permissions().readonly());
+    let copy_name = copy.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(copy_name.split_once('-').expect("sha-name").0.len(), 64);
+    if let Ok(maps) = std::fs::read_to_string("/proc/self/maps") {
+        assert!(
+            maps.contains(&copy.display().to_string()),
+            "the copy is mapped"
+        );
+        assert!(
+            !maps.contains(&discount.path().display().to_string()),
+            "the user's file is never mapped"
+        );
+    }
+
+    // The probe library is overwritten in place with a changed build (a byte more).
+    let probe_file = app
+        .path()
+        .join("elements/pays/ProbeType")
+        .join(library_file_name("test_probe_plugin"));
+    let mut changed = std::fs::read(&probe_file).expect("probe");
+    changed.push(0);
+    std::fs::write(&probe_file, &changed).expect("overwrite in place");
+
+    let next = register_plugins(app.builder(), &app.definitions())
+        .expect("plugins")
+        .build_next(&first)
+        .await
+        .expect("next generation");
+    assert!(
+        next.changes.kept.contains(&"pays.myDiscountPay".to_owned()),
+        "{:?}",
+        next.changes
+    );
+    assert!(
+        next.changes.changed.contains(&"pays.myProbe".to_owned()),
+        "{:?}",
+        next.changes
+    );
+    assert!(Arc::ptr_eq(
+        &next.app.get_element("pays.myDiscountPay").await.unwrap(),
+        &first.get_element("pays.myDiscountPay").await.unwrap()
+    ));
+    // The new library answers; the old copy is still there, as it was.
+    next.app
+        .call("pays.myProbe", "echo", json!({"note": "hi"}), &caller())
+        .await
+        .expect("the changed plugin answers");
+    let reloaded = jit_plugin_host::load_plugins(&app.definitions()).expect("load");
+    let probe_now = &reloaded
+        .iter()
+        .find(|(spec, _)| spec.type_name == "pays.ProbeType")
+        .expect("probe")
+        .1;
+    assert_eq!(std::fs::read(probe_now.loaded_from()).unwrap(), changed);
+    let copies_now = std::fs::read_dir(&copies).unwrap().count();
+    assert_eq!(copies_now, 3, "two libraries, the probe in two versions");
 }

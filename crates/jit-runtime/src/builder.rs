@@ -16,6 +16,7 @@ use crate::chain::Chain;
 use crate::definitions::{self, Definitions};
 use crate::element_def::BackendLoadTime;
 use crate::error::{LoadError, LoadErrorKind, LoadErrors};
+use crate::generations::{NextGeneration, next_generation};
 use crate::loader::{Loader, Loaders};
 
 /// Sets up an app: where it lives, the embedded framework layer, loaders and services.
@@ -76,11 +77,19 @@ impl AppBuilder {
     /// Registers the loader of a Meta or Type fullName. Registering again for the same
     /// fullName shadows the earlier loader, which becomes its parent for
     /// [`LoadContext::load_with_parent`] (an app overriding an official Type can delegate).
-    pub fn loader(mut self, type_full_name: &str, loader: impl Loader) -> Self {
+    pub fn loader(self, type_full_name: &str, loader: impl Loader) -> Self {
+        self.shared_loader(type_full_name, crate::loader::shared(loader))
+    }
+
+    /// [`AppBuilder::loader`] with a loader the caller shares: builders given the same
+    /// `Arc` register the same loader, so [`AppBuilder::build_next`] can keep the elements
+    /// it built. (A loader without state, a zero-sized type, is shared by
+    /// [`AppBuilder::loader`] already.)
+    pub fn shared_loader(mut self, type_full_name: &str, loader: Arc<dyn Loader>) -> Self {
         self.loaders
             .entry(type_full_name.to_owned())
             .or_default()
-            .push(Arc::new(loader));
+            .push(loader);
         self
     }
 
@@ -148,6 +157,30 @@ impl AppBuilder {
         let app = App::new(defs, self.services, &self.loaders);
         app.build_elements(BackendLoadTime::AfterAppInit).await?;
         Ok(app)
+    }
+}
+
+impl AppBuilder {
+    /// Builds a new generation of `running`'s app beside it, from this builder's
+    /// definitions (fresh from disk unless preloaded), services and loaders, with the same
+    /// checks as [`AppBuilder::build`]; the running generation is not touched, and keeps
+    /// serving when this fails. Every element whose whole chain of definitions (config
+    /// files and overridden definitions included) and loader plan (the same loaders, see
+    /// [`AppBuilder::shared_loader`]) are unchanged keeps its built instance; the others
+    /// are built afresh, the `afterAppInit` ones here. Serve the result with
+    /// [`NextGeneration::make_current`].
+    pub async fn build_next(mut self, running: &App) -> Result<NextGeneration, LoadErrors> {
+        let defs = self.take_definitions()?;
+        let errors = unbuildable(&defs, |name| self.loaders.contains_key(name));
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        let next = next_generation(running, defs, self.services, &self.loaders);
+        if let Err(errors) = next.app.build_elements(BackendLoadTime::AfterAppInit).await {
+            next.abandon().await;
+            return Err(errors);
+        }
+        Ok(next)
     }
 }
 

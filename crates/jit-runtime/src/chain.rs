@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::element_def::{ElementDef, FunctionDecl};
+use crate::element_def::{CacheLevel, ElementDef, FunctionDecl};
 use crate::secret::Secret;
 
 /// The `type` chain of an element: `chain[0]` is the element itself, the last entry is its
@@ -52,6 +52,26 @@ impl Chain {
     /// The fullNames, element first.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|d| d.full_name.as_str())
+    }
+
+    /// `cacheLevel` as set nearest to the element on the chain (a Type's level holds for
+    /// its instances unless they set their own); [`CacheLevel::Process`] when none does.
+    pub fn cache_level(&self) -> CacheLevel {
+        self.0
+            .iter()
+            .find_map(|def| def.cache_level)
+            .unwrap_or_default()
+    }
+
+    /// Whether `other` is the same chain, entry by entry
+    /// ([`ElementDef::same_definition`]).
+    pub fn same_definitions(&self, other: &Chain) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a.same_definition(b))
     }
 
     /// Keys marked secret anywhere on the chain.

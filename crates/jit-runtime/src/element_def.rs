@@ -36,6 +36,9 @@ pub struct ElementDef {
     pub backend_load_time: Option<BackendLoadTime>,
     /// `accessModifier`; public when unset.
     pub access_modifier: AccessModifier,
+    /// `cacheLevel`; `None` when unset (the nearest on the chain decides, see
+    /// [`crate::Chain::cache_level`]).
+    pub cache_level: Option<CacheLevel>,
     /// `functionList`: functions callable through [`crate::App::call`] and served over HTTP.
     pub function_list: Vec<FunctionDecl>,
     /// `secretKeys`: setting keys this element marks secret; inherited down the chain.
@@ -60,6 +63,33 @@ impl ElementDef {
     /// The function declared by this element itself (not its chain) under `name`.
     pub fn function(&self, name: &str) -> Option<&FunctionDecl> {
         self.function_list.iter().find(|f| f.name == name)
+    }
+
+    /// Whether `other` says exactly what this definition says: every key of e.json, the
+    /// config file (placeholders filled), where it lives and what it overrides. A reload
+    /// keeps an element's built instance only when its whole chain is the same.
+    pub fn same_definition(&self, other: &ElementDef) -> bool {
+        let overrides_same = match (&self.overrides, &other.overrides) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.same_definition(b),
+            _ => false,
+        };
+        self.full_name == other.full_name
+            && self.type_name == other.type_name
+            && self.title == other.title
+            && self.layer == other.layer
+            && self.source == other.source
+            && self.dir == other.dir
+            && self.backend_bundle_entry == other.backend_bundle_entry
+            && self.front_bundle_entry == other.front_bundle_entry
+            && self.backend_load_time == other.backend_load_time
+            && self.access_modifier == other.access_modifier
+            && self.cache_level == other.cache_level
+            && self.function_list == other.function_list
+            && self.secret_keys == other.secret_keys
+            && self.extra == other.extra
+            && self.config == other.config
+            && overrides_same
     }
 
     /// Secret keys known for this definition: the whole chain's once resolved, else its own.
@@ -105,6 +135,9 @@ impl ElementDef {
             "accessModifier".into(),
             Value::String(self.access_modifier.as_str().into()),
         );
+        if let Some(level) = self.cache_level {
+            out.insert("cacheLevel".into(), Value::from(level.as_number()));
+        }
         if !self.function_list.is_empty() {
             out.insert(
                 "functionList".into(),
@@ -171,6 +204,7 @@ impl fmt::Debug for ElementDef {
             .field("front_bundle_entry", &self.front_bundle_entry)
             .field("backend_load_time", &self.backend_load_time)
             .field("access_modifier", &self.access_modifier)
+            .field("cache_level", &self.cache_level)
             .field("function_list", &self.function_list)
             .field("secret_keys", &self.secret_keys)
             .field("extra", &extra)
@@ -204,6 +238,41 @@ impl BackendLoadTime {
         match self {
             Self::AfterAppInit => "afterAppInit",
             Self::BeforeHandleRequest => "beforeHandleRequest",
+        }
+    }
+}
+
+/// `cacheLevel`: how long a built element is kept (JitAi's numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CacheLevel {
+    /// `0`: built once and kept for the life of the app (the default).
+    #[default]
+    Process,
+    /// `1`: built afresh for each request from the cached definition, and shared by every
+    /// call within that request (the host's [`crate::CallContext`] carries it).
+    Request,
+}
+
+impl CacheLevel {
+    /// The e.json number.
+    pub fn as_number(self) -> u8 {
+        match self {
+            Self::Process => 0,
+            Self::Request => 1,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CacheLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        match value.as_u64() {
+            Some(0) => Ok(Self::Process),
+            Some(1) => Ok(Self::Request),
+            _ => Err(serde::de::Error::custom(format!(
+                "cacheLevel must be 0 (one instance for the process) or 1 (a fresh instance per request), found {}",
+                crate::log_safe::log_safe(&value.to_string())
+            ))),
         }
     }
 }

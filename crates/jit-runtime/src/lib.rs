@@ -65,6 +65,21 @@
 //! inside of gets [`GetError::BuildCycle`] instead of waiting forever, also when the
 //! builds of the cycle were started by different tasks.
 //!
+//! # Generations and cache levels
+//!
+//! An [`App`] is one *generation* of the app, pinned: a host pins one per request (through
+//! [`LiveApp::current`]) and the request finishes on it. [`AppBuilder::build_next`] builds
+//! the next generation beside the running one, keeping the built instance of every element
+//! whose chain of definitions and loader plan did not change ([`GenerationChanges`]);
+//! [`NextGeneration::make_current`] swaps it in atomically, and the old generation is
+//! retired (its elements no later generation kept get `on_app_exit`) once nothing holds it
+//! or after a grace period. A [`WeakApp`] always upgrades to the current generation.
+//!
+//! `cacheLevel` ([`CacheLevel`], nearest on the chain): `0` (default) builds an element
+//! once per generation; `1` builds it afresh per request, from the cached definition, and
+//! shares it between the calls of that request through the [`CallContext`]
+//! ([`App::get_element_in`]). Any other value is a load error at `cacheLevel`.
+//!
 //! # Arguments
 //!
 //! [`App::call`] checks a call against the nearest declaration on the chain
@@ -129,6 +144,7 @@ mod definitions;
 mod element;
 mod element_def;
 mod error;
+mod generations;
 mod loader;
 mod log_safe;
 mod name;
@@ -137,22 +153,23 @@ pub mod selector;
 mod settings;
 mod wait_graph;
 
-pub use app::{App, WeakApp};
+pub use app::{App, LiveApp, WeakApp};
 pub use arguments::{
     INVALID_JSON, argument_problems, check_call, declared_function, parse_arguments,
 };
 pub use builder::AppBuilder;
-pub use call_context::CallContext;
+pub use call_context::{CallContext, RequestElements};
 pub use chain::Chain;
 pub use definitions::{Definitions, ElementKind, FRAMEWORK_LAYER, FRAMEWORK_PREFIX, Layer};
 pub use element::Element;
 pub use element_def::{
-    AccessModifier, ArgDecl, BackendLoadTime, DataType, ElementDef, FunctionDecl,
+    AccessModifier, ArgDecl, BackendLoadTime, CacheLevel, DataType, ElementDef, FunctionDecl,
 };
 pub use error::{
     CallError, CallErrorKind, ElementError, GetError, LoadError, LoadErrorKind, LoadErrors,
     PlaceholderError,
 };
+pub use generations::{GenerationChanges, NextGeneration, ReplaceError};
 pub use loader::{LoadContext, Loader};
 pub use log_safe::{
     LOG_TEXT_LIMIT, LogAdmission, LogSafe, RefusalLogLimiter, is_format_char, log_safe,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 #[cfg(doc)]
 use crate::AppBuilder;
-use crate::app::{App, WeakApp};
+use crate::app::{App, WeakGeneration};
 use crate::chain::Chain;
 use crate::element::Element;
 use crate::element_def::ElementDef;
@@ -94,6 +94,39 @@ impl LoadContext {
 /// The loaders registered per Meta or Type fullName, oldest first.
 pub(crate) type Loaders = HashMap<String, Vec<Arc<dyn Loader>>>;
 
+/// `loader` shared: a loader without state (a zero-sized type) is one shared value per
+/// type for the whole process, so two builders registering `MyLoader` register the same
+/// loader and a reload can tell an element's loader plan did not change
+/// ([`crate::AppBuilder::build_next`]). A loader with state is its own value.
+pub(crate) fn shared<L: Loader>(loader: L) -> Arc<dyn Loader> {
+    use std::any::TypeId;
+    use std::sync::OnceLock;
+
+    use parking_lot::Mutex;
+
+    static STATELESS: OnceLock<Mutex<HashMap<TypeId, Arc<dyn Loader>>>> = OnceLock::new();
+    if std::mem::size_of::<L>() != 0 {
+        return Arc::new(loader);
+    }
+    STATELESS
+        .get_or_init(Default::default)
+        .lock()
+        .entry(TypeId::of::<L>())
+        .or_insert_with(|| Arc::new(loader))
+        .clone()
+}
+
+/// Whether two loader plans build the same way: the same loaders (the same shared
+/// values, `Arc::ptr_eq`) for the same chain entries and definitions, in the same order.
+pub(crate) fn same_plan(a: &[PlanStep], b: &[PlanStep]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            a.chain_index == b.chain_index
+                && Arc::ptr_eq(&a.loader, &b.loader)
+                && (Arc::ptr_eq(&a.def, &b.def) || a.def.same_definition(&b.def))
+        })
+}
+
 /// The loaders that can build the element at the head of `chain`, nearest first: for
 /// each chain entry, its registrations newest first, each paired with the definition it
 /// was registered for (a shadowed registration gets the definition the app overrides).
@@ -121,7 +154,7 @@ pub(crate) fn plan_for(chain: &Chain, loaders: &Loaders) -> Vec<PlanStep> {
 /// Builds the element at the head of `chain` with the first loader of its `plan`, then
 /// runs its `on_load`. Failures are logged (they carry no secret) and returned.
 pub(crate) async fn construct(
-    app: WeakApp,
+    app: WeakGeneration,
     chain: Chain,
     plan: Arc<[PlanStep]>,
 ) -> Result<Arc<dyn Element>, GetError> {

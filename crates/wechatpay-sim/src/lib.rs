@@ -114,9 +114,26 @@ pub enum SimError {
     /// A merchant with this mch_id is already known.
     #[error("merchant `{0}` is already configured")]
     DuplicateMerchant(String),
+    /// A merchant with this mch_id is known with another API key: a running gateway does
+    /// not change a merchant's key.
+    #[error(
+        "merchant `{0}` is already configured with another API key; the simulator keeps the key it started with (restart to change it)"
+    )]
+    MerchantKeyChanged(String),
     /// The TLS configuration is unusable (names the file at fault).
     #[error("TLS: {0}")]
     Tls(String),
+}
+
+/// What [`SimHandle::learn_merchant`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LearnedMerchant {
+    /// The merchant was new: added.
+    Added,
+    /// The merchant was known and gained these app ids.
+    AppIdsAdded(Vec<String>),
+    /// The merchant was known as it is: nothing changed.
+    Known,
 }
 
 /// A merchant as the running gateway holds it.
@@ -672,6 +689,45 @@ impl SimHandle {
             Arc::new(MerchantEntry::new(merchant)),
         );
         Ok(())
+    }
+
+    /// Makes sure calls for `merchant` are accepted from now on, as a host does when its
+    /// app gains merchants while running: an unknown merchant is added; a known one (same
+    /// `mch_id` and key) gains the app ids it does not own yet. A known merchant with
+    /// another key is refused ([`SimError::MerchantKeyChanged`]), the running one untouched.
+    pub fn learn_merchant(&self, merchant: MerchantConfig) -> Result<LearnedMerchant, SimError> {
+        SimConfig::default()
+            .with_merchants([merchant.clone()])
+            .validate()?;
+        let mut merchants = self.shared.merchants.write();
+        let Some(known) = merchants.get(&merchant.mch_id).cloned() else {
+            drop(merchants);
+            self.add_merchant(merchant)?;
+            return Ok(LearnedMerchant::Added);
+        };
+        if known.config.key != merchant.key {
+            return Err(SimError::MerchantKeyChanged(merchant.mch_id));
+        }
+        let new_appids: Vec<String> = std::iter::once(&merchant.appid)
+            .chain(&merchant.extra_appids)
+            .filter(|appid| !known.config.owns_appid(appid))
+            .cloned()
+            .collect();
+        if new_appids.is_empty() {
+            return Ok(LearnedMerchant::Known);
+        }
+        let mut config = known.config.clone();
+        config.extra_appids.extend(new_appids.iter().cloned());
+        // The same keys (the sandbox key a client may hold included), more app ids.
+        merchants.insert(
+            merchant.mch_id.clone(),
+            Arc::new(MerchantEntry {
+                config,
+                key: known.key.clone(),
+                sandbox_key: known.sandbox_key.clone(),
+            }),
+        );
+        Ok(LearnedMerchant::AppIdsAdded(new_appids))
     }
 
     /// Serves until `signal` completes (e.g. `tokio::signal::ctrl_c()` in a command line),

@@ -791,6 +791,7 @@ async fn run_action(
         request_id,
         principal: Some("console".to_owned()),
         peer,
+        ..Default::default()
     };
     tracing::info!(
         action = action.as_str(),
@@ -799,7 +800,7 @@ async fn run_action(
     );
     match console
         .server
-        .app
+        .app()
         .call(element, function, args, &context)
         .await
     {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::walk::{Found, SiblingFile};
 use crate::element_def::{
-    AccessModifier, ArgDecl, BackendLoadTime, ElementDef, FunctionDecl, default_true,
+    AccessModifier, ArgDecl, BackendLoadTime, CacheLevel, ElementDef, FunctionDecl, default_true,
 };
 use crate::error::{LoadError, LoadErrorKind};
 use crate::name::{FullName, is_valid_segment};
@@ -31,19 +31,21 @@ struct RawElement {
     backend_load_time: Option<BackendLoadTime>,
     #[serde(default)]
     access_modifier: AccessModifier,
+    cache_level: Option<CacheLevel>,
     #[serde(default)]
     function_list: Vec<RawFunction>,
     #[serde(default)]
     secret_keys: Vec<String>,
 }
 
-const ELEMENT_KEYS: [&str; 8] = [
+const ELEMENT_KEYS: [&str; 9] = [
     "title",
     "type",
     "backendBundleEntry",
     "frontBundleEntry",
     "backendLoadTime",
     "accessModifier",
+    "cacheLevel",
     "functionList",
     "secretKeys",
 ];
@@ -381,6 +383,7 @@ impl Parsed {
             front_bundle_entry: raw.front_bundle_entry,
             backend_load_time: raw.backend_load_time,
             access_modifier: raw.access_modifier,
+            cache_level: raw.cache_level,
             function_list,
             secret_keys: raw.secret_keys,
             extra,

@@ -5,5 +5,6 @@
 mod common;
 
 mod elements;
+mod generations;
 mod loading;
 mod selector;

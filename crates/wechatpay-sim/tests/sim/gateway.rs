@@ -884,6 +884,48 @@ async fn configuration_reads_from_toml_and_names_bad_fields() {
 }
 
 #[tokio::test]
+async fn a_running_simulator_learns_new_merchants_and_app_ids() {
+    use wechatpay_sim::LearnedMerchant;
+    let sim = Simulator::start_default().await;
+    let merchant = MerchantConfig::new("wxnew", "30000002", "new-key");
+    assert_eq!(
+        sim.learn_merchant(merchant.clone()).unwrap(),
+        LearnedMerchant::Added
+    );
+    assert_eq!(
+        sim.learn_merchant(merchant.clone()).unwrap(),
+        LearnedMerchant::Known
+    );
+    assert_eq!(
+        sim.learn_merchant(MerchantConfig::new("wxmini", "30000002", "new-key"))
+            .unwrap(),
+        LearnedMerchant::AppIdsAdded(vec!["wxmini".to_owned()])
+    );
+    let refused = sim
+        .learn_merchant(MerchantConfig::new("wxnew", "30000002", "other-key"))
+        .unwrap_err();
+    assert!(refused.to_string().contains("another API key"), "{refused}");
+    assert!(!refused.to_string().contains("other-key"), "{refused}");
+    // Calls for the learned app id are accepted, signed with the merchant's key.
+    for appid in ["wxnew", "wxmini"] {
+        let answer = common::call_with(
+            &sim.base_url(),
+            "/pay/orderquery",
+            params(&[
+                ("appid", appid),
+                ("mch_id", "30000002"),
+                ("nonce_str", "n"),
+                ("out_trade_no", "x"),
+            ]),
+            "new-key",
+            SignType::HmacSha256,
+        )
+        .await;
+        assert_eq!(answer.err_code(), "ORDERNOTEXIST", "{appid}");
+    }
+}
+
+#[tokio::test]
 async fn merchants_can_be_added_while_running() {
     let sim = Simulator::start_default().await;
     sim.add_merchant(MerchantConfig {
