@@ -22,8 +22,9 @@ pub const MAGIC: [u8; 8] = *b"JITPLUG\0";
 ///
 /// - 1: the plugin may call its parent and read its element (`call_parent`,
 ///   `element_info`).
-/// - 2: [`HostApi`] gains `get_element` and `call` (any element of the app), appended after
-///   the version-1 callbacks; nothing else changed.
+/// - 2: [`HostApi`] gains `get_element`, `call` (any element of the app) and
+///   `find_elements` (JitAi's selector query), appended after the version-1 callbacks;
+///   nothing else changed.
 pub const ABI_VERSION: u32 = 2;
 
 /// The oldest ABI version a host built with this crate still loads. [`HostApi`] only ever
@@ -317,6 +318,13 @@ pub struct HostApi {
         args_json: ByteView,
         out: *const OutputSink,
     ) -> u32,
+    /// Finds the elements of the app the selector `selector` (UTF-8, JitAi's `findElements`
+    /// language, e.g. `.pays.WechatPayType`) matches, as the caller may see them; writes a
+    /// JSON array of [`ElementInfo`](crate::ElementInfo) sorted by fullName, or a
+    /// `BAD_ARGUMENTS` [`PluginError`](crate::PluginError) naming where the selector is
+    /// wrong. Returns a status code. Never unwinds.
+    pub find_elements:
+        unsafe extern "C" fn(ctx: *const c_void, selector: ByteView, out: *const OutputSink) -> u32,
 }
 
 #[cfg(test)]
@@ -363,6 +371,7 @@ mod tests {
         assert_eq!(std::mem::offset_of!(HostApi, element_info), 2 * pointer);
         assert_eq!(std::mem::offset_of!(HostApi, get_element), 3 * pointer);
         assert_eq!(std::mem::offset_of!(HostApi, call), 4 * pointer);
+        assert_eq!(std::mem::offset_of!(HostApi, find_elements), 5 * pointer);
     }
 
     #[test]

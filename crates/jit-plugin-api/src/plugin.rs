@@ -149,6 +149,29 @@ impl<'h> App<'h> {
     }
 }
 
+impl App<'_> {
+    /// JitAi's `findElements`: the elements of the app that `selector` matches, sorted by
+    /// fullName, each with its info (fullName, chain, masked settings, functions). The
+    /// language is the runtime's: `pays.myWechatPay`, `pays.*`, `.pays.WechatPayType` (every
+    /// element of that Type), `[mchId=10000100]`, `pays.services > *`, `a, b`. A selector that
+    /// does not parse is `BAD_ARGUMENTS`, naming where; elements private to a layer the
+    /// calling element is not in are left out.
+    pub fn find_elements(&self, selector: &str) -> Result<Vec<ElementInfo>, PluginError> {
+        let host = self.host.table();
+        let (status, bytes) = collect_output(|out| {
+            // SAFETY: the view borrows a local that outlives the callback; `out` is live;
+            // `ctx` is the host's own pointer, handed back during its call.
+            unsafe { (host.find_elements)(host.ctx, ByteView::of(selector.as_bytes()), out) }
+        });
+        serde_json::from_value(decode_reply(status, &bytes)?).map_err(|error| {
+            PluginError::new(
+                PluginError::PROTOCOL,
+                format!("element list from the host is malformed: {error}"),
+            )
+        })
+    }
+}
+
 /// An element of the app found by [`App::get_element`]: what it declares, and calls to it.
 #[derive(Debug, Clone)]
 pub struct ElementRef<'h> {

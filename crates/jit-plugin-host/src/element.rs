@@ -284,6 +284,7 @@ impl HostCall {
             element_info,
             get_element,
             call: call_element,
+            find_elements,
         };
         let entry_points = self.shared.plugin.entry_points();
         collect_output(|out| {
@@ -347,6 +348,22 @@ impl HostCall {
         })
     }
 
+    /// The elements `selector` matches that the calling element may see, as
+    /// [`Self::get_element`] would describe each.
+    fn find_elements(&self, selector: &str) -> Result<Value, PluginError> {
+        let app = self.app()?;
+        let found = app
+            .find_elements(selector)
+            .map_err(|error| PluginError::bad_arguments(format!("selector: {error}")))?;
+        let infos: Vec<ElementInfo> = found
+            .iter()
+            .filter_map(|def| self.visible_chain(&app, def.full_name.as_str()).ok())
+            .map(info_of)
+            .collect();
+        serde_json::to_value(infos)
+            .map_err(|error| PluginError::internal(format!("element info: {error}")))
+    }
+
     fn get_element(&self, full_name: &str) -> Result<Value, PluginError> {
         let app = self.app()?;
         let chain = self.visible_chain(&app, full_name)?;
@@ -383,10 +400,8 @@ impl HostCall {
         let app = self.app()?;
         let chain = self.visible_chain(&app, full_name)?;
         // A Type or a Meta declares functions for its instances and serves none, as HTTP
-        // dispatch refuses it. The same rule as the binary's `commands::is_instance`, to be
-        // replaced by the runtime's single owner of it once there is one.
-        let def = chain.element();
-        if def.is_meta() || app.definitions().is_used_as_type(full_name) {
+        // dispatch refuses it (the runtime's one rule of what an instance is).
+        if !app.definitions().is_instance(chain) {
             return Err(PluginError::of_kind(
                 PluginErrorKind::NotFound,
                 PluginErrorKind::NotFound.code(),
@@ -548,6 +563,24 @@ unsafe extern "C" fn get_element(
         // SAFETY: the ABI requires the plugin to lend the name until this callback returns.
         let full_name = unsafe { lent_text(full_name, "element name") }?;
         call.get_element(full_name)
+    }));
+    // SAFETY: `out` is the sink the plugin passed for this callback, which the ABI requires
+    // to be null or live until the callback returns: what `answer` needs.
+    unsafe { answer(out, result) }
+}
+
+unsafe extern "C" fn find_elements(
+    ctx: *const c_void,
+    selector: ByteView,
+    out: *const OutputSink,
+) -> u32 {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `ctx` is the `&HostCall` that `enter_plugin` lent in the `HostApi` of the
+        // plugin call now in progress on this thread (see `call_parent`): alive, only shared.
+        let call = unsafe { &*ctx.cast::<HostCall>() };
+        // SAFETY: the ABI requires the plugin to lend the selector until this callback returns.
+        let selector = unsafe { lent_text(selector, "selector") }?;
+        call.find_elements(selector)
     }));
     // SAFETY: `out` is the sink the plugin passed for this callback, which the ABI requires
     // to be null or live until the callback returns: what `answer` needs.

@@ -18,6 +18,7 @@ fn probe_functions() -> Value {
             {"name": "args", "dataType": "JSON", "required": false}
         ]},
         {"name": "lookup", "args": [{"name": "name", "dataType": "Stext"}]},
+        {"name": "find", "args": [{"name": "selector", "dataType": "Stext"}]},
         {"name": "callElement", "loginRequired": false, "args": [
             {"name": "element", "dataType": "Stext"},
             {"name": "function", "dataType": "Stext"},
@@ -87,7 +88,7 @@ async fn a_service_element_is_its_plugin_with_no_parent() {
         .collect();
     assert_eq!(
         functions,
-        ["echo", "forward", "lookup", "callElement", "bounce"]
+        ["echo", "forward", "lookup", "find", "callElement", "bounce"]
     );
 
     let no_parent = app
@@ -135,6 +136,39 @@ async fn get_element_describes_what_the_caller_may_see() {
                 .await
         }
     };
+
+    // findElements: every element of a Type (further down the chain too), private
+    // elements of another layer left out; a bad selector says where.
+    let find = |selector: &str| {
+        let app = app.clone();
+        let selector = selector.to_owned();
+        async move {
+            app.call(
+                "pays.myProbe",
+                "find",
+                json!({"selector": selector}),
+                &caller(),
+            )
+            .await
+        }
+    };
+    let pays = find(".pays.WechatPayType").await.expect("a selector");
+    let pays: Vec<&str> = pays
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|name| name.as_str().expect("a fullName"))
+        .collect();
+    assert!(pays.contains(&"pays.myDiscountPay"), "{pays:?}");
+    assert!(pays.contains(&"pays.ownPrivatePay"), "same layer: {pays:?}");
+    assert_eq!(
+        find("*.Thing").await.expect("a glob"),
+        json!(["shared.Thing"]),
+        "another layer's private element is left out"
+    );
+    let bad = find(".pays.[").await.expect_err("not a selector");
+    assert_eq!(bad.kind, CallErrorKind::BadArguments, "{}", bad.message);
+    assert!(bad.message.contains("selector"), "{}", bad.message);
 
     let pay = lookup("pays.myDiscountPay").await.expect("visible");
     assert_eq!(pay["fullName"], "pays.myDiscountPay");

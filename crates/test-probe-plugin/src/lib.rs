@@ -10,6 +10,8 @@
 //!   `onException`); `onCreate` of an order whose subject is [`FAILING_SUBJECT`] fails
 //!   with `HOOK_REFUSED`;
 //! - `lookup(name)` returns what the app says of element `name` (`get_element`);
+//! - `find(selector)` returns the fullNames of the elements `selector` matches
+//!   (`find_elements`);
 //! - `callElement(element, function, args)` calls `function` of another element of the app
 //!   (through the handle `get_element` gives) and returns its result (or its error);
 //! - `bounce(to)` calls `bounce` of element `to` with this element as `to`: two elements
@@ -64,6 +66,16 @@ impl Plugin for ProbePlugin {
                 let found = parent.app().get_element(name)?;
                 serde_json::to_value(found.info())
                     .map_err(|error| PluginError::new(PluginError::PROTOCOL, error.to_string()))
+            }
+            "find" => {
+                let selector = string_arg(&args, function, "selector")?;
+                let found = parent.app().find_elements(selector)?;
+                Ok(json!(
+                    found
+                        .into_iter()
+                        .map(|info| info.full_name)
+                        .collect::<Vec<_>>()
+                ))
             }
             "callElement" => {
                 let element = string_arg(&args, function, "element")?;
