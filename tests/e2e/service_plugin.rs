@@ -1,9 +1,11 @@
 //! Service elements written as native plugins, through the real `jit` binary.
 //!
-//! The first test follows a user's steps exactly: `jit new service` into a copy of the
-//! example shop, `cargo build` of the crate it wrote, the library copied into the element's
-//! folder, `jit check`, `jit serve`, and the new function called over HTTP, where it calls
-//! `pays.myWechatPay` (an order is created and its payment link comes back).
+//! The first test follows a user's steps exactly, with the example shop already serving:
+//! `jit new service` in the shop's folder (the running server refuses the element while its
+//! library is missing and keeps serving), `cargo build` of the crate it wrote, the library
+//! copied into the element's folder, and, without a restart, the new function called over
+//! HTTP, where it calls `pays.myWechatPay` (an order is created and its payment link comes
+//! back).
 //!
 //! The others install test plugins as service elements and check, over HTTP, the rules of
 //! calls from plugins to the app: arguments checked, `loginRequired` honoured for the
@@ -122,8 +124,7 @@ fn create_and_build_service(app: &Path) -> PathBuf {
 }
 
 /// The user's last step: the built library copied into the element's folder, where its
-/// e.json's backendBundleEntry names it. (Once `jit serve` picks up changed folders, this is
-/// the step done while the server runs.)
+/// e.json's backendBundleEntry names it; a running `jit serve` picks it up.
 fn install_service_library(app: &Path, library: &Path) {
     let file_name = library_file_name("checkout_svc");
     std::fs::copy(
@@ -135,20 +136,9 @@ fn install_service_library(app: &Path, library: &Path) {
 }
 
 #[tokio::test]
-async fn a_service_from_jit_new_pays_for_a_cart_through_the_shop() {
+async fn a_service_from_jit_new_pays_for_a_cart_through_the_running_shop() {
     let app = tempfile::tempdir().expect("temp dir");
     copy_example_app(app.path());
-    let app_dir = app.path().to_owned();
-    let library = tokio::task::spawn_blocking(move || create_and_build_service(&app_dir))
-        .await
-        .expect("creating and building the service");
-    install_service_library(app.path(), &library);
-
-    let output = jit_command(&["check"], app.path())
-        .output()
-        .expect("jit check runs");
-    assert!(output.status.success(), "{}", text(&output));
-
     let http = client();
     let mut served = Served::start(app.path(), &[]);
     served.ready(&http).await;
@@ -162,13 +152,55 @@ async fn a_service_from_jit_new_pays_for_a_cart_through_the_shop() {
         }
         async move { json_reply(request.send().await.expect("jit serve answers")).await }
     };
+    let checkout = || {
+        post(
+            "shop/services/CheckoutSvc/checkout",
+            json!({"cartId": "demo-cart"}),
+            Some(SHOP_TOKEN),
+        )
+    };
+    let (status, before) = checkout().await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{before}");
 
-    let (status, paid) = post(
-        "shop/services/CheckoutSvc/checkout",
-        json!({"cartId": "demo-cart"}),
+    // Written while the shop serves: the new element has no library yet, so the server
+    // refuses it, says why, and keeps serving the app it has.
+    let app_dir = app.path().to_owned();
+    let library = tokio::task::spawn_blocking(move || create_and_build_service(&app_dir))
+        .await
+        .expect("creating and building the service");
+    wait_for(
+        || served.logs().contains("reload refused"),
+        "a refused reload",
+    )
+    .await;
+    let logs = served.logs();
+    assert!(
+        logs.contains("CheckoutSvc/e.json: backendBundleEntry:") && logs.contains("does not exist"),
+        "{logs}"
+    );
+    let (status, id) = post(
+        "pays/myWechatPay/generateOrderId",
+        json!({}),
         Some(SHOP_TOKEN),
     )
     .await;
+    assert_eq!(status, StatusCode::OK, "the old app keeps serving: {id}");
+
+    // The library dropped in: live without a restart.
+    install_service_library(app.path(), &library);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (status, paid) = loop {
+        let (status, answer) = checkout().await;
+        if status != StatusCode::NOT_FOUND || std::time::Instant::now() > deadline {
+            break (status, answer);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let output = jit_command(&["check"], app.path())
+        .output()
+        .expect("jit check runs");
+    assert!(output.status.success(), "{}", text(&output));
+
     assert_eq!(status, StatusCode::OK, "{paid}\n{}", served.logs());
     assert_eq!(paid["cartId"], "demo-cart", "{paid}");
     assert_eq!(paid["amountYuan"], "12.50", "{paid}");
@@ -209,6 +241,18 @@ async fn a_service_from_jit_new_pays_for_a_cart_through_the_shop() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{anonymous}");
 
     served.stop_cleanly().await;
+}
+
+/// Polls `done` every 100 ms for up to 30 s.
+async fn wait_for(done: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// The test plugins the rule checks install.

@@ -291,6 +291,7 @@ pub fn shop() -> TempApp {
                 ]},
                 {"name": "panic", "args": []},
                 {"name": "lookup", "args": [{"name": "name", "dataType": "Stext"}]},
+                {"name": "find", "args": [{"name": "selector", "dataType": "Stext"}]},
                 {"name": "callElement", "args": [
                     {"name": "element", "dataType": "Stext"},
                     {"name": "function", "dataType": "Stext"},
