@@ -556,17 +556,8 @@ unsafe extern "C" fn get_element(
     full_name: ByteView,
     out: *const OutputSink,
 ) -> u32 {
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `ctx` is the `&HostCall` that `enter_plugin` lent in the `HostApi` of the
-        // plugin call now in progress on this thread (see `call_parent`): alive, only shared.
-        let call = unsafe { &*ctx.cast::<HostCall>() };
-        // SAFETY: the ABI requires the plugin to lend the name until this callback returns.
-        let full_name = unsafe { lent_text(full_name, "element name") }?;
-        call.get_element(full_name)
-    }));
-    // SAFETY: `out` is the sink the plugin passed for this callback, which the ABI requires
-    // to be null or live until the callback returns: what `answer` needs.
-    unsafe { answer(out, result) }
+    // SAFETY: this callback's contract (the ABI's) is `answer_with_text`'s.
+    unsafe { answer_with_text(ctx, full_name, "element name", out, HostCall::get_element) }
 }
 
 unsafe extern "C" fn find_elements(
@@ -574,13 +565,31 @@ unsafe extern "C" fn find_elements(
     selector: ByteView,
     out: *const OutputSink,
 ) -> u32 {
+    // SAFETY: this callback's contract (the ABI's) is `answer_with_text`'s.
+    unsafe { answer_with_text(ctx, selector, "selector", out, HostCall::find_elements) }
+}
+
+/// The body of a callback that takes one text (`what`, for messages): `serve` answers it
+/// for the plugin call in progress, and no panic unwinds into the plugin.
+///
+/// # Safety
+/// `ctx` must be the `HostApi` context `enter_plugin` lent for the plugin call in progress
+/// on this thread, `text` a view the plugin lends until this returns, and `out` null or a
+/// live sink: what the ABI requires of every callback.
+unsafe fn answer_with_text(
+    ctx: *const c_void,
+    text: ByteView,
+    what: &str,
+    out: *const OutputSink,
+    serve: fn(&HostCall, &str) -> Result<Value, PluginError>,
+) -> u32 {
     let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `ctx` is the `&HostCall` that `enter_plugin` lent in the `HostApi` of the
         // plugin call now in progress on this thread (see `call_parent`): alive, only shared.
         let call = unsafe { &*ctx.cast::<HostCall>() };
-        // SAFETY: the ABI requires the plugin to lend the selector until this callback returns.
-        let selector = unsafe { lent_text(selector, "selector") }?;
-        call.find_elements(selector)
+        // SAFETY: the ABI requires the plugin to lend the text until this callback returns.
+        let text = unsafe { lent_text(text, what) }?;
+        serve(call, text)
     }));
     // SAFETY: `out` is the sink the plugin passed for this callback, which the ABI requires
     // to be null or live until the callback returns: what `answer` needs.
