@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use test_support::library_file_name;
 
 use crate::binary::{Served, jit as jit_command, text};
-use crate::util::{SHOP_TOKEN, client, copy_example_app, error_code, json_reply};
+use crate::util::{SHOP_TOKEN, client, copy_example_app, error_code, post_json};
 
 /// The service `jit new service` creates in the first test.
 const SERVICE: &str = "shop.services.CheckoutSvc";
@@ -144,13 +144,10 @@ async fn a_service_from_jit_new_pays_for_a_cart_through_the_running_shop() {
     served.ready(&http).await;
     let base = served.base.clone();
     let post = |path: &str, arguments: Value, token: Option<&str>| {
-        let mut request = http
-            .post(format!("{base}/api/demo/shop/{path}"))
-            .json(&arguments);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        async move { json_reply(request.send().await.expect("jit serve answers")).await }
+        let url = format!("{base}/api/demo/shop/{path}");
+        let http = &http;
+        let token = token.map(str::to_owned);
+        async move { post_json(http, url, &arguments, token.as_deref()).await }
     };
     let checkout = || {
         post(
@@ -345,13 +342,10 @@ async fn calls_from_plugins_follow_the_http_rules_and_old_plugins_still_load() {
     served.ready(&http).await;
     let base = served.base.clone();
     let post = |path: &str, arguments: Value, token: Option<&str>| {
-        let mut request = http
-            .post(format!("{base}/api/demo/shop/shop/services/{path}"))
-            .json(&arguments);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        async move { json_reply(request.send().await.expect("jit serve answers")).await }
+        let url = format!("{base}/api/demo/shop/shop/services/{path}");
+        let http = &http;
+        let token = token.map(str::to_owned);
+        async move { post_json(http, url, &arguments, token.as_deref()).await }
     };
     let create = |amount: Value| {
         json!({

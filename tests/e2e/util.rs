@@ -140,6 +140,21 @@ pub async fn json_reply(response: reqwest::Response) -> (StatusCode, Value) {
     (status, body)
 }
 
+/// POSTs `arguments` as JSON to `url`, with the bearer `token` when given, and reads the
+/// JSON answer.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: String,
+    arguments: &Value,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = http.post(url).json(arguments);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    json_reply(request.send().await.expect("the server answers")).await
+}
+
 /// Asserts the error shape `{"error": {"code", "message"}}` and returns the code.
 pub fn error_code(body: &Value) -> &str {
     let error = body
