@@ -80,14 +80,8 @@ pub(crate) fn resolve_route(
     };
     // A Type or a Meta declares functions for its instances; it builds nothing that could
     // answer them (the same rule `jit check` counts instances by, and OpenAPI lists by).
-    if !app.definitions().is_instance(chain) {
-        return Err(ApiError::not_found(
-            "NOT_FOUND",
-            format!(
-                "`{full_name}` is a Type, not an element that serves calls: call one of its \
-                 instances"
-            ),
-        ));
+    if let Some(refusal) = app.definitions().serves_no_calls(chain) {
+        return Err(ApiError::not_found("NOT_FOUND", refusal));
     }
     let declaration = jit_runtime::declared_function(chain, function)?;
     let format = BodyFormat::of(declaration);

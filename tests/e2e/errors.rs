@@ -491,6 +491,22 @@ async fn a_type_serves_no_calls() {
             .contains("is a Type"),
         "{status}: {body}"
     );
+    let (status, body) = crate::util::json_reply(
+        shop.client
+            .post(shop.api("pays/Meta/create"))
+            .bearer_auth(crate::util::SHOP_TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "`pays.Meta` is a Meta, not an element that serves calls: call one of its instances",
+        "{body}"
+    );
     // Its instances still answer.
     let url = shop
         .pay_svc("create", json!({"subject": "x", "amount": 1}))

@@ -49,8 +49,8 @@ use jit_plugin_api::{
     write_output,
 };
 use jit_runtime::{
-    AccessModifier, App, CallContext, CallError, CallErrorKind, Chain, Element, ElementDef,
-    ElementError, LoadContext, Loader, WeakApp,
+    App, CallContext, CallError, CallErrorKind, Chain, Element, ElementDef, ElementError,
+    LoadContext, Loader, WeakApp,
 };
 use serde_json::{Map, Value};
 use tokio::runtime::Handle;
@@ -335,10 +335,10 @@ impl HostCall {
     /// a private element's existence does not show.
     fn visible_chain<'a>(&self, app: &'a App, full_name: &str) -> Result<&'a Chain, PluginError> {
         let definitions = app.definitions();
-        let visible = app.chain(full_name).filter(|chain| {
-            chain.element().access_modifier != AccessModifier::Private
-                || definitions.layer_index(full_name) == definitions.layer_index(&self.element)
-        });
+        let caller_layer = definitions.layer_index(&self.element);
+        let visible = app
+            .chain(full_name)
+            .filter(|chain| definitions.is_visible_to_layer(chain, caller_layer));
         visible.ok_or_else(|| {
             PluginError::of_kind(
                 PluginErrorKind::NotFound,
@@ -401,14 +401,11 @@ impl HostCall {
         let chain = self.visible_chain(&app, full_name)?;
         // A Type or a Meta declares functions for its instances and serves none, as HTTP
         // dispatch refuses it (the runtime's one rule of what an instance is).
-        if !app.definitions().is_instance(chain) {
+        if let Some(refusal) = app.definitions().serves_no_calls(chain) {
             return Err(PluginError::of_kind(
                 PluginErrorKind::NotFound,
                 PluginErrorKind::NotFound.code(),
-                format!(
-                    "`{full_name}` is a Type, not an element that serves calls: call one of its \
-                     instances"
-                ),
+                refusal,
             ));
         }
         let args = read_arguments(args_json, &format!("`{target}`"))?;

@@ -210,15 +210,37 @@ impl Definitions {
         self.kind(chain) == ElementKind::Instance
     }
 
+    /// Why the element of `chain` serves no calls, when it is a Meta or a Type (they
+    /// declare functions for their instances and build nothing that answers them); `None`
+    /// for an instance. The one wording of that refusal, for HTTP and for hosted code.
+    pub fn serves_no_calls(&self, chain: &Chain) -> Option<String> {
+        let kind = match self.kind(chain) {
+            ElementKind::Instance => return None,
+            ElementKind::Meta => "a Meta",
+            ElementKind::Type => "a Type",
+        };
+        Some(format!(
+            "`{}` is {kind}, not an element that serves calls: call one of its instances",
+            chain.element().full_name
+        ))
+    }
+
+    /// Whether code of the layer `viewer` (an index into [`Definitions::layers`]; `None`
+    /// for code of no layer) sees the element of `chain`: every element but a `private`
+    /// one of another layer, which is private to its own.
+    pub fn is_visible_to_layer(&self, chain: &Chain, viewer: Option<usize>) -> bool {
+        let def = chain.element();
+        def.access_modifier != AccessModifier::Private
+            || self.layer_index(def.full_name.as_str()) == viewer
+    }
+
     /// Whether the app's own layer sees the element of `chain` when it lists or selects
     /// elements: every visible element but the `private` ones of a lower layer (the
     /// framework's or an extended app's), which are private to that layer. Such an element
     /// still takes part in the chains of its own layer's elements.
     pub fn is_listed(&self, chain: &Chain) -> bool {
-        let def = chain.element();
         let own_layer = self.layers.len().saturating_sub(1);
-        def.access_modifier != AccessModifier::Private
-            || self.layer_index(def.full_name.as_str()) == Some(own_layer)
+        self.is_visible_to_layer(chain, Some(own_layer))
     }
 
     /// The chains of every element the app's own layer lists ([`Definitions::is_listed`]),
