@@ -265,6 +265,7 @@ mod tests {
         use crate::{DEFAULT_APPID, DEFAULT_MCH_ID};
         let store = Store::new(10, []);
         let _ = store.create(NewOrder {
+            api_version: crate::store::ApiVersion::V2,
             env: crate::Env::Live,
             appid: DEFAULT_APPID.into(),
             mch_id: DEFAULT_MCH_ID.into(),

@@ -1,0 +1,714 @@
+//! API v3 beside V2: the `wechatpay-v3` client against the simulator in each signing mode,
+//! V3 notifies received and verified by a loopback merchant, the SIGNTEST probe, V3 error
+//! codes and faults on V3 endpoints.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use parking_lot::Mutex;
+use wechatpay_sim::{
+    DEFAULT_APPID, DEFAULT_MCH_ID, Endpoint, Fault, FaultRule, SimConfig, SimHandle, Simulator,
+    V3Material, V3Mode,
+};
+use wechatpay_v3::{
+    ApiV3Key, Client, ClientConfig, Error, Fen, H5Scene, MerchantPrivateKey, OrderRef, PrepayKind,
+    PrepayRequest, RefundRequest, RefundStatus, RetryPolicy, TradeState, Verification, VerifyError,
+    WechatPayPublicKey,
+};
+
+const OPENID: &str = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o";
+
+async fn start(mode: V3Mode) -> (SimHandle, V3Material) {
+    let sim = Simulator::start(
+        SimConfig::default()
+            .with_time_scale(1000.0)
+            .with_v3_mode(mode),
+    )
+    .await
+    .unwrap();
+    let material = sim.v3_material(DEFAULT_MCH_ID).unwrap().unwrap();
+    (sim, material)
+}
+
+fn public_key(material: &V3Material) -> WechatPayPublicKey {
+    WechatPayPublicKey::from_pem(
+        &material.wechatpay_public_key_id,
+        &material.wechatpay_public_key_pem,
+    )
+    .unwrap()
+}
+
+/// How a merchant verifies under each mode: with what the merchant platform hands out.
+fn verification(mode: V3Mode, material: &V3Material) -> Verification {
+    match mode {
+        V3Mode::PublicKey => Verification::PublicKey(public_key(material)),
+        V3Mode::PlatformCertificate => Verification::PlatformCertificates(Vec::new()),
+        V3Mode::Switchover { .. } => Verification::Switchover {
+            public_key: public_key(material),
+            certificates: Vec::new(),
+        },
+    }
+}
+
+fn client(sim: &SimHandle, material: &V3Material, verification: Verification) -> Client {
+    let mut config = ClientConfig::new(
+        DEFAULT_APPID,
+        DEFAULT_MCH_ID,
+        material.merchant_serial_no.clone(),
+        MerchantPrivateKey::from_pem(material.merchant_private_key_pem.as_ref().unwrap()).unwrap(),
+        ApiV3Key::new(&material.api_v3_key).unwrap(),
+        verification,
+    );
+    config.base_url = sim.base_url();
+    config.retry = RetryPolicy {
+        max_attempts: 1,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(5),
+    };
+    Client::new(config).unwrap()
+}
+
+fn api_error(error: &Error) -> (u16, String) {
+    match error {
+        Error::Api { status, code, .. } => (*status, code.to_string()),
+        other => panic!("expected a V3 error answer, got {other:?}"),
+    }
+}
+
+fn prepay(kind: PrepayKind, out_trade_no: &str, notify_url: &str) -> PrepayRequest {
+    PrepayRequest::new(
+        kind,
+        "Sim V3 order",
+        out_trade_no,
+        Fen::new(888),
+        notify_url,
+    )
+}
+
+/// Prepay of each kind, queries both ways, payment, close, refund and its query.
+async fn full_flow(mode: V3Mode) {
+    let (sim, material) = start(mode).await;
+    let merchant = client(&sim, &material, verification(mode, &material));
+    let url = "http://127.0.0.1:9/notify";
+    let tag = format!("{:?}", mode)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect::<String>();
+
+    let native = merchant
+        .prepay(&prepay(PrepayKind::Native, &format!("N{tag}01"), url))
+        .await
+        .unwrap();
+    assert!(
+        native
+            .code_url
+            .unwrap()
+            .starts_with("weixin://wxpay/bizpayurl?pr=")
+    );
+    let jsapi = merchant
+        .prepay(&prepay(
+            PrepayKind::Jsapi {
+                openid: OPENID.into(),
+            },
+            &format!("J{tag}01"),
+            url,
+        ))
+        .await
+        .unwrap();
+    let prepay_id = jsapi.prepay_id.unwrap();
+    assert!(prepay_id.starts_with("wx"), "{prepay_id}");
+    assert!(
+        merchant
+            .prepay(&prepay(PrepayKind::App, &format!("A{tag}01"), url))
+            .await
+            .unwrap()
+            .prepay_id
+            .is_some()
+    );
+    let h5 = merchant
+        .prepay(&prepay(
+            PrepayKind::H5(H5Scene::wap("203.0.113.9")),
+            &format!("H{tag}01"),
+            url,
+        ))
+        .await
+        .unwrap();
+    assert!(h5.h5_url.unwrap().contains("checkmweb"));
+    // The same order again: the same prepay id.
+    let again = merchant
+        .prepay(&prepay(
+            PrepayKind::Jsapi {
+                openid: OPENID.into(),
+            },
+            &format!("J{tag}01"),
+            url,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(again.prepay_id.as_deref(), Some(prepay_id.as_str()));
+
+    let native_no = format!("N{tag}01");
+    let unpaid = merchant
+        .query_order(&OrderRef::OutTradeNo(native_no.clone()))
+        .await
+        .unwrap();
+    assert_eq!(unpaid.trade_state, TradeState::NotPay);
+    assert_eq!(unpaid.amount.total, Fen::new(888));
+
+    // The payer's side works for V3 orders as for V2.
+    let paid = sim.pay(native_no.as_str()).unwrap();
+    let by_no = merchant
+        .query_order(&OrderRef::OutTradeNo(native_no.clone()))
+        .await
+        .unwrap();
+    assert_eq!(by_no.trade_state, TradeState::Success);
+    let transaction_id = by_no.transaction_id.clone().unwrap();
+    assert_eq!(Some(&transaction_id), paid.transaction_id.as_ref());
+    let by_id = merchant
+        .query_order(&OrderRef::TransactionId(transaction_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(by_id.out_trade_no, native_no);
+    assert_eq!(by_id.amount.payer_total, Some(Fen::new(888)));
+
+    merchant.close_order(&format!("J{tag}01")).await.unwrap();
+    let closed = merchant
+        .query_order(&OrderRef::OutTradeNo(format!("J{tag}01")))
+        .await
+        .unwrap();
+    assert_eq!(closed.trade_state, TradeState::Closed);
+    let error = merchant.close_order(&native_no).await.unwrap_err();
+    assert_eq!(api_error(&error), (400, "ORDERPAID".into()));
+
+    let refund = merchant
+        .refund(&RefundRequest::new(
+            OrderRef::TransactionId(transaction_id),
+            format!("R{tag}01"),
+            Fen::new(300),
+            Fen::new(888),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(refund.out_trade_no, native_no);
+    assert_eq!(refund.amount.refund, Fen::new(300));
+    let queried = merchant.query_refund(&format!("R{tag}01")).await.unwrap();
+    assert_eq!(queried.refund_id, refund.refund_id);
+    assert_eq!(queried.status, RefundStatus::Success);
+    assert!(queried.success_time.is_some());
+
+    let missing = merchant
+        .query_order(&OrderRef::OutTradeNo("NOSUCHORDER1".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(&missing), (404, "ORDER_NOT_EXIST".into()));
+    let missing = merchant.query_refund("NOSUCHREFUND").await.unwrap_err();
+    assert_eq!(api_error(&missing), (404, "RESOURCE_NOT_EXISTS".into()));
+
+    // The orders are the simulator's own: inspection sees them as V3 orders.
+    let order = sim.order(&native_no).unwrap();
+    assert_eq!(order.api_version, wechatpay_sim::ApiVersion::V3);
+    assert_eq!(order.trade_type, "NATIVE");
+    assert_eq!(sim.order(&format!("H{tag}01")).unwrap().trade_type, "MWEB");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_v3_client_runs_the_whole_flow_in_public_key_mode() {
+    full_flow(V3Mode::PublicKey).await;
+}
+
+#[tokio::test]
+async fn the_v3_client_runs_the_whole_flow_in_platform_certificate_mode() {
+    full_flow(V3Mode::PlatformCertificate).await;
+}
+
+#[tokio::test]
+async fn the_v3_client_runs_the_whole_flow_during_a_switchover() {
+    full_flow(V3Mode::Switchover {
+        public_key_percent: 50,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn platform_certificates_download_decrypted_in_certificate_mode_only() {
+    let (sim, material) = start(V3Mode::PlatformCertificate).await;
+    let merchant = client(
+        &sim,
+        &material,
+        Verification::PlatformCertificates(Vec::new()),
+    );
+    let certificates = merchant.download_platform_certificates().await.unwrap();
+    assert_eq!(certificates.len(), 1);
+    assert_eq!(
+        certificates[0].serial_no(),
+        material.platform_certificate_serial
+    );
+    assert_eq!(
+        certificates[0].pem().trim(),
+        material.platform_certificate_pem.trim()
+    );
+
+    // A public-key merchant has no platform certificates.
+    sim.set_v3_mode(V3Mode::PublicKey).unwrap();
+    let error = merchant.download_platform_certificates().await.unwrap_err();
+    assert_eq!(api_error(&error), (404, "RESOURCE_NOT_EXISTS".into()));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_holding_only_the_other_key_refuses_the_answers() {
+    // The simulator signs with its platform certificate; a merchant that only knows the
+    // public key cannot verify that serial.
+    let (sim, material) = start(V3Mode::PlatformCertificate).await;
+    let merchant = client(
+        &sim,
+        &material,
+        Verification::PublicKey(public_key(&material)),
+    );
+    let error = merchant
+        .prepay(&prepay(
+            PrepayKind::App,
+            "WRONGKEY01",
+            "http://127.0.0.1:9/n",
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidSignature { .. }), "{error:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_with_a_bad_authorization_answer_sign_error() {
+    let (sim, material) = start(V3Mode::PublicKey).await;
+    let verify = Verification::PublicKey(public_key(&material));
+    // Signed by another key under the right serial.
+    let mut config = ClientConfig::new(
+        DEFAULT_APPID,
+        DEFAULT_MCH_ID,
+        material.merchant_serial_no.clone(),
+        MerchantPrivateKey::from_rsa(rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap())
+            .unwrap(),
+        ApiV3Key::new(&material.api_v3_key).unwrap(),
+        verify.clone(),
+    );
+    config.base_url = sim.base_url();
+    let forger = Client::new(config).unwrap();
+    let error = forger
+        .query_order(&OrderRef::OutTradeNo("ANYORDER01".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(&error), (401, "SIGN_ERROR".into()));
+
+    // The right key under another serial.
+    let mut config = client(&sim, &material, verify.clone()).config().clone();
+    config.merchant_serial_no = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".into();
+    let error = Client::new(config)
+        .unwrap()
+        .query_order(&OrderRef::OutTradeNo("ANYORDER01".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(&error), (401, "SIGN_ERROR".into()));
+
+    // No Authorization at all.
+    let answer = reqwest::get(format!(
+        "{}/v3/pay/transactions/out-trade-no/ANYORDER01?mchid={DEFAULT_MCH_ID}",
+        sim.base_url()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 401);
+    assert!(answer.headers().contains_key("wechatpay-signature"));
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], "SIGN_ERROR");
+
+    // Refusals are logged with their code.
+    let logged = sim.inspect().requests;
+    assert!(
+        logged
+            .iter()
+            .all(|record| record.err_code.as_deref() == Some("SIGN_ERROR")),
+        "{logged:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn v3_order_book_refusals_carry_v3_codes() {
+    let (sim, material) = start(V3Mode::PublicKey).await;
+    let merchant = client(
+        &sim,
+        &material,
+        Verification::PublicKey(public_key(&material)),
+    );
+    let url = "http://127.0.0.1:9/n";
+    merchant
+        .prepay(&prepay(PrepayKind::Native, "USEDNO0001", url))
+        .await
+        .unwrap();
+    // The same number with another amount.
+    let mut other = prepay(PrepayKind::Native, "USEDNO0001", url);
+    other.amount = Fen::new(1);
+    let error = merchant.prepay(&other).await.unwrap_err();
+    assert_eq!(api_error(&error), (403, "OUT_TRADE_NO_USED".into()));
+    merchant.close_order("USEDNO0001").await.unwrap();
+    let error = merchant
+        .prepay(&prepay(PrepayKind::Native, "USEDNO0001", url))
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(&error), (400, "ORDER_CLOSED".into()));
+    // Refunding an unpaid order.
+    merchant
+        .prepay(&prepay(PrepayKind::Native, "UNPAID0001", url))
+        .await
+        .unwrap();
+    let error = merchant
+        .refund(&RefundRequest::new(
+            OrderRef::OutTradeNo("UNPAID0001".into()),
+            "RUNPAID01",
+            Fen::new(1),
+            Fen::new(888),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(&error).0, 400);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_strike_v3_endpoints_as_they_strike_v2() {
+    let (sim, material) = start(V3Mode::PublicKey).await;
+    let merchant = client(
+        &sim,
+        &material,
+        Verification::PublicKey(public_key(&material)),
+    );
+    let url = "http://127.0.0.1:9/n";
+    sim.faults()
+        .add(
+            FaultRule::new(Fault::SystemError)
+                .on(Endpoint::UnifiedOrder)
+                .times(1),
+        )
+        .unwrap();
+    let error = merchant
+        .prepay(&prepay(PrepayKind::App, "FAULTED001", url))
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(&error), (500, "SYSTEM_ERROR".into()));
+    assert!(error.is_retryable());
+    assert!(
+        sim.order("FAULTED001").is_none(),
+        "refused before the order book"
+    );
+    // Used up: the next call goes through.
+    merchant
+        .prepay(&prepay(PrepayKind::App, "FAULTED001", url))
+        .await
+        .unwrap();
+
+    // After commit: the close happened though the answer says SYSTEM_ERROR.
+    sim.faults()
+        .add(
+            FaultRule::new(Fault::SystemErrorAfterCommit)
+                .on(Endpoint::CloseOrder)
+                .times(1),
+        )
+        .unwrap();
+    let error = merchant.close_order("FAULTED001").await.unwrap_err();
+    assert_eq!(api_error(&error), (500, "SYSTEM_ERROR".into()));
+    assert_eq!(
+        sim.order("FAULTED001").unwrap().state,
+        wechatpay_sim::TradeState::Closed
+    );
+
+    // A failing front end: an HTML page, no V3 document.
+    sim.faults()
+        .add(
+            FaultRule::new(Fault::HttpStatus { status: 502 })
+                .on(Endpoint::OrderQuery)
+                .times(1),
+        )
+        .unwrap();
+    let error = merchant
+        .query_order(&OrderRef::OutTradeNo("FAULTED001".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Transport(wechatpay_v3::TransportError::Status { status: 502, .. })
+        ),
+        "{error:?}"
+    );
+    sim.shutdown().await;
+}
+
+/// One notify the loopback merchant received, and what its verification said.
+#[derive(Debug, Clone)]
+struct Opened {
+    event_type: String,
+    outcome: Result<serde_json::Value, String>,
+    probe: bool,
+}
+
+/// A merchant's V3 notify endpoint: verifies and decrypts every delivery with the
+/// `wechatpay-v3` client, answers 204 when it verified and 500 with a FAIL document when
+/// not (refusing the first `reject_first` good ones too).
+#[derive(Clone)]
+struct V3Receiver {
+    url: String,
+    opened: Arc<Mutex<Vec<Opened>>>,
+}
+
+struct ReceiverState {
+    client: Client,
+    opened: Arc<Mutex<Vec<Opened>>>,
+    reject_first: Mutex<usize>,
+}
+
+async fn receive(
+    State(state): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let envelope: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let event_type = envelope["event_type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let opened = state.client.open_notify(&headers, &body).await;
+    let (outcome, probe) = match opened {
+        Ok(notify) => (
+            Ok(serde_json::from_slice(&notify.plaintext).unwrap()),
+            false,
+        ),
+        Err(Error::InvalidSignature { source, .. }) => {
+            let probe = matches!(source, VerifyError::SignTestProbe);
+            (Err(source.to_string()), probe)
+        }
+        Err(other) => (Err(other.to_string()), false),
+    };
+    let good = outcome.is_ok();
+    state.opened.lock().push(Opened {
+        event_type,
+        outcome,
+        probe,
+    });
+    let reject = {
+        let mut left = state.reject_first.lock();
+        let reject = good && *left > 0;
+        if reject {
+            *left -= 1;
+        }
+        reject
+    };
+    if good && !reject {
+        (StatusCode::NO_CONTENT, String::new())
+    } else {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            wechatpay_v3::fail_reply("not accepted"),
+        )
+    }
+}
+
+impl V3Receiver {
+    async fn start(client: Client, reject_first: usize) -> V3Receiver {
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let state = Arc::new(ReceiverState {
+            client,
+            opened: Arc::clone(&opened),
+            reject_first: Mutex::new(reject_first),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v3/notify", listener.local_addr().unwrap());
+        let app = Router::new()
+            .route("/v3/notify", post(receive))
+            .with_state(state);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        V3Receiver { url, opened }
+    }
+
+    async fn wait_for(&self, count: usize) -> Vec<Opened> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let opened = self.opened.lock().clone();
+            if opened.len() >= count {
+                return opened;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {count} notifies, got {opened:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn notifies_verify_and_decrypt(mode: V3Mode) {
+    let (sim, material) = start(mode).await;
+    let merchant = client(&sim, &material, verification(mode, &material));
+    // The first good delivery is refused: WeChat's schedule (scaled) delivers it again.
+    let receiver =
+        V3Receiver::start(client(&sim, &material, verification(mode, &material)), 1).await;
+    let mut request = prepay(PrepayKind::Native, "NOTIFYV301", &receiver.url);
+    request.attach = Some("cart=7".into());
+    merchant.prepay(&request).await.unwrap();
+    sim.pay("NOTIFYV301").unwrap();
+    let opened = receiver.wait_for(2).await;
+    for delivery in &opened {
+        assert_eq!(delivery.event_type, "TRANSACTION.SUCCESS");
+        let transaction = delivery.outcome.as_ref().unwrap();
+        assert_eq!(transaction["out_trade_no"], "NOTIFYV301");
+        assert_eq!(transaction["trade_state"], "SUCCESS");
+        assert_eq!(transaction["amount"]["total"], 888);
+        assert_eq!(transaction["attach"], "cart=7");
+    }
+    let inspection = common::settled(&sim).await;
+    let deliveries: Vec<_> = inspection
+        .notifies
+        .iter()
+        .filter(|record| record.kind == "pay_v3")
+        .collect();
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    assert_eq!(deliveries[0].outcome, "http_error");
+    assert_eq!(deliveries[1].outcome, "acknowledged");
+    assert_eq!(deliveries[1].reply_status, Some(204));
+
+    // The refund notify, to the refund's own notify_url.
+    let mut refund = RefundRequest::new(
+        OrderRef::OutTradeNo("NOTIFYV301".into()),
+        "RNOTIFYV301",
+        Fen::new(88),
+        Fen::new(888),
+    );
+    refund.notify_url = Some(receiver.url.clone());
+    merchant.refund(&refund).await.unwrap();
+    let opened = receiver.wait_for(3).await;
+    assert_eq!(opened[2].event_type, "REFUND.SUCCESS");
+    let notice = opened[2].outcome.as_ref().unwrap();
+    assert_eq!(notice["out_refund_no"], "RNOTIFYV301");
+    assert_eq!(notice["refund_status"], "SUCCESS");
+    assert_eq!(notice["amount"]["refund"], 88);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn v3_notifies_verify_and_decrypt_in_public_key_mode() {
+    notifies_verify_and_decrypt(V3Mode::PublicKey).await;
+}
+
+#[tokio::test]
+async fn v3_notifies_verify_and_decrypt_in_platform_certificate_mode() {
+    notifies_verify_and_decrypt(V3Mode::PlatformCertificate).await;
+}
+
+#[tokio::test]
+async fn v3_notifies_verify_and_decrypt_during_a_switchover() {
+    notifies_verify_and_decrypt(V3Mode::Switchover {
+        public_key_percent: 50,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_signtest_probe_is_sent_once_and_refused_cleanly() {
+    let (sim, material) = start(V3Mode::PublicKey).await;
+    let verify = Verification::PublicKey(public_key(&material));
+    let merchant = client(&sim, &material, verify.clone());
+    let receiver = V3Receiver::start(client(&sim, &material, verify), 0).await;
+    merchant
+        .prepay(&prepay(PrepayKind::App, "PROBEDV301", &receiver.url))
+        .await
+        .unwrap();
+    sim.send_signtest_probe("PROBEDV301").unwrap();
+    let opened = receiver.wait_for(1).await;
+    assert!(opened[0].probe, "{opened:?}");
+    assert!(opened[0].outcome.is_err());
+    let inspection = common::settled(&sim).await;
+    let probes: Vec<_> = inspection
+        .notifies
+        .iter()
+        .filter(|record| record.kind == "signtest_probe")
+        .collect();
+    assert_eq!(probes.len(), 1, "a probe is never retried: {probes:?}");
+    assert_eq!(probes[0].outcome, "http_error");
+    // Only V3 orders are probed.
+    assert!(sim.send_signtest_probe("NOSUCHORDER").is_err());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn configured_v3_material_is_checked_at_start() {
+    let mut merchant = wechatpay_sim::MerchantConfig::default_merchant();
+    merchant.v3 = Some(wechatpay_sim::MerchantV3Config {
+        api_v3_key: "too short".into(),
+        merchant_serial_no: "ABC123".into(),
+        merchant_public_key_pem: "not a key".into(),
+    });
+    let error = Simulator::start(SimConfig::default().with_merchants([merchant]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("merchants[0].v3.api_v3_key"), "{error}");
+
+    let error = SimConfig::from_toml_str(
+        "[v3]\nmode = { kind = \"switchover\", public_key_percent = 101 }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("v3.mode.public_key_percent"), "{error}");
+    let config = SimConfig::from_toml_str(
+        "[v3]\nmode = { kind = \"platform_certificate\" }\npublic_key_id = \"PUB_KEY_ID_0110000100\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.v3.mode, V3Mode::PlatformCertificate);
+}
+
+#[tokio::test]
+async fn a_configured_merchant_key_is_used_and_never_handed_out() {
+    let key =
+        MerchantPrivateKey::from_rsa(rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap())
+            .unwrap();
+    let mut merchant = wechatpay_sim::MerchantConfig::default_merchant();
+    merchant.v3 = Some(wechatpay_sim::MerchantV3Config {
+        api_v3_key: "a12d3924fd499edac8a5efc5b8c9a7d2".into(),
+        merchant_serial_no: "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB".into(),
+        merchant_public_key_pem: key.public_key().to_pem().unwrap(),
+    });
+    let sim = Simulator::start(SimConfig::default().with_merchants([merchant]))
+        .await
+        .unwrap();
+    let material = sim.v3_material(DEFAULT_MCH_ID).unwrap().unwrap();
+    assert_eq!(material.merchant_private_key_pem, None);
+    assert_eq!(material.api_v3_key, "a12d3924fd499edac8a5efc5b8c9a7d2");
+    let mut config = ClientConfig::new(
+        DEFAULT_APPID,
+        DEFAULT_MCH_ID,
+        "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB",
+        key,
+        ApiV3Key::new(&material.api_v3_key).unwrap(),
+        Verification::PublicKey(public_key(&material)),
+    );
+    config.base_url = sim.base_url();
+    let merchant = Client::new(config).unwrap();
+    merchant
+        .prepay(&prepay(
+            PrepayKind::App,
+            "CONFIGURED1",
+            "http://127.0.0.1:9/n",
+        ))
+        .await
+        .unwrap();
+    assert!(!format!("{material:?}").contains("a12d3924"));
+    sim.shutdown().await;
+}
+
+use crate::common;
