@@ -712,3 +712,205 @@ async fn a_configured_merchant_key_is_used_and_never_handed_out() {
 }
 
 use crate::common;
+
+/// Runs a `wechatpayv3` snippet off the async runtime (the simulator serves it meanwhile).
+async fn wechatpayv3(snippet: &str, data: serde_json::Value) -> serde_json::Value {
+    let snippet = format!("{WECHATPAYV3_PRELUDE}\n{snippet}");
+    tokio::task::spawn_blocking(move || test_support::run_wechatpayv3_python(&snippet, &data))
+        .await
+        .expect("the python runner does not panic")
+}
+
+/// A `wechatpayv3` client of each kind pointed at the simulator, verifying with the public
+/// key or with the platform certificate it was handed (so it downloads nothing at start).
+const WECHATPAYV3_PRELUDE: &str = r#"
+import json, os, tempfile
+from wechatpayv3 import WeChatPay, WeChatPayType
+
+def client(kind):
+    kwargs = dict(wechatpay_type=kind, mchid=data['mchid'], private_key=data['merchant_key'],
+                  cert_serial_no=data['serial'], appid=data['appid'],
+                  apiv3_key=data['apiv3_key'], notify_url=data['notify_url'])
+    if data['mode'] == 'public_key':
+        kwargs.update(public_key=data['public_key'], public_key_id=data['public_key_id'])
+    else:
+        cert_dir = tempfile.mkdtemp()
+        with open(os.path.join(cert_dir, data['platform_serial'] + '.pem'), 'w') as f:
+            f.write(data['platform_cert'])
+        kwargs['cert_dir'] = cert_dir
+    pay = WeChatPay(**kwargs)
+    pay._core._gate_way = data['base']
+    return pay
+
+def answer(call):
+    # JSON answers come back as text, others (a 204) as bytes.
+    code, message = call
+    if isinstance(message, bytes):
+        return [code, message.decode()]
+    return [code, json.loads(message) if message else None]
+"#;
+
+async fn python_client_flow(mode: V3Mode, name: &str) {
+    let (sim, material) = start(mode).await;
+    let data = serde_json::json!({
+        "mode": name,
+        "base": sim.base_url(),
+        "mchid": DEFAULT_MCH_ID,
+        "appid": DEFAULT_APPID,
+        "serial": material.merchant_serial_no,
+        "merchant_key": material.merchant_private_key_pem,
+        "apiv3_key": material.api_v3_key,
+        "public_key": material.wechatpay_public_key_pem,
+        "public_key_id": material.wechatpay_public_key_id,
+        "platform_serial": material.platform_certificate_serial,
+        "platform_cert": material.platform_certificate_pem,
+        "notify_url": "http://127.0.0.1:9/notify",
+    });
+    let created = wechatpayv3(
+        r#"
+amount = {'total': 666, 'currency': 'CNY'}
+result = {
+    'native': answer(client(WeChatPayType.NATIVE).pay(description='py native', out_trade_no='PYNATIVE01', amount=amount)),
+    'jsapi': answer(client(WeChatPayType.JSAPI).pay(description='py jsapi', out_trade_no='PYJSAPI001', amount=amount, payer={'openid': 'oPy1'})),
+    'app': answer(client(WeChatPayType.APP).pay(description='py app', out_trade_no='PYAPP00001', amount=amount)),
+    'h5': answer(client(WeChatPayType.H5).pay(description='py h5', out_trade_no='PYH5000001', amount=amount, scene_info={'payer_client_ip': '203.0.113.7', 'h5_info': {'type': 'Wap'}})),
+    'query': answer(client(WeChatPayType.NATIVE).query(out_trade_no='PYNATIVE01')),
+    'close': answer(client(WeChatPayType.JSAPI).close(out_trade_no='PYJSAPI001')),
+}
+"#,
+        data.clone(),
+    )
+    .await;
+    assert_eq!(created["native"][0], 200, "{created}");
+    assert!(
+        created["native"][1]["code_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("weixin://")
+    );
+    assert_eq!(created["jsapi"][0], 200, "{created}");
+    assert!(created["jsapi"][1]["prepay_id"].is_string());
+    assert!(created["app"][1]["prepay_id"].is_string(), "{created}");
+    assert!(created["h5"][1]["h5_url"].is_string(), "{created}");
+    assert_eq!(created["query"][1]["trade_state"], "NOTPAY");
+    assert_eq!(created["close"][0], 204, "{created}");
+    assert_eq!(
+        sim.order("PYJSAPI001").unwrap().state,
+        wechatpay_sim::TradeState::Closed
+    );
+
+    let paid = sim.pay("PYNATIVE01").unwrap();
+    let mut data = data;
+    data["transaction_id"] = serde_json::json!(paid.transaction_id);
+    let after = wechatpayv3(
+        r#"
+pay = client(WeChatPayType.NATIVE)
+result = {
+    'by_id': answer(pay.query(transaction_id=data['transaction_id'])),
+    'refund': answer(pay.refund(out_refund_no='PYREFUND01', out_trade_no='PYNATIVE01', amount={'refund': 66, 'total': 666, 'currency': 'CNY'})),
+    'refund_query': answer(pay.query_refund(out_refund_no='PYREFUND01')),
+    'missing': answer(pay.query(out_trade_no='PYMISSING1')),
+}
+"#,
+        data,
+    )
+    .await;
+    assert_eq!(after["by_id"][1]["trade_state"], "SUCCESS", "{after}");
+    assert_eq!(after["by_id"][1]["out_trade_no"], "PYNATIVE01");
+    assert_eq!(after["refund"][0], 200, "{after}");
+    assert_eq!(after["refund"][1]["amount"]["refund"], 66);
+    assert_eq!(after["refund_query"][1]["out_refund_no"], "PYREFUND01");
+    assert_eq!(after["missing"][0], 404);
+    assert_eq!(after["missing"][1]["code"], "ORDER_NOT_EXIST");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_wechatpayv3_python_client_works_against_the_simulator_with_the_public_key() {
+    python_client_flow(V3Mode::PublicKey, "public_key").await;
+}
+
+#[tokio::test]
+async fn the_wechatpayv3_python_client_works_against_the_simulator_with_platform_certificates() {
+    python_client_flow(V3Mode::PlatformCertificate, "certificate").await;
+}
+
+#[tokio::test]
+async fn a_switchover_signs_a_share_each_way() {
+    let (sim, material) = start(V3Mode::Switchover {
+        public_key_percent: 50,
+    })
+    .await;
+    let key =
+        MerchantPrivateKey::from_pem(material.merchant_private_key_pem.as_ref().unwrap()).unwrap();
+    let http = reqwest::Client::new();
+    let mut serials = std::collections::BTreeMap::<String, usize>::new();
+    for n in 0..40 {
+        let path = format!("/v3/pay/transactions/out-trade-no/SHARE{n:05}?mchid={DEFAULT_MCH_ID}");
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let authorization = wechatpay_v3::Authorization::sign(
+            &key,
+            DEFAULT_MCH_ID,
+            &material.merchant_serial_no,
+            "GET",
+            &path,
+            &timestamp,
+            &format!("NONCE{n}"),
+            b"",
+        )
+        .unwrap();
+        let answer = http
+            .get(format!("{}{path}", sim.base_url()))
+            .header("Authorization", authorization.to_header_value().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404);
+        let serial = answer.headers()["wechatpay-serial"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        *serials.entry(serial).or_default() += 1;
+    }
+    assert_eq!(serials.len(), 2, "both keys sign: {serials:?}");
+    assert!(serials.contains_key(&material.wechatpay_public_key_id));
+    assert!(serials.contains_key(&material.platform_certificate_serial));
+
+    // All one way, then all the other.
+    for (percent, serial) in [
+        (100, &material.wechatpay_public_key_id),
+        (0, &material.platform_certificate_serial),
+    ] {
+        sim.set_v3_mode(V3Mode::Switchover {
+            public_key_percent: percent,
+        })
+        .unwrap();
+        let path = format!("/v3/pay/transactions/out-trade-no/ONEWAY0001?mchid={DEFAULT_MCH_ID}");
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let authorization = wechatpay_v3::Authorization::sign(
+            &key,
+            DEFAULT_MCH_ID,
+            &material.merchant_serial_no,
+            "GET",
+            &path,
+            &timestamp,
+            "NONCEONEWAY",
+            b"",
+        )
+        .unwrap();
+        let answer = http
+            .get(format!("{}{path}", sim.base_url()))
+            .header("Authorization", authorization.to_header_value().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()["wechatpay-serial"], serial.as_str());
+    }
+    assert!(
+        sim.set_v3_mode(V3Mode::Switchover {
+            public_key_percent: 101
+        })
+        .is_err()
+    );
+    sim.shutdown().await;
+}
