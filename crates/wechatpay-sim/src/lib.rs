@@ -1,11 +1,14 @@
-//! An offline WeChat Pay V2 gateway: the embedded default for demos and tests.
+//! An offline WeChat Pay gateway (V2, and API v3 beside it): the embedded default for demos
+//! and tests.
 //!
 //! This crate owns a simulated `api.mch.weixin.qq.com`: the V2 merchant endpoints over
 //! HTTP (axum), an in-memory bounded order book with WeChat's state machine, the payer's
 //! side (paying or failing an order as a user scanning its code would), signed payment
 //! notifies and encrypted refund notifies delivered on WeChat's retry schedule, fault
-//! injection, and an inspection log. Signing and XML come from the `wechatpay-v2` crate;
-//! this crate knows nothing of elements, databases or the `jit` command line.
+//! injection, and an inspection log. Signing and XML come from the `wechatpay-v2` crate.
+//! The API v3 endpoints (`/v3/...`, JSON, RSA signatures, AEAD notifies) serve the same
+//! merchants on the same order book; their protocol comes from the `wechatpay-v3` crate.
+//! This crate knows nothing of elements, databases or the `jit` command line.
 //!
 //! # Start it in one line
 //! ```no_run
@@ -36,6 +39,12 @@
 //!   uses; set at start ([`SimConfig::faults`]) or at run time ([`FaultControl`]).
 //! - [`Inspection`]: the calls, notifies and payer actions seen, and the orders, each with
 //!   how often and when `orderquery` named it ([`Order::queries`]).
+//! - API v3: [`MerchantConfig::v3`] ([`MerchantV3Config`]: APIv3 key, merchant serial and
+//!   public key; generated when absent), [`SimConfig::v3`] ([`SimV3Config`]: [`V3Mode`]
+//!   public key, platform certificate or switchover share, and WeChat Pay's keys, generated
+//!   when absent); [`v3_material`](SimHandle::v3_material) ([`V3Material`]: what the
+//!   merchant needs to call and verify), [`set_v3_mode`](SimHandle::set_v3_mode),
+//!   [`send_signtest_probe`](SimHandle::send_signtest_probe); [`Order::api_version`].
 //! - [`RemoteSim`]: the same payer and fault controls for a simulator in another process.
 //! - HTTP control surface (for the CLI and non-Rust tests): `POST /sim/pay`, `GET /sim/pay/{out_trade_no}` (the payer's HTML page),
 //!   `POST /sim/fail`, `POST /sim/paying` (JSON [`PayTarget`]), `GET|DELETE /sim/inspect`,

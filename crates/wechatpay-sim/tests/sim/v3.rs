@@ -316,6 +316,50 @@ async fn requests_with_a_bad_authorization_answer_sign_error() {
         .unwrap_err();
     assert_eq!(api_error(&error), (401, "SIGN_ERROR".into()));
 
+    // The right key and serial, ten minutes late: a replay.
+    let key =
+        MerchantPrivateKey::from_pem(material.merchant_private_key_pem.as_ref().unwrap()).unwrap();
+    let path = format!("/v3/pay/transactions/out-trade-no/ANYORDER01?mchid={DEFAULT_MCH_ID}");
+    let stale = (chrono::Utc::now().timestamp() - 600).to_string();
+    let authorization = wechatpay_v3::Authorization::sign(
+        &key,
+        DEFAULT_MCH_ID,
+        &material.merchant_serial_no,
+        "GET",
+        &path,
+        &stale,
+        "STALENONCE",
+        b"",
+    )
+    .unwrap();
+    let answer = reqwest::Client::new()
+        .get(format!("{}{path}", sim.base_url()))
+        .header("Authorization", authorization.to_header_value().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    // The same request signed now is answered (404: no such order).
+    let fresh = wechatpay_v3::Authorization::sign(
+        &key,
+        DEFAULT_MCH_ID,
+        &material.merchant_serial_no,
+        "GET",
+        &path,
+        &chrono::Utc::now().timestamp().to_string(),
+        "FRESHNONCE",
+        b"",
+    )
+    .unwrap();
+    let answer = reqwest::Client::new()
+        .get(format!("{}{path}", sim.base_url()))
+        .header("Authorization", fresh.to_header_value().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+    sim.clear_inspection();
+
     // No Authorization at all.
     let answer = reqwest::get(format!(
         "{}/v3/pay/transactions/out-trade-no/ANYORDER01?mchid={DEFAULT_MCH_ID}",
