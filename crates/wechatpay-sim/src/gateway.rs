@@ -194,7 +194,7 @@ impl Reply {
 }
 
 /// `bytes` GZIP-compressed, as WeChat sends a bill asked for with `tar_type=GZIP`.
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder

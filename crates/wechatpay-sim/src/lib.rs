@@ -213,6 +213,8 @@ pub(crate) struct Shared {
     platform: std::sync::OnceLock<Result<Arc<v3_keys::Platform>, String>>,
     /// How V3 answers and notifies are signed now.
     v3_mode: RwLock<V3Mode>,
+    /// V3 bill files announced and not yet forgotten.
+    pub v3_bills: v3_gateway::BillFiles,
 }
 
 impl Shared {
@@ -552,6 +554,7 @@ impl Simulator {
             v3_mode: RwLock::new(config.v3.mode),
             v3_config: config.v3.clone(),
             platform: std::sync::OnceLock::new(),
+            v3_bills: v3_gateway::BillFiles::default(),
         });
         let router = api_router(Arc::clone(&shared))
             .merge(v3_gateway::router(Arc::clone(&shared)))

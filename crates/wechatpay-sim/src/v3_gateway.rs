@@ -145,6 +145,8 @@ enum Route {
     Refund,
     RefundQuery(String),
     Certificates,
+    TradeBill,
+    BillDownload,
 }
 
 impl Route {
@@ -177,6 +179,8 @@ impl Route {
                 Route::RefundQuery((*no).to_owned())
             }
             ["v3", "certificates"] if get => Route::Certificates,
+            ["v3", "bill", "tradebill"] if get => Route::TradeBill,
+            ["v3", "billdownload", "file"] if get => Route::BillDownload,
             _ => return None,
         })
     }
@@ -190,6 +194,7 @@ impl Route {
             Route::Close(_) => Some(Endpoint::CloseOrder),
             Route::Refund => Some(Endpoint::Refund),
             Route::RefundQuery(_) => Some(Endpoint::RefundQuery),
+            Route::TradeBill | Route::BillDownload => Some(Endpoint::DownloadBill),
             Route::Certificates => None,
         }
     }
@@ -203,6 +208,8 @@ impl Route {
             Route::Refund => "v3_refund",
             Route::RefundQuery(_) => "v3_refund_query",
             Route::Certificates => "v3_certificates",
+            Route::TradeBill => "v3_tradebill",
+            Route::BillDownload => "v3_billdownload",
         }
     }
 }
@@ -240,7 +247,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 
 async fn handle(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(_peer): ConnectInfo<Peer>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -280,6 +287,11 @@ async fn handle(
     };
     let call = Call {
         shared: &shared,
+        host: headers
+            .get(header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default(),
+        tls: peer.tls,
         method: &method,
         path_and_query: &path_and_query,
         query: uri.query(),
@@ -304,6 +316,25 @@ async fn handle(
             )
                 .into_response()
         }
+        Some(Outgoing::File { bytes, gzip }) => {
+            record.status = Some(200);
+            record.response_body = Some(if gzip {
+                format!("<{} bytes of GZIP>", bytes.len())
+            } else {
+                String::from_utf8_lossy(&bytes).into_owned()
+            });
+            let content_type = if gzip {
+                "application/x-gzip"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, content_type)],
+                bytes,
+            )
+                .into_response()
+        }
         None => StatusCode::GATEWAY_TIMEOUT.into_response(),
     };
     record.elapsed_ms = shared.log.millis_since(t_ms);
@@ -315,11 +346,19 @@ async fn handle(
 enum Outgoing {
     Answer(Answer),
     Page(StatusCode),
+    /// A bill file: not signed (its SHA1 was announced, signed, with its URL).
+    File {
+        bytes: Vec<u8>,
+        gzip: bool,
+    },
 }
 
 /// One request as received.
 struct Call<'a> {
     shared: &'a Arc<Shared>,
+    /// The `Host` the merchant called, where bill download URLs point.
+    host: &'a str,
+    tls: bool,
     method: &'a Method,
     path_and_query: &'a str,
     query: Option<&'a str>,
@@ -369,6 +408,17 @@ async fn respond(call: Call<'_>, route: Option<Route>, faults: &RequestFaults) -
         Route::Refund => refund(&call, &merchant),
         Route::RefundQuery(no) => refund_query(&call, &merchant, no),
         Route::Certificates => certificates(&call, &merchant),
+        Route::TradeBill => trade_bill(&call, &merchant),
+        Route::BillDownload => match bill_download(&call, &merchant) {
+            Ok(file) if !faults.system_error_after_commit => {
+                return Some(Outgoing::File {
+                    bytes: file.bytes,
+                    gzip: file.gzip,
+                });
+            }
+            Ok(_) => Ok(Answer::no_content()),
+            Err(error) => Err(error),
+        },
     };
     if faults.system_error_after_commit {
         return Some(Outgoing::Answer(V3Error::system().into()));
@@ -784,6 +834,117 @@ fn certificates(call: &Call<'_>, merchant: &MerchantEntry) -> Result<Answer, V3E
         by_certificate: true,
         ..Answer::json(list.to_json())
     })
+}
+
+/// Bill files announced by `/v3/bill/tradebill` and fetched by their token; the newest
+/// [`BillFiles::KEPT`] are kept.
+#[derive(Default)]
+pub(crate) struct BillFiles {
+    files: parking_lot::Mutex<std::collections::VecDeque<BillFile>>,
+}
+
+#[derive(Clone)]
+struct BillFile {
+    token: String,
+    mch_id: String,
+    bytes: Vec<u8>,
+    gzip: bool,
+}
+
+impl BillFiles {
+    const KEPT: usize = 64;
+
+    fn keep(&self, file: BillFile) {
+        let mut files = self.files.lock();
+        if files.len() >= Self::KEPT {
+            files.pop_front();
+        }
+        files.push_back(file);
+    }
+
+    fn get(&self, token: &str, mch_id: &str) -> Option<BillFile> {
+        self.files
+            .lock()
+            .iter()
+            .find(|file| file.token == token && file.mch_id == mch_id)
+            .cloned()
+    }
+}
+
+/// `GET /v3/bill/tradebill?bill_date=&bill_type=&tar_type=`: renders the day's trade bill
+/// (the V2 bill's rows: V2 and V3 orders alike, bill alterations included), keeps it, and
+/// answers its download URL and SHA1.
+fn trade_bill(call: &Call<'_>, merchant: &MerchantEntry) -> Result<Answer, V3Error> {
+    let bill_date =
+        query_param(call.query, "bill_date").ok_or_else(|| V3Error::param("缺少参数bill_date"))?;
+    let date = chrono::NaiveDate::parse_from_str(&bill_date, "%Y-%m-%d")
+        .map_err(|_| V3Error::param("bill_date格式错误：应为yyyy-MM-dd"))?;
+    let bill_type = match query_param(call.query, "bill_type").as_deref() {
+        None | Some("ALL") => wechatpay_v2::BillType::All,
+        Some("SUCCESS") => wechatpay_v2::BillType::Success,
+        Some("REFUND") => wechatpay_v2::BillType::Refund,
+        Some(_) => return Err(V3Error::param("bill_type应为ALL、SUCCESS或REFUND")),
+    };
+    let gzip = match query_param(call.query, "tar_type").as_deref() {
+        None => false,
+        Some("GZIP") => true,
+        Some(_) => return Err(V3Error::param("tar_type仅支持GZIP")),
+    };
+    let orders = call
+        .shared
+        .store
+        .orders_touched_on(Env::Live, &merchant.config.mch_id, date);
+    let alterations = call.shared.bill_alterations.lock().clone();
+    let text = crate::bill::render(&orders, date, bill_type, &alterations)
+        .map_err(|error| {
+            tracing::error!(%error, "a V3 trade bill cannot be written");
+            V3Error::system()
+        })?
+        .ok_or_else(|| {
+            V3Error::new(
+                StatusCode::BAD_REQUEST,
+                "NO_STATEMENT_EXIST",
+                "账单文件不存在",
+            )
+        })?;
+    let bytes = if gzip {
+        crate::gateway::gzip(text.as_bytes())
+    } else {
+        text.into_bytes()
+    };
+    let token = crate::ids::alphanumeric(32);
+    let scheme = if call.tls { "https" } else { "http" };
+    let download_url = format!(
+        "{scheme}://{}/v3/billdownload/file?token={token}",
+        call.host
+    );
+    let answer = json!({
+        "hash_type": "SHA1",
+        "hash_value": hex::encode(<sha1::Sha1 as sha1::Digest>::digest(&bytes)),
+        "download_url": download_url,
+    });
+    call.shared.v3_bills.keep(BillFile {
+        token,
+        mch_id: merchant.config.mch_id.clone(),
+        bytes,
+        gzip,
+    });
+    Ok(Answer::json(answer))
+}
+
+/// `GET /v3/billdownload/file?token=`: the file announced to this merchant.
+fn bill_download(call: &Call<'_>, merchant: &MerchantEntry) -> Result<BillFile, V3Error> {
+    let token = query_param(call.query, "token").ok_or_else(|| V3Error::param("缺少参数token"))?;
+    call.shared
+        .v3_bills
+        .get(&token, &merchant.config.mch_id)
+        .ok_or_else(|| {
+            V3Error::new(
+                StatusCode::NOT_FOUND,
+                "RESOURCE_NOT_EXISTS",
+                "账单文件不存在或下载链接已失效",
+            )
+        })
 }
 
 fn rfc3339(at: DateTime<FixedOffset>) -> String {

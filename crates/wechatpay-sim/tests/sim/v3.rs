@@ -958,3 +958,64 @@ async fn a_switchover_signs_a_share_each_way() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn v3_trade_bills_download_signed_with_their_sha1_plain_and_gzip() {
+    let (sim, material) = start(V3Mode::PublicKey).await;
+    let merchant = client(
+        &sim,
+        &material,
+        Verification::PublicKey(public_key(&material)),
+    );
+    merchant
+        .prepay(&prepay(
+            PrepayKind::Native,
+            "BILLV30001",
+            "http://127.0.0.1:9/n",
+        ))
+        .await
+        .unwrap();
+    sim.pay("BILLV30001").unwrap();
+    let today = wechatpay_v2::time::beijing_date(wechatpay_v2::time::beijing_now());
+    for gzip in [false, true] {
+        let request = wechatpay_v3::TradeBillRequest {
+            bill_date: today,
+            bill_type: wechatpay_v3::BillType::All,
+            gzip,
+        };
+        let download = merchant.trade_bill(&request).await.unwrap();
+        assert!(
+            download
+                .download_url
+                .starts_with(&format!("{}/v3/billdownload/file?token=", sim.base_url())),
+            "{}",
+            download.download_url
+        );
+        let text = merchant.download_bill(&download).await.unwrap();
+        assert!(text.contains("`BILLV30001"), "{text}");
+        assert!(text.starts_with("交易时间"), "{text}");
+    }
+    // A day without payments has no bill.
+    let error = merchant
+        .trade_bill(&wechatpay_v3::TradeBillRequest {
+            bill_date: today - chrono::Days::new(3),
+            bill_type: wechatpay_v3::BillType::All,
+            gzip: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(&error), (400, "NO_STATEMENT_EXIST".into()));
+    // An unknown token is no file.
+    let mut forged = merchant
+        .trade_bill(&wechatpay_v3::TradeBillRequest {
+            bill_date: today,
+            bill_type: wechatpay_v3::BillType::Success,
+            gzip: false,
+        })
+        .await
+        .unwrap();
+    forged.download_url = format!("{}/v3/billdownload/file?token=NOSUCHTOKEN", sim.base_url());
+    let error = merchant.download_bill(&forged).await.unwrap_err();
+    assert_eq!(api_error(&error), (404, "RESOURCE_NOT_EXISTS".into()));
+    sim.shutdown().await;
+}
