@@ -52,7 +52,9 @@
 //!   `GET|POST|DELETE /sim/refund-plans` (JSON [`RefundPlan`]), `POST /sim/refunds/settle`
 //!   (`{"out_refund_no", "status"}`), `POST /sim/outside-payments` (JSON
 //!   [`OutsidePayment`]), `GET|POST|DELETE /sim/bill-alterations` (JSON
-//!   [`BillAlteration`]), `GET /sim/health`.
+//!   [`BillAlteration`]), `GET /sim/v3/material/{mch_id}` ([`V3Material`]),
+//!   `GET|PUT /sim/v3/mode` (JSON [`V3Mode`]), `POST /sim/v3/signtest`
+//!   (`{"out_trade_no"}`), `GET /sim/health`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -237,6 +239,37 @@ impl Shared {
     /// How V3 answers and notifies are signed now.
     pub(crate) fn v3_mode(&self) -> V3Mode {
         *self.v3_mode.read()
+    }
+
+    /// See [`SimHandle::v3_material`].
+    pub(crate) fn v3_material(&self, mch_id: &str) -> Option<Result<V3Material, String>> {
+        let merchant = self.merchant(mch_id)?;
+        Some(
+            self.platform()
+                .map(|platform| V3Material::new(mch_id, &merchant.v3(), &platform)),
+        )
+    }
+
+    /// See [`SimHandle::set_v3_mode`].
+    pub(crate) fn set_v3_mode(&self, mode: V3Mode) -> Result<(), ConfigError> {
+        SimConfig::default().with_v3_mode(mode).validate()?;
+        *self.v3_mode.write() = mode;
+        Ok(())
+    }
+
+    /// See [`SimHandle::send_signtest_probe`].
+    pub(crate) fn send_signtest_probe(&self, out_trade_no: &str) -> Result<(), PayError> {
+        let order = self
+            .store
+            .all_orders()
+            .into_iter()
+            .find(|order| order.out_trade_no == out_trade_no && order.api_version == ApiVersion::V3)
+            .ok_or_else(|| PayError::NotFound(format!("V3 order `{out_trade_no}`")))?;
+        if let Some(job) = v3_gateway::payment_notify(self, &order, true) {
+            let _guard = self.runtime.enter();
+            self.notifier.dispatch(job);
+        }
+        Ok(())
     }
 
     /// Pays the order and sends its notify.
@@ -673,26 +706,14 @@ impl SimHandle {
     /// notifies with. Keys not configured are generated on the first call or V3 request
     /// (once per simulator); `Err` names configured platform keys that could not be used.
     pub fn v3_material(&self, mch_id: &str) -> Option<Result<V3Material, SimError>> {
-        let merchant = self.shared.merchant(mch_id)?;
-        Some(
-            self.shared
-                .platform()
-                .map(|platform| V3Material::new(mch_id, &merchant.v3(), &platform))
-                .map_err(SimError::V3),
-        )
+        self.shared
+            .v3_material(mch_id)
+            .map(|material| material.map_err(SimError::V3))
     }
 
     /// How V3 answers and notifies are signed from now on (see [`V3Mode`]).
     pub fn set_v3_mode(&self, mode: V3Mode) -> Result<(), SimError> {
-        SimConfig::default().with_v3_mode(mode).validate()?;
-        *self.shared.v3_mode.write() = mode;
-        Ok(())
-    }
-
-    /// Pays an order as its payer would (`"weixin://..."` code URLs and out_trade_nos are
-    /// both accepted as targets), then delivers the payment notify in the background.
-    pub fn pay(&self, target: impl Into<PayTarget>) -> Result<Order, PayError> {
-        self.shared.pay(&target.into())
+        Ok(self.shared.set_v3_mode(mode)?)
     }
 
     /// Sends the merchant a `WECHATPAY/SIGNTEST/` probe: the payment notify of the V3 order
@@ -700,15 +721,13 @@ impl SimHandle {
     /// merchants that skip verification. Delivered once (never retried), in the background;
     /// the inspection logs it as `signtest_probe`. The receiver must refuse it cleanly.
     pub fn send_signtest_probe(&self, out_trade_no: &str) -> Result<(), PayError> {
-        let order = self
-            .order(out_trade_no)
-            .filter(|order| order.api_version == ApiVersion::V3)
-            .ok_or_else(|| PayError::NotFound(format!("V3 order `{out_trade_no}`")))?;
-        if let Some(job) = v3_gateway::payment_notify(&self.shared, &order, true) {
-            let _guard = self.shared.runtime.enter();
-            self.shared.notifier.dispatch(job);
-        }
-        Ok(())
+        self.shared.send_signtest_probe(out_trade_no)
+    }
+
+    /// Pays an order as its payer would (`"weixin://..."` code URLs and out_trade_nos are
+    /// both accepted as targets), then delivers the payment notify in the background.
+    pub fn pay(&self, target: impl Into<PayTarget>) -> Result<Order, PayError> {
+        self.shared.pay(&target.into())
     }
 
     /// Makes the payment fail: the order becomes PAYERROR (no notify, as WeChat).

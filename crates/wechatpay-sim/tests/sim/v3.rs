@@ -1019,3 +1019,87 @@ async fn v3_trade_bills_download_signed_with_their_sha1_plain_and_gzip() {
     assert_eq!(api_error(&error), (404, "RESOURCE_NOT_EXISTS".into()));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_control_surface_serves_v3_material_modes_and_probes() {
+    let (sim, material) = start(V3Mode::PublicKey).await;
+    let http = reqwest::Client::new();
+    let base = sim.base_url();
+    let served: serde_json::Value = http
+        .get(format!("{base}/sim/v3/material/{DEFAULT_MCH_ID}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(served["merchant_serial_no"], material.merchant_serial_no);
+    assert_eq!(
+        served["wechatpay_public_key_id"],
+        material.wechatpay_public_key_id
+    );
+    assert_eq!(
+        served["platform_certificate_pem"],
+        material.platform_certificate_pem
+    );
+    let missing = http
+        .get(format!("{base}/sim/v3/material/999"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let set = http
+        .put(format!("{base}/sim/v3/mode"))
+        .json(&serde_json::json!({"kind": "switchover", "public_key_percent": 20}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let mode: V3Mode = http
+        .get(format!("{base}/sim/v3/mode"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        mode,
+        V3Mode::Switchover {
+            public_key_percent: 20
+        }
+    );
+    let refused = http
+        .put(format!("{base}/sim/v3/mode"))
+        .json(&serde_json::json!({"kind": "switchover", "public_key_percent": 200}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+
+    let probe = http
+        .post(format!("{base}/sim/v3/signtest"))
+        .json(&serde_json::json!({"out_trade_no": "NOSUCHORDER"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 404);
+    let merchant = client(&sim, &material, verification(mode, &material));
+    let receiver =
+        V3Receiver::start(client(&sim, &material, verification(mode, &material)), 0).await;
+    merchant
+        .prepay(&prepay(PrepayKind::App, "HTTPPROBE1", &receiver.url))
+        .await
+        .unwrap();
+    let probe = http
+        .post(format!("{base}/sim/v3/signtest"))
+        .json(&serde_json::json!({"out_trade_no": "HTTPPROBE1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 202);
+    let opened = receiver.wait_for(1).await;
+    assert!(opened[0].probe, "{opened:?}");
+    sim.shutdown().await;
+}
