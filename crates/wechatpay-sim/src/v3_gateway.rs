@@ -43,6 +43,8 @@ const TIMESTAMP_WINDOW_SECS: i64 = 300;
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v3/{*rest}", any(handle))
+        // As for V2: the JSON bodies are small; this stops a client streaming megabytes.
+        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
         .with_state(shared)
 }
 

@@ -1103,3 +1103,147 @@ async fn the_control_surface_serves_v3_material_modes_and_probes() {
     assert!(opened[0].probe, "{opened:?}");
     sim.shutdown().await;
 }
+
+/// POSTs `body` to `path`, signed by the simulator-made merchant key.
+async fn signed_post(
+    sim: &SimHandle,
+    material: &V3Material,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let key =
+        MerchantPrivateKey::from_pem(material.merchant_private_key_pem.as_ref().unwrap()).unwrap();
+    let body = body.to_string();
+    let authorization = wechatpay_v3::Authorization::sign(
+        &key,
+        DEFAULT_MCH_ID,
+        &material.merchant_serial_no,
+        "POST",
+        path,
+        &chrono::Utc::now().timestamp().to_string(),
+        &format!("N{}", rand::random::<u32>()),
+        body.as_bytes(),
+    )
+    .unwrap();
+    let answer = reqwest::Client::new()
+        .post(format!("{}{path}", sim.base_url()))
+        .header("Authorization", authorization.to_header_value().unwrap())
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn bad_prepay_bodies_are_refused_naming_the_field() {
+    let (sim, material) = start(V3Mode::PublicKey).await;
+    let good = serde_json::json!({
+        "appid": DEFAULT_APPID, "mchid": DEFAULT_MCH_ID, "description": "d",
+        "out_trade_no": "BADBODY001", "notify_url": "https://example.com/n",
+        "amount": {"total": 100, "currency": "CNY"},
+        "payer": {"openid": OPENID},
+    });
+    let path = "/v3/pay/transactions/jsapi";
+    let cases: [(&str, serde_json::Value, u16, &str, &str); 6] = [
+        (
+            "/amount/total",
+            serde_json::json!(0),
+            400,
+            "PARAM_ERROR",
+            "amount.total",
+        ),
+        (
+            "/amount/total",
+            serde_json::json!("100"),
+            400,
+            "PARAM_ERROR",
+            "amount.total",
+        ),
+        (
+            "/payer/openid",
+            serde_json::json!(""),
+            400,
+            "PARAM_ERROR",
+            "payer.openid",
+        ),
+        (
+            "/out_trade_no",
+            serde_json::json!("a b"),
+            400,
+            "PARAM_ERROR",
+            "out_trade_no",
+        ),
+        (
+            "/mchid",
+            serde_json::json!("1900000001"),
+            400,
+            "INVALID_REQUEST",
+            "mchid",
+        ),
+        (
+            "/appid",
+            serde_json::json!("wxother"),
+            400,
+            "APPID_MCHID_NOT_MATCH",
+            "appid",
+        ),
+    ];
+    for (pointer, value, status, code, named) in cases {
+        let mut body = good.clone();
+        *body.pointer_mut(pointer).unwrap() = value;
+        let (got, answer) = signed_post(&sim, &material, path, &body).await;
+        assert_eq!(
+            (got, answer["code"].as_str().unwrap()),
+            (status, code),
+            "{pointer}: {answer}"
+        );
+        assert!(
+            answer["message"].as_str().unwrap().contains(named),
+            "{answer}"
+        );
+    }
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("notify_url");
+    let (status, answer) = signed_post(&sim, &material, path, &missing).await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["message"].as_str().unwrap().contains("notify_url"),
+        "{answer}"
+    );
+    // Nothing was created by the refusals; the good body still works.
+    assert!(sim.order("BADBODY001").is_none());
+    let (status, answer) = signed_post(&sim, &material, path, &good).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["prepay_id"].is_string());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_v3_notify_can_arrive_before_the_prepay_answer() {
+    let (sim, material) = start(V3Mode::PublicKey).await;
+    let verify = Verification::PublicKey(public_key(&material));
+    let merchant = client(&sim, &material, verify.clone());
+    let receiver = V3Receiver::start(client(&sim, &material, verify), 0).await;
+    sim.faults()
+        .add(
+            FaultRule::new(Fault::NotifyBeforeReply)
+                .on(Endpoint::UnifiedOrder)
+                .times(1),
+        )
+        .unwrap();
+    merchant
+        .prepay(&prepay(PrepayKind::Native, "EARLYV3001", &receiver.url))
+        .await
+        .unwrap();
+    // Delivered (and verified) before the prepay call returned.
+    let opened = receiver.opened.lock().clone();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(
+        opened[0].outcome.as_ref().unwrap()["trade_state"],
+        "SUCCESS"
+    );
+    sim.shutdown().await;
+}
