@@ -148,6 +148,7 @@ enum Route {
     RefundQuery(String),
     Certificates,
     TradeBill,
+    FundFlowBill,
     BillDownload,
 }
 
@@ -182,6 +183,7 @@ impl Route {
             }
             ["v3", "certificates"] if get => Route::Certificates,
             ["v3", "bill", "tradebill"] if get => Route::TradeBill,
+            ["v3", "bill", "fundflowbill"] if get => Route::FundFlowBill,
             ["v3", "billdownload", "file"] if get => Route::BillDownload,
             _ => return None,
         })
@@ -196,7 +198,9 @@ impl Route {
             Route::Close(_) => Some(Endpoint::CloseOrder),
             Route::Refund => Some(Endpoint::Refund),
             Route::RefundQuery(_) => Some(Endpoint::RefundQuery),
-            Route::TradeBill | Route::BillDownload => Some(Endpoint::DownloadBill),
+            Route::TradeBill | Route::FundFlowBill | Route::BillDownload => {
+                Some(Endpoint::DownloadBill)
+            }
             Route::Certificates => None,
         }
     }
@@ -211,6 +215,7 @@ impl Route {
             Route::RefundQuery(_) => "v3_refund_query",
             Route::Certificates => "v3_certificates",
             Route::TradeBill => "v3_tradebill",
+            Route::FundFlowBill => "v3_fundflowbill",
             Route::BillDownload => "v3_billdownload",
         }
     }
@@ -411,6 +416,7 @@ async fn respond(call: Call<'_>, route: Option<Route>, faults: &RequestFaults) -
         Route::RefundQuery(no) => refund_query(&call, &merchant, no),
         Route::Certificates => certificates(&call, &merchant),
         Route::TradeBill => trade_bill(&call, &merchant),
+        Route::FundFlowBill => fund_flow_bill(&call, &merchant),
         Route::BillDownload => match bill_download(&call, &merchant) {
             Ok(file) if !faults.system_error_after_commit => {
                 return Some(Outgoing::File {
@@ -877,38 +883,82 @@ impl BillFiles {
 /// (the V2 bill's rows: V2 and V3 orders alike, bill alterations included), keeps it, and
 /// answers its download URL and SHA1.
 fn trade_bill(call: &Call<'_>, merchant: &MerchantEntry) -> Result<Answer, V3Error> {
-    let bill_date =
-        query_param(call.query, "bill_date").ok_or_else(|| V3Error::param("缺少参数bill_date"))?;
-    let date = chrono::NaiveDate::parse_from_str(&bill_date, "%Y-%m-%d")
-        .map_err(|_| V3Error::param("bill_date格式错误：应为yyyy-MM-dd"))?;
+    let date = bill_date(call)?;
     let bill_type = match query_param(call.query, "bill_type").as_deref() {
         None | Some("ALL") => wechatpay_v2::BillType::All,
         Some("SUCCESS") => wechatpay_v2::BillType::Success,
         Some("REFUND") => wechatpay_v2::BillType::Refund,
         Some(_) => return Err(V3Error::param("bill_type应为ALL、SUCCESS或REFUND")),
     };
-    let gzip = match query_param(call.query, "tar_type").as_deref() {
-        None => false,
-        Some("GZIP") => true,
-        Some(_) => return Err(V3Error::param("tar_type仅支持GZIP")),
-    };
+    let gzip = tar_type(call)?;
     let orders = call
         .shared
         .store
         .orders_touched_on(Env::Live, &merchant.config.mch_id, date);
     let alterations = call.shared.bill_alterations.lock().clone();
-    let text = crate::bill::render(&orders, date, bill_type, &alterations)
-        .map_err(|error| {
-            tracing::error!(%error, "a V3 trade bill cannot be written");
-            V3Error::system()
-        })?
-        .ok_or_else(|| {
-            V3Error::new(
-                StatusCode::BAD_REQUEST,
-                "NO_STATEMENT_EXIST",
-                "账单文件不存在",
-            )
-        })?;
+    let text = crate::bill::render(&orders, date, bill_type, &alterations).map_err(|error| {
+        tracing::error!(%error, "a V3 trade bill cannot be written");
+        V3Error::system()
+    })?;
+    announce_bill(call, merchant, text, gzip)
+}
+
+/// `GET /v3/bill/fundflowbill?bill_date=&account_type=&tar_type=`: the basic account's
+/// money movements of the day (see [`crate::bill::fund_flow`]); the operation and fees
+/// accounts never move in the simulator.
+fn fund_flow_bill(call: &Call<'_>, merchant: &MerchantEntry) -> Result<Answer, V3Error> {
+    let date = bill_date(call)?;
+    let basic = match query_param(call.query, "account_type").as_deref() {
+        None | Some("BASIC") => true,
+        Some("OPERATION" | "FEES") => false,
+        Some(_) => {
+            return Err(V3Error::param("account_type应为BASIC、OPERATION或FEES"));
+        }
+    };
+    let gzip = tar_type(call)?;
+    let text = if basic {
+        let orders = call
+            .shared
+            .store
+            .orders_touched_on(Env::Live, &merchant.config.mch_id, date);
+        crate::bill::fund_flow(&orders, date)
+    } else {
+        None
+    };
+    announce_bill(call, merchant, text, gzip)
+}
+
+fn bill_date(call: &Call<'_>) -> Result<chrono::NaiveDate, V3Error> {
+    let bill_date =
+        query_param(call.query, "bill_date").ok_or_else(|| V3Error::param("缺少参数bill_date"))?;
+    chrono::NaiveDate::parse_from_str(&bill_date, "%Y-%m-%d")
+        .map_err(|_| V3Error::param("bill_date格式错误：应为yyyy-MM-dd"))
+}
+
+/// Whether `tar_type=GZIP` was asked for.
+fn tar_type(call: &Call<'_>) -> Result<bool, V3Error> {
+    match query_param(call.query, "tar_type").as_deref() {
+        None => Ok(false),
+        Some("GZIP") => Ok(true),
+        Some(_) => Err(V3Error::param("tar_type仅支持GZIP")),
+    }
+}
+
+/// Keeps a bill behind a fresh token and answers its `download_url` (on the host the
+/// merchant called) and SHA1 (of the file as downloaded, GZIP or not).
+fn announce_bill(
+    call: &Call<'_>,
+    merchant: &MerchantEntry,
+    text: Option<String>,
+    gzip: bool,
+) -> Result<Answer, V3Error> {
+    let text = text.ok_or_else(|| {
+        V3Error::new(
+            StatusCode::BAD_REQUEST,
+            "NO_STATEMENT_EXIST",
+            "账单文件不存在",
+        )
+    })?;
     let bytes = if gzip {
         crate::gateway::gzip(text.as_bytes())
     } else {

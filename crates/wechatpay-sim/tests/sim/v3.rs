@@ -1247,3 +1247,71 @@ async fn a_v3_notify_can_arrive_before_the_prepay_answer() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn v3_fund_flow_bills_list_the_days_money_with_a_running_balance() {
+    let (sim, material) = start(V3Mode::PublicKey).await;
+    let merchant = client(
+        &sim,
+        &material,
+        Verification::PublicKey(public_key(&material)),
+    );
+    merchant
+        .prepay(&prepay(
+            PrepayKind::Native,
+            "FLOWV30001",
+            "http://127.0.0.1:9/n",
+        ))
+        .await
+        .unwrap();
+    let paid = sim.pay("FLOWV30001").unwrap();
+    merchant
+        .refund(&RefundRequest::new(
+            OrderRef::OutTradeNo("FLOWV30001".into()),
+            "RFLOWV3001",
+            Fen::new(300),
+            Fen::new(888),
+        ))
+        .await
+        .unwrap();
+    let today = wechatpay_v2::time::beijing_date(wechatpay_v2::time::beijing_now());
+    for gzip in [false, true] {
+        let text = merchant
+            .download_fund_flow_bill(&wechatpay_v3::FundFlowBillRequest {
+                bill_date: today,
+                account_type: wechatpay_v3::AccountType::Basic,
+                gzip,
+            })
+            .await
+            .unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines[0].starts_with("记账时间,微信支付业务单号"), "{text}");
+        let income: Vec<&str> = lines[1].split(',').collect();
+        assert_eq!(
+            income[1],
+            format!("`{}", paid.transaction_id.as_deref().unwrap())
+        );
+        assert_eq!(
+            (income[5], income[6], income[7], income[10]),
+            ("`收入", "`8.88", "`8.88", "`FLOWV30001")
+        );
+        let expense: Vec<&str> = lines[2].split(',').collect();
+        assert_eq!(
+            (expense[5], expense[6], expense[7], expense[10]),
+            ("`支出", "`3.00", "`5.88", "`RFLOWV3001")
+        );
+        assert_eq!(lines[4], "`2,`1,`8.88,`1,`3.00");
+    }
+    // The operation account never moves here.
+    let error = merchant
+        .fund_flow_bill(&wechatpay_v3::FundFlowBillRequest {
+            bill_date: today,
+            account_type: wechatpay_v3::AccountType::Operation,
+            gzip: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(api_error(&error), (400, "NO_STATEMENT_EXIST".into()));
+    sim.shutdown().await;
+}
