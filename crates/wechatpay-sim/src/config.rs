@@ -13,6 +13,18 @@
 //! mch_id = "10000100"
 //! key = "192006250b4c09247ec02edce69f6a2d"
 //!
+//! [merchants.v3]                 # optional: generated on first V3 use when absent
+//! api_v3_key = "a12d3924fd499edac8a5efc5b8c9a7d2"
+//! merchant_serial_no = "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB"
+//! merchant_public_key_pem = """
+//! -----BEGIN PUBLIC KEY-----
+//! ...
+//! -----END PUBLIC KEY-----
+//! """
+//!
+//! [v3]                           # WeChat Pay's side; keys generated when absent
+//! mode = { kind = "switchover", public_key_percent = 30 }
+//!
 //! [[faults]]
 //! mch_id = "10000100"
 //! endpoint = "orderquery"

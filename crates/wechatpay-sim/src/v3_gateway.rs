@@ -35,8 +35,9 @@ use crate::store::{
 use crate::tls::Peer;
 use crate::{MerchantEntry, Shared};
 
-/// How far a request's timestamp may be from the simulator's clock, as at WeChat.
-const TIMESTAMP_WINDOW_SECS: i64 = 300;
+/// How far a request's timestamp may be from the simulator's clock: the window the
+/// `wechatpay-v3` crate keeps for WeChat's signatures, five minutes both ways.
+const TIMESTAMP_WINDOW: std::time::Duration = wechatpay_v3::verify::DEFAULT_TIMESTAMP_WINDOW;
 
 /// The V3 routes: one handler reads the method and the path itself, as the paths carry
 /// merchant numbers in any position.
@@ -424,6 +425,7 @@ async fn respond(call: Call<'_>, route: Option<Route>, faults: &RequestFaults) -
                     gzip: file.gzip,
                 });
             }
+            // Found, then "failed": the SYSTEM_ERROR below answers instead of the file.
             Ok(_) => Ok(Answer::no_content()),
             Err(error) => Err(error),
         },
@@ -457,10 +459,12 @@ fn authenticate(call: &Call<'_>) -> Result<Arc<MerchantEntry>, V3Error> {
             "商户证书序列号有误：serial_no不是该商户的API证书序列号",
         ));
     }
-    let fresh = authorization
-        .timestamp
-        .parse::<i64>()
-        .is_ok_and(|seconds| (seconds - Utc::now().timestamp()).abs() <= TIMESTAMP_WINDOW_SECS);
+    let fresh = authorization.timestamp.parse::<i64>().is_ok_and(|seconds| {
+        seconds
+            .saturating_sub(Utc::now().timestamp())
+            .unsigned_abs()
+            <= TIMESTAMP_WINDOW.as_secs()
+    });
     if !fresh {
         return Err(V3Error::sign("请求时间戳与当前时间相差超过5分钟"));
     }

@@ -704,6 +704,16 @@ async fn configured_v3_material_is_checked_at_start() {
     assert!(error.contains("merchants[0].v3.api_v3_key"), "{error}");
 
     let error = SimConfig::from_toml_str(
+        "[[merchants]]\nappid = \"wx1\"\nmch_id = \"1900000001\"\nkey = \"k\"\n\n[merchants.v3]\napi_v3_key = \"a12d3924fd499edac8a5efc5b8c9a7d2\"\nmerchant_serial_no = \"AB12\"\nmerchant_public_key_pem = \"-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("merchants[0].v3.merchant_public_key_pem"),
+        "{error}"
+    );
+
+    let error = SimConfig::from_toml_str(
         "[v3]\nmode = { kind = \"switchover\", public_key_percent = 101 }\n",
     )
     .unwrap_err()
