@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wechatpay_v3::{
     ApiV3Key, KeyError, MerchantCertificate, MerchantPrivateKey, MerchantPublicKey,
     PlatformCertificate, PlatformPrivateKey, PlatformSigner,
@@ -244,7 +244,7 @@ fn generate_certificate() -> Result<(PlatformCertificate, PlatformPrivateKey), S
 /// merchant's private key is there only when the simulator generated it.
 ///
 /// [`SimHandle::v3_material`]: crate::SimHandle::v3_material
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct V3Material {
     /// The merchant.
     pub mch_id: String,

@@ -1325,3 +1325,37 @@ async fn v3_fund_flow_bills_list_the_days_money_with_a_running_balance() {
     assert_eq!(api_error(&error), (400, "NO_STATEMENT_EXIST".into()));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_remote_sim_reads_v3_material_and_sets_the_mode() {
+    let (sim, material) = start(V3Mode::PublicKey).await;
+    let remote = wechatpay_sim::RemoteSim::new(sim.base_url());
+    let fetched = remote.v3_material(DEFAULT_MCH_ID).await.unwrap();
+    assert_eq!(fetched.api_v3_key, material.api_v3_key);
+    assert_eq!(
+        fetched.merchant_private_key_pem,
+        material.merchant_private_key_pem
+    );
+    remote
+        .set_v3_mode(V3Mode::PlatformCertificate)
+        .await
+        .unwrap();
+    // Now answers are signed by the platform certificate.
+    let merchant = client(
+        &sim,
+        &material,
+        Verification::PlatformCertificates(Vec::new()),
+    );
+    merchant
+        .prepay(&prepay(
+            PrepayKind::App,
+            "REMOTEV301",
+            "http://127.0.0.1:9/n",
+        ))
+        .await
+        .unwrap();
+    let refused = remote.send_signtest_probe("NOSUCHORDER").await.unwrap_err();
+    assert!(refused.to_string().contains("404"), "{refused}");
+    assert!(remote.v3_material("999").await.is_err());
+    sim.shutdown().await;
+}
