@@ -45,7 +45,8 @@
 //!   when absent); [`v3_material`](SimHandle::v3_material) ([`V3Material`]: what the
 //!   merchant needs to call and verify), [`set_v3_mode`](SimHandle::set_v3_mode),
 //!   [`send_signtest_probe`](SimHandle::send_signtest_probe); [`Order::api_version`].
-//! - [`RemoteSim`] (with `v3_material`, `set_v3_mode`, `send_signtest_probe`): the same payer and fault controls for a simulator in another process.
+//! - [`RemoteSim`]: the same payer and fault controls for a simulator in another process
+//!   (V3 too: `v3_material`, `set_v3_mode`, `send_signtest_probe`).
 //! - HTTP control surface (for the CLI and non-Rust tests): `POST /sim/pay`, `GET /sim/pay/{out_trade_no}` (the payer's HTML page),
 //!   `POST /sim/fail`, `POST /sim/paying` (JSON [`PayTarget`]), `GET|DELETE /sim/inspect`,
 //!   `GET|POST|DELETE /sim/faults`, `DELETE /sim/faults/{id}`,

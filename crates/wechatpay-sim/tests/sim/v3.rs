@@ -1359,3 +1359,52 @@ async fn a_remote_sim_reads_v3_material_and_sets_the_mode() {
     assert!(remote.v3_material("999").await.is_err());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn notify_faults_strike_v3_notifies() {
+    let (sim, material) = start(V3Mode::PublicKey).await;
+    let verify = Verification::PublicKey(public_key(&material));
+    let merchant = client(&sim, &material, verify.clone());
+    let receiver = V3Receiver::start(client(&sim, &material, verify), 0).await;
+    sim.faults()
+        .add(
+            FaultRule::new(Fault::DuplicateNotify { copies: 3 })
+                .on(Endpoint::PayNotify)
+                .times(1),
+        )
+        .unwrap();
+    merchant
+        .prepay(&prepay(PrepayKind::Native, "DUPV300001", &receiver.url))
+        .await
+        .unwrap();
+    sim.pay("DUPV300001").unwrap();
+    let opened = receiver.wait_for(3).await;
+    assert!(
+        opened.iter().all(|delivery| delivery.outcome.is_ok()),
+        "{opened:?}"
+    );
+
+    sim.faults()
+        .add(
+            FaultRule::new(Fault::DropNotify)
+                .on(Endpoint::PayNotify)
+                .times(1),
+        )
+        .unwrap();
+    merchant
+        .prepay(&prepay(PrepayKind::Native, "DROPV30001", &receiver.url))
+        .await
+        .unwrap();
+    sim.pay("DROPV30001").unwrap();
+    let inspection = common::settled(&sim).await;
+    let dropped: Vec<_> = inspection
+        .notifies
+        .iter()
+        .filter(|record| record.out_trade_no == "DROPV30001")
+        .collect();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0].outcome, "dropped");
+    assert_eq!(dropped[0].kind, "pay_v3");
+    assert_eq!(receiver.opened.lock().len(), 3, "nothing more arrived");
+    sim.shutdown().await;
+}
