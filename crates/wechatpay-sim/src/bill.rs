@@ -244,6 +244,103 @@ pub(crate) fn render(
     bill::render(bill_type, &rows).map(Some)
 }
 
+/// The V3 fund-flow bill (`/v3/bill/fundflowbill`) of the basic account on `date`, or
+/// `None` when no money moved that day: one income line per payment made that day and one
+/// expense line per refund asked for that day (closed refunds left out: their money came
+/// back), oldest first, with the running balance from zero at the start of the day (the
+/// simulator keeps no balance across days, and no fee lines), then WeChat's summary.
+pub(crate) fn fund_flow(orders: &[Order], date: NaiveDate) -> Option<String> {
+    struct Line {
+        at: DateTime<FixedOffset>,
+        business_no: String,
+        name: &'static str,
+        income: bool,
+        amount: Fen,
+        voucher: String,
+        remark: String,
+    }
+    let now = time::beijing_now();
+    let mut lines = Vec::new();
+    for order in orders {
+        if let (Some(paid_at), Some(transaction_id)) = (order.paid_at, &order.transaction_id)
+            && time::beijing_date(paid_at) == date
+        {
+            lines.push(Line {
+                at: paid_at,
+                business_no: transaction_id.clone(),
+                name: "交易",
+                income: true,
+                amount: order.total_fee,
+                voucher: order.out_trade_no.clone(),
+                remark: String::new(),
+            });
+        }
+        for refund in order
+            .refunds
+            .iter()
+            .filter(|refund| time::beijing_date(refund.created_at) == date)
+            .filter(|refund| refund.counts_at(now))
+        {
+            lines.push(Line {
+                at: refund.created_at,
+                business_no: refund.refund_id.clone(),
+                name: "退款",
+                income: false,
+                amount: refund.refund_fee,
+                voucher: refund.out_refund_no.clone(),
+                remark: refund
+                    .refund_desc
+                    .as_deref()
+                    .map(bill_text)
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    lines.sort_by_key(|line| line.at);
+    let mut text = String::from(
+        "记账时间,微信支付业务单号,资金流水单号,业务名称,业务类型,收支类型,收支金额（元）,账户结余（元）,资金变更提交申请人,备注,业务凭证号\n",
+    );
+    let mut balance = Fen::ZERO;
+    let (mut income_count, mut income, mut expense_count, mut expense) =
+        (0usize, Fen::ZERO, 0usize, Fen::ZERO);
+    for (index, line) in lines.iter().enumerate() {
+        let direction = if line.income {
+            income_count += 1;
+            income = income.checked_add(line.amount).unwrap_or(Fen::MAX);
+            balance = balance.checked_add(line.amount).unwrap_or(Fen::MAX);
+            "收入"
+        } else {
+            expense_count += 1;
+            expense = expense.checked_add(line.amount).unwrap_or(Fen::MAX);
+            balance = balance.checked_sub(line.amount).unwrap_or(Fen::MAX);
+            "支出"
+        };
+        let flow_no = format!("1900{}{:08}", line.at.format("%Y%m%d"), index + 1);
+        text.push_str(&format!(
+            "`{},`{},`{},`{},`{},`{},`{},`{},`system,`{},`{}\n",
+            time::beijing_readable_time(line.at),
+            line.business_no,
+            flow_no,
+            line.name,
+            line.name,
+            direction,
+            line.amount,
+            balance,
+            line.remark,
+            line.voucher,
+        ));
+    }
+    text.push_str("资金流水总笔数,收入笔数,收入金额,支出笔数,支出金额\n");
+    text.push_str(&format!(
+        "`{},`{income_count},`{income},`{expense_count},`{expense}\n",
+        lines.len()
+    ));
+    Some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +362,7 @@ mod tests {
         use crate::{DEFAULT_APPID, DEFAULT_MCH_ID};
         let store = Store::new(10, []);
         let _ = store.create(NewOrder {
+            api_version: crate::store::ApiVersion::V2,
             env: crate::Env::Live,
             appid: DEFAULT_APPID.into(),
             mch_id: DEFAULT_MCH_ID.into(),

@@ -13,6 +13,18 @@
 //! mch_id = "10000100"
 //! key = "192006250b4c09247ec02edce69f6a2d"
 //!
+//! [merchants.v3]                 # optional: generated on first V3 use when absent
+//! api_v3_key = "a12d3924fd499edac8a5efc5b8c9a7d2"
+//! merchant_serial_no = "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB"
+//! merchant_public_key_pem = """
+//! -----BEGIN PUBLIC KEY-----
+//! ...
+//! -----END PUBLIC KEY-----
+//! """
+//!
+//! [v3]                           # WeChat Pay's side; keys generated when absent
+//! mode = { kind = "switchover", public_key_percent = 30 }
+//!
 //! [[faults]]
 //! mch_id = "10000100"
 //! endpoint = "orderquery"
@@ -55,6 +67,95 @@ pub struct MerchantConfig {
     /// does when the merchant's balance is short. `None`: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refund_balance: Option<Fen>,
+    /// The merchant's API v3 material. `None`: generated on first V3 use (an APIv3 key, an
+    /// RSA key pair and its serial; read them with
+    /// [`SimHandle::v3_material`](crate::SimHandle::v3_material)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v3: Option<MerchantV3Config>,
+}
+
+/// What the simulator knows of a merchant's API v3 side: enough to check its request
+/// signatures and to encrypt its notifies, never its private key.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantV3Config {
+    /// The APIv3 key (32 bytes), which encrypts notify resources and platform certificates.
+    pub api_v3_key: String,
+    /// The serial of the merchant certificate its requests name (`serial_no`), hexadecimal.
+    pub merchant_serial_no: String,
+    /// The merchant's RSA public key (`-----BEGIN PUBLIC KEY-----`) or its certificate
+    /// (`apiclient_cert.pem`), PEM: checks the request signatures.
+    pub merchant_public_key_pem: String,
+}
+
+impl fmt::Debug for MerchantV3Config {
+    // The APIv3 key is a secret: never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MerchantV3Config")
+            .field("api_v3_key", &"<redacted>")
+            .field("merchant_serial_no", &self.merchant_serial_no)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the simulator signs its V3 answers and notifies (`Wechatpay-Serial`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum V3Mode {
+    /// With the WeChat Pay public key (`PUB_KEY_ID_...`), as for merchants since late 2024.
+    PublicKey,
+    /// With the platform certificate (`GET /v3/certificates` serves it).
+    PlatformCertificate,
+    /// During a switchover: this share (0 to 100) of signatures with the public key, the
+    /// rest with the platform certificate.
+    Switchover {
+        /// Percent signed with the public key.
+        public_key_percent: u8,
+    },
+}
+
+/// The WeChat Pay side of API v3, one per simulator. Keys not given are generated on first
+/// V3 use (RSA 2048, a self-signed platform certificate valid a year).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimV3Config {
+    /// How answers and notifies are signed.
+    pub mode: V3Mode,
+    /// The WeChat Pay public key id (`PUB_KEY_ID_...`); generated when absent.
+    pub public_key_id: Option<String>,
+    /// The private half of the WeChat Pay public key, PEM (PKCS#8 or PKCS#1).
+    pub public_key_private_pem: Option<String>,
+    /// A platform certificate, PEM, with [`SimV3Config::platform_private_key_pem`].
+    pub platform_certificate_pem: Option<String>,
+    /// The key the platform certificate certifies, PEM.
+    pub platform_private_key_pem: Option<String>,
+}
+
+impl Default for SimV3Config {
+    /// The public-key mode, everything generated.
+    fn default() -> Self {
+        SimV3Config {
+            mode: V3Mode::PublicKey,
+            public_key_id: None,
+            public_key_private_pem: None,
+            platform_certificate_pem: None,
+            platform_private_key_pem: None,
+        }
+    }
+}
+
+impl fmt::Debug for SimV3Config {
+    // Private keys are never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimV3Config")
+            .field("mode", &self.mode)
+            .field("public_key_id", &self.public_key_id)
+            .field(
+                "platform_certificate",
+                &self.platform_certificate_pem.is_some(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl MerchantConfig {
@@ -70,6 +171,7 @@ impl MerchantConfig {
             mch_id: mch_id.into(),
             key: key.into(),
             refund_balance: None,
+            v3: None,
         }
     }
 
@@ -93,6 +195,7 @@ impl fmt::Debug for MerchantConfig {
             .field("mch_id", &self.mch_id)
             .field("key", &"<redacted>")
             .field("refund_balance", &self.refund_balance)
+            .field("v3", &self.v3)
             .finish()
     }
 }
@@ -127,6 +230,8 @@ pub struct SimConfig {
     pub tls: Option<crate::SimTls>,
     /// Faults active from start-up.
     pub faults: Vec<FaultRule>,
+    /// The WeChat Pay side of API v3: signing mode and platform keys.
+    pub v3: SimV3Config,
 }
 
 impl Default for SimConfig {
@@ -144,6 +249,7 @@ impl Default for SimConfig {
             refund_processing_ms: 0,
             tls: None,
             faults: Vec::new(),
+            v3: SimV3Config::default(),
         }
     }
 }
@@ -252,6 +358,12 @@ impl SimConfig {
         self
     }
 
+    /// Sets how V3 answers and notifies are signed.
+    pub fn with_v3_mode(mut self, mode: V3Mode) -> Self {
+        self.v3.mode = mode;
+        self
+    }
+
     /// The notify delivery timeout as a duration.
     pub fn notify_timeout(&self) -> Duration {
         Duration::from_millis(self.notify_timeout_ms)
@@ -305,6 +417,10 @@ impl SimConfig {
             {
                 return Err(invalid(field("refund_balance"), "must not be negative"));
             }
+            if let Some(v3) = &merchant.v3 {
+                crate::v3_keys::MerchantV3::from_config(v3)
+                    .map_err(|(name, problem)| invalid(field(&format!("v3.{name}")), &problem))?;
+            }
             if self.merchants[..index]
                 .iter()
                 .any(|earlier| earlier.mch_id == merchant.mch_id)
@@ -314,6 +430,16 @@ impl SimConfig {
                     &format!("merchant `{}` is configured twice", merchant.mch_id),
                 ));
             }
+        }
+        crate::v3_keys::check_platform(&self.v3)
+            .map_err(|(name, problem)| invalid(format!("v3.{name}"), &problem))?;
+        if let V3Mode::Switchover { public_key_percent } = self.v3.mode
+            && public_key_percent > 100
+        {
+            return Err(invalid(
+                "v3.mode.public_key_percent".into(),
+                "must be between 0 and 100",
+            ));
         }
         for (index, rule) in self.faults.iter().enumerate() {
             rule.validate()

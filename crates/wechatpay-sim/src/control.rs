@@ -46,7 +46,62 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .post(alter_bill)
                 .delete(clear_bill_alterations),
         )
+        .route("/sim/v3/material/{mch_id}", get(v3_material))
+        .route("/sim/v3/mode", get(v3_mode).put(set_v3_mode))
+        .route("/sim/v3/signtest", post(signtest))
         .with_state(shared)
+}
+
+/// A merchant's V3 material (the merchant's private key only when the simulator made it).
+async fn v3_material(State(shared): State<Arc<Shared>>, Path(mch_id): Path<String>) -> Response {
+    match shared.v3_material(&mch_id) {
+        Some(Ok(material)) => Json(material).into_response(),
+        Some(Err(error)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "ok": false, "error": error })),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "ok": false, "error": "no such merchant" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn v3_mode(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.v3_mode()).into_response()
+}
+
+async fn set_v3_mode(
+    State(shared): State<Arc<Shared>>,
+    Json(mode): Json<crate::V3Mode>,
+) -> Response {
+    match shared.set_v3_mode(mode) {
+        Ok(()) => Json(json!({ "ok": true })).into_response(),
+        Err(error) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "ok": false, "error": error.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeTarget {
+    out_trade_no: String,
+}
+
+async fn signtest(State(shared): State<Arc<Shared>>, Json(target): Json<ProbeTarget>) -> Response {
+    match shared.send_signtest_probe(&target.out_trade_no) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({ "ok": true }))).into_response(),
+        Err(error) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "ok": false, "error": error.to_string() })),
+        )
+            .into_response(),
+    }
 }
 
 /// The payer's page of an order: what it is, and a "Pay" button that posts to `/sim/pay`.

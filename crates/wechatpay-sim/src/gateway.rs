@@ -21,7 +21,8 @@ use crate::fault::{Endpoint, RequestFaults};
 use crate::inspect::RequestRecord;
 use crate::notify;
 use crate::store::{
-    BizError, Created, Env, NewOrder, Order, OrderRef, PayTarget, RefundRef, RefundRequest,
+    ApiVersion, BizError, Created, Env, NewOrder, Order, OrderRef, PayTarget, RefundRef,
+    RefundRequest,
 };
 use crate::tls::Peer;
 use crate::{MerchantEntry, Shared};
@@ -193,7 +194,7 @@ impl Reply {
 }
 
 /// `bytes` GZIP-compressed, as WeChat sends a bill asked for with `tar_type=GZIP`.
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder
@@ -546,6 +547,7 @@ fn new_order(call: &Call) -> Result<NewOrder, ProtocolError> {
         .collect();
     Ok(NewOrder {
         env: call.env,
+        api_version: ApiVersion::V2,
         appid: call.require("appid")?.to_string(),
         mch_id: call.merchant.config.mch_id.clone(),
         out_trade_no: out_trade_no.to_string(),

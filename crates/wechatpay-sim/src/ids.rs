@@ -15,7 +15,7 @@ pub(crate) fn alphanumeric(len: usize) -> String {
         .collect()
 }
 
-fn digits(len: usize) -> String {
+pub(crate) fn digits(len: usize) -> String {
     let mut rng = rand::rng();
     (0..len)
         .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
@@ -26,6 +26,24 @@ fn lower_hex(len: usize) -> String {
     let mut rng = rand::rng();
     (0..len)
         .map(|_| char::from_digit(rng.random_range(0..16u32), 16).unwrap_or('0'))
+        .collect()
+}
+
+/// Upper-case hexadecimal starting with 1 to 7: a certificate serial that stays positive
+/// and keeps its length in DER.
+pub(crate) fn upper_hex(len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|position| {
+            let digit = if position == 0 {
+                rng.random_range(1..8u32)
+            } else {
+                rng.random_range(0..16u32)
+            };
+            char::from_digit(digit, 16)
+                .unwrap_or('0')
+                .to_ascii_uppercase()
+        })
         .collect()
 }
 

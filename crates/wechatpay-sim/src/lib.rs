@@ -1,11 +1,14 @@
-//! An offline WeChat Pay V2 gateway: the embedded default for demos and tests.
+//! An offline WeChat Pay gateway (V2, and API v3 beside it): the embedded default for demos
+//! and tests.
 //!
 //! This crate owns a simulated `api.mch.weixin.qq.com`: the V2 merchant endpoints over
 //! HTTP (axum), an in-memory bounded order book with WeChat's state machine, the payer's
 //! side (paying or failing an order as a user scanning its code would), signed payment
 //! notifies and encrypted refund notifies delivered on WeChat's retry schedule, fault
-//! injection, and an inspection log. Signing and XML come from the `wechatpay-v2` crate;
-//! this crate knows nothing of elements, databases or the `jit` command line.
+//! injection, and an inspection log. Signing and XML come from the `wechatpay-v2` crate.
+//! The API v3 endpoints (`/v3/...`, JSON, RSA signatures, AEAD notifies) serve the same
+//! merchants on the same order book; their protocol comes from the `wechatpay-v3` crate.
+//! This crate knows nothing of elements, databases or the `jit` command line.
 //!
 //! # Start it in one line
 //! ```no_run
@@ -36,14 +39,23 @@
 //!   uses; set at start ([`SimConfig::faults`]) or at run time ([`FaultControl`]).
 //! - [`Inspection`]: the calls, notifies and payer actions seen, and the orders, each with
 //!   how often and when `orderquery` named it ([`Order::queries`]).
-//! - [`RemoteSim`]: the same payer and fault controls for a simulator in another process.
+//! - API v3: [`MerchantConfig::v3`] ([`MerchantV3Config`]: APIv3 key, merchant serial and
+//!   public key; generated when absent), [`SimConfig::v3`] ([`SimV3Config`]: [`V3Mode`]
+//!   public key, platform certificate or switchover share, and WeChat Pay's keys, generated
+//!   when absent); [`v3_material`](SimHandle::v3_material) ([`V3Material`]: what the
+//!   merchant needs to call and verify), [`set_v3_mode`](SimHandle::set_v3_mode),
+//!   [`send_signtest_probe`](SimHandle::send_signtest_probe); [`Order::api_version`].
+//! - [`RemoteSim`]: the same payer and fault controls for a simulator in another process
+//!   (V3 too: `v3_material`, `set_v3_mode`, `send_signtest_probe`).
 //! - HTTP control surface (for the CLI and non-Rust tests): `POST /sim/pay`, `GET /sim/pay/{out_trade_no}` (the payer's HTML page),
 //!   `POST /sim/fail`, `POST /sim/paying` (JSON [`PayTarget`]), `GET|DELETE /sim/inspect`,
 //!   `GET|POST|DELETE /sim/faults`, `DELETE /sim/faults/{id}`,
 //!   `GET|POST|DELETE /sim/refund-plans` (JSON [`RefundPlan`]), `POST /sim/refunds/settle`
 //!   (`{"out_refund_no", "status"}`), `POST /sim/outside-payments` (JSON
 //!   [`OutsidePayment`]), `GET|POST|DELETE /sim/bill-alterations` (JSON
-//!   [`BillAlteration`]), `GET /sim/health`.
+//!   [`BillAlteration`]), `GET /sim/v3/material/{mch_id}` ([`V3Material`]),
+//!   `GET|PUT /sim/v3/mode` (JSON [`V3Mode`]), `POST /sim/v3/signtest`
+//!   (`{"out_trade_no"}`), `GET /sim/health`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -58,6 +70,8 @@ mod notify;
 mod remote;
 mod store;
 mod tls;
+mod v3_gateway;
+mod v3_keys;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -75,7 +89,8 @@ use wechatpay_v2::{ApiKey, Fen};
 
 pub use bill::{BillAlteration, InvalidBillAlteration};
 pub use config::{
-    ConfigError, DEFAULT_API_KEY, DEFAULT_APPID, DEFAULT_MCH_ID, MerchantConfig, SimConfig,
+    ConfigError, DEFAULT_API_KEY, DEFAULT_APPID, DEFAULT_MCH_ID, MerchantConfig, MerchantV3Config,
+    SimConfig, SimV3Config, V3Mode,
 };
 pub use control::{PAYER_PAGE_ROUTE, payer_page_url};
 pub use fault::{ActiveFault, Endpoint, Fault, FaultControl, FaultId, FaultRule, InvalidFault};
@@ -83,10 +98,11 @@ pub use inspect::{Inspection, NotifyRecord, PayerRecord, RequestRecord};
 pub use notify::NOTIFY_RETRY_SCHEDULE;
 pub use remote::{RemoteError, RemoteSim};
 pub use store::{
-    Env, Order, OrderQueries, OutsidePayment, OutsidePaymentError, PayError, PayTarget,
+    ApiVersion, Env, Order, OrderQueries, OutsidePayment, OutsidePaymentError, PayError, PayTarget,
     RECENT_QUERY_TIMES, Refund, RefundControlError, RefundPlan, TradeState,
 };
 pub use tls::SimTls;
+pub use v3_keys::V3Material;
 pub use wechatpay_v2::RefundStatus;
 
 use inspect::InspectLog;
@@ -120,6 +136,9 @@ pub enum SimError {
         "merchant `{0}` is already configured with another API key; the simulator keeps the key it started with (restart to change it)"
     )]
     MerchantKeyChanged(String),
+    /// The V3 platform keys could not be made or read (names the setting).
+    #[error("V3 keys: {0}")]
+    V3(String),
     /// The TLS configuration is unusable (names the file at fault).
     #[error("TLS: {0}")]
     Tls(String),
@@ -143,15 +162,37 @@ pub(crate) struct MerchantEntry {
     /// Answered by `getsignkey` (see [`SANDBOX_SIGN_KEY_PATHS`]); signs every other sandbox
     /// call.
     pub sandbox_key: ApiKey,
+    /// The V3 side: read from the configuration, or generated on first use.
+    v3: std::sync::OnceLock<Arc<v3_keys::MerchantV3>>,
 }
 
 impl MerchantEntry {
-    fn new(config: MerchantConfig) -> Self {
-        MerchantEntry {
+    fn new(config: MerchantConfig) -> Result<Self, ConfigError> {
+        let v3 = std::sync::OnceLock::new();
+        if let Some(v3_config) = &config.v3 {
+            let material =
+                v3_keys::MerchantV3::from_config(v3_config).map_err(|(name, problem)| {
+                    ConfigError::Invalid {
+                        field: format!("merchant `{}`: v3.{name}", config.mch_id),
+                        problem,
+                    }
+                })?;
+            let _ = v3.set(Arc::new(material));
+        }
+        Ok(MerchantEntry {
             key: ApiKey::new(config.key.clone()),
             sandbox_key: ApiKey::new(ids::alphanumeric(32)),
             config,
-        }
+            v3,
+        })
+    }
+
+    /// The merchant's V3 material (generated now if neither configured nor made yet).
+    pub(crate) fn v3(&self) -> Arc<v3_keys::MerchantV3> {
+        Arc::clone(
+            self.v3
+                .get_or_init(|| Arc::new(v3_keys::MerchantV3::generate())),
+        )
     }
 }
 
@@ -170,6 +211,13 @@ pub(crate) struct Shared {
     pub runtime: tokio::runtime::Handle,
     /// Deliberate differences between the bills and the orders (see [`BillAlteration`]).
     pub bill_alterations: parking_lot::Mutex<Vec<BillAlteration>>,
+    /// The WeChat Pay side of V3 as configured; built on first use into `platform`.
+    v3_config: SimV3Config,
+    platform: std::sync::OnceLock<Result<Arc<v3_keys::Platform>, String>>,
+    /// How V3 answers and notifies are signed now.
+    v3_mode: RwLock<V3Mode>,
+    /// V3 bill files announced and not yet forgotten.
+    pub v3_bills: v3_gateway::BillFiles,
 }
 
 impl Shared {
@@ -177,16 +225,91 @@ impl Shared {
         self.merchants.read().get(mch_id).cloned()
     }
 
+    /// WeChat Pay's V3 keys (generated on first use); an error names what could not be
+    /// made.
+    pub(crate) fn platform(&self) -> Result<Arc<v3_keys::Platform>, String> {
+        self.platform
+            .get_or_init(|| {
+                v3_keys::Platform::new(&self.v3_config)
+                    .map(Arc::new)
+                    .map_err(|(name, problem)| format!("v3.{name}: {problem}"))
+            })
+            .clone()
+    }
+
+    /// How V3 answers and notifies are signed now.
+    pub(crate) fn v3_mode(&self) -> V3Mode {
+        *self.v3_mode.read()
+    }
+
+    /// See [`SimHandle::v3_material`].
+    pub(crate) fn v3_material(&self, mch_id: &str) -> Option<Result<V3Material, String>> {
+        let merchant = self.merchant(mch_id)?;
+        Some(
+            self.platform()
+                .map(|platform| V3Material::new(mch_id, &merchant.v3(), &platform)),
+        )
+    }
+
+    /// See [`SimHandle::set_v3_mode`].
+    pub(crate) fn set_v3_mode(&self, mode: V3Mode) -> Result<(), ConfigError> {
+        SimConfig::default().with_v3_mode(mode).validate()?;
+        *self.v3_mode.write() = mode;
+        Ok(())
+    }
+
+    /// See [`SimHandle::send_signtest_probe`].
+    pub(crate) fn send_signtest_probe(&self, out_trade_no: &str) -> Result<(), PayError> {
+        let order = self
+            .store
+            .all_orders()
+            .into_iter()
+            .find(|order| order.out_trade_no == out_trade_no && order.api_version == ApiVersion::V3)
+            .ok_or_else(|| PayError::NotFound(format!("V3 order `{out_trade_no}`")))?;
+        if let Some(job) = v3_gateway::payment_notify(self, &order, true) {
+            let _guard = self.runtime.enter();
+            self.notifier.dispatch(job);
+        }
+        Ok(())
+    }
+
     /// Pays the order and sends its notify.
     pub(crate) fn pay(&self, target: &PayTarget) -> Result<Order, PayError> {
         let order = self.store.pay(target)?;
         self.log.record_payer("pay", &order);
-        let key = self.order_key(&order);
-        let job = notify::payment_notify(&order, &key);
-        let notifier = Arc::clone(&self.notifier);
-        let _guard = self.runtime.enter();
-        notifier.dispatch(job);
+        if let Some(job) = self.payment_notify(&order) {
+            let notifier = Arc::clone(&self.notifier);
+            let _guard = self.runtime.enter();
+            notifier.dispatch(job);
+        }
         Ok(order)
+    }
+
+    /// The payment notify of a paid order, in the protocol that created it (`None` only
+    /// when V3 keys cannot be made, which is logged).
+    pub(crate) fn payment_notify(&self, order: &Order) -> Option<notify::NotifyJob> {
+        match order.api_version {
+            ApiVersion::V2 => Some(notify::payment_notify(order, &self.order_key(order))),
+            ApiVersion::V3 => v3_gateway::payment_notify(self, order, false),
+        }
+    }
+
+    /// The refund notify of a settled refund, in the protocol of its order.
+    pub(crate) fn refund_notify(
+        &self,
+        order: &Order,
+        refund: &Refund,
+        url: &str,
+    ) -> Option<notify::NotifyJob> {
+        match order.api_version {
+            ApiVersion::V2 => Some(notify::refund_notify(
+                order,
+                refund,
+                url,
+                &self.order_key(order),
+            )),
+            ApiVersion::V3 => v3_gateway::refund_notify(self, order, refund, url),
+        }
     }
 
     /// Acts on a new refund: its notify now when it settled at once, at its settlement
@@ -209,13 +332,7 @@ impl Shared {
                 .store
                 .settle_due(env, &mch_id, &out_refund_no, scheduled)?;
             let url = settled.refund.notify_url.as_deref()?;
-            let key = shared.order_key(&settled.order);
-            Some(notify::refund_notify(
-                &settled.order,
-                &settled.refund,
-                url,
-                &key,
-            ))
+            shared.refund_notify(&settled.order, &settled.refund, url)
         };
         let _guard = self.runtime.enter();
         if refund.notify_url.is_some() {
@@ -233,8 +350,9 @@ impl Shared {
 
     /// Sends a settled refund's notify, if the merchant asked for one.
     fn notify_refund(&self, order: &Order, refund: &Refund) {
-        if let Some(url) = &refund.notify_url {
-            let job = notify::refund_notify(order, refund, url, &self.order_key(order));
+        if let Some(url) = &refund.notify_url
+            && let Some(job) = self.refund_notify(order, refund, url)
+        {
             let _guard = self.runtime.enter();
             self.notifier.dispatch(job);
         }
@@ -446,12 +564,12 @@ impl Simulator {
             .merchants
             .iter()
             .map(|merchant| {
-                (
+                Ok((
                     merchant.mch_id.clone(),
-                    Arc::new(MerchantEntry::new(merchant.clone())),
-                )
+                    Arc::new(MerchantEntry::new(merchant.clone())?),
+                ))
             })
-            .collect();
+            .collect::<Result<_, ConfigError>>()?;
         let balances = config
             .merchants
             .iter()
@@ -467,8 +585,13 @@ impl Simulator {
             refund_processing: config.refund_processing(),
             runtime: tokio::runtime::Handle::current(),
             bill_alterations: parking_lot::Mutex::new(Vec::new()),
+            v3_mode: RwLock::new(config.v3.mode),
+            v3_config: config.v3.clone(),
+            platform: std::sync::OnceLock::new(),
+            v3_bills: v3_gateway::BillFiles::default(),
         });
         let router = api_router(Arc::clone(&shared))
+            .merge(v3_gateway::router(Arc::clone(&shared)))
             .merge(control::router(Arc::clone(&shared)))
             .into_make_service_with_connect_info::<Peer>();
         let front = match &config.tls {
@@ -578,6 +701,30 @@ impl SimHandle {
             .map(|merchant| merchant.sandbox_key.clone())
     }
 
+    /// The V3 material of `mch_id` (`None` for an unknown merchant): its APIv3 key and
+    /// certificate serial, its private key when the simulator generated it, and WeChat
+    /// Pay's public key (with its id) and platform certificate to verify answers and
+    /// notifies with. Keys not configured are generated on the first call or V3 request
+    /// (once per simulator); `Err` names configured platform keys that could not be used.
+    pub fn v3_material(&self, mch_id: &str) -> Option<Result<V3Material, SimError>> {
+        self.shared
+            .v3_material(mch_id)
+            .map(|material| material.map_err(SimError::V3))
+    }
+
+    /// How V3 answers and notifies are signed from now on (see [`V3Mode`]).
+    pub fn set_v3_mode(&self, mode: V3Mode) -> Result<(), SimError> {
+        Ok(self.shared.set_v3_mode(mode)?)
+    }
+
+    /// Sends the merchant a `WECHATPAY/SIGNTEST/` probe: the payment notify of the V3 order
+    /// `out_trade_no` whose `Wechatpay-Signature` starts with that prefix, as WeChat probes
+    /// merchants that skip verification. Delivered once (never retried), in the background;
+    /// the inspection logs it as `signtest_probe`. The receiver must refuse it cleanly.
+    pub fn send_signtest_probe(&self, out_trade_no: &str) -> Result<(), PayError> {
+        self.shared.send_signtest_probe(out_trade_no)
+    }
+
     /// Pays an order as its payer would (`"weixin://..."` code URLs and out_trade_nos are
     /// both accepted as targets), then delivers the payment notify in the background.
     pub fn pay(&self, target: impl Into<PayTarget>) -> Result<Order, PayError> {
@@ -684,10 +831,8 @@ impl SimHandle {
         self.shared
             .store
             .set_refund_balance(&merchant.mch_id, merchant.refund_balance);
-        merchants.insert(
-            merchant.mch_id.clone(),
-            Arc::new(MerchantEntry::new(merchant)),
-        );
+        let entry = MerchantEntry::new(merchant)?;
+        merchants.insert(entry.config.mch_id.clone(), Arc::new(entry));
         Ok(())
     }
 
@@ -705,7 +850,9 @@ impl SimHandle {
             self.add_merchant(merchant)?;
             return Ok(LearnedMerchant::Added);
         };
-        if known.config.key != merchant.key {
+        if known.config.key != merchant.key
+            || (merchant.v3.is_some() && known.config.v3 != merchant.v3)
+        {
             return Err(SimError::MerchantKeyChanged(merchant.mch_id));
         }
         let new_appids: Vec<String> = std::iter::once(&merchant.appid)
@@ -725,6 +872,7 @@ impl SimHandle {
                 config,
                 key: known.key.clone(),
                 sandbox_key: known.sandbox_key.clone(),
+                v3: known.v3.clone(),
             }),
         );
         Ok(LearnedMerchant::AppIdsAdded(new_appids))

@@ -20,9 +20,11 @@ use tokio::sync::watch;
 use wechatpay_v2::time;
 use wechatpay_v2::{ApiKey, Params, RefundStatus, SignType};
 
+use crate::config::V3Mode;
 use crate::fault::{Endpoint, FaultControl, NotifyFaults};
 use crate::inspect::{InspectLog, NotifyRecord};
 use crate::store::{Order, Refund};
+use crate::v3_keys::Platform;
 
 /// WeChat's gaps between notify deliveries: after the first delivery fails it retries
 /// 15 s later, then 15 s, 30 s, 3 min, 10 min, 20 min, 30 min, 30 min, 30 min, 60 min,
@@ -70,7 +72,8 @@ impl NotifyKind {
     }
 }
 
-/// One notify to deliver: the body is built (and signed) once, every delivery repeats it.
+/// One notify to deliver: the body is built (and, in V2, signed) once, every delivery
+/// repeats it.
 #[derive(Debug, Clone)]
 pub(crate) struct NotifyJob {
     pub kind: NotifyKind,
@@ -79,6 +82,84 @@ pub(crate) struct NotifyJob {
     pub out_refund_no: Option<String>,
     pub url: String,
     pub body: String,
+    pub wire: NotifyWire,
+}
+
+/// The protocol a notify speaks, which decides its headers and what acknowledges it.
+#[derive(Debug, Clone)]
+pub(crate) enum NotifyWire {
+    /// XML; acknowledged by `return_code=SUCCESS`.
+    V2,
+    /// JSON with `Wechatpay-*` signature headers made afresh for each delivery (a retry
+    /// hours later must pass the receiver's replay window); acknowledged by any 2xx
+    /// (WeChat documents 200 and 204).
+    V3 {
+        platform: Arc<Platform>,
+        mode: V3Mode,
+        /// A `WECHATPAY/SIGNTEST/` probe: delivered once, never retried.
+        probe: bool,
+    },
+}
+
+impl NotifyWire {
+    fn content_type(&self) -> &'static str {
+        match self {
+            NotifyWire::V2 => "text/xml; charset=utf-8",
+            NotifyWire::V3 { .. } => "application/json",
+        }
+    }
+
+    /// The signature headers of one delivery (none in V2).
+    fn headers(&self, body: &[u8]) -> Vec<(&'static str, String)> {
+        let NotifyWire::V3 {
+            platform,
+            mode,
+            probe,
+        } = self
+        else {
+            return Vec::new();
+        };
+        match platform.signer(*mode).sign(body) {
+            Ok(mut headers) => {
+                if *probe {
+                    headers.signature = format!(
+                        "{}{}",
+                        wechatpay_v3::verify::SIGNTEST_PREFIX,
+                        headers.signature
+                    );
+                }
+                headers.to_pairs()
+            }
+            Err(error) => {
+                tracing::error!(%error, "a V3 notify cannot be signed; sent unsigned");
+                Vec::new()
+            }
+        }
+    }
+
+    fn is_acknowledgement(&self, status: reqwest::StatusCode, body: &[u8]) -> bool {
+        match self {
+            NotifyWire::V2 => status.is_success() && is_acknowledgement(body),
+            NotifyWire::V3 { .. } => status.is_success(),
+        }
+    }
+
+    fn is_probe(&self) -> bool {
+        matches!(self, NotifyWire::V3 { probe: true, .. })
+    }
+}
+
+impl NotifyJob {
+    /// How the inspection log names it: `pay`, `refund`, `pay_v3`, `refund_v3`, or
+    /// `signtest_probe`.
+    pub fn kind_name(&self) -> &'static str {
+        match (&self.wire, self.kind) {
+            (NotifyWire::V2, kind) => kind.name(),
+            (NotifyWire::V3 { probe: true, .. }, _) => "signtest_probe",
+            (NotifyWire::V3 { .. }, NotifyKind::Pay) => "pay_v3",
+            (NotifyWire::V3 { .. }, NotifyKind::Refund) => "refund_v3",
+        }
+    }
 }
 
 /// The payment result notify of a paid order, signed like the order's creating call.
@@ -126,6 +207,7 @@ pub(crate) fn payment_notify(order: &Order, key: &ApiKey) -> NotifyJob {
         out_refund_no: None,
         url: order.notify_url.clone(),
         body: wechatpay_v2::xml::encode(&params),
+        wire: NotifyWire::V2,
     }
 }
 
@@ -174,6 +256,7 @@ pub(crate) fn refund_notify(order: &Order, refund: &Refund, url: &str, key: &Api
         out_refund_no: Some(refund.out_refund_no.clone()),
         url: url.to_string(),
         body: wechatpay_v2::xml::encode(&params),
+        wire: NotifyWire::V2,
     }
 }
 
@@ -278,7 +361,11 @@ impl Notifier {
         }
         let notifier = Arc::clone(self);
         tokio::spawn(async move {
-            notifier.deliver_until_acknowledged(job, faults, 1).await;
+            if job.wire.is_probe() {
+                notifier.attempt(&job, 1, &faults).await;
+            } else {
+                notifier.deliver_until_acknowledged(job, faults, 1).await;
+            }
             drop(pending);
         });
     }
@@ -424,16 +511,17 @@ impl Notifier {
         faults: &NotifyFaults,
     ) -> bool {
         let (t_ms, at) = self.log.now();
-        let sent = self
+        let mut request = self
             .http
             .post(&job.url)
-            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .body(job.body.clone())
-            .send()
-            .await;
+            .header(reqwest::header::CONTENT_TYPE, job.wire.content_type());
+        for (name, value) in job.wire.headers(job.body.as_bytes()) {
+            request = request.header(name, value);
+        }
+        let sent = request.body(job.body.clone()).send().await;
         let mut record = NotifyRecord {
             seq: 0,
-            kind: job.kind.name().to_string(),
+            kind: job.kind_name().to_string(),
             mch_id: job.mch_id.clone(),
             out_trade_no: job.out_trade_no.clone(),
             out_refund_no: job.out_refund_no.clone(),
@@ -460,7 +548,7 @@ impl Notifier {
         };
         let acknowledged = match answer {
             Ok((status, body)) => {
-                let acknowledged = status.is_success() && is_acknowledgement(&body);
+                let acknowledged = job.wire.is_acknowledgement(status, &body);
                 record.outcome = if acknowledged {
                     "acknowledged"
                 } else if status.is_success() {
@@ -501,7 +589,7 @@ impl Notifier {
         let (t_ms, at) = self.log.now();
         self.log.record_notify(NotifyRecord {
             seq: 0,
-            kind: job.kind.name().to_string(),
+            kind: job.kind_name().to_string(),
             mch_id: job.mch_id.clone(),
             out_trade_no: job.out_trade_no.clone(),
             out_refund_no: job.out_refund_no.clone(),

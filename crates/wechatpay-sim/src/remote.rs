@@ -81,6 +81,31 @@ impl RemoteSim {
         Ok(answer["order"].clone())
     }
 
+    /// A merchant's V3 material (see [`SimHandle::v3_material`](crate::SimHandle::v3_material)).
+    pub async fn v3_material(&self, mch_id: &str) -> Result<crate::V3Material, RemoteError> {
+        let url = format!("{}/sim/v3/material/{mch_id}", self.base_url);
+        self.send(self.http.get(&url), url.clone()).await
+    }
+
+    /// How V3 answers and notifies are signed from now on.
+    pub async fn set_v3_mode(&self, mode: crate::V3Mode) -> Result<(), RemoteError> {
+        let url = format!("{}/sim/v3/mode", self.base_url);
+        let _: Value = self
+            .send(self.http.put(&url).json(&mode), url.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Sends a `WECHATPAY/SIGNTEST/` probe of the V3 order's payment notify.
+    pub async fn send_signtest_probe(&self, out_trade_no: &str) -> Result<(), RemoteError> {
+        let url = format!("{}/sim/v3/signtest", self.base_url);
+        let body = serde_json::json!({ "out_trade_no": out_trade_no });
+        let _: Value = self
+            .send(self.http.post(&url).json(&body), url.clone())
+            .await?;
+        Ok(())
+    }
+
     /// Pays the order (JSON of the order after payment).
     pub async fn pay(&self, target: &PayTarget) -> Result<Value, RemoteError> {
         self.payer("pay", target).await

@@ -26,6 +26,16 @@ pub enum Env {
     Sandbox,
 }
 
+/// Which protocol made an order: its notifies speak the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiVersion {
+    /// XML, signed with the API key (`/pay/unifiedorder`).
+    V2,
+    /// JSON, RSA-signed (`/v3/pay/transactions/...`).
+    V3,
+}
+
 /// An order's `trade_state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum TradeState {
@@ -290,6 +300,8 @@ impl OrderQueries {
 pub struct Order {
     /// Live or sandbox.
     pub env: Env,
+    /// The protocol that created it (V3 orders are always live).
+    pub api_version: ApiVersion,
     /// The app id it was created with.
     pub appid: String,
     /// The merchant.
@@ -363,6 +375,7 @@ impl Order {
 #[derive(Debug, Clone)]
 pub(crate) struct NewOrder {
     pub env: Env,
+    pub api_version: ApiVersion,
     pub appid: String,
     pub mch_id: String,
     pub out_trade_no: String,
@@ -682,6 +695,7 @@ impl Store {
         });
         let order = Order {
             env: new.env,
+            api_version: new.api_version,
             appid: new.appid,
             mch_id: new.mch_id.clone(),
             out_trade_no: new.out_trade_no.clone(),
@@ -877,6 +891,7 @@ impl Store {
         let exists = || OutsidePaymentError::Exists(payment.out_trade_no.clone());
         let created = self.create(NewOrder {
             env: Env::Live,
+            api_version: ApiVersion::V2,
             appid: merchant.appid.clone(),
             mch_id: merchant.mch_id.clone(),
             out_trade_no: payment.out_trade_no.clone(),
@@ -1251,6 +1266,7 @@ mod tests {
     fn new_order(out_trade_no: &str, total: i64) -> NewOrder {
         NewOrder {
             env: Env::Live,
+            api_version: ApiVersion::V2,
             appid: "wx1".into(),
             mch_id: "m1".into(),
             out_trade_no: out_trade_no.into(),

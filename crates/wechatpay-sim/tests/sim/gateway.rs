@@ -303,6 +303,7 @@ fn refund_call(
 async fn refunds_are_bounded_by_the_paid_amount() {
     let sim = Simulator::start(SimConfig::default().with_merchant(MerchantConfig {
         refund_balance: Some(wechatpay_v2::Fen::new(30)),
+        v3: None,
         ..MerchantConfig::new("wxpoor", "20000001", "poor-merchant-key")
     }))
     .await
@@ -930,6 +931,7 @@ async fn merchants_can_be_added_while_running() {
     let sim = Simulator::start_default().await;
     sim.add_merchant(MerchantConfig {
         refund_balance: Some(wechatpay_v2::Fen::ZERO),
+        v3: None,
         ..MerchantConfig::new("wxlate", "30000001", "late-key")
     })
     .unwrap();

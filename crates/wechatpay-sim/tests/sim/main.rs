@@ -12,4 +12,5 @@ mod pki;
 mod queries;
 mod refunds;
 mod tls;
+mod v3;
 mod wechatpy_conformance;

@@ -341,6 +341,7 @@ async fn the_client_sees_every_error_and_recovers_from_transient_ones() {
     let sim = Simulator::start(SimConfig::default().with_time_scale(1000.0).with_merchant(
         MerchantConfig {
             refund_balance: Some(Fen::new(10)),
+            v3: None,
             ..MerchantConfig::new("wxpoor", "20000001", "poor-merchant-key")
         },
     ))

@@ -46,6 +46,7 @@ async fn start() -> (SimHandle, NotifyReceiver, tempfile::TempDir, Value) {
     let sim = Simulator::start(SimConfig::default().with_time_scale(1000.0).with_merchant(
         MerchantConfig {
             refund_balance: Some(wechatpay_v2::Fen::new(10)),
+            v3: None,
             ..MerchantConfig::new(
                 "wxpoorpoorpoorpoor",
                 "20000001",
