@@ -275,15 +275,7 @@ async fn respond(
     faults: &RequestFaults,
     arrived_ms: f64,
 ) -> Option<Reply> {
-    if !faults.latency.is_zero() && !shared.sleep(faults.latency).await {
-        return None;
-    }
-    if faults.hang {
-        shared.sleep(shared.hang).await;
-        return None;
-    }
-    if let Some(status) = faults.http_status {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    if let Some(status) = shared.transport_faults(faults).await? {
         return Some(Reply {
             status,
             body: http_error_page(status),
@@ -814,5 +806,27 @@ impl Shared {
     /// Sleeps unless the simulator stops first; `false` when it stopped.
     pub(crate) async fn sleep(&self, duration: Duration) -> bool {
         crate::sleep_unless_stopped(&self.shutdown, duration).await
+    }
+
+    /// The faults that strike a request before the gateway reads it, the same for V2 and
+    /// V3: the latency is slept; `None` when the connection gets no answer (a hang, or the
+    /// simulator stopped while sleeping); `Some(Some(status))` when the answer is a bare
+    /// HTTP error page; `Some(None)` when the request goes on.
+    pub(crate) async fn transport_faults(
+        &self,
+        faults: &RequestFaults,
+    ) -> Option<Option<StatusCode>> {
+        if !faults.latency.is_zero() && !self.sleep(faults.latency).await {
+            return None;
+        }
+        if faults.hang {
+            self.sleep(self.hang).await;
+            return None;
+        }
+        Some(
+            faults.http_status.map(|status| {
+                StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }),
+        )
     }
 }

@@ -377,17 +377,8 @@ struct Call<'a> {
 
 async fn respond(call: Call<'_>, route: Option<Route>, faults: &RequestFaults) -> Option<Outgoing> {
     let shared = call.shared;
-    if !faults.latency.is_zero() && !shared.sleep(faults.latency).await {
-        return None;
-    }
-    if faults.hang {
-        shared.sleep(shared.hang).await;
-        return None;
-    }
-    if let Some(status) = faults.http_status {
-        return Some(Outgoing::Page(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-        ));
+    if let Some(status) = shared.transport_faults(faults).await? {
+        return Some(Outgoing::Page(status));
     }
     let Some(route) = route else {
         return Some(Outgoing::Answer(
