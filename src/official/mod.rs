@@ -204,11 +204,13 @@ impl Official {
         &self,
         definitions: &Definitions,
     ) -> Result<Vec<String>, Vec<String>> {
-        let settings = jit_pays::merchant_settings(definitions)
-            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        // A real gateway learns nothing: the settings were checked with the rest of the
+        // tree (`commands::check_app`), and their certificate files need no second read.
         let Some(simulator) = &self.simulator else {
             return Ok(Vec::new());
         };
+        let settings = jit_pays::merchant_settings(definitions)
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
         let mut learned = Vec::new();
         let mut problems = Vec::new();
         for merchant in merchants_of(settings) {

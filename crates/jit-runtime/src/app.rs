@@ -350,22 +350,31 @@ impl App {
             return Ok(element);
         }
         let outer = Self::enclosing_builds(name)?;
-        let mut inside = outer;
-        inside.push(name.clone());
-        let element = BUILDING
-            .scope(
-                inside,
-                construct(
-                    self.downgrade_generation(),
-                    slot.chain.clone(),
-                    slot.plan.clone(),
-                ),
-            )
-            .await?;
+        let element = self.construct_inside(slot, outer).await?;
         Ok(match cx {
             Some(cx) => cx.elements.keep(name.as_str(), element),
             None => element,
         })
+    }
+
+    /// Builds `slot`'s element with its loader plan, as a build enclosed by `outer` (the
+    /// builds the calling task is inside of), so that a loader asking for an element whose
+    /// build encloses it is told of the cycle.
+    fn construct_inside(
+        &self,
+        slot: &Slot,
+        mut outer: Vec<FullName>,
+    ) -> impl std::future::Future<Output = Result<Arc<dyn Element>, GetError>> + Send + 'static
+    {
+        outer.push(slot.chain.element().full_name.clone());
+        BUILDING.scope(
+            outer,
+            construct(
+                self.downgrade_generation(),
+                slot.chain.clone(),
+                slot.plan.clone(),
+            ),
+        )
     }
 
     async fn build_slot(&self, slot: &Slot) -> Result<Arc<dyn Element>, GetError> {
@@ -380,19 +389,7 @@ impl App {
                 Some(current) => (current.attempt, current.future.clone()),
                 None => {
                     let attempt = self.generation.attempts.fetch_add(1, Ordering::Relaxed);
-                    let mut inside = outer.clone();
-                    inside.push(name.clone());
-                    let build = BUILDING
-                        .scope(
-                            inside,
-                            construct(
-                                self.downgrade_generation(),
-                                slot.chain.clone(),
-                                slot.plan.clone(),
-                            ),
-                        )
-                        .boxed()
-                        .shared();
+                    let build = self.construct_inside(slot, outer.clone()).boxed().shared();
                     *building = Some(BuildInProgress {
                         attempt,
                         future: build.clone(),
