@@ -7,8 +7,15 @@
 //! A second phase re-sends notifies for orders already paid (WeChat's retries). Every
 //! answer must be the SUCCESS reply; finally every order is queried and must be `success`.
 //!
+//! The phases can also be split between processes: `--write-notifies FILE` only creates
+//! the orders and writes their signed notifies to FILE (one XML body per line: wrk's input,
+//! or a later run's), and `--notifies-from FILE` sends the notifies of FILE to orders some
+//! other process created (after a restart of the server: its order cache is cold).
+//! Each timed phase also prints a line `RESULT LABEL REQUESTS RATE P50_MS P99_MS ERRORS`
+//! (LABEL prefixed by `--label`) that scripts/load-notify.sh gathers into its table.
+//!
 //! ```text
-//! scripts/load-notify.sh                 # starts a release server and runs this
+//! scripts/load-notify.sh                 # starts a release server and runs the matrix
 //! cargo run --release --example load_notify -- --url http://127.0.0.1:8080 --orders 20000
 //! ```
 
@@ -65,6 +72,16 @@ struct Options {
     /// ceiling (routing, request id, tracing, JSON error) with no element or database work.
     #[arg(long, default_value_t = 0)]
     baseline: usize,
+    /// Only create the orders, and write their signed notifies to this file (one body a
+    /// line).
+    #[arg(long, conflicts_with = "notifies_from")]
+    write_notifies: Option<std::path::PathBuf>,
+    /// Create no orders: send the notifies of this file (written by `--write-notifies`).
+    #[arg(long)]
+    notifies_from: Option<std::path::PathBuf>,
+    /// Prefix of the labels of the `RESULT` lines.
+    #[arg(long, default_value = "generator")]
+    label: String,
 }
 
 struct Target {
@@ -123,51 +140,26 @@ async fn main() -> anyhow::Result<()> {
         report.print("baseline (404 from the host, no element work)");
     }
 
-    // Phase 0: orders, created through the same API a shop front end uses.
-    let started = Instant::now();
-    let orders: Vec<(String, String)> = futures::stream::iter(0..options.orders)
-        .map(|index| {
-            let target = Arc::clone(&target);
-            let amount: Value =
-                serde_json::from_str(&options.amount).expect("--amount is a number");
-            async move {
-                let order = target
-                    .call(
-                        "pays/services/PaySvc/create",
-                        json!({"subject": format!("load {index}"), "amount": amount}),
-                    )
-                    .await?;
-                let order_id = order["orderId"]
-                    .as_str()
-                    .context("create returned no orderId")?
-                    .to_owned();
-                let total_fee = order["amountFen"]
-                    .as_i64()
-                    .map(|fen| fen.to_string())
-                    .context("create returned no amountFen")?;
-                anyhow::Ok((order_id, total_fee))
-            }
-        })
-        .buffer_unordered(options.concurrency)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
-    println!(
-        "prepared {} orders in {:.2} s",
-        orders.len(),
-        started.elapsed().as_secs_f64()
-    );
-
-    // Signing happens before the clock starts: the figure is the server's.
     let key = ApiKey::new(options.key.clone());
-    let notifies: Vec<String> = orders
-        .iter()
-        .enumerate()
-        .map(|(index, (order_id, total_fee))| {
-            signed_notify(&options, &key, order_id, total_fee, index)
-        })
-        .collect();
+    let (order_ids, notifies) = match &options.notifies_from {
+        Some(file) => read_notifies(file)?,
+        None => {
+            let orders = create_orders(&target, &options).await?;
+            // Signing happens before the clock starts: the figure is the server's.
+            let notifies: Vec<String> = orders
+                .iter()
+                .map(|(order_id, total_fee)| signed_notify(&options, &key, order_id, total_fee))
+                .collect();
+            let order_ids = orders.into_iter().map(|(order_id, _)| order_id).collect();
+            (order_ids, notifies)
+        }
+    };
+    if let Some(file) = &options.write_notifies {
+        std::fs::write(file, notifies.join("\n") + "\n")
+            .with_context(|| format!("writing {}", file.display()))?;
+        println!("wrote {} signed notifies to {}", notifies.len(), file.display());
+        return Ok(());
+    }
     let notify_url = format!("{}/pays/services/PaySvc/wechatNotify", target.api);
 
     let distinct = fire(
@@ -179,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     distinct.print("distinct orders");
+    distinct.result(&format!("{}-distinct", options.label));
     let duplicates = fire(
         &target.client,
         &notify_url,
@@ -188,10 +181,11 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     duplicates.print("duplicates");
+    duplicates.result(&format!("{}-repeats", options.label));
 
     // Every order must now be paid, exactly as notified.
-    let unpaid = futures::stream::iter(orders.iter())
-        .map(|(order_id, _)| {
+    let unpaid = futures::stream::iter(order_ids.iter())
+        .map(|order_id| {
             let target = Arc::clone(&target);
             async move {
                 let order = target
@@ -211,8 +205,80 @@ async fn main() -> anyhow::Result<()> {
     if unpaid > 0 {
         bail!("{unpaid} orders are not `success` after their notify was answered SUCCESS");
     }
-    println!("verified: all {} orders are `success`", orders.len());
+    println!("verified: all {} orders are `success`", order_ids.len());
     Ok(())
+}
+
+/// Creates `--orders` orders through the same API a shop front end uses, timing each call:
+/// the creations phase. Returns each order's id and amount in fen.
+async fn create_orders(
+    target: &Arc<Target>,
+    options: &Options,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let amount: Value = serde_json::from_str(&options.amount).context("--amount is a number")?;
+    let started = Instant::now();
+    let created: Vec<(String, String, Duration)> = futures::stream::iter(0..options.orders)
+        .map(|index| {
+            let target = Arc::clone(target);
+            let amount = amount.clone();
+            async move {
+                let sent = Instant::now();
+                let order = target
+                    .call(
+                        "pays/services/PaySvc/create",
+                        json!({"subject": format!("load {index}"), "amount": amount}),
+                    )
+                    .await?;
+                let latency = sent.elapsed();
+                let order_id = order["orderId"]
+                    .as_str()
+                    .context("create returned no orderId")?
+                    .to_owned();
+                let total_fee = order["amountFen"]
+                    .as_i64()
+                    .map(|fen| fen.to_string())
+                    .context("create returned no amountFen")?;
+                anyhow::Ok((order_id, total_fee, latency))
+            }
+        })
+        .buffer_unordered(options.concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let elapsed = started.elapsed();
+    let mut latencies: Vec<Duration> = created.iter().map(|(_, _, latency)| *latency).collect();
+    latencies.sort_unstable();
+    let report = PhaseReport {
+        requests: created.len(),
+        elapsed,
+        latencies,
+    };
+    report.print("creations");
+    report.result(&format!("{}-create", options.label));
+    Ok(created
+        .into_iter()
+        .map(|(order_id, total_fee, _)| (order_id, total_fee))
+        .collect())
+}
+
+/// The notifies a `--write-notifies` run wrote, with the order each names.
+fn read_notifies(file: &std::path::Path) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut order_ids = Vec::new();
+    let mut notifies = Vec::new();
+    for (line, body) in text.lines().enumerate().filter(|(_, body)| !body.is_empty()) {
+        let params = wechatpay_v2::xml::decode(body.as_bytes())
+            .with_context(|| format!("{} line {}", file.display(), line + 1))?;
+        let order_id = params.get("out_trade_no").with_context(|| {
+            format!("{} line {}: no out_trade_no", file.display(), line + 1)
+        })?;
+        order_ids.push(order_id.clone());
+        notifies.push(body.to_owned());
+    }
+    ensure!(!notifies.is_empty(), "{} holds no notify", file.display());
+    Ok((order_ids, notifies))
 }
 
 fn signed_notify(
@@ -220,7 +286,6 @@ fn signed_notify(
     key: &ApiKey,
     order_id: &str,
     total_fee: &str,
-    index: usize,
 ) -> String {
     let mut params = Params::new();
     for (name, value) in [
@@ -241,7 +306,9 @@ fn signed_notify(
         params.insert(name.to_owned(), value.to_owned());
     }
     params.insert("nonce_str".to_owned(), wechatpay_v2::nonce_str());
-    params.insert("transaction_id".to_owned(), format!("42000{index:023}"));
+    // Unique per order, whichever run created it: the order id's digits.
+    let digits: String = order_id.chars().filter(char::is_ascii_digit).collect();
+    params.insert("transaction_id".to_owned(), format!("4200{digits:0>24}"));
     wechatpay_v2::sign_params(&mut params, SignType::Md5, key);
     wechatpay_v2::xml::encode(&params)
 }
@@ -271,6 +338,22 @@ impl PhaseReport {
             ms(self.percentile(0.90)),
             ms(self.percentile(0.99)),
             ms(*self.latencies.last().expect("non-empty")),
+        );
+    }
+}
+
+impl PhaseReport {
+    /// The `RESULT` line scripts/load-notify.sh reads.
+    fn result(&self, label: &str) {
+        if self.requests == 0 {
+            return;
+        }
+        println!(
+            "RESULT {label} {} {:.0} {:.2} {:.2} 0",
+            self.requests,
+            self.requests as f64 / self.elapsed.as_secs_f64(),
+            ms(self.percentile(0.50)),
+            ms(self.percentile(0.99)),
         );
     }
 }
