@@ -11,6 +11,7 @@ pub mod outbox;
 mod redact;
 pub mod refunds;
 mod rows;
+mod sqlite_writer;
 pub mod store;
 mod writer;
 
@@ -275,7 +276,7 @@ pub async fn connect(config: &DbConfig) -> Result<PayStore, DbOpenError> {
         url: shown_url.clone(),
         source,
     })?;
-    Ok(PayStore::new(connection))
+    Ok(PayStore::with_busy_timeout(connection, config.busy_timeout))
 }
 
 /// A session holding PostgreSQL's advisory lock for setting up the family's tables

@@ -343,6 +343,43 @@ pub(crate) async fn insert_on<C: ConnectionTrait>(
     Ok(())
 }
 
+/// [`insert_on`] on the SQLite writer's own connection ([`super::sqlite_writer`]), inside
+/// its batch transaction.
+pub(crate) fn insert_sqlite(
+    transaction: &rusqlite::Transaction<'_>,
+    entries: Vec<NotifyLogEntry>,
+) -> Result<(), StoreError> {
+    use super::sqlite_writer::{sqlite_error, sqlite_time};
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut insert = transaction
+        .prepare_cached(
+            "INSERT INTO pays_notify_log (received_at, kind, order_id, refund_id, outcome, \
+             verified, reason_kind, reason, peer, body_len, body) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .map_err(sqlite_error("logging notifies"))?;
+    for entry in entries {
+        insert
+            .execute(rusqlite::params![
+                sqlite_time(&entry.received_at),
+                entry.kind.as_str(),
+                entry.order_id.map(|id| truncated(&id, 64)),
+                entry.refund_id.map(|id| truncated(&id, 64)),
+                entry.outcome,
+                entry.verified,
+                entry.reason_kind,
+                entry.reason,
+                entry.peer,
+                entry.body_len,
+                entry.body,
+            ])
+            .map_err(sqlite_error("logging notifies"))?;
+    }
+    Ok(())
+}
+
 /// The most notifies the order page shows.
 pub const NOTIFIES_SHOWN: u64 = 200;
 

@@ -257,24 +257,42 @@ fn power_of_two_chunks<T>(mut rows: Vec<T>) -> Vec<Vec<T>> {
     chunks
 }
 
-/// Writes the events of `transitions` and their deliveries on `connection` (the
-/// transition's own transaction), routed by `outbox`. The caller commits, then calls
-/// [`Outbox::announce_written`].
-pub(crate) async fn write_events_on<C: ConnectionTrait>(
-    connection: &C,
+/// One `pays_event` row to write.
+#[derive(Debug)]
+pub(crate) struct EventRow {
+    id: String,
+    event_type: &'static str,
+    order_id: String,
+    order_seq: i32,
+    element: String,
+    payload: String,
+    created_at: DateTime<Utc>,
+}
+
+/// One `pays_event_delivery` row to write (pending, due at once).
+#[derive(Debug)]
+pub(crate) struct DeliveryRow {
+    event_id: String,
+    consumer: String,
+    order_id: String,
+    order_seq: i32,
+    created_at: DateTime<Utc>,
+    give_up_at: DateTime<Utc>,
+}
+
+/// The events of `transitions` (their envelopes, as announced after the commit) and the
+/// rows that write them and their deliveries, routed by `outbox`: the one place both
+/// writers ([`write_events_on`], [`write_events_sqlite`]) take them from.
+pub(crate) fn event_rows(
     outbox: &Outbox,
     transitions: Vec<NewEvent>,
-) -> Result<Vec<PayEvent>, StoreError> {
-    if transitions.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> Result<(Vec<PayEvent>, Vec<EventRow>, Vec<DeliveryRow>), StoreError> {
     let routes = outbox.routes();
     let at = now();
     let mut events = Vec::with_capacity(transitions.len());
-    let mut event_rows: Vec<Vec<Value>> = Vec::with_capacity(transitions.len());
-    let mut delivery_rows: Vec<Vec<Value>> = Vec::new();
+    let mut event_rows = Vec::with_capacity(transitions.len());
+    let mut delivery_rows = Vec::new();
     for transition in transitions {
-        let element = transition.element;
         let event = PayEvent {
             id: uuid::Uuid::now_v7().to_string(),
             kind: transition.kind,
@@ -295,29 +313,76 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
             .iter()
             .filter(|route| outbox.routes_to(route, event.kind))
         {
-            delivery_rows.push(vec![
-                event.id.clone().into(),
-                route.name.clone().into(),
-                event.order_id.clone().into(),
-                event.order_seq.into(),
-                DeliveryStatus::Pending.as_str().into(),
-                at.into(),
-                give_up_at(at, route.retry_for).into(),
-                at.into(),
-            ]);
+            delivery_rows.push(DeliveryRow {
+                event_id: event.id.clone(),
+                consumer: route.name.clone(),
+                order_id: event.order_id.clone(),
+                order_seq: event.order_seq,
+                created_at: at,
+                give_up_at: give_up_at(at, route.retry_for),
+            });
         }
-        event_rows.push(vec![
-            event.id.clone().into(),
-            event.kind.name().into(),
-            (EVENT_VERSION as i32).into(),
-            event.order_id.clone().into(),
-            event.order_seq.into(),
-            element.into(),
-            payload.into(),
-            at.into(),
-        ]);
+        event_rows.push(EventRow {
+            id: event.id.clone(),
+            event_type: event.kind.name(),
+            order_id: event.order_id.clone(),
+            order_seq: event.order_seq,
+            element: transition.element,
+            payload,
+            created_at: at,
+        });
         events.push(event);
     }
+    Ok((events, event_rows, delivery_rows))
+}
+
+const EVENT_COLUMNS: &str =
+    "pays_event (id, event_type, version, order_id, order_seq, element, payload, created_at)";
+const DELIVERY_COLUMNS: &str = "pays_event_delivery (event_id, consumer, order_id, order_seq, \
+     status, next_attempt_at, give_up_at, created_at)";
+
+/// Writes the events of `transitions` and their deliveries on `connection` (the
+/// transition's own transaction), routed by `outbox`. The caller commits, then calls
+/// [`Outbox::announce_written`].
+pub(crate) async fn write_events_on<C: ConnectionTrait>(
+    connection: &C,
+    outbox: &Outbox,
+    transitions: Vec<NewEvent>,
+) -> Result<Vec<PayEvent>, StoreError> {
+    if transitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (events, event_rows, delivery_rows) = event_rows(outbox, transitions)?;
+    let event_rows: Vec<Vec<Value>> = event_rows
+        .into_iter()
+        .map(|row| {
+            vec![
+                row.id.into(),
+                row.event_type.into(),
+                (EVENT_VERSION as i32).into(),
+                row.order_id.into(),
+                row.order_seq.into(),
+                row.element.into(),
+                row.payload.into(),
+                row.created_at.into(),
+            ]
+        })
+        .collect();
+    let delivery_rows: Vec<Vec<Value>> = delivery_rows
+        .into_iter()
+        .map(|row| {
+            vec![
+                row.event_id.into(),
+                row.consumer.into(),
+                row.order_id.into(),
+                row.order_seq.into(),
+                DeliveryStatus::Pending.as_str().into(),
+                row.created_at.into(),
+                row.give_up_at.into(),
+                row.created_at.into(),
+            ]
+        })
+        .collect();
     // Plain multi-row INSERTs: a batch writes one event per payment inside the notify
     // writer's transaction, where every microsecond is held against SQLite's single
     // writer; building them through the query builder cost a tree of values per cell.
@@ -325,7 +390,7 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
     connection
         .execute_raw(multi_row_insert(
             backend,
-            "pays_event (id, event_type, version, order_id, order_seq, element, payload, created_at)",
+            EVENT_COLUMNS,
             padded(backend, event_rows),
             "(id)",
         ))
@@ -335,13 +400,68 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
         connection
             .execute_raw(multi_row_insert(
                 backend,
-                "pays_event_delivery (event_id, consumer, order_id, order_seq, status, \
-                 next_attempt_at, give_up_at, created_at)",
+                DELIVERY_COLUMNS,
                 padded(backend, delivery_rows),
                 "(event_id, consumer)",
             ))
             .await
             .map_err(db("writing event deliveries"))?;
+    }
+    Ok(events)
+}
+
+/// [`write_events_on`] on the SQLite writer's own connection ([`super::sqlite_writer`]),
+/// inside its batch transaction: one prepared INSERT per row, no hand-off.
+pub(crate) fn write_events_sqlite(
+    transaction: &rusqlite::Transaction<'_>,
+    outbox: &Outbox,
+    transitions: Vec<NewEvent>,
+) -> Result<Vec<PayEvent>, StoreError> {
+    use super::sqlite_writer::{sqlite_error, sqlite_time};
+    if transitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (events, event_rows, delivery_rows) = event_rows(outbox, transitions)?;
+    let mut insert_event = transaction
+        .prepare_cached(&format!(
+            "INSERT INTO {EVENT_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .map_err(sqlite_error("writing events"))?;
+    for row in event_rows {
+        insert_event
+            .execute(rusqlite::params![
+                row.id,
+                row.event_type,
+                EVENT_VERSION,
+                row.order_id,
+                row.order_seq,
+                row.element,
+                row.payload,
+                sqlite_time(&row.created_at),
+            ])
+            .map_err(sqlite_error("writing events"))?;
+    }
+    if !delivery_rows.is_empty() {
+        let mut insert_delivery = transaction
+            .prepare_cached(&format!(
+                "INSERT INTO {DELIVERY_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .map_err(sqlite_error("writing event deliveries"))?;
+        for row in delivery_rows {
+            let created_at = sqlite_time(&row.created_at);
+            insert_delivery
+                .execute(rusqlite::params![
+                    row.event_id,
+                    row.consumer,
+                    row.order_id,
+                    row.order_seq,
+                    DeliveryStatus::Pending.as_str(),
+                    created_at,
+                    sqlite_time(&row.give_up_at),
+                    created_at,
+                ])
+                .map_err(sqlite_error("writing event deliveries"))?;
+        }
     }
     Ok(events)
 }

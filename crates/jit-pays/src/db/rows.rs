@@ -262,25 +262,29 @@ pub(crate) async fn mark_paid_on<C: ConnectionTrait>(
 /// an unpaid state — a verified `result_code=FAIL` notify or a stale query arriving after
 /// the payment must not make the record contradict the order.
 pub(crate) fn guarded_trade_state() -> Expr {
-    Expr::cust(
-        "CASE WHEN pays_wechat_record.trade_state IN ('SUCCESS', 'REFUND') \
-         AND COALESCE(excluded.trade_state, '') NOT IN ('SUCCESS', 'REFUND') \
-         THEN pays_wechat_record.trade_state \
-         ELSE COALESCE(excluded.trade_state, pays_wechat_record.trade_state) END",
-    )
+    Expr::cust(GUARDED_TRADE_STATE)
 }
+
+/// The SQL of [`guarded_trade_state`].
+pub(crate) const GUARDED_TRADE_STATE: &str =
+    "CASE WHEN pays_wechat_record.trade_state IN ('SUCCESS', 'REFUND') \
+     AND COALESCE(excluded.trade_state, '') NOT IN ('SUCCESS', 'REFUND') \
+     THEN pays_wechat_record.trade_state \
+     ELSE COALESCE(excluded.trade_state, pays_wechat_record.trade_state) END";
 
 /// The record upsert's `transaction_id` on conflict: the one received (kept as it was
 /// when none is), except that a paid record keeps the transaction it was paid under, as
 /// the order does.
 pub(crate) fn guarded_transaction_id() -> Expr {
-    Expr::cust(
-        "CASE WHEN pays_wechat_record.trade_state IN ('SUCCESS', 'REFUND') \
-         AND pays_wechat_record.transaction_id IS NOT NULL \
-         THEN pays_wechat_record.transaction_id \
-         ELSE COALESCE(excluded.transaction_id, pays_wechat_record.transaction_id) END",
-    )
+    Expr::cust(GUARDED_TRANSACTION_ID)
 }
+
+/// The SQL of [`guarded_transaction_id`].
+pub(crate) const GUARDED_TRANSACTION_ID: &str =
+    "CASE WHEN pays_wechat_record.trade_state IN ('SUCCESS', 'REFUND') \
+     AND pays_wechat_record.transaction_id IS NOT NULL \
+     THEN pays_wechat_record.transaction_id \
+     ELSE COALESCE(excluded.transaction_id, pays_wechat_record.transaction_id) END";
 
 pub(crate) async fn save_third_party_on<C: ConnectionTrait>(
     connection: &C,

@@ -22,6 +22,7 @@ use super::error::db;
 use super::notify_log::NotifyLog;
 use super::outbox::{NewEvent, Outbox, write_events_on};
 use super::rows::{mark_paid_on, next_event_seq, save_third_party_on};
+use super::sqlite_writer::SqliteHotPath;
 use super::writer::{NotifiedPayment, NotifyWriter, NotifyWriterStats};
 use crate::events::PayEventKind;
 
@@ -105,8 +106,10 @@ pub struct PrepayRecord {
 
 /// The family's tables behind one connection pool.
 ///
-/// Payments reported by notifies are committed by one writer task per store (see
-/// [`PayStore::record_notified_payment`]); every other write runs on the caller's task.
+/// Payments reported by notifies are committed by one writer per store (see
+/// [`PayStore::record_notified_payment`]); on SQLite new orders share its commits, and the
+/// orders a notify must read are read by one reader thread ([`super::sqlite_writer`]).
+/// Every other write runs on the caller's task.
 ///
 /// Clones share one bounded cache of the facts of orders that never change (owner,
 /// amount, and a payment once committed or read: success is final), filled by this
@@ -118,18 +121,46 @@ pub struct PayStore {
     orders: Arc<OrderCache>,
     pub(super) outbox: Arc<Outbox>,
     pub(super) notify_log: Arc<NotifyLog>,
+    /// On a SQLite file: the writer and reader threads of the hot paths.
+    sqlite: Option<Arc<SqliteHotPath>>,
 }
+
+/// The busy timeout of [`PayStore::new`]: [`super::DbConfig::new`]'s.
+const DEFAULT_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl PayStore {
     /// Wraps an open, migrated connection.
     pub fn new(connection: DatabaseConnection) -> Self {
+        Self::with_busy_timeout(connection, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// Wraps an open, migrated connection whose SQLite writers wait `busy_timeout` for the
+    /// write lock.
+    pub(crate) fn with_busy_timeout(
+        connection: DatabaseConnection,
+        busy_timeout: std::time::Duration,
+    ) -> Self {
         let outbox = Arc::new(Outbox::default());
+        let notify_writer = NotifyWriter::new(connection.clone(), Arc::clone(&outbox));
+        let sqlite = (connection.get_database_backend() == sea_orm::DbBackend::Sqlite)
+            .then(|| {
+                let pool = connection.get_sqlite_connection_pool();
+                SqliteHotPath::new(
+                    pool.connect_options().get_filename().to_owned(),
+                    busy_timeout,
+                    Arc::clone(&outbox),
+                    notify_writer.counters(),
+                )
+            })
+            .flatten()
+            .map(Arc::new);
         PayStore {
-            notify_writer: Arc::new(NotifyWriter::new(connection.clone(), Arc::clone(&outbox))),
+            notify_writer: Arc::new(notify_writer),
             notify_log: Arc::new(NotifyLog::new(connection.clone())),
             connection,
             orders: Arc::new(OrderCache::new(DEFAULT_ORDER_CACHE_CAPACITY)),
             outbox,
+            sqlite,
         }
     }
 
@@ -153,10 +184,18 @@ impl PayStore {
             return Ok(Some(known));
         }
         crate::metrics::order_cache(false);
-        Ok(self
-            .find_order(order_id)
-            .await?
-            .map(|row| Arc::new(OrderFacts::of_row(&row))))
+        let row = match &self.sqlite {
+            // Read with the other notifies' reads of the moment, in one query.
+            Some(sqlite) => {
+                let row = sqlite.read(order_id).await?;
+                if let Some(row) = &row {
+                    self.orders.remember_row(row);
+                }
+                row
+            }
+            None => self.find_order(order_id).await?,
+        };
+        Ok(row.map(|row| Arc::new(OrderFacts::of_row(&row))))
     }
 
     /// Remembers the order a payment left behind, once that payment is committed.
@@ -182,9 +221,11 @@ impl PayStore {
         self.connection.ping().await.map_err(db("pinging"))
     }
 
-    /// Inserts a new `wait` order. A taken order id is [`StoreError::DuplicateOrder`] and
-    /// writes nothing. While row hooks are present ([`Outbox::has_row_hooks`]), the
-    /// order's `order.created` event is written in the same transaction.
+    /// Inserts a new `wait` order, durably before this returns. A taken order id is
+    /// [`StoreError::DuplicateOrder`] and writes nothing. While row hooks are present
+    /// ([`Outbox::has_row_hooks`]), the order's `order.created` event is written in the
+    /// same transaction. On SQLite the insert shares its commit with whatever else the
+    /// writer has queued (other orders, notified payments): alone it costs one commit.
     pub async fn insert_order(&self, order: NewOrder) -> Result<pay_log::Model, StoreError> {
         let at = now();
         let mut model = pay_log::Model {
@@ -208,6 +249,11 @@ impl PayStore {
             refunded_fen: 0,
             refund_reserved_fen: 0,
         };
+        if let Some(sqlite) = &self.sqlite {
+            let model = sqlite.insert(model).await?;
+            self.orders.remember_row(&model);
+            return Ok(model);
+        }
         let mut row: pay_log::ActiveModel = model.clone().into();
         row.id = NotSet;
         let duplicate_or_failed = |err: sea_orm::DbErr, order_id: &str| match err.sql_err() {
@@ -448,10 +494,11 @@ impl PayStore {
         state: ThirdPartyState,
         paid_at: DateTime<Utc>,
     ) -> Result<PaymentRecorded, StoreError> {
-        let recorded = self
-            .notify_writer
-            .record(NotifiedPayment { state, paid_at })
-            .await?;
+        let payment = NotifiedPayment { state, paid_at };
+        let recorded = match &self.sqlite {
+            Some(sqlite) => sqlite.record(payment).await?,
+            None => self.notify_writer.record(payment).await?,
+        };
         // Answered only after the commit: what is remembered is durable.
         self.remember_payment(&recorded);
         Ok(recorded)

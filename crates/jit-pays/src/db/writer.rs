@@ -51,7 +51,7 @@ pub(crate) const MAX_BATCH: usize = 256;
 /// notifies such a moment is left to chance, and a WAL that keeps growing makes every read
 /// slower. A RESTART checkpoint makes that moment: it waits until the readers of the moment
 /// are done (each reads one row), so the next commit writes the WAL from its start.
-const WAL_RESTART_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const WAL_RESTART_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many payments may wait for the writer before callers wait to enqueue (back
 /// pressure instead of an unbounded queue).
@@ -82,11 +82,12 @@ pub struct NotifyWriterStats {
     pub payments: u64,
 }
 
-/// The counters behind [`NotifyWriterStats`], written by the writer task.
+/// The counters behind [`NotifyWriterStats`], written by the writer task (or, on SQLite,
+/// by the writer thread of [`super::sqlite_writer`]).
 #[derive(Debug, Default)]
-struct Counters {
-    commits: AtomicU64,
-    payments: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) payments: AtomicU64,
 }
 
 /// The queue to a store's writer task. The task is started on first use (on the runtime
@@ -123,6 +124,12 @@ impl NotifyWriter {
             queue: Mutex::new(None),
             counters: Arc::default(),
         }
+    }
+
+    /// The counters of [`NotifyWriter::stats`], for another writer of the same store to
+    /// count in.
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
     }
 
     /// What the writer has committed so far.
@@ -347,25 +354,26 @@ fn events_of(
     payments
         .iter()
         .zip(outcomes)
-        .filter_map(|(payment, outcome)| Some((payment, outcome.as_ref().ok()?)))
-        .filter_map(|(payment, recorded)| {
-            let order = recorded.order.clone()?;
-            let kind = match recorded.outcome {
-                PaidOutcome::Paid => PayEventKind::Paid,
-                PaidOutcome::PaidAfterClose { .. } => PayEventKind::PaidAfterClose,
-                PaidOutcome::Conflict { first_seen: true } => {
-                    return Some(NewEvent {
-                        conflicting_transaction_id: payment.state.transaction_id.clone(),
-                        ..NewEvent::transition(PayEventKind::PaymentConflict, order)
-                    });
-                }
-                PaidOutcome::AlreadyPaid | PaidOutcome::Conflict { first_seen: false } => {
-                    return None;
-                }
-            };
-            Some(NewEvent::transition(kind, order))
-        })
+        .filter_map(|(payment, outcome)| event_of(payment, outcome.as_ref().ok()?))
         .collect()
+}
+
+/// The event of one recorded payment: its transition, or a payment conflict recorded for
+/// the first time; `None` for a repeat, which writes nothing.
+pub(crate) fn event_of(payment: &NotifiedPayment, recorded: &PaymentRecorded) -> Option<NewEvent> {
+    let order = recorded.order.clone()?;
+    let kind = match recorded.outcome {
+        PaidOutcome::Paid => PayEventKind::Paid,
+        PaidOutcome::PaidAfterClose { .. } => PayEventKind::PaidAfterClose,
+        PaidOutcome::Conflict { first_seen: true } => {
+            return Some(NewEvent {
+                conflicting_transaction_id: payment.state.transaction_id.clone(),
+                ..NewEvent::transition(PayEventKind::PaymentConflict, order)
+            });
+        }
+        PaidOutcome::AlreadyPaid | PaidOutcome::Conflict { first_seen: false } => return None,
+    };
+    Some(NewEvent::transition(kind, order))
 }
 
 /// How many rows a batch statement for `count` rows is written for: the next power of
