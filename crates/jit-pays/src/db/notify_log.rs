@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 use super::entity::{notify_log, refund};
 use super::error::{StoreError, db};
 use super::rows::{PaidOutcome, ThirdPartyState, now};
+use super::sqlite_writer::SqliteHotPath;
 use super::store::PayStore;
 use crate::model::NotifyOutcome;
 
@@ -224,14 +225,18 @@ struct Counters {
 #[derive(Debug)]
 pub struct NotifyLog {
     connection: DatabaseConnection,
+    /// On a SQLite file, the writer thread the entries are committed by, with whatever
+    /// else it commits (no connection hand-off per statement, no commit of their own).
+    sqlite: Option<Arc<SqliteHotPath>>,
     queue: Mutex<Option<mpsc::Sender<NotifyLogEntry>>>,
     counters: Arc<Counters>,
 }
 
 impl NotifyLog {
-    pub(crate) fn new(connection: DatabaseConnection) -> Self {
+    pub(crate) fn new(connection: DatabaseConnection, sqlite: Option<Arc<SqliteHotPath>>) -> Self {
         NotifyLog {
             connection,
+            sqlite,
             queue: Mutex::new(None),
             counters: Arc::default(),
         }
@@ -246,6 +251,7 @@ impl NotifyLog {
                 let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
                 tokio::spawn(run(
                     self.connection.clone(),
+                    self.sqlite.clone(),
                     receiver,
                     Arc::clone(&self.counters),
                 ));
@@ -277,6 +283,7 @@ impl NotifyLog {
 
 async fn run(
     connection: DatabaseConnection,
+    sqlite: Option<Arc<SqliteHotPath>>,
     mut queue: mpsc::Receiver<NotifyLogEntry>,
     counters: Arc<Counters>,
 ) {
@@ -287,7 +294,11 @@ async fn run(
             complete(&connection, entry).await;
         }
         let size = batch.len() as u64;
-        match insert_on(&connection, batch).await {
+        let written = match &sqlite {
+            Some(sqlite) => sqlite.log(batch).await,
+            None => insert_on(&connection, batch).await,
+        };
+        match written {
             Ok(()) => {
                 counters.written.fetch_add(size, Ordering::SeqCst);
             }
@@ -347,7 +358,7 @@ pub(crate) async fn insert_on<C: ConnectionTrait>(
 /// its batch transaction.
 pub(crate) fn insert_sqlite(
     transaction: &rusqlite::Transaction<'_>,
-    entries: Vec<NotifyLogEntry>,
+    entries: &[NotifyLogEntry],
 ) -> Result<(), StoreError> {
     use super::sqlite_writer::{sqlite_error, sqlite_time};
     if entries.is_empty() {
@@ -365,8 +376,8 @@ pub(crate) fn insert_sqlite(
             .execute(rusqlite::params![
                 sqlite_time(&entry.received_at),
                 entry.kind.as_str(),
-                entry.order_id.map(|id| truncated(&id, 64)),
-                entry.refund_id.map(|id| truncated(&id, 64)),
+                entry.order_id.as_deref().map(|id| truncated(id, 64)),
+                entry.refund_id.as_deref().map(|id| truncated(id, 64)),
                 entry.outcome,
                 entry.verified,
                 entry.reason_kind,

@@ -178,23 +178,32 @@ enum WriteJob {
         order: pay_log::Model,
         answer: oneshot::Sender<Result<pay_log::Model, StoreError>>,
     },
+    /// Notify-log rows of notifies that wrote nothing else (repeats, refusals), from the
+    /// log's own queue ([`super::notify_log::NotifyLog`]).
+    Log {
+        entries: Vec<NotifyLogEntry>,
+        answer: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// What a job asks, without its answer channel (kept to try a job again alone).
 enum Work {
     Payment(NotifiedPayment),
     Order(pay_log::Model),
+    Log(Vec<NotifyLogEntry>),
 }
 
 /// What a job got.
 enum Done {
     Payment(Result<PaymentRecorded, StoreError>),
     Order(Result<pay_log::Model, StoreError>),
+    Log,
 }
 
 enum Answer {
     Payment(oneshot::Sender<Result<PaymentRecorded, StoreError>>),
     Order(oneshot::Sender<Result<pay_log::Model, StoreError>>),
+    Log(oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl Answer {
@@ -208,12 +217,10 @@ impl Answer {
             (Answer::Order(answer), Done::Order(result)) => {
                 let _ = answer.send(result);
             }
-            (Answer::Payment(answer), Done::Order(_)) => {
-                let _ = answer.send(Err(lost_answer()));
+            (Answer::Log(answer), Done::Log) => {
+                let _ = answer.send(Ok(()));
             }
-            (Answer::Order(answer), Done::Payment(_)) => {
-                let _ = answer.send(Err(lost_answer()));
-            }
+            (answer, _) => answer.fail(&lost_answer()),
         }
     }
 
@@ -227,6 +234,9 @@ impl Answer {
                 let _ = answer.send(Err(error()));
             }
             Answer::Order(answer) => {
+                let _ = answer.send(Err(error()));
+            }
+            Answer::Log(answer) => {
                 let _ = answer.send(Err(error()));
             }
         }
@@ -276,6 +286,10 @@ impl std::fmt::Debug for WriteJob {
             WriteJob::Order { order, .. } => f
                 .debug_struct("Order")
                 .field("order_id", &order.order_id)
+                .finish_non_exhaustive(),
+            WriteJob::Log { entries, .. } => f
+                .debug_struct("Log")
+                .field("entries", &entries.len())
                 .finish_non_exhaustive(),
         }
     }
@@ -389,6 +403,14 @@ impl SqliteHotPath {
         answered.await.map_err(|_| thread_gone(DOING))?
     }
 
+    /// Writes notify-log `entries` in the writer's next batch; answers once committed.
+    pub(crate) async fn log(&self, entries: Vec<NotifyLogEntry>) -> Result<(), StoreError> {
+        const DOING: &str = "logging notifies";
+        let (answer, answered) = oneshot::channel();
+        self.write(WriteJob::Log { entries, answer }, DOING).await?;
+        answered.await.map_err(|_| thread_gone(DOING))?
+    }
+
     /// One order by id, read with whatever other reads are queued in one `IN (…)` query.
     pub(crate) async fn read(&self, order_id: &str) -> Result<Option<pay_log::Model>, StoreError> {
         const DOING: &str = "reading an order";
@@ -439,6 +461,7 @@ fn run_writer(
                     (Work::Payment(payment), Answer::Payment(answer))
                 }
                 WriteJob::Order { order, answer } => (Work::Order(order), Answer::Order(answer)),
+                WriteJob::Log { entries, answer } => (Work::Log(entries), Answer::Log(answer)),
             })
             .unzip();
         commit_and_answer(&mut connection, outbox, counters, work, answers);
@@ -533,6 +556,10 @@ fn commit_batch(
     let mut logged = Vec::new();
     for work in work {
         match work {
+            Work::Log(entries) => {
+                insert_notify_log_sqlite(&transaction, entries)?;
+                done.push(Done::Log);
+            }
             Work::Order(order) => {
                 let inserted = insert_order(&transaction, order)?;
                 if let Ok(row) = &inserted
@@ -575,7 +602,7 @@ fn commit_batch(
         }
     }
     let events = write_events_sqlite(&transaction, outbox, transitions)?;
-    insert_notify_log_sqlite(&transaction, logged)?;
+    insert_notify_log_sqlite(&transaction, &logged)?;
     transaction
         .commit()
         .map_err(sqlite_error("committing a batch"))?;

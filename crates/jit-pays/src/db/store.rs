@@ -156,7 +156,7 @@ impl PayStore {
             .map(Arc::new);
         PayStore {
             notify_writer: Arc::new(notify_writer),
-            notify_log: Arc::new(NotifyLog::new(connection.clone())),
+            notify_log: Arc::new(NotifyLog::new(connection.clone(), sqlite.clone())),
             connection,
             orders: Arc::new(OrderCache::new(DEFAULT_ORDER_CACHE_CAPACITY)),
             outbox,
