@@ -68,14 +68,20 @@ work=$(mktemp -d /tmp/jit-load.XXXXXX)
 results="$work/results"
 : >"$results"
 server=""
+sampler=""
+# The server's peak resident memory (VmHWM), noted when it stops, per database.
 stop_server() {
   if [ -n "$server" ]; then
+    if [ -r "/proc/$server/status" ]; then
+      echo "$(awk '/VmHWM/ {print $2}' "/proc/$server/status")" >>"$work/peak-rss-$current_db"
+    fi
     kill -TERM "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
     server=""
   fi
 }
 cleanup() {
+  [ -n "$sampler" ] && kill "$sampler" 2>/dev/null
   stop_server
   rm -rf "$work"
 }
@@ -128,11 +134,25 @@ run_matrix() {
   local db=$1
   shift
   local app="$work/$db"
+  current_db=$db
   mkdir -p "$app"
   cp app.toml "$app/"
   cp -r elements "$app/"
   echo "== $db"
   start_server "$app" "$@"
+  # The largest the SQLite WAL gets during the run (sampled every 0.2 s).
+  (
+    largest=0
+    while true; do
+      size=$(stat -c %s "$app/shop.db-wal" 2>/dev/null || echo 0)
+      if [ "$size" -gt "$largest" ]; then
+        largest=$size
+        echo "$largest" >"$work/largest-wal-$db"
+      fi
+      sleep 0.2
+    done
+  ) &
+  sampler=$!
   if [ "$db" = sqlite ]; then
     load "$db" "$duration" baseline baseline
   fi
@@ -153,6 +173,8 @@ run_matrix() {
   generate "$db" --notifies-from "$work/gen-cold.txt" --label generator-cold --duplicates 0
   load "$db" "$(distinct_seconds "$wrk_orders")" distinct wrk-cold "$work/wrk-cold.txt"
   stop_server
+  kill "$sampler" 2>/dev/null
+  sampler=""
 }
 
 load_before=$(uptime)
@@ -202,6 +224,14 @@ for name, generator, wrk in phases:
     print("| " + " | ".join(cells) + " |")
 EOF
 echo
+for file in "$work"/peak-rss-*; do
+  [ -e "$file" ] || continue
+  echo "server peak RSS (${file##*/peak-rss-}, before and after the restart): $(awk '{printf "%s%.0f MiB", sep, $1/1024; sep=", "}' "$file")"
+done
+for file in "$work"/largest-wal-*; do
+  [ -e "$file" ] || continue
+  echo "largest SQLite WAL seen (${file##*/largest-wal-}): $(awk '{printf "%.1f MiB", $1/1048576}' "$file")"
+done
 if [ -n "${JIT_BIN:-}" ]; then
   echo "binary $JIT_BIN"
 else
