@@ -157,7 +157,11 @@ async fn main() -> anyhow::Result<()> {
     if let Some(file) = &options.write_notifies {
         std::fs::write(file, notifies.join("\n") + "\n")
             .with_context(|| format!("writing {}", file.display()))?;
-        println!("wrote {} signed notifies to {}", notifies.len(), file.display());
+        println!(
+            "wrote {} signed notifies to {}",
+            notifies.len(),
+            file.display()
+        );
         return Ok(());
     }
     let notify_url = format!("{}/pays/services/PaySvc/wechatNotify", target.api);
@@ -268,12 +272,16 @@ fn read_notifies(file: &std::path::Path) -> anyhow::Result<(Vec<String>, Vec<Str
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let mut order_ids = Vec::new();
     let mut notifies = Vec::new();
-    for (line, body) in text.lines().enumerate().filter(|(_, body)| !body.is_empty()) {
+    for (line, body) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, body)| !body.is_empty())
+    {
         let params = wechatpay_v2::xml::decode(body.as_bytes())
             .with_context(|| format!("{} line {}", file.display(), line + 1))?;
-        let order_id = params.get("out_trade_no").with_context(|| {
-            format!("{} line {}: no out_trade_no", file.display(), line + 1)
-        })?;
+        let order_id = params
+            .get("out_trade_no")
+            .with_context(|| format!("{} line {}: no out_trade_no", file.display(), line + 1))?;
         order_ids.push(order_id.clone());
         notifies.push(body.to_owned());
     }
@@ -281,12 +289,7 @@ fn read_notifies(file: &std::path::Path) -> anyhow::Result<(Vec<String>, Vec<Str
     Ok((order_ids, notifies))
 }
 
-fn signed_notify(
-    options: &Options,
-    key: &ApiKey,
-    order_id: &str,
-    total_fee: &str,
-) -> String {
+fn signed_notify(options: &Options, key: &ApiKey, order_id: &str, total_fee: &str) -> String {
     let mut params = Params::new();
     for (name, value) in [
         ("appid", options.appid.as_str()),

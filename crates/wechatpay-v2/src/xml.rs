@@ -235,7 +235,10 @@ fn decode_plain(text: &str) -> Option<Params> {
             if let Some(cdata) = rest.strip_prefix(b"<![CDATA[") {
                 let end = cdata.windows(3).position(|w| w == b"]]>")?;
                 let section = &cdata[..end];
-                if section.iter().any(|b| b.is_ascii_control() && !matches!(b, b'\t' | b'\n')) {
+                if section
+                    .iter()
+                    .any(|b| b.is_ascii_control() && !matches!(b, b'\t' | b'\n'))
+                {
                     return None;
                 }
                 let from = at_value + b"<![CDATA[".len();
@@ -248,11 +251,15 @@ fn decode_plain(text: &str) -> Option<Params> {
             } else {
                 // A `<` starting anything but a CDATA section or the end tag (an element
                 // inside the field, a comment) is for the full reader.
-                let end = rest.iter().position(|b| *b == b'<').filter(|end| *end > 0)?;
+                let end = rest
+                    .iter()
+                    .position(|b| *b == b'<')
+                    .filter(|end| *end > 0)?;
                 let plain = &rest[..end];
-                if plain.iter().any(|b| {
-                    *b == b'&' || (b.is_ascii_control() && !matches!(b, b'\t' | b'\n'))
-                }) || plain.windows(3).any(|w| w == b"]]>")
+                if plain
+                    .iter()
+                    .any(|b| *b == b'&' || (b.is_ascii_control() && !matches!(b, b'\t' | b'\n')))
+                    || plain.windows(3).any(|w| w == b"]]>")
                 {
                     return None;
                 }
@@ -518,9 +525,33 @@ mod tests {
     /// Pieces of documents, well-formed and not: the plain reader must accept only what the
     /// full reader accepts, with the same fields.
     const FRAGMENTS: &[&str] = &[
-        "<xml>", "</xml>", "<a>", "</a>", "<b_1>", "</b_1>", "<![CDATA[", "]]>", "x", "中文", " ",
-        "\n", "\t", "\r", "&amp;", "&#x4E2D;", "<!--c-->", "<a/>", ">", "]]", "<", "</",
-        "<?xml version=\"1.0\"?>", "<a x=\"1\">", "<1>", "\u{c}", "<!DOCTYPE x>",
+        "<xml>",
+        "</xml>",
+        "<a>",
+        "</a>",
+        "<b_1>",
+        "</b_1>",
+        "<![CDATA[",
+        "]]>",
+        "x",
+        "中文",
+        " ",
+        "\n",
+        "\t",
+        "\r",
+        "&amp;",
+        "&#x4E2D;",
+        "<!--c-->",
+        "<a/>",
+        ">",
+        "]]",
+        "<",
+        "</",
+        "<?xml version=\"1.0\"?>",
+        "<a x=\"1\">",
+        "<1>",
+        "\u{c}",
+        "<!DOCTYPE x>",
     ];
 
     fn fragments() -> impl Strategy<Value = String> {
@@ -572,7 +603,11 @@ mod tests {
         let text = encode(&params);
         assert_eq!(decode_plain(&text), Some(params));
         // Refusals are the full reader's, with its errors.
-        for refused in ["<xml><a>1</a><a>2</a></xml>", "<xml><a>&bad;</a></xml>", "<xml>"] {
+        for refused in [
+            "<xml><a>1</a><a>2</a></xml>",
+            "<xml><a>&bad;</a></xml>",
+            "<xml>",
+        ] {
             assert_eq!(decode_plain(refused), None, "{refused}");
             assert!(decode(refused.as_bytes()).is_err(), "{refused}");
         }

@@ -280,13 +280,20 @@ pub(crate) struct DeliveryRow {
     give_up_at: DateTime<Utc>,
 }
 
-/// The events of `transitions` (their envelopes, as announced after the commit) and the
-/// rows that write them and their deliveries, routed by `outbox`: the one place both
-/// writers ([`write_events_on`], [`write_events_sqlite`]) take them from.
+/// What writing some transitions' events takes: the events (their envelopes, as announced
+/// after the commit) and the rows that write them and their deliveries.
+pub(crate) struct EventWrites {
+    events: Vec<PayEvent>,
+    event_rows: Vec<EventRow>,
+    delivery_rows: Vec<DeliveryRow>,
+}
+
+/// The [`EventWrites`] of `transitions`, routed by `outbox`: the one place both writers
+/// ([`write_events_on`], [`write_events_sqlite`]) take them from.
 pub(crate) fn event_rows(
     outbox: &Outbox,
     transitions: Vec<NewEvent>,
-) -> Result<(Vec<PayEvent>, Vec<EventRow>, Vec<DeliveryRow>), StoreError> {
+) -> Result<EventWrites, StoreError> {
     let routes = outbox.routes();
     let at = now();
     let mut events = Vec::with_capacity(transitions.len());
@@ -333,7 +340,11 @@ pub(crate) fn event_rows(
         });
         events.push(event);
     }
-    Ok((events, event_rows, delivery_rows))
+    Ok(EventWrites {
+        events,
+        event_rows,
+        delivery_rows,
+    })
 }
 
 const EVENT_COLUMNS: &str =
@@ -352,7 +363,11 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
     if transitions.is_empty() {
         return Ok(Vec::new());
     }
-    let (events, event_rows, delivery_rows) = event_rows(outbox, transitions)?;
+    let EventWrites {
+        events,
+        event_rows,
+        delivery_rows,
+    } = event_rows(outbox, transitions)?;
     let event_rows: Vec<Vec<Value>> = event_rows
         .into_iter()
         .map(|row| {
@@ -421,7 +436,11 @@ pub(crate) fn write_events_sqlite(
     if transitions.is_empty() {
         return Ok(Vec::new());
     }
-    let (events, event_rows, delivery_rows) = event_rows(outbox, transitions)?;
+    let EventWrites {
+        events,
+        event_rows,
+        delivery_rows,
+    } = event_rows(outbox, transitions)?;
     let mut insert_event = transaction
         .prepare_cached(&format!(
             "INSERT INTO {EVENT_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

@@ -266,8 +266,7 @@ pub(crate) fn guarded_trade_state() -> Expr {
 }
 
 /// The SQL of [`guarded_trade_state`].
-pub(crate) const GUARDED_TRADE_STATE: &str =
-    "CASE WHEN pays_wechat_record.trade_state IN ('SUCCESS', 'REFUND') \
+pub(crate) const GUARDED_TRADE_STATE: &str = "CASE WHEN pays_wechat_record.trade_state IN ('SUCCESS', 'REFUND') \
      AND COALESCE(excluded.trade_state, '') NOT IN ('SUCCESS', 'REFUND') \
      THEN pays_wechat_record.trade_state \
      ELSE COALESCE(excluded.trade_state, pays_wechat_record.trade_state) END";
@@ -280,8 +279,7 @@ pub(crate) fn guarded_transaction_id() -> Expr {
 }
 
 /// The SQL of [`guarded_transaction_id`].
-pub(crate) const GUARDED_TRANSACTION_ID: &str =
-    "CASE WHEN pays_wechat_record.trade_state IN ('SUCCESS', 'REFUND') \
+pub(crate) const GUARDED_TRANSACTION_ID: &str = "CASE WHEN pays_wechat_record.trade_state IN ('SUCCESS', 'REFUND') \
      AND pays_wechat_record.transaction_id IS NOT NULL \
      THEN pays_wechat_record.transaction_id \
      ELSE COALESCE(excluded.transaction_id, pays_wechat_record.transaction_id) END";

@@ -522,13 +522,11 @@ fn commit_and_answer(
 /// commit start the WAL over ([`super::writer`] says why). Best effort, waiting at most
 /// [`WAL_RESTART_WAIT`] for readers.
 fn restart_wal(connection: &Connection, busy_timeout: Duration) {
-    let result = connection
-        .busy_timeout(WAL_RESTART_WAIT)
-        .and_then(|()| {
-            connection.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
-                row.get::<_, i64>(0)
-            })
-        });
+    let result = connection.busy_timeout(WAL_RESTART_WAIT).and_then(|()| {
+        connection.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+            row.get::<_, i64>(0)
+        })
+    });
     match result {
         // (busy, WAL frames, frames checkpointed); busy = 1 means it could not finish.
         Ok(0) => {}
@@ -975,7 +973,11 @@ mod tests {
                 continue;
             }
             let inserted = inserted.unwrap();
-            assert!(ids.insert(inserted.id), "row id {} given twice", inserted.id);
+            assert!(
+                ids.insert(inserted.id),
+                "row id {} given twice",
+                inserted.id
+            );
             assert_eq!(store.get_order(&id).await.unwrap(), inserted);
         }
         assert_eq!(ids.len(), 199);
@@ -987,7 +989,10 @@ mod tests {
     async fn a_failing_payment_fails_only_its_own_caller() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
-        let ids: Vec<String> = (0..40).map(|i| format!("P{i}")).chain(["POISON".into()]).collect();
+        let ids: Vec<String> = (0..40)
+            .map(|i| format!("P{i}"))
+            .chain(["POISON".into()])
+            .collect();
         for id in &ids {
             store.insert_order(new_order(id)).await.unwrap();
         }
@@ -1003,7 +1008,9 @@ mod tests {
         for id in ids {
             let store = store.clone();
             tasks.spawn(async move {
-                let recorded = store.record_notified_payment(payment(&id), Utc::now()).await;
+                let recorded = store
+                    .record_notified_payment(payment(&id), Utc::now())
+                    .await;
                 (id, recorded)
             });
         }
@@ -1015,7 +1022,10 @@ mod tests {
                 assert_eq!(store.get_order(&id).await.unwrap().status, PayStatus::Wait);
             } else {
                 assert_eq!(recorded.unwrap().outcome, PaidOutcome::Paid, "{id}");
-                assert_eq!(store.get_order(&id).await.unwrap().status, PayStatus::Success);
+                assert_eq!(
+                    store.get_order(&id).await.unwrap().status,
+                    PayStatus::Success
+                );
             }
         }
     }
@@ -1027,7 +1037,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = store(&dir).await;
         for i in 0..300 {
-            first.insert_order(new_order(&format!("C{i}"))).await.unwrap();
+            first
+                .insert_order(new_order(&format!("C{i}")))
+                .await
+                .unwrap();
         }
         let second = store(&dir).await;
         let mut tasks = tokio::task::JoinSet::new();
