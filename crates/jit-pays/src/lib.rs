@@ -61,6 +61,9 @@ pub mod db;
 pub mod element_pay;
 pub mod error;
 pub mod events;
+pub(crate) mod gateway;
+pub mod instances;
+pub mod merchant_settings;
 pub mod meta;
 pub mod metrics;
 pub mod model;
@@ -73,20 +76,26 @@ pub mod services;
 pub mod settings;
 mod transitions;
 pub mod wechat_pay_type;
+pub mod wechat_pay_v3_type;
 
 pub use bills::{
     BillSchedule, BillsError, DownloadedDay, Mismatch, MismatchKind, ReconcileDay, download_bills,
     reconcile_days, start_bill_schedule,
 };
 pub use db::PayStore;
-pub use db::entity::{OrderRefundStatus, PayStatus, RefundStatus};
+pub use db::entity::{ApiVersion, OrderRefundStatus, PayStatus, RefundStatus};
 pub use element_pay::{ElementPay, pay_of_element};
 pub use error::PayError;
 pub use events::{EVENT_VERSION, PayEvent, PayEventKind, PayEvents};
 pub use meta::{ELEMENTS, PAYS_META, register, register_loaders};
+pub use instances::{
+    check_merchant_settings, is_pay_instance, pay_api_version, pay_instances, pay_instances_of,
+    shown_merchant_settings,
+};
 pub use model::{
-    CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer,
-    Refund, RefundArgs, RefusalReason, WechatRecord,
+    CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, NotifyRequest, OpenedEvent,
+    OpenedNotify, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs, RefusalReason,
+    WechatRecord,
 };
 pub use models::{
     PAY_LOG_MODEL, PayLogHooks, PayLogModel, PayLogQuery, RowEvent, RowHookFailure,
@@ -96,11 +105,14 @@ pub use outbox::{OutboxHandle, OutboxSettings, WebhookEndpoint, start_outbox};
 pub use pay::{Pay, PayElement, PayExtension, call_pay, pay_of};
 pub use reconciler::{ReconcileReport, ReconcilerHandle, reconcile_due, start_reconciler};
 pub use services::{OrderSummary, PAY_SVC, PaySvc};
-pub use settings::{PaysSettings, ReconcilerSettings};
+pub use settings::{PaysSettings, ReconcilerSettings, SimulatedWechat, SimulatorV3Keys};
 pub use wechat_pay_type::{
     CertificateFile, MerchantCertificate, SettingSource, WECHAT_PAY_TYPE, WechatPay,
-    WechatPayConfig, WechatPayLoader, check_merchant_settings, is_pay_instance, merchant_settings,
-    pay_instances, shown_merchant_settings,
+    WechatPayConfig, WechatPayLoader, merchant_settings,
+};
+pub use wechat_pay_v3_type::{
+    WECHAT_PAY_V3_TYPE, WechatPayV3, WechatPayV3Config, WechatPayV3Loader, WechatVerification,
+    live_gateway_problems, v3_merchant_settings,
 };
 
 // The modules under the names they had before each took its element's place.

@@ -13,7 +13,7 @@ use sea_orm::{
     QueryFilter, QueryTrait, Set, UpdateMany,
 };
 
-use super::entity::{PayStatus, pay_log, payment_conflict, wechat_record};
+use super::entity::{ApiVersion, PayStatus, pay_log, payment_conflict, wechat_record};
 use super::error::{StoreError, db};
 
 /// Current time at the precision both databases keep (microseconds), so what is written
@@ -80,8 +80,11 @@ pub struct ThirdPartyState {
     pub trade_state: Option<String>,
     /// transaction_id.
     pub transaction_id: Option<String>,
-    /// The raw XML.
+    /// What WeChat sent, as received: the notify or query answer (V2: XML; V3: the
+    /// decrypted or signed JSON).
     pub raw: String,
+    /// The API it came through (written when the record row is created).
+    pub api_version: ApiVersion,
 }
 
 pub(crate) async fn get_order_on<C: ConnectionTrait>(
@@ -338,5 +341,6 @@ pub(crate) fn third_party_row(
         updated_at: Set(at),
         notified_at: Set(notified_at),
         queried_at: Set(queried_at),
+        api_version: Set(state.api_version),
     }
 }

@@ -544,6 +544,7 @@ mod tests {
                 trade_state: Some("SUCCESS".into()),
                 transaction_id: Some(format!("T{order_id}")),
                 raw: "<xml/>".into(),
+                api_version: crate::db::entity::ApiVersion::V2,
             },
             paid_at: Utc::now(),
         }
