@@ -20,6 +20,7 @@ mod events_support;
 mod exact_numbers;
 mod fixture;
 mod hostile;
+mod http_format;
 mod logs;
 mod ls_find;
 mod merchant_certificate;

@@ -94,7 +94,7 @@ async fn the_shop_document_lists_every_function_and_validates() {
                 assert!(operation["responses"]["401"].is_null(), "{path}");
             }
             let content = &operation["requestBody"]["content"];
-            let xml = function.extra.get("bodyFormat") == Some(&json!("xml"));
+            let xml = function.body_format == jit_runtime::BodyFormat::Xml;
             if xml {
                 assert_eq!(content["application/xml"]["schema"]["type"], "string");
                 assert!(content["application/json"].is_null(), "{path}");
