@@ -328,10 +328,11 @@ impl Pay for WechatPayV3 {
         gateway::orders::close_at_wechat(self, order_id).await
     }
 
-    /// A bare body cannot be a V3 notify: its signature is in the request's headers.
+    /// A bare body cannot be a V3 notify (its signature is in the request's headers): a
+    /// V2 notify that reached this V3 element, refused.
     async fn notify(&self, _body: &[u8]) -> NotifyReply {
         NotifyReply::refused(
-            RefusalReason::Malformed,
+            RefusalReason::Misrouted,
             format!(
                 "`{}` speaks WeChat Pay V3: a notify needs the request's headers (PaySvc's \
                  wechatNotifyV3, or this element's notify with the request)",
