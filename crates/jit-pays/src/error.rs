@@ -105,8 +105,8 @@ pub enum PayError {
         doing: &'static str,
         /// The order id.
         order_id: String,
-        /// The V3 client's error.
-        source: wechatpay_v3::Error,
+        /// The V3 client's error (boxed: it is large, and rare).
+        source: Box<wechatpay_v3::Error>,
     },
     /// WeChat answered something that contradicts the order (another amount, merchant…).
     #[error("WeChat Pay {doing} for order {order_id}: {message}")]

@@ -87,15 +87,14 @@ pub use db::entity::{ApiVersion, OrderRefundStatus, PayStatus, RefundStatus};
 pub use element_pay::{ElementPay, pay_of_element};
 pub use error::PayError;
 pub use events::{EVENT_VERSION, PayEvent, PayEventKind, PayEvents};
-pub use meta::{ELEMENTS, PAYS_META, register, register_loaders};
 pub use instances::{
     check_merchant_settings, is_pay_instance, pay_api_version, pay_instances, pay_instances_of,
     shown_merchant_settings,
 };
+pub use meta::{ELEMENTS, PAYS_META, register, register_loaders};
 pub use model::{
     CancelResult, CloseAtWechat, NotifyOutcome, NotifyReply, NotifyRequest, OpenedEvent,
-    OpenedNotify, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs, RefusalReason,
-    WechatRecord,
+    OpenedNotify, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs, RefusalReason, WechatRecord,
 };
 pub use models::{
     PAY_LOG_MODEL, PayLogHooks, PayLogModel, PayLogQuery, RowEvent, RowHookFailure,

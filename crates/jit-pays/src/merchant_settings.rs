@@ -38,38 +38,38 @@ pub(crate) struct SettingRule {
 
 /// `appId`: the AppID of the WeChat account (every Type's).
 pub(crate) const APP_ID_SETTING: SettingRule = SettingRule {
-        key: "appId",
-        secret: false,
-        accepts: |value| {
-            let hex = value.strip_prefix("wx").unwrap_or_default();
-            if value.len() == 18
-                && hex.len() == 16
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
-                Ok(())
-            } else {
-                Err(
-                    "the AppID of the WeChat account: `wx` and 16 lower-case hexadecimal \
+    key: "appId",
+    secret: false,
+    accepts: |value| {
+        let hex = value.strip_prefix("wx").unwrap_or_default();
+        if value.len() == 18
+            && hex.len() == 16
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(())
+        } else {
+            Err(
+                "the AppID of the WeChat account: `wx` and 16 lower-case hexadecimal \
                      characters",
-                )
-            }
-        },
-    };
+            )
+        }
+    },
+};
 
 /// `mchId`: the merchant id (every Type's).
 pub(crate) const MCH_ID_SETTING: SettingRule = SettingRule {
-        key: "mchId",
-        secret: false,
-        accepts: |value| {
-            if (8..=10).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()) {
-                Ok(())
-            } else {
-                Err("the merchant id: 8 to 10 digits")
-            }
-        },
-    };
+    key: "mchId",
+    secret: false,
+    accepts: |value| {
+        if (8..=10).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(())
+        } else {
+            Err("the merchant id: 8 to 10 digits")
+        }
+    },
+};
 
 /// Where an effective setting was found: the file as shown in errors and the JSON path in
 /// it (`config.mchId` in the config file, `mchId` in e.json).
@@ -381,7 +381,9 @@ pub(crate) fn read_setting_file(file: &SettingFile) -> Result<Vec<u8>, LoadError
         problem(format!("`{key}` names {shown}, {why}"))
     })?;
     if !metadata.is_file() {
-        return Err(problem(format!("`{key}` names {shown}, which is not a file")));
+        return Err(problem(format!(
+            "`{key}` names {shown}, which is not a file"
+        )));
     }
     if metadata.len() > MAX_SETTING_FILE_BYTES {
         return Err(problem(format!(

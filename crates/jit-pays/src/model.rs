@@ -564,12 +564,9 @@ impl NotifyRequest {
     }
 
     /// The signature headers WeChat sends, or the one missing.
-    pub fn signed_headers(
-        &self,
-    ) -> Result<wechatpay_v3::SignedHeaders, wechatpay_v3::VerifyError> {
+    pub fn signed_headers(&self) -> Result<wechatpay_v3::SignedHeaders, wechatpay_v3::VerifyError> {
         use wechatpay_v3::verify::{
-            HEADER_NONCE, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_SIGNATURE_TYPE,
-            HEADER_TIMESTAMP,
+            HEADER_NONCE, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_SIGNATURE_TYPE, HEADER_TIMESTAMP,
         };
         let get = |name: &'static str| {
             self.header(&name.to_ascii_lowercase())
@@ -577,9 +574,8 @@ impl NotifyRequest {
                 .filter(|value| !value.is_empty())
                 .map(str::to_owned)
         };
-        let required = |name: &'static str| {
-            get(name).ok_or(wechatpay_v3::VerifyError::MissingHeader(name))
-        };
+        let required =
+            |name: &'static str| get(name).ok_or(wechatpay_v3::VerifyError::MissingHeader(name));
         Ok(wechatpay_v3::SignedHeaders {
             timestamp: required(HEADER_TIMESTAMP)?,
             nonce: required(HEADER_NONCE)?,

@@ -17,8 +17,8 @@ use crate::db::cache::OrderFacts;
 use crate::db::entity::ApiVersion;
 use crate::error::PayError;
 use crate::model::{
-    CancelResult, CloseAtWechat, NotifyReply, NotifyRequest, OpenedNotify, PayLog, PayType,
-    PayUrl, Payer, Refund, RefundArgs, RefusalReason, WechatRecord,
+    CancelResult, CloseAtWechat, NotifyReply, NotifyRequest, OpenedNotify, PayLog, PayType, PayUrl,
+    Payer, Refund, RefundArgs, RefusalReason, WechatRecord,
 };
 
 /// A payment element: what `app.get::<dyn Pay>("pays.myWechatPay")` hands out.

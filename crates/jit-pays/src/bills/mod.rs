@@ -47,9 +47,9 @@ pub enum BillDownloadError {
     /// The V2 client's error (also: a bill, of either API, whose text does not parse).
     #[error(transparent)]
     V2(#[from] wechatpay_v2::Error),
-    /// The V3 client's error.
+    /// The V3 client's error (boxed: it is large).
     #[error(transparent)]
-    V3(#[from] wechatpay_v3::Error),
+    V3(Box<wechatpay_v3::Error>),
 }
 
 /// Why a bill could not be downloaded or reconciled.
@@ -143,7 +143,12 @@ impl BillSource for wechatpay_v2::Client {
         bill_type: BillType,
     ) -> Result<Option<Bill>, BillDownloadError> {
         let date = wechatpay_v2::time::format_date(date);
-        match crate::metrics::gateway_call("downloadbill", wechatpay_v2::Client::bill(self, &date, bill_type)).await {
+        match crate::metrics::gateway_call(
+            "downloadbill",
+            wechatpay_v2::Client::bill(self, &date, bill_type),
+        )
+        .await
+        {
             Ok(bill) => Ok(Some(bill)),
             Err(wechatpay_v2::Error::Business { code, .. }) if code.as_str() == NO_BILL_EXIST => {
                 Ok(None)
@@ -195,32 +200,31 @@ impl BillSource for wechatpay_v3::Client {
             bill_type: bill_type_v3,
             gzip: true,
         };
-        let text = match crate::metrics::gateway_call(
-            "v3_tradebill",
-            self.download_trade_bill(&request),
-        )
-        .await
-        {
-            Ok(text) => text,
-            Err(error)
-                if error
-                    .code()
-                    .is_some_and(|code| code.as_str() == NO_STATEMENT_EXIST) =>
+        let text =
+            match crate::metrics::gateway_call("v3_tradebill", self.download_trade_bill(&request))
+                .await
             {
-                return Ok(None);
-            }
-            Err(error) => return Err(error.into()),
-        };
+                Ok(text) => text,
+                Err(error)
+                    if error
+                        .code()
+                        .is_some_and(|code| code.as_str() == NO_STATEMENT_EXIST) =>
+                {
+                    return Ok(None);
+                }
+                Err(error) => return Err(error.into()),
+            };
         // V3's trade bill is V2's text: one parser for both.
         let bill = Bill::parse(&text).map_err(wechatpay_v2::Error::from)?;
         if bill.bill_type != bill_type {
-            return Err(BillDownloadError::V3(wechatpay_v3::Error::Malformed {
+            return Err(wechatpay_v3::Error::Malformed {
                 context: "trade bill",
                 reason: format!(
                     "a {bill_type} bill was asked for and a {} bill came",
                     bill.bill_type
                 ),
-            }));
+            }
+            .into());
         }
         Ok(Some(bill))
     }
@@ -235,6 +239,12 @@ impl BillSource for wechatpay_v3::Client {
             ),
             Err(error) => (None, format!("refund query: {error}")),
         }
+    }
+}
+
+impl From<wechatpay_v3::Error> for BillDownloadError {
+    fn from(error: wechatpay_v3::Error) -> Self {
+        BillDownloadError::V3(Box::new(error))
     }
 }
 
@@ -271,10 +281,10 @@ impl BillSource for BillClient {
 /// A merchant's settings, of the API its element speaks.
 #[derive(Clone, Debug)]
 pub enum MerchantApi {
-    /// A V2 instance's.
-    V2(WechatPayConfig),
+    /// A V2 instance's (boxed, as V3's: merchant settings are large).
+    V2(Box<WechatPayConfig>),
     /// A V3 instance's.
-    V3(WechatPayV3Config),
+    V3(Box<WechatPayV3Config>),
 }
 
 /// A pay element's merchant, as its bills are downloaded.
@@ -339,13 +349,13 @@ pub fn bill_merchants(app: &App, element: Option<&str>) -> Result<Vec<BillMercha
             element,
             mch_id: config.mch_id.clone(),
             app_id: config.app_id.clone(),
-            api: MerchantApi::V2(config),
+            api: MerchantApi::V2(Box::new(config)),
         })
         .chain(v3.into_iter().map(|(element, config)| BillMerchant {
             element,
             mch_id: config.mch_id.clone(),
             app_id: config.app_id.clone(),
-            api: MerchantApi::V3(config),
+            api: MerchantApi::V3(Box::new(config)),
         }))
         .filter(|merchant| element.is_none_or(|wanted| wanted == merchant.element))
         .collect();

@@ -148,7 +148,16 @@ pub mod pay_log {
 /// V2 (XML, the API key) or V3 (JSON, RSA, the APIv3 key). An order's element decides it:
 /// `pays.WechatPayType` instances speak V2, `pays.WechatPayV3Type` instances V3.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
     Deserialize,
 )]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(4))")]

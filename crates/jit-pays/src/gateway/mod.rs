@@ -159,6 +159,8 @@ pub(crate) trait Gateway: Send + Sync {
     ) -> Result<RefundAtWechat, RefundRequestFailed>;
 
     /// Queries a refund by its number; `None` when WeChat has no such refund.
-    async fn query_refund(&self, refund: &refund::Model)
-    -> Result<Option<RefundAtWechat>, PayError>;
+    async fn query_refund(
+        &self,
+        refund: &refund::Model,
+    ) -> Result<Option<RefundAtWechat>, PayError>;
 }

@@ -228,9 +228,11 @@ async fn ask_wechat(
             }
             crate::metrics::refund_request(RefundRequestOutcome::Accepted);
             let status = answer.status.unwrap_or(RefundStatus::Processing);
-            Ok(apply_refund_state(gateway, &refund, status, facts_of(&answer, status))
-                .await?
-                .into())
+            Ok(
+                apply_refund_state(gateway, &refund, status, facts_of(&answer, status))
+                    .await?
+                    .into(),
+            )
         }
         Err(RefundRequestFailed::Refused { error, failure }) => {
             crate::metrics::refund_request(RefundRequestOutcome::Refused);
@@ -296,7 +298,10 @@ async fn owned_refund(gateway: &dyn Gateway, refund_id: &str) -> Result<refund::
 }
 
 /// `queryRefund`: asks WeChat about the refund by its number and applies the answer.
-pub(crate) async fn query_refund(gateway: &dyn Gateway, refund_id: &str) -> Result<Refund, PayError> {
+pub(crate) async fn query_refund(
+    gateway: &dyn Gateway,
+    refund_id: &str,
+) -> Result<Refund, PayError> {
     let refund = owned_refund(gateway, refund_id).await?;
     let mismatch = |message: String| PayError::Mismatch {
         doing: "refund query",
@@ -356,7 +361,10 @@ async fn apply_refund_state(
         return stored_refund(gateway, &refund.refund_id).await;
     }
     Ok(
-        match store.settle_refund(&refund.refund_id, status, facts).await? {
+        match store
+            .settle_refund(&refund.refund_id, status, facts)
+            .await?
+        {
             Settled::Moved { refund, .. } => {
                 tracing::info!(element = %gateway.full_name(), refund_id = %log_safe(&refund.refund_id),
                     status = %refund.status, "refund settled");
@@ -368,7 +376,10 @@ async fn apply_refund_state(
 }
 
 /// `listRefunds`: an order's refunds as stored.
-pub(crate) async fn refunds_of(gateway: &dyn Gateway, order_id: &str) -> Result<Vec<Refund>, PayError> {
+pub(crate) async fn refunds_of(
+    gateway: &dyn Gateway,
+    order_id: &str,
+) -> Result<Vec<Refund>, PayError> {
     owned_order(gateway, order_id).await?;
     Ok(gateway
         .store()

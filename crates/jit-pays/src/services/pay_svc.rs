@@ -26,12 +26,12 @@ use crate::db::entity::{ApiVersion, OrderRefundStatus, PayStatus};
 use crate::db::notify_log::{NotifyKind, NotifyLogEntry, logged_with_payment};
 use crate::element_pay::pay_of_element;
 use crate::error::PayError;
+use crate::instances::{is_pay_instance, pay_api_version, pay_instances, pay_instances_of};
 use crate::model::{
     NotifyOutcome, NotifyReply, NotifyRequest, OpenedNotify, PayLog, PayType, PayUrl, Payer,
     Refund, RefundArgs, RefusalReason,
 };
 use crate::pay::Pay;
-use crate::instances::{is_pay_instance, pay_api_version, pay_instances, pay_instances_of};
 use crate::wechat_pay_type::{read_notify, unknown_order};
 
 /// The fullName of the element.
@@ -518,7 +518,9 @@ impl PaySvc {
         Err(first_refusal.unwrap_or_else(|| {
             NotifyReply::refused(
                 RefusalReason::BadSignature,
-                format!("V3 notify: Wechatpay-Serial {serial} names no key of this app's V3 merchants"),
+                format!(
+                    "V3 notify: Wechatpay-Serial {serial} names no key of this app's V3 merchants"
+                ),
             )
         }))
     }

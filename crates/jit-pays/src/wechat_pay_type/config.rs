@@ -23,7 +23,9 @@
 
 use std::fmt;
 
-use jit_runtime::{Chain, Definitions, ElementDef, ElementError, LoadError, LoadErrorKind, LoadErrors, Secret};
+use jit_runtime::{
+    Chain, Definitions, ElementDef, ElementError, LoadError, LoadErrorKind, LoadErrors, Secret,
+};
 use serde_json::{Map, Value};
 use wechatpay_v2::{ApiKey, ClientIdentity};
 
@@ -341,4 +343,3 @@ pub(crate) fn shown_settings(chain: &Chain) -> Option<Value> {
     show_problems(&mut shown, &problems);
     Some(Value::Object(shown))
 }
-

@@ -96,10 +96,7 @@ impl WechatPay {
             .ok_or_else(|| PayError::Mismatch {
                 doing: "refundquery",
                 order_id: refund.order_id.clone(),
-                message: format!(
-                    "WeChat's answer does not list refund {}",
-                    refund.refund_id
-                ),
+                message: format!("WeChat's answer does not list refund {}", refund.refund_id),
             })?;
         Ok(Some(RefundAtWechat {
             out_refund_no: record.out_refund_no.clone(),

@@ -59,7 +59,7 @@ impl WechatPayV3 {
         PayError::GatewayV3 {
             doing,
             order_id: order_id.to_owned(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -111,12 +111,10 @@ impl WechatPayV3 {
     ) -> Result<String, PayError> {
         let failed = |error| self.gateway_error("client pay parameters", order_id, error);
         let params = match pay_type {
-            PayType::App => serde_json::to_string(
-                &self.client.app_pay_params(prepay_id).map_err(failed)?,
-            ),
-            _ => serde_json::to_string(
-                &self.client.jsapi_pay_params(prepay_id).map_err(failed)?,
-            ),
+            PayType::App => {
+                serde_json::to_string(&self.client.app_pay_params(prepay_id).map_err(failed)?)
+            }
+            _ => serde_json::to_string(&self.client.jsapi_pay_params(prepay_id).map_err(failed)?),
         };
         Ok(params.unwrap_or_default())
     }

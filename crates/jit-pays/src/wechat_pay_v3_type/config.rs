@@ -57,8 +57,10 @@ const TEXT_SETTINGS: [SettingRule; 4] = [
             if value.len() == 32 && value.bytes().all(|b| b.is_ascii_graphic()) {
                 Ok(())
             } else {
-                Err("the APIv3 key set in the merchant platform: exactly 32 ASCII characters \
-                     (it is not the V2 API key)")
+                Err(
+                    "the APIv3 key set in the merchant platform: exactly 32 ASCII characters \
+                     (it is not the V2 API key)",
+                )
             }
         },
     },
@@ -243,7 +245,10 @@ fn verification(chain: &Chain) -> Result<Option<WechatVerification>, Vec<LoadErr
                 None => {
                     problems.push(config_problem(
                         &id_source,
-                        format!("`{PUBLIC_KEY_ID}` must be a string, found {}", json_kind(id)),
+                        format!(
+                            "`{PUBLIC_KEY_ID}` must be a string, found {}",
+                            json_kind(id)
+                        ),
                     ));
                     None
                 }
@@ -309,7 +314,10 @@ impl WechatPayV3Config {
         let value = |index: usize| resolved[index].value.unwrap_or_default();
         let api_v3_key = ApiV3Key::new(value(2)).map_err(|error| {
             LoadErrors(vec![config_problem(
-                resolved[2].source.as_ref().expect("a resolved setting has a source"),
+                resolved[2]
+                    .source
+                    .as_ref()
+                    .expect("a resolved setting has a source"),
                 error.to_string(),
             )])
         })?;

@@ -23,8 +23,8 @@ use crate::gateway::{
     self, Gateway, PrepayOutcome, QueriedOrder, RefundAtWechat, RefundRequestFailed,
 };
 use crate::model::{
-    CancelResult, CloseAtWechat, NotifyReply, NotifyRequest, OpenedNotify, PayLog, PayType,
-    PayUrl, Payer, Refund, RefundArgs, RefusalReason, WechatRecord,
+    CancelResult, CloseAtWechat, NotifyReply, NotifyRequest, OpenedNotify, PayLog, PayType, PayUrl,
+    Payer, Refund, RefundArgs, RefusalReason, WechatRecord,
 };
 use crate::pay::{Pay, PayElement};
 use crate::settings::PaysSettings;
@@ -33,10 +33,10 @@ mod calls;
 mod config;
 mod notify;
 
+pub(crate) use config::shown_settings;
 pub use config::{
     WechatPayV3Config, WechatVerification, live_gateway_problems, v3_merchant_settings,
 };
-pub(crate) use config::shown_settings;
 
 /// The fullName of the official Type.
 pub const WECHAT_PAY_V3_TYPE: &str = "pays.WechatPayV3Type";

@@ -52,8 +52,7 @@ impl WechatPayV3 {
     pub(super) fn may_verify(&self, serial: &str) -> bool {
         let verifier = self.client.verifier();
         verifier.knows(serial)
-            || (verifier.certificates().is_some()
-                && !wechatpay_v3::keys::is_public_key_id(serial))
+            || (verifier.certificates().is_some() && !wechatpay_v3::keys::is_public_key_id(serial))
     }
 
     /// Verifies `request` with this element's keys and decrypts it with its APIv3 key.

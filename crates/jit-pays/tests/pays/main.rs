@@ -20,7 +20,7 @@ mod outbox_stop;
 mod plugin_routing;
 mod record;
 mod refunds;
+mod row_hooks;
 mod v3;
 mod v3_config;
-mod row_hooks;
 mod wechatpy;

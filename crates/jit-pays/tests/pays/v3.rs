@@ -20,8 +20,8 @@ use test_support::v3_keys::{
 use wechatpay_sim::{MerchantConfig, MerchantV3Config, SimConfig, SimV3Config, V3Mode};
 use wechatpay_v2::Fen;
 use wechatpay_v3::{
-    ApiV3Key, EncryptedResource, EventType, MerchantPrivateKey, PlatformPrivateKey,
-    PlatformSigner, SignedHeaders,
+    ApiV3Key, EncryptedResource, EventType, MerchantPrivateKey, PlatformPrivateKey, PlatformSigner,
+    SignedHeaders,
 };
 
 use crate::support;
@@ -146,7 +146,11 @@ fn today() -> chrono::NaiveDate {
 
 #[tokio::test]
 async fn a_v3_order_pays_refunds_and_reconciles_beside_v2_in_each_trust_mode() {
-    for trust in [Trust::PublicKey, Trust::PlatformCertificates, Trust::Simulator] {
+    for trust in [
+        Trust::PublicKey,
+        Trust::PlatformCertificates,
+        Trust::Simulator,
+    ] {
         for db in support::all().await {
             let label = format!("{trust:?} on {}", db.label);
             let shop = shop::start(db, options(trust)).await;
@@ -395,7 +399,12 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
         let genuine = |total: i64, mchid: &str| {
             forge
                 .envelope(
-                    &Forge::transaction(&order.order_id, total, mchid, "4200000000202612010000000001"),
+                    &Forge::transaction(
+                        &order.order_id,
+                        total,
+                        mchid,
+                        "4200000000202612010000000001",
+                    ),
                     "transaction",
                 )
                 .to_string()
@@ -419,8 +428,15 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
         let mut probe = Forge::wechat().sign(body.as_bytes()).unwrap();
         probe.signature = format!("WECHATPAY/SIGNTEST/{}", probe.signature);
         let mut envelope: Value = serde_json::from_str(&body).unwrap();
-        let ciphertext = envelope["resource"]["ciphertext"].as_str().unwrap().to_owned();
-        let flipped = if ciphertext.starts_with('A') { "B" } else { "A" };
+        let ciphertext = envelope["resource"]["ciphertext"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let flipped = if ciphertext.starts_with('A') {
+            "B"
+        } else {
+            "A"
+        };
         envelope["resource"]["ciphertext"] = json!(format!("{flipped}{}", &ciphertext[1..]));
         let tampered_ciphertext = envelope.to_string();
         let mut envelope: Value = serde_json::from_str(&body).unwrap();
@@ -428,10 +444,26 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
         let tampered_aad = envelope.to_string();
 
         let cases: Vec<(&str, NotifyRequest, RefusalReason)> = vec![
-            ("forged signature", Forge::signed(&stranger, &body), RefusalReason::BadSignature),
-            ("unknown serial", Forge::signed(&unknown_serial, &body), RefusalReason::BadSignature),
-            ("stale timestamp", request(&stale, &body), RefusalReason::BadSignature),
-            ("SIGNTEST probe", request(&probe, &body), RefusalReason::BadSignature),
+            (
+                "forged signature",
+                Forge::signed(&stranger, &body),
+                RefusalReason::BadSignature,
+            ),
+            (
+                "unknown serial",
+                Forge::signed(&unknown_serial, &body),
+                RefusalReason::BadSignature,
+            ),
+            (
+                "stale timestamp",
+                request(&stale, &body),
+                RefusalReason::BadSignature,
+            ),
+            (
+                "SIGNTEST probe",
+                request(&probe, &body),
+                RefusalReason::BadSignature,
+            ),
             (
                 "tampered ciphertext",
                 Forge::signed(&Forge::wechat(), &tampered_ciphertext),
@@ -444,7 +476,10 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
             ),
             (
                 "body changed after signing",
-                request(&Forge::wechat().sign(body.as_bytes()).unwrap(), &genuine(1, V3_MCH_ID)),
+                request(
+                    &Forge::wechat().sign(body.as_bytes()).unwrap(),
+                    &genuine(1, V3_MCH_ID),
+                ),
                 RefusalReason::BadSignature,
             ),
             (
@@ -478,7 +513,12 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
                 "{label}: {case}: the reply tells a forger nothing"
             );
             assert_eq!(
-                shop.db.store.get_order(&order.order_id).await.unwrap().status,
+                shop.db
+                    .store
+                    .get_order(&order.order_id)
+                    .await
+                    .unwrap()
+                    .status,
                 PayStatus::Wait,
                 "{label}: {case}"
             );
@@ -518,7 +558,12 @@ async fn each_api_notify_reaches_only_its_own_orders() {
     let forge = Forge::new();
     let body = forge
         .envelope(
-            &Forge::transaction(&v2_order.order_id, 300, V3_MCH_ID, "4200000000202612010000000002"),
+            &Forge::transaction(
+                &v2_order.order_id,
+                300,
+                V3_MCH_ID,
+                "4200000000202612010000000002",
+            ),
             "transaction",
         )
         .to_string();

@@ -122,8 +122,14 @@ fn a_pkcs1_key_and_platform_certificates_or_both_resolve() {
     ));
 
     let mut config = sound_config();
-    config.as_object_mut().unwrap().remove("wechatpayPublicKeyId");
-    config.as_object_mut().unwrap().remove("wechatpayPublicKeyPath");
+    config
+        .as_object_mut()
+        .unwrap()
+        .remove("wechatpayPublicKeyId");
+    config
+        .as_object_mut()
+        .unwrap()
+        .remove("wechatpayPublicKeyPath");
     config["platformCertificates"] = json!(true);
     let (_dir, definitions) = definitions_with(&config, &files);
     let settings = jit_pays::v3_merchant_settings(&definitions).unwrap();
@@ -155,7 +161,10 @@ fn every_bad_v3_setting_is_reported_with_its_file_and_json_path_and_no_key_mater
     let expected = [
         ("config.apiV3Key", "exactly 32 ASCII characters"),
         ("config.merchantSerialNo", "hexadecimal"),
-        ("config.privateKeyPath", "1024-bit RSA key; at least 2048 bits"),
+        (
+            "config.privateKeyPath",
+            "1024-bit RSA key; at least 2048 bits",
+        ),
         ("config.wechatpayPublicKeyId", "PUB_KEY_ID_"),
         ("config.platformCertificates", "true or false"),
     ];
@@ -182,19 +191,28 @@ fn missing_and_unreadable_files_are_named() {
     let lines = problems(&definitions);
     assert_eq!(lines.len(), 2, "{lines:#?}");
     assert!(
-        lines.iter().any(|line| line.contains("config.privateKeyPath")
-            && line.contains("`privateKeyPath` of WeChat Pay instance `pays.myWechatPayV3` is missing")),
+        lines
+            .iter()
+            .any(|line| line.contains("config.privateKeyPath")
+                && line.contains(
+                    "`privateKeyPath` of WeChat Pay instance `pays.myWechatPayV3` is missing"
+                )),
         "{lines:#?}"
     );
     assert!(
-        lines.iter().any(|line| line.contains("config.wechatpayPublicKeyPath")
-            && line.contains("missing.pem, which does not exist")),
+        lines
+            .iter()
+            .any(|line| line.contains("config.wechatpayPublicKeyPath")
+                && line.contains("missing.pem, which does not exist")),
         "{lines:#?}"
     );
 
     // A file that is no PEM, and half of the public key.
     let mut config = sound_config();
-    config.as_object_mut().unwrap().remove("wechatpayPublicKeyId");
+    config
+        .as_object_mut()
+        .unwrap()
+        .remove("wechatpayPublicKeyId");
     let files = [
         ("keys/apiclient_key.pem", "this is not a key"),
         ("keys/pub_key.pem", WECHATPAY_PUBLIC_KEY_PEM),
@@ -209,8 +227,10 @@ fn missing_and_unreadable_files_are_named() {
         "{lines:#?}"
     );
     assert!(
-        lines.iter().any(|line| line.contains("config.wechatpayPublicKeyPath")
-            && line.contains("`wechatpayPublicKeyId` is not")),
+        lines
+            .iter()
+            .any(|line| line.contains("config.wechatpayPublicKeyPath")
+                && line.contains("`wechatpayPublicKeyId` is not")),
         "{lines:#?}"
     );
 }
@@ -251,8 +271,14 @@ fn a_real_gateway_needs_a_way_to_verify_wechat_and_refuses_the_demo_key() {
     )
     .unwrap();
     let mut config = sound_config();
-    config.as_object_mut().unwrap().remove("wechatpayPublicKeyId");
-    config.as_object_mut().unwrap().remove("wechatpayPublicKeyPath");
+    config
+        .as_object_mut()
+        .unwrap()
+        .remove("wechatpayPublicKeyId");
+    config
+        .as_object_mut()
+        .unwrap()
+        .remove("wechatpayPublicKeyPath");
     let files = [("keys/apiclient_key.pem", demo_key.as_str())];
     let (_dir, definitions) = definitions_with(&config, &files);
     // Fine for the simulator, whose keys the instance then trusts.

@@ -131,7 +131,10 @@ async fn notify_v3_endpoint(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
-    v3_answer(&svc.wechat_notify_v3_from(&notify_request(&headers, &body), None).await)
+    v3_answer(
+        &svc.wechat_notify_v3_from(&notify_request(&headers, &body), None)
+            .await,
+    )
 }
 
 async fn refund_notify_v3_endpoint(
@@ -233,7 +236,10 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
         format!("{public_base_url}{V3_REFUND_NOTIFY_PATH}"),
     );
     if let Some(mch_id) = options.simulator_keys_of {
-        let material = sim.v3_material(mch_id).expect("a merchant").expect("V3 material");
+        let material = sim
+            .v3_material(mch_id)
+            .expect("a merchant")
+            .expect("V3 material");
         settings = settings.with_simulator(Arc::new(SimulatorKeys(jit_pays::SimulatorV3Keys {
             public_key_id: material.wechatpay_public_key_id,
             public_key_pem: material.wechatpay_public_key_pem,
