@@ -115,16 +115,26 @@ pub struct SimulatorV3Keys {
     pub public_key_pem: String,
     /// The platform certificate, PEM.
     pub platform_certificate_pem: String,
+    /// Whether the simulator signs with its platform certificate (alone, or in a
+    /// switchover with the public key): a simulator signing with the public key only has
+    /// no certificates to download.
+    pub signs_with_certificate: bool,
 }
 
 impl SimulatorV3Keys {
-    /// Verification with both (the simulator signs with either, as its mode says).
+    /// Verification with the keys the simulator signs with: its public key, and its
+    /// platform certificate too when it signs with it.
     pub fn verification(&self) -> Result<Verification, KeyError> {
-        Ok(Verification::Switchover {
-            public_key: WechatPayPublicKey::from_pem(&self.public_key_id, &self.public_key_pem)?,
-            certificates: vec![PlatformCertificate::from_pem(
-                &self.platform_certificate_pem,
-            )?],
+        let public_key = WechatPayPublicKey::from_pem(&self.public_key_id, &self.public_key_pem)?;
+        Ok(if self.signs_with_certificate {
+            Verification::Switchover {
+                public_key,
+                certificates: vec![PlatformCertificate::from_pem(
+                    &self.platform_certificate_pem,
+                )?],
+            }
+        } else {
+            Verification::PublicKey(public_key)
         })
     }
 }

@@ -244,6 +244,7 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
             public_key_id: material.wechatpay_public_key_id,
             public_key_pem: material.wechatpay_public_key_pem,
             platform_certificate_pem: material.platform_certificate_pem,
+            signs_with_certificate: false,
         })));
     }
     settings.order_expiry = options.order_expiry;
