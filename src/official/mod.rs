@@ -40,13 +40,62 @@ struct SimulatorKeys(wechatpay_sim::WechatV3KeysReader);
 impl jit_pays::SimulatedWechat for SimulatorKeys {
     fn wechat_v3_keys(&self) -> Result<jit_pays::SimulatorV3Keys, String> {
         let keys = self.0.read().map_err(|error| error.to_string())?;
-        Ok(jit_pays::SimulatorV3Keys {
-            public_key_id: keys.public_key_id,
-            public_key_pem: keys.public_key_pem,
-            platform_certificate_pem: keys.platform_certificate_pem,
-            signs_with_certificate: keys.mode != wechatpay_sim::V3Mode::PublicKey,
-        })
+        Ok(simulator_v3_keys(
+            keys.public_key_id,
+            keys.public_key_pem,
+            keys.platform_certificate_pem,
+            keys.mode,
+        ))
     }
+}
+
+/// A simulator's WeChat Pay V3 keys (public halves), as the family takes them.
+pub(crate) fn simulator_v3_keys(
+    public_key_id: String,
+    public_key_pem: String,
+    platform_certificate_pem: String,
+    mode: wechatpay_sim::V3Mode,
+) -> jit_pays::SimulatorV3Keys {
+    jit_pays::SimulatorV3Keys {
+        public_key_id,
+        public_key_pem,
+        platform_certificate_pem,
+        signs_with_certificate: mode != wechatpay_sim::V3Mode::PublicKey,
+    }
+}
+
+/// A simulator's WeChat Pay V3 keys read once (from a simulator in another process).
+#[derive(Debug)]
+pub(crate) struct ReadSimulatorKeys(pub(crate) jit_pays::SimulatorV3Keys);
+
+impl jit_pays::SimulatedWechat for ReadSimulatorKeys {
+    fn wechat_v3_keys(&self) -> Result<jit_pays::SimulatorV3Keys, String> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The family's settings for an app whose API is at `api_base` (under `public_base_url`)
+/// and whose gateway is `gateway_base_url`: the notify URLs of the host's own routes (V2
+/// and V3, payments and refunds), and `config`'s reconciler timings. The one maker of them,
+/// for `jit serve` and the commands that build the app as it does.
+pub(crate) fn pays_settings(
+    public_base_url: &str,
+    api_base: &str,
+    gateway_base_url: String,
+    config: &PaysConfig,
+) -> PaysSettings {
+    let mut settings = PaysSettings::new(
+        public_base_url,
+        function_url(api_base, PAY_SVC, WECHAT_NOTIFY),
+        gateway_base_url,
+    )
+    .with_refund_notify_url(function_url(api_base, PAY_SVC, WECHAT_REFUND_NOTIFY))
+    .with_v3_notify_urls(
+        function_url(api_base, PAY_SVC, WECHAT_NOTIFY_V3),
+        function_url(api_base, PAY_SVC, WECHAT_REFUND_NOTIFY_V3),
+    );
+    settings.reconciler = config.reconciler.clone();
+    settings
 }
 
 /// Adds the official families' definitions and loaders, no service: what `jit check` needs
@@ -107,20 +156,14 @@ impl Official {
                 return Err(err);
             }
         };
-        // The host owns its routes: the family is handed the URL WeChat notifies.
-        let notify_url = function_url(api_base, PAY_SVC, WECHAT_NOTIFY);
-        let mut settings = PaysSettings::new(public_base_url, notify_url, gateway_base_url.clone())
-            .with_refund_notify_url(function_url(api_base, PAY_SVC, WECHAT_REFUND_NOTIFY))
-            .with_v3_notify_urls(
-                function_url(api_base, PAY_SVC, WECHAT_NOTIFY_V3),
-                function_url(api_base, PAY_SVC, WECHAT_REFUND_NOTIFY_V3),
-            );
+        // The host owns its routes: the family is handed the URLs WeChat notifies.
+        let mut settings =
+            pays_settings(public_base_url, api_base, gateway_base_url.clone(), config);
         if let Some(simulator) = &simulator {
             // The simulator is WeChat here: V3 instances trust its keys, not configured
             // ones (said in the start banner). A real gateway never gets this.
             settings = settings.with_simulator(Arc::new(SimulatorKeys(simulator.wechat_v3_keys())));
         }
-        settings.reconciler = config.reconciler.clone();
         Ok(Self {
             gateway_base_url,
             simulator,

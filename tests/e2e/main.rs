@@ -40,3 +40,4 @@ mod shutdown;
 mod startup_rules;
 mod unbuildable;
 mod util;
+mod v3;

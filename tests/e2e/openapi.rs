@@ -101,6 +101,12 @@ async fn the_shop_document_lists_every_function_and_validates() {
                 assert!(operation["responses"]["200"]["content"]["application/xml"].is_object());
                 continue;
             }
+            // A callback (V3 notifies) takes the request as it came and chooses its answer.
+            if function.body_format == jit_runtime::BodyFormat::Http {
+                assert_eq!(content["application/json"]["schema"], json!({}), "{path}");
+                assert!(content["application/xml"].is_null(), "{path}");
+                continue;
+            }
             let schema = &content["application/json"]["schema"];
             assert_eq!(schema["type"], "object", "{path}");
             assert_eq!(schema["additionalProperties"], false, "{path}");
