@@ -1,13 +1,16 @@
-//! The pays element family: `pays.Meta`, `pays.WechatPayType`, `pays.models.PayLogModel`
-//! and `pays.services.PaySvc`, as official elements of the framework layer.
+//! The pays element family: `pays.Meta`, `pays.WechatPayType` (WeChat Pay V2),
+//! `pays.WechatPayV3Type` (WeChat Pay API v3), `pays.models.PayLogModel` and
+//! `pays.services.PaySvc`, as official elements of the framework layer.
 //!
 //! This crate owns the family's element folders (embedded), the order tables and their
-//! state machine (sea-orm, SQLite or PostgreSQL), the WeChat Pay Type's behaviour (create,
-//! getPayUrl, check, cancel, notify), the reconciler and the hooks hosted code subscribes
-//! to, fed by the event outbox written with every transition ([`outbox`]). It knows
-//! nothing of HTTP serving (the host calls [`PaySvc::wechat_notify`]
-//! or the functionList functions) and nothing of the wire protocol's details (the
-//! `wechatpay-v2` crate signs, parses and calls).
+//! state machine (sea-orm, SQLite or PostgreSQL), the WeChat Pay Types' behaviour (create,
+//! getPayUrl, check, cancel, notify, refunds: one set of flows over each API's calls,
+//! [`gateway`](crate::gateway) being crate-private), the reconciler and the hooks hosted
+//! code subscribes to, fed by the event outbox written with every transition ([`outbox`]).
+//! It knows nothing of HTTP serving (the host calls [`PaySvc::wechat_notify`],
+//! [`PaySvc::wechat_notify_v3_from`] or the functionList functions) and nothing of the wire
+//! protocols' details (the `wechatpay-v2` and `wechatpay-v3` crates sign, verify, parse and
+//! call).
 //!
 //! # Where things are
 //!
@@ -16,12 +19,15 @@
 //! | element | module |
 //! |---|---|
 //! | `pays.Meta` | [`meta`]: the element folders, [`register`], the shared services |
-//! | `pays.WechatPayType` | [`wechat_pay_type`]: merchant settings, orders, getPayUrl, notify |
+//! | `pays.WechatPayType` | [`wechat_pay_type`]: V2 merchant settings, V2 calls, notify |
+//! | `pays.WechatPayV3Type` | [`wechat_pay_v3_type`]: V3 merchant settings, V3 calls, V3 notifies |
 //! | `pays.models.PayLogModel` | [`models::pay_log_model`]; its row hooks: [`models::row_hooks`] |
 //! | `pays.services.PaySvc` | [`services::pay_svc`] |
 //!
-//! Beside them: the [`Pay`] trait and its element ([`pay`]), a `Pay` over an element's
-//! functions ([`element_pay`]), the values ([`model`]), the order tables ([`db`]), the
+//! Beside them: which elements are pay instances, of which API ([`instances`]), how their
+//! settings are looked up ([`merchant_settings`]), the [`Pay`] trait and its element
+//! ([`pay`]), a `Pay` over an element's functions ([`element_pay`]), the values
+//! ([`model`]), the order tables ([`db`]), the
 //! [`reconciler`], WeChat's daily bills and reconciliation against them ([`bills`]), the
 //! hooks ([`events`]) and the errors ([`error`]).
 //!
@@ -38,6 +44,11 @@
 //!     // Where the host serves `pays.services.PaySvc`'s `wechatNotify`.
 //!     "https://shop.example.com/api/demo/shop/pays/services/PaySvc/wechatNotify",
 //!     "https://api.mch.weixin.qq.com",
+//! )
+//! // And its V3 callbacks, for `pays.WechatPayV3Type` instances.
+//! .with_v3_notify_urls(
+//!     "https://shop.example.com/api/demo/shop/pays/services/PaySvc/wechatNotifyV3",
+//!     "https://shop.example.com/api/demo/shop/pays/services/PaySvc/wechatRefundNotifyV3",
 //! );
 //! let builder = jit_runtime::AppBuilder::new("examples/shop");
 //! let app = jit_pays::register(builder, store, settings).build().await?;
