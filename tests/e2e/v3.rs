@@ -12,12 +12,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::v3_keys::{
     API_V3_KEY, MERCHANT_KEY_PEM, MERCHANT_SERIAL_NO, PLATFORM_CERTIFICATE_PEM, PLATFORM_KEY_PEM,
-    STRANGER_KEY_PEM, WECHATPAY_PUBLIC_KEY_ID, WECHATPAY_PUBLIC_KEY_PRIVATE_PEM,
+    STRANGER_KEY_PEM, WECHATPAY_PUBLIC_KEY_ID, WECHATPAY_PUBLIC_KEY_PRIVATE_PEM, sealed_payment,
+    signer, wechat_signer,
 };
-use wechatpay_v3::{
-    ApiV3Key, EncryptedResource, EventType, MerchantPrivateKey, PlatformPrivateKey, PlatformSigner,
-    SignedHeaders,
-};
+use wechatpay_v3::{MerchantPrivateKey, PlatformSigner, SignedHeaders};
 
 use crate::binary::{Served, jit, text};
 use crate::events_support::{Backend, Db, ShopApi, ShopConfig, poll, shop_app};
@@ -266,35 +264,17 @@ async fn v2_and_v3_pay_refund_and_reconcile_side_by_side_in_both_verification_mo
     }
 }
 
-/// Signs and seals V3 notifies as WeChat does, or as a forger would.
-fn wechat() -> PlatformSigner {
-    PlatformSigner::new(
-        WECHATPAY_PUBLIC_KEY_ID,
-        PlatformPrivateKey::from_pem(WECHATPAY_PUBLIC_KEY_PRIVATE_PEM).unwrap(),
-    )
-}
-
-/// The encrypted payment notify of `order_id` for `total` fen of `mchid`.
-fn sealed_payment(order_id: &str, total: i64, mchid: &str, aad: &str) -> Value {
-    let now = wechatpay_v3::time::rfc3339_beijing(chrono::Utc::now());
-    let transaction = json!({
-        "appid": V3_APP_ID, "mchid": mchid, "out_trade_no": order_id,
-        "transaction_id": "4200000000202612010000007777", "trade_type": "NATIVE",
-        "trade_state": "SUCCESS", "trade_state_desc": "支付成功", "bank_type": "OTHERS",
-        "success_time": now,
-        "amount": {"total": total, "payer_total": total, "currency": "CNY", "payer_currency": "CNY"}
-    });
-    let resource = EncryptedResource::encrypt(
-        &ApiV3Key::new(API_V3_KEY).unwrap(),
-        Some("transaction"),
+/// The sealed payment notify of `order_id` for `total` fen of `mchid`, associated data `aad`.
+fn sealed(order_id: &str, total: i64, mchid: &str, aad: &str) -> String {
+    sealed_payment(
+        V3_APP_ID,
+        mchid,
+        order_id,
+        total,
+        "4200000000202612010000007777",
         aad,
-        transaction.to_string().as_bytes(),
-    );
-    json!({
-        "id": "EV-E2E-1", "create_time": now,
-        "event_type": EventType::TransactionSuccess.as_str(),
-        "resource_type": "encrypt-resource", "resource": resource, "summary": "支付成功",
-    })
+    )
+    .to_string()
 }
 
 /// POSTs a V3 notify to the shop; its status and body.
@@ -337,24 +317,21 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
     let order_id = order["orderId"].as_str().unwrap().to_owned();
     api.place_at_gateway(&order_id).await;
 
-    let body = sealed_payment(&order_id, 500, V3_MCH_ID, "transaction").to_string();
+    let body = sealed(&order_id, 500, V3_MCH_ID, "transaction");
     let sign = |signer: &PlatformSigner, body: &str| signer.sign(body.as_bytes()).unwrap();
-    let stranger = PlatformSigner::new(
-        WECHATPAY_PUBLIC_KEY_ID,
-        PlatformPrivateKey::from_pem(STRANGER_KEY_PEM).unwrap(),
-    );
-    let unknown = PlatformSigner::new(
+    let stranger = signer(WECHATPAY_PUBLIC_KEY_ID, STRANGER_KEY_PEM);
+    let unknown = signer(
         "PUB_KEY_ID_0000000000000000000000000000000000",
-        PlatformPrivateKey::from_pem(WECHATPAY_PUBLIC_KEY_PRIVATE_PEM).unwrap(),
+        WECHATPAY_PUBLIC_KEY_PRIVATE_PEM,
     );
-    let stale = wechat()
+    let stale = wechat_signer()
         .sign_at(
             body.as_bytes(),
             &(chrono::Utc::now().timestamp() - 3600).to_string(),
             "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
         )
         .unwrap();
-    let mut probe = sign(&wechat(), &body);
+    let mut probe = sign(&wechat_signer(), &body);
     probe.signature = format!("WECHATPAY/SIGNTEST/{}", probe.signature);
     let mut envelope: Value = serde_json::from_str(&body).unwrap();
     let ciphertext = envelope["resource"]["ciphertext"]
@@ -368,15 +345,13 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
     };
     envelope["resource"]["ciphertext"] = json!(format!("{first}{}", &ciphertext[1..]));
     let tampered_ciphertext = envelope.to_string();
-    let tampered_aad = sealed_payment(&order_id, 500, V3_MCH_ID, "transaction")
-        .to_string()
-        .replace(
-            "\"associated_data\":\"transaction\"",
-            "\"associated_data\":\"refund\"",
-        );
+    let tampered_aad = sealed(&order_id, 500, V3_MCH_ID, "transaction").replace(
+        "\"associated_data\":\"transaction\"",
+        "\"associated_data\":\"refund\"",
+    );
     assert!(tampered_aad.contains("\"associated_data\":\"refund\""));
-    let wrong_amount = sealed_payment(&order_id, 1, V3_MCH_ID, "transaction").to_string();
-    let wrong_merchant = sealed_payment(&order_id, 500, "1900000999", "transaction").to_string();
+    let wrong_amount = sealed(&order_id, 1, V3_MCH_ID, "transaction");
+    let wrong_merchant = sealed(&order_id, 500, "1900000999", "transaction");
 
     let cases: Vec<(&str, Option<SignedHeaders>, String)> = vec![
         (
@@ -389,22 +364,22 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
         ("SIGNTEST probe", Some(probe), body.clone()),
         (
             "tampered ciphertext",
-            Some(sign(&wechat(), &tampered_ciphertext)),
+            Some(sign(&wechat_signer(), &tampered_ciphertext)),
             tampered_ciphertext,
         ),
         (
             "tampered associated data",
-            Some(sign(&wechat(), &tampered_aad)),
+            Some(sign(&wechat_signer(), &tampered_aad)),
             tampered_aad,
         ),
         (
             "wrong amount",
-            Some(sign(&wechat(), &wrong_amount)),
+            Some(sign(&wechat_signer(), &wrong_amount)),
             wrong_amount,
         ),
         (
             "wrong merchant",
-            Some(sign(&wechat(), &wrong_merchant)),
+            Some(sign(&wechat_signer(), &wrong_merchant)),
             wrong_merchant,
         ),
         ("no signature", None, body.clone()),
@@ -454,7 +429,7 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
     assert_eq!(api.status(&order_id).await, "wait");
 
     // A storm of the genuine notify: one transition, one event, every copy 204.
-    let genuine = sign(&wechat(), &body);
+    let genuine = sign(&wechat_signer(), &body);
     let replies = futures::future::join_all(
         (0..16).map(|_| post_v3(&http, &served.base, Some(&genuine), &body)),
     )

@@ -4,7 +4,10 @@
 //! stranger's key to forge with and a key too short to use. Generated once with openssl
 //! (`keys/`), for tests only: a simulator configured with them (`[v3]`,
 //! `[merchants.v3]`) signs as WeChat does, and a test can sign hostile notifies with the
-//! same keys.
+//! same keys ([`wechat_signer`], [`sealed_payment`]).
+
+use serde_json::{Value, json};
+use wechatpay_v3::{ApiV3Key, EncryptedResource, EventType, PlatformPrivateKey, PlatformSigner};
 
 /// The merchant's private key, PKCS#8 (`BEGIN PRIVATE KEY`).
 pub const MERCHANT_KEY_PEM: &str = include_str!("../keys/merchant_key.pem");
@@ -35,3 +38,49 @@ pub const PLATFORM_KEY_PEM: &str = include_str!("../keys/platform_key.pem");
 pub const STRANGER_KEY_PEM: &str = include_str!("../keys/stranger_key.pem");
 /// A 1024-bit RSA key: too short for WeChat Pay.
 pub const SHORT_KEY_PEM: &str = include_str!("../keys/short_key.pem");
+
+/// Signs as WeChat does with the WeChat Pay public key ([`WECHATPAY_PUBLIC_KEY_ID`]).
+pub fn wechat_signer() -> PlatformSigner {
+    signer(WECHATPAY_PUBLIC_KEY_ID, WECHATPAY_PUBLIC_KEY_PRIVATE_PEM)
+}
+
+/// Signs as the key `private_pem` under the serial (or public key id) `serial`: WeChat's
+/// keys under another name, or a forger's under WeChat's.
+pub fn signer(serial: &str, private_pem: &str) -> PlatformSigner {
+    PlatformSigner::new(
+        serial,
+        PlatformPrivateKey::from_pem(private_pem).expect("a fixed test key"),
+    )
+}
+
+/// The body of a `TRANSACTION.SUCCESS` notify as WeChat sends it: the paid transaction of
+/// `out_trade_no` (`total` fen, of merchant `mchid` and `appid`, under `transaction_id`)
+/// encrypted with [`API_V3_KEY`], associated data `aad` (WeChat's is `transaction`).
+pub fn sealed_payment(
+    appid: &str,
+    mchid: &str,
+    out_trade_no: &str,
+    total: i64,
+    transaction_id: &str,
+    aad: &str,
+) -> Value {
+    let now = wechatpay_v3::time::rfc3339_beijing(chrono::Utc::now());
+    let transaction = json!({
+        "appid": appid, "mchid": mchid, "out_trade_no": out_trade_no,
+        "transaction_id": transaction_id, "trade_type": "NATIVE",
+        "trade_state": "SUCCESS", "trade_state_desc": "支付成功", "bank_type": "OTHERS",
+        "success_time": now,
+        "amount": {"total": total, "payer_total": total, "currency": "CNY", "payer_currency": "CNY"}
+    });
+    let resource = EncryptedResource::encrypt(
+        &ApiV3Key::new(API_V3_KEY).expect("a 32-byte key"),
+        Some("transaction"),
+        aad,
+        transaction.to_string().as_bytes(),
+    );
+    json!({
+        "id": "EV-2026120100001", "create_time": now,
+        "event_type": EventType::TransactionSuccess.as_str(),
+        "resource_type": "encrypt-resource", "resource": resource, "summary": "支付成功",
+    })
+}

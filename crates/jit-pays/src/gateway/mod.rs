@@ -104,6 +104,19 @@ pub(crate) enum RefundRequestFailed {
     Unknown(PayError),
 }
 
+impl RefundRequestFailed {
+    /// A failed refund request whose client error reads `failure` and is reported as
+    /// `error`: [`RefundRequestFailed::Refused`] when it `refused_for_good` (the client's
+    /// verdict), else [`RefundRequestFailed::Unknown`].
+    pub(crate) fn new(refused_for_good: bool, failure: String, error: PayError) -> Self {
+        if refused_for_good {
+            RefundRequestFailed::Refused { error, failure }
+        } else {
+            RefundRequestFailed::Unknown(error)
+        }
+    }
+}
+
 /// The calls a WeChat Pay element makes at WeChat, each API its own way, and what the
 /// flows need to know of the element. Implemented by the V2 and the V3 Type.
 #[async_trait]
@@ -164,3 +177,116 @@ pub(crate) trait Gateway: Send + Sync {
         refund: &refund::Model,
     ) -> Result<Option<RefundAtWechat>, PayError>;
 }
+
+/// `impl Pay for $ty` of a WeChat Pay Type that implements [`Gateway`]: the Type's own
+/// methods (given in braces: its properties, its notifies) and, written once for both
+/// Types, every method the shared flows answer (create, getPayUrl, getOrder, check,
+/// checkThird, cancel, cancelThird, the reconciler's step, refund, queryRefund,
+/// listRefunds).
+macro_rules! impl_pay_through_gateway {
+    ($ty:ty { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::pay::Pay for $ty {
+            $($own)*
+
+            fn full_name(&self) -> &str {
+                $crate::gateway::Gateway::full_name(self)
+            }
+
+            fn app_id(&self) -> &str {
+                $crate::gateway::Gateway::app_id(self)
+            }
+
+            fn mch_id(&self) -> &str {
+                $crate::gateway::Gateway::mch_id(self)
+            }
+
+            fn api_version(&self) -> $crate::db::entity::ApiVersion {
+                $crate::gateway::Gateway::api_version(self)
+            }
+
+            async fn create(
+                &self,
+                subject: &str,
+                amount: wechatpay_v2::Fen,
+                order_id: Option<String>,
+            ) -> Result<$crate::model::PayLog, $crate::error::PayError> {
+                $crate::gateway::orders::create_order(self, subject, amount, order_id).await
+            }
+
+            async fn get_pay_url(
+                &self,
+                order_id: &str,
+                pay_type: $crate::model::PayType,
+                payer: &$crate::model::Payer,
+            ) -> Result<$crate::model::PayUrl, $crate::error::PayError> {
+                $crate::gateway::pay_url::pay_url(self, order_id, pay_type, payer).await
+            }
+
+            async fn get_order(
+                &self,
+                order_id: &str,
+            ) -> Result<$crate::model::PayLog, $crate::error::PayError> {
+                Ok($crate::gateway::orders::owned_order(self, order_id).await?.into())
+            }
+
+            async fn check(
+                &self,
+                order_id: &str,
+            ) -> Result<$crate::model::PayLog, $crate::error::PayError> {
+                $crate::gateway::orders::check_order(self, order_id).await
+            }
+
+            async fn check_third(
+                &self,
+                pay_log: &$crate::model::PayLog,
+            ) -> Result<Option<$crate::model::WechatRecord>, $crate::error::PayError> {
+                $crate::gateway::orders::check_at_wechat(self, pay_log).await
+            }
+
+            async fn cancel(
+                &self,
+                order_id: &str,
+            ) -> Result<$crate::model::CancelResult, $crate::error::PayError> {
+                $crate::gateway::orders::cancel_order(self, order_id).await
+            }
+
+            async fn cancel_third(
+                &self,
+                order_id: &str,
+            ) -> Result<$crate::model::CloseAtWechat, $crate::error::PayError> {
+                $crate::gateway::orders::close_at_wechat(self, order_id).await
+            }
+
+            async fn reconcile(
+                &self,
+                order_id: &str,
+            ) -> Result<$crate::model::PayLog, $crate::error::PayError> {
+                let store = $crate::gateway::Gateway::store(self);
+                $crate::reconciler::reconcile_order(self, store, order_id).await
+            }
+
+            async fn refund(
+                &self,
+                request: $crate::model::RefundArgs,
+            ) -> Result<$crate::model::Refund, $crate::error::PayError> {
+                $crate::gateway::refunds::refund_order(self, request).await
+            }
+
+            async fn query_refund(
+                &self,
+                refund_id: &str,
+            ) -> Result<$crate::model::Refund, $crate::error::PayError> {
+                $crate::gateway::refunds::query_refund(self, refund_id).await
+            }
+
+            async fn list_refunds(
+                &self,
+                order_id: &str,
+            ) -> Result<Vec<$crate::model::Refund>, $crate::error::PayError> {
+                $crate::gateway::refunds::refunds_of(self, order_id).await
+            }
+        }
+    };
+}
+pub(crate) use impl_pay_through_gateway;

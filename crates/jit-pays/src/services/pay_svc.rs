@@ -248,13 +248,30 @@ impl PaySvc {
     /// peer address (senders without one share a budget).
     pub async fn wechat_notify_from(&self, body: &[u8], peer: Option<IpAddr>) -> NotifyReply {
         let reply = self.route_notify(body).await;
-        crate::metrics::notify(crate::metrics::NotifyKind::Payment, &reply);
+        self.answered(NotifyKind::Payment, body, reply, peer)
+    }
+
+    /// What every notify entry point does with its reply, V2's and V3's: counts it, logs a
+    /// refusal (escaped, rate-limited per peer) and notes the notify in the notify log
+    /// (a recorded payment has its row from the notify writer already).
+    fn answered(
+        &self,
+        kind: NotifyKind,
+        body: &[u8],
+        reply: NotifyReply,
+        peer: Option<IpAddr>,
+    ) -> NotifyReply {
+        let counted = match kind {
+            NotifyKind::Payment => crate::metrics::NotifyKind::Payment,
+            NotifyKind::Refund => crate::metrics::NotifyKind::Refund,
+        };
+        crate::metrics::notify(counted, &reply);
         if let NotifyOutcome::Rejected { reason, .. } = reply.outcome() {
             self.log_refusal(peer, reason);
         }
-        if !logged_with_payment(reply.outcome()) {
+        if kind == NotifyKind::Refund || !logged_with_payment(reply.outcome()) {
             self.store.notify_log().note(NotifyLogEntry::of_reply(
-                NotifyKind::Payment,
+                kind,
                 body,
                 reply.outcome(),
                 peer,
@@ -320,17 +337,7 @@ impl PaySvc {
         peer: Option<IpAddr>,
     ) -> NotifyReply {
         let reply = self.route_refund_notify(body).await;
-        crate::metrics::notify(crate::metrics::NotifyKind::Refund, &reply);
-        if let NotifyOutcome::Rejected { reason, .. } = reply.outcome() {
-            self.log_refusal(peer, reason);
-        }
-        self.store.notify_log().note(NotifyLogEntry::of_reply(
-            NotifyKind::Refund,
-            body,
-            reply.outcome(),
-            peer,
-        ));
-        reply
+        self.answered(NotifyKind::Refund, body, reply, peer)
     }
 
     async fn route_refund_notify(&self, body: &[u8]) -> NotifyReply {
@@ -437,19 +444,7 @@ impl PaySvc {
             Ok(opened) => self.route_opened_payment(opened).await,
             Err(refused) => refused,
         };
-        crate::metrics::notify(crate::metrics::NotifyKind::Payment, &reply);
-        if let NotifyOutcome::Rejected { reason, .. } = reply.outcome() {
-            self.log_refusal(peer, reason);
-        }
-        if !logged_with_payment(reply.outcome()) {
-            self.store.notify_log().note(NotifyLogEntry::of_reply(
-                NotifyKind::Payment,
-                request.body.as_bytes(),
-                reply.outcome(),
-                peer,
-            ));
-        }
-        reply
+        self.answered(NotifyKind::Payment, request.body.as_bytes(), reply, peer)
     }
 
     /// Handles a V3 refund notify POSTed by `peer`: opened as a payment notify is, then
@@ -463,17 +458,7 @@ impl PaySvc {
             Ok(opened) => self.route_opened_refund(opened).await,
             Err(refused) => refused,
         };
-        crate::metrics::notify(crate::metrics::NotifyKind::Refund, &reply);
-        if let NotifyOutcome::Rejected { reason, .. } = reply.outcome() {
-            self.log_refusal(peer, reason);
-        }
-        self.store.notify_log().note(NotifyLogEntry::of_reply(
-            NotifyKind::Refund,
-            request.body.as_bytes(),
-            reply.outcome(),
-            peer,
-        ));
-        reply
+        self.answered(NotifyKind::Refund, request.body.as_bytes(), reply, peer)
     }
 
     /// Opens a V3 notify with the first V3 instance whose keys its `Wechatpay-Serial` may

@@ -1,7 +1,7 @@
 //! `pays.WechatPayType`: the template Type whose instances are WeChat Pay V2 merchants.
 //!
 //! An instance is configuration only (appId, mchId, apiKey); this module turns it into a
-//! [`WechatPay`], which implements [`Pay`] over the order store and the V2 client. The
+//! [`WechatPay`], which implements [`Pay`](crate::Pay) over the order store and the V2 client. The
 //! merchant settings are read in `config` (the merchant certificate in `certificate`).
 //! The order and refund flows are the family's ([`crate::gateway`], shared with V3); this
 //! Type answers their calls in V2's words, in `impl WechatPay` blocks by concern:
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jit_runtime::{Element, ElementError, LoadContext, Loader, Secret};
 use serde_json::{Map, Value};
-use wechatpay_v2::{Client, ClientConfig, Fen, RetryPolicy, UnverifiedNotify};
+use wechatpay_v2::{Client, ClientConfig, RetryPolicy, UnverifiedNotify};
 
 use crate::db::cache::OrderFacts;
 use crate::db::entity::{ApiVersion, pay_log, refund};
@@ -22,11 +22,8 @@ use crate::error::PayError;
 use crate::gateway::{
     self, Gateway, PrepayOutcome, QueriedOrder, RefundAtWechat, RefundRequestFailed,
 };
-use crate::model::{
-    CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs,
-    WechatRecord,
-};
-use crate::pay::{Pay, PayElement};
+use crate::model::{CloseAtWechat, NotifyReply, PayType, Payer};
+use crate::pay::PayElement;
 use crate::settings::PaysSettings;
 
 mod certificate;
@@ -47,7 +44,7 @@ pub use config::{WechatPayConfig, merchant_settings};
 /// The fullName of the official Type.
 pub const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
 
-/// A WeChat Pay V2 merchant as a [`Pay`].
+/// A WeChat Pay V2 merchant as a [`Pay`](crate::Pay).
 pub struct WechatPay {
     full_name: String,
     config: WechatPayConfig,
@@ -216,68 +213,17 @@ impl Gateway for WechatPay {
     }
 }
 
-#[async_trait]
-impl Pay for WechatPay {
-    fn full_name(&self) -> &str {
-        &self.full_name
-    }
-
+gateway::impl_pay_through_gateway!(WechatPay {
     fn config(&self) -> Value {
         self.masked_config.clone()
-    }
-
-    fn app_id(&self) -> &str {
-        &self.config.app_id
-    }
-
-    fn mch_id(&self) -> &str {
-        &self.config.mch_id
     }
 
     fn api_key(&self) -> Secret<String> {
         Secret::new(self.config.api_key.expose_secret().to_owned())
     }
 
-    async fn create(
-        &self,
-        subject: &str,
-        amount: Fen,
-        order_id: Option<String>,
-    ) -> Result<PayLog, PayError> {
-        gateway::orders::create_order(self, subject, amount, order_id).await
-    }
-
-    async fn get_pay_url(
-        &self,
-        order_id: &str,
-        pay_type: PayType,
-        payer: &Payer,
-    ) -> Result<PayUrl, PayError> {
-        gateway::pay_url::pay_url(self, order_id, pay_type, payer).await
-    }
-
-    async fn get_order(&self, order_id: &str) -> Result<PayLog, PayError> {
-        Ok(gateway::orders::owned_order(self, order_id).await?.into())
-    }
-
     fn get_notify_url(&self) -> String {
         self.notify_url.clone()
-    }
-
-    async fn check(&self, order_id: &str) -> Result<PayLog, PayError> {
-        gateway::orders::check_order(self, order_id).await
-    }
-
-    async fn check_third(&self, pay_log: &PayLog) -> Result<Option<WechatRecord>, PayError> {
-        gateway::orders::check_at_wechat(self, pay_log).await
-    }
-
-    async fn cancel(&self, order_id: &str) -> Result<CancelResult, PayError> {
-        gateway::orders::cancel_order(self, order_id).await
-    }
-
-    async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
-        gateway::orders::close_at_wechat(self, order_id).await
     }
 
     async fn notify(&self, body: &[u8]) -> NotifyReply {
@@ -293,26 +239,10 @@ impl Pay for WechatPay {
         self.handle_routed_notify(notify, order, body).await
     }
 
-    async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
-        crate::reconciler::reconcile_order(self, &self.store, order_id).await
-    }
-
-    async fn refund(&self, request: RefundArgs) -> Result<Refund, PayError> {
-        gateway::refunds::refund_order(self, request).await
-    }
-
-    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
-        gateway::refunds::query_refund(self, refund_id).await
-    }
-
-    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
-        gateway::refunds::refunds_of(self, order_id).await
-    }
-
     async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
         self.handle_refund_notify(body).await
     }
-}
+});
 
 /// The loader registered for `pays.WechatPayType`: builds each instance as a
 /// [`PayElement`] over a [`WechatPay`].

@@ -55,11 +55,7 @@ impl WechatPay {
                     order_id: refund.order_id.clone(),
                     source,
                 };
-                Err(if refused {
-                    RefundRequestFailed::Refused { error, failure }
-                } else {
-                    RefundRequestFailed::Unknown(error)
-                })
+                Err(RefundRequestFailed::new(refused, failure, error))
             }
         }
     }

@@ -183,11 +183,7 @@ impl WechatPayV3 {
                 let refused = refused_for_good(&source);
                 let failure = source.to_string();
                 let error = self.gateway_error("refund", &refund.order_id, source);
-                Err(if refused {
-                    RefundRequestFailed::Refused { error, failure }
-                } else {
-                    RefundRequestFailed::Unknown(error)
-                })
+                Err(RefundRequestFailed::new(refused, failure, error))
             }
         }
     }

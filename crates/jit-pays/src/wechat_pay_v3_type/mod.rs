@@ -3,7 +3,7 @@
 //!
 //! An instance is configuration only (`config`: appId, mchId, apiV3Key, the merchant
 //! private key and its certificate serial, how WeChat is verified); this module turns it
-//! into a [`WechatPayV3`], a [`Pay`] over the same order store, state machine, outbox and
+//! into a [`WechatPayV3`], a [`Pay`](crate::Pay) over the same order store, state machine, outbox and
 //! `PaySvc` as V2, and the `wechatpay-v3` client. The order and refund flows are the
 //! family's ([`crate::gateway`]); this Type answers their calls in V3's words (`calls`)
 //! and verifies and decrypts V3's notifies (`notify`).
@@ -13,7 +13,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jit_runtime::{Element, ElementError, LoadContext, Loader, Secret};
 use serde_json::{Map, Value};
-use wechatpay_v2::Fen;
 use wechatpay_v3::{Client, ClientConfig, RetryPolicy, Verification};
 
 use crate::db::entity::{ApiVersion, pay_log, refund};
@@ -23,10 +22,9 @@ use crate::gateway::{
     self, Gateway, PrepayOutcome, QueriedOrder, RefundAtWechat, RefundRequestFailed,
 };
 use crate::model::{
-    CancelResult, CloseAtWechat, NotifyReply, NotifyRequest, OpenedNotify, PayLog, PayType, PayUrl,
-    Payer, Refund, RefundArgs, RefusalReason, WechatRecord,
+    CloseAtWechat, NotifyReply, NotifyRequest, OpenedNotify, PayType, Payer, RefusalReason,
 };
-use crate::pay::{Pay, PayElement};
+use crate::pay::PayElement;
 use crate::settings::PaysSettings;
 
 mod calls;
@@ -41,7 +39,7 @@ pub use config::{
 /// The fullName of the official Type.
 pub const WECHAT_PAY_V3_TYPE: &str = "pays.WechatPayV3Type";
 
-/// A WeChat Pay API v3 merchant as a [`Pay`].
+/// A WeChat Pay API v3 merchant as a [`Pay`](crate::Pay).
 pub struct WechatPayV3 {
     full_name: String,
     config: WechatPayV3Config,
@@ -259,22 +257,9 @@ impl Gateway for WechatPayV3 {
     }
 }
 
-#[async_trait]
-impl Pay for WechatPayV3 {
-    fn full_name(&self) -> &str {
-        &self.full_name
-    }
-
+gateway::impl_pay_through_gateway!(WechatPayV3 {
     fn config(&self) -> Value {
         self.masked_config.clone()
-    }
-
-    fn app_id(&self) -> &str {
-        &self.config.app_id
-    }
-
-    fn mch_id(&self) -> &str {
-        &self.config.mch_id
     }
 
     /// Empty: a V3 merchant has no V2 API key (its APIv3 key never leaves the element).
@@ -282,50 +267,8 @@ impl Pay for WechatPayV3 {
         Secret::new(String::new())
     }
 
-    fn api_version(&self) -> ApiVersion {
-        ApiVersion::V3
-    }
-
-    async fn create(
-        &self,
-        subject: &str,
-        amount: Fen,
-        order_id: Option<String>,
-    ) -> Result<PayLog, PayError> {
-        gateway::orders::create_order(self, subject, amount, order_id).await
-    }
-
-    async fn get_pay_url(
-        &self,
-        order_id: &str,
-        pay_type: PayType,
-        payer: &Payer,
-    ) -> Result<PayUrl, PayError> {
-        gateway::pay_url::pay_url(self, order_id, pay_type, payer).await
-    }
-
-    async fn get_order(&self, order_id: &str) -> Result<PayLog, PayError> {
-        Ok(gateway::orders::owned_order(self, order_id).await?.into())
-    }
-
     fn get_notify_url(&self) -> String {
         self.notify_url.clone()
-    }
-
-    async fn check(&self, order_id: &str) -> Result<PayLog, PayError> {
-        gateway::orders::check_order(self, order_id).await
-    }
-
-    async fn check_third(&self, pay_log: &PayLog) -> Result<Option<WechatRecord>, PayError> {
-        gateway::orders::check_at_wechat(self, pay_log).await
-    }
-
-    async fn cancel(&self, order_id: &str) -> Result<CancelResult, PayError> {
-        gateway::orders::cancel_order(self, order_id).await
-    }
-
-    async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
-        gateway::orders::close_at_wechat(self, order_id).await
     }
 
     /// A bare body cannot be a V3 notify (its signature is in the request's headers): a
@@ -341,23 +284,7 @@ impl Pay for WechatPayV3 {
         )
     }
 
-    async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
-        crate::reconciler::reconcile_order(self, &self.store, order_id).await
-    }
-
-    async fn refund(&self, request: RefundArgs) -> Result<Refund, PayError> {
-        gateway::refunds::refund_order(self, request).await
-    }
-
-    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
-        gateway::refunds::query_refund(self, refund_id).await
-    }
-
-    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
-        gateway::refunds::refunds_of(self, order_id).await
-    }
-
-    /// As [`Pay::notify`]: a V3 refund notify needs its headers.
+    /// As `notify`: a V3 refund notify needs its headers.
     async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
         self.notify(body).await
     }
@@ -377,7 +304,7 @@ impl Pay for WechatPayV3 {
     async fn refund_notify_opened(&self, opened: OpenedNotify) -> NotifyReply {
         self.handle_refund(opened).await
     }
-}
+});
 
 /// The loader registered for `pays.WechatPayV3Type`: builds each instance as a
 /// [`PayElement`] over a [`WechatPayV3`].

@@ -15,14 +15,12 @@ use serde_json::{Value, json};
 use test_support::v3_keys::{
     API_V3_KEY, MERCHANT_KEY_PEM, MERCHANT_KEY_PKCS1_PEM, MERCHANT_SERIAL_NO,
     PLATFORM_CERTIFICATE_PEM, PLATFORM_KEY_PEM, STRANGER_KEY_PEM, WECHATPAY_PUBLIC_KEY_ID,
-    WECHATPAY_PUBLIC_KEY_PEM, WECHATPAY_PUBLIC_KEY_PRIVATE_PEM,
+    WECHATPAY_PUBLIC_KEY_PEM, WECHATPAY_PUBLIC_KEY_PRIVATE_PEM, sealed_payment, signer,
+    wechat_signer,
 };
 use wechatpay_sim::{MerchantConfig, MerchantV3Config, SimConfig, SimV3Config, V3Mode};
 use wechatpay_v2::Fen;
-use wechatpay_v3::{
-    ApiV3Key, EncryptedResource, EventType, MerchantPrivateKey, PlatformPrivateKey, PlatformSigner,
-    SignedHeaders,
-};
+use wechatpay_v3::{MerchantPrivateKey, PlatformSigner, SignedHeaders};
 
 use crate::support;
 use crate::support::shop::{self, Shop, ShopOptions};
@@ -322,56 +320,22 @@ async fn v3_pay_urls_for_each_trade_type_and_a_cancel() {
     assert_eq!(record.trade_type.as_deref(), Some("MWEB"));
 }
 
-/// Signs and seals V3 notifies as WeChat (the configured WeChat Pay public key) or as a
-/// forger.
-struct Forge {
-    key: ApiV3Key,
+/// The sealed payment notify of `order_id` for `total` fen of `mchid`.
+fn sealed(order_id: &str, total: i64, mchid: &str, transaction_id: &str) -> String {
+    sealed_payment(
+        V3_APP_ID,
+        mchid,
+        order_id,
+        total,
+        transaction_id,
+        "transaction",
+    )
+    .to_string()
 }
 
-impl Forge {
-    fn new() -> Self {
-        Forge {
-            key: ApiV3Key::new(API_V3_KEY).unwrap(),
-        }
-    }
-
-    fn wechat() -> PlatformSigner {
-        PlatformSigner::new(
-            WECHATPAY_PUBLIC_KEY_ID,
-            PlatformPrivateKey::from_pem(WECHATPAY_PUBLIC_KEY_PRIVATE_PEM).unwrap(),
-        )
-    }
-
-    /// A paid transaction of `order_id` for `total` fen of `mchid`.
-    fn transaction(order_id: &str, total: i64, mchid: &str, transaction_id: &str) -> Value {
-        json!({
-            "appid": V3_APP_ID, "mchid": mchid, "out_trade_no": order_id,
-            "transaction_id": transaction_id, "trade_type": "NATIVE",
-            "trade_state": "SUCCESS", "trade_state_desc": "支付成功", "bank_type": "OTHERS",
-            "success_time": wechatpay_v3::time::rfc3339_beijing(chrono::Utc::now()),
-            "amount": {"total": total, "payer_total": total, "currency": "CNY", "payer_currency": "CNY"}
-        })
-    }
-
-    /// The envelope of `transaction`, encrypted under the APIv3 key with `aad`.
-    fn envelope(&self, transaction: &Value, aad: &str) -> Value {
-        let resource = EncryptedResource::encrypt(
-            &self.key,
-            Some("transaction"),
-            aad,
-            transaction.to_string().as_bytes(),
-        );
-        json!({
-            "id": "EV-2026120100001", "create_time": wechatpay_v3::time::rfc3339_beijing(chrono::Utc::now()),
-            "event_type": EventType::TransactionSuccess.as_str(), "resource_type": "encrypt-resource",
-            "resource": resource, "summary": "支付成功",
-        })
-    }
-
-    /// `body` signed by `signer`, as a request.
-    fn signed(signer: &PlatformSigner, body: &str) -> NotifyRequest {
-        request(&signer.sign(body.as_bytes()).unwrap(), body)
-    }
+/// `body` signed by `signer`, as a request.
+fn signed(signer: &PlatformSigner, body: &str) -> NotifyRequest {
+    request(&signer.sign(body.as_bytes()).unwrap(), body)
 }
 
 fn request(headers: &SignedHeaders, body: &str) -> NotifyRequest {
@@ -395,37 +359,28 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
         pay.get_pay_url(&order.order_id, PayType::Native, &Payer::default())
             .await
             .unwrap();
-        let forge = Forge::new();
         let genuine = |total: i64, mchid: &str| {
-            forge
-                .envelope(
-                    &Forge::transaction(
-                        &order.order_id,
-                        total,
-                        mchid,
-                        "4200000000202612010000000001",
-                    ),
-                    "transaction",
-                )
-                .to_string()
+            sealed(
+                &order.order_id,
+                total,
+                mchid,
+                "4200000000202612010000000001",
+            )
         };
-        let stranger = PlatformSigner::new(
-            WECHATPAY_PUBLIC_KEY_ID,
-            PlatformPrivateKey::from_pem(STRANGER_KEY_PEM).unwrap(),
-        );
-        let unknown_serial = PlatformSigner::new(
+        let stranger = signer(WECHATPAY_PUBLIC_KEY_ID, STRANGER_KEY_PEM);
+        let unknown_serial = signer(
             "PUB_KEY_ID_0000000000000000000000000000000000",
-            PlatformPrivateKey::from_pem(WECHATPAY_PUBLIC_KEY_PRIVATE_PEM).unwrap(),
+            WECHATPAY_PUBLIC_KEY_PRIVATE_PEM,
         );
         let body = genuine(500, V3_MCH_ID);
-        let stale = Forge::wechat()
+        let stale = wechat_signer()
             .sign_at(
                 body.as_bytes(),
                 &(chrono::Utc::now().timestamp() - 600).to_string(),
                 "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
             )
             .unwrap();
-        let mut probe = Forge::wechat().sign(body.as_bytes()).unwrap();
+        let mut probe = wechat_signer().sign(body.as_bytes()).unwrap();
         probe.signature = format!("WECHATPAY/SIGNTEST/{}", probe.signature);
         let mut envelope: Value = serde_json::from_str(&body).unwrap();
         let ciphertext = envelope["resource"]["ciphertext"]
@@ -446,12 +401,12 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
         let cases: Vec<(&str, NotifyRequest, RefusalReason)> = vec![
             (
                 "forged signature",
-                Forge::signed(&stranger, &body),
+                signed(&stranger, &body),
                 RefusalReason::BadSignature,
             ),
             (
                 "unknown serial",
-                Forge::signed(&unknown_serial, &body),
+                signed(&unknown_serial, &body),
                 RefusalReason::BadSignature,
             ),
             (
@@ -466,30 +421,30 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
             ),
             (
                 "tampered ciphertext",
-                Forge::signed(&Forge::wechat(), &tampered_ciphertext),
+                signed(&wechat_signer(), &tampered_ciphertext),
                 RefusalReason::BadSignature,
             ),
             (
                 "tampered associated data",
-                Forge::signed(&Forge::wechat(), &tampered_aad),
+                signed(&wechat_signer(), &tampered_aad),
                 RefusalReason::BadSignature,
             ),
             (
                 "body changed after signing",
                 request(
-                    &Forge::wechat().sign(body.as_bytes()).unwrap(),
+                    &wechat_signer().sign(body.as_bytes()).unwrap(),
                     &genuine(1, V3_MCH_ID),
                 ),
                 RefusalReason::BadSignature,
             ),
             (
                 "wrong amount",
-                Forge::signed(&Forge::wechat(), &genuine(1, V3_MCH_ID)),
+                signed(&wechat_signer(), &genuine(1, V3_MCH_ID)),
                 RefusalReason::AmountMismatch,
             ),
             (
                 "wrong merchant",
-                Forge::signed(&Forge::wechat(), &genuine(500, "1900000999")),
+                signed(&wechat_signer(), &genuine(500, "1900000999")),
                 RefusalReason::WrongMerchant,
             ),
             (
@@ -526,7 +481,7 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
         assert!(shop.events_for(&order.order_id).await.is_empty(), "{label}");
 
         // A storm of the genuine notify: one transition, one event, every copy acknowledged.
-        let genuine = Forge::signed(&Forge::wechat(), &body);
+        let genuine = signed(&wechat_signer(), &body);
         let replies = futures::future::join_all(
             (0..24).map(|_| shop.svc.wechat_notify_v3_from(&genuine, None)),
         )
@@ -555,21 +510,15 @@ async fn hostile_v3_notifies_are_refused_and_change_nothing() {
 async fn each_api_notify_reaches_only_its_own_orders() {
     let shop = shop::start(support::sqlite().await, options(Trust::PublicKey)).await;
     let v2_order = shop.pay.create("V2", Fen::new(300), None).await.unwrap();
-    let forge = Forge::new();
-    let body = forge
-        .envelope(
-            &Forge::transaction(
-                &v2_order.order_id,
-                300,
-                V3_MCH_ID,
-                "4200000000202612010000000002",
-            ),
-            "transaction",
-        )
-        .to_string();
+    let body = sealed(
+        &v2_order.order_id,
+        300,
+        V3_MCH_ID,
+        "4200000000202612010000000002",
+    );
     let reply = shop
         .svc
-        .wechat_notify_v3_from(&Forge::signed(&Forge::wechat(), &body), None)
+        .wechat_notify_v3_from(&signed(&wechat_signer(), &body), None)
         .await;
     assert!(
         matches!(reply.outcome(), NotifyOutcome::Rejected { .. }),
