@@ -15,7 +15,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use jit_pays::bills::{Mismatch, ReconcileDay, Side, download_bills, reconcile_days};
-use jit_pays::{PAY_SVC, PaysSettings};
 use jit_runtime::{App, LoadErrors, log_safe};
 use serde_json::json;
 
@@ -23,7 +22,7 @@ use crate::cli::{BillsAction, BillsArgs, BillsDownloadArgs, ReconcileArgs};
 use crate::error::HostError;
 use crate::host::Host;
 use crate::official::config::{GatewayTarget, PaysConfig};
-use crate::server::routes::{api_base, function_url};
+use crate::server::routes::api_base;
 use crate::simulator_file::SimulatorFile;
 
 /// The exit code of `jit reconcile` when mismatches remain (1 is a failure to reconcile).
@@ -73,17 +72,50 @@ async fn open_app(host: &Host, app_dir: &Path) -> Result<App, HostError> {
         .clone()
         .unwrap_or_else(|| format!("http://{}", config.listen));
     let api = api_base(&public_base_url, &settings.org, &settings.name);
-    let mut pays_settings = PaysSettings::new(
-        public_base_url,
-        function_url(&api, PAY_SVC, "wechatNotify"),
-        gateway,
-    );
-    pays_settings.reconciler = pays.reconciler.clone();
+    let mut pays_settings =
+        crate::official::pays_settings(&public_base_url, &api, gateway.clone(), &pays);
+    if pays.gateway == Some(GatewayTarget::Simulator) {
+        // The running shop's simulator is WeChat: V3 instances trust its keys, as in
+        // `jit serve`.
+        if let Some(keys) = simulator_v3_keys(&gateway, &definitions).await? {
+            pays_settings = pays_settings.with_simulator(std::sync::Arc::new(
+                crate::official::ReadSimulatorKeys(keys),
+            ));
+        }
+    }
     let builder = host.app_builder(app_dir, |builder| {
         jit_pays::register(builder, store, pays_settings)
     });
     let builder = jit_plugin_host::add_plugin_loaders(builder, plugins).definitions(definitions);
     Host::build_app(builder).await
+}
+
+/// WeChat Pay's V3 keys of the simulator at `url`, read through one of the app's V3
+/// merchants; `None` when the app has none.
+async fn simulator_v3_keys(
+    url: &str,
+    definitions: &jit_runtime::Definitions,
+) -> Result<Option<jit_pays::SimulatorV3Keys>, HostError> {
+    let Some((_, config)) = jit_pays::v3_merchant_settings(definitions)?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let remote = wechatpay_sim::RemoteSim::new(url);
+    let unreachable =
+        |err| HostError::command_caused("cannot read the simulator's WeChat Pay V3 keys", err);
+    let material = remote
+        .v3_material(&config.mch_id)
+        .await
+        .map_err(unreachable)?;
+    let mode = remote.v3_mode().await.map_err(unreachable)?;
+    Ok(Some(crate::official::simulator_v3_keys(
+        material.wechatpay_public_key_id,
+        material.wechatpay_public_key_pem,
+        material.platform_certificate_pem,
+        mode,
+    )))
 }
 
 async fn download(host: &Host, args: BillsDownloadArgs) -> Result<ExitCode, HostError> {

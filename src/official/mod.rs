@@ -26,6 +26,78 @@ const WECHAT_NOTIFY: &str = "wechatNotify";
 /// The function of [`PAY_SVC`] WeChat's refund notifies are posted to.
 const WECHAT_REFUND_NOTIFY: &str = "wechatRefundNotify";
 
+/// The function of [`PAY_SVC`] WeChat's V3 payment notifies are posted to.
+const WECHAT_NOTIFY_V3: &str = "wechatNotifyV3";
+
+/// The function of [`PAY_SVC`] WeChat's V3 refund notifies are posted to.
+const WECHAT_REFUND_NOTIFY_V3: &str = "wechatRefundNotifyV3";
+
+/// The in-process simulator's own WeChat Pay V3 keys, as the family reads them: while the
+/// simulator is the gateway it *is* WeChat, so V3 instances verify with these.
+#[derive(Debug)]
+struct SimulatorKeys(wechatpay_sim::WechatV3KeysReader);
+
+impl jit_pays::SimulatedWechat for SimulatorKeys {
+    fn wechat_v3_keys(&self) -> Result<jit_pays::SimulatorV3Keys, String> {
+        let keys = self.0.read().map_err(|error| error.to_string())?;
+        Ok(simulator_v3_keys(
+            keys.public_key_id,
+            keys.public_key_pem,
+            keys.platform_certificate_pem,
+            keys.mode,
+        ))
+    }
+}
+
+/// A simulator's WeChat Pay V3 keys (public halves), as the family takes them.
+pub(crate) fn simulator_v3_keys(
+    public_key_id: String,
+    public_key_pem: String,
+    platform_certificate_pem: String,
+    mode: wechatpay_sim::V3Mode,
+) -> jit_pays::SimulatorV3Keys {
+    jit_pays::SimulatorV3Keys {
+        public_key_id,
+        public_key_pem,
+        platform_certificate_pem,
+        signs_with_certificate: mode != wechatpay_sim::V3Mode::PublicKey,
+    }
+}
+
+/// A simulator's WeChat Pay V3 keys read once (from a simulator in another process).
+#[derive(Debug)]
+pub(crate) struct ReadSimulatorKeys(pub(crate) jit_pays::SimulatorV3Keys);
+
+impl jit_pays::SimulatedWechat for ReadSimulatorKeys {
+    fn wechat_v3_keys(&self) -> Result<jit_pays::SimulatorV3Keys, String> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The family's settings for an app whose API is at `api_base` (under `public_base_url`)
+/// and whose gateway is `gateway_base_url`: the notify URLs of the host's own routes (V2
+/// and V3, payments and refunds), and `config`'s reconciler timings. The one maker of them,
+/// for `jit serve` and the commands that build the app as it does.
+pub(crate) fn pays_settings(
+    public_base_url: &str,
+    api_base: &str,
+    gateway_base_url: String,
+    config: &PaysConfig,
+) -> PaysSettings {
+    let mut settings = PaysSettings::new(
+        public_base_url,
+        function_url(api_base, PAY_SVC, WECHAT_NOTIFY),
+        gateway_base_url,
+    )
+    .with_refund_notify_url(function_url(api_base, PAY_SVC, WECHAT_REFUND_NOTIFY))
+    .with_v3_notify_urls(
+        function_url(api_base, PAY_SVC, WECHAT_NOTIFY_V3),
+        function_url(api_base, PAY_SVC, WECHAT_REFUND_NOTIFY_V3),
+    );
+    settings.reconciler = config.reconciler.clone();
+    settings
+}
+
 /// Adds the official families' definitions and loaders, no service: what `jit check` needs
 /// to tell which instances this host can build, without a database.
 pub(crate) fn loaders(builder: AppBuilder) -> AppBuilder {
@@ -52,6 +124,7 @@ impl Official {
         // What `jit check` reports stops the start: no payer meets a merchant that WeChat
         // would refuse on every call. Resolved (and certificate files read) once, here.
         let merchant_settings = jit_pays::merchant_settings(definitions)?;
+        let v3_merchant_settings = jit_pays::v3_merchant_settings(definitions)?;
         let (gateway_base_url, simulator) = match &config.gateway {
             // The start-up rules refuse this before anything starts; never a default.
             None => {
@@ -62,7 +135,7 @@ impl Official {
             }
             Some(GatewayTarget::Remote(url)) => (url.clone(), None),
             Some(GatewayTarget::Simulator) => {
-                let merchants = merchants_of(merchant_settings);
+                let merchants = merchants_of(merchant_settings, v3_merchant_settings);
                 let sim_config = SimConfig::default()
                     .with_merchants(merchants)
                     // Notify retries a hundred times faster than WeChat's: a demo shop
@@ -83,11 +156,14 @@ impl Official {
                 return Err(err);
             }
         };
-        // The host owns its routes: the family is handed the URL WeChat notifies.
-        let notify_url = function_url(api_base, PAY_SVC, WECHAT_NOTIFY);
-        let mut settings = PaysSettings::new(public_base_url, notify_url, gateway_base_url.clone())
-            .with_refund_notify_url(function_url(api_base, PAY_SVC, WECHAT_REFUND_NOTIFY));
-        settings.reconciler = config.reconciler.clone();
+        // The host owns its routes: the family is handed the URLs WeChat notifies.
+        let mut settings =
+            pays_settings(public_base_url, api_base, gateway_base_url.clone(), config);
+        if let Some(simulator) = &simulator {
+            // The simulator is WeChat here: V3 instances trust its keys, not configured
+            // ones (said in the start banner). A real gateway never gets this.
+            settings = settings.with_simulator(Arc::new(SimulatorKeys(simulator.wechat_v3_keys())));
+        }
         Ok(Self {
             gateway_base_url,
             simulator,
@@ -160,6 +236,12 @@ impl Official {
                     ),
                 ),
                 ("simulator".to_owned(), simulator.base_url()),
+                (
+                    "wechat pay v3".to_owned(),
+                    "V3 instances verify the simulator's own WeChat Pay keys (it is their \
+                     gateway), not configured ones"
+                        .to_owned(),
+                ),
             ],
             None => vec![("gateway".to_owned(), self.gateway_base_url.clone())],
         }
@@ -209,11 +291,14 @@ impl Official {
         let Some(simulator) = &self.simulator else {
             return Ok(Vec::new());
         };
-        let settings = jit_pays::merchant_settings(definitions)
-            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let unusable = |errors: jit_runtime::LoadErrors| {
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let settings = jit_pays::merchant_settings(definitions).map_err(unusable)?;
+        let v3_settings = jit_pays::v3_merchant_settings(definitions).map_err(unusable)?;
         let mut learned = Vec::new();
         let mut problems = Vec::new();
-        for merchant in merchants_of(settings) {
+        for merchant in merchants_of(settings, v3_settings) {
             let mch_id = merchant.mch_id.clone();
             match simulator.learn_merchant(merchant) {
                 Ok(wechatpay_sim::LearnedMerchant::Added) => {
@@ -269,27 +354,59 @@ pub(crate) async fn open_store(config: &PaysConfig) -> Result<PayStore, HostErro
     }
 }
 
-/// The merchants of every WechatPayType instance, for the in-process simulator: exactly
-/// the settings each element signs with (`jit_pays::merchant_settings`, the family's one
-/// resolver), so the simulator accepts what the shop sends. Instances of one merchant
-/// (same mchId, one key) with other appIds add those appIds to it.
-fn merchants_of(settings: Vec<(String, jit_pays::WechatPayConfig)>) -> Vec<MerchantConfig> {
-    let mut merchants: Vec<MerchantConfig> = Vec::new();
-    for (_, config) in settings {
-        if let Some(known) = merchants
-            .iter_mut()
-            .find(|known| known.mch_id == config.mch_id)
-        {
-            if !known.owns_appid(&config.app_id) {
-                known.extra_appids.push(config.app_id);
+/// The merchants of every pay instance, V2 and V3, for the in-process simulator: exactly
+/// the settings each element signs with (`jit_pays::merchant_settings` and
+/// `jit_pays::v3_merchant_settings`, the family's resolvers), so the simulator accepts what
+/// the shop sends. Instances of one merchant (same mchId, one key) with other appIds add
+/// those appIds to it; a V3 instance gives its merchant the V3 side (APIv3 key, certificate
+/// serial, the public key of its private key). A merchant only V3 instances name has no V2
+/// key: its V2 side is keyed with its APIv3 key, which nothing signs V2 calls with.
+fn merchants_of(
+    settings: Vec<(String, jit_pays::WechatPayConfig)>,
+    v3_settings: Vec<(String, jit_pays::WechatPayV3Config)>,
+) -> Vec<MerchantConfig> {
+    // The merchant of `mch_id`, known or added keyed with `key`, owning `app_id`.
+    fn merchant<'a>(
+        merchants: &'a mut Vec<MerchantConfig>,
+        app_id: &str,
+        mch_id: &str,
+        key: &str,
+    ) -> &'a mut MerchantConfig {
+        let index = match merchants.iter().position(|known| known.mch_id == mch_id) {
+            Some(index) => index,
+            None => {
+                merchants.push(MerchantConfig::new(app_id, mch_id, key));
+                merchants.len() - 1
             }
-            continue;
+        };
+        let known = &mut merchants[index];
+        if !known.owns_appid(app_id) {
+            known.extra_appids.push(app_id.to_owned());
         }
-        merchants.push(MerchantConfig::new(
-            config.app_id,
-            config.mch_id,
+        known
+    }
+    let mut merchants: Vec<MerchantConfig> = Vec::new();
+    for (_, config) in &settings {
+        merchant(
+            &mut merchants,
+            &config.app_id,
+            &config.mch_id,
             config.api_key.expose_secret(),
-        ));
+        );
+    }
+    for (_, config) in &v3_settings {
+        let api_v3_key = String::from_utf8_lossy(config.api_v3_key.expose_secret()).into_owned();
+        let merchant = merchant(&mut merchants, &config.app_id, &config.mch_id, &api_v3_key);
+        // Instances of one merchant share its V3 side (`v3_merchant_settings` checks it).
+        if merchant.v3.is_none()
+            && let Ok(public_key_pem) = config.merchant_public_key().to_pem()
+        {
+            merchant.v3 = Some(wechatpay_sim::MerchantV3Config {
+                api_v3_key,
+                merchant_serial_no: config.merchant_serial_no.clone(),
+                merchant_public_key_pem: public_key_pem,
+            });
+        }
     }
     merchants
 }

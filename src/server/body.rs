@@ -1,40 +1,81 @@
-//! Request and answer bodies of element functions: how a function takes its request
-//! ([`BodyFormat`]), reading a body within its limit, a JSON body's arguments, an XML answer.
+//! Request and answer bodies of element functions, by the declaration's `bodyFormat`:
+//! reading a body within its limit, a JSON body's arguments, the request of an `http`
+//! function and its answer, an XML answer.
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value};
+use jit_runtime::FunctionDecl;
+use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 
-/// How a function takes its request and gives its answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BodyFormat {
-    /// A JSON object of arguments in, the JSON result out.
-    Json,
-    /// The raw body as the function's single argument, its string result answered as
-    /// `application/xml` (WeChat's callbacks).
-    Xml,
+/// For the raw formats (`bodyFormat: xml` or `http`): the argument that receives the
+/// request, the declaration's one argument (the runtime refuses any other count).
+pub(crate) fn body_argument(function: &FunctionDecl) -> Option<&str> {
+    if !function.body_format.takes_raw_request() {
+        return None;
+    }
+    function.args.first().map(|arg| arg.name.as_str())
 }
 
-impl BodyFormat {
-    /// How `function` takes its request: `"bodyFormat": "xml"` in its declaration, JSON
-    /// otherwise.
-    pub(crate) fn of(function: &jit_runtime::FunctionDecl) -> Self {
-        match function.extra.get("bodyFormat").and_then(Value::as_str) {
-            Some("xml") => BodyFormat::Xml,
-            _ => BodyFormat::Json,
-        }
-    }
+/// Request headers a function never sees through `bodyFormat: http`: the caller's
+/// credentials are the host's business, not the callback's.
+const WITHHELD_HEADERS: [header::HeaderName; 3] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::PROXY_AUTHORIZATION,
+];
 
-    /// For [`BodyFormat::Xml`]: the argument that receives the raw body (the first one).
-    pub(crate) fn body_argument(self, function: &jit_runtime::FunctionDecl) -> Option<&str> {
-        match self {
-            BodyFormat::Xml => function.args.first().map(|arg| arg.name.as_str()),
-            BodyFormat::Json => None,
+/// The argument of a `bodyFormat: http` function: `{"method", "headers", "body"}`, header
+/// names lower-case (as `HeaderMap` keeps them), a repeated header's values joined by
+/// `, ` (RFC 9110's list form), the body as text.
+pub(crate) fn http_request_argument(
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let body = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("BAD_REQUEST", "the request body is not UTF-8"))?;
+    let mut fields: Map<String, Value> = Map::new();
+    for name in headers.keys() {
+        if WITHHELD_HEADERS.contains(name) {
+            continue;
+        }
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect();
+        if !values.is_empty() {
+            fields.insert(name.as_str().to_owned(), Value::String(values.join(", ")));
         }
     }
+    Ok(json!({
+        "method": method.as_str(),
+        "headers": fields,
+        "body": body,
+    }))
+}
+
+/// The answer of a `bodyFormat: http` function, from its result `{"status", "body"}`:
+/// that status, and the body as JSON (`null` or absent: no body). `None` when the result
+/// is not of that shape; the caller logs and answers 500.
+pub(crate) fn http_response(result: &Value) -> Option<Response> {
+    let object = result.as_object()?;
+    if object.keys().any(|key| key != "status" && key != "body") {
+        return None;
+    }
+    let status = object
+        .get("status")?
+        .as_u64()
+        .and_then(|code| u16::try_from(code).ok())
+        .filter(|code| (200..=599).contains(code))
+        .and_then(|code| StatusCode::from_u16(code).ok())?;
+    Some(match object.get("body") {
+        None | Some(Value::Null) => status.into_response(),
+        Some(body) => (status, axum::Json(body)).into_response(),
+    })
 }
 
 /// Reads at most `limit` bytes of body; more is a 413 naming the limit.

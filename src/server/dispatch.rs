@@ -10,7 +10,12 @@ use axum::response::{IntoResponse, Response};
 use jit_runtime::log_safe;
 use serde_json::Value;
 
-use super::body::{BodyFormat, json_arguments, read_body, xml_response};
+use axum::http::Method;
+use jit_runtime::BodyFormat;
+
+use super::body::{
+    body_argument, http_request_argument, http_response, json_arguments, read_body, xml_response,
+};
 use super::error::ApiError;
 use super::state::ServerState;
 
@@ -22,7 +27,7 @@ pub(crate) struct Route {
     pub(crate) function: String,
     pub(crate) login_required: bool,
     pub(crate) format: BodyFormat,
-    /// For XML functions: the argument that receives the raw body.
+    /// For the raw formats (XML, HTTP): the argument that receives the request.
     pub(crate) body_argument: Option<String>,
 }
 
@@ -84,8 +89,8 @@ pub(crate) fn resolve_route(
         return Err(ApiError::not_found("NOT_FOUND", refusal));
     }
     let declaration = jit_runtime::declared_function(chain, function)?;
-    let format = BodyFormat::of(declaration);
-    let body_argument = format.body_argument(declaration).map(str::to_owned);
+    let format = declaration.body_format;
+    let body_argument = body_argument(declaration).map(str::to_owned);
     Ok(Route {
         app: app.clone(),
         full_name,
@@ -100,6 +105,7 @@ pub(crate) fn resolve_route(
 pub(crate) async fn invoke(
     state: &ServerState,
     route: Route,
+    method: &Method,
     headers: &HeaderMap,
     body: Body,
     request_id: &str,
@@ -108,9 +114,11 @@ pub(crate) async fn invoke(
     if route.login_required {
         state.config.tokens.authorize(headers)?;
     }
-    let (limit, format) = match route.format {
-        BodyFormat::Json => (state.config.json_body_limit, BodyFormat::Json),
-        BodyFormat::Xml => (state.config.xml_body_limit, BodyFormat::Xml),
+    let format = route.format;
+    let limit = match format {
+        // An `http` callback's body is JSON text (WeChat Pay V3's are): JSON's cap.
+        BodyFormat::Json | BodyFormat::Http => state.config.json_body_limit,
+        BodyFormat::Xml => state.config.xml_body_limit,
     };
     let bytes = read_body(body, limit).await?;
     let arguments = match format {
@@ -119,12 +127,9 @@ pub(crate) async fn invoke(
             let text = std::str::from_utf8(&bytes).map_err(|_| {
                 ApiError::bad_request("BAD_REQUEST", "the request body is not UTF-8")
             })?;
-            let mut arguments = serde_json::Map::new();
-            if let Some(name) = &route.body_argument {
-                arguments.insert(name.clone(), Value::String(text.to_owned()));
-            }
-            arguments
+            raw_argument(&route, Value::String(text.to_owned()))
         }
+        BodyFormat::Http => raw_argument(&route, http_request_argument(method, headers, &bytes)?),
     };
     let context = jit_runtime::CallContext {
         request_id: Some(request_id.to_owned()),
@@ -158,5 +163,25 @@ pub(crate) async fn invoke(
                 return Err(ApiError::internal("the function returned no XML"));
             }
         },
+        BodyFormat::Http => match http_response(&result) {
+            Some(response) => response,
+            None => {
+                tracing::error!(
+                    element = %log_safe(&route.full_name),
+                    function = %log_safe(&route.function),
+                    "HTTP function returned something other than {{\"status\": 200..=599, \"body\": …}}"
+                );
+                return Err(ApiError::internal("the function returned no HTTP answer"));
+            }
+        },
     })
+}
+
+/// The arguments of a raw-format call: the request under the declaration's one argument.
+fn raw_argument(route: &Route, request: Value) -> serde_json::Map<String, Value> {
+    let mut arguments = serde_json::Map::new();
+    if let Some(name) = &route.body_argument {
+        arguments.insert(name.clone(), request);
+    }
+    arguments
 }

@@ -14,10 +14,9 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use jit_runtime::log_safe;
+use jit_runtime::{BodyFormat, log_safe};
 use serde_json::Value;
 
-use super::body::BodyFormat;
 use super::error::ApiError;
 use super::request_id::RequestId;
 use super::state::ServerState;
@@ -80,13 +79,20 @@ pub(crate) async fn call_function(
         Err(error) => error.into_response(),
         Ok(route) => {
             let format = route.format;
-            let outcome =
-                super::dispatch::invoke(&state, route, &parts.headers, body, &request_id, peer)
-                    .await;
+            let outcome = super::dispatch::invoke(
+                &state,
+                route,
+                &parts.method,
+                &parts.headers,
+                body,
+                &request_id,
+                peer,
+            )
+            .await;
             match (outcome, format) {
                 (Ok(response), _) => response,
                 (Err(error), BodyFormat::Xml) => error.into_xml_response(),
-                (Err(error), BodyFormat::Json) => error.into_response(),
+                (Err(error), BodyFormat::Json | BodyFormat::Http) => error.into_response(),
             }
         }
     }

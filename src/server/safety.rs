@@ -18,6 +18,10 @@
 //!   notifies) is set and is not a loopback one.
 //! - An app with `loginRequired` functions has at least one bearer token, and with a real
 //!   gateway none of them is a token published in this repository's example apps.
+//! - With a gateway that is not the simulator, every WeChat Pay V3 instance says how it
+//!   verifies WeChat (the WeChat Pay public key, platform certificates, or both), and none
+//!   signs with the example app's published demo key (`jit_pays::live_gateway_problems`):
+//!   only the simulator, whose keys its instances trust, needs neither.
 
 use std::path::Path;
 
@@ -129,6 +133,17 @@ pub fn problems(
                 ),
             )),
             Some(_) => {}
+        }
+    }
+
+    // V3 instances verify a real WeChat with their own keys, and sign with their own.
+    if let Some(GatewayTarget::Remote(_)) = &pays.gateway {
+        for error in jit_pays::live_gateway_problems(definitions) {
+            problems.push(ConfigError::Invalid {
+                file: error.file.display().to_string(),
+                key: error.json_path.unwrap_or_default(),
+                message: error.message,
+            });
         }
     }
 

@@ -110,7 +110,7 @@ fn check_ls_and_show_on_a_sound_app() {
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(stdout.starts_with("ok: app demo/shop"), "{stdout}");
     assert!(
-        stdout.contains("7 elements (3 instances) in 2 layers (framework < shop)"),
+        stdout.contains("9 elements (4 instances) in 2 layers (framework < shop)"),
         "{stdout}"
     );
 

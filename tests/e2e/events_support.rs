@@ -12,7 +12,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Sta
 use serde_json::{Value, json};
 use wechatpay_v2::{ApiKey, Params, SignType};
 
-use crate::util::{SHOP_APPID, SHOP_KEY, SHOP_MCH_ID, example_app, json_reply};
+use crate::util::{SHOP_APPID, SHOP_KEY, SHOP_MCH_ID, example_app, json_reply, v3_instance_live};
 
 /// The shop's bearer token in these tests: not a published one, so a gateway that is not
 /// the in-process simulator accepts it.
@@ -82,6 +82,10 @@ pub struct ShopConfig<'a> {
 /// The example shop in a temporary folder, its app.toml configured by `config`.
 pub fn shop_app(config: &ShopConfig<'_>) -> tempfile::TempDir {
     let dir = example_app();
+    if config.gateway.is_some() {
+        // Not the simulator: the V3 instance needs its own keys, as the V2 one its token.
+        v3_instance_live(dir.path());
+    }
     write_app_toml(dir.path(), config);
     dir
 }

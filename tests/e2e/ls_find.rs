@@ -64,7 +64,7 @@ fn ls_labels_a_type_without_instances_as_a_type() {
     let output = jit(&["check", "--app", shop.path().to_str().unwrap()]);
     assert!(output.status.success(), "{}", stdout(&output));
     assert!(
-        stdout(&output).contains("(3 instances)"),
+        stdout(&output).contains("(4 instances)"),
         "{}",
         stdout(&output)
     );

@@ -223,6 +223,81 @@ async fn the_cli_pays_through_the_shop() {
     );
 }
 
+/// The README's quick start, V3 variant: the same commands with `"element":
+/// "pays.myWechatPayV3"`, the in-process simulator playing WeChat Pay API v3 (its notifies
+/// signed with its own keys, which the instance trusts while it is the gateway).
+#[tokio::test]
+async fn the_quick_start_works_with_the_v3_instance() {
+    let shop = ShopServer::start().await;
+    let app_dir = shop._dir.path().to_owned();
+    let order = shop
+        .pay_svc(
+            "create",
+            json!({"subject": "Product Purchase", "amount": 99.99, "element": "pays.myWechatPayV3"}),
+        )
+        .await;
+    assert_eq!(order["element"], "pays.myWechatPayV3", "{order}");
+    assert_eq!(order["amountFen"], 9999, "{order}");
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    let url = shop
+        .pay_svc("getPayUrl", json!({"orderId": order_id}))
+        .await;
+    assert!(
+        url["payUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("weixin://wxpay/bizpayurl"),
+        "{url}"
+    );
+    let dir = app_dir.clone();
+    let id = order_id.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        jit_command()
+            .args(["sim", "pay", &id])
+            .current_dir(dir)
+            .output()
+            .expect("jit runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shop.status(&order_id).await != "success" {
+        assert!(Instant::now() < deadline, "the V3 notify never landed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refund = shop
+        .pay_svc(
+            "refund",
+            json!({"orderId": order_id, "amount": 19.99, "reason": "Out of stock"}),
+        )
+        .await;
+    assert_eq!(refund["element"], "pays.myWechatPayV3", "{refund}");
+    let refund_id = refund["refundId"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let refunds = shop
+            .pay_svc("listRefunds", json!({"orderId": order_id}))
+            .await;
+        if refunds[0]["refundId"] == refund_id && refunds[0]["status"] == "success" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the V3 refund notify never landed: {refunds}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let summary = shop.pay_svc("query", json!({"orderId": order_id})).await;
+    assert_eq!(summary["refundedFen"], 1999, "{summary}");
+    assert_eq!(summary["refundStatus"], "partial", "{summary}");
+    shop.handle.shutdown().await.unwrap();
+}
+
 /// The same flow on PostgreSQL when `JIT_TEST_POSTGRES_URL` names a server (CI sets it),
 /// in a schema of its own.
 #[tokio::test]

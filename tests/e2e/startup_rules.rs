@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{EXAMPLE_GATEWAY, example_app, example_app_with, free_port, jit_command};
+use crate::util::{
+    EXAMPLE_GATEWAY, example_app, example_app_with, free_port, jit_command, v3_instance_live,
+};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -171,6 +173,7 @@ fn published_tokens_and_no_tokens_are_refused() {
             "\nbase_url = \"https://api.mch.weixin.qq.com\"\n",
         )
     });
+    v3_instance_live(live.path());
     assert_refused(
         live.path(),
         &[public],
@@ -206,6 +209,34 @@ fn published_tokens_and_no_tokens_are_refused() {
     );
 }
 
+/// The example's V3 instance signs with a demo key published here and trusts the
+/// simulator's keys: a real gateway refuses both, as it refuses the demo token.
+#[test]
+fn a_real_gateway_refuses_the_demo_v3_key_and_a_v3_instance_that_cannot_verify_wechat() {
+    let live = example_app_with(|toml| {
+        toml.replace(
+            EXAMPLE_GATEWAY,
+            "\nbase_url = \"https://api.mch.weixin.qq.com\"\n",
+        )
+    });
+    let env = [
+        ("JIT_API_TOKENS", "a-secret-of-our-own-7f3a9c"),
+        ("JIT_PUBLIC_BASE_URL", "https://shop.example.com"),
+    ];
+    assert_refused(
+        live.path(),
+        &env,
+        &[
+            "elements/pays/myWechatPayV3/myWechatPayV3.json: config.wechatpayPublicKeyId: `pays.myWechatPayV3` does not say how to verify WeChat's signatures, and the gateway is not the simulator",
+            "elements/pays/myWechatPayV3/myWechatPayV3.json: config.privateKeyPath: `privateKeyPath` names ",
+            "demo_apiclient_key.simulator-only.pem, the example app's demo key, published in this repository for the simulator only",
+        ],
+    );
+    // The merchant's own key and the WeChat Pay public key: it checks out.
+    v3_instance_live(live.path());
+    assert_checks_out(live.path(), &env);
+}
+
 #[test]
 fn a_real_gateway_needs_a_public_base_url_it_can_reach() {
     let live = example_app_with(|toml| {
@@ -214,6 +245,7 @@ fn a_real_gateway_needs_a_public_base_url_it_can_reach() {
             "\nbase_url = \"https://api.mch.weixin.qq.com\"\n",
         )
     });
+    v3_instance_live(live.path());
     let token = ("JIT_API_TOKENS", "a-secret-of-our-own-7f3a9c");
     assert_refused(
         live.path(),

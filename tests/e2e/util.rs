@@ -306,6 +306,44 @@ pub fn example_app_with(edit: impl FnOnce(String) -> String) -> tempfile::TempDi
     dir
 }
 
+/// Makes the example app's V3 instance (`pays.myWechatPayV3`) fit for a gateway that is
+/// not the in-process simulator, as a merchant going live would: its own private key in
+/// place of the published demo key (the test merchant's, `test_support::v3_keys`), its
+/// APIv3 key and serial, and the WeChat Pay public key to verify WeChat with.
+pub fn v3_instance_live(app: &Path) {
+    use test_support::v3_keys::{
+        API_V3_KEY, MERCHANT_KEY_PEM, MERCHANT_SERIAL_NO, WECHATPAY_PUBLIC_KEY_ID,
+        WECHATPAY_PUBLIC_KEY_PEM,
+    };
+    std::fs::create_dir_all(app.join("keys")).expect("create keys/");
+    std::fs::write(app.join("keys/apiclient_key.pem"), MERCHANT_KEY_PEM).expect("write the key");
+    std::fs::write(app.join("keys/pub_key.pem"), WECHATPAY_PUBLIC_KEY_PEM).expect("write the key");
+    let app_toml = app.join("app.toml");
+    let mut table: toml::Table = std::fs::read_to_string(&app_toml)
+        .expect("read app.toml")
+        .parse()
+        .expect("app.toml is TOML");
+    let env = table
+        .get_mut("env")
+        .and_then(toml::Value::as_table_mut)
+        .expect("the example's [env]");
+    for (name, value) in [
+        ("WECHAT_V3_API_KEY", API_V3_KEY),
+        ("WECHAT_V3_PRIVATE_KEY_PATH", "keys/apiclient_key.pem"),
+        ("WECHAT_V3_SERIAL_NO", MERCHANT_SERIAL_NO),
+    ] {
+        env.insert(name.into(), value.into());
+    }
+    std::fs::write(&app_toml, table.to_string()).expect("write app.toml");
+    let config_file = app.join("elements/pays/myWechatPayV3/myWechatPayV3.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_file).expect("read the V3 config"))
+            .expect("JSON");
+    config["config"]["wechatpayPublicKeyId"] = WECHATPAY_PUBLIC_KEY_ID.into();
+    config["config"]["wechatpayPublicKeyPath"] = "keys/pub_key.pem".into();
+    std::fs::write(&config_file, config.to_string()).expect("write the V3 config");
+}
+
 /// The example app's `[gateway]` choice, as its app.toml writes it.
 pub const EXAMPLE_GATEWAY: &str = "\nsimulator = true\n";
 

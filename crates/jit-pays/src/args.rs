@@ -6,7 +6,7 @@ use jit_runtime::{CallError, CallErrorKind};
 use serde_json::{Map, Value};
 use wechatpay_v2::Fen;
 
-use crate::model::{PayType, Payer, RefundArgs};
+use crate::model::{NotifyRequest, PayType, Payer, RefundArgs};
 
 /// Reads a required string argument.
 pub(crate) fn arg_str<'a>(
@@ -85,6 +85,37 @@ pub(crate) fn arg_payer(args: &Map<String, Value>) -> Result<Payer, CallError> {
             }
         },
     })
+}
+
+/// Reads a request in the host's `http` body format, `{"method", "headers", "body"}`
+/// (headers an object of strings, body the raw text), as a V3 notify.
+pub(crate) fn arg_notify_request(
+    args: &Map<String, Value>,
+    name: &'static str,
+) -> Result<NotifyRequest, CallError> {
+    let bad = |what: &str| CallError::bad_arguments(format!("argument `{name}`: {what}"));
+    let request = args
+        .get(name)
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("must be the HTTP request: {\"method\", \"headers\", \"body\"}"))?;
+    let headers = match request.get("headers") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(headers)) => headers.clone(),
+        Some(_) => return Err(bad("`headers` must be an object of strings")),
+    };
+    let mut pairs = Vec::with_capacity(headers.len());
+    for (header, value) in &headers {
+        let value = value
+            .as_str()
+            .ok_or_else(|| bad(&format!("header `{header}` must be a string")))?;
+        pairs.push((header.as_str(), value));
+    }
+    let body = match request.get("body") {
+        Some(Value::String(body)) => body.as_str(),
+        None | Some(Value::Null) => "",
+        Some(_) => return Err(bad("`body` must be the raw body as text")),
+    };
+    Ok(NotifyRequest::new(pairs, body))
 }
 
 /// `value` as the JSON a function answers.

@@ -98,6 +98,16 @@ pub enum PayError {
         /// The client's error.
         source: wechatpay_v2::Error,
     },
+    /// WeChat Pay API v3 failed or refused.
+    #[error("WeChat Pay {doing} for order {order_id}: {source}")]
+    GatewayV3 {
+        /// What was being done (`prepay`, `query`, `close`, `refund`).
+        doing: &'static str,
+        /// The order id.
+        order_id: String,
+        /// The V3 client's error (boxed: it is large, and rare).
+        source: Box<wechatpay_v3::Error>,
+    },
     /// WeChat answered something that contradicts the order (another amount, merchant…).
     #[error("WeChat Pay {doing} for order {order_id}: {message}")]
     Mismatch {
@@ -236,7 +246,9 @@ impl PayError {
             | PayError::OrderPaid { .. }
             | PayError::OrderClosed { .. }
             | PayError::PayTypeChanged { .. } => CallErrorKind::Conflict,
-            PayError::Gateway { .. } | PayError::Mismatch { .. } => CallErrorKind::Upstream,
+            PayError::Gateway { .. } | PayError::GatewayV3 { .. } | PayError::Mismatch { .. } => {
+                CallErrorKind::Upstream
+            }
             PayError::Store(_) | PayError::Unavailable { .. } => CallErrorKind::Internal,
             PayError::Element { source, .. } => source.kind,
         }
@@ -286,6 +298,14 @@ impl PayError {
                 "WeChat Pay {doing} for order {order_id}: {}",
                 gateway_failure(source)
             ),
+            PayError::GatewayV3 {
+                doing,
+                order_id,
+                source,
+            } => format!(
+                "WeChat Pay {doing} for order {order_id}: {}",
+                v3_gateway_failure(source)
+            ),
             other => other.to_string(),
         }
     }
@@ -294,22 +314,34 @@ impl PayError {
 /// A gateway failure as a caller may read it: WeChat's own answers in full, but a
 /// transport or client failure only by its kind (their messages carry the URL called).
 fn gateway_failure(error: &wechatpay_v2::Error) -> String {
-    use wechatpay_v2::{Error, TransportError};
+    use wechatpay_v2::Error;
     match error {
-        Error::Transport(TransportError::Connect { .. }) => {
-            "the gateway could not be reached".to_owned()
-        }
-        Error::Transport(TransportError::Timeout { .. }) => {
-            "the gateway did not answer in time".to_owned()
-        }
-        Error::Transport(TransportError::Status { status, .. }) => {
-            format!("the gateway answered HTTP {status}")
-        }
-        Error::Transport(TransportError::Http { .. }) => {
-            "the call to the gateway failed".to_owned()
-        }
+        Error::Transport(transport) => transport_failure(transport),
         Error::Config(_) => "the WeChat Pay client is not configured correctly".to_owned(),
         other => other.to_string(),
+    }
+}
+
+/// [`gateway_failure`] for the V3 client.
+fn v3_gateway_failure(error: &wechatpay_v3::Error) -> String {
+    use wechatpay_v3::Error;
+    match error {
+        Error::Transport(transport) => transport_failure(transport),
+        Error::Config(_) | Error::Key(_) => {
+            "the WeChat Pay V3 client is not configured correctly".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A failed HTTP exchange by its kind only (both clients share the type).
+fn transport_failure(error: &wechatpay_v2::TransportError) -> String {
+    use wechatpay_v2::TransportError;
+    match error {
+        TransportError::Connect { .. } => "the gateway could not be reached".to_owned(),
+        TransportError::Timeout { .. } => "the gateway did not answer in time".to_owned(),
+        TransportError::Status { status, .. } => format!("the gateway answered HTTP {status}"),
+        TransportError::Http { .. } => "the call to the gateway failed".to_owned(),
     }
 }
 

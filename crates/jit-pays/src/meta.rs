@@ -14,11 +14,12 @@ use crate::models::{PAY_LOG_MODEL, PayLogModelLoader};
 use crate::services::{PAY_SVC, PaySvcLoader};
 use crate::settings::PaysSettings;
 use crate::wechat_pay_type::{WECHAT_PAY_TYPE, WechatPayLoader};
+use crate::wechat_pay_v3_type::{WECHAT_PAY_V3_TYPE, WechatPayV3Loader};
 
 /// The fullName of the family's Meta.
 pub const PAYS_META: &str = "pays.Meta";
 
-/// The family's element folders (`pays/Meta`, `pays/WechatPayType`,
+/// The family's element folders (`pays/Meta`, `pays/WechatPayType`, `pays/WechatPayV3Type`,
 /// `pays/models/PayLogModel`, `pays/services/PaySvc`), rooted like an app's `elements/`.
 pub static ELEMENTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/elements");
 
@@ -41,6 +42,7 @@ pub fn register_loaders(builder: AppBuilder) -> AppBuilder {
     builder
         .framework_layer(&ELEMENTS)
         .loader(WECHAT_PAY_TYPE, WechatPayLoader)
+        .loader(WECHAT_PAY_V3_TYPE, WechatPayV3Loader)
         .loader(PAY_LOG_MODEL, PayLogModelLoader)
         .loader(PAY_SVC, PaySvcLoader)
 }

@@ -92,13 +92,19 @@ pub const HISTOGRAM_BUCKETS: &[(&str, &[f64])] = &[
 ];
 
 /// The gateway endpoints jit-pays calls, as labelled.
-const ENDPOINTS: [&str; 6] = [
+const ENDPOINTS: [&str; 12] = [
     "unifiedorder",
     "orderquery",
     "closeorder",
     "refund",
     "refundquery",
     "downloadbill",
+    "v3_prepay",
+    "v3_query",
+    "v3_close",
+    "v3_refund",
+    "v3_refund_query",
+    "v3_tradebill",
 ];
 
 /// Describes every metric (HELP lines) and registers the series of the fixed label sets
@@ -267,16 +273,16 @@ pub(crate) fn transitions(events: &[PayEvent]) {
 }
 
 /// Times `call` to WeChat Pay's `endpoint` (one of [`ENDPOINTS`]) and counts its result;
-/// hands the result back unchanged.
-pub(crate) async fn gateway_call<T>(
+/// hands the result back unchanged. Either client's calls.
+pub(crate) async fn gateway_call<T, E: GatewayError>(
     endpoint: &'static str,
-    call: impl Future<Output = Result<T, wechatpay_v2::Error>>,
-) -> Result<T, wechatpay_v2::Error> {
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let started = Instant::now();
     let result = call.await;
     let (outcome, err_code) = match &result {
         Ok(_) => ("ok", String::new()),
-        Err(error) => gateway_error_labels(error),
+        Err(error) => error.labels(),
     };
     histogram!(GATEWAY_CALL_SECONDS, "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
@@ -285,25 +291,53 @@ pub(crate) async fn gateway_call<T>(
     result
 }
 
-/// `(result, err_code)` of a failed call. The code is one the client knows (a fixed list:
-/// [`wechatpay_v2::ErrCode`]) or `OTHER`: WeChat's text never becomes a label.
-fn gateway_error_labels(error: &wechatpay_v2::Error) -> (&'static str, String) {
-    use wechatpay_v2::Error as E;
-    let result = match error {
-        E::Transport(_) => "transport_error",
-        E::Protocol { .. } => "protocol_error",
-        E::Business { .. } => "business_error",
-        E::InvalidSignature { .. } | E::Malformed { .. } | E::Xml { .. } | E::Bill(_) => {
-            "bad_response"
-        }
-        _ => "invalid_request",
-    };
-    let err_code = match error.err_code() {
-        None => String::new(),
-        Some(wechatpay_v2::ErrCode::Other(_)) => "OTHER".to_owned(),
-        Some(code) => code.as_str().to_owned(),
-    };
-    (result, err_code)
+/// A client's error as the gateway-call counter labels it.
+pub(crate) trait GatewayError {
+    /// `(result, err_code)` of a failed call. The code is one the client knows (a fixed
+    /// list) or `OTHER`: WeChat's text never becomes a label.
+    fn labels(&self) -> (&'static str, String);
+}
+
+impl GatewayError for wechatpay_v2::Error {
+    fn labels(&self) -> (&'static str, String) {
+        use wechatpay_v2::Error as E;
+        let result = match self {
+            E::Transport(_) => "transport_error",
+            E::Protocol { .. } => "protocol_error",
+            E::Business { .. } => "business_error",
+            E::InvalidSignature { .. } | E::Malformed { .. } | E::Xml { .. } | E::Bill(_) => {
+                "bad_response"
+            }
+            _ => "invalid_request",
+        };
+        let err_code = match self.err_code() {
+            None => String::new(),
+            Some(wechatpay_v2::ErrCode::Other(_)) => "OTHER".to_owned(),
+            Some(code) => code.as_str().to_owned(),
+        };
+        (result, err_code)
+    }
+}
+
+impl GatewayError for wechatpay_v3::Error {
+    fn labels(&self) -> (&'static str, String) {
+        use wechatpay_v3::Error as E;
+        let result = match self {
+            E::Transport(_) => "transport_error",
+            E::Api { .. } => "business_error",
+            E::InvalidSignature { .. }
+            | E::Malformed { .. }
+            | E::Decrypt { .. }
+            | E::BillDigest { .. } => "bad_response",
+            _ => "invalid_request",
+        };
+        let err_code = match self.code() {
+            None => String::new(),
+            Some(wechatpay_v3::ErrorCode::Other(_)) => "OTHER".to_owned(),
+            Some(code) => code.as_str().to_owned(),
+        };
+        (result, err_code)
+    }
 }
 
 /// A group commit of the notify writer: how many payments, how long, whether it held.
@@ -495,11 +529,11 @@ mod tests {
             description: "free text".into(),
         };
         assert_eq!(
-            gateway_error_labels(&business("NOTENOUGH")),
+            business("NOTENOUGH").labels(),
             ("business_error", "NOTENOUGH".to_owned())
         );
         assert_eq!(
-            gateway_error_labels(&business("SOMETHING_NEW order 123")),
+            business("SOMETHING_NEW order 123").labels(),
             ("business_error", "OTHER".to_owned())
         );
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use wechatpay_v2::Fen;
 
 use crate::db::entity::{
-    OrderRefundStatus, PayStatus, RefundStatus, pay_log, refund, wechat_record,
+    ApiVersion, OrderRefundStatus, PayStatus, RefundStatus, pay_log, refund, wechat_record,
 };
 
 /// An order as hosted code and clients see it (a `PayLogModel` row).
@@ -166,6 +166,8 @@ pub struct WechatRecord {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+    /// The API the record's calls and notifies were made in (`v2`, `v3`).
+    pub api_version: ApiVersion,
 }
 
 impl From<wechat_record::Model> for WechatRecord {
@@ -186,6 +188,7 @@ impl From<wechat_record::Model> for WechatRecord {
             last_query: row.last_query,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            api_version: row.api_version,
         }
     }
 }
@@ -489,6 +492,149 @@ impl NotifyReply {
             outcome if outcome.acknowledged() => wechatpay_v2::success_reply().to_owned(),
             NotifyOutcome::Rejected { .. } => wechatpay_v2::fail_reply(REFUSED_REPLY_MESSAGE),
             _ => wechatpay_v2::fail_reply(RETRY_REPLY_MESSAGE),
+        }
+    }
+}
+
+/// The status of a V3 notify's answer when it is refused (nothing changed): a 4xx, so
+/// WeChat sends it again and a forger learns nothing more.
+pub const V3_REFUSED_STATUS: u16 = 400;
+
+impl NotifyReply {
+    /// The HTTP status of the answer to a V3 notify: 204 (no body) when
+    /// [acknowledged](Self::acknowledged), 400 for a refusal, 500 when it could not be
+    /// handled now; WeChat sends the notify again after anything but a 2xx.
+    pub fn v3_status(&self) -> u16 {
+        match &self.outcome {
+            outcome if outcome.acknowledged() => wechatpay_v3::notify::SUCCESS_STATUS,
+            NotifyOutcome::Rejected { .. } => V3_REFUSED_STATUS,
+            _ => wechatpay_v3::notify::FAIL_STATUS,
+        }
+    }
+
+    /// The body of the answer to a V3 notify: none when acknowledged, else
+    /// `{"code": "FAIL", "message": …}` saying nothing of the reason (as [`Self::xml`]).
+    pub fn v3_body(&self) -> Option<serde_json::Value> {
+        let message = match &self.outcome {
+            outcome if outcome.acknowledged() => return None,
+            NotifyOutcome::Rejected { .. } => REFUSED_REPLY_MESSAGE,
+            _ => RETRY_REPLY_MESSAGE,
+        };
+        Some(serde_json::json!({"code": "FAIL", "message": message}))
+    }
+
+    /// The answer to a V3 notify as the host's `http` body format takes it:
+    /// `{"status", "body"}`.
+    pub fn v3_http(&self) -> serde_json::Value {
+        serde_json::json!({
+            "status": self.v3_status(),
+            "body": self.v3_body(),
+        })
+    }
+}
+
+/// A V3 notify as the host received it (its `http` body format): the request's headers,
+/// names lower-case, and its raw body. Nothing in it is trusted yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifyRequest {
+    /// The headers (lower-case names); the host passes no credentials.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The raw body, exactly as received (the signature covers its bytes).
+    pub body: String,
+}
+
+impl NotifyRequest {
+    /// A request of `headers` (any case) and `body`.
+    pub fn new<'a>(
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        body: impl Into<String>,
+    ) -> Self {
+        NotifyRequest {
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
+                .collect(),
+            body: body.into(),
+        }
+    }
+
+    /// The header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// The signature headers WeChat sends, or the one missing.
+    pub fn signed_headers(&self) -> Result<wechatpay_v3::SignedHeaders, wechatpay_v3::VerifyError> {
+        use wechatpay_v3::verify::{
+            HEADER_NONCE, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_SIGNATURE_TYPE, HEADER_TIMESTAMP,
+        };
+        let get = |name: &'static str| {
+            self.header(&name.to_ascii_lowercase())
+                .map(str::trim)
+                .filter(|value| !value.is_empty())
+                .map(str::to_owned)
+        };
+        let required =
+            |name: &'static str| get(name).ok_or(wechatpay_v3::VerifyError::MissingHeader(name));
+        Ok(wechatpay_v3::SignedHeaders {
+            timestamp: required(HEADER_TIMESTAMP)?,
+            nonce: required(HEADER_NONCE)?,
+            signature: required(HEADER_SIGNATURE)?,
+            serial: required(HEADER_SERIAL)?,
+            signature_type: get(HEADER_SIGNATURE_TYPE),
+        })
+    }
+}
+
+/// What a V3 notify says once verified and decrypted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OpenedEvent {
+    /// `TRANSACTION.SUCCESS`: a paid order.
+    Payment(wechatpay_v3::PaymentNotify),
+    /// `REFUND.*`: a refund reached a final state.
+    Refund(wechatpay_v3::RefundNotify),
+}
+
+/// A V3 notify verified with the keys of the element that opened it and decrypted with its
+/// APIv3 key. Only this crate makes one, so holding one means exactly that; an element
+/// handed one that another element opened opens the request again with its own keys.
+#[derive(Clone, Debug)]
+pub struct OpenedNotify {
+    opened_by: String,
+    event: OpenedEvent,
+    request: NotifyRequest,
+}
+
+impl OpenedNotify {
+    /// The notify `element` opened from `request`.
+    pub(crate) fn new(element: &str, event: OpenedEvent, request: NotifyRequest) -> Self {
+        OpenedNotify {
+            opened_by: element.to_owned(),
+            event,
+            request,
+        }
+    }
+
+    /// The element whose keys verified and decrypted it.
+    pub fn opened_by(&self) -> &str {
+        &self.opened_by
+    }
+
+    /// What it says.
+    pub fn event(&self) -> &OpenedEvent {
+        &self.event
+    }
+
+    /// The request it came in.
+    pub fn request(&self) -> &NotifyRequest {
+        &self.request
+    }
+
+    /// The merchant's order number it is about (a refund's order for a refund).
+    pub fn out_trade_no(&self) -> &str {
+        match &self.event {
+            OpenedEvent::Payment(payment) => &payment.transaction.out_trade_no,
+            OpenedEvent::Refund(refund) => &refund.refund.out_trade_no,
         }
     }
 }

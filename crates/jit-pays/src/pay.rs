@@ -10,14 +10,15 @@ use serde_json::{Map, Value, json};
 use wechatpay_v2::{Fen, UnverifiedNotify};
 
 use crate::args::{
-    arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_refund, arg_str, no_such_function,
-    to_json,
+    arg_amount, arg_notify_request, arg_opt_str, arg_pay_type, arg_payer, arg_refund, arg_str,
+    no_such_function, to_json,
 };
 use crate::db::cache::OrderFacts;
+use crate::db::entity::ApiVersion;
 use crate::error::PayError;
 use crate::model::{
-    CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs,
-    WechatRecord,
+    CancelResult, CloseAtWechat, NotifyReply, NotifyRequest, OpenedNotify, PayLog, PayType, PayUrl,
+    Payer, Refund, RefundArgs, RefusalReason, WechatRecord,
 };
 
 /// A payment element: what `app.get::<dyn Pay>("pays.myWechatPay")` hands out.
@@ -128,6 +129,51 @@ pub trait Pay: Send + Sync + 'static {
     /// Handles a refund notify body (its `req_info` decrypted with this merchant's key);
     /// like [`Pay::notify`], never fails: a refusal is a FAIL reply with nothing changed.
     async fn refund_notify(&self, body: &[u8]) -> NotifyReply;
+
+    /// The WeChat Pay API the element speaks. V2 unless a V3 element says otherwise.
+    fn api_version(&self) -> ApiVersion {
+        ApiVersion::V2
+    }
+
+    /// Whether a V3 notify whose `Wechatpay-Serial` is `serial` may be verified with this
+    /// element's keys (its WeChat Pay public key's id, a platform certificate it holds, or
+    /// any certificate serial while it uses platform certificates, which it downloads
+    /// when one is new). A V2 element verifies none.
+    fn may_verify_serial(&self, serial: &str) -> bool {
+        let _ = serial;
+        false
+    }
+
+    /// Verifies a V3 notify with this element's keys and decrypts it with its APIv3 key,
+    /// or refuses it (nothing changed). A V2 element refuses every one.
+    async fn open_notify(&self, request: &NotifyRequest) -> Result<OpenedNotify, NotifyReply> {
+        let _ = request;
+        Err(speaks_v2(self.full_name()))
+    }
+
+    /// Handles a verified V3 payment notify of one of this element's orders: checks it
+    /// against the order and records the payment, answering success only once that is
+    /// committed. Like [`Pay::notify`], never fails. A notify another element opened is
+    /// opened again with this element's keys.
+    async fn payment_notify_opened(&self, opened: OpenedNotify) -> NotifyReply {
+        let _ = opened;
+        speaks_v2(self.full_name())
+    }
+
+    /// Handles a verified V3 refund notify of one of this element's refunds, as
+    /// [`Pay::payment_notify_opened`] does payments.
+    async fn refund_notify_opened(&self, opened: OpenedNotify) -> NotifyReply {
+        let _ = opened;
+        speaks_v2(self.full_name())
+    }
+}
+
+/// The refusal of a V3 notify by an element that speaks V2.
+fn speaks_v2(element: &str) -> NotifyReply {
+    NotifyReply::refused(
+        RefusalReason::Misrouted,
+        format!("`{element}` speaks WeChat Pay V2: it takes no V3 notify"),
+    )
 }
 
 /// A Type that extends a pay Type by changing some of its behaviour: implement
@@ -257,6 +303,26 @@ pub trait PayExtension: Send + Sync + 'static {
     async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
         self.parent().refund_notify(body).await
     }
+    /// See [`Pay::api_version`].
+    fn api_version(&self) -> ApiVersion {
+        self.parent().api_version()
+    }
+    /// See [`Pay::may_verify_serial`].
+    fn may_verify_serial(&self, serial: &str) -> bool {
+        self.parent().may_verify_serial(serial)
+    }
+    /// See [`Pay::open_notify`].
+    async fn open_notify(&self, request: &NotifyRequest) -> Result<OpenedNotify, NotifyReply> {
+        self.parent().open_notify(request).await
+    }
+    /// See [`Pay::payment_notify_opened`].
+    async fn payment_notify_opened(&self, opened: OpenedNotify) -> NotifyReply {
+        self.parent().payment_notify_opened(opened).await
+    }
+    /// See [`Pay::refund_notify_opened`].
+    async fn refund_notify_opened(&self, opened: OpenedNotify) -> NotifyReply {
+        self.parent().refund_notify_opened(opened).await
+    }
 }
 
 /// Every [`PayExtension`] is a [`Pay`]: each method is the extension's (its override, or
@@ -340,6 +406,21 @@ impl<T: PayExtension> Pay for T {
     }
     async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
         PayExtension::refund_notify(self, body).await
+    }
+    fn api_version(&self) -> ApiVersion {
+        PayExtension::api_version(self)
+    }
+    fn may_verify_serial(&self, serial: &str) -> bool {
+        PayExtension::may_verify_serial(self, serial)
+    }
+    async fn open_notify(&self, request: &NotifyRequest) -> Result<OpenedNotify, NotifyReply> {
+        PayExtension::open_notify(self, request).await
+    }
+    async fn payment_notify_opened(&self, opened: OpenedNotify) -> NotifyReply {
+        PayExtension::payment_notify_opened(self, opened).await
+    }
+    async fn refund_notify_opened(&self, opened: OpenedNotify) -> NotifyReply {
+        PayExtension::refund_notify_opened(self, opened).await
     }
 }
 
@@ -436,6 +517,14 @@ pub async fn call_pay(
         }
         "cancel" => to_json(&pay.cancel(arg_str(args, "orderId")?).await?),
         "cancelThird" => to_json(&pay.cancel_third(arg_str(args, "orderId")?).await?),
+        "notify" if pay.api_version() == ApiVersion::V3 => {
+            let request = arg_notify_request(args, "request")?;
+            let reply = match pay.open_notify(&request).await {
+                Ok(opened) => pay.payment_notify_opened(opened).await,
+                Err(refused) => refused,
+            };
+            Ok(json!({ "outcome": to_json(reply.outcome())?, "reply": reply.v3_http() }))
+        }
         "notify" => {
             let reply = pay.notify(arg_str(args, "xml")?.as_bytes()).await;
             Ok(json!({ "outcome": to_json(reply.outcome())?, "reply": reply.xml() }))
@@ -443,6 +532,14 @@ pub async fn call_pay(
         "refund" => to_json(&pay.refund(arg_refund(args)?).await?),
         "queryRefund" => to_json(&pay.query_refund(arg_str(args, "refundId")?).await?),
         "listRefunds" => to_json(&pay.list_refunds(arg_str(args, "orderId")?).await?),
+        "refundNotify" if pay.api_version() == ApiVersion::V3 => {
+            let request = arg_notify_request(args, "request")?;
+            let reply = match pay.open_notify(&request).await {
+                Ok(opened) => pay.refund_notify_opened(opened).await,
+                Err(refused) => refused,
+            };
+            Ok(json!({ "outcome": to_json(reply.outcome())?, "reply": reply.v3_http() }))
+        }
         "refundNotify" => {
             let reply = pay.refund_notify(arg_str(args, "xml")?.as_bytes()).await;
             Ok(json!({ "outcome": to_json(reply.outcome())?, "reply": reply.xml() }))

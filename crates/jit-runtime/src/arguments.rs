@@ -422,6 +422,7 @@ mod tests {
             }],
             return_type: None,
             login_required: false,
+            body_format: Default::default(),
             extra: Map::new(),
         }
     }

@@ -317,8 +317,47 @@ pub struct FunctionDecl {
     pub return_type: Option<String>,
     /// `loginRequired`; true when unset. A call without a principal is refused.
     pub login_required: bool,
+    /// `bodyFormat`: how the function takes an HTTP request; JSON when unset.
+    pub body_format: BodyFormat,
     /// Other keys of the entry.
     pub extra: Map<String, Value>,
+}
+
+/// `bodyFormat` of a `functionList` entry: how a host serving the function over HTTP
+/// hands it the request and answers with its result. The runtime checks the declaration
+/// (one argument for the raw formats); the host does the serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+pub enum BodyFormat {
+    /// A JSON object of arguments in, the JSON result out (the default).
+    #[default]
+    #[serde(rename = "json")]
+    Json,
+    /// The raw body as the function's one argument, its string result answered as
+    /// `application/xml` (WeChat Pay V2's callbacks).
+    #[serde(rename = "xml")]
+    Xml,
+    /// The request as the function's one argument, `{"method", "headers", "body"}`, and
+    /// the answer's status and body from the result, `{"status", "body"}` (callbacks that
+    /// are verified over their headers and answered by status, as WeChat Pay V3's are).
+    #[serde(rename = "http")]
+    Http,
+}
+
+impl BodyFormat {
+    /// The e.json spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Xml => "xml",
+            Self::Http => "http",
+        }
+    }
+
+    /// Whether the function takes the request whole, as its one argument, rather than
+    /// arguments from a JSON object.
+    pub fn takes_raw_request(self) -> bool {
+        self != Self::Json
+    }
 }
 
 impl FunctionDecl {
@@ -346,6 +385,12 @@ impl FunctionDecl {
             out.insert("returnType".into(), Value::String(ret.clone()));
         }
         out.insert("loginRequired".into(), Value::Bool(self.login_required));
+        if self.body_format != BodyFormat::Json {
+            out.insert(
+                "bodyFormat".into(),
+                Value::String(self.body_format.as_str().into()),
+            );
+        }
         for (k, v) in &self.extra {
             out.insert(k.clone(), v.clone());
         }

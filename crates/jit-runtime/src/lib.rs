@@ -163,7 +163,8 @@ pub use chain::Chain;
 pub use definitions::{Definitions, ElementKind, FRAMEWORK_LAYER, FRAMEWORK_PREFIX, Layer};
 pub use element::Element;
 pub use element_def::{
-    AccessModifier, ArgDecl, BackendLoadTime, CacheLevel, DataType, ElementDef, FunctionDecl,
+    AccessModifier, ArgDecl, BackendLoadTime, BodyFormat, CacheLevel, DataType, ElementDef,
+    FunctionDecl,
 };
 pub use error::{
     CallError, CallErrorKind, ElementError, GetError, LoadError, LoadErrorKind, LoadErrors,

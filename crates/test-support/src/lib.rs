@@ -27,6 +27,8 @@
 //! one project crate it uses: the verifier a merchant would use) and records every request.
 //!
 //! And the browser tests' headless Chromium: [`Browser`] (module [`browser`]).
+//!
+//! And fixed WeChat Pay API v3 keys of both sides, for tests that play WeChat ([`v3_keys`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -38,6 +40,7 @@ use std::sync::OnceLock;
 pub mod browser;
 mod cdylib;
 mod openapi;
+pub mod v3_keys;
 mod venv;
 pub mod webhook_receiver;
 mod wechatpayv3;

@@ -712,6 +712,15 @@ impl SimHandle {
             .map(|material| material.map_err(SimError::V3))
     }
 
+    /// A reader of WeChat Pay's own V3 keys of this simulator (its public key with the
+    /// id, its platform certificate; no private half), cheap to clone and to keep: a host
+    /// running the simulator as its gateway hands it to the V3 merchants it serves, who
+    /// verify the simulator's signatures with them. The keys are generated on the first
+    /// read when not configured.
+    pub fn wechat_v3_keys(&self) -> WechatV3KeysReader {
+        WechatV3KeysReader(Arc::clone(&self.shared))
+    }
+
     /// How V3 answers and notifies are signed from now on (see [`V3Mode`]).
     pub fn set_v3_mode(&self, mode: V3Mode) -> Result<(), SimError> {
         Ok(self.shared.set_v3_mode(mode)?)
@@ -892,6 +901,44 @@ impl SimHandle {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
+    }
+}
+
+/// WeChat Pay's own V3 keys of a simulator, public halves only: what its merchants verify
+/// its answers and notifies with.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WechatV3Keys {
+    /// The WeChat Pay public key's id (`PUB_KEY_ID_...`).
+    pub public_key_id: String,
+    /// The WeChat Pay public key, PEM (`PUBLIC KEY`).
+    pub public_key_pem: String,
+    /// The platform certificate, PEM.
+    pub platform_certificate_pem: String,
+    /// How the simulator signs now (which of the two keys it uses).
+    pub mode: V3Mode,
+}
+
+/// Reads a running simulator's [`WechatV3Keys`] ([`SimHandle::wechat_v3_keys`]).
+#[derive(Clone)]
+pub struct WechatV3KeysReader(Arc<Shared>);
+
+impl std::fmt::Debug for WechatV3KeysReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WechatV3KeysReader")
+    }
+}
+
+impl WechatV3KeysReader {
+    /// The keys (generated now if this is the first V3 use), or why configured ones
+    /// cannot be used.
+    pub fn read(&self) -> Result<WechatV3Keys, SimError> {
+        let platform = self.0.platform().map_err(SimError::V3)?;
+        Ok(WechatV3Keys {
+            public_key_id: platform.public_key_signer.serial().to_owned(),
+            public_key_pem: platform.public_key_pem.clone(),
+            platform_certificate_pem: platform.certificate.pem().to_owned(),
+            mode: self.0.v3_mode(),
+        })
     }
 }
 

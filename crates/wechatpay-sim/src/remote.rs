@@ -87,6 +87,12 @@ impl RemoteSim {
         self.send(self.http.get(&url), url.clone()).await
     }
 
+    /// How V3 answers and notifies are signed now.
+    pub async fn v3_mode(&self) -> Result<crate::V3Mode, RemoteError> {
+        let url = format!("{}/sim/v3/mode", self.base_url);
+        self.send(self.http.get(&url), url.clone()).await
+    }
+
     /// How V3 answers and notifies are signed from now on.
     pub async fn set_v3_mode(&self, mode: crate::V3Mode) -> Result<(), RemoteError> {
         let url = format!("{}/sim/v3/mode", self.base_url);

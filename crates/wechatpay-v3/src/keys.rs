@@ -120,6 +120,12 @@ impl ApiV3Key {
     pub(crate) fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// The key's 32 bytes, for handing it to a party that must hold it too (a simulator
+    /// playing WeChat). Never for logs.
+    pub fn expose_secret(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for ApiV3Key {

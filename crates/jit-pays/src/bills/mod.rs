@@ -2,35 +2,55 @@
 //! storing it (`pays_bill_day`, `pays_bill_line`), reconciling the shop's books against it
 //! ([`reconcile`]), and the daily download `jit serve` schedules ([`schedule`]).
 //!
-//! A bill is a merchant's: it is downloaded with the merchant's own V2 client (the one its
-//! pay element signs with, at the host's gateway) and stored under its `mch_id`, so two
-//! instances of one merchant share one bill. The protocol crate parses it fully
-//! ([`wechatpay_v2::bill`]): a line that does not parse fails the download, naming the line,
-//! and nothing of that day is stored. WeChat's "No Bill Exist" (error code `20002`) is a
+//! A bill is a merchant's: it is downloaded with the merchant's own client (the one its pay
+//! element signs with, at the host's gateway: V2's `downloadbill`, or V3's trade bill, a
+//! signed download checked against its SHA1) and stored under its `mch_id`, so two
+//! instances of one merchant share one bill, whichever API each speaks. Both APIs' trade
+//! bills are the same text, which the V2 crate parses fully ([`wechatpay_v2::bill`]): a line
+//! that does not parse fails the download, naming the line, and nothing of that day is
+//! stored. WeChat's "No Bill Exist" (V2 error code `20002`, V3 `NO_STATEMENT_EXIST`) is a
 //! day on which nothing happened: it is stored as an empty day, so the day is known
 //! downloaded.
 
 pub mod reconcile;
 pub mod schedule;
 
+use async_trait::async_trait;
 use chrono::NaiveDate;
 use jit_runtime::{App, CallError, CallErrorKind};
 use serde::Serialize;
-use wechatpay_v2::{BillType, Client, Error as GatewayError};
+use wechatpay_v2::bill::Bill;
+use wechatpay_v2::{BillType, RefundRef};
 
 use crate::db::PayStore;
 use crate::db::bills::BillDayKey;
+use crate::db::entity::RefundStatus;
 use crate::db::store::StoreError;
 use crate::error::PayError;
 use crate::meta::service;
 use crate::settings::PaysSettings;
 use crate::wechat_pay_type::{WechatPayConfig, gateway_client, merchant_settings};
+use crate::wechat_pay_v3_type::{WechatPayV3Config, v3_merchant_settings};
 
 pub use reconcile::{Mismatch, MismatchKind, ReconcileDay, Side, reconcile_day, reconcile_days};
 pub use schedule::{BillSchedule, BillScheduleHandle, ScheduledDay, run_due, start_bill_schedule};
 
-/// WeChat's error code for a day without a bill ("No Bill Exist").
+/// WeChat's V2 error code for a day without a bill ("No Bill Exist").
 pub const NO_BILL_EXIST: &str = "20002";
+
+/// WeChat's V3 error code for a day without a bill.
+pub const NO_STATEMENT_EXIST: &str = "NO_STATEMENT_EXIST";
+
+/// Why a bill could not be had from WeChat, by the client that asked.
+#[derive(Debug, thiserror::Error)]
+pub enum BillDownloadError {
+    /// The V2 client's error (also: a bill, of either API, whose text does not parse).
+    #[error(transparent)]
+    V2(#[from] wechatpay_v2::Error),
+    /// The V3 client's error (boxed: it is large).
+    #[error(transparent)]
+    V3(Box<wechatpay_v3::Error>),
+}
 
 /// Why a bill could not be downloaded or reconciled.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +74,7 @@ pub enum BillsError {
         /// ALL, SUCCESS or REFUND.
         bill_type: BillType,
         /// The client's error.
-        source: GatewayError,
+        source: BillDownloadError,
     },
     /// The database failed.
     #[error(transparent)]
@@ -99,29 +119,211 @@ pub struct DownloadedDay {
     pub no_bill: bool,
 }
 
+/// What a merchant's bills and refunds are asked of: its client, of either API.
+#[async_trait]
+pub trait BillSource: Send + Sync {
+    /// The merchant's `bill_type` bill of `date`, parsed; `None` when WeChat has none (a
+    /// day on which nothing happened).
+    async fn bill(
+        &self,
+        date: NaiveDate,
+        bill_type: BillType,
+    ) -> Result<Option<Bill>, BillDownloadError>;
+
+    /// What WeChat says of the refund `out_refund_no` now: its state, when the answer
+    /// lists it, and the answer in words.
+    async fn refund_state(&self, out_refund_no: &str) -> (Option<RefundStatus>, String);
+}
+
+#[async_trait]
+impl BillSource for wechatpay_v2::Client {
+    async fn bill(
+        &self,
+        date: NaiveDate,
+        bill_type: BillType,
+    ) -> Result<Option<Bill>, BillDownloadError> {
+        let date = wechatpay_v2::time::format_date(date);
+        match crate::metrics::gateway_call(
+            "downloadbill",
+            wechatpay_v2::Client::bill(self, &date, bill_type),
+        )
+        .await
+        {
+            Ok(bill) => Ok(Some(bill)),
+            Err(wechatpay_v2::Error::Business { code, .. }) if code.as_str() == NO_BILL_EXIST => {
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn refund_state(&self, out_refund_no: &str) -> (Option<RefundStatus>, String) {
+        let answer = crate::metrics::gateway_call(
+            "refundquery",
+            self.refund_query(&RefundRef::OutRefundNo(out_refund_no.to_owned())),
+        )
+        .await;
+        match answer {
+            Ok(answer) => match answer
+                .refunds
+                .iter()
+                .find(|record| record.out_refund_no == out_refund_no)
+            {
+                Some(record) => (
+                    Some(RefundStatus::of_wechat(record.refund_status)),
+                    format!("refundquery: refund_status {}", record.refund_status),
+                ),
+                None => (
+                    None,
+                    "refundquery: the answer does not list the refund".to_owned(),
+                ),
+            },
+            Err(error) => (None, format!("refundquery: {error}")),
+        }
+    }
+}
+
+#[async_trait]
+impl BillSource for wechatpay_v3::Client {
+    async fn bill(
+        &self,
+        date: NaiveDate,
+        bill_type: BillType,
+    ) -> Result<Option<Bill>, BillDownloadError> {
+        let bill_type_v3 = match bill_type {
+            BillType::Success => wechatpay_v3::BillType::Success,
+            BillType::Refund => wechatpay_v3::BillType::Refund,
+            _ => wechatpay_v3::BillType::All,
+        };
+        let request = wechatpay_v3::TradeBillRequest {
+            bill_date: date,
+            bill_type: bill_type_v3,
+            gzip: true,
+        };
+        let text =
+            match crate::metrics::gateway_call("v3_tradebill", self.download_trade_bill(&request))
+                .await
+            {
+                Ok(text) => text,
+                Err(error)
+                    if error
+                        .code()
+                        .is_some_and(|code| code.as_str() == NO_STATEMENT_EXIST) =>
+                {
+                    return Ok(None);
+                }
+                Err(error) => return Err(error.into()),
+            };
+        // V3's trade bill is V2's text: one parser for both.
+        let bill = Bill::parse(&text).map_err(wechatpay_v2::Error::from)?;
+        if bill.bill_type != bill_type {
+            return Err(wechatpay_v3::Error::Malformed {
+                context: "trade bill",
+                reason: format!(
+                    "a {bill_type} bill was asked for and a {} bill came",
+                    bill.bill_type
+                ),
+            }
+            .into());
+        }
+        Ok(Some(bill))
+    }
+
+    async fn refund_state(&self, out_refund_no: &str) -> (Option<RefundStatus>, String) {
+        match crate::metrics::gateway_call("v3_refund_query", self.query_refund(out_refund_no))
+            .await
+        {
+            Ok(refund) => (
+                Some(RefundStatus::of_wechat_v3(refund.status)),
+                format!("refund query: status {}", refund.status),
+            ),
+            Err(error) => (None, format!("refund query: {error}")),
+        }
+    }
+}
+
+impl From<wechatpay_v3::Error> for BillDownloadError {
+    fn from(error: wechatpay_v3::Error) -> Self {
+        BillDownloadError::V3(Box::new(error))
+    }
+}
+
+/// A merchant's client as its bills are downloaded: V2's or V3's.
+#[derive(Clone, Debug)]
+pub enum BillClient {
+    /// The V2 client.
+    V2(wechatpay_v2::Client),
+    /// The V3 client.
+    V3(wechatpay_v3::Client),
+}
+
+#[async_trait]
+impl BillSource for BillClient {
+    async fn bill(
+        &self,
+        date: NaiveDate,
+        bill_type: BillType,
+    ) -> Result<Option<Bill>, BillDownloadError> {
+        match self {
+            BillClient::V2(client) => BillSource::bill(client, date, bill_type).await,
+            BillClient::V3(client) => BillSource::bill(client, date, bill_type).await,
+        }
+    }
+
+    async fn refund_state(&self, out_refund_no: &str) -> (Option<RefundStatus>, String) {
+        match self {
+            BillClient::V2(client) => client.refund_state(out_refund_no).await,
+            BillClient::V3(client) => client.refund_state(out_refund_no).await,
+        }
+    }
+}
+
+/// A merchant's settings, of the API its element speaks.
+#[derive(Clone, Debug)]
+pub enum MerchantApi {
+    /// A V2 instance's (boxed, as V3's: merchant settings are large).
+    V2(Box<WechatPayConfig>),
+    /// A V3 instance's.
+    V3(Box<WechatPayV3Config>),
+}
+
 /// A pay element's merchant, as its bills are downloaded.
 #[derive(Clone, Debug)]
 pub struct BillMerchant {
     /// The element's fullName.
     pub element: String,
-    /// Its merchant settings (the family's one resolver, [`merchant_settings`]).
-    pub config: WechatPayConfig,
+    /// The merchant.
+    pub mch_id: String,
+    /// The element's appid.
+    pub app_id: String,
+    /// Its settings (the family's resolvers: [`merchant_settings`],
+    /// [`v3_merchant_settings`]).
+    pub api: MerchantApi,
 }
 
 impl BillMerchant {
     /// The key of this merchant's `bill_type` bill of `date`.
     pub fn day(&self, bill_type: BillType, date: NaiveDate) -> BillDayKey {
         BillDayKey {
-            mch_id: self.config.mch_id.clone(),
+            mch_id: self.mch_id.clone(),
             bill_type,
             date,
         }
     }
 
-    /// The merchant's V2 client at the app's gateway, without the merchant certificate:
-    /// bills and queries need none.
-    pub fn client(&self, settings: &PaysSettings) -> Result<Client, BillsError> {
-        gateway_client(&self.element, &self.config, settings, None).map_err(|error| {
+    /// The merchant's client at the app's gateway (V2 without the merchant certificate:
+    /// bills and queries need none).
+    pub fn client(&self, settings: &PaysSettings) -> Result<BillClient, BillsError> {
+        let client = match &self.api {
+            MerchantApi::V2(config) => {
+                gateway_client(&self.element, config, settings, None).map(BillClient::V2)
+            }
+            MerchantApi::V3(config) => {
+                crate::wechat_pay_v3_type::gateway_client(&self.element, config, settings)
+                    .map(BillClient::V3)
+            }
+        };
+        client.map_err(|error| {
             BillsError::Pay(PayError::unavailable_because(
                 format!("`{}`: the WeChat Pay client", self.element),
                 error,
@@ -130,16 +332,34 @@ impl BillMerchant {
     }
 }
 
-/// The app's WeChat Pay instances (every one, or only `element`), with their merchants.
+/// The app's pay instances (every one, or only `element`), of both APIs, with their
+/// merchants, by fullName.
 pub fn bill_merchants(app: &App, element: Option<&str>) -> Result<Vec<BillMerchant>, BillsError> {
-    let all = merchant_settings(app.definitions()).map_err(|errors| {
-        PayError::unavailable_because("the merchant settings do not hold", errors)
-    })?;
-    let merchants: Vec<BillMerchant> = all
+    let unusable = |errors| {
+        BillsError::Pay(PayError::unavailable_because(
+            "the merchant settings do not hold",
+            errors,
+        ))
+    };
+    let v2 = merchant_settings(app.definitions()).map_err(unusable)?;
+    let v3 = v3_merchant_settings(app.definitions()).map_err(unusable)?;
+    let mut merchants: Vec<BillMerchant> = v2
         .into_iter()
-        .filter(|(name, _)| element.is_none_or(|wanted| wanted == name))
-        .map(|(element, config)| BillMerchant { element, config })
+        .map(|(element, config)| BillMerchant {
+            element,
+            mch_id: config.mch_id.clone(),
+            app_id: config.app_id.clone(),
+            api: MerchantApi::V2(Box::new(config)),
+        })
+        .chain(v3.into_iter().map(|(element, config)| BillMerchant {
+            element,
+            mch_id: config.mch_id.clone(),
+            app_id: config.app_id.clone(),
+            api: MerchantApi::V3(Box::new(config)),
+        }))
+        .filter(|merchant| element.is_none_or(|wanted| wanted == merchant.element))
         .collect();
+    merchants.sort_by(|a, b| a.element.cmp(&b.element));
     match element {
         Some(wanted) if merchants.is_empty() => Err(BillsError::Invalid {
             field: "element",
@@ -156,26 +376,20 @@ pub fn bill_merchants(app: &App, element: Option<&str>) -> Result<Vec<BillMercha
 /// replacing what the day had. "No Bill Exist" stores an empty day; any other failure,
 /// including a line that does not parse, stores nothing.
 pub async fn download_day(
-    client: &Client,
+    client: &(impl BillSource + ?Sized),
     store: &PayStore,
     element: &str,
     key: &BillDayKey,
 ) -> Result<DownloadedDay, BillsError> {
-    let date = wechatpay_v2::time::format_date(key.date);
-    let bill = match crate::metrics::gateway_call("downloadbill", client.bill(&date, key.bill_type))
+    let bill = client
+        .bill(key.date, key.bill_type)
         .await
-    {
-        Ok(bill) => Some(bill),
-        Err(GatewayError::Business { code, .. }) if code.as_str() == NO_BILL_EXIST => None,
-        Err(source) => {
-            return Err(BillsError::Download {
-                element: element.to_owned(),
-                date: key.date,
-                bill_type: key.bill_type,
-                source,
-            });
-        }
-    };
+        .map_err(|source| BillsError::Download {
+            element: element.to_owned(),
+            date: key.date,
+            bill_type: key.bill_type,
+            source,
+        })?;
     let stored = store.store_bill_day(key, element, bill.as_ref()).await?;
     Ok(DownloadedDay {
         element: element.to_owned(),
@@ -201,7 +415,7 @@ pub async fn download_bills(
     let settings = service::<PaysSettings>(app, "PaysSettings")?;
     let mut done: Vec<DownloadedDay> = Vec::new();
     for merchant in bill_merchants(app, element)? {
-        if done.iter().any(|day| day.mch_id == merchant.config.mch_id) {
+        if done.iter().any(|day| day.mch_id == merchant.mch_id) {
             continue;
         }
         let client = merchant.client(&settings)?;

@@ -27,9 +27,9 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use jit_runtime::{App, log_safe};
 use serde::{Deserialize, Serialize};
-use wechatpay_v2::{BillType, Client, Fen, RefundRef};
+use wechatpay_v2::{BillType, Fen};
 
-use super::{BillMerchant, BillsError, bill_merchants, download_day};
+use super::{BillClient, BillMerchant, BillSource, BillsError, bill_merchants, download_day};
 use crate::db::PayStore;
 use crate::db::bills::{DAY_STORED, beijing_day};
 use crate::db::entity::{PayStatus, RefundStatus, bill_line, pay_log, refund};
@@ -199,7 +199,7 @@ pub async fn reconcile_day(
         report: ReconcileDay {
             date,
             element: merchant.element.clone(),
-            mch_id: merchant.config.mch_id.clone(),
+            mch_id: merchant.mch_id.clone(),
             no_bill: day,
             bill_lines: 0,
             local_payments: paid.len(),
@@ -252,7 +252,7 @@ pub async fn reconcile_day(
 struct Run<'a> {
     store: &'a PayStore,
     pay: &'a dyn Pay,
-    client: &'a Client,
+    client: &'a BillClient,
     merchant: &'a BillMerchant,
     report: ReconcileDay,
 }
@@ -296,7 +296,7 @@ impl Run<'_> {
         let order = self.store.find_order(&line.out_trade_no).await?;
         let ours = match &order {
             Some(order) => order.element == self.merchant.element,
-            None => line.appid == self.merchant.config.app_id,
+            None => line.appid == self.merchant.app_id,
         };
         Ok((ours, order))
     }
@@ -488,31 +488,9 @@ impl Run<'_> {
         }
     }
 
-    /// What WeChat says of a refund now (refundquery by `out_refund_no`): its state, and
-    /// the answer in words.
+    /// What WeChat says of a refund now (a refund query by `out_refund_no`): its state,
+    /// and the answer in words.
     async fn refund_at_wechat(&self, out_refund_no: &str) -> (Option<RefundStatus>, String) {
-        let answer = crate::metrics::gateway_call(
-            "refundquery",
-            self.client
-                .refund_query(&RefundRef::OutRefundNo(out_refund_no.to_owned())),
-        )
-        .await;
-        match answer {
-            Ok(answer) => match answer
-                .refunds
-                .iter()
-                .find(|record| record.out_refund_no == out_refund_no)
-            {
-                Some(record) => (
-                    Some(RefundStatus::of_wechat(record.refund_status)),
-                    format!("refundquery: refund_status {}", record.refund_status),
-                ),
-                None => (
-                    None,
-                    "refundquery: the answer does not list the refund".to_owned(),
-                ),
-            },
-            Err(error) => (None, format!("refundquery: {error}")),
-        }
+        self.client.refund_state(out_refund_no).await
     }
 }

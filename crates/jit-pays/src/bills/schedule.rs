@@ -94,7 +94,7 @@ pub async fn run_due(
     let mut done: Vec<ScheduledDay> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for merchant in &merchants {
-        let mch_id = merchant.config.mch_id.as_str();
+        let mch_id = merchant.mch_id.as_str();
         if seen.contains(&mch_id) {
             continue;
         }
@@ -121,7 +121,7 @@ pub async fn run_due(
             let client = merchant.client(&settings)?;
             let downloaded = download_day(&client, &store, &merchant.element, &key).await?;
             let mut reconciled = Vec::new();
-            for sibling in merchants.iter().filter(|m| m.config.mch_id == mch_id) {
+            for sibling in merchants.iter().filter(|m| m.mch_id == mch_id) {
                 reconciled.push(reconcile_day(app, sibling, date).await?);
             }
             Ok::<_, BillsError>(ScheduledDay {

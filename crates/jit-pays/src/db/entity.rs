@@ -144,6 +144,50 @@ pub mod pay_log {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Which WeChat Pay API an element speaks, and so which API its orders' records are in:
+/// V2 (XML, the API key) or V3 (JSON, RSA, the APIv3 key). An order's element decides it:
+/// `pays.WechatPayType` instances speak V2, `pays.WechatPayV3Type` instances V3.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(4))")]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    /// WeChat Pay V2.
+    #[default]
+    #[sea_orm(string_value = "v2")]
+    V2,
+    /// WeChat Pay API v3.
+    #[sea_orm(string_value = "v3")]
+    V3,
+}
+
+impl ApiVersion {
+    /// `v2` or `v3`, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V2 => "v2",
+            ApiVersion::V3 => "v3",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The WeChat Pay record table.
 pub mod wechat_record {
     use sea_orm::entity::prelude::*;
@@ -187,6 +231,9 @@ pub mod wechat_record {
         pub notified_at: Option<DateTimeUtc>,
         /// Last query.
         pub queried_at: Option<DateTimeUtc>,
+        /// The API the record's calls and notifies were made in: its raw bodies are XML
+        /// (V2) or JSON (V3).
+        pub api_version: super::ApiVersion,
     }
 
     /// No relations are navigated through the ORM.
@@ -406,6 +453,17 @@ impl RefundStatus {
             Wechat::Success => RefundStatus::Success,
             Wechat::Change => RefundStatus::Change,
             Wechat::RefundClose => RefundStatus::Closed,
+        }
+    }
+
+    /// The state WeChat Pay API v3 reports: its `ABNORMAL` is V2's `CHANGE`.
+    pub fn of_wechat_v3(status: wechatpay_v3::RefundStatus) -> Self {
+        use wechatpay_v3::RefundStatus as Wechat;
+        match status {
+            Wechat::Processing => RefundStatus::Processing,
+            Wechat::Success => RefundStatus::Success,
+            Wechat::Abnormal => RefundStatus::Change,
+            Wechat::Closed => RefundStatus::Closed,
         }
     }
 }

@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateRefunds),
             Box::new(CreateBills),
             Box::new(CreateNotifyLog),
+            Box::new(AddRecordApiVersion),
         ]
     }
 
@@ -88,6 +89,7 @@ enum PaysWechatRecord {
     UpdatedAt,
     NotifiedAt,
     QueriedAt,
+    ApiVersion,
 }
 
 #[derive(DeriveIden)]
@@ -1147,6 +1149,48 @@ impl MigrationTrait for CreateNotifyLog {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(PaysNotifyLog::Table).to_owned())
+            .await
+    }
+}
+
+/// `pays_wechat_record.api_version`: which WeChat Pay API (`v2`, `v3`) the record's prepay,
+/// notifies and queries were made in, so its raw bodies read as XML or JSON. Records made
+/// before V3 are V2's.
+struct AddRecordApiVersion;
+
+impl MigrationName for AddRecordApiVersion {
+    fn name(&self) -> &str {
+        "m20261206_000001_add_record_api_version"
+    }
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for AddRecordApiVersion {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(PaysWechatRecord::Table)
+                    .add_column(
+                        ColumnDef::new(PaysWechatRecord::ApiVersion)
+                            .string_len(4)
+                            .not_null()
+                            .default("v2"),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(PaysWechatRecord::Table)
+                    .drop_column(PaysWechatRecord::ApiVersion)
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -363,12 +363,9 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
     if transitions.is_empty() {
         return Ok(Vec::new());
     }
-    let EventWrites {
-        events,
-        event_rows,
-        delivery_rows,
-    } = event_rows(outbox, transitions)?;
-    let event_rows: Vec<Vec<Value>> = event_rows
+    let writes = event_rows(outbox, transitions)?;
+    let event_rows: Vec<Vec<Value>> = writes
+        .event_rows
         .into_iter()
         .map(|row| {
             vec![
@@ -383,7 +380,8 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
             ]
         })
         .collect();
-    let delivery_rows: Vec<Vec<Value>> = delivery_rows
+    let delivery_rows: Vec<Vec<Value>> = writes
+        .delivery_rows
         .into_iter()
         .map(|row| {
             vec![
@@ -422,7 +420,7 @@ pub(crate) async fn write_events_on<C: ConnectionTrait>(
             .await
             .map_err(db("writing event deliveries"))?;
     }
-    Ok(events)
+    Ok(writes.events)
 }
 
 /// [`write_events_on`] on the SQLite writer's own connection ([`super::sqlite_writer`]),

@@ -13,7 +13,7 @@ use sea_orm::{
     QueryFilter, QueryTrait, Set, UpdateMany,
 };
 
-use super::entity::{PayStatus, pay_log, payment_conflict, wechat_record};
+use super::entity::{ApiVersion, PayStatus, pay_log, payment_conflict, wechat_record};
 use super::error::{StoreError, db};
 
 /// Current time at the precision both databases keep (microseconds), so what is written
@@ -80,8 +80,11 @@ pub struct ThirdPartyState {
     pub trade_state: Option<String>,
     /// transaction_id.
     pub transaction_id: Option<String>,
-    /// The raw XML.
+    /// What WeChat sent, as received: the notify or query answer (V2: XML; V3: the
+    /// decrypted or signed JSON).
     pub raw: String,
+    /// The API it came through (written when the record row is created).
+    pub api_version: ApiVersion,
 }
 
 pub(crate) async fn get_order_on<C: ConnectionTrait>(
@@ -166,7 +169,7 @@ pub(crate) async fn record_conflict_on<C: ConnectionTrait>(
         .await
         .map_err(db("recording a payment conflict"))?;
     let first_seen = written.rows_affected() == 1;
-    let order = if first_seen {
+    let counted = if first_seen {
         update_returning(
             connection,
             pay_log::Entity::update_many()
@@ -175,14 +178,23 @@ pub(crate) async fn record_conflict_on<C: ConnectionTrait>(
         )
         .await
         .map_err(db("counting a payment conflict's event"))?
-        .or(order)
     } else {
-        order
+        None
     };
-    Ok(PaymentRecorded {
+    Ok(conflict_recorded(first_seen, counted, order))
+}
+
+/// A payment conflict's outcome: `first_seen` when this caller recorded it, with the order
+/// as the UPDATE counting its event left it (`counted`), else as it was `found`.
+pub(crate) fn conflict_recorded(
+    first_seen: bool,
+    counted: Option<pay_log::Model>,
+    found: Option<pay_log::Model>,
+) -> PaymentRecorded {
+    PaymentRecorded {
         outcome: PaidOutcome::Conflict { first_seen },
-        order,
-    })
+        order: counted.or(found),
+    }
 }
 
 /// Records a payment on `connection`: `wait → success`, or `close|timeout → success` with
@@ -340,5 +352,6 @@ pub(crate) fn third_party_row(
         updated_at: Set(at),
         notified_at: Set(notified_at),
         queried_at: Set(queried_at),
+        api_version: Set(state.api_version),
     }
 }

@@ -50,7 +50,7 @@ use super::notify_log::{NotifyLogEntry, insert_sqlite as insert_notify_log_sqlit
 use super::outbox::{NewEvent, Outbox, write_events_sqlite};
 use super::rows::{
     GUARDED_TRADE_STATE, GUARDED_TRANSACTION_ID, PaidOutcome, PaymentRecorded, ThirdPartyState,
-    conflicting_payment, now,
+    conflict_recorded, conflicting_payment, now,
 };
 use super::writer::{Counters, MAX_BATCH, NotifiedPayment, WAL_RESTART_INTERVAL, event_of};
 use crate::events::PayEventKind;
@@ -799,7 +799,7 @@ fn record_conflict(
         })
         .map_err(sqlite_error("recording a payment conflict"))?;
     let first_seen = written == 1;
-    let order = if first_seen {
+    let counted = if first_seen {
         transaction
             .prepare_cached(&format!(
                 "UPDATE pays_pay_log SET event_seq = event_seq + 1 WHERE order_id = ? \
@@ -811,14 +811,10 @@ fn record_conflict(
                     .optional()
             })
             .map_err(sqlite_error("counting a payment conflict's event"))?
-            .or(order)
     } else {
-        order
+        None
     };
-    Ok(PaymentRecorded {
-        outcome: PaidOutcome::Conflict { first_seen },
-        order,
-    })
+    Ok(conflict_recorded(first_seen, counted, order))
 }
 
 /// The record row of a verified notify, upserted as [`super::rows::save_third_party_on`]
@@ -831,8 +827,9 @@ fn save_record(
     transaction
         .prepare_cached(&format!(
             "INSERT INTO pays_wechat_record (order_id, appid, mch_id, trade_state, \
-             transaction_id, total_fee, last_notify, created_at, updated_at, notified_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET \
+             transaction_id, total_fee, last_notify, created_at, updated_at, notified_at, \
+             api_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (order_id) DO UPDATE SET \
              last_notify = excluded.last_notify, notified_at = excluded.notified_at, \
              updated_at = excluded.updated_at, trade_state = {GUARDED_TRADE_STATE}, \
              transaction_id = {GUARDED_TRANSACTION_ID}"
@@ -849,6 +846,7 @@ fn save_record(
                 at,
                 at,
                 at,
+                state.api_version.as_str(),
             ])
         })
         .map_err(sqlite_error("saving WeChat's order state"))?;
@@ -928,15 +926,7 @@ mod tests {
     }
 
     fn payment(order_id: &str) -> ThirdPartyState {
-        ThirdPartyState {
-            order_id: order_id.to_owned(),
-            appid: "wx0000000000000001".into(),
-            mch_id: "10000100".into(),
-            total_fee: 100,
-            trade_state: Some("SUCCESS".into()),
-            transaction_id: Some(format!("T{order_id}")),
-            raw: "<xml/>".into(),
-        }
+        crate::db::writer::tests::payment(order_id).state
     }
 
     async fn store(dir: &tempfile::TempDir) -> PayStore {
@@ -1066,6 +1056,30 @@ mod tests {
                 }
                 None => assert_eq!(id, "MISSING"),
             }
+        }
+    }
+
+    /// The record row a payment writes says which API the notify came through.
+    #[tokio::test]
+    async fn a_payment_record_keeps_its_api_version() {
+        use crate::db::entity::ApiVersion;
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        for (id, api_version) in [("V2ORDER", ApiVersion::V2), ("V3ORDER", ApiVersion::V3)] {
+            store.insert_order(new_order(id)).await.unwrap();
+            let state = ThirdPartyState {
+                api_version,
+                ..payment(id)
+            };
+            let recorded = store
+                .record_notified_payment(state, Utc::now())
+                .await
+                .unwrap();
+            assert_eq!(recorded.outcome, PaidOutcome::Paid);
+            let record = store.find_record(id).await.unwrap().unwrap();
+            assert_eq!(record.api_version, api_version, "{id}");
+            assert_eq!(record.trade_state.as_deref(), Some("SUCCESS"), "{id}");
+            assert_eq!(record.transaction_id, Some(format!("T{id}")), "{id}");
         }
     }
 

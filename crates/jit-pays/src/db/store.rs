@@ -17,7 +17,7 @@ use sea_orm::{
 };
 
 use super::cache::{DEFAULT_ORDER_CACHE_CAPACITY, OrderCache, OrderFacts};
-use super::entity::{PayStatus, pay_log, payment_conflict, wechat_record};
+use super::entity::{ApiVersion, PayStatus, pay_log, payment_conflict, wechat_record};
 use super::error::db;
 use super::notify_log::NotifyLog;
 use super::outbox::{NewEvent, Outbox, write_events_on};
@@ -81,7 +81,8 @@ pub struct OrderFilter {
     pub paid_to: Option<DateTime<Utc>>,
 }
 
-/// What unifiedorder returned, for the record table.
+/// What the prepay call (V2 `unifiedorder`, V3 `/v3/pay/transactions/…`) returned, for the
+/// record table.
 #[derive(Clone, Debug)]
 pub struct PrepayRecord {
     /// Order id.
@@ -92,8 +93,8 @@ pub struct PrepayRecord {
     pub mch_id: String,
     /// trade_type.
     pub trade_type: String,
-    /// prepay_id.
-    pub prepay_id: String,
+    /// prepay_id (V3 answers NATIVE and H5 orders without one).
+    pub prepay_id: Option<String>,
     /// code_url (NATIVE).
     pub code_url: Option<String>,
     /// mweb_url (MWEB).
@@ -102,6 +103,8 @@ pub struct PrepayRecord {
     pub prepay_expires_at: DateTime<Utc>,
     /// total_fee sent.
     pub total_fee: i64,
+    /// The API the prepay order was made in.
+    pub api_version: ApiVersion,
 }
 
 /// The family's tables behind one connection pool.
@@ -594,7 +597,7 @@ impl PayStore {
             appid: Set(prepay.appid),
             mch_id: Set(prepay.mch_id),
             trade_type: Set(Some(prepay.trade_type)),
-            prepay_id: Set(Some(prepay.prepay_id)),
+            prepay_id: Set(prepay.prepay_id),
             code_url: Set(prepay.code_url),
             mweb_url: Set(prepay.mweb_url),
             prepay_expires_at: Set(Some(prepay.prepay_expires_at.trunc_subsecs(6))),
@@ -607,6 +610,7 @@ impl PayStore {
             updated_at: Set(at),
             notified_at: Set(None),
             queried_at: Set(None),
+            api_version: Set(prepay.api_version),
         };
         wechat_record::Entity::insert(row)
             .on_conflict(
@@ -621,6 +625,7 @@ impl PayStore {
                         C::PrepayExpiresAt,
                         C::TotalFee,
                         C::UpdatedAt,
+                        C::ApiVersion,
                     ])
                     .to_owned(),
             )

@@ -534,7 +534,7 @@ async fn save_notified_states_on<C: ConnectionTrait>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use chrono::Utc;
     use sea_orm::{ConnectionTrait, DbBackend};
 
@@ -542,7 +542,8 @@ mod tests {
     use crate::db::store::{NewOrder, PayStore};
     use crate::db::{DbConfig, connect};
 
-    fn payment(order_id: &str) -> NotifiedPayment {
+    /// A verified payment of `order_id` (transaction `T{order_id}`, 100 fen).
+    pub(in crate::db) fn payment(order_id: &str) -> NotifiedPayment {
         NotifiedPayment {
             state: ThirdPartyState {
                 order_id: order_id.to_owned(),
@@ -552,6 +553,7 @@ mod tests {
                 trade_state: Some("SUCCESS".into()),
                 transaction_id: Some(format!("T{order_id}")),
                 raw: "<xml/>".into(),
+                api_version: crate::db::entity::ApiVersion::V2,
             },
             paid_at: Utc::now(),
         }

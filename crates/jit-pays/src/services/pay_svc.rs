@@ -1,5 +1,8 @@
 //! `pays.services.PaySvc`: the family's service element. It routes each call to the pay
-//! element that owns the order, and receives WeChat's notifies at one shared URL.
+//! element that owns the order, and receives WeChat's notifies at one shared URL per kind
+//! and API: `wechatNotify` and `wechatRefundNotify` (V2, XML), `wechatNotifyV3` and
+//! `wechatRefundNotifyV3` (V3, the host's `http` body format: headers and raw body in,
+//! status and JSON body out).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,21 +18,21 @@ use serde_json::{Map, Value};
 use wechatpay_v2::Fen;
 
 use crate::args::{
-    arg_amount, arg_opt_str, arg_pay_type, arg_payer, arg_refund, arg_str, no_such_function,
-    to_json,
+    arg_amount, arg_notify_request, arg_opt_str, arg_pay_type, arg_payer, arg_refund, arg_str,
+    no_such_function, to_json,
 };
 use crate::db::PayStore;
-use crate::db::entity::{OrderRefundStatus, PayStatus};
+use crate::db::entity::{ApiVersion, OrderRefundStatus, PayStatus};
 use crate::db::notify_log::{NotifyKind, NotifyLogEntry, logged_with_payment};
 use crate::element_pay::pay_of_element;
 use crate::error::PayError;
+use crate::instances::{is_pay_instance, pay_api_version, pay_instances, pay_instances_of};
 use crate::model::{
-    NotifyOutcome, NotifyReply, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs, RefusalReason,
+    NotifyOutcome, NotifyReply, NotifyRequest, OpenedNotify, PayLog, PayType, PayUrl, Payer,
+    Refund, RefundArgs, RefusalReason,
 };
 use crate::pay::Pay;
-use crate::wechat_pay_type::{
-    WECHAT_PAY_TYPE, is_pay_instance, pay_instances, read_notify, unknown_order,
-};
+use crate::wechat_pay_type::{read_notify, unknown_order};
 
 /// The fullName of the element.
 pub const PAY_SVC: &str = "pays.services.PaySvc";
@@ -133,7 +136,7 @@ impl PaySvc {
                 return Err(refused(format!("no element `{name}`{hint}")));
             }
             Some(chain) if !is_pay_instance(definitions, chain) => {
-                return Err(refused(if chain.contains(WECHAT_PAY_TYPE) {
+                return Err(refused(if pay_api_version(chain).is_some() {
                     format!("`{name}` is a pay Type, not an instance that can take orders")
                 } else {
                     format!("`{name}` is not a WeChat Pay element (its chain is {chain})")
@@ -144,8 +147,8 @@ impl PaySvc {
         pay_of_element(&app, name).await
     }
 
-    /// The default pay element: the first (by fullName) instance of `pays.WechatPayType`
-    /// or of a Type extending it.
+    /// The default pay element: the first (by fullName) pay instance, of
+    /// `pays.WechatPayType`, `pays.WechatPayV3Type` or a Type extending either.
     pub fn default_pay_name(&self) -> Result<String, PayError> {
         let app = self.app()?;
         pay_instances(app.definitions())
@@ -153,7 +156,11 @@ impl PaySvc {
             .next()
             // The app's configuration, not the caller, lacks a merchant.
             .ok_or_else(|| {
-                PayError::unavailable(format!("the app has no instance of {WECHAT_PAY_TYPE}"))
+                PayError::unavailable(format!(
+                    "the app has no instance of {} or {}",
+                    crate::WECHAT_PAY_TYPE,
+                    crate::WECHAT_PAY_V3_TYPE
+                ))
             })
     }
 
@@ -241,13 +248,30 @@ impl PaySvc {
     /// peer address (senders without one share a budget).
     pub async fn wechat_notify_from(&self, body: &[u8], peer: Option<IpAddr>) -> NotifyReply {
         let reply = self.route_notify(body).await;
-        crate::metrics::notify(crate::metrics::NotifyKind::Payment, &reply);
+        self.answered(NotifyKind::Payment, body, reply, peer)
+    }
+
+    /// What every notify entry point does with its reply, V2's and V3's: counts it, logs a
+    /// refusal (escaped, rate-limited per peer) and notes the notify in the notify log
+    /// (a recorded payment has its row from the notify writer already).
+    fn answered(
+        &self,
+        kind: NotifyKind,
+        body: &[u8],
+        reply: NotifyReply,
+        peer: Option<IpAddr>,
+    ) -> NotifyReply {
+        let counted = match kind {
+            NotifyKind::Payment => crate::metrics::NotifyKind::Payment,
+            NotifyKind::Refund => crate::metrics::NotifyKind::Refund,
+        };
+        crate::metrics::notify(counted, &reply);
         if let NotifyOutcome::Rejected { reason, .. } = reply.outcome() {
             self.log_refusal(peer, reason);
         }
-        if !logged_with_payment(reply.outcome()) {
+        if kind == NotifyKind::Refund || !logged_with_payment(reply.outcome()) {
             self.store.notify_log().note(NotifyLogEntry::of_reply(
-                NotifyKind::Payment,
+                kind,
                 body,
                 reply.outcome(),
                 peer,
@@ -313,17 +337,7 @@ impl PaySvc {
         peer: Option<IpAddr>,
     ) -> NotifyReply {
         let reply = self.route_refund_notify(body).await;
-        crate::metrics::notify(crate::metrics::NotifyKind::Refund, &reply);
-        if let NotifyOutcome::Rejected { reason, .. } = reply.outcome() {
-            self.log_refusal(peer, reason);
-        }
-        self.store.notify_log().note(NotifyLogEntry::of_reply(
-            NotifyKind::Refund,
-            body,
-            reply.outcome(),
-            peer,
-        ));
-        reply
+        self.answered(NotifyKind::Refund, body, reply, peer)
     }
 
     async fn route_refund_notify(&self, body: &[u8]) -> NotifyReply {
@@ -350,7 +364,8 @@ impl PaySvc {
             Ok(app) => app,
             Err(error) => return NotifyReply::failed(error.to_string()),
         };
-        let names: Vec<String> = pay_instances(app.definitions())
+        // V2 refund notifies decrypt with V2 API keys: V3 merchants have none.
+        let names: Vec<String> = pay_instances_of(app.definitions(), ApiVersion::V2)
             .map(|chain| chain.element().full_name.to_string())
             .collect();
         let mut merchants = 0;
@@ -411,6 +426,134 @@ impl PaySvc {
                 RefusalReason::BadSignature,
                 format!("refund notify req_info does not decrypt with merchant {mch_id}'s key"),
             )
+        }
+    }
+
+    /// Handles a V3 payment notify POSTed by `peer` (the request's headers and raw body):
+    /// the `Wechatpay-Serial` picks the V3 instances whose keys may verify it, the first
+    /// that verifies and decrypts it reveals the order, and the element that owns the order
+    /// handles it (checking it against the order, with its own keys). Anything else is
+    /// refused, nothing changed; refusals are logged as [`PaySvc::wechat_notify_from`]
+    /// logs them.
+    pub async fn wechat_notify_v3_from(
+        &self,
+        request: &NotifyRequest,
+        peer: Option<IpAddr>,
+    ) -> NotifyReply {
+        let reply = match self.open_v3(request).await {
+            Ok(opened) => self.route_opened_payment(opened).await,
+            Err(refused) => refused,
+        };
+        self.answered(NotifyKind::Payment, request.body.as_bytes(), reply, peer)
+    }
+
+    /// Handles a V3 refund notify POSTed by `peer`: opened as a payment notify is, then
+    /// handed to the element that owns the refund.
+    pub async fn wechat_refund_notify_v3_from(
+        &self,
+        request: &NotifyRequest,
+        peer: Option<IpAddr>,
+    ) -> NotifyReply {
+        let reply = match self.open_v3(request).await {
+            Ok(opened) => self.route_opened_refund(opened).await,
+            Err(refused) => refused,
+        };
+        self.answered(NotifyKind::Refund, request.body.as_bytes(), reply, peer)
+    }
+
+    /// Opens a V3 notify with the first V3 instance whose keys its `Wechatpay-Serial` may
+    /// name and that verifies and decrypts it. Refused when it names no instance's key or
+    /// none opens it (the first refusal is the answer).
+    async fn open_v3(&self, request: &NotifyRequest) -> Result<OpenedNotify, NotifyReply> {
+        let serial = request
+            .signed_headers()
+            .map_err(|error| {
+                NotifyReply::refused(
+                    RefusalReason::Malformed,
+                    format!("V3 notify without its signature: {error}"),
+                )
+            })?
+            .serial;
+        let app = self
+            .app()
+            .map_err(|error| NotifyReply::failed(error.to_string()))?;
+        let names: Vec<String> = pay_instances_of(app.definitions(), ApiVersion::V3)
+            .map(|chain| chain.element().full_name.to_string())
+            .collect();
+        let mut first_refusal = None;
+        for name in names {
+            let pay = match pay_of_element(&app, &name).await {
+                Ok(pay) => pay,
+                Err(error) => {
+                    tracing::error!(element = %name, error = %log_safe(&error.to_string()),
+                        "pay element unavailable while routing a V3 notify");
+                    continue;
+                }
+            };
+            if !pay.may_verify_serial(&serial) {
+                continue;
+            }
+            match pay.open_notify(request).await {
+                Ok(opened) => return Ok(opened),
+                Err(refused) => {
+                    first_refusal.get_or_insert(refused);
+                }
+            }
+        }
+        Err(first_refusal.unwrap_or_else(|| {
+            NotifyReply::refused(
+                RefusalReason::BadSignature,
+                format!(
+                    "V3 notify: Wechatpay-Serial {serial} names no key of this app's V3 merchants"
+                ),
+            )
+        }))
+    }
+
+    /// A verified V3 payment notify, to the element that owns its order.
+    async fn route_opened_payment(&self, opened: OpenedNotify) -> NotifyReply {
+        let order_id = opened.out_trade_no().to_owned();
+        let routed = match self.store.order_facts(&order_id).await {
+            Ok(Some(facts)) => self.pay_of_element(&facts.element).await,
+            Ok(None) => return unknown_order(&order_id),
+            Err(error) => Err(error.into()),
+        };
+        match routed {
+            Ok(pay) => pay.payment_notify_opened(opened).await,
+            Err(error) => {
+                tracing::error!(order_id = %log_safe(&order_id), error = %log_safe(&error.to_string()),
+                    "V3 notify could not be routed; WeChat will retry");
+                NotifyReply::failed("temporarily unable to handle the notify")
+            }
+        }
+    }
+
+    /// A verified V3 refund notify, to the element that owns its refund.
+    async fn route_opened_refund(&self, opened: OpenedNotify) -> NotifyReply {
+        let crate::model::OpenedEvent::Refund(notify) = opened.event() else {
+            return NotifyReply::refused(
+                RefusalReason::Malformed,
+                "a V3 payment notify sent to the refund notify URL",
+            );
+        };
+        let refund_id = notify.refund.out_refund_no.clone();
+        let routed = match self.store.find_refund(&refund_id).await {
+            Ok(Some(refund)) => self.pay_of_element(&refund.element).await,
+            Ok(None) => {
+                return NotifyReply::refused(
+                    RefusalReason::UnknownOrder,
+                    format!("refund notify for unknown refund {refund_id}"),
+                );
+            }
+            Err(error) => Err(error.into()),
+        };
+        match routed {
+            Ok(pay) => pay.refund_notify_opened(opened).await,
+            Err(error) => {
+                tracing::error!(refund_id = %log_safe(&refund_id), error = %log_safe(&error.to_string()),
+                    "V3 refund notify could not be routed; WeChat will retry");
+                NotifyReply::failed("temporarily unable to handle the notify")
+            }
         }
     }
 
@@ -481,6 +624,16 @@ impl Element for PaySvc {
                     .wechat_refund_notify_from(arg_str(&args, "xml")?.as_bytes(), cx.peer)
                     .await;
                 Ok(Value::String(reply.xml()))
+            }
+            "wechatNotifyV3" => {
+                let request = arg_notify_request(&args, "request")?;
+                let reply = self.wechat_notify_v3_from(&request, cx.peer).await;
+                Ok(reply.v3_http())
+            }
+            "wechatRefundNotifyV3" => {
+                let request = arg_notify_request(&args, "request")?;
+                let reply = self.wechat_refund_notify_v3_from(&request, cx.peer).await;
+                Ok(reply.v3_http())
             }
             "wechatNotify" => {
                 let reply = self

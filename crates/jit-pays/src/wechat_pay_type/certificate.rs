@@ -19,31 +19,18 @@
 //! private key or a bundle are not passed on, as they may quote the file).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 use jit_runtime::{LoadError, LoadErrors, Secret, log_safe};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use wechatpay_v2::ClientIdentity;
 
-use super::config::config_problem;
-use super::{SettingSource, WechatPay};
+use super::WechatPay;
 use crate::error::PayError;
+use crate::merchant_settings::{SettingFile, SettingSource, config_problem, read_setting_file};
 
-/// Certificate files are a few kilobytes; a larger file is not one (and is not read).
-const MAX_CERTIFICATE_FILE_BYTES: u64 = 1024 * 1024;
-
-/// One file a certificate setting names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CertificateFile {
-    /// The setting's key (`certP12Path`, `certPath`, `keyPath`).
-    pub key: &'static str,
-    /// The file: the setting's value, a relative one resolved against the app folder of
-    /// the layer whose file sets it.
-    pub path: PathBuf,
-    /// Where the setting is.
-    pub source: SettingSource,
-}
+/// One file a certificate setting names (`certP12Path`, `certPath`, `keyPath`).
+pub type CertificateFile = SettingFile;
 
 /// An instance's merchant certificate settings, resolved (not yet read): the PKCS#12
 /// bundle WeChat issues, or the PEM pair.
@@ -113,47 +100,13 @@ fn problem(file: &CertificateFile, message: String) -> LoadError {
     config_problem(&file.source, message)
 }
 
-/// The bytes of `file`, or why they cannot be had.
-fn read(file: &CertificateFile) -> Result<Vec<u8>, LoadError> {
-    let CertificateFile { key, path, .. } = file;
-    let shown = path.display();
-    let metadata = std::fs::metadata(path).map_err(|e| {
-        let why = match e.kind() {
-            std::io::ErrorKind::NotFound => "which does not exist".to_owned(),
-            _ => format!("which cannot be read: {e}"),
-        };
-        problem(file, format!("`{key}` names {shown}, {why}"))
-    })?;
-    if !metadata.is_file() {
-        return Err(problem(
-            file,
-            format!("`{key}` names {shown}, which is not a file"),
-        ));
-    }
-    if metadata.len() > MAX_CERTIFICATE_FILE_BYTES {
-        return Err(problem(
-            file,
-            format!(
-                "`{key}` names {shown}, which is {} bytes: too large for a certificate file",
-                metadata.len()
-            ),
-        ));
-    }
-    std::fs::read(path).map_err(|e| {
-        problem(
-            file,
-            format!("`{key}` names {shown}, which cannot be read: {e}"),
-        )
-    })
-}
-
 /// The PKCS#12 form: open the bundle, then check its certificate and key.
 fn load_pkcs12(
     bundle: &CertificateFile,
     password: Option<&(Secret<String>, SettingSource)>,
     mch_id: &str,
 ) -> Result<ClientIdentity, LoadError> {
-    let der = read(bundle)?;
+    let der = read_setting_file(bundle)?;
     let shown = bundle.path.display();
     let (password_text, which_password) = match password {
         Some((secret, source)) => (
@@ -220,11 +173,11 @@ fn load_pem(
     mch_id: &str,
 ) -> Result<ClientIdentity, LoadErrors> {
     let mut problems = Vec::new();
-    let cert = read(cert_file).and_then(|pem| {
+    let cert = read_setting_file(cert_file).and_then(|pem| {
         let cert = first_certificate(cert_file, &pem)?;
         Ok((pem, cert))
     });
-    let key = read(key_file).and_then(|pem| {
+    let key = read_setting_file(key_file).and_then(|pem| {
         let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
             problem(
                 key_file,
@@ -399,34 +352,5 @@ impl WechatPay {
              \"config\" in its config file",
             self.full_name
         )))
-    }
-}
-
-/// `path` as given, or relative to `app_folder` when it is relative.
-pub(super) fn resolve_path(path: &str, app_folder: Option<&Path>) -> Option<PathBuf> {
-    let path = Path::new(path);
-    if path.is_absolute() {
-        Some(path.to_owned())
-    } else {
-        app_folder.map(|folder| folder.join(path))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_relative_path_is_the_app_folders() {
-        let app = Path::new("/srv/shop");
-        assert_eq!(
-            resolve_path("certs/apiclient_cert.p12", Some(app)).unwrap(),
-            Path::new("/srv/shop/certs/apiclient_cert.p12")
-        );
-        assert_eq!(
-            resolve_path("/etc/wechat/cert.pem", Some(app)).unwrap(),
-            Path::new("/etc/wechat/cert.pem")
-        );
-        assert!(resolve_path("cert.pem", None).is_none());
     }
 }

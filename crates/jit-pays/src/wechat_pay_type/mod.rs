@@ -1,26 +1,29 @@
 //! `pays.WechatPayType`: the template Type whose instances are WeChat Pay V2 merchants.
 //!
 //! An instance is configuration only (appId, mchId, apiKey); this module turns it into a
-//! [`WechatPay`], which implements [`Pay`] over the order store and the V2 client. The
-//! merchant settings are read in `config`; the Type's functions are `impl WechatPay`
-//! blocks by concern: `orders` (create, check, cancel), `pay_url` (getPayUrl), `notify`
-//! and `refunds` (refund, queryRefund, listRefunds, refund notifies).
+//! [`WechatPay`], which implements [`Pay`](crate::Pay) over the order store and the V2 client. The
+//! merchant settings are read in `config` (the merchant certificate in `certificate`).
+//! The order and refund flows are the family's ([`crate::gateway`], shared with V3); this
+//! Type answers their calls in V2's words, in `impl WechatPay` blocks by concern:
+//! `orders` (orderquery, closeorder), `pay_url` (unifiedorder, client pay parameters),
+//! `refunds` (refund, refundquery, refund notifies) and `notify` (payment notifies).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use jit_runtime::{Element, ElementError, LoadContext, Loader, Secret};
 use serde_json::{Map, Value};
-use wechatpay_v2::{Client, ClientConfig, Fen, RetryPolicy, UnverifiedNotify};
+use wechatpay_v2::{Client, ClientConfig, RetryPolicy, UnverifiedNotify};
 
 use crate::db::cache::OrderFacts;
+use crate::db::entity::{ApiVersion, pay_log, refund};
 use crate::db::store::PayStore;
 use crate::error::PayError;
-use crate::model::{
-    CancelResult, CloseAtWechat, NotifyReply, PayLog, PayType, PayUrl, Payer, Refund, RefundArgs,
-    WechatRecord,
+use crate::gateway::{
+    self, Gateway, PrepayOutcome, QueriedOrder, RefundAtWechat, RefundRequestFailed,
 };
-use crate::pay::{Pay, PayElement};
+use crate::model::{CloseAtWechat, NotifyReply, PayType, Payer};
+use crate::pay::PayElement;
 use crate::settings::PaysSettings;
 
 mod certificate;
@@ -34,15 +37,14 @@ pub(crate) use notify::{read_notify, unknown_order};
 
 pub use certificate::{CertificateFile, MerchantCertificate};
 
-pub use config::{
-    SettingSource, WechatPayConfig, check_merchant_settings, is_pay_instance, merchant_settings,
-    pay_instances, shown_merchant_settings,
-};
+pub use crate::merchant_settings::SettingSource;
+pub(crate) use config::shown_settings;
+pub use config::{WechatPayConfig, merchant_settings};
 
 /// The fullName of the official Type.
 pub const WECHAT_PAY_TYPE: &str = "pays.WechatPayType";
 
-/// A WeChat Pay V2 merchant as a [`Pay`].
+/// A WeChat Pay V2 merchant as a [`Pay`](crate::Pay).
 pub struct WechatPay {
     full_name: String,
     config: WechatPayConfig,
@@ -107,7 +109,9 @@ impl WechatPay {
         settings: Arc<PaysSettings>,
     ) -> Result<Self, ElementError> {
         // Read and checked once, here; refunds present it (`certificate` module).
-        let identity = config.load_certificate().map_err(config::invalid_setting)?;
+        let identity = config
+            .load_certificate()
+            .map_err(crate::merchant_settings::invalid_setting)?;
         let client = gateway_client(&full_name, &config, &settings, identity)?;
         Ok(WechatPay {
             full_name,
@@ -138,13 +142,9 @@ impl WechatPay {
 }
 
 #[async_trait]
-impl Pay for WechatPay {
+impl Gateway for WechatPay {
     fn full_name(&self) -> &str {
         &self.full_name
-    }
-
-    fn config(&self) -> Value {
-        self.masked_config.clone()
     }
 
     fn app_id(&self) -> &str {
@@ -155,50 +155,75 @@ impl Pay for WechatPay {
         &self.config.mch_id
     }
 
+    fn api_version(&self) -> ApiVersion {
+        ApiVersion::V2
+    }
+
+    fn store(&self) -> &PayStore {
+        &self.store
+    }
+
+    fn settings(&self) -> &PaysSettings {
+        &self.settings
+    }
+
+    async fn prepay(
+        &self,
+        order: &pay_log::Model,
+        pay_type: PayType,
+        payer: &Payer,
+    ) -> Result<PrepayOutcome, PayError> {
+        self.unified_order(order, pay_type, payer).await
+    }
+
+    async fn client_pay_params(
+        &self,
+        order_id: &str,
+        pay_type: PayType,
+        prepay_id: &str,
+    ) -> Result<String, PayError> {
+        self.client_params(order_id, pay_type, prepay_id).await
+    }
+
+    async fn query_order(&self, order_id: &str) -> Result<Option<QueriedOrder>, PayError> {
+        self.query_order_at_wechat(order_id).await
+    }
+
+    async fn close_order(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
+        self.close_order_at_wechat(order_id).await
+    }
+
+    fn refund_ready(&self) -> Result<(), PayError> {
+        self.require_merchant_certificate()
+    }
+
+    async fn request_refund(
+        &self,
+        refund: &refund::Model,
+        total_fen: i64,
+    ) -> Result<RefundAtWechat, RefundRequestFailed> {
+        self.request_refund_at_wechat(refund, total_fen).await
+    }
+
+    async fn query_refund(
+        &self,
+        refund: &refund::Model,
+    ) -> Result<Option<RefundAtWechat>, PayError> {
+        self.query_refund_at_wechat(refund).await
+    }
+}
+
+gateway::impl_pay_through_gateway!(WechatPay {
+    fn config(&self) -> Value {
+        self.masked_config.clone()
+    }
+
     fn api_key(&self) -> Secret<String> {
         Secret::new(self.config.api_key.expose_secret().to_owned())
     }
 
-    async fn create(
-        &self,
-        subject: &str,
-        amount: Fen,
-        order_id: Option<String>,
-    ) -> Result<PayLog, PayError> {
-        self.create_order(subject, amount, order_id).await
-    }
-
-    async fn get_pay_url(
-        &self,
-        order_id: &str,
-        pay_type: PayType,
-        payer: &Payer,
-    ) -> Result<PayUrl, PayError> {
-        self.pay_url(order_id, pay_type, payer).await
-    }
-
-    async fn get_order(&self, order_id: &str) -> Result<PayLog, PayError> {
-        Ok(self.owned_order(order_id).await?.into())
-    }
-
     fn get_notify_url(&self) -> String {
         self.notify_url.clone()
-    }
-
-    async fn check(&self, order_id: &str) -> Result<PayLog, PayError> {
-        self.check_order(order_id).await
-    }
-
-    async fn check_third(&self, pay_log: &PayLog) -> Result<Option<WechatRecord>, PayError> {
-        self.check_at_wechat(pay_log).await
-    }
-
-    async fn cancel(&self, order_id: &str) -> Result<CancelResult, PayError> {
-        self.cancel_order(order_id).await
-    }
-
-    async fn cancel_third(&self, order_id: &str) -> Result<CloseAtWechat, PayError> {
-        self.close_at_wechat(order_id).await
     }
 
     async fn notify(&self, body: &[u8]) -> NotifyReply {
@@ -214,26 +239,10 @@ impl Pay for WechatPay {
         self.handle_routed_notify(notify, order, body).await
     }
 
-    async fn reconcile(&self, order_id: &str) -> Result<PayLog, PayError> {
-        crate::reconciler::reconcile_order(self, &self.store, order_id).await
-    }
-
-    async fn refund(&self, request: RefundArgs) -> Result<Refund, PayError> {
-        self.refund_order(request).await
-    }
-
-    async fn query_refund(&self, refund_id: &str) -> Result<Refund, PayError> {
-        self.query_refund_at_wechat(refund_id).await
-    }
-
-    async fn list_refunds(&self, order_id: &str) -> Result<Vec<Refund>, PayError> {
-        self.refunds_of(order_id).await
-    }
-
     async fn refund_notify(&self, body: &[u8]) -> NotifyReply {
         self.handle_refund_notify(body).await
     }
-}
+});
 
 /// The loader registered for `pays.WechatPayType`: builds each instance as a
 /// [`PayElement`] over a [`WechatPay`].

@@ -9,6 +9,7 @@ use wechatpay_v2::{TradeState, UnverifiedNotify};
 use super::WechatPay;
 use super::orders::paid_at;
 use crate::db::cache::OrderFacts;
+use crate::db::entity::ApiVersion;
 use crate::db::notify_log::{NotifyKind, NotifyLogEntry};
 use crate::db::store::{PaidOutcome, ThirdPartyState};
 use crate::model::{NotifyOutcome, NotifyReply, RefusalReason};
@@ -114,6 +115,7 @@ impl WechatPay {
                     trade_state: Some("PAYERROR".into()),
                     transaction_id: notify.transaction_id.clone(),
                     raw: String::from_utf8_lossy(body).into_owned(),
+                    api_version: ApiVersion::V2,
                 })
                 .await
             {
@@ -171,6 +173,7 @@ impl WechatPay {
                     trade_state: Some(TradeState::Success.as_str().to_owned()),
                     transaction_id: notify.transaction_id.clone(),
                     raw: String::from_utf8_lossy(body).into_owned(),
+                    api_version: ApiVersion::V2,
                 },
                 paid_at,
             )

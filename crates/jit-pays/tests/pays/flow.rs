@@ -944,7 +944,7 @@ async fn pay_log_model_and_element_functions() {
             .unwrap()
             .clone();
         assert!(!decl.login_required);
-        assert_eq!(decl.extra["bodyFormat"], "xml");
+        assert_eq!(decl.body_format, jit_runtime::BodyFormat::Xml);
         // Others need a caller.
         let err = shop
             .app

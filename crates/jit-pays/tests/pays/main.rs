@@ -21,4 +21,6 @@ mod plugin_routing;
 mod record;
 mod refunds;
 mod row_hooks;
+mod v3;
+mod v3_config;
 mod wechatpy;

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 
 use super::walk::{Found, SiblingFile};
 use crate::element_def::{
-    AccessModifier, ArgDecl, BackendLoadTime, CacheLevel, ElementDef, FunctionDecl, default_true,
+    AccessModifier, ArgDecl, BackendLoadTime, BodyFormat, CacheLevel, ElementDef, FunctionDecl,
+    default_true,
 };
 use crate::error::{LoadError, LoadErrorKind};
 use crate::name::{FullName, is_valid_segment};
@@ -60,9 +61,18 @@ struct RawFunction {
     return_type: Option<String>,
     #[serde(default = "default_true")]
     login_required: bool,
+    #[serde(default)]
+    body_format: BodyFormat,
 }
 
-const FUNCTION_KEYS: [&str; 5] = ["name", "title", "args", "returnType", "loginRequired"];
+const FUNCTION_KEYS: [&str; 6] = [
+    "name",
+    "title",
+    "args",
+    "returnType",
+    "loginRequired",
+    "bodyFormat",
+];
 
 /// An e.json parsed without a problem, before overrides are known.
 pub(super) struct Parsed {
@@ -204,6 +214,24 @@ pub(super) fn parse_found(
                 &function.name,
                 format!("functionList[{i}].name"),
             ));
+        }
+        // A raw format hands the whole request to one argument: a second would never be
+        // filled, and none would leave the function nothing to read.
+        if function.body_format.takes_raw_request() && function.args.len() != 1 {
+            errors.push(
+                LoadError::new(
+                    LoadErrorKind::Parse,
+                    &found.source,
+                    format!(
+                        "function `{}` has `bodyFormat: {}`, which passes the request as one \
+                         argument, but declares {} arguments; declare exactly one",
+                        function.name,
+                        function.body_format.as_str(),
+                        function.args.len()
+                    ),
+                )
+                .at(format!("functionList[{i}].args")),
+            );
         }
         let mut args = HashSet::new();
         for (j, arg) in function.args.iter().enumerate() {
@@ -369,6 +397,7 @@ impl Parsed {
                 args: f.args,
                 return_type: f.return_type,
                 login_required: f.login_required,
+                body_format: f.body_format,
                 extra,
             })
             .collect();

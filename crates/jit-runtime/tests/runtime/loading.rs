@@ -247,6 +247,75 @@ fn duplicate_functions_and_arguments_are_errors() {
 }
 
 #[test]
+fn body_formats_are_read_and_a_raw_one_takes_exactly_one_argument() {
+    let tree = Tree::new(&[
+        ("app/app.toml", &app_toml("shop")),
+        (
+            "app/elements/pays/a/e.json",
+            r#"{"type": "pays.Meta", "functionList": [
+                {"name": "plain"},
+                {"name": "notify", "args": [{"name": "body", "dataType": "Stext"}], "bodyFormat": "xml"},
+                {"name": "callback", "args": [{"name": "request", "dataType": "JSON"}], "bodyFormat": "http"}]}"#,
+        ),
+        (
+            "app/elements/pays/b/e.json",
+            r#"{"type": "pays.Meta", "functionList": [
+                {"name": "none", "bodyFormat": "http"},
+                {"name": "two", "bodyFormat": "xml", "args": [
+                    {"name": "x", "dataType": "Stext"}, {"name": "y", "dataType": "Stext"}]}]}"#,
+        ),
+        (
+            "app/elements/pays/c/e.json",
+            r#"{"type": "pays.Meta", "functionList": [
+                {"name": "f", "args": [{"name": "x", "dataType": "Stext"}], "bodyFormat": "form"}]}"#,
+        ),
+    ]);
+    let errors = errors_of(tree.builder("app").load_definitions());
+    let paths: Vec<_> = errors
+        .iter()
+        .map(|e| e.json_path.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "functionList[0].args",
+            "functionList[1].args",
+            "functionList[0].bodyFormat"
+        ],
+        "{errors}"
+    );
+    assert!(
+        errors.0[0].message.contains("declares 0 arguments"),
+        "{errors}"
+    );
+    assert!(
+        errors.0[1].message.contains("`bodyFormat: xml`"),
+        "{errors}"
+    );
+    assert!(errors.0[2].message.contains("form"), "{errors}");
+
+    // Without the broken ones, each format is on its declaration and back in e.json's shape.
+    let tree = Tree::new(&[
+        ("app/app.toml", &app_toml("shop")),
+        (
+            "app/elements/pays/a/e.json",
+            r#"{"type": "pays.Meta", "functionList": [
+                {"name": "plain"},
+                {"name": "callback", "args": [{"name": "request", "dataType": "JSON"}], "bodyFormat": "http"}]}"#,
+        ),
+    ]);
+    let definitions = tree.builder("app").load_definitions().unwrap();
+    let chain = definitions.chain("pays.a").unwrap();
+    let plain = chain.function("plain").unwrap();
+    let callback = chain.function("callback").unwrap();
+    assert_eq!(plain.body_format, jit_runtime::BodyFormat::Json);
+    assert_eq!(callback.body_format, jit_runtime::BodyFormat::Http);
+    assert!(plain.to_json().get("bodyFormat").is_none());
+    assert_eq!(callback.to_json()["bodyFormat"], "http");
+    assert!(callback.extra.is_empty(), "{:?}", callback.extra);
+}
+
+#[test]
 fn shown_functions_keep_e_json_shape_with_and_without_titles() {
     let tree = Tree::new(&[
         ("app/app.toml", &app_toml("shop")),

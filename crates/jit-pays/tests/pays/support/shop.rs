@@ -75,6 +75,9 @@ pub struct ShopOptions {
     pub files: Vec<(String, String)>,
     /// Applied to the app's builder after the family is registered (more loaders).
     pub builder: Option<Box<dyn FnOnce(jit_runtime::AppBuilder) -> jit_runtime::AppBuilder + Send>>,
+    /// V3 instances trust the simulator's WeChat keys, read through this merchant's V3
+    /// material (as a host running the simulator hands them over); `None`: their own.
+    pub simulator_keys_of: Option<&'static str>,
 }
 
 impl Default for ShopOptions {
@@ -90,6 +93,7 @@ impl Default for ShopOptions {
             },
             files: Vec::new(),
             builder: None,
+            simulator_keys_of: None,
         }
     }
 }
@@ -100,6 +104,63 @@ async fn notify_endpoint(State(svc): State<Arc<PaySvc>>, body: Bytes) -> String 
 
 async fn refund_notify_endpoint(State(svc): State<Arc<PaySvc>>, body: Bytes) -> String {
     svc.wechat_refund_notify_from(&body, None).await.xml()
+}
+
+/// A V3 notify as the host's `http` body format hands it over.
+fn notify_request(headers: &axum::http::HeaderMap, body: &Bytes) -> jit_pays::NotifyRequest {
+    jit_pays::NotifyRequest::new(
+        headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+        String::from_utf8_lossy(body),
+    )
+}
+
+/// The answer of a V3 notify: its status, and its JSON body when it has one.
+fn v3_answer(reply: &jit_pays::NotifyReply) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = axum::http::StatusCode::from_u16(reply.v3_status()).unwrap();
+    match reply.v3_body() {
+        Some(body) => (status, axum::Json(body)).into_response(),
+        None => status.into_response(),
+    }
+}
+
+async fn notify_v3_endpoint(
+    State(svc): State<Arc<PaySvc>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    v3_answer(
+        &svc.wechat_notify_v3_from(&notify_request(&headers, &body), None)
+            .await,
+    )
+}
+
+async fn refund_notify_v3_endpoint(
+    State(svc): State<Arc<PaySvc>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    v3_answer(
+        &svc.wechat_refund_notify_v3_from(&notify_request(&headers, &body), None)
+            .await,
+    )
+}
+
+/// Where the shop serves V3 payment notifies, under its base URL.
+pub const V3_NOTIFY_PATH: &str = "/api/demo/shop/pays/services/PaySvc/wechatNotifyV3";
+/// Where the shop serves V3 refund notifies.
+pub const V3_REFUND_NOTIFY_PATH: &str = "/api/demo/shop/pays/services/PaySvc/wechatRefundNotifyV3";
+
+/// WeChat's V3 keys of a simulator, handed to the family as a host running it does.
+#[derive(Debug)]
+struct SimulatorKeys(jit_pays::SimulatorV3Keys);
+
+impl jit_pays::SimulatedWechat for SimulatorKeys {
+    fn wechat_v3_keys(&self) -> Result<jit_pays::SimulatorV3Keys, String> {
+        Ok(self.0.clone())
+    }
 }
 
 /// Where the shop serves refund notifies, under its base URL.
@@ -169,7 +230,23 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
         format!("{public_base_url}/api/demo/shop/pays/services/PaySvc/wechatNotify"),
         sim.base_url(),
     )
-    .with_refund_notify_url(format!("{public_base_url}{REFUND_NOTIFY_PATH}"));
+    .with_refund_notify_url(format!("{public_base_url}{REFUND_NOTIFY_PATH}"))
+    .with_v3_notify_urls(
+        format!("{public_base_url}{V3_NOTIFY_PATH}"),
+        format!("{public_base_url}{V3_REFUND_NOTIFY_PATH}"),
+    );
+    if let Some(mch_id) = options.simulator_keys_of {
+        let material = sim
+            .v3_material(mch_id)
+            .expect("a merchant")
+            .expect("V3 material");
+        settings = settings.with_simulator(Arc::new(SimulatorKeys(jit_pays::SimulatorV3Keys {
+            public_key_id: material.wechatpay_public_key_id,
+            public_key_pem: material.wechatpay_public_key_pem,
+            platform_certificate_pem: material.platform_certificate_pem,
+            signs_with_certificate: false,
+        })));
+    }
     settings.order_expiry = options.order_expiry;
     settings.reconciler = options.reconciler;
     settings.gateway_timeout = Duration::from_secs(5);
@@ -197,6 +274,8 @@ pub async fn start(db: TestDb, options: ShopOptions) -> Shop {
             post(notify_endpoint),
         )
         .route(REFUND_NOTIFY_PATH, post(refund_notify_endpoint))
+        .route(V3_NOTIFY_PATH, post(notify_v3_endpoint))
+        .route(V3_REFUND_NOTIFY_PATH, post(refund_notify_v3_endpoint))
         .with_state(svc.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
