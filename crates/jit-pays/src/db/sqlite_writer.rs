@@ -910,20 +910,9 @@ mod tests {
     use sea_orm::ConnectionTrait;
 
     use super::*;
-    use crate::db::store::{NewOrder, PayStore};
+    use crate::db::store::PayStore;
+    use crate::db::writer::tests::new_order;
     use crate::db::{DbConfig, connect};
-
-    fn new_order(order_id: &str) -> NewOrder {
-        let at = Utc::now();
-        NewOrder {
-            order_id: order_id.to_owned(),
-            subject: "s".into(),
-            amount_fen: 100,
-            element: "pays.myWechatPay".into(),
-            expires_at: at + chrono::Duration::hours(2),
-            first_check_at: at + chrono::Duration::minutes(1),
-        }
-    }
 
     fn payment(order_id: &str) -> ThirdPartyState {
         crate::db::writer::tests::payment(order_id).state

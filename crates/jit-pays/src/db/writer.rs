@@ -559,19 +559,21 @@ pub(super) mod tests {
         }
     }
 
-    async fn insert(store: &PayStore, order_id: &str) {
+    /// A new order `order_id` of 100 fen, expiring in two hours.
+    pub(in crate::db) fn new_order(order_id: &str) -> NewOrder {
         let at = Utc::now();
-        store
-            .insert_order(NewOrder {
-                order_id: order_id.to_owned(),
-                subject: "s".into(),
-                amount_fen: 100,
-                element: "pays.myWechatPay".into(),
-                expires_at: at + chrono::Duration::hours(2),
-                first_check_at: at + chrono::Duration::minutes(1),
-            })
-            .await
-            .unwrap();
+        NewOrder {
+            order_id: order_id.to_owned(),
+            subject: "s".into(),
+            amount_fen: 100,
+            element: "pays.myWechatPay".into(),
+            expires_at: at + chrono::Duration::hours(2),
+            first_check_at: at + chrono::Duration::minutes(1),
+        }
+    }
+
+    async fn insert(store: &PayStore, order_id: &str) {
+        store.insert_order(new_order(order_id)).await.unwrap();
     }
 
     /// A trigger that makes any UPDATE of order `POISON` fail, as a full disk or a lost
