@@ -5,17 +5,18 @@
 //!
 //! Why not sqlx: sqlx hands every statement of a SQLite connection to that connection's
 //! worker thread over a channel and waits for its answer, so each statement costs a
-//! hand-off, a wake-up and a context switch each way; under load those waits took about a
-//! third of the server's CPU. Here a caller hands over one job and waits once; the thread
-//! runs every statement of a batch back to back on its own connection.
+//! hand-off, a wake-up and a context switch each way; under load those waits took a fifth
+//! to a third of the server's CPU (docs/benchmarks.md). Here a caller hands over one job and
+//! waits once; the thread runs every statement of a batch back to back on its own
+//! connection.
 //!
 //! Group commit, as [`super::writer`] does it for PostgreSQL: the writer takes every job
 //! queued while its previous commit ran (at most [`MAX_BATCH`]), runs them in one
 //! `BEGIN IMMEDIATE` transaction — a payment's conditional UPDATE, its record row, its
 //! event and its notify-log row; a new order's INSERT (and its `order.created` event while
-//! row hooks listen) — commits once (`synchronous = FULL`) and only then answers each
-//! caller with its own outcome. There is no waiting for company: alone, a job still costs
-//! one commit.
+//! row hooks listen); the notify log's queued rows — commits once (`synchronous = FULL`)
+//! and only then answers each caller with its own outcome. There is no waiting for
+//! company: alone, a job still costs one commit.
 //!
 //! Exactly-once is untouched: an order moves only through the conditional UPDATEs of
 //! [`super::rows::mark_paid_on`] (`… WHERE order_id = ? AND status = 'wait'`, or the
