@@ -925,44 +925,6 @@ mod tests {
             .unwrap()
     }
 
-    /// Concurrent creations share commits; each gets its own row (as sea-orm reads it
-    /// back: the times written here are sqlx's text), and a taken id fails only its own.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_creations_share_commits_and_a_taken_id_fails_only_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir).await;
-        store.insert_order(new_order("TAKEN")).await.unwrap();
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..200 {
-            let store = store.clone();
-            let id = if i == 100 {
-                "TAKEN".to_owned()
-            } else {
-                format!("N{i}")
-            };
-            tasks.spawn(async move { (id.clone(), store.insert_order(new_order(&id)).await) });
-        }
-        let mut ids = HashSet::new();
-        while let Some(joined) = tasks.join_next().await {
-            let (id, inserted) = joined.unwrap();
-            if id == "TAKEN" {
-                assert!(
-                    matches!(inserted, Err(StoreError::DuplicateOrder { .. })),
-                    "{inserted:?}"
-                );
-                continue;
-            }
-            let inserted = inserted.unwrap();
-            assert!(
-                ids.insert(inserted.id),
-                "row id {} given twice",
-                inserted.id
-            );
-            assert_eq!(store.get_order(&id).await.unwrap(), inserted);
-        }
-        assert_eq!(ids.len(), 199);
-    }
-
     /// A payment whose statement fails takes down its batch; the others of the batch are
     /// then committed alone, and only the poisoned one is answered with the error.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

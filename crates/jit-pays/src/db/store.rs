@@ -11,9 +11,8 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, OnConflict};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, SqlErr,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TransactionTrait,
 };
 
 use super::cache::{DEFAULT_ORDER_CACHE_CAPACITY, OrderCache, OrderFacts};
@@ -227,11 +226,11 @@ impl PayStore {
     /// Inserts a new `wait` order, durably before this returns. A taken order id is
     /// [`StoreError::DuplicateOrder`] and writes nothing. While row hooks are present
     /// ([`Outbox::has_row_hooks`]), the order's `order.created` event is written in the
-    /// same transaction. On SQLite the insert shares its commit with whatever else the
-    /// writer has queued (other orders, notified payments): alone it costs one commit.
+    /// same transaction. The insert shares its commit with whatever else the store's writer
+    /// has queued (other orders, notified payments): alone it costs one commit.
     pub async fn insert_order(&self, order: NewOrder) -> Result<pay_log::Model, StoreError> {
         let at = now();
-        let mut model = pay_log::Model {
+        let model = pay_log::Model {
             id: 0,
             order_id: order.order_id,
             subject: order.subject,
@@ -252,58 +251,10 @@ impl PayStore {
             refunded_fen: 0,
             refund_reserved_fen: 0,
         };
-        if let Some(sqlite) = &self.sqlite {
-            let model = sqlite.insert(model).await?;
-            self.orders.remember_row(&model);
-            return Ok(model);
-        }
-        let mut row: pay_log::ActiveModel = model.clone().into();
-        row.id = NotSet;
-        let duplicate_or_failed = |err: sea_orm::DbErr, order_id: &str| match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::DuplicateOrder {
-                order_id: order_id.to_owned(),
-            },
-            _ => StoreError::Db {
-                doing: "inserting an order",
-                source: err,
-            },
+        let model = match &self.sqlite {
+            Some(sqlite) => sqlite.insert(model).await?,
+            None => self.notify_writer.insert(model).await?,
         };
-        if self.outbox.has_row_hooks() {
-            // Row hooks listen: the insert and its `order.created` event commit together.
-            let transaction = self
-                .connection
-                .begin()
-                .await
-                .map_err(db("starting to insert an order"))?;
-            let inserted = pay_log::Entity::insert(row)
-                .exec(&transaction)
-                .await
-                .map_err(|err| duplicate_or_failed(err, &model.order_id))?;
-            model.id = inserted.last_insert_id;
-            let events = write_events_on(
-                &transaction,
-                &self.outbox,
-                vec![NewEvent::transition(
-                    PayEventKind::OrderCreated,
-                    model.clone(),
-                )],
-            )
-            .await?;
-            transaction
-                .commit()
-                .await
-                .map_err(db("committing an order"))?;
-            self.outbox.announce_written(&events);
-            self.orders.remember_row(&model);
-            return Ok(model);
-        }
-        // Insert only (the id comes back as last_insert_rowid or `RETURNING id`): no
-        // read-back, which on SQLite would be one more statement per order.
-        let inserted = pay_log::Entity::insert(row)
-            .exec(&self.connection)
-            .await
-            .map_err(|err| duplicate_or_failed(err, &model.order_id))?;
-        model.id = inserted.last_insert_id;
         self.orders.remember_row(&model);
         Ok(model)
     }

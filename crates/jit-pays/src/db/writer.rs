@@ -1,4 +1,4 @@
-//! Group commit for the payments notifies report.
+//! Group commit for the payments notifies report and the orders `create` makes.
 //!
 //! A durable commit (the fsync of SQLite's WAL, or PostgreSQL's WAL flush) costs far more
 //! than the statements before it, and writes to one SQLite file are serialised anyway. So
@@ -66,9 +66,16 @@ pub(crate) struct NotifiedPayment {
     pub paid_at: DateTime<Utc>,
 }
 
-struct Job {
-    payment: NotifiedPayment,
-    answer: oneshot::Sender<Result<PaymentRecorded, StoreError>>,
+/// A job for the writer task: a payment to record, or a new order to insert.
+enum Job {
+    Payment {
+        payment: NotifiedPayment,
+        answer: oneshot::Sender<Result<PaymentRecorded, StoreError>>,
+    },
+    Order {
+        order: pay_log::Model,
+        answer: oneshot::Sender<Result<pay_log::Model, StoreError>>,
+    },
 }
 
 /// What a store's notify writer has committed since the store was opened (shared by its
@@ -103,8 +110,12 @@ pub(crate) struct NotifyWriter {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let order_id = match self {
+            Job::Payment { payment, .. } => &payment.state.order_id,
+            Job::Order { order, .. } => &order.order_id,
+        };
         f.debug_struct("Job")
-            .field("order_id", &self.payment.state.order_id)
+            .field("order_id", order_id)
             .finish_non_exhaustive()
     }
 }
@@ -156,17 +167,29 @@ impl NotifyWriter {
         sender
     }
 
+    async fn send(&self, job: Job) -> Result<(), StoreError> {
+        if let Err(mpsc::error::SendError(job)) = self.queue().send(job).await {
+            // The task died with the runtime it was started on; this call starts another.
+            self.queue().send(job).await.map_err(|_| writer_gone())?;
+        }
+        Ok(())
+    }
+
     /// Queues `payment` and waits until its batch is committed (or failed).
     pub(crate) async fn record(
         &self,
         payment: NotifiedPayment,
     ) -> Result<PaymentRecorded, StoreError> {
         let (answer, answered) = oneshot::channel();
-        let job = Job { payment, answer };
-        if let Err(mpsc::error::SendError(job)) = self.queue().send(job).await {
-            // The task died with the runtime it was started on; this call starts another.
-            self.queue().send(job).await.map_err(|_| writer_gone())?;
-        }
+        self.send(Job::Payment { payment, answer }).await?;
+        answered.await.map_err(|_| writer_gone())?
+    }
+
+    /// Queues the new `order` (its `id` is assigned) and waits until its batch is
+    /// committed (or failed): creations share commits as payments do.
+    pub(crate) async fn insert(&self, order: pay_log::Model) -> Result<pay_log::Model, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        self.send(Job::Order { order, answer }).await?;
         answered.await.map_err(|_| writer_gone())?
     }
 }
@@ -191,32 +214,57 @@ async fn run(
     let mut wal_restarted = Instant::now();
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let (payments, answers): (Vec<_>, Vec<_>) =
-            jobs.drain(..).map(|job| (job.payment, job.answer)).unzip();
+        let mut payments = Vec::with_capacity(jobs.len());
+        let mut payment_answers = Vec::with_capacity(jobs.len());
+        let mut orders = Vec::new();
+        let mut order_answers = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Payment { payment, answer } => {
+                    payments.push(payment);
+                    payment_answers.push(answer);
+                }
+                Job::Order { order, answer } => {
+                    orders.push(order);
+                    order_answers.push(answer);
+                }
+            }
+        }
         let size = payments.len();
         let started = Instant::now();
-        let committed = commit_batch(&connection, &outbox, payments).await;
-        crate::metrics::writer_commit(size, started.elapsed(), committed.is_ok());
+        let committed = commit_jobs(&connection, &outbox, orders, payments).await;
+        if size > 0 {
+            crate::metrics::writer_commit(size, started.elapsed(), committed.is_ok());
+        }
         match committed {
-            Ok(outcomes) => {
-                // Counted before anyone is answered, so a caller sees its own commit.
-                counters.commits.fetch_add(1, Ordering::SeqCst);
-                counters.payments.fetch_add(size as u64, Ordering::SeqCst);
-                for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                    // A caller that stopped waiting (its request was cancelled) changes
-                    // nothing: the payment is committed and WeChat's retry is a repeat.
+            Ok((inserted, outcomes)) => {
+                if size > 0 {
+                    // Counted before anyone is answered, so a caller sees its own commit.
+                    counters.commits.fetch_add(1, Ordering::SeqCst);
+                    counters.payments.fetch_add(size as u64, Ordering::SeqCst);
+                }
+                // A caller that stopped waiting (its request was cancelled) changes
+                // nothing: what it asked for is committed (a payment's retry is a repeat).
+                for (answer, outcome) in payment_answers.into_iter().zip(outcomes) {
                     let _ = answer.send(outcome);
+                }
+                for (answer, order) in order_answers.into_iter().zip(inserted) {
+                    let _ = answer.send(order);
                 }
             }
             Err(error) => {
-                tracing::error!(%error, payments = size,
-                    "a batch of notified payments could not be committed; none was recorded");
+                tracing::error!(%error, payments = size, orders = order_answers.len(),
+                    "a batch of payments and orders could not be committed; none was written");
                 let message = error.to_string();
-                for answer in answers {
-                    let _ = answer.send(Err(StoreError::Db {
-                        doing: "committing a batch of payments",
-                        source: DbErr::Custom(message.clone()),
-                    }));
+                let failed = || StoreError::Db {
+                    doing: "committing a batch of payments and orders",
+                    source: DbErr::Custom(message.clone()),
+                };
+                for answer in payment_answers {
+                    let _ = answer.send(Err(failed()));
+                }
+                for answer in order_answers {
+                    let _ = answer.send(Err(failed()));
                 }
             }
         }
@@ -248,6 +296,25 @@ async fn restart_wal(connection: &DatabaseConnection) {
     }
 }
 
+/// [`commit_jobs`] for payments alone.
+#[cfg(test)]
+pub(crate) async fn commit_batch(
+    connection: &DatabaseConnection,
+    outbox: &Outbox,
+    payments: Vec<NotifiedPayment>,
+) -> Result<Vec<Result<PaymentRecorded, StoreError>>, StoreError> {
+    commit_jobs(connection, outbox, Vec::new(), payments)
+        .await
+        .map(|(_, outcomes)| outcomes)
+}
+
+/// The new orders each insert gave (`DuplicateOrder` for a taken id), and each payment's
+/// outcome.
+type Committed = (
+    Vec<Result<pay_log::Model, StoreError>>,
+    Vec<Result<PaymentRecorded, StoreError>>,
+);
+
 /// Runs `payments` in one transaction, with the event of every transition it makes (and
 /// of every payment conflict it records first), and raises `outbox`'s signal after the
 /// commit. `Err` means nothing of the batch was written; `Ok` holds each payment's own
@@ -262,17 +329,31 @@ async fn restart_wal(connection: &DatabaseConnection) {
 /// batch naming that order, as if the payments had run one after another. Payments whose
 /// order was not waiting (a repeat, a closed or timed-out order) then take the
 /// one-at-a-time path, inside the same transaction.
-pub(crate) async fn commit_batch(
+///
+/// New `orders` are inserted first, in the same transaction (one multi-row `INSERT … ON
+/// CONFLICT (order_id) DO NOTHING RETURNING id, order_id`: a taken id fails only its own
+/// order, not the statement or the batch), with their `order.created` events while row
+/// hooks listen.
+async fn commit_jobs(
     connection: &DatabaseConnection,
     outbox: &Outbox,
+    orders: Vec<pay_log::Model>,
     payments: Vec<NotifiedPayment>,
-) -> Result<Vec<Result<PaymentRecorded, StoreError>>, StoreError> {
+) -> Result<Committed, StoreError> {
     let transaction = connection
         .begin()
         .await
         .map_err(db("starting a transaction"))?;
-    // The UPDATE comes first, so a SQLite transaction takes the write lock with its first
+    // A write comes first, so a SQLite transaction takes the write lock with its first
     // statement (waiting in the busy handler, never failing on a stale snapshot).
+    let inserted = insert_orders_on(&transaction, orders).await?;
+    let mut created: Vec<NewEvent> = Vec::new();
+    if outbox.has_row_hooks() {
+        created.extend(inserted.iter().filter_map(|order| {
+            let order = order.as_ref().ok()?.clone();
+            Some(NewEvent::transition(PayEventKind::OrderCreated, order))
+        }));
+    }
     let mut won = mark_waiting_paid_on(&transaction, &payments).await?;
     let mut outcomes = Vec::with_capacity(payments.len());
     let mut decided: HashSet<&str> = HashSet::with_capacity(payments.len());
@@ -310,7 +391,8 @@ pub(crate) async fn commit_batch(
             Err(failed) => return Err(failed),
         }
     }
-    let events = events_of(&payments, &outcomes);
+    let mut events = created;
+    events.extend(events_of(&payments, &outcomes));
     // Every payment of the batch that was decided is logged with it (console: the order's
     // notifies); one INSERT for the batch.
     let logged: Vec<NotifyLogEntry> = payments
@@ -342,7 +424,59 @@ pub(crate) async fn commit_batch(
         .await
         .map_err(db("committing a batch of payments"))?;
     outbox.announce_written(&events);
-    Ok(outcomes)
+    Ok((inserted, outcomes))
+}
+
+/// Inserts the new `wait` orders in one statement; each gets its row (with its `id`), or
+/// [`StoreError::DuplicateOrder`] when its id was taken (before, or by an earlier order of
+/// the same batch).
+async fn insert_orders_on<C: ConnectionTrait>(
+    connection: &C,
+    orders: Vec<pay_log::Model>,
+) -> Result<Vec<Result<pay_log::Model, StoreError>>, StoreError> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = orders.iter().map(|order| {
+        let mut row: pay_log::ActiveModel = order.clone().into();
+        row.id = sea_orm::ActiveValue::NotSet;
+        row
+    });
+    let mut insert = pay_log::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(pay_log::Column::OrderId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .into_query();
+    insert.returning(
+        sea_orm::sea_query::Query::returning()
+            .columns([pay_log::Column::Id, pay_log::Column::OrderId]),
+    );
+    let returned = connection
+        .query_all(&insert)
+        .await
+        .map_err(db("inserting orders"))?;
+    let mut ids: HashMap<String, i64> = HashMap::with_capacity(returned.len());
+    for row in &returned {
+        let id: i64 = row
+            .try_get("", "id")
+            .map_err(db("reading inserted orders"))?;
+        let order_id: String = row
+            .try_get("", "order_id")
+            .map_err(db("reading inserted orders"))?;
+        ids.insert(order_id, id);
+    }
+    // The first order naming an id got it; any other is a duplicate.
+    Ok(orders
+        .into_iter()
+        .map(|order| match ids.remove(&order.order_id) {
+            Some(id) => Ok(pay_log::Model { id, ..order }),
+            None => Err(StoreError::DuplicateOrder {
+                order_id: order.order_id,
+            }),
+        })
+        .collect())
 }
 
 /// The events of a batch's outcomes: each transition, and each payment conflict recorded
@@ -609,6 +743,46 @@ pub(super) mod tests {
             stores.push(connect(&config).await.unwrap());
         }
         (stores, dir)
+    }
+
+    /// Concurrent creations share commits; each gets its own row (as sea-orm reads it
+    /// back), and a taken id fails only its own. SQLite (the writer thread) and PostgreSQL
+    /// (the writer task).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_creations_share_commits_and_a_taken_id_fails_only_its_own() {
+        let (stores, _dir) = stores().await;
+        for store in stores {
+            store.insert_order(new_order("TAKEN")).await.unwrap();
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..200 {
+                let store = store.clone();
+                let id = if i == 100 {
+                    "TAKEN".to_owned()
+                } else {
+                    format!("N{i}")
+                };
+                tasks.spawn(async move { (id.clone(), store.insert_order(new_order(&id)).await) });
+            }
+            let mut ids = HashSet::new();
+            while let Some(joined) = tasks.join_next().await {
+                let (id, inserted) = joined.unwrap();
+                if id == "TAKEN" {
+                    assert!(
+                        matches!(inserted, Err(StoreError::DuplicateOrder { .. })),
+                        "{inserted:?}"
+                    );
+                    continue;
+                }
+                let inserted = inserted.unwrap();
+                assert!(
+                    ids.insert(inserted.id),
+                    "row id {} given twice",
+                    inserted.id
+                );
+                assert_eq!(store.get_order(&id).await.unwrap(), inserted);
+            }
+            assert_eq!(ids.len(), 199);
+        }
     }
 
     #[tokio::test]
