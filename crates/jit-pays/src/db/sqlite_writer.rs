@@ -53,7 +53,7 @@ use super::rows::{
     GUARDED_TRADE_STATE, GUARDED_TRANSACTION_ID, PaidOutcome, PaymentRecorded, ThirdPartyState,
     conflict_recorded, conflicting_payment, now,
 };
-use super::writer::{Counters, MAX_BATCH, NotifiedPayment, WAL_RESTART_INTERVAL, event_of};
+use super::writer::{Counters, Job, MAX_BATCH, NotifiedPayment, WAL_RESTART_INTERVAL, event_of};
 use crate::events::PayEventKind;
 
 /// How long the writer's periodic WAL reset may wait for readers before it gives up until
@@ -170,15 +170,12 @@ fn open(path: &PathBuf, busy_timeout: Duration) -> rusqlite::Result<Connection> 
 }
 
 /// A job for the writer thread.
+// Each job moves once, through the queue: boxing the larger variant would cost every
+// payment an allocation to save the log's rare jobs a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 enum WriteJob {
-    Payment {
-        payment: NotifiedPayment,
-        answer: oneshot::Sender<Result<PaymentRecorded, StoreError>>,
-    },
-    Order {
-        order: pay_log::Model,
-        answer: oneshot::Sender<Result<pay_log::Model, StoreError>>,
-    },
+    /// A payment or a new order, as the sea-orm writer takes them.
+    Shared(Job),
     /// Notify-log rows of notifies that wrote nothing else (repeats, refusals), from the
     /// log's own queue ([`super::notify_log::NotifyLog`]).
     Log {
@@ -280,14 +277,7 @@ pub(crate) struct SqliteHotPath {
 impl std::fmt::Debug for WriteJob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WriteJob::Payment { payment, .. } => f
-                .debug_struct("Payment")
-                .field("order_id", &payment.state.order_id)
-                .finish_non_exhaustive(),
-            WriteJob::Order { order, .. } => f
-                .debug_struct("Order")
-                .field("order_id", &order.order_id)
-                .finish_non_exhaustive(),
+            WriteJob::Shared(job) => job.fmt(f),
             WriteJob::Log { entries, .. } => f
                 .debug_struct("Log")
                 .field("entries", &entries.len())
@@ -390,7 +380,7 @@ impl SqliteHotPath {
     ) -> Result<PaymentRecorded, StoreError> {
         const DOING: &str = "committing a payment";
         let (answer, answered) = oneshot::channel();
-        self.write(WriteJob::Payment { payment, answer }, DOING)
+        self.write(WriteJob::Shared(Job::Payment { payment, answer }), DOING)
             .await?;
         answered.await.map_err(|_| thread_gone(DOING))?
     }
@@ -400,7 +390,8 @@ impl SqliteHotPath {
     pub(crate) async fn insert(&self, order: pay_log::Model) -> Result<pay_log::Model, StoreError> {
         const DOING: &str = "inserting an order";
         let (answer, answered) = oneshot::channel();
-        self.write(WriteJob::Order { order, answer }, DOING).await?;
+        self.write(WriteJob::Shared(Job::Order { order, answer }), DOING)
+            .await?;
         answered.await.map_err(|_| thread_gone(DOING))?
     }
 
@@ -458,10 +449,12 @@ fn run_writer(
         let (work, answers): (Vec<Work>, Vec<Answer>) = jobs
             .drain(..)
             .map(|job| match job {
-                WriteJob::Payment { payment, answer } => {
+                WriteJob::Shared(Job::Payment { payment, answer }) => {
                     (Work::Payment(payment), Answer::Payment(answer))
                 }
-                WriteJob::Order { order, answer } => (Work::Order(order), Answer::Order(answer)),
+                WriteJob::Shared(Job::Order { order, answer }) => {
+                    (Work::Order(order), Answer::Order(answer))
+                }
                 WriteJob::Log { entries, answer } => (Work::Log(entries), Answer::Log(answer)),
             })
             .unzip();

@@ -66,12 +66,15 @@ pub(crate) struct NotifiedPayment {
     pub paid_at: DateTime<Utc>,
 }
 
-/// A job for the writer task: a payment to record, or a new order to insert.
-enum Job {
+/// A job for a store's writer (this task, or the SQLite writer thread): a payment to
+/// record, or a new order to insert, with where to send its outcome.
+pub(crate) enum Job {
+    /// A verified payment.
     Payment {
         payment: NotifiedPayment,
         answer: oneshot::Sender<Result<PaymentRecorded, StoreError>>,
     },
+    /// A new order (its `id` assigned by the insert).
     Order {
         order: pay_log::Model,
         answer: oneshot::Sender<Result<pay_log::Model, StoreError>>,
