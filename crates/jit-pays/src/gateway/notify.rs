@@ -14,13 +14,16 @@ use crate::db::notify_log::{NotifyKind, NotifyLogEntry};
 use crate::db::store::{PaidOutcome, ThirdPartyState};
 use crate::model::{NotifyOutcome, NotifyReply};
 
-/// Records the payment `state` a verified notify reports for `order` (its facts: owner,
-/// amount, a payment already known), checked against the order by the caller. `body` is
-/// what is logged for a repeat answered from memory.
+/// Records the payment under `transaction_id` that a verified notify reports for `order`
+/// (its facts: owner, amount, a payment already known), checked against the order by the
+/// caller: `state` builds its record row, only when the payment is not a repeat (a repeat,
+/// WeChat's most common notify, allocates nothing here). `body` is what is logged for a
+/// repeat answered from memory.
 pub(crate) async fn record_notified_payment(
     gateway: &dyn Gateway,
     order: &Arc<OrderFacts>,
-    state: ThirdPartyState,
+    transaction_id: Option<&str>,
+    state: impl FnOnce() -> ThirdPartyState,
     paid_at: DateTime<Utc>,
     body: &[u8],
 ) -> NotifyReply {
@@ -30,7 +33,7 @@ pub(crate) async fn record_notified_payment(
     // payment, without reading anything either (`success` is final). A payment under
     // another transaction id is no repeat: the database decides it, and keeps it as a
     // conflict.
-    if order.paid_transaction_id.is_some() && order.paid_transaction_id == state.transaction_id {
+    if transaction_id.is_some() && order.paid_transaction_id.as_deref() == transaction_id {
         let outcome = NotifyOutcome::AlreadyPaid { order_id };
         // Logged off the request path: a repeat writes nothing on its way.
         gateway.store().notify_log().note(NotifyLogEntry::of_reply(
@@ -41,20 +44,15 @@ pub(crate) async fn record_notified_payment(
         ));
         return NotifyReply::new(outcome);
     }
-    let reported = state.transaction_id.clone();
+    let reported = transaction_id;
     match gateway
         .store()
-        .record_notified_payment(state, paid_at)
+        .record_notified_payment(state(), paid_at)
         .await
     {
         Ok(recorded) => {
             // Committed, with its event: only now may WeChat hear success.
-            super::orders::log_payment(
-                gateway.full_name(),
-                &order_id,
-                &recorded,
-                reported.as_deref(),
-            );
+            super::orders::log_payment(gateway.full_name(), &order_id, &recorded, reported);
             NotifyReply::new(match recorded.outcome {
                 PaidOutcome::Paid => NotifyOutcome::Paid { order_id },
                 PaidOutcome::PaidAfterClose { .. } => NotifyOutcome::PaidAfterClose { order_id },
@@ -63,7 +61,7 @@ pub(crate) async fn record_notified_payment(
                 // re-send it for a day (docs/pays.md, "Payment conflicts").
                 PaidOutcome::Conflict { .. } => NotifyOutcome::PaymentConflict {
                     order_id,
-                    transaction_id: reported.unwrap_or_default(),
+                    transaction_id: reported.unwrap_or_default().to_owned(),
                 },
             })
         }

@@ -10,8 +10,8 @@ use super::WechatPay;
 use super::orders::paid_at;
 use crate::db::cache::OrderFacts;
 use crate::db::entity::ApiVersion;
-use crate::db::notify_log::{NotifyKind, NotifyLogEntry};
-use crate::db::store::{PaidOutcome, ThirdPartyState};
+use crate::db::store::ThirdPartyState;
+use crate::gateway::notify::{payment_not_recorded, record_notified_payment};
 use crate::model::{NotifyOutcome, NotifyReply, RefusalReason};
 
 /// Reads a notify body far enough to route it: the notify, not yet verified, and the
@@ -52,7 +52,7 @@ impl WechatPay {
         let order = match self.store.order_facts(&order_id).await {
             Ok(Some(order)) => order,
             Ok(None) => return unknown_order(&order_id),
-            Err(error) => return self.failed(&order_id, &error),
+            Err(error) => return payment_not_recorded(&self.full_name, &order_id, &error),
         };
         self.handle_routed_notify(unverified, order, body).await
     }
@@ -119,7 +119,7 @@ impl WechatPay {
                 })
                 .await
             {
-                return self.failed(&order_id, &error);
+                return payment_not_recorded(&self.full_name, &order_id, &error);
             }
             // The record keeps SUCCESS if the order is paid: see `guarded_trade_state`.
             tracing::info!(order_id = %log_safe(&order_id),
@@ -142,69 +142,21 @@ impl WechatPay {
                 ),
             );
         }
-        // WeChat repeats notifies until answered: a repeat of the recorded payment is
-        // answered without writing anything — and, when this process has committed or read
-        // that payment, without reading anything either. That holds with any number of
-        // processes on the database: `success` is final, so a payment once seen stays
-        // recorded; an order not known here as paid is decided by the database below.
-        // The repeat got here only verified with the owner's key and matching the
-        // merchant and the amount, exactly as a first notify. A payment under another
-        // transaction id is no repeat: the database decides it, and keeps it as a conflict.
-        if row.paid_transaction_id.is_some() && row.paid_transaction_id == notify.transaction_id {
-            let outcome = NotifyOutcome::AlreadyPaid { order_id };
-            // Logged off the request path: a repeat writes nothing on its way.
-            self.store.notify_log().note(NotifyLogEntry::of_reply(
-                NotifyKind::Payment,
-                body,
-                &outcome,
-                None,
-            ));
-            return NotifyReply::new(outcome);
-        }
+        // The repeat check, the commit and the reply are every API's: a repeat got here
+        // only verified with the owner's key and matching the merchant and the amount,
+        // exactly as a first notify.
+        let state = || ThirdPartyState {
+            order_id: order_id.clone(),
+            appid: notify.appid.clone(),
+            mch_id: notify.mch_id.clone(),
+            total_fee: notify.total_fee.get(),
+            trade_state: Some(TradeState::Success.as_str().to_owned()),
+            transaction_id: notify.transaction_id.clone(),
+            raw: String::from_utf8_lossy(body).into_owned(),
+            api_version: ApiVersion::V2,
+        };
         let paid_at = paid_at(notify.time_end.as_deref());
-        let recorded = self
-            .store
-            .record_notified_payment(
-                ThirdPartyState {
-                    order_id: order_id.clone(),
-                    appid: notify.appid.clone(),
-                    mch_id: notify.mch_id.clone(),
-                    total_fee: notify.total_fee.get(),
-                    trade_state: Some(TradeState::Success.as_str().to_owned()),
-                    transaction_id: notify.transaction_id.clone(),
-                    raw: String::from_utf8_lossy(body).into_owned(),
-                    api_version: ApiVersion::V2,
-                },
-                paid_at,
-            )
-            .await;
-        match recorded {
-            Ok(recorded) => {
-                // Committed, with its event: only now may WeChat hear SUCCESS.
-                let outcome = recorded.outcome;
-                self.log_payment(&order_id, &recorded, notify.transaction_id.as_deref());
-                NotifyReply::new(match outcome {
-                    PaidOutcome::Paid => NotifyOutcome::Paid { order_id },
-                    PaidOutcome::PaidAfterClose { .. } => {
-                        NotifyOutcome::PaidAfterClose { order_id }
-                    }
-                    PaidOutcome::AlreadyPaid => NotifyOutcome::AlreadyPaid { order_id },
-                    // Genuine and kept: acknowledged like any recorded payment, or WeChat
-                    // would re-send it for a day (docs/pays.md, "Payment conflicts").
-                    PaidOutcome::Conflict { .. } => NotifyOutcome::PaymentConflict {
-                        order_id,
-                        transaction_id: notify.transaction_id.clone().unwrap_or_default(),
-                    },
-                })
-            }
-            Err(error) => self.failed(&order_id, &error),
-        }
-    }
-
-    fn failed(&self, order_id: &str, error: &dyn std::fmt::Display) -> NotifyReply {
-        tracing::error!(element = %self.full_name, order_id = %log_safe(order_id),
-            error = %log_safe(&error.to_string()),
-            "payment notify not committed; WeChat will retry");
-        NotifyReply::failed("temporarily unable to record the payment")
+        let transaction_id = notify.transaction_id.as_deref();
+        record_notified_payment(self, &row, transaction_id, state, paid_at, body).await
     }
 }

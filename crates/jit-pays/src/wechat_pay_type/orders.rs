@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use wechatpay_v2::{ErrCode, Error as WxError, Fen, OrderRef};
 
 use super::WechatPay;
-use crate::db::store::{PaymentRecorded, now};
+use crate::db::store::now;
 use crate::error::PayError;
 use crate::gateway::QueriedOrder;
 use crate::model::CloseAtWechat;
@@ -44,17 +44,6 @@ impl WechatPay {
                 source,
             }),
         }
-    }
-
-    /// Logs what recording a payment did (the shared rule,
-    /// [`crate::gateway::orders::log_payment`]).
-    pub(super) fn log_payment(
-        &self,
-        order_id: &str,
-        recorded: &PaymentRecorded,
-        reported: Option<&str>,
-    ) {
-        crate::gateway::orders::log_payment(&self.full_name, order_id, recorded, reported);
     }
 
     /// `orderquery`; `None` when WeChat has no such order.

@@ -148,7 +148,7 @@ impl WechatPayV3 {
                 ),
             );
         }
-        let state = ThirdPartyState {
+        let state = || ThirdPartyState {
             order_id: order_id.clone(),
             appid: transaction.appid.clone(),
             mch_id: transaction.mchid.clone(),
@@ -163,6 +163,7 @@ impl WechatPayV3 {
         record_notified_payment(
             self,
             &order,
+            transaction.transaction_id.as_deref(),
             state,
             paid_at,
             opened.request().body.as_bytes(),
