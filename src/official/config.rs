@@ -260,7 +260,8 @@ fn resolve_reconciler(
         return Err(reader.invalid(
             "reconciler.max_backoff_secs",
             format!(
-                "is {} s, less than first_check_after_secs ({} s): the back-off starts at                  first_check_after_secs and doubles up to max_backoff_secs",
+                "is {} s, less than first_check_after_secs ({} s): the back-off starts at \
+                 first_check_after_secs and doubles up to max_backoff_secs",
                 max_backoff.as_secs(),
                 first_check_after.as_secs()
             ),
@@ -379,7 +380,8 @@ fn resolve_gateway(
                 return Err((
                     File("gateway"),
                     format!(
-                        "both `simulator = true` and a base_url (from {key}) are set; choose one: {GATEWAY_CHOICES}"
+                        "both `simulator = true` and a base_url (from {key}) are set; choose \
+                         one: {GATEWAY_CHOICES}"
                     ),
                 ));
             }
@@ -403,7 +405,8 @@ fn resolve_gateway(
 fn check_gateway_url(url: &str) -> Result<(), String> {
     if url.eq_ignore_ascii_case("simulator") {
         return Err(format!(
-            "`simulator` is not a URL: the simulator is chosen with `[gateway] simulator = true`; {GATEWAY_CHOICES}"
+            "`simulator` is not a URL: the simulator is chosen with `[gateway] simulator = \
+             true`; {GATEWAY_CHOICES}"
         ));
     }
     let parsed = reqwest::Url::parse(url)
@@ -415,7 +418,11 @@ fn check_gateway_url(url: &str) -> Result<(), String> {
         ));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("a gateway URL carries no credentials (WeChat Pay signs each request with the merchant key)".to_owned());
+        return Err(
+            "a gateway URL carries no credentials (WeChat Pay signs each request with \
+                    the merchant key)"
+                .to_owned(),
+        );
     }
     Ok(())
 }
@@ -596,13 +603,15 @@ mod tests {
             (
                 "[gateway]\nsimulator = true\nbase_url = \"https://api.mch.weixin.qq.com\"\n",
                 None,
-                "app.toml: gateway: both `simulator = true` and a base_url (from app.toml's gateway.base_url)",
+                "app.toml: gateway: both `simulator = true` and a base_url (from app.toml's \
+                 gateway.base_url)",
                 true,
             ),
             (
                 "[gateway]\nsimulator = true\n",
                 Some("https://api.mch.weixin.qq.com"),
-                "app.toml: gateway: both `simulator = true` and a base_url (from the JIT_GATEWAY_BASE_URL variable)",
+                "app.toml: gateway: both `simulator = true` and a base_url (from the \
+                 JIT_GATEWAY_BASE_URL variable)",
                 true,
             ),
             (
@@ -650,7 +659,8 @@ mod tests {
             (
                 "[gateway]\nsimulater = true\n",
                 None,
-                "app.toml: gateway.simulater: unknown key; [gateway] takes simulator, base_url, simulator_public",
+                "app.toml: gateway.simulater: unknown key; [gateway] takes simulator, \
+                 base_url, simulator_public",
                 false,
             ),
         ];
@@ -701,7 +711,8 @@ mod tests {
             ),
             (
                 "[reconciler]\nfirst_check_after_secs = 0\n",
-                "app.toml: reconciler.first_check_after_secs: expected an integer from 1 to 86400 (seconds), found 0",
+                "app.toml: reconciler.first_check_after_secs: expected an integer from 1 to \
+                 86400 (seconds), found 0",
             ),
             (
                 "[reconciler]\nmax_backoff_secs = \"15m\"\n",
@@ -709,19 +720,23 @@ mod tests {
             ),
             (
                 "[reconciler]\nfirst_check_after_secs = 1200\n",
-                "app.toml: reconciler.max_backoff_secs: is 900 s, less than first_check_after_secs (1200 s)",
+                "app.toml: reconciler.max_backoff_secs: is 900 s, less than \
+                 first_check_after_secs (1200 s)",
             ),
             (
                 "[reconciler]\nscan_interval_ms = 10\n",
-                "app.toml: reconciler.scan_interval_ms: expected an integer from 50 to 3600000 (milliseconds), found 10",
+                "app.toml: reconciler.scan_interval_ms: expected an integer from 50 to \
+                 3600000 (milliseconds), found 10",
             ),
             (
                 "[reconciler]\nbatch_size = -1\n",
-                "app.toml: reconciler.batch_size: expected an integer from 1 to 10000 (orders), found -1",
+                "app.toml: reconciler.batch_size: expected an integer from 1 to 10000 \
+                 (orders), found -1",
             ),
             (
                 "[reconciler]\nclaim_lease_secs = 3601\n",
-                "app.toml: reconciler.claim_lease_secs: expected an integer from 1 to 3600 (seconds), found 3601",
+                "app.toml: reconciler.claim_lease_secs: expected an integer from 1 to 3600 \
+                 (seconds), found 3601",
             ),
         ] {
             let err = resolve_alone(&tables(raw)).unwrap_err().to_string();

@@ -67,7 +67,8 @@ pub fn problems(
             problems.push(problem(
                 "server.listen",
                 format!(
-                    "`{}` (from app.toml, JIT_LISTEN or --listen) is not a loopback address: {demo}",
+                    "`{}` (from app.toml, JIT_LISTEN or --listen) is not a loopback address: \
+                     {demo}",
                     config.listen
                 ),
             ));
@@ -107,7 +108,10 @@ pub fn problems(
                 problems.push(problem(
                     &format!("webhooks[{index}].url"),
                     format!(
-                        "`{}` is not on this machine, and payments are SIMULATED (the gateway                          is the built-in simulator): a simulated payment must never reach a                          real endpoint; point it at 127.0.0.1 or localhost, or choose a real                          gateway",
+                        "`{}` is not on this machine, and payments are SIMULATED (the \
+                         gateway is the built-in simulator): a simulated payment must never \
+                         reach a real endpoint; point it at 127.0.0.1 or localhost, or \
+                         choose a real gateway",
                         endpoint.shown_url()
                     ),
                 ));
@@ -120,7 +124,9 @@ pub fn problems(
     if let Some(GatewayTarget::Remote(gateway)) = &pays.gateway
         && !is_loopback_url(gateway)
     {
-        let reach = "WeChat sends payment notifies to {public_base_url}/api/…; set                      `[server] public_base_url` (or JIT_PUBLIC_BASE_URL) to the https://                      address WeChat reaches this shop at";
+        let reach = "WeChat sends payment notifies to {public_base_url}/api/…; set `[server] \
+                     public_base_url` (or JIT_PUBLIC_BASE_URL) to the https:// address \
+                     WeChat reaches this shop at";
         match &config.public_base_url {
             None => problems.push(problem(
                 "server.public_base_url",
@@ -129,7 +135,8 @@ pub fn problems(
             Some(url) if is_loopback_url(url) => problems.push(problem(
                 "server.public_base_url",
                 format!(
-                    "`{url}` is a loopback URL, and the gateway `{gateway}` is not on this machine: {reach}"
+                    "`{url}` is a loopback URL, and the gateway `{gateway}` is not on this \
+                     machine: {reach}"
                 ),
             )),
             Some(_) => {}
@@ -320,6 +327,8 @@ mod tests {
                 !problem.contains(SECRET) && !problem.contains("abc123"),
                 "{problem}"
             );
+            // One sentence, as written: no run of blanks from a broken line continuation.
+            assert!(!problem.contains("  "), "{problem}");
         }
     }
 
@@ -344,6 +353,35 @@ mod tests {
              [gateway]\nbase_url = \"https://api.mch.weixin.qq.com\"\n"
         ));
         assert!(real.is_empty(), "{real:?}");
+    }
+
+    #[test]
+    fn a_remote_gateway_needs_a_public_base_url_it_can_reach() {
+        let gateway = "[gateway]\nbase_url = \"https://api.mch.weixin.qq.com\"\n";
+        let unset = problems_of(gateway);
+        let loopback = problems_of(&format!(
+            "[server]\npublic_base_url = \"http://127.0.0.1:8080\"\n{gateway}"
+        ));
+        for (found, start) in [
+            (&unset, "app.toml: server.public_base_url: is not set"),
+            (
+                &loopback,
+                "app.toml: server.public_base_url: `http://127.0.0.1:8080` is a loopback URL",
+            ),
+        ] {
+            let problem = found
+                .iter()
+                .find(|problem| problem.contains("public_base_url"))
+                .unwrap_or_else(|| panic!("{found:?}"));
+            assert!(problem.starts_with(start), "{problem}");
+            assert!(
+                problem.ends_with(
+                    "set `[server] public_base_url` (or JIT_PUBLIC_BASE_URL) to the https:// \
+                     address WeChat reaches this shop at"
+                ),
+                "{problem}"
+            );
+        }
     }
 
     #[test]

@@ -144,7 +144,8 @@ fn resolve_certificate(chain: &Chain) -> (Option<MerchantCertificate>, Vec<LoadE
             problems.push(config_problem(
                 &p12.source,
                 format!(
-                    "`certP12Path` and the PEM pair ({}) are both set: set one form of the                      merchant certificate, the PKCS#12 bundle or `certPath` with `keyPath`",
+                    "`certP12Path` and the PEM pair ({}) are both set: set one form of the \
+                     merchant certificate, the PKCS#12 bundle or `certPath` with `keyPath`",
                     pem.join(", ")
                 ),
             ));
@@ -153,19 +154,22 @@ fn resolve_certificate(chain: &Chain) -> (Option<MerchantCertificate>, Vec<LoadE
     if let (Some(password), None) = (&password, &p12) {
         problems.push(config_problem(
             &password.source,
-            "`certP12Password` is set but `certP12Path` is not: the password opens a PKCS#12              bundle (the PEM form is `certPath` with `keyPath`; the value is not shown)"
+            "`certP12Password` is set but `certP12Path` is not: the password opens a PKCS#12 \
+             bundle (the PEM form is `certPath` with `keyPath`; the value is not shown)"
                 .to_owned(),
         ));
     }
     match (&cert, &key) {
         (Some(cert), None) => problems.push(config_problem(
             &cert.source,
-            "`certPath` is set but `keyPath` is not: the PEM form needs the certificate and              its private key (apiclient_key.pem) beside it"
+            "`certPath` is set but `keyPath` is not: the PEM form needs the certificate and \
+             its private key (apiclient_key.pem) beside it"
                 .to_owned(),
         )),
         (None, Some(key)) => problems.push(config_problem(
             &key.source,
-            "`keyPath` is set but `certPath` is not: the PEM form needs the certificate              (apiclient_cert.pem) beside its private key"
+            "`keyPath` is set but `certPath` is not: the PEM form needs the certificate \
+             (apiclient_cert.pem) beside its private key"
                 .to_owned(),
         )),
         _ => {}
@@ -184,7 +188,8 @@ fn resolve_certificate(chain: &Chain) -> (Option<MerchantCertificate>, Vec<LoadE
                 problems.push(config_problem(
                     &setting.source,
                     format!(
-                        "`{key}` is the relative path {text:?}, but the element that sets it                          has no app folder to resolve it in: use an absolute path"
+                        "`{key}` is the relative path {text:?}, but the element that sets it \
+                         has no app folder to resolve it in: use an absolute path"
                     ),
                 ));
                 None
